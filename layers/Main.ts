@@ -1,0 +1,26 @@
+/**
+ * The live application: every layer composed. Tests build the same graph with some layers
+ * swapped (see test/support).
+ */
+import { Layer } from "effect"
+import * as RpcHandler from "../src/rpc/Handler.js"
+import * as Acl from "./Acl.js"
+import * as AuditLog from "./AuditLog.js"
+import * as Auth from "./Auth.js"
+import * as Config from "./Config.js"
+import * as Database from "./Database.js"
+import * as Entities from "./Entities.js"
+import * as RateLimiter from "./RateLimiter.js"
+import * as WebSocketServer from "./WebSocketServer.js"
+
+/** Everything below the server: config, entities, database and the request services. */
+export const core = (configFile: string, env?: Record<string, string | undefined>) => {
+  const config = Config.layer(configFile, env)
+  const withEntities = Layer.provideMerge(Entities.layer, config)
+  const withDatabase = Layer.provideMerge(Database.layer, withEntities)
+  const services = Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer)
+  return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, services), withDatabase)
+}
+
+export const live = (configFile: string, env?: Record<string, string | undefined>) =>
+  Layer.provideMerge(WebSocketServer.layer, core(configFile, env))

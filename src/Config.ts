@@ -1,0 +1,137 @@
+/**
+ * The shape of the configuration file, as a Schema: decoding it reports every problem with its
+ * key path, and yields the typed `DaemonConfig` the rest of the daemon reads through `AppConfig`.
+ * Secrets decode to `Redacted` so that they never reach a log line or a JSON dump.
+ */
+import { Context, Schema } from "effect"
+
+const Port = Schema.Int.pipe(Schema.between(0, 65535, { message: () => "a port number between 0 and 65535" }))
+const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "a positive integer" }))
+const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative({ message: () => "an integer >= 0" }))
+const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "a non-empty string" }))
+const Secret = Schema.Redacted(NonEmpty)
+
+const opt = <A, I, R>(schema: Schema.Schema<A, I, R>, value: () => NoInfer<A>) =>
+  Schema.optionalWith(schema, { default: value, exact: true })
+
+const strict = { onExcessProperty: "error" } as const
+
+export const TlsConfig = Schema.Struct({
+  enabled: opt(Schema.Boolean, () => false),
+  cert_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  key_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  ca_file: Schema.optionalWith(NonEmpty, { exact: true })
+}).annotations({ parseOptions: strict })
+
+export const ServerConfig = Schema.Struct({
+  host: opt(NonEmpty, () => "127.0.0.1"),
+  port: opt(Port, () => 50051),
+  /** Largest frame answered with a structured error; larger ones are refused with 400. */
+  max_payload: opt(PositiveInt, () => 1024 * 1024),
+  /** Requests of one connection executing at once; further frames wait (the socket is paused). */
+  max_in_flight: opt(PositiveInt, () => 64),
+  tls: opt(TlsConfig, () => ({ enabled: false }))
+}).annotations({ parseOptions: strict })
+
+export const Adapter = Schema.Literal("sqlite", "postgresql", "mysql")
+export type Adapter = typeof Adapter.Type
+
+export const ConnectionConfig = Schema.Struct({
+  /** sqlite: the database file (relative paths are relative to the configuration file). */
+  filename: Schema.optionalWith(NonEmpty, { exact: true }),
+  /** sqlite: how long a writer waits for the lock, in milliseconds. */
+  busy_timeout: opt(NonNegativeInt, () => 5000),
+  host: Schema.optionalWith(NonEmpty, { exact: true }),
+  port: Schema.optionalWith(Port, { exact: true }),
+  database: Schema.optionalWith(NonEmpty, { exact: true }),
+  user: Schema.optionalWith(NonEmpty, { exact: true }),
+  password: Schema.optionalWith(Secret, { exact: true }),
+  /** A file holding the password (for example a mounted Kubernetes secret). */
+  password_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  ssl_mode: opt(Schema.Literal("disable", "require", "verify-full"), () => "disable" as const)
+}).annotations({ parseOptions: strict })
+
+export const DatabaseConfig = Schema.Struct({
+  adapter: opt(Adapter, () => "sqlite" as const),
+  connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, ssl_mode: "disable" as const })),
+  pool_size: Schema.optionalWith(PositiveInt, { exact: true }),
+  /** Connect timeout, milliseconds. */
+  timeout: opt(PositiveInt, () => 30000),
+  auto_migrate: opt(Schema.Boolean, () => false)
+}).annotations({ parseOptions: strict })
+
+export const ServiceToken = Schema.Struct({
+  name: NonEmpty,
+  token: Schema.Redacted(
+    Schema.String.pipe(Schema.minLength(16, { message: () => "a token of at least 16 characters" }))
+  )
+}).annotations({ parseOptions: strict })
+
+export const AuthConfig = Schema.Struct({
+  service_tokens: opt(Schema.Array(ServiceToken), () => []),
+  /** Development only: print the service tokens at start so that a first request is easy. */
+  print_service_tokens: opt(Schema.Boolean, () => false)
+}).annotations({ parseOptions: strict })
+
+export const RateLimitConfig = Schema.Struct({
+  enabled: opt(Schema.Boolean, () => true),
+  requests_per_minute: opt(PositiveInt, () => 600),
+  burst: opt(PositiveInt, () => 100)
+}).annotations({ parseOptions: strict })
+
+export const AclConfig = Schema.Struct({
+  rules_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  cache_ttl: opt(NonNegativeInt, () => 300)
+}).annotations({ parseOptions: strict })
+
+export const SecurityConfig = Schema.Struct({
+  sandbox: opt(Schema.Literal("none", "strict"), () => "none" as const),
+  audit_log: opt(Schema.Boolean, () => true),
+  audit_log_path: Schema.optionalWith(NonEmpty, { exact: true }),
+  rate_limit: opt(RateLimitConfig, () => ({ enabled: true, requests_per_minute: 600, burst: 100 })),
+  acl: opt(AclConfig, () => ({ cache_ttl: 300 })),
+  auth: opt(AuthConfig, () => ({ service_tokens: [], print_service_tokens: false }))
+}).annotations({ parseOptions: strict })
+
+export const PerformanceConfig = Schema.Struct({
+  /** Bound on every request, milliseconds (504 past it). */
+  query_timeout: opt(PositiveInt, () => 30000),
+  max_query_complexity: opt(PositiveInt, () => 1000),
+  connection_pool_size: opt(PositiveInt, () => 20),
+  cache_enabled: opt(Schema.Boolean, () => false),
+  cache_size_mb: opt(PositiveInt, () => 256),
+  default_page_size: opt(PositiveInt, () => 20),
+  max_page_size: opt(PositiveInt, () => 100),
+  /** Most records one createMany may insert. */
+  max_batch_size: opt(PositiveInt, () => 1000)
+}).annotations({ parseOptions: strict })
+
+export const EntitiesConfig = Schema.Struct({
+  /** Folder of entity definitions (*.yaml); default: the shipped config/entities. */
+  dir: Schema.optionalWith(NonEmpty, { exact: true })
+}).annotations({ parseOptions: strict })
+
+export const LoggingConfig = Schema.Struct({
+  level: opt(Schema.Literal("debug", "info", "warning", "error"), () => "info" as const)
+}).annotations({ parseOptions: strict })
+
+export const ConfigFile = Schema.Struct({
+  server: opt(ServerConfig, () => ServerConfig.make({})),
+  database: opt(DatabaseConfig, () => DatabaseConfig.make({})),
+  security: opt(SecurityConfig, () => SecurityConfig.make({})),
+  performance: opt(PerformanceConfig, () => PerformanceConfig.make({})),
+  entities: opt(EntitiesConfig, () => ({})),
+  logging: opt(LoggingConfig, () => ({ level: "info" as const }))
+}).annotations({ parseOptions: strict })
+
+export type ConfigFile = typeof ConfigFile.Type
+
+/** The decoded configuration plus what was resolved from the environment of the process. */
+export interface DaemonConfig extends ConfigFile {
+  /** Absolute path of the file this came from (relative paths in it are resolved against it). */
+  readonly sourcePath: string
+  /** Absolute folder of the entity definitions. */
+  readonly entitiesDir: string
+}
+
+export class AppConfig extends Context.Tag("dbal/AppConfig")<AppConfig, DaemonConfig>() {}

@@ -1,0 +1,200 @@
+/**
+ * Input validation derived from the entity definitions: one Schema per field (type, lengths,
+ * pattern, range, enum values), and the record-level rules of create and update (unknown,
+ * generated and immutable fields, required fields, defaults). Values come out canonical:
+ * UUIDs lower-case, date-times as `Date`, strings well-formed.
+ */
+import { Either, ParseResult, Schema } from "effect"
+import { FieldIssue, ValidationFailed } from "../Errors.js"
+import type { EntityDef, FieldDef } from "./Model.js"
+
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
+/** ISO-8601 date-time with an explicit zone, as produced by `Date.prototype.toISOString`. */
+const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/
+/** The range every dialect stores (MySQL DATETIME starts at year 1000). */
+const MIN_TIME = Date.UTC(1000, 0, 1)
+const MAX_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+const MAX_JSON_DEPTH = 64
+
+export const isUuid = (s: string): boolean => UUID.test(s)
+
+const codePoints = (s: string): number => {
+  let n = 0
+  for (const _ of s) n++
+  return n
+}
+
+/** PostgreSQL cannot store NUL in text, and lone surrogates do not survive UTF-8: refuse both everywhere. */
+const storableText = (s: string): boolean => !s.includes("\u0000") && s.isWellFormed()
+
+const jsonProblem = (v: unknown, depth: number): string | undefined => {
+  if (depth > MAX_JSON_DEPTH) return `must not nest deeper than ${MAX_JSON_DEPTH} levels`
+  if (v === null || typeof v === "boolean") return undefined
+  if (typeof v === "number") return Number.isFinite(v) ? undefined : "must be a finite number"
+  if (typeof v === "string") return storableText(v) ? undefined : "must not contain NUL characters or invalid Unicode"
+  if (Array.isArray(v)) {
+    for (const x of v) {
+      const p = jsonProblem(x, depth + 1)
+      if (p !== undefined) return p
+    }
+    return undefined
+  }
+  if (typeof v === "object") {
+    for (const [k, x] of Object.entries(v)) {
+      if (!storableText(k)) return "must not contain NUL characters or invalid Unicode"
+      const p = jsonProblem(x, depth + 1)
+      if (p !== undefined) return p
+    }
+    return undefined
+  }
+  return "must be a JSON value"
+}
+
+const text = (f: FieldDef): Schema.Schema<string, unknown> => {
+  let s = Schema.String.annotations({ message: () => "must be a string" }).pipe(
+    Schema.filter((v) => storableText(v) || "must not contain NUL characters or invalid Unicode")
+  )
+  if (f.minLength !== undefined) {
+    const n = f.minLength
+    s = s.pipe(Schema.filter((v) => codePoints(v) >= n || `must be at least ${n} characters long`))
+  }
+  if (f.maxLength !== undefined) {
+    const n = f.maxLength
+    s = s.pipe(Schema.filter((v) => codePoints(v) <= n || `must be at most ${n} characters long`))
+  }
+  if (f.type === "email") s = s.pipe(Schema.filter((v) => EMAIL.test(v) || "must be an email address"))
+  if (f.pattern !== undefined) {
+    const re = f.pattern
+    s = s.pipe(Schema.filter((v) => re.test(v) || `must match the pattern ${re.source}`))
+  }
+  return s as unknown as Schema.Schema<string, unknown>
+}
+
+/** The Schema of one field's value (without null: nullability is a record-level rule). */
+export const fieldSchema = (f: FieldDef): Schema.Schema<unknown, unknown> => {
+  switch (f.type) {
+    case "uuid":
+      return Schema.String.annotations({ message: () => "must be a UUID" }).pipe(
+        Schema.filter((v) => UUID.test(v) || "must be a UUID"),
+        Schema.transform(Schema.String, { strict: true, decode: (v) => v.toLowerCase(), encode: (v) => v })
+      ) as unknown as Schema.Schema<unknown, unknown>
+    case "string":
+    case "text":
+    case "email":
+      return text(f) as Schema.Schema<unknown, unknown>
+    case "enum": {
+      const values = f.values ?? []
+      return Schema.String.annotations({ message: () => `must be one of ${values.join(", ")}` }).pipe(
+        Schema.filter((v) => values.includes(v) || `must be one of ${values.join(", ")}`)
+      ) as unknown as Schema.Schema<unknown, unknown>
+    }
+    case "integer": {
+      const min = f.min ?? Number.MIN_SAFE_INTEGER
+      const max = f.max ?? Number.MAX_SAFE_INTEGER
+      return Schema.Number.annotations({ message: () => "must be an integer" }).pipe(
+        Schema.filter((v) => Number.isInteger(v) || "must be an integer"),
+        Schema.filter((v) => (v >= min && v <= max) || `must be between ${min} and ${max}`)
+      ) as unknown as Schema.Schema<unknown, unknown>
+    }
+    case "boolean":
+      return Schema.Boolean.annotations({ message: () => "must be true or false" }) as unknown as Schema.Schema<unknown, unknown>
+    case "datetime":
+      return Schema.String.annotations({ message: () => "must be an ISO-8601 date-time string" }).pipe(
+        Schema.filter((v) => {
+          if (!ISO_DATETIME.test(v)) return "must be an ISO-8601 date-time with a time zone, e.g. 2024-01-15T10:30:00Z"
+          const t = Date.parse(v)
+          if (Number.isNaN(t)) return "must be a valid date-time"
+          return (t >= MIN_TIME && t <= MAX_TIME) || "must be between the years 1000 and 9999"
+        }),
+        Schema.transform(Schema.DateFromSelf, { strict: true, decode: (v) => new Date(v), encode: (d) => d.toISOString() })
+      ) as unknown as Schema.Schema<unknown, unknown>
+    case "json":
+      return Schema.Unknown.pipe(Schema.filter((v) => jsonProblem(v, 0) ?? true)) as unknown as Schema.Schema<unknown, unknown>
+  }
+}
+
+const decoders = new WeakMap<FieldDef, (u: unknown) => Either.Either<unknown, ParseResult.ParseError>>()
+
+/** Checks one value for a field; `null` is accepted only where the column is nullable. */
+export const checkValue = (f: FieldDef, value: unknown): Either.Either<unknown, string> => {
+  if (value === null) return f.nullable ? Either.right(null) : Either.left("must not be null")
+  let decode = decoders.get(f)
+  if (decode === undefined) {
+    decode = Schema.decodeUnknownEither(fieldSchema(f))
+    decoders.set(f, decode)
+  }
+  return Either.mapLeft(decode(value), (e) => ParseResult.ArrayFormatter.formatErrorSync(e)[0]?.message ?? "is not valid")
+}
+
+const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
+
+/** A validated record, keyed by wire (camelCase) field name. */
+export type Values = Map<FieldDef, unknown>
+
+const collect = (
+  entity: EntityDef,
+  data: unknown,
+  at: string,
+  mode: "create" | "update"
+): Either.Either<Values, Array<FieldIssue>> => {
+  const issues: Array<FieldIssue> = []
+  if (!isRecord(data)) return Either.left([new FieldIssue({ field: at, error: "must be an object of field values" })])
+  const values: Values = new Map()
+  for (const [key, value] of Object.entries(data)) {
+    const f = entity.byName.get(key)
+    const name = at === "data" ? key : `${at}.${key}`
+    if (f === undefined) {
+      issues.push(new FieldIssue({ field: name, error: `unknown field of ${entity.name}` }))
+      continue
+    }
+    if (value === undefined) continue
+    if (f.generated || f.primary) {
+      issues.push(new FieldIssue({ field: name, error: "is set by the daemon" }))
+      continue
+    }
+    if (mode === "update" && f.immutable) {
+      issues.push(new FieldIssue({ field: name, error: "cannot be changed" }))
+      continue
+    }
+    const checked = checkValue(f, value)
+    if (Either.isLeft(checked)) issues.push(new FieldIssue({ field: name, error: checked.left }))
+    else values.set(f, checked.right)
+  }
+  if (mode === "create") {
+    for (const f of entity.fields) {
+      if (values.has(f) || f.generated || f.primary || f.autoUpdate) continue
+      if (f.default !== undefined) {
+        values.set(f, structuredClone(f.default))
+        continue
+      }
+      if (f.required && !issues.some((i) => i.field === (at === "data" ? f.name : `${at}.${f.name}`))) {
+        issues.push(new FieldIssue({ field: at === "data" ? f.name : `${at}.${f.name}`, error: "is required" }))
+      }
+    }
+  } else if (values.size === 0 && issues.length === 0) {
+    issues.push(new FieldIssue({ field: at, error: "must set at least one field" }))
+  }
+  return issues.length > 0 ? Either.left(issues) : Either.right(values)
+}
+
+export const validateCreate = (entity: EntityDef, data: unknown, at = "data"): Either.Either<Values, ValidationFailed> =>
+  Either.mapLeft(collect(entity, data, at, "create"), (fields) => new ValidationFailed({ fields }))
+
+export const validateUpdate = (entity: EntityDef, data: unknown, at = "data"): Either.Either<Values, ValidationFailed> =>
+  Either.mapLeft(collect(entity, data, at, "update"), (fields) => new ValidationFailed({ fields }))
+
+/** Validates many records, reporting issues as `data[i].field`. */
+export const validateCreateMany = (
+  entity: EntityDef,
+  items: ReadonlyArray<unknown>
+): Either.Either<Array<Values>, ValidationFailed> => {
+  const out: Array<Values> = []
+  const issues: Array<FieldIssue> = []
+  items.forEach((item, i) => {
+    const r = collect(entity, item, `data[${i}]`, "create")
+    if (Either.isLeft(r)) issues.push(...r.left)
+    else out.push(r.right)
+  })
+  return issues.length > 0 ? Either.left(new ValidationFailed({ fields: issues.slice(0, 100) })) : Either.right(out)
+}

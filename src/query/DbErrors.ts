@@ -1,0 +1,91 @@
+/**
+ * Driver errors → the daemon's error table. Constraint names are the ones the DDL gives
+ * (`uq_<table>_<columns>`), so a unique violation names its fields on every dialect. Nothing of
+ * the driver's message reaches the caller.
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import { Conflict, Internal, Unavailable, ValidationFailed, type RequestError } from "../Errors.js"
+import type { EntityDef } from "../entity/Model.js"
+
+export type DbFailure =
+  | { readonly kind: "unique"; readonly fields: ReadonlyArray<string> }
+  | { readonly kind: "foreignKey" }
+  | { readonly kind: "constraint" }
+  | { readonly kind: "unavailable"; readonly reason: string }
+  | { readonly kind: "other" }
+
+interface DriverError {
+  readonly code?: unknown
+  readonly errno?: unknown
+  readonly constraint?: unknown
+  readonly message?: unknown
+}
+
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH", "EAI_AGAIN",
+  "PROTOCOL_CONNECTION_LOST", "ER_CON_COUNT_ERROR", "PROTOCOL_SEQUENCE_TIMEOUT", "ER_SERVER_SHUTDOWN",
+  "57P01", "57P02", "57P03", "53300", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY"
+])
+
+const fieldsOfIndex = (entity: EntityDef, name: string): ReadonlyArray<string> =>
+  entity.indexes.find((i) => i.name === name)?.fields.map((f) => f.name) ?? []
+
+const fieldsOfColumns = (entity: EntityDef, columns: ReadonlyArray<string>): ReadonlyArray<string> =>
+  columns.map((c) => entity.fields.find((f) => f.column === c)?.name).filter((n): n is string => n !== undefined)
+
+export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
+  const cause = (error.cause ?? {}) as DriverError
+  const code = typeof cause.code === "string" ? cause.code : String(cause.code ?? "")
+  const message = typeof cause.message === "string" ? cause.message : ""
+  // PostgreSQL (SQLSTATE codes)
+  if (code === "23505") return { kind: "unique", fields: fieldsOfIndex(entity, String(cause.constraint ?? "")) }
+  if (code === "23503") return { kind: "foreignKey" }
+  if (code === "23514" || code === "23502" || code === "22001" || code === "22P02" || code === "22021") return { kind: "constraint" }
+  if (code.startsWith("08")) return { kind: "unavailable", reason: "the database connection failed" }
+  // MySQL / MariaDB
+  if (code === "ER_DUP_ENTRY") {
+    const m = /for key '(?:[^'.]*\.)?([^']+)'/.exec(message)
+    return { kind: "unique", fields: m === null ? [] : fieldsOfIndex(entity, m[1]!) }
+  }
+  if (code === "ER_NO_REFERENCED_ROW_2" || code === "ER_ROW_IS_REFERENCED_2" || code === "ER_NO_REFERENCED_ROW" || code === "ER_ROW_IS_REFERENCED") {
+    return { kind: "foreignKey" }
+  }
+  if (code === "ER_CHECK_CONSTRAINT_VIOLATED" || code === "ER_DATA_TOO_LONG" || code === "ER_BAD_NULL_ERROR" || code === "ER_CONSTRAINT_FAILED") {
+    return { kind: "constraint" }
+  }
+  // SQLite
+  if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+    const m = /constraint failed: (.*)$/.exec(message)
+    const cols = m === null ? [] : m[1]!.split(",").map((s) => s.trim().split(".").pop() ?? "")
+    return { kind: "unique", fields: fieldsOfColumns(entity, cols) }
+  }
+  if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") return { kind: "foreignKey" }
+  if (code.startsWith("SQLITE_CONSTRAINT")) return { kind: "constraint" }
+  if (CONNECTION_CODES.has(code) || code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_IOERR")) {
+    return { kind: "unavailable", reason: code.startsWith("SQLITE") ? "the database is busy or cannot be written" : "the database connection failed" }
+  }
+  if (/Connection terminated|connection is closed|Cannot enqueue|Pool is closed|timeout exceeded when trying to connect/i.test(message + " " + String(error.message))) {
+    return { kind: "unavailable", reason: "the database connection failed" }
+  }
+  return { kind: "other" }
+}
+
+/** The error for a failure whose foreign-key case has already been resolved by the caller. */
+export const toRequestError = (entity: EntityDef, error: SqlError, failure: DbFailure = classify(entity, error)): RequestError => {
+  switch (failure.kind) {
+    case "unique":
+      return new Conflict({
+        entity: entity.name,
+        fields: failure.fields,
+        reason: failure.fields.length > 0 ? `a ${entity.name} with the same ${failure.fields.join(" and ")} already exists` : "a unique value is already taken"
+      })
+    case "foreignKey":
+      return new Conflict({ entity: entity.name, fields: [], reason: "the record is referenced by other records" })
+    case "constraint":
+      return ValidationFailed.one("data", "rejected by a database constraint")
+    case "unavailable":
+      return new Unavailable({ reason: failure.reason, cause: error })
+    case "other":
+      return new Internal({ cause: error })
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * The daemon's filter language: parsed from the wire into a checked tree (`parseFilter`), then
+ * compiled into a SQL fragment with bound parameters (`compileFilter`). Field names are looked up
+ * in the entity definition; the column identifiers in the SQL come from the registry, never from
+ * the request. An empty OR matches no rows; an empty AND matches every row.
+ */
+import type { Statement } from "@effect/sql"
+import { Either } from "effect"
+import { FieldIssue, ValidationFailed } from "../Errors.js"
+import type { Dialect } from "../entity/Ddl.js"
+import type { EntityDef, FieldDef } from "../entity/Model.js"
+import { isUuid } from "../entity/Validate.js"
+import { encodeValue } from "./Codec.js"
+
+export type CmpOp = "eq" | "ne" | "gt" | "gte" | "lt" | "lte"
+export type LikeOp = "contains" | "startsWith" | "endsWith"
+
+export type FilterNode =
+  | { readonly _tag: "And"; readonly nodes: ReadonlyArray<FilterNode> }
+  | { readonly _tag: "Or"; readonly nodes: ReadonlyArray<FilterNode> }
+  | { readonly _tag: "Not"; readonly node: FilterNode }
+  | { readonly _tag: "Cmp"; readonly field: FieldDef; readonly op: CmpOp; readonly value: unknown }
+  | { readonly _tag: "In"; readonly field: FieldDef; readonly values: ReadonlyArray<unknown>; readonly negate: boolean }
+  | { readonly _tag: "Like"; readonly field: FieldDef; readonly op: LikeOp; readonly value: string }
+  | { readonly _tag: "IsNull"; readonly field: FieldDef; readonly isNull: boolean }
+
+export const TRUE: FilterNode = { _tag: "And", nodes: [] }
+export const FALSE: FilterNode = { _tag: "Or", nodes: [] }
+
+export const and = (...nodes: ReadonlyArray<FilterNode>): FilterNode => {
+  const kept = nodes.filter((n) => !(n._tag === "And" && n.nodes.length === 0))
+  return kept.length === 1 ? kept[0]! : { _tag: "And", nodes: kept }
+}
+
+export interface FilterLimits {
+  readonly maxDepth: number
+  readonly maxNodes: number
+  readonly maxInList: number
+}
+
+export const defaultFilterLimits: FilterLimits = { maxDepth: 16, maxNodes: 500, maxInList: 1000 }
+
+const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "notIn", "contains", "startsWith", "endsWith", "isNull"] as const
+const ORDERED_TYPES = new Set(["uuid", "string", "text", "email", "enum", "integer", "datetime"])
+const TEXT_TYPES = new Set(["string", "text", "email", "enum"])
+const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/
+
+const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
+
+class Issues {
+  readonly list: Array<FieldIssue> = []
+  nodes = 0
+  add(field: string, error: string) {
+    if (this.list.length < 50) this.list.push(new FieldIssue({ field, error }))
+  }
+}
+
+/**
+ * Checks a filter operand for the field's type. Lengths and patterns are not applied: a value
+ * that no record could have simply matches nothing. Types are, because the databases disagree
+ * on comparing values of the wrong type.
+ */
+export const operand = (f: FieldDef, v: unknown): Either.Either<unknown, string> => {
+  switch (f.type) {
+    case "uuid":
+      return typeof v === "string" && isUuid(v) ? Either.right(v.toLowerCase()) : Either.left("must be a UUID")
+    case "string":
+    case "text":
+    case "email":
+    case "enum":
+      return typeof v === "string" && !v.includes("\u0000") && v.isWellFormed()
+        ? Either.right(v)
+        : Either.left("must be a string")
+    case "integer":
+      return typeof v === "number" && Number.isSafeInteger(v) ? Either.right(v) : Either.left("must be an integer")
+    case "boolean":
+      return typeof v === "boolean" ? Either.right(v) : Either.left("must be true or false")
+    case "datetime":
+      return typeof v === "string" && ISO_DATETIME.test(v) && !Number.isNaN(Date.parse(v))
+        ? Either.right(new Date(v))
+        : Either.left("must be an ISO-8601 date-time with a time zone")
+    case "json":
+      return Either.left("JSON fields can only be tested with isNull")
+  }
+}
+
+const parseField = (f: FieldDef, spec: unknown, at: string, issues: Issues): FilterNode | undefined => {
+  issues.nodes++
+  if (spec === null) return { _tag: "IsNull", field: f, isNull: true }
+  if (Array.isArray(spec)) {
+    issues.add(at, "a list is not a value: use {in: [...]}")
+    return undefined
+  }
+  if (!isRecord(spec)) {
+    const v = operand(f, spec)
+    if (Either.isLeft(v)) return void issues.add(at, v.left)
+    return { _tag: "Cmp", field: f, op: "eq", value: v.right }
+  }
+  const keys = Object.keys(spec)
+  if (keys.length === 0) {
+    issues.add(at, `expected a value or operators (${OPERATORS.join(", ")})`)
+    return undefined
+  }
+  const nodes: Array<FilterNode> = []
+  for (const op of keys) {
+    const arg = spec[op]
+    const here = `${at}.${op}`
+    issues.nodes++
+    switch (op) {
+      case "eq":
+      case "ne":
+      case "gt":
+      case "gte":
+      case "lt":
+      case "lte": {
+        if (arg === null && (op === "eq" || op === "ne")) {
+          nodes.push({ _tag: "IsNull", field: f, isNull: op === "eq" })
+          break
+        }
+        if (op !== "eq" && op !== "ne" && !ORDERED_TYPES.has(f.type)) {
+          issues.add(here, `${f.type} fields cannot be ordered`)
+          break
+        }
+        const v = operand(f, arg)
+        if (Either.isLeft(v)) issues.add(here, v.left)
+        else nodes.push({ _tag: "Cmp", field: f, op, value: v.right })
+        break
+      }
+      case "in":
+      case "notIn": {
+        if (!Array.isArray(arg)) {
+          issues.add(here, "must be a list of values")
+          break
+        }
+        if (arg.length > defaultFilterLimits.maxInList) {
+          issues.add(here, `must have at most ${defaultFilterLimits.maxInList} values`)
+          break
+        }
+        const values: Array<unknown> = []
+        arg.forEach((x, i) => {
+          const v = operand(f, x)
+          if (Either.isLeft(v)) issues.add(`${here}[${i}]`, v.left)
+          else values.push(v.right)
+        })
+        issues.nodes += values.length
+        nodes.push({ _tag: "In", field: f, values, negate: op === "notIn" })
+        break
+      }
+      case "contains":
+      case "startsWith":
+      case "endsWith": {
+        if (!TEXT_TYPES.has(f.type)) {
+          issues.add(here, `only applies to text fields`)
+          break
+        }
+        const v = operand(f, arg)
+        if (Either.isLeft(v)) issues.add(here, v.left)
+        else nodes.push({ _tag: "Like", field: f, op, value: v.right as string })
+        break
+      }
+      case "isNull":
+        if (typeof arg !== "boolean") issues.add(here, "must be true or false")
+        else nodes.push({ _tag: "IsNull", field: f, isNull: arg })
+        break
+      default:
+        issues.add(here, `unknown operator (expected one of ${OPERATORS.join(", ")})`)
+    }
+  }
+  return nodes.length === 1 ? nodes[0] : { _tag: "And", nodes }
+}
+
+const parseNode = (entity: EntityDef, spec: unknown, at: string, depth: number, issues: Issues): FilterNode | undefined => {
+  if (depth > defaultFilterLimits.maxDepth) {
+    issues.add(at, `must not nest deeper than ${defaultFilterLimits.maxDepth} levels`)
+    return undefined
+  }
+  if (!isRecord(spec)) {
+    issues.add(at, "must be an object of field conditions")
+    return undefined
+  }
+  const nodes: Array<FilterNode> = []
+  for (const [key, value] of Object.entries(spec)) {
+    if (issues.nodes > defaultFilterLimits.maxNodes) {
+      issues.add(at, `has more than ${defaultFilterLimits.maxNodes} conditions`)
+      return undefined
+    }
+    const here = `${at}.${key}`
+    if (key === "AND" || key === "OR") {
+      const list = Array.isArray(value) ? value : key === "AND" && isRecord(value) ? [value] : undefined
+      if (list === undefined) {
+        issues.add(here, "must be a list of filters")
+        continue
+      }
+      const children = list.map((c, i) => parseNode(entity, c, `${here}[${i}]`, depth + 1, issues))
+      if (children.every((c): c is FilterNode => c !== undefined)) nodes.push({ _tag: key === "AND" ? "And" : "Or", nodes: children })
+    } else if (key === "NOT") {
+      const list = Array.isArray(value) ? value : [value]
+      const children = list.map((c, i) => parseNode(entity, c, Array.isArray(value) ? `${here}[${i}]` : here, depth + 1, issues))
+      if (children.every((c): c is FilterNode => c !== undefined)) {
+        nodes.push({ _tag: "Not", node: children.length === 1 ? children[0]! : { _tag: "And", nodes: children } })
+      }
+    } else {
+      const f = entity.byName.get(key)
+      if (f === undefined || f.neverExpose) {
+        issues.add(here, `unknown field of ${entity.name}`)
+        continue
+      }
+      const n = parseField(f, value, here, issues)
+      if (n !== undefined) nodes.push(n)
+    }
+  }
+  return nodes.length === 1 ? nodes[0] : { _tag: "And", nodes }
+}
+
+/** Wire filter → checked tree. `undefined` and `null` mean "no filter". */
+export const parseFilter = (entity: EntityDef, spec: unknown, at = "filter"): Either.Either<FilterNode, ValidationFailed> => {
+  if (spec === undefined || spec === null) return Either.right(TRUE)
+  const issues = new Issues()
+  const node = parseNode(entity, spec, at, 0, issues)
+  if (issues.list.length > 0 || node === undefined) {
+    return Either.left(new ValidationFailed({ fields: issues.list.length > 0 ? issues.list : [new FieldIssue({ field: at, error: "is not a valid filter" })] }))
+  }
+  return Either.right(node)
+}
+
+/** True when the filter tests at least one field (bulk writes refuse filters that do not). */
+export const hasFieldCondition = (node: FilterNode): boolean => {
+  switch (node._tag) {
+    case "And":
+    case "Or":
+      return node.nodes.some(hasFieldCondition)
+    case "Not":
+      return hasFieldCondition(node.node)
+    default:
+      return true
+  }
+}
+
+/** `!` escapes LIKE wildcards: it has no special meaning in any dialect's string literals. */
+const likePattern = (op: LikeOp, v: string): string => {
+  const escaped = v.replace(/[!%_]/g, (c) => `!${c}`)
+  return op === "contains" ? `%${escaped}%` : op === "startsWith" ? `${escaped}%` : `%${escaped}`
+}
+
+const CMP: Record<CmpOp, string> = { eq: "=", ne: "<>", gt: ">", gte: ">=", lt: "<", lte: "<=" }
+
+/**
+ * Tree → SQL fragment. `qualify` prefixes columns with a table alias (for joins). Every value
+ * is a bound parameter; every identifier comes from the field definitions.
+ */
+export const compileFilter = (
+  sql: Statement.Constructor,
+  dialect: Dialect,
+  node: FilterNode,
+  qualify?: string
+): Statement.Fragment => {
+  const col = (f: FieldDef) => (qualify === undefined ? sql(f.column) : sql`${sql(qualify)}.${sql(f.column)}`)
+  const go = (n: FilterNode): Statement.Fragment => {
+    switch (n._tag) {
+      case "And":
+        return n.nodes.length === 0 ? sql.literal("1=1") : sql.join(" AND ", true, "1=1")(n.nodes.map(go))
+      case "Or":
+        // Guarded on purpose: an empty OR must match nothing (sql.or([]) would be 1=1).
+        return n.nodes.length === 0 ? sql.literal("1=0") : sql.join(" OR ", true, "1=0")(n.nodes.map(go))
+      case "Not":
+        return sql`NOT (${go(n.node)})`
+      case "Cmp":
+        return sql`${col(n.field)} ${sql.literal(CMP[n.op])} ${encodeValue(dialect, n.field, n.value)}`
+      case "In":
+        if (n.values.length === 0) return sql.literal(n.negate ? "1=1" : "1=0")
+        return sql`${col(n.field)} ${sql.literal(n.negate ? "NOT IN" : "IN")} ${sql.in(n.values.map((v) => encodeValue(dialect, n.field, v)))}`
+      case "Like":
+        return sql`${col(n.field)} LIKE ${likePattern(n.op, n.value)} ESCAPE '!'`
+      case "IsNull":
+        return sql`${col(n.field)} ${sql.literal(n.isNull ? "IS NULL" : "IS NOT NULL")}`
+    }
+  }
+  return go(node)
+}

@@ -1,0 +1,306 @@
+/**
+ * The SQL of every method, written once for the three dialects. Ids are generated here and
+ * rows are read back by id, so nothing relies on RETURNING (MySQL 8 has none). Every statement
+ * is built from registry identifiers and bound parameters; writes that touch several rows run in
+ * one transaction.
+ */
+import type { Statement } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Effect, Option } from "effect"
+import { randomUUID } from "node:crypto"
+import { FieldIssue, NotFound, type RequestError, ValidationFailed } from "../Errors.js"
+import type { Dialect } from "../entity/Ddl.js"
+import type { EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
+import { isUuid, type Values } from "../entity/Validate.js"
+import type { DatabaseShape } from "../services/Database.js"
+import { decodeRow, encodeValue, type Row, type WireRecord } from "./Codec.js"
+import { classify, toRequestError } from "./DbErrors.js"
+import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
+
+/** What the access decision allows: the rows (a filter added to every statement) and fields. */
+export interface Access {
+  readonly rowFilter: FilterNode
+  readonly readable: ReadonlyArray<FieldDef>
+}
+
+export const fullAccess = (entity: EntityDef): Access => ({ rowFilter: TRUE, readable: entity.exposed })
+
+export interface SortKey {
+  readonly field: FieldDef
+  readonly direction: "asc" | "desc"
+}
+
+export interface Page {
+  readonly data: ReadonlyArray<WireRecord>
+  readonly total: number
+}
+
+/** Rows per INSERT statement, well under every dialect's parameter limit. */
+const INSERT_CHUNK = 200
+
+const columns = (sql: Statement.Constructor, fields: ReadonlyArray<FieldDef>) =>
+  sql.join(", ", false)(fields.map((f) => sql`${sql(f.column)}`))
+
+const orderBy = (sql: Statement.Constructor, entity: EntityDef, sort: ReadonlyArray<SortKey>) => {
+  const keys: Array<SortKey> = [...sort]
+  if (keys.length === 0 && entity.orderField !== undefined) keys.push({ field: entity.orderField, direction: "asc" })
+  if (!keys.some((k) => k.field === entity.primaryKey)) keys.push({ field: entity.primaryKey, direction: "asc" })
+  // NULLs sort as the largest value on every dialect (PostgreSQL's rule), so pages agree.
+  const parts = keys.flatMap((k) => {
+    const dir = sql.literal(k.direction === "asc" ? "ASC" : "DESC")
+    const c = sql(k.field.column)
+    return k.field.nullable ? [sql`${c} IS NULL ${dir}`, sql`${c} ${dir}`] : [sql`${c} ${dir}`]
+  })
+  return sql.join(", ", false)(parts)
+}
+
+const intLiteral = (sql: Statement.Constructor, n: number) => sql.literal(String(Math.max(0, Math.trunc(n))))
+
+/** Maps a driver failure; a foreign-key failure of a write is resolved into which field is wrong. */
+const mapWriteError = (db: DatabaseShape, registry: EntityRegistryShape, entity: EntityDef, written: ReadonlyArray<Values>) =>
+  (error: SqlError): Effect.Effect<never, RequestError> => {
+    const failure = classify(entity, error)
+    if (failure.kind !== "foreignKey" || written.length === 0) return Effect.fail(toRequestError(entity, error, failure))
+    return missingReferences(db, registry, entity, written).pipe(
+      Effect.flatMap((issues) =>
+        issues.length > 0 ? Effect.fail(new ValidationFailed({ fields: issues })) : Effect.fail(toRequestError(entity, error, failure))
+      )
+    )
+  }
+
+/** Which foreign-key values of the written records point at no row (run after the failed write). */
+const missingReferences = (
+  db: DatabaseShape,
+  registry: EntityRegistryShape,
+  entity: EntityDef,
+  written: ReadonlyArray<Values>
+): Effect.Effect<Array<FieldIssue>, RequestError> =>
+  Effect.gen(function* () {
+    const { sql, dialect } = db
+    const issues: Array<FieldIssue> = []
+    for (const [i, values] of written.entries()) {
+      for (const [f, v] of values) {
+        if (f.foreignKey === undefined || v === null) continue
+        const target = registry.entities.get(f.foreignKey.entity)!
+        const tf = target.byName.get(f.foreignKey.field)!
+        const rows = yield* sql<Row>`SELECT 1 AS x FROM ${sql(target.table)} WHERE ${sql(tf.column)} = ${encodeValue(dialect, tf, v)}`.pipe(
+          Effect.mapError((e) => toRequestError(entity, e))
+        )
+        if (rows.length === 0) {
+          issues.push(new FieldIssue({ field: written.length > 1 ? `data[${i}].${f.name}` : f.name, error: `refers to a ${target.name} that does not exist` }))
+        }
+      }
+    }
+    return issues
+  })
+
+const readError = (entity: EntityDef) => (e: SqlError) => toRequestError(entity, e)
+
+/** Assigns the daemon-set fields of a new record. */
+const completeForCreate = (entity: EntityDef, values: Values, now: Date): Values => {
+  const out: Values = new Map(values)
+  for (const f of entity.fields) {
+    if (f.primary) out.set(f, randomUUID())
+    else if (f.generated && f.type === "datetime") out.set(f, now)
+    else if (f.autoUpdate && !out.has(f)) out.set(f, f.type === "datetime" ? now : null)
+    else if (!out.has(f)) out.set(f, null)
+  }
+  return out
+}
+
+const completeForUpdate = (entity: EntityDef, values: Values, now: Date): Values => {
+  const out: Values = new Map(values)
+  for (const f of entity.fields) if (f.autoUpdate && f.type === "datetime" && !out.has(f)) out.set(f, now)
+  return out
+}
+
+const selectWhere = (db: DatabaseShape, entity: EntityDef, access: Access, where: FilterNode, limit?: number) => {
+  const { sql, dialect } = db
+  return sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${
+    limit === undefined ? sql.literal("") : sql` ORDER BY ${orderBy(sql, entity, [])} LIMIT ${intLiteral(sql, limit)}`
+  }`
+}
+
+const byPk = (entity: EntityDef, id: string): FilterNode => ({ _tag: "Cmp", field: entity.primaryKey, op: "eq", value: id })
+const byField = (f: FieldDef, v: unknown): FilterNode => ({ _tag: "Cmp", field: f, op: "eq", value: v })
+
+const decodeAll = (dialect: Dialect, entity: EntityDef, access: Access, rows: ReadonlyArray<Row>) =>
+  rows.map((r) => decodeRow(dialect, entity, r, access.readable))
+
+const insertRows = (db: DatabaseShape, entity: EntityDef, records: ReadonlyArray<Values>) => {
+  const { sql, dialect } = db
+  const fields = entity.fields
+  const chunks: Array<ReadonlyArray<Values>> = []
+  for (let i = 0; i < records.length; i += INSERT_CHUNK) chunks.push(records.slice(i, i + INSERT_CHUNK))
+  return Effect.forEach(
+    chunks,
+    (chunk) => {
+      const rows = chunk.map((rec) =>
+        sql`(${sql.join(", ", false)(fields.map((f) => sql`${encodeValue(dialect, f, rec.get(f) ?? null)}`))})`
+      )
+      return sql`INSERT INTO ${sql(entity.table)} (${columns(sql, fields)}) VALUES ${sql.join(", ", false)(rows)}`
+    },
+    { discard: true }
+  )
+}
+
+const setClause = (db: DatabaseShape, values: Values) =>
+  db.sql.join(", ", false)(
+    [...values].map(([f, v]) => db.sql`${db.sql(f.column)} = ${encodeValue(db.dialect, f, v)}`)
+  )
+
+/** Affected rows of an UPDATE or DELETE, as each driver reports it. */
+const affected = (raw: unknown): number => {
+  const r = raw as { rowCount?: unknown; affectedRows?: unknown; changes?: unknown } | null
+  const n = r?.rowCount ?? r?.affectedRows ?? r?.changes ?? 0
+  return Number(n)
+}
+
+const forUpdate = (db: DatabaseShape) => db.sql.literal(db.dialect === "sqlite" ? "" : " FOR UPDATE")
+
+export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape) => {
+  const { sql, dialect } = db
+
+  const read = (entity: EntityDef, id: string, access: Access) =>
+    !isUuid(id)
+      ? Effect.fail(new NotFound({ entity: entity.name }))
+      : selectWhere(db, entity, access, byPk(entity, id.toLowerCase())).pipe(
+          Effect.mapError(readError(entity)),
+          Effect.flatMap((rows) =>
+            rows[0] === undefined ? Effect.fail(new NotFound({ entity: entity.name })) : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
+          )
+        )
+
+  const create = (entity: EntityDef, values: Values, access: Access) =>
+    Effect.gen(function* () {
+      const record = completeForCreate(entity, values, new Date())
+      const id = record.get(entity.primaryKey) as string
+      yield* insertRows(db, entity, [record]).pipe(Effect.catchAll(mapWriteError(db, registry, entity, [values])))
+      const rows = yield* sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`.pipe(
+        Effect.mapError(readError(entity))
+      )
+      if (rows[0] === undefined) return yield* new NotFound({ entity: entity.name })
+      return decodeRow(dialect, entity, rows[0], access.readable)
+    })
+
+  const createMany = (entity: EntityDef, items: ReadonlyArray<Values>) =>
+    Effect.gen(function* () {
+      if (items.length === 0) return 0
+      const now = new Date()
+      const records = items.map((v) => completeForCreate(entity, v, now))
+      yield* sql.withTransaction(insertRows(db, entity, records)).pipe(Effect.catchAll(mapWriteError(db, registry, entity, items)))
+      return records.length
+    })
+
+  /** Updates the row with this primary key if the row filter admits it; 404 otherwise. */
+  const updateWhere = (entity: EntityDef, where: FilterNode, values: Values, access: Access) =>
+    Effect.gen(function* () {
+      const fields = completeForUpdate(entity, values, new Date())
+      const pk = entity.primaryKey
+      const id = yield* sql.withTransaction(
+        Effect.gen(function* () {
+          const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
+          const first = found[0]
+          if (first === undefined) return Option.none<string>()
+          const rowId = String(first[pk.column])
+          yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${sql(pk.column)} = ${rowId}`
+          return Option.some(rowId)
+        })
+      ).pipe(Effect.catchAll(mapWriteError(db, registry, entity, [values])))
+      if (Option.isNone(id)) return yield* new NotFound({ entity: entity.name })
+      return yield* read(entity, id.value, { rowFilter: TRUE, readable: access.readable })
+    })
+
+  const update = (entity: EntityDef, id: string, values: Values, access: Access) =>
+    isUuid(id) ? updateWhere(entity, byPk(entity, id.toLowerCase()), values, access) : Effect.fail(new NotFound({ entity: entity.name }))
+
+  const deleteWhere = (entity: EntityDef, where: FilterNode, access: Access) =>
+    Effect.gen(function* () {
+      const pk = entity.primaryKey
+      const deleted = yield* sql.withTransaction(
+        Effect.gen(function* () {
+          const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
+          const first = found[0]
+          if (first === undefined) return false
+          yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${String(first[pk.column])}`
+          return true
+        })
+      ).pipe(Effect.catchAll(mapWriteError(db, registry, entity, [])))
+      if (!deleted) return yield* new NotFound({ entity: entity.name })
+      return true as const
+    })
+
+  const remove = (entity: EntityDef, id: string, access: Access) =>
+    isUuid(id) ? deleteWhere(entity, byPk(entity, id.toLowerCase()), access) : Effect.fail(new NotFound({ entity: entity.name }))
+
+  const list = (entity: EntityDef, filter: FilterNode, sort: ReadonlyArray<SortKey>, page: number, limit: number, access: Access) =>
+    Effect.gen(function* () {
+      const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
+      const rows = yield* sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
+      const total = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${where}`
+      return { data: decodeAll(dialect, entity, access, rows), total: Number(total[0]?.n ?? 0) } satisfies Page
+    }).pipe(Effect.mapError(readError(entity)))
+
+  const count = (entity: EntityDef, filter: FilterNode, access: Access) =>
+    sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.pipe(
+      Effect.map((rows) => Number(rows[0]?.n ?? 0)),
+      Effect.mapError(readError(entity))
+    )
+
+  const findFirst = (entity: EntityDef, filter: FilterNode, access: Access) =>
+    selectWhere(db, entity, access, filter, 1).pipe(
+      Effect.map((rows) => (rows[0] === undefined ? null : decodeRow(dialect, entity, rows[0], access.readable))),
+      Effect.mapError(readError(entity))
+    )
+
+  const updateMany = (entity: EntityDef, filter: FilterNode, values: Values, access: Access) =>
+    sql`UPDATE ${sql(entity.table)} SET ${setClause(db, completeForUpdate(entity, values, new Date()))} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.raw.pipe(
+      Effect.map(affected),
+      Effect.catchAll(mapWriteError(db, registry, entity, [values]))
+    )
+
+  const deleteMany = (entity: EntityDef, filter: FilterNode, access: Access) =>
+    sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.raw.pipe(
+      Effect.map(affected),
+      Effect.catchAll(mapWriteError(db, registry, entity, []))
+    )
+
+  /**
+   * Update the row whose unique field has this value, or create it. A concurrent create of the
+   * same value surfaces as a unique violation; the update path is then taken once more.
+   */
+  const upsert = (entity: EntityDef, field: FieldDef, value: unknown, createValues: Values, updateValues: Values, access: Access) => {
+    const attempt = Effect.gen(function* () {
+      const existing = yield* selectWhere(db, entity, { rowFilter: TRUE, readable: [entity.primaryKey] }, byField(field, value)).pipe(
+        Effect.mapError(readError(entity))
+      )
+      if (existing.length > 0) return yield* updateWhere(entity, byField(field, value), updateValues, access)
+      return yield* create(entity, createValues, access)
+    })
+    return attempt.pipe(
+      Effect.catchIf(
+        (e): e is RequestError => e._tag === "Conflict" && e.fields.includes(field.name),
+        () => updateWhere(entity, byField(field, value), updateValues, access)
+      )
+    )
+  }
+
+  return {
+    read,
+    create,
+    createMany,
+    update,
+    updateWhere,
+    remove,
+    deleteWhere,
+    list,
+    count,
+    findFirst,
+    updateMany,
+    deleteMany,
+    upsert,
+    byField
+  }
+}
+
+export type Repository = ReturnType<typeof makeRepository>

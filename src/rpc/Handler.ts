@@ -1,0 +1,129 @@
+/**
+ * The RPC handler: one frame in, one answer out. decode → authenticate → rate limit → access
+ * decision → validate → execute → encode, with the request's timeout and span around it and an
+ * audit record after it. Every failure is a tagged error mapped once by `toWireError`; nothing
+ * here can close the connection.
+ */
+import { Cause, Context, Effect, Layer, Option } from "effect"
+import { AppConfig } from "../Config.js"
+import { BadRequest, errorName, Internal, type RequestError, Timeout, toWireError, Unauthorized } from "../Errors.js"
+import { EntityRegistry } from "../entity/Model.js"
+import { makeRepository } from "../query/Repository.js"
+import { Acl } from "../services/Acl.js"
+import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
+import { Auth, type Credentials } from "../services/Auth.js"
+import { Database } from "../services/Database.js"
+import type { Principal } from "../services/Principal.js"
+import { RateLimiter } from "../services/RateLimiter.js"
+import { entityNameOf, type MethodContext, type Outcome, runMethod, WriteMethods } from "./Methods.js"
+import { decodeCredentials, decodeFrame, encodeError, encodeResult, isRejected, type Request } from "./Protocol.js"
+
+/** State of one WebSocket connection that requests may read and `authenticate` may set. */
+export interface Connection {
+  readonly remoteAddress: string
+  auth: Credentials | undefined
+}
+
+export interface RpcHandlerShape {
+  /** Answers one text frame; never fails. */
+  readonly handle: (conn: Connection, frame: string) => Effect.Effect<string>
+}
+
+export class RpcHandler extends Context.Tag("dbal/RpcHandler")<RpcHandler, RpcHandlerShape>() {}
+
+const asRequestError = (cause: Cause.Cause<RequestError>): RequestError =>
+  Option.getOrElse(Cause.failureOption(cause), () => new Internal({ cause: Cause.squash(cause) }))
+
+export const make = Effect.gen(function* () {
+  const config = yield* AppConfig
+  const registry = yield* EntityRegistry
+  const db = yield* Database
+  const auth = yield* Auth
+  const acl = yield* Acl
+  const limiter = yield* RateLimiter
+  const audit = yield* AuditLog
+  const repo = makeRepository(db, registry)
+  const timeoutMs = config.performance.query_timeout
+
+  const authenticate = (conn: Connection, req: Request) =>
+    Effect.gen(function* () {
+      if (req.method === "authenticate") {
+        if (req.params.length !== 1) return yield* new BadRequest({ reason: "expected params [{token, user_id}]" })
+        const creds = decodeCredentials(req.params[0])
+        if (typeof creds === "string") return yield* new BadRequest({ reason: creds.replace(/^auth/, "params[0]") })
+        const principal = yield* auth.authenticate(creds, conn.remoteAddress)
+        return { principal, creds }
+      }
+      const creds = req.auth ?? conn.auth
+      if (creds === undefined) {
+        return yield* new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" })
+      }
+      return { principal: yield* auth.authenticate(creds, conn.remoteAddress), creds }
+    }).pipe(Effect.withSpan("auth"))
+
+  const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void) =>
+    Effect.gen(function* () {
+      const { principal, creds } = yield* authenticate(conn, req)
+      setPrincipal(principal)
+      yield* limiter.consume(principal.userId).pipe(Effect.withSpan("rate_limit"))
+      if (req.method === "authenticate") {
+        conn.auth = creds
+        return { result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome
+      }
+      const ctx: MethodContext = { principal, registry, repo, acl, config, db }
+      return yield* runMethod(ctx, req.method, req.params)
+    })
+
+  const handle = (conn: Connection, frame: string): Effect.Effect<string> => {
+    const decoded = decodeFrame(frame)
+    if (isRejected(decoded)) return Effect.succeed(encodeError(decoded.id, toWireError(decoded.error)))
+    const req = decoded
+    const started = performance.now()
+    let principal: Principal | undefined
+    return execute(conn, req, (p) => {
+      principal = p
+    }).pipe(
+      Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Timeout({ timeoutMs }) }),
+      Effect.sandbox,
+      Effect.mapError(asRequestError),
+      Effect.tapError((e) => (e._tag === "Internal" ? Effect.logError("request failed unexpectedly", e.cause) : Effect.void)),
+      Effect.either,
+      Effect.flatMap((outcome) =>
+        Effect.gen(function* () {
+          const span = yield* Effect.currentSpan.pipe(Effect.option)
+          const error = outcome._tag === "Left" ? outcome.left : undefined
+          const record: AuditRecord = {
+            timestamp: new Date().toISOString(),
+            requestId: req.id,
+            ...(Option.isSome(span) ? { traceId: span.value.traceId } : {}),
+            userId: principal?.userId ?? null,
+            role: principal?.role ?? null,
+            operation: req.method,
+            entity: outcome._tag === "Right" ? (outcome.right.entity ?? entityNameOf(req.params)) : entityNameOf(req.params),
+            ...(outcome._tag === "Right" && outcome.right.recordIds !== undefined ? { recordIds: outcome.right.recordIds } : {}),
+            success: error === undefined,
+            ...(error === undefined ? {} : { errorCode: toWireError(error).code, error: errorName(error) }),
+            ...(error?._tag === "Unauthorized" || error?._tag === "Forbidden" ? { details: { reason: error.reason } } : {}),
+            durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+            remoteAddress: conn.remoteAddress
+          }
+          const audited = yield* audit.record(record).pipe(Effect.either)
+          if (audited._tag === "Left") {
+            yield* Effect.logError("audit record could not be written", audited.left.reason)
+            // A write that cannot be recorded is not acknowledged (fail closed).
+            if (error === undefined && WriteMethods.has(req.method)) return encodeError(req.id, toWireError(audited.left))
+          }
+          return outcome._tag === "Right" ? encodeResult(req.id, outcome.right.result) : encodeError(req.id, toWireError(outcome.left))
+        })
+      ),
+      Effect.withSpan(`rpc.${req.method}`, { attributes: { "rpc.method": req.method, "rpc.id": String(req.id) } }),
+      Effect.catchAllDefect((defect) =>
+        Effect.logError("answer could not be encoded", defect).pipe(Effect.as(encodeError(req.id, toWireError(new Internal({})))))
+      )
+    )
+  }
+
+  return { handle } satisfies RpcHandlerShape
+})
+
+export const layer = Layer.effect(RpcHandler, make)

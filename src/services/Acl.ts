@@ -1,0 +1,20 @@
+/**
+ * Access decision contract: may this principal run this operation on this entity, on which rows,
+ * seeing and writing which fields? Implemented by layers/Acl.ts.
+ */
+import { Context, type Effect } from "effect"
+import type { Forbidden } from "../Errors.js"
+import type { AclOperation, EntityDef, FieldDef } from "../entity/Model.js"
+import type { Access } from "../query/Repository.js"
+import type { Principal } from "./Principal.js"
+
+export interface Decision extends Access {
+  /** Fields the principal may set. */
+  readonly writable: ReadonlyArray<FieldDef>
+}
+
+export interface AclShape {
+  readonly decide: (principal: Principal, entity: EntityDef, operation: AclOperation) => Effect.Effect<Decision, Forbidden>
+}
+
+export class Acl extends Context.Tag("dbal/Acl")<Acl, AclShape>() {}

@@ -1,0 +1,30 @@
+/**
+ * Audit contract: one record per operation, success or failure, denials included. Records carry
+ * no secrets (no tokens, no sensitive or never_expose values). Implemented by layers/AuditLog.ts.
+ */
+import { Context, type Effect } from "effect"
+import type { Unavailable } from "../Errors.js"
+
+export interface AuditRecord {
+  readonly timestamp: string
+  readonly requestId: string | number | null
+  readonly traceId?: string
+  readonly userId: string | null
+  readonly role: string | null
+  readonly operation: string
+  readonly entity: string | null
+  readonly recordIds?: ReadonlyArray<string>
+  readonly success: boolean
+  readonly errorCode?: number
+  readonly error?: string
+  readonly details?: Record<string, unknown>
+  readonly durationMs: number
+  readonly remoteAddress?: string
+}
+
+export interface AuditLogShape {
+  /** Fails with 503 when the record cannot be written (writes then fail closed). */
+  readonly record: (entry: AuditRecord) => Effect.Effect<void, Unavailable>
+}
+
+export class AuditLog extends Context.Tag("dbal/AuditLog")<AuditLog, AuditLogShape>() {}

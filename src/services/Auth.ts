@@ -1,0 +1,19 @@
+/**
+ * Authentication contract: credentials of a request (or of the connection) → a principal.
+ * Implemented by layers/Auth.ts.
+ */
+import { Context, type Effect } from "effect"
+import type { Unauthorized } from "../Errors.js"
+import type { Principal } from "./Principal.js"
+
+export interface Credentials {
+  readonly token: string
+  /** `auth.user_id` (alias `userId`); must name the principal when given. */
+  readonly userId?: string
+}
+
+export interface AuthShape {
+  readonly authenticate: (credentials: Credentials, remoteAddress: string) => Effect.Effect<Principal, Unauthorized>
+}
+
+export class Auth extends Context.Tag("dbal/Auth")<Auth, AuthShape>() {}
