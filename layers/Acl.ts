@@ -1,13 +1,118 @@
 /**
- * Access layer. Deny by default: in this version only the service role `system` is admitted,
- * and it passes every rule (all rows, every exposed field, every writable field). The per-role
- * defaults of the entities' `acl:` blocks and the rules file come with the security layers.
+ * Access layer. Deny by default; the service role `system` passes every rule.
+ *
+ * Defaults come from each entity's `acl:` block (DECISIONS.md): `public` admits any
+ * authenticated principal, a role admits that role and every role above it, `self` admits the
+ * rows the caller owns (a row filter on the owner field), `system` admits the service role only.
+ *
+ * `security.acl.rules_file` adds or overrides rules per role × entity × operation: when any rule
+ * matches, the rules alone decide (a deny wins; allowed row filters are OR-ed, field lists
+ * joined). The file is re-read when it changes, at most every `cache_ttl` seconds; a broken file
+ * keeps the last good rules and logs why. Every decision counts in dbal_acl_checks_total.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Either, Layer, Metric, Schema } from "effect"
+import * as fs from "node:fs"
+import * as YAML from "yaml"
+import { AppConfig } from "../src/Config.js"
 import { Forbidden } from "../src/Errors.js"
-import type { EntityDef } from "../src/entity/Model.js"
-import { TRUE } from "../src/query/Filter.js"
+import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
+import { type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
 import { Acl, type Decision } from "../src/services/Acl.js"
+import { atLeast, type Principal, type Role, roleRank, UserRoles } from "../src/services/Principal.js"
+
+export const aclChecks = Metric.counter("dbal_acl_checks_total", {
+  description: "Access decisions taken",
+  incremental: true
+})
+
+const OPERATIONS: ReadonlyArray<AclOperation> = ["create", "read", "update", "delete"]
+const PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"
+
+export interface Rule {
+  readonly roles: ReadonlySet<string> | "*"
+  readonly entities: ReadonlySet<string> | "*"
+  readonly operations: ReadonlySet<AclOperation>
+  readonly effect: "allow" | "deny"
+  /** The wire filter, with `$user.id` / `$user.role` still in it. */
+  readonly filter?: unknown
+  readonly readFields?: ReadonlyArray<string>
+  readonly writeFields?: ReadonlyArray<string>
+}
+
+const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
+
+const names = (raw: unknown, at: string, problems: Array<string>): ReadonlyArray<string> | undefined => {
+  if (raw === undefined) return undefined
+  const list = Array.isArray(raw) ? raw : [raw]
+  if (!list.every((x): x is string => typeof x === "string")) {
+    problems.push(`${at}: expected a name or a list of names`)
+    return undefined
+  }
+  return list
+}
+
+/** Replaces "$user.id" and "$user.role" anywhere in a filter. */
+export const bindUser = (filter: unknown, principal: Pick<Principal, "userId" | "role">): unknown => {
+  if (filter === "$user.id") return principal.userId
+  if (filter === "$user.role") return principal.role
+  if (Array.isArray(filter)) return filter.map((f) => bindUser(f, principal))
+  if (isRecord(filter)) return Object.fromEntries(Object.entries(filter).map(([k, v]) => [k, bindUser(v, principal)]))
+  return filter
+}
+
+/** Parses and checks a rules document against the registry; every problem names its rule. */
+export const parseRules = (doc: unknown, registry: EntityRegistryShape): { rules: Array<Rule>; problems: Array<string> } => {
+  const problems: Array<string> = []
+  const rules: Array<Rule> = []
+  if (doc === null || doc === undefined) return { rules, problems }
+  if (!isRecord(doc) || (doc.rules !== undefined && !Array.isArray(doc.rules))) {
+    return { rules, problems: ["expected a mapping with a list `rules:`"] }
+  }
+  for (const k of Object.keys(doc)) if (k !== "rules") problems.push(`${k}: unknown key (expected rules)`)
+  const list = (doc.rules ?? []) as Array<unknown>
+  list.forEach((raw, i) => {
+    const at = `rules[${i}]`
+    if (!isRecord(raw)) return void problems.push(`${at}: expected a mapping`)
+    const known = new Set(["role", "roles", "entity", "entities", "operation", "operations", "effect", "filter", "read_fields", "write_fields", "description"])
+    for (const k of Object.keys(raw)) if (!known.has(k)) problems.push(`${at}.${k}: unknown key`)
+    const roles = names(raw.roles ?? raw.role, `${at}.roles`, problems)
+    const entities = names(raw.entities ?? raw.entity, `${at}.entities`, problems)
+    const ops = names(raw.operations ?? raw.operation, `${at}.operations`, problems)
+    if (roles === undefined || entities === undefined || ops === undefined) {
+      return void problems.push(`${at}: roles, entities and operations are required`)
+    }
+    for (const r of roles) if (r !== "*" && !(UserRoles as ReadonlyArray<string>).includes(r)) problems.push(`${at}.roles: unknown role ${r}`)
+    for (const e of entities) if (e !== "*" && !registry.entities.has(e)) problems.push(`${at}.entities: unknown entity ${e}`)
+    for (const o of ops) if (o !== "*" && !(OPERATIONS as ReadonlyArray<string>).includes(o)) problems.push(`${at}.operations: unknown operation ${o} (create, read, update, delete, *)`)
+    const effect = raw.effect ?? "allow"
+    if (effect !== "allow" && effect !== "deny") problems.push(`${at}.effect: expected allow or deny`)
+    const scope = entities.includes("*") ? [...registry.entities.values()] : entities.map((e) => registry.entities.get(e)).filter((e): e is EntityDef => e !== undefined)
+    if (raw.filter !== undefined) {
+      const bound = bindUser(raw.filter, { userId: PLACEHOLDER_ID, role: "user" })
+      for (const e of scope) {
+        const parsed = parseFilter(e, bound, `${at}.filter`)
+        if (Either.isLeft(parsed)) problems.push(...parsed.left.fields.map((f) => `${f.field} (${e.name}): ${f.error}`))
+      }
+    }
+    const fieldList = (key: "read_fields" | "write_fields") => {
+      const l = names(raw[key], `${at}.${key}`, problems)
+      for (const f of l ?? []) for (const e of scope) if (!e.byName.has(f)) problems.push(`${at}.${key}: ${e.name} has no field ${f}`)
+      return l
+    }
+    const readFields = fieldList("read_fields")
+    const writeFields = fieldList("write_fields")
+    rules.push({
+      roles: roles.includes("*") ? "*" : new Set(roles),
+      entities: entities.includes("*") ? "*" : new Set(entities),
+      operations: new Set(ops.includes("*") ? OPERATIONS : (ops as Array<AclOperation>)),
+      effect: effect === "deny" ? "deny" : "allow",
+      ...(raw.filter === undefined ? {} : { filter: raw.filter }),
+      ...(readFields === undefined ? {} : { readFields }),
+      ...(writeFields === undefined ? {} : { writeFields })
+    })
+  })
+  return { rules, problems }
+}
 
 export const writableFields = (entity: EntityDef) => entity.fields.filter((f) => !f.generated && !f.primary)
 
@@ -17,9 +122,165 @@ export const systemDecision = (entity: EntityDef): Decision => ({
   writable: writableFields(entity)
 })
 
-export const layer = Layer.succeed(Acl, {
-  decide: (principal, entity, operation) =>
-    principal.role === "system"
-      ? Effect.succeed(systemDecision(entity))
-      : Effect.fail(new Forbidden({ reason: `Insufficient permissions for operation '${operation}' on entity '${entity.name}'` }))
+const or = (nodes: ReadonlyArray<FilterNode>): FilterNode =>
+  nodes.some((n) => n._tag === "And" && n.nodes.length === 0) ? TRUE : nodes.length === 1 ? nodes[0]! : { _tag: "Or", nodes }
+
+/**
+ * Users may not touch accounts ranked above their own: writes to an entity with a role field are
+ * narrowed to rows whose role is at most the caller's.
+ */
+const rankGuard = (entity: EntityDef, principal: Principal, op: AclOperation): FilterNode => {
+  const role = entity.byName.get("role")
+  if (role === undefined || role.type !== "enum" || (op !== "update" && op !== "delete")) return TRUE
+  const allowed = (role.values ?? []).filter((v) => (UserRoles as ReadonlyArray<string>).includes(v) && roleRank(v as Role) <= roleRank(principal.role))
+  return { _tag: "In", field: role, values: allowed, negate: false }
+}
+
+/** The decision for a non-system principal, or the reason it is refused. */
+export const decideFor = (
+  rules: ReadonlyArray<Rule>,
+  principal: Principal,
+  entity: EntityDef,
+  op: AclOperation,
+  hidden: ReadonlySet<FieldDef>
+): Decision | string => {
+  const denial = `Insufficient permissions for operation '${op}' on entity '${entity.name}'`
+  const readableOf = (names?: ReadonlyArray<string>) =>
+    entity.exposed.filter((f) => !hidden.has(f) && (names === undefined || names.includes(f.name)))
+  const writableOf = (names?: ReadonlyArray<string>) => writableFields(entity).filter((f) => names === undefined || names.includes(f.name))
+  const guard = rankGuard(entity, principal, op)
+  const narrow = (n: FilterNode): FilterNode => (guard === TRUE ? n : n === TRUE ? guard : { _tag: "And", nodes: [n, guard] })
+
+  const matching = rules.filter(
+    (r) =>
+      (r.roles === "*" || r.roles.has(principal.role)) &&
+      (r.entities === "*" || r.entities.has(entity.name)) &&
+      r.operations.has(op)
+  )
+  if (matching.length > 0) {
+    if (matching.some((r) => r.effect === "deny")) return denial
+    const filters: Array<FilterNode> = []
+    for (const r of matching) {
+      if (r.filter === undefined) filters.push(TRUE)
+      else {
+        const parsed = parseFilter(entity, bindUser(r.filter, principal), "rule.filter")
+        // A rule whose filter cannot apply to this principal admits nothing.
+        filters.push(Either.isRight(parsed) ? parsed.right : { _tag: "Or", nodes: [] })
+      }
+    }
+    const reads = matching.map((r) => r.readFields)
+    const writes = matching.map((r) => r.writeFields)
+    return {
+      rowFilter: narrow(or(filters)),
+      readable: readableOf(reads.some((x) => x === undefined) ? undefined : reads.flatMap((x) => x ?? [])),
+      writable: writableOf(writes.some((x) => x === undefined) ? undefined : writes.flatMap((x) => x ?? []))
+    }
+  }
+
+  const d = entity.acl[op]
+  if (d === undefined) return denial
+  const byRole = d.public || d.roles.some((r) => atLeast(principal.role, r as Role))
+  if (byRole) return { rowFilter: narrow(TRUE), readable: readableOf(), writable: writableOf() }
+  if (d.self && entity.ownerField !== undefined) {
+    return {
+      rowFilter: narrow({ _tag: "Cmp", field: entity.ownerField, op: "eq", value: principal.userId }),
+      readable: readableOf(),
+      writable: writableOf()
+    }
+  }
+  return denial
+}
+
+interface RulesState {
+  rules: ReadonlyArray<Rule>
+  mtimeMs: number
+  size: number
+  checkedAt: number
+}
+
+export const make = Effect.gen(function* () {
+  const cfg = yield* AppConfig
+  const registry = yield* EntityRegistry
+  const file = cfg.security.acl.rules_file
+  const ttlMs = cfg.security.acl.cache_ttl * 1000
+  const hiddenByEntity = new Map<string, Set<FieldDef>>()
+  for (const ref of cfg.security.never_expose) {
+    const [entityName, fieldName] = ref.split(".") as [string, string]
+    const f = registry.entities.get(entityName)?.byName.get(fieldName)
+    if (f === undefined) return yield* Effect.dieMessage(`security.never_expose: ${ref} names no field`)
+    hiddenByEntity.set(entityName, (hiddenByEntity.get(entityName) ?? new Set()).add(f))
+  }
+
+  const load = (): { rules: Array<Rule>; problems: Array<string> } => {
+    if (file === undefined) return { rules: [], problems: [] }
+    try {
+      const doc = YAML.parseDocument(fs.readFileSync(file, "utf8"))
+      if (doc.errors.length > 0) return { rules: [], problems: doc.errors.map((e) => `line ${e.linePos?.[0].line ?? "?"}: YAML syntax error`) }
+      return parseRules(doc.toJS(), registry)
+    } catch (e) {
+      return { rules: [], problems: [`cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`] }
+    }
+  }
+
+  const state: RulesState = { rules: [], mtimeMs: -1, size: -1, checkedAt: 0 }
+  if (file !== undefined) {
+    const first = load()
+    if (first.problems.length > 0) return yield* Effect.fail(new RulesFileError({ file, problems: first.problems }))
+    const st = fs.statSync(file)
+    Object.assign(state, { rules: first.rules, mtimeMs: st.mtimeMs, size: st.size, checkedAt: Date.now() })
+  }
+
+  /** Re-reads the rules file when it changed (at most every cache_ttl). */
+  const refresh = Effect.suspend(() => {
+    if (file === undefined) return Effect.void
+    const now = Date.now()
+    if (now - state.checkedAt < ttlMs) return Effect.void
+    state.checkedAt = now
+    let st: fs.Stats
+    try {
+      st = fs.statSync(file)
+    } catch {
+      return Effect.logWarning("acl rules file cannot be read; keeping the last good rules", file)
+    }
+    if (st.mtimeMs === state.mtimeMs && st.size === state.size) return Effect.void
+    const next = load()
+    if (next.problems.length > 0) {
+      state.mtimeMs = st.mtimeMs
+      state.size = st.size
+      return Effect.logError(`acl rules file is broken; keeping the last good rules: ${next.problems.join("; ")}`, file)
+    }
+    state.rules = next.rules
+    state.mtimeMs = st.mtimeMs
+    state.size = st.size
+    return Effect.logInfo(`acl rules reloaded (${next.rules.length} rules)`, file)
+  })
+
+  const decide = (principal: Principal, entity: EntityDef, op: AclOperation) =>
+    Effect.gen(function* () {
+      yield* refresh
+      const hidden = hiddenByEntity.get(entity.name) ?? new Set<FieldDef>()
+      const decision: Decision | string =
+        principal.role === "system"
+          ? { ...systemDecision(entity), readable: entity.exposed.filter((f) => !hidden.has(f)) }
+          : decideFor(state.rules, principal, entity, op, hidden)
+      if (typeof decision === "string") {
+        yield* Metric.increment(Metric.tagged(aclChecks, "result", "denied"))
+        return yield* new Forbidden({ reason: decision })
+      }
+      yield* Metric.increment(Metric.tagged(aclChecks, "result", "allowed"))
+      return decision
+    }).pipe(Effect.withSpan("acl"))
+
+  return { decide }
 })
+
+export class RulesFileError extends Schema.TaggedError<RulesFileError>()("RulesFileError", {
+  file: Schema.String,
+  problems: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return this.problems.map((p) => `${this.file}: ${p}`).join("\n")
+  }
+}
+
+export const layer = Layer.effect(Acl, make)

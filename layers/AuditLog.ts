@@ -1,43 +1,238 @@
 /**
- * Audit layer: one JSON line per operation, to the file at `security.audit_log_path` (created
- * 0600 in a 0700 folder) or, without a path, to stdout. Off when `security.audit_log: false`.
+ * Audit layer: one JSON line per operation.
+ *
+ * Sinks: the file at `security.audit_log_path` (created 0600 in a 0700 folder), stdout
+ * (`security.audit.stdout`, or when no path is set), and optionally a SQL table
+ * (`security.audit.sql_table`).
+ *
+ * Durability (file): records are appended in batches by one writer; a write's record is on disk
+ * (fsync) before the write is answered, and all records that arrived while a batch was being
+ * written share the next fsync (group commit). Reads do not wait. When a batch cannot be written,
+ * its records are kept in memory and retried, the log is marked unhealthy, and until a retry
+ * succeeds writes are refused with 503 before they run (reads follow `on_failure_reads`).
+ * Rotation by size and by UTC day; retention by count and by age. Shutdown flushes.
  */
+import { SqlClient } from "@effect/sql"
 import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { AppConfig } from "../src/Config.js"
+import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { Unavailable } from "../src/Errors.js"
-import { AuditLog, type AuditRecord } from "../src/services/AuditLog.js"
+import { AuditLog, type AuditLogShape, type AuditRecord } from "../src/services/AuditLog.js"
+import { Database } from "../src/services/Database.js"
 
-const fileSink = (file: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
-      return fs.openSync(file, "a", 0o600)
-    }),
-    (fd) => Effect.sync(() => fs.closeSync(fd))
-  ).pipe(
-    Effect.map((fd) => (rec: AuditRecord) =>
-      Effect.async<void, Unavailable>((resume) => {
-        fs.write(fd, JSON.stringify(rec) + "\n", (err) =>
-          resume(err === null ? Effect.void : Effect.fail(new Unavailable({ reason: "the audit log cannot be written" })))
-        )
-      })
-    )
-  )
+/** Records kept in memory while the file cannot be written (older ones are dropped past this). */
+const MAX_RETAINED = 100_000
+
+interface Pending {
+  readonly line: string
+  readonly done: Array<(error: Error | undefined) => void>
+}
+
+const utcDay = (t: number) => new Date(t).toISOString().slice(0, 10)
+
+export interface FileSinkOptions {
+  readonly file: string
+  readonly fsync: boolean
+  readonly maxBytes: number
+  readonly rotateDaily: boolean
+  readonly maxFiles: number
+  readonly maxAgeDays: number
+  readonly now?: () => number
+}
+
+/** The durable file writer (exported for tests). */
+export class FileSink {
+  private fd: number | undefined
+  private size = 0
+  private day = ""
+  private queue: Array<Pending> = []
+  private retained: Array<string> = []
+  private flushing: Promise<void> | undefined
+  healthy = true
+
+  constructor(private readonly o: FileSinkOptions) {
+    fs.mkdirSync(path.dirname(o.file), { recursive: true, mode: 0o700 })
+    this.open()
+  }
+
+  private now(): number {
+    return this.o.now?.() ?? Date.now()
+  }
+
+  private open() {
+    const fd = fs.openSync(this.o.file, "a", 0o600)
+    const st = fs.fstatSync(fd)
+    this.fd = fd
+    this.size = st.size
+    this.day = utcDay(st.size > 0 ? st.mtimeMs : this.now())
+  }
+
+  private rotate() {
+    if (this.fd !== undefined) fs.closeSync(this.fd)
+    this.fd = undefined
+    const stamp = new Date(this.now()).toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z")
+    let target = `${this.o.file}.${stamp}`
+    for (let n = 1; fs.existsSync(target); n++) target = `${this.o.file}.${stamp}-${n}`
+    fs.renameSync(this.o.file, target)
+    this.open()
+    this.prune()
+  }
+
+  /** Rotated files beyond max_files or older than max_age_days are removed. */
+  prune() {
+    const dir = path.dirname(this.o.file)
+    const base = path.basename(this.o.file) + "."
+    const rotated = fs
+      .readdirSync(dir)
+      .filter((n) => n.startsWith(base))
+      .map((n) => ({ file: path.join(dir, n), mtime: fs.statSync(path.join(dir, n)).mtimeMs }))
+      .sort((a, b) => b.mtime - a.mtime)
+    const oldest = this.now() - this.o.maxAgeDays * 86_400_000
+    rotated.forEach((r, i) => {
+      if (i >= this.o.maxFiles || r.mtime < oldest) fs.rmSync(r.file, { force: true })
+    })
+  }
+
+  /** Appends one line; resolves once it is written (and fsynced when `durable`). */
+  append(line: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ line, done: [(e) => (e === undefined ? resolve() : reject(e))] })
+      this.kick()
+    })
+  }
+
+  /** Appends without waiting. */
+  appendLater(line: string) {
+    this.queue.push({ line, done: [] })
+    this.kick()
+  }
+
+  /** Writes whatever is pending (retained records included); resolves when done. */
+  flush(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ line: "", done: [(e) => (e === undefined ? resolve() : reject(e))] })
+      this.kick()
+    })
+  }
+
+  private kick() {
+    if (this.flushing !== undefined) return
+    this.flushing = (async () => {
+      while (this.queue.length > 0) {
+        const batch = this.queue
+        this.queue = []
+        const lines = [...this.retained, ...batch.map((p) => p.line).filter((l) => l !== "")]
+        let error: Error | undefined
+        try {
+          if (lines.length > 0) await this.write(lines.join(""))
+          this.retained = []
+          this.healthy = true
+        } catch (e) {
+          error = e instanceof Error ? e : new Error(String(e))
+          this.retained = lines.slice(-MAX_RETAINED)
+          this.healthy = false
+        }
+        for (const p of batch) for (const d of p.done) d(error)
+      }
+      this.flushing = undefined
+    })()
+  }
+
+  private async write(text: string) {
+    const bytes = Buffer.byteLength(text)
+    const today = utcDay(this.now())
+    if (this.fd === undefined) this.open()
+    if (this.size > 0 && (this.size + bytes > this.o.maxBytes || (this.o.rotateDaily && today !== this.day))) this.rotate()
+    const fd = this.fd!
+    await new Promise<void>((resolve, reject) => fs.write(fd, text, null, "utf8", (err) => (err === null ? resolve() : reject(err))))
+    this.size += bytes
+    this.day = today
+    if (this.o.fsync) await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))))
+  }
+
+  async close() {
+    await this.flush().catch(() => undefined)
+    if (this.fd !== undefined) fs.closeSync(this.fd)
+    this.fd = undefined
+  }
+}
+
+const fromConfig = (cfg: DaemonConfig, file: string): FileSinkOptions => ({
+  file,
+  fsync: cfg.security.audit.fsync,
+  maxBytes: cfg.security.audit.max_size_mb * 1024 * 1024,
+  rotateDaily: cfg.security.audit.rotate_daily,
+  maxFiles: cfg.security.audit.max_files,
+  maxAgeDays: cfg.security.audit.max_age_days
+})
+
+const unavailable = () => new Unavailable({ reason: "the audit log cannot be written" })
+
+/** DDL of the optional audit table (one JSON document per row). */
+export const auditTableDdl = (dialect: "sqlite" | "pg" | "mysql", table: string): string => {
+  const q = (s: string) => (dialect === "mysql" ? `\`${s}\`` : `"${s}"`)
+  const json = dialect === "pg" ? "jsonb" : dialect === "mysql" ? "JSON" : "TEXT"
+  const ts = dialect === "pg" ? "timestamptz(3)" : dialect === "mysql" ? "DATETIME(3)" : "TEXT"
+  const id = dialect === "sqlite" ? "INTEGER PRIMARY KEY AUTOINCREMENT" : dialect === "pg" ? "bigserial PRIMARY KEY" : "BIGINT AUTO_INCREMENT PRIMARY KEY"
+  return `CREATE TABLE IF NOT EXISTS ${q(table)} (${q("id")} ${id}, ${q("at")} ${ts} NOT NULL, ${q("record")} ${json} NOT NULL)`
+}
 
 export const layer = Layer.scoped(
   AuditLog,
   Effect.gen(function* () {
     const cfg = yield* AppConfig
-    if (!cfg.security.audit_log) return { record: () => Effect.void }
+    if (!cfg.security.audit_log) return { record: () => Effect.void, ready: () => Effect.void } satisfies AuditLogShape
     const file = cfg.security.audit_log_path
-    if (file === undefined) {
-      return { record: (rec: AuditRecord) => Effect.sync(() => void process.stdout.write(JSON.stringify({ audit: rec }) + "\n")) }
+    const toStdout = cfg.security.audit.stdout || file === undefined
+    const sink =
+      file === undefined
+        ? undefined
+        : yield* Effect.acquireRelease(
+            Effect.try({ try: () => new FileSink(fromConfig(cfg, file)), catch: unavailable }),
+            (s) => Effect.promise(() => s.close())
+          )
+    const table = cfg.security.audit.sql_table
+    let insert: ((rec: AuditRecord) => Effect.Effect<void>) | undefined
+    if (table !== undefined) {
+      const db = yield* Database
+      const sql = yield* SqlClient.SqlClient
+      yield* sql.unsafe(auditTableDdl(db.dialect, table)).pipe(Effect.orDie)
+      insert = (rec) =>
+        sql`INSERT INTO ${sql(table)} (${sql("at")}, ${sql("record")}) VALUES (${db.dialect === "sqlite" ? rec.timestamp : new Date(rec.timestamp)}, ${JSON.stringify(rec)})`.pipe(
+          Effect.catchAll((e) => Effect.logError("audit record could not be inserted into the audit table", e.message))
+        )
     }
-    return { record: yield* fileSink(file) }
+    const denyReads = cfg.security.audit.on_failure_reads === "deny"
+
+    const record = (rec: AuditRecord, durable: boolean): Effect.Effect<void, Unavailable> =>
+      Effect.gen(function* () {
+        const line = JSON.stringify(rec) + "\n"
+        if (toStdout) process.stdout.write(JSON.stringify({ audit: rec }) + "\n")
+        if (insert !== undefined) yield* Effect.forkDaemon(insert(rec))
+        if (sink === undefined) return
+        if (!durable) return sink.appendLater(line)
+        yield* Effect.tryPromise({ try: () => sink.append(line), catch: unavailable })
+      })
+
+    const ready = (write: boolean): Effect.Effect<void, Unavailable> => {
+      if (sink === undefined || sink.healthy || (!write && !denyReads)) return Effect.void
+      // Unhealthy: retry what is retained; the request runs only if that now succeeds.
+      return Effect.tryPromise({ try: () => sink.flush(), catch: unavailable })
+    }
+
+    // The log's health is known only once it has taken bytes: without this first durable record,
+    // a log that cannot be written at start (full disk, /dev/full) would let the first write run
+    // and commit before failing its own record. A failure leaves it retained and the log unhealthy.
+    if (sink !== undefined) {
+      const start: AuditRecord = { timestamp: new Date().toISOString(), requestId: null, userId: null, role: null, operation: "daemon.start", entity: null, success: true, durationMs: 0 }
+      yield* record(start, true).pipe(Effect.catchAll(() => Effect.logError("the audit log cannot be written: writes are refused until it can")))
+    }
+
+    return { record, ready } satisfies AuditLogShape
   })
 )
 
 /** Collects records in memory (tests that are about something else). */
-export const memory = (into: Array<AuditRecord>) => Layer.succeed(AuditLog, { record: (rec) => Effect.sync(() => void into.push(rec)) })
+export const memory = (into: Array<AuditRecord>) =>
+  Layer.succeed(AuditLog, { record: (rec) => Effect.sync(() => void into.push(rec)), ready: () => Effect.void })

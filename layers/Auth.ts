@@ -1,31 +1,177 @@
 /**
- * Auth layer. This version knows the service tokens of the configuration (role `system`),
- * compared in constant time; session tokens and JWTs come with the security layers.
- * `auth.user_id`, when sent with a service token, must be the token's name.
+ * Auth layer: three kinds of token, tried in this order.
+ * - Service tokens of the configuration (role `system`), compared in constant time.
+ * - JWTs (when `security.auth.jwt.enabled`): signature, `exp`, `nbf`, `iss`, `aud` checked;
+ *   `sub` is the user id, the role comes from the configured claim.
+ * - Session tokens: a row of Session (`token`, `userId`, `expiresAt`) joined to its User for
+ *   the current role. Remembered at most `session_cache_ttl` seconds, forgotten at once when the
+ *   daemon writes Session or User, and the expiry is checked on every request.
+ * `auth.user_id`, when given, must name the principal. Failed attempts are counted per remote
+ * address; past `failed_auth` the address gets 429 before its token is even looked at.
  */
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, Option, Redacted } from "effect"
+import * as jose from "jose"
 import { createHash, timingSafeEqual } from "node:crypto"
-import { AppConfig } from "../src/Config.js"
-import { Unauthorized } from "../src/Errors.js"
+import * as fs from "node:fs"
+import { AppConfig, type DaemonConfig } from "../src/Config.js"
+import { RateLimited, Unauthorized, Unavailable } from "../src/Errors.js"
+import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
+import { decodeValue } from "../src/query/Codec.js"
 import { Auth, type Credentials } from "../src/services/Auth.js"
-import type { Principal } from "../src/services/Principal.js"
+import { Changes } from "../src/services/Changes.js"
+import { Database, type DatabaseShape } from "../src/services/Database.js"
+import { type Principal, type UserRole, UserRoles } from "../src/services/Principal.js"
+import { makeMemory } from "./RateLimiter.js"
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+const MAX_CACHED_SESSIONS = 10_000
 
-export const make = Effect.map(AppConfig, (cfg) => {
+const isUserRole = (r: unknown): r is UserRole => typeof r === "string" && (UserRoles as ReadonlyArray<string>).includes(r)
+
+type Verify = (token: string) => Promise<jose.JWTVerifyResult>
+
+/** Builds the JWT verifier from the configuration (keys are read once, at start). */
+export const makeJwtVerifier = async (cfg: DaemonConfig["security"]["auth"]["jwt"]): Promise<Verify | undefined> => {
+  if (!cfg.enabled) return undefined
+  const options: jose.JWTVerifyOptions = {
+    algorithms: [...cfg.algorithms],
+    clockTolerance: cfg.clock_tolerance,
+    ...(cfg.issuer === undefined ? {} : { issuer: cfg.issuer }),
+    ...(cfg.audience === undefined ? {} : { audience: cfg.audience })
+  }
+  if (cfg.jwks_file !== undefined) {
+    const jwks = jose.createLocalJWKSet(JSON.parse(fs.readFileSync(cfg.jwks_file, "utf8")) as jose.JSONWebKeySet)
+    return (token) => jose.jwtVerify(token, jwks, options)
+  }
+  if (cfg.public_key_file !== undefined) {
+    const alg = cfg.algorithms.find((a) => !a.startsWith("HS")) ?? "RS256"
+    const key = await jose.importSPKI(fs.readFileSync(cfg.public_key_file, "utf8"), alg)
+    return (token) => jose.jwtVerify(token, key, options)
+  }
+  if (cfg.secret !== undefined) {
+    const key = new TextEncoder().encode(Redacted.value(cfg.secret))
+    return (token) => jose.jwtVerify(token, key, options)
+  }
+  return undefined
+}
+
+interface CachedSession {
+  readonly userId: string
+  readonly role: UserRole
+  readonly expiresAt: number
+  readonly cachedAt: number
+}
+
+const sessionLookup = (db: DatabaseShape, registry: EntityRegistryShape) => {
+  const session = registry.entities.get("Session")
+  const user = registry.entities.get("User")
+  const token = session?.byName.get("token")
+  const userId = session?.byName.get("userId")
+  const expiresAt = session?.byName.get("expiresAt")
+  const role = user?.byName.get("role")
+  if (session === undefined || user === undefined || token === undefined || userId === undefined || expiresAt === undefined || role === undefined) {
+    return undefined
+  }
+  const { sql, dialect } = db
+  return (value: string) =>
+    sql<Record<string, unknown>>`SELECT s.${sql(userId.column)} AS uid, s.${sql(expiresAt.column)} AS exp, u.${sql(role.column)} AS role FROM ${sql(session.table)} s JOIN ${sql(user.table)} u ON u.${sql(user.primaryKey.column)} = s.${sql(userId.column)} WHERE s.${sql(token.column)} = ${value}`.pipe(
+      Effect.map((rows) => {
+        const r = rows[0]
+        if (r === undefined || !isUserRole(r.role)) return Option.none<{ userId: string; role: UserRole; expiresAt: number }>()
+        return Option.some({
+          userId: String(r.uid),
+          role: r.role,
+          expiresAt: Date.parse(String(decodeValue(dialect, expiresAt, r.exp)))
+        })
+      }),
+      Effect.mapError(() => new Unavailable({ reason: "sessions cannot be checked: the database does not answer" }))
+    )
+}
+
+export const make = Effect.gen(function* () {
+  const cfg = yield* AppConfig
+  const db = yield* Database
+  const registry = yield* EntityRegistry
+  const changes = yield* Changes
+  const authCfg = cfg.security.auth
   // Digests have equal lengths, so the comparison time does not depend on the token's length.
-  const services = cfg.security.auth.service_tokens.map((t) => ({ name: t.name, digest: digest(Redacted.value(t.token)) }))
-  const authenticate = (creds: Credentials, _remoteAddress: string): Effect.Effect<Principal, Unauthorized> =>
-    Effect.suspend(() => {
-      const d = digest(creds.token)
-      let match: string | undefined
-      for (const s of services) if (timingSafeEqual(s.digest, d)) match = s.name
-      if (match === undefined) return Effect.fail(new Unauthorized({ reason: "unknown or expired token" }))
-      if (creds.userId !== undefined && creds.userId !== match) {
-        return Effect.fail(new Unauthorized({ reason: "user_id does not match the token" }))
+  const services = authCfg.service_tokens.map((t) => ({ name: t.name, digest: digest(Redacted.value(t.token)) }))
+  const verifyJwt = yield* Effect.promise(() => makeJwtVerifier(authCfg.jwt))
+  const lookup = sessionLookup(db, registry)
+  const ttlMs = authCfg.session_cache_ttl * 1000
+  const cache = new Map<string, CachedSession>()
+  yield* changes.subscribe((entity) => {
+    if (entity === "Session" || entity === "User") cache.clear()
+  })
+  const failures = makeMemory({ requestsPerMinute: authCfg.failed_auth.per_minute, burst: authCfg.failed_auth.burst })
+
+  const matchUser = (principal: Principal, creds: Credentials): Effect.Effect<Principal, Unauthorized> =>
+    creds.userId !== undefined && creds.userId !== principal.userId
+      ? Effect.fail(new Unauthorized({ reason: "user_id does not match the token" }))
+      : Effect.succeed(principal)
+
+  const service = (creds: Credentials): Principal | undefined => {
+    const d = digest(creds.token)
+    let match: string | undefined
+    for (const s of services) if (timingSafeEqual(s.digest, d)) match = s.name
+    return match === undefined ? undefined : { userId: match, role: "system", via: "service-token" }
+  }
+
+  const jwt = (verify: Verify, creds: Credentials): Effect.Effect<Principal, Unauthorized> =>
+    Effect.tryPromise({ try: () => verify(creds.token), catch: (e) => e }).pipe(
+      Effect.mapError((e) =>
+        new Unauthorized({
+          reason: e instanceof jose.errors.JWTExpired ? "the token has expired" : e instanceof jose.errors.JWTClaimValidationFailed ? `the token's ${e.claim} claim is not accepted` : "the token's signature or format is not valid"
+        })
+      ),
+      Effect.flatMap(({ payload }) => {
+        const role = payload[authCfg.jwt.role_claim]
+        if (typeof payload.sub !== "string" || payload.sub.length === 0) return Effect.fail(new Unauthorized({ reason: "the token has no subject (sub)" }))
+        if (!isUserRole(role)) return Effect.fail(new Unauthorized({ reason: `the token's ${authCfg.jwt.role_claim} claim is not a user role` }))
+        return Effect.succeed<Principal>({ userId: payload.sub, role, via: "jwt" })
+      })
+    )
+
+  const session = (creds: Credentials): Effect.Effect<Principal, Unauthorized | Unavailable> =>
+    Effect.gen(function* () {
+      if (lookup === undefined) return yield* new Unauthorized({ reason: "unknown or expired token" })
+      const now = Date.now()
+      let entry = cache.get(creds.token)
+      if (entry === undefined || now - entry.cachedAt >= ttlMs) {
+        const found = yield* lookup(creds.token)
+        if (Option.isNone(found)) {
+          cache.delete(creds.token)
+          return yield* new Unauthorized({ reason: "unknown or expired token" })
+        }
+        entry = { ...found.value, cachedAt: now }
+        if (ttlMs > 0) {
+          if (cache.size >= MAX_CACHED_SESSIONS) cache.delete(cache.keys().next().value!)
+          cache.set(creds.token, entry)
+        }
       }
-      return Effect.succeed({ userId: match, role: "system", via: "service-token" } satisfies Principal)
+      if (!(entry.expiresAt > now)) return yield* new Unauthorized({ reason: "unknown or expired token" })
+      return { userId: entry.userId, role: entry.role, via: "session" } satisfies Principal
     })
+
+  const authenticate = (creds: Credentials, remoteAddress: string) =>
+    Effect.gen(function* () {
+      const throttled = failures.check(remoteAddress, false)
+      if (throttled !== undefined) {
+        return yield* new RateLimited({ retryAfter: throttled.retryAfter, reason: "too many failed authentications from this address" })
+      }
+      const svc = service(creds)
+      const principal: Principal =
+        svc !== undefined
+          ? svc
+          : verifyJwt !== undefined && JWT_SHAPE.test(creds.token)
+            ? yield* jwt(verifyJwt, creds)
+            : yield* session(creds)
+      return yield* matchUser(principal, creds)
+    }).pipe(
+      Effect.tapError((e) => (e._tag === "Unauthorized" ? Effect.sync(() => failures.check(remoteAddress, true)) : Effect.void))
+    )
+
   return { authenticate }
 })
 

@@ -7,9 +7,11 @@
 import { Effect, Layer, ParseResult, Redacted, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as YAML from "yaml"
 import { AppConfig, ConfigFile, type DaemonConfig } from "../src/Config.js"
+import { packageRoot } from "../src/paths.js"
+
+export { packageRoot }
 
 export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
   file: Schema.String,
@@ -20,7 +22,6 @@ export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError"
   }
 }
 
-export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 export const defaultConfigPath = path.join(packageRoot, "config", "development.yaml")
 export const defaultEntitiesDir = path.join(packageRoot, "config", "entities")
 
@@ -31,7 +32,8 @@ const substitute = (
   value: unknown,
   env: Record<string, string | undefined>,
   at: string,
-  problems: Array<string>
+  problems: Array<string>,
+  coerced: Map<string, string>
 ): unknown => {
   if (typeof value === "string") {
     // A value that is exactly one placeholder keeps the type of what it expands to (numbers,
@@ -44,13 +46,17 @@ const substitute = (
       problems.push(`${at}: environment variable ${name} is not set (write \${${name}:-default} for a default)`)
       return ""
     })
-    if (whole !== null && replaced !== "") return parseScalar(replaced)
+    if (whole !== null && replaced !== "") {
+      const scalar = parseScalar(replaced)
+      if (typeof scalar !== "string") coerced.set(at, replaced)
+      return scalar
+    }
     return replaced
   }
-  if (Array.isArray(value)) return value.map((v, i) => substitute(v, env, `${at}[${i}]`, problems))
+  if (Array.isArray(value)) return value.map((v, i) => substitute(v, env, `${at}[${i}]`, problems, coerced))
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(value)) out[k] = substitute(v, env, at === "" ? k : `${at}.${k}`, problems)
+    for (const [k, v] of Object.entries(value)) out[k] = substitute(v, env, at === "" ? k : `${at}.${k}`, problems, coerced)
     return out
   }
   return value
@@ -63,7 +69,11 @@ const parseScalar = (text: string): unknown => {
 }
 
 /** `DBAL_DATABASE__POOL_SIZE=5` sets `database.pool_size`. */
-const applyEnvOverrides = (doc: Record<string, unknown>, env: Record<string, string | undefined>) => {
+const applyEnvOverrides = (
+  doc: Record<string, unknown>,
+  env: Record<string, string | undefined>,
+  coerced: Map<string, string>
+) => {
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith("DBAL_") || value === undefined || !name.includes("__")) continue
     const keys = name.slice("DBAL_".length).toLowerCase().split("__")
@@ -74,25 +84,118 @@ const applyEnvOverrides = (doc: Record<string, unknown>, env: Record<string, str
       if (next === null || typeof next !== "object" || Array.isArray(next)) node[key] = {}
       node = node[key] as Record<string, unknown>
     }
-    node[keys[keys.length - 1]!] = parseScalar(value)
+    const scalar = parseScalar(value)
+    if (typeof scalar === "string") coerced.delete(keys.join("."))
+    else coerced.set(keys.join("."), value)
+    node[keys[keys.length - 1]!] = scalar
   }
+}
+
+/**
+ * A placeholder or override that looked like a number or boolean but sits where a string is
+ * expected (a numeric password or token) goes back to the text it was. True when one did.
+ */
+const restoreStrings = (doc: Record<string, unknown>, error: ParseResult.ParseError, coerced: ReadonlyMap<string, string>): boolean => {
+  let restored = false
+  for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
+    const text = coerced.get(formatPath(issue.path))
+    if (text === undefined || issue.path.length === 0 || !/^Expected string,/.test(issue.message)) continue
+    let node: unknown = doc
+    for (const k of issue.path.slice(0, -1)) node = node !== null && typeof node === "object" ? (node as Record<PropertyKey, unknown>)[k] : undefined
+    if (node === null || typeof node !== "object") continue
+    ;(node as Record<PropertyKey, unknown>)[issue.path[issue.path.length - 1]!] = text
+    restored = true
+  }
+  return restored
 }
 
 const formatPath = (p: ReadonlyArray<PropertyKey>): string =>
   p.reduce<string>((acc, k) => (typeof k === "number" ? `${acc}[${k}]` : acc === "" ? String(k) : `${acc}.${String(k)}`), "")
 
-const formatIssues = (error: ParseResult.ParseError): Array<string> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => {
+/** One line per key path: the alternatives of a union (an adapter name, ...) are joined. */
+const formatIssues = (error: ParseResult.ParseError): Array<string> => {
+  const byKey = new Map<string, Array<string>>()
+  for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
     const key = formatPath(issue.path)
     const message = issue._tag === "Unexpected" ? "unknown key (check its spelling and section)" : issue.message
-    return `${key === "" ? "(top level)" : key}: ${expectText(message)}`
+    const list = byKey.get(key) ?? []
+    if (!list.includes(message)) list.push(message)
+    byKey.set(key, list)
+  }
+  return [...byKey].map(([key, messages]) => {
+    const alternatives = messages.map((m) => /^Expected (.*), actual (.*)$/s.exec(m))
+    const actual = alternatives[0]?.[2]
+    const text =
+      messages.length > 1 && alternatives.every((a) => a !== null && a[2] === actual)
+        ? `expected ${alternatives.map((a) => a![1]).join(" or ")}, got ${actual}`
+        : messages.map(expectText).join("; ")
+    return `${key === "" ? "(top level)" : key}: ${text}`
   })
+}
 
 /** Turns Schema's phrasing ("Expected a string, actual 3") into "expected a string, got 3". */
 const expectText = (message: string): string =>
   message.startsWith("Expected ") ? `expected ${message.slice("Expected ".length).replace(/, actual /, ", got ")}` : message
 
+const record = (u: unknown): Record<string, unknown> =>
+  u !== null && typeof u === "object" && !Array.isArray(u) ? (u as Record<string, unknown>) : {}
+
+/** Rules that tie keys together; values of the wrong type are left to the Schema's report. */
+const crossChecks = (doc: Record<string, unknown>): Array<string> => {
+  const more: Array<string> = []
+  const database = record(doc.database)
+  const conn = record(database.connection)
+  const adapter = database.adapter ?? "sqlite"
+  if (adapter === "sqlite" && conn.filename === undefined) {
+    more.push("database.connection.filename: expected the SQLite database file for adapter sqlite")
+  }
+  if (adapter === "postgresql" || adapter === "mysql") {
+    for (const key of ["host", "database", "user"] as const) {
+      if (conn[key] === undefined) more.push(`database.connection.${key}: expected a value for adapter ${adapter}`)
+    }
+  }
+  if (record(record(doc.server).tls).enabled === true) {
+    more.push("server.tls.enabled: TLS is not available in this version yet; terminate TLS in front of the daemon")
+  }
+  const security = record(doc.security)
+  if (security.sandbox === "strict") {
+    more.push('security.sandbox: "strict" is not available in this version yet; use "none"')
+  }
+  const tokens = record(security.auth).service_tokens
+  const names = Array.isArray(tokens) ? tokens.map((t) => record(t).name) : []
+  names.forEach((n, i) => {
+    if (typeof n === "string" && names.indexOf(n) !== i) more.push(`security.auth.service_tokens[${i}].name: duplicate name ${JSON.stringify(n)}`)
+  })
+  return more
+}
+
 const resolveFrom = (base: string, p: string) => (path.isAbsolute(p) ? p : path.resolve(base, p))
+
+/** JWT verification needs a key that fits its algorithms, in a file that can be read. */
+const jwtChecks = (cfg: ConfigFile, base: string): Array<string> => {
+  const jwt = cfg.security.auth.jwt
+  if (!jwt.enabled) return []
+  const out: Array<string> = []
+  const hmac = jwt.algorithms.filter((a) => a.startsWith("HS"))
+  const asymmetric = jwt.algorithms.filter((a) => !a.startsWith("HS"))
+  if (hmac.length > 0 && asymmetric.length > 0) {
+    out.push("security.auth.jwt.algorithms: expected either HS* algorithms (secret) or public-key ones, not both")
+  }
+  if (hmac.length > 0 && jwt.secret === undefined) out.push(`security.auth.jwt.secret: expected a secret for ${hmac.join(", ")}`)
+  if (asymmetric.length > 0 && jwt.public_key_file === undefined && jwt.jwks_file === undefined) {
+    out.push(`security.auth.jwt.public_key_file: expected a public key file (or jwks_file) for ${asymmetric.join(", ")}`)
+  }
+  for (const key of ["public_key_file", "jwks_file"] as const) {
+    const f = jwt[key]
+    if (f === undefined) continue
+    try {
+      fs.accessSync(resolveFrom(base, f), fs.constants.R_OK)
+    } catch (e) {
+      out.push(`security.auth.jwt.${key}: cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`)
+    }
+  }
+  return out
+}
 
 /** Reads, substitutes, overrides and decodes one configuration file. */
 export const loadConfig = (
@@ -108,7 +211,7 @@ export const loadConfig = (
     } catch (e) {
       return yield* fail([`cannot read the file (${(e as NodeJS.ErrnoException).code ?? "error"})`])
     }
-    const parsed = YAML.parseDocument(text, { prettyErrors: false })
+    const parsed = YAML.parseDocument(text)
     if (parsed.errors.length > 0) {
       return yield* fail(
         parsed.errors.map((e) => `line ${e.linePos?.[0].line ?? "?"}: YAML syntax error: ${e.code}`)
@@ -119,46 +222,39 @@ export const loadConfig = (
       return yield* fail(["(top level): expected a mapping of sections (server, database, security, ...)"])
     }
     const problems: Array<string> = []
-    const doc = substitute(raw, env, "", problems) as Record<string, unknown>
-    applyEnvOverrides(doc, env)
-    const decoded = Schema.decodeUnknownEither(ConfigFile)(doc, { errors: "all", onExcessProperty: "error" })
-    if (decoded._tag === "Left") problems.push(...formatIssues(decoded.left))
+    const coerced = new Map<string, string>()
+    const doc = substitute(raw, env, "", problems, coerced) as Record<string, unknown>
+    applyEnvOverrides(doc, env, coerced)
+    const decode = () => Schema.decodeUnknownEither(ConfigFile)(doc, { errors: "all", onExcessProperty: "error" })
+    let decoded = decode()
+    if (decoded._tag === "Left" && restoreStrings(doc, decoded.left, coerced)) decoded = decode()
+    if (decoded._tag === "Left") {
+      // A key whose placeholder is unset is reported once, by the line naming the variable.
+      const unset = new Set(problems.map((p) => p.slice(0, p.indexOf(": "))))
+      problems.push(...formatIssues(decoded.left).filter((p) => !unset.has(p.slice(0, p.indexOf(": ")))))
+    }
+    const base = path.dirname(sourcePath)
+    // Rules between keys are checked on the document too, so that they are reported together
+    // with the Schema's problems rather than only once those are fixed.
+    problems.push(...crossChecks(doc))
+    let password: Redacted.Redacted<string> | undefined
+    const passwordFile = record(record(doc.database).connection).password_file
+    if (typeof passwordFile === "string" && passwordFile !== "") {
+      try {
+        password = Redacted.make(fs.readFileSync(resolveFrom(base, passwordFile), "utf8").replace(/\r?\n$/, ""))
+      } catch (e) {
+        problems.push(`database.connection.password_file: cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`)
+      }
+    }
+    if (decoded._tag === "Right" && decoded.right.performance.default_page_size > decoded.right.performance.max_page_size) {
+      problems.push("performance.default_page_size: expected a value <= performance.max_page_size")
+    }
+    if (decoded._tag === "Right") problems.push(...jwtChecks(decoded.right, base))
     if (problems.length > 0 || decoded._tag === "Left") return yield* fail(problems)
     const cfg = decoded.right
-    const base = path.dirname(sourcePath)
-
+    const jwt = cfg.security.auth.jwt
     const conn = cfg.database.connection
-    const more: Array<string> = []
-    let password = conn.password
-    if (conn.password_file !== undefined) {
-      try {
-        password = Redacted.make(fs.readFileSync(resolveFrom(base, conn.password_file), "utf8").replace(/\r?\n$/, ""))
-      } catch (e) {
-        more.push(`database.connection.password_file: cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`)
-      }
-    }
-    if (cfg.database.adapter === "sqlite" && conn.filename === undefined) {
-      more.push("database.connection.filename: expected the SQLite database file for adapter sqlite")
-    }
-    if (cfg.database.adapter !== "sqlite") {
-      for (const key of ["host", "database", "user"] as const) {
-        if (conn[key] === undefined) more.push(`database.connection.${key}: expected a value for adapter ${cfg.database.adapter}`)
-      }
-    }
-    if (cfg.server.tls.enabled) {
-      more.push("server.tls.enabled: TLS is not available in this version yet; terminate TLS in front of the daemon")
-    }
-    if (cfg.security.sandbox === "strict") {
-      more.push('security.sandbox: "strict" is not available in this version yet; use "none"')
-    }
-    if (cfg.performance.default_page_size > cfg.performance.max_page_size) {
-      more.push("performance.default_page_size: expected a value <= performance.max_page_size")
-    }
-    const names = cfg.security.auth.service_tokens.map((t) => t.name)
-    names.forEach((n, i) => {
-      if (names.indexOf(n) !== i) more.push(`security.auth.service_tokens[${i}].name: duplicate name ${JSON.stringify(n)}`)
-    })
-    if (more.length > 0) return yield* fail(more)
+    password = password ?? conn.password
 
     const connection = {
       ...conn,
@@ -171,6 +267,14 @@ export const loadConfig = (
       security: {
         ...cfg.security,
         ...(cfg.security.audit_log_path === undefined ? {} : { audit_log_path: resolveFrom(base, cfg.security.audit_log_path) }),
+        auth: {
+          ...cfg.security.auth,
+          jwt: {
+            ...jwt,
+            ...(jwt.public_key_file === undefined ? {} : { public_key_file: resolveFrom(base, jwt.public_key_file) }),
+            ...(jwt.jwks_file === undefined ? {} : { jwks_file: resolveFrom(base, jwt.jwks_file) })
+          }
+        },
         acl: {
           ...cfg.security.acl,
           ...(cfg.security.acl.rules_file === undefined ? {} : { rules_file: resolveFrom(base, cfg.security.acl.rules_file) })

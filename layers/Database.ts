@@ -72,6 +72,22 @@ export const sqlClientLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClie
 const dialectOf = (cfg: DaemonConfig): Dialect =>
   cfg.database.adapter === "postgresql" ? "pg" : cfg.database.adapter === "mysql" ? "mysql" : "sqlite"
 
+/**
+ * `utf8mb4_bin` is a PAD SPACE collation on MySQL and MariaDB: 'a' = 'a ' there, so a filter, a
+ * unique index and ORDER BY ignore trailing spaces, unlike PostgreSQL's "C" and SQLite's BINARY.
+ * The NO PAD binary collation (code point order, every character significant) has another name on
+ * each server: MySQL 8.0.17+ `utf8mb4_0900_bin`, MariaDB 10.2+ `utf8mb4_nopad_bin`. Older servers
+ * keep `utf8mb4_bin`.
+ */
+const noPadBinaryCollation = (sql: SqlClient.SqlClient) =>
+  sql<{ name: string }>`SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN ('utf8mb4_0900_bin', 'utf8mb4_nopad_bin')`.pipe(
+    Effect.map((rows) => {
+      const names = rows.map((r) => r.name)
+      return names.includes("utf8mb4_0900_bin") ? "utf8mb4_0900_bin" : names.includes("utf8mb4_nopad_bin") ? "utf8mb4_nopad_bin" : "utf8mb4_bin"
+    })
+  )
+
+
 /** Creates missing tables and indexes; never drops or alters anything. */
 export const migrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: EntityRegistryShape) =>
   Effect.gen(function* () {
@@ -79,9 +95,10 @@ export const migrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: En
       for (const stmt of schemaDdl(dialect, registry)) yield* sql.unsafe(stmt)
       return
     }
+    const collation = yield* noPadBinaryCollation(sql)
     // MySQL 8 has no CREATE INDEX IF NOT EXISTS: look the indexes up.
     for (const entity of registry.creationOrder) {
-      yield* sql.unsafe(createTable(dialect, entity, registry))
+      yield* sql.unsafe(createTable(dialect, entity, registry, collation))
       const existing = yield* sql<{ name: string }>`SELECT DISTINCT INDEX_NAME AS name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ${entity.table}`
       const names = new Set(existing.map((r) => r.name))
       for (const ix of createIndexes(dialect, entity)) if (!names.has(ix.name)) yield* sql.unsafe(ix.sql)

@@ -7,6 +7,7 @@ import * as RpcHandler from "../src/rpc/Handler.js"
 import * as Acl from "./Acl.js"
 import * as AuditLog from "./AuditLog.js"
 import * as Auth from "./Auth.js"
+import * as Changes from "./Changes.js"
 import * as Config from "./Config.js"
 import * as Database from "./Database.js"
 import * as Entities from "./Entities.js"
@@ -18,7 +19,7 @@ export const core = (configFile: string, env?: Record<string, string | undefined
   const config = Config.layer(configFile, env)
   const withEntities = Layer.provideMerge(Entities.layer, config)
   const withDatabase = Layer.provideMerge(Database.layer, withEntities)
-  const services = Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer)
+  const services = Layer.provideMerge(Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer), Changes.layer)
   return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, services), withDatabase)
 }
 

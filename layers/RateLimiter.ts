@@ -1,12 +1,21 @@
 /**
- * Rate limiter layer (memory store): a token bucket per principal, refilled at
- * `requests_per_minute`, holding at most `burst`. Buckets idle long enough to be full again are
- * dropped, so a flood of identities cannot grow the map without bound.
+ * Rate limiter layer: a token bucket per principal, refilled at `requests_per_minute`, holding
+ * at most `burst` (per-role values in `roles:` replace both). Over it: 429 with `retryAfter`.
+ *
+ * Stores:
+ * - memory: this process only. Buckets idle long enough to be full again are dropped, and at
+ *   most `max_keys` are kept, so a flood of identities cannot grow the map without bound.
+ * - redis: one bucket per principal shared by every replica, updated atomically by a Lua script
+ *   on Redis's own clock; keys expire once they would be full again.
+ *   When Redis cannot be reached, `on_store_error` decides: `local` falls back to this
+ *   process's memory buckets (still limited, per replica), `open` admits, `closed` answers 503.
  */
-import { Effect, Layer } from "effect"
-import { AppConfig } from "../src/Config.js"
-import { RateLimited } from "../src/Errors.js"
-import { RateLimiter } from "../src/services/RateLimiter.js"
+import { Effect, Layer, Redacted } from "effect"
+import { Redis } from "ioredis"
+import { AppConfig, type DaemonConfig } from "../src/Config.js"
+import { RateLimited, Unavailable } from "../src/Errors.js"
+import type { Role } from "../src/services/Principal.js"
+import { RateLimiter, type RateLimiterShape } from "../src/services/RateLimiter.js"
 
 interface Bucket {
   tokens: number
@@ -24,36 +33,137 @@ export const makeMemory = (opts: { requestsPerMinute: number; burst: number; now
     if (t - lastSweep < 10_000 && buckets.size < maxKeys) return
     lastSweep = t
     for (const [k, b] of buckets) if (t - b.at >= fullAfterMs) buckets.delete(k)
-    // Still too many live keys: drop the oldest (insertion order), they are the least active.
+    // Still too many live keys: drop the least recently used (the map keeps use order).
     for (const k of buckets.keys()) {
       if (buckets.size < maxKeys) break
       buckets.delete(k)
     }
   }
+  /** Takes a token (or, with `take: false`, only checks that one is there). */
+  const check = (key: string, take: boolean): RateLimited | undefined => {
+    const t = now()
+    sweep(t)
+    const b = buckets.get(key) ?? { tokens: opts.burst, at: t }
+    b.tokens = Math.min(opts.burst, b.tokens + (t - b.at) * perMs)
+    b.at = t
+    buckets.delete(key)
+    buckets.set(key, b)
+    if (b.tokens >= 1) {
+      if (take) b.tokens -= 1
+      return undefined
+    }
+    return new RateLimited({ retryAfter: Math.max(1, Math.ceil((1 - b.tokens) / perMs / 1000)) })
+  }
   const consume = (key: string) =>
     Effect.suspend(() => {
-      const t = now()
-      sweep(t)
-      const b = buckets.get(key) ?? { tokens: opts.burst, at: t }
-      b.tokens = Math.min(opts.burst, b.tokens + (t - b.at) * perMs)
-      b.at = t
-      buckets.delete(key)
-      buckets.set(key, b)
-      if (b.tokens >= 1) {
-        b.tokens -= 1
-        return Effect.void
-      }
-      return Effect.fail(new RateLimited({ retryAfter: Math.max(1, Math.ceil((1 - b.tokens) / perMs / 1000)) }))
+      const limited = check(key, true)
+      return limited === undefined ? Effect.void : Effect.fail(limited)
     })
-  return { consume, size: () => buckets.size }
+  return { consume, check, size: () => buckets.size }
 }
 
-export const layer = Layer.effect(
+/** Token bucket on Redis's clock. Returns {allowed, tokens left}. */
+const BUCKET_LUA = `
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = redis.call('TIME')
+local t = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(b[1]) or burst
+local at = tonumber(b[2]) or t
+tokens = math.min(burst, tokens + math.max(0, t - at) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 1000)
+return {allowed, tostring(tokens)}
+`
+
+interface BucketRedis {
+  dbalBucket(key: string, ratePerMs: string, burst: string): Promise<[number, string]>
+}
+
+export interface Limits {
+  readonly requestsPerMinute: number
+  readonly burst: number
+}
+
+export const limitsFor = (cfg: DaemonConfig["security"]["rate_limit"], role: Role): Limits => {
+  const r = cfg.roles[role]
+  return r === undefined ? { requestsPerMinute: cfg.requests_per_minute, burst: cfg.burst } : { requestsPerMinute: r.requests_per_minute, burst: r.burst }
+}
+
+const memoryStore = (cfg: DaemonConfig["security"]["rate_limit"]) => {
+  const perRole = new Map<Role, ReturnType<typeof makeMemory>>()
+  return (key: string, role: Role) => {
+    let m = perRole.get(role)
+    if (m === undefined) {
+      const l = limitsFor(cfg, role)
+      m = makeMemory({ requestsPerMinute: l.requestsPerMinute, burst: l.burst, maxKeys: cfg.max_keys })
+      perRole.set(role, m)
+    }
+    return m.consume(key)
+  }
+}
+
+export const makeRedis = (cfg: DaemonConfig["security"]["rate_limit"]) =>
+  Effect.gen(function* () {
+    const redis = yield* Effect.acquireRelease(
+      Effect.sync(
+        () =>
+          new Redis(Redacted.value(cfg.redis_url), {
+            // Fail fast while Redis is away instead of queueing requests behind it.
+            enableOfflineQueue: false,
+            maxRetriesPerRequest: 0,
+            connectTimeout: 1000,
+            retryStrategy: (times) => Math.min(times * 200, 2000)
+          })
+      ),
+      (r) => Effect.sync(() => r.disconnect())
+    )
+    redis.on("error", () => {
+      // Reported per request through on_store_error; the client reconnects by itself.
+    })
+    redis.defineCommand("dbalBucket", { numberOfKeys: 1, lua: BUCKET_LUA })
+    const bucket = redis as unknown as BucketRedis
+    const local = memoryStore(cfg)
+    const consume = (key: string, role: Role): Effect.Effect<void, RateLimited | Unavailable> => {
+      const l = limitsFor(cfg, role)
+      const perMs = l.requestsPerMinute / 60_000
+      return Effect.tryPromise(() => bucket.dbalBucket(`${cfg.key_prefix}${role}:${key}`, String(perMs), String(l.burst))).pipe(
+        Effect.timeout("500 millis"),
+        Effect.matchEffect({
+          onSuccess: ([allowed, tokens]): Effect.Effect<void, RateLimited | Unavailable> =>
+            allowed === 1
+              ? Effect.void
+              : Effect.fail(new RateLimited({ retryAfter: Math.max(1, Math.ceil((1 - Number(tokens)) / perMs / 1000)) })),
+          onFailure: (): Effect.Effect<void, RateLimited | Unavailable> => {
+            switch (cfg.on_store_error) {
+              case "open":
+                return Effect.void
+              case "closed":
+                return Effect.fail(new Unavailable({ reason: "the rate-limit store does not answer" }))
+              case "local":
+                return local(key, role)
+            }
+          }
+        })
+      )
+    }
+    return { consume } satisfies RateLimiterShape
+  })
+
+export const layer = Layer.scoped(
   RateLimiter,
-  Effect.map(AppConfig, (cfg) => {
+  Effect.gen(function* () {
+    const cfg = yield* AppConfig
     const rl = cfg.security.rate_limit
-    if (!rl.enabled) return { consume: () => Effect.void }
-    return makeMemory({ requestsPerMinute: rl.requests_per_minute, burst: rl.burst })
+    if (!rl.enabled) return { consume: () => Effect.void } satisfies RateLimiterShape
+    if (rl.store === "redis") return yield* makeRedis(rl)
+    return { consume: memoryStore(rl) } satisfies RateLimiterShape
   })
 )
 

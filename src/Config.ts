@@ -3,7 +3,7 @@
  * key path, and yields the typed `DaemonConfig` the rest of the daemon reads through `AppConfig`.
  * Secrets decode to `Redacted` so that they never reach a log line or a JSON dump.
  */
-import { Context, Schema } from "effect"
+import { Context, Redacted, Schema } from "effect"
 
 const Port = Schema.Int.pipe(Schema.between(0, 65535, { message: () => "a port number between 0 and 65535" }))
 const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "a positive integer" }))
@@ -61,36 +61,120 @@ export const DatabaseConfig = Schema.Struct({
 }).annotations({ parseOptions: strict })
 
 export const ServiceToken = Schema.Struct({
-  name: NonEmpty,
+  name: NonEmpty.pipe(Schema.pattern(/^[A-Za-z0-9_.-]{1,64}$/, { message: () => "a name of letters, digits, _ . - (at most 64)" })),
   token: Schema.Redacted(
     Schema.String.pipe(Schema.minLength(16, { message: () => "a token of at least 16 characters" }))
   )
 }).annotations({ parseOptions: strict })
 
+export const JwtAlgorithm = Schema.Literal("HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA")
+
+export const JwtConfig = Schema.Struct({
+  enabled: opt(Schema.Boolean, () => false),
+  /** Accepted signature algorithms. */
+  algorithms: opt(Schema.Array(JwtAlgorithm), () => ["HS256"] as const),
+  /** HS*: the shared secret (at least 32 bytes). */
+  secret: Schema.optionalWith(
+    Schema.Redacted(Schema.String.pipe(Schema.minLength(32, { message: () => "a secret of at least 32 characters" }))),
+    { exact: true }
+  ),
+  /** RS256/ES256/EdDSA: a PEM public key (SPKI). */
+  public_key_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  /** Or a JSON Web Key Set file ({"keys": [...]}). */
+  jwks_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  issuer: Schema.optionalWith(NonEmpty, { exact: true }),
+  audience: Schema.optionalWith(NonEmpty, { exact: true }),
+  /** Claim that carries the user's role (user, admin, god, supergod). */
+  role_claim: opt(NonEmpty, () => "role"),
+  /** Seconds of clock skew accepted on exp and nbf. */
+  clock_tolerance: opt(NonNegativeInt, () => 5)
+}).annotations({ parseOptions: strict })
+
+export const FailedAuthConfig = Schema.Struct({
+  /** Failed authentications a remote address may make in a burst... */
+  burst: opt(PositiveInt, () => 10),
+  /** ...and per minute after it; beyond that its authentications get 429. */
+  per_minute: opt(PositiveInt, () => 10)
+}).annotations({ parseOptions: strict })
+
 export const AuthConfig = Schema.Struct({
   service_tokens: opt(Schema.Array(ServiceToken), () => []),
   /** Development only: print the service tokens at start so that a first request is easy. */
-  print_service_tokens: opt(Schema.Boolean, () => false)
+  print_service_tokens: opt(Schema.Boolean, () => false),
+  /** Seconds a validated session token is remembered (0: look it up on every request). */
+  session_cache_ttl: opt(NonNegativeInt, () => 2),
+  jwt: opt(JwtConfig, () => JwtConfig.make({})),
+  failed_auth: opt(FailedAuthConfig, () => FailedAuthConfig.make({}))
+}).annotations({ parseOptions: strict })
+
+export const RoleLimit = Schema.Struct({
+  requests_per_minute: PositiveInt,
+  burst: PositiveInt
 }).annotations({ parseOptions: strict })
 
 export const RateLimitConfig = Schema.Struct({
   enabled: opt(Schema.Boolean, () => true),
   requests_per_minute: opt(PositiveInt, () => 600),
-  burst: opt(PositiveInt, () => 100)
+  burst: opt(PositiveInt, () => 100),
+  /** Per-role limits replacing the two above for that role. */
+  roles: opt(
+    Schema.Struct({
+      user: Schema.optionalWith(RoleLimit, { exact: true }),
+      admin: Schema.optionalWith(RoleLimit, { exact: true }),
+      god: Schema.optionalWith(RoleLimit, { exact: true }),
+      supergod: Schema.optionalWith(RoleLimit, { exact: true }),
+      system: Schema.optionalWith(RoleLimit, { exact: true })
+    }).annotations({ parseOptions: strict }),
+    () => ({})
+  ),
+  /** memory: per process; redis: shared by every replica. */
+  store: opt(Schema.Literal("memory", "redis"), () => "memory" as const),
+  redis_url: opt(Schema.Redacted(NonEmpty), () => Redacted.make("redis://127.0.0.1:6379")),
+  key_prefix: opt(NonEmpty, () => "dbal:rl:"),
+  /** When Redis cannot be reached: local (this process's own buckets), open (admit), closed (503). */
+  on_store_error: opt(Schema.Literal("local", "open", "closed"), () => "local" as const),
+  /** Memory store: most principals remembered at once (idle ones are dropped first). */
+  max_keys: opt(PositiveInt, () => 100_000)
 }).annotations({ parseOptions: strict })
 
 export const AclConfig = Schema.Struct({
   rules_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  /** Seconds between checks of the rules file for changes (0: every request). */
   cache_ttl: opt(NonNegativeInt, () => 300)
+}).annotations({ parseOptions: strict })
+
+export const AuditConfig = Schema.Struct({
+  /** Also write every record to stdout (for log collection on Kubernetes). */
+  stdout: opt(Schema.Boolean, () => false),
+  /** Also insert every record into this table (created by migrate / auto_migrate). */
+  sql_table: Schema.optionalWith(
+    NonEmpty.pipe(Schema.pattern(/^[a-z][a-z0-9_]{0,62}$/, { message: () => "a snake_case table name" })),
+    { exact: true }
+  ),
+  /** fsync the file before a write is acknowledged (batched across concurrent requests). */
+  fsync: opt(Schema.Boolean, () => true),
+  /** Rotate the file when it grows past this size... */
+  max_size_mb: opt(PositiveInt, () => 100),
+  /** ...and at the first record of each new UTC day. */
+  rotate_daily: opt(Schema.Boolean, () => true),
+  /** Rotated files kept (oldest removed first)... */
+  max_files: opt(PositiveInt, () => 14),
+  /** ...and none older than this many days. */
+  max_age_days: opt(PositiveInt, () => 30),
+  /** When the audit log cannot be written: writes always fail with 503; reads are allowed or denied. */
+  on_failure_reads: opt(Schema.Literal("allow", "deny"), () => "allow" as const)
 }).annotations({ parseOptions: strict })
 
 export const SecurityConfig = Schema.Struct({
   sandbox: opt(Schema.Literal("none", "strict"), () => "none" as const),
   audit_log: opt(Schema.Boolean, () => true),
   audit_log_path: Schema.optionalWith(NonEmpty, { exact: true }),
-  rate_limit: opt(RateLimitConfig, () => ({ enabled: true, requests_per_minute: 600, burst: 100 })),
+  audit: opt(AuditConfig, () => AuditConfig.make({})),
+  /** Fields never returned to anyone, in addition to the entities' own: "Entity.field". */
+  never_expose: opt(Schema.Array(NonEmpty.pipe(Schema.pattern(/^[A-Z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*$/, { message: () => "Entity.field (e.g. User.email)" }))), () => []),
+  rate_limit: opt(RateLimitConfig, () => RateLimitConfig.make({})),
   acl: opt(AclConfig, () => ({ cache_ttl: 300 })),
-  auth: opt(AuthConfig, () => ({ service_tokens: [], print_service_tokens: false }))
+  auth: opt(AuthConfig, () => AuthConfig.make({}))
 }).annotations({ parseOptions: strict })
 
 export const PerformanceConfig = Schema.Struct({

@@ -51,7 +51,7 @@ const levels = { debug: LogLevel.Debug, info: LogLevel.Info, warning: LogLevel.W
 const report = (e: unknown): string => {
   if (e !== null && typeof e === "object" && "_tag" in e) {
     const tagged = e as { _tag: string; message?: string; problems?: ReadonlyArray<string> }
-    if (tagged._tag === "ConfigError" || tagged._tag === "EntitiesError" || tagged._tag === "ListenError") return String(tagged.message)
+    if (["ConfigError", "EntitiesError", "ListenError", "RulesFileError"].includes(tagged._tag)) return String(tagged.message)
     if (tagged._tag === "SqlError") {
       const cause = (e as { cause?: { code?: unknown; message?: unknown } }).cause
       return `database: cannot connect or prepare the schema (${String(cause?.code ?? cause?.message ?? "error")})`

@@ -62,7 +62,8 @@ const onDelete = (f: FieldDef): string => {
 
 export const fkName = (entity: EntityDef, f: FieldDef): string => `fk_${entity.table}_${f.column}`.slice(0, 63)
 
-export const createTable = (dialect: Dialect, entity: EntityDef, registry: EntityRegistryShape): string => {
+/** `collation`: MySQL's table collation (binary; NO PAD where the server has one). */
+export const createTable = (dialect: Dialect, entity: EntityDef, registry: EntityRegistryShape, collation = "utf8mb4_bin"): string => {
   const lines: Array<string> = []
   for (const f of entity.fields) {
     const parts = [q(dialect, f.column), columnType(dialect, f)]
@@ -89,7 +90,7 @@ export const createTable = (dialect: Dialect, entity: EntityDef, registry: Entit
       lines.push(`CONSTRAINT ${q(dialect, ix.name)} UNIQUE (${ix.fields.map((f) => q(dialect, f.column)).join(", ")})`)
     }
   }
-  const tail = dialect === "mysql" ? " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin" : ""
+  const tail = dialect === "mysql" ? ` ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=${collation}` : ""
   return `CREATE TABLE IF NOT EXISTS ${q(dialect, entity.table)} (\n  ${lines.join(",\n  ")}\n)${tail}`
 }
 

@@ -19,6 +19,20 @@ const MAX_JSON_DEPTH = 64
 
 export const isUuid = (s: string): boolean => UUID.test(s)
 
+/**
+ * Milliseconds of an ISO-8601 date-time with a zone, or NaN. Days a month does not have
+ * (2023-02-29) are refused: `Date.parse` would silently roll them over into the next month.
+ */
+export const isoDateTimeMillis = (v: string): number => {
+  if (!ISO_DATETIME.test(v)) return Number.NaN
+  const month = Number(v.slice(5, 7))
+  const day = Number(v.slice(8, 10))
+  const last = new Date(0)
+  last.setUTCFullYear(Number(v.slice(0, 4)), month, 0)
+  if (month < 1 || month > 12 || day < 1 || day > last.getUTCDate()) return Number.NaN
+  return Date.parse(v)
+}
+
 const codePoints = (s: string): number => {
   let n = 0
   for (const _ of s) n++
@@ -103,7 +117,7 @@ export const fieldSchema = (f: FieldDef): Schema.Schema<unknown, unknown> => {
       return Schema.String.annotations({ message: () => "must be an ISO-8601 date-time string" }).pipe(
         Schema.filter((v) => {
           if (!ISO_DATETIME.test(v)) return "must be an ISO-8601 date-time with a time zone, e.g. 2024-01-15T10:30:00Z"
-          const t = Date.parse(v)
+          const t = isoDateTimeMillis(v)
           if (Number.isNaN(t)) return "must be a valid date-time"
           return (t >= MIN_TIME && t <= MAX_TIME) || "must be between the years 1000 and 9999"
         }),

@@ -33,19 +33,35 @@ const fieldsOfIndex = (entity: EntityDef, name: string): ReadonlyArray<string> =
 const fieldsOfColumns = (entity: EntityDef, columns: ReadonlyArray<string>): ReadonlyArray<string> =>
   columns.map((c) => entity.fields.find((f) => f.column === c)?.name).filter((n): n is string => n !== undefined)
 
+/**
+ * A row that violates a unique index also violates every unique index on a subset of its fields
+ * (a violation means equal, non-NULL values on all of them). Which one the database reports is its
+ * own checking order (SQLite reports Package (name, version), PostgreSQL and MySQL (name)), so
+ * the smallest such index is named, the same on every dialect.
+ */
+const narrowest = (entity: EntityDef, fields: ReadonlyArray<string>): ReadonlyArray<string> => {
+  let best: ReadonlyArray<string> = fields
+  for (const ix of entity.indexes) {
+    if (!ix.unique || ix.fields.length >= best.length) continue
+    const names = ix.fields.map((f) => f.name)
+    if (names.every((n) => fields.includes(n))) best = names
+  }
+  return best
+}
+
 export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
   const cause = (error.cause ?? {}) as DriverError
   const code = typeof cause.code === "string" ? cause.code : String(cause.code ?? "")
   const message = typeof cause.message === "string" ? cause.message : ""
   // PostgreSQL (SQLSTATE codes)
-  if (code === "23505") return { kind: "unique", fields: fieldsOfIndex(entity, String(cause.constraint ?? "")) }
+  if (code === "23505") return { kind: "unique", fields: narrowest(entity, fieldsOfIndex(entity, String(cause.constraint ?? ""))) }
   if (code === "23503") return { kind: "foreignKey" }
   if (code === "23514" || code === "23502" || code === "22001" || code === "22P02" || code === "22021") return { kind: "constraint" }
   if (code.startsWith("08")) return { kind: "unavailable", reason: "the database connection failed" }
   // MySQL / MariaDB
   if (code === "ER_DUP_ENTRY") {
     const m = /for key '(?:[^'.]*\.)?([^']+)'/.exec(message)
-    return { kind: "unique", fields: m === null ? [] : fieldsOfIndex(entity, m[1]!) }
+    return { kind: "unique", fields: m === null ? [] : narrowest(entity, fieldsOfIndex(entity, m[1]!)) }
   }
   if (code === "ER_NO_REFERENCED_ROW_2" || code === "ER_ROW_IS_REFERENCED_2" || code === "ER_NO_REFERENCED_ROW" || code === "ER_ROW_IS_REFERENCED") {
     return { kind: "foreignKey" }
@@ -57,7 +73,7 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
   if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
     const m = /constraint failed: (.*)$/.exec(message)
     const cols = m === null ? [] : m[1]!.split(",").map((s) => s.trim().split(".").pop() ?? "")
-    return { kind: "unique", fields: fieldsOfColumns(entity, cols) }
+    return { kind: "unique", fields: narrowest(entity, fieldsOfColumns(entity, cols)) }
   }
   if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") return { kind: "foreignKey" }
   if (code.startsWith("SQLITE_CONSTRAINT")) return { kind: "constraint" }

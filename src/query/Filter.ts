@@ -9,7 +9,7 @@ import { Either } from "effect"
 import { FieldIssue, ValidationFailed } from "../Errors.js"
 import type { Dialect } from "../entity/Ddl.js"
 import type { EntityDef, FieldDef } from "../entity/Model.js"
-import { isUuid } from "../entity/Validate.js"
+import { isoDateTimeMillis, isUuid } from "../entity/Validate.js"
 import { encodeValue } from "./Codec.js"
 
 export type CmpOp = "eq" | "ne" | "gt" | "gte" | "lt" | "lte"
@@ -43,7 +43,6 @@ export const defaultFilterLimits: FilterLimits = { maxDepth: 16, maxNodes: 500, 
 const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "notIn", "contains", "startsWith", "endsWith", "isNull"] as const
 const ORDERED_TYPES = new Set(["uuid", "string", "text", "email", "enum", "integer", "datetime"])
 const TEXT_TYPES = new Set(["string", "text", "email", "enum"])
-const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/
 
 const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
@@ -72,11 +71,14 @@ export const operand = (f: FieldDef, v: unknown): Either.Either<unknown, string>
         ? Either.right(v)
         : Either.left("must be a string")
     case "integer":
-      return typeof v === "number" && Number.isSafeInteger(v) ? Either.right(v) : Either.left("must be an integer")
+      // The column is a 32-bit integer everywhere; PostgreSQL refuses to compare with more.
+      return typeof v === "number" && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647
+        ? Either.right(v)
+        : Either.left("must be an integer between -2147483648 and 2147483647")
     case "boolean":
       return typeof v === "boolean" ? Either.right(v) : Either.left("must be true or false")
     case "datetime":
-      return typeof v === "string" && ISO_DATETIME.test(v) && !Number.isNaN(Date.parse(v))
+      return typeof v === "string" && !Number.isNaN(isoDateTimeMillis(v))
         ? Either.right(new Date(v))
         : Either.left("must be an ISO-8601 date-time with a time zone")
     case "json":
@@ -128,6 +130,10 @@ const parseField = (f: FieldDef, spec: unknown, at: string, issues: Issues): Fil
       }
       case "in":
       case "notIn": {
+        if (f.type === "json") {
+          issues.add(here, "JSON fields can only be tested with isNull")
+          break
+        }
         if (!Array.isArray(arg)) {
           issues.add(here, "must be a list of values")
           break

@@ -8,7 +8,7 @@ import type { Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
-import { FieldIssue, NotFound, type RequestError, ValidationFailed } from "../Errors.js"
+import { FieldIssue, Forbidden, NotFound, type RequestError, ValidationFailed } from "../Errors.js"
 import type { Dialect } from "../entity/Ddl.js"
 import type { EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, type Values } from "../entity/Validate.js"
@@ -96,6 +96,37 @@ const missingReferences = (
 
 const readError = (entity: EntityDef) => (e: SqlError) => toRequestError(entity, e)
 
+const isTrue = (n: FilterNode) => n._tag === "And" && n.nodes.length === 0
+
+/** Keys per `IN (...)` list, well under every dialect's parameter limit. */
+const ID_CHUNK = 500
+
+const chunked = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/**
+ * A write may not leave a row outside the rows its author may write (for example a user giving
+ * their record to someone else): checked inside the write's transaction, which a 403 rolls back.
+ */
+const stillAdmitted = (db: DatabaseShape, entity: EntityDef, ids: ReadonlyArray<string>, rowFilter: FilterNode) =>
+  Effect.gen(function* () {
+    if (isTrue(rowFilter) || ids.length === 0) return
+    const { sql, dialect } = db
+    const pk = entity.primaryKey
+    let admitted = 0
+    for (const chunk of chunked(ids, ID_CHUNK)) {
+      const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
+      const rows = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(idIn, rowFilter))}`
+      admitted += Number(rows[0]?.n ?? 0)
+    }
+    if (admitted < ids.length) {
+      return yield* new Forbidden({ reason: `the written ${entity.name} would fall outside the rows you may write` })
+    }
+  })
+
 /** Assigns the daemon-set fields of a new record. */
 const completeForCreate = (entity: EntityDef, values: Values, now: Date): Values => {
   const out: Values = new Map(values)
@@ -175,7 +206,11 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
     Effect.gen(function* () {
       const record = completeForCreate(entity, values, new Date())
       const id = record.get(entity.primaryKey) as string
-      yield* insertRows(db, entity, [record]).pipe(Effect.catchAll(mapWriteError(db, registry, entity, [values])))
+      const insert = insertRows(db, entity, [record])
+      const write: Effect.Effect<void, SqlError | Forbidden> = isTrue(access.rowFilter)
+        ? insert
+        : sql.withTransaction(Effect.zipRight(insert, stillAdmitted(db, entity, [id], access.rowFilter)))
+      yield* write.pipe(Effect.catchTag("SqlError", mapWriteError(db, registry, entity, [values])))
       const rows = yield* sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`.pipe(
         Effect.mapError(readError(entity))
       )
@@ -183,12 +218,15 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
       return decodeRow(dialect, entity, rows[0], access.readable)
     })
 
-  const createMany = (entity: EntityDef, items: ReadonlyArray<Values>) =>
+  const createMany = (entity: EntityDef, items: ReadonlyArray<Values>, rowFilter: FilterNode = TRUE) =>
     Effect.gen(function* () {
       if (items.length === 0) return 0
       const now = new Date()
       const records = items.map((v) => completeForCreate(entity, v, now))
-      yield* sql.withTransaction(insertRows(db, entity, records)).pipe(Effect.catchAll(mapWriteError(db, registry, entity, items)))
+      const ids = records.map((r) => r.get(entity.primaryKey) as string)
+      yield* sql.withTransaction(Effect.zipRight(insertRows(db, entity, records), stillAdmitted(db, entity, ids, rowFilter))).pipe(
+        Effect.catchTag("SqlError", mapWriteError(db, registry, entity, items))
+      )
       return records.length
     })
 
@@ -204,9 +242,10 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
           if (first === undefined) return Option.none<string>()
           const rowId = String(first[pk.column])
           yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${sql(pk.column)} = ${rowId}`
+          yield* stillAdmitted(db, entity, [rowId], access.rowFilter)
           return Option.some(rowId)
         })
-      ).pipe(Effect.catchAll(mapWriteError(db, registry, entity, [values])))
+      ).pipe(Effect.catchTag("SqlError", mapWriteError(db, registry, entity, [values])))
       if (Option.isNone(id)) return yield* new NotFound({ entity: entity.name })
       return yield* read(entity, id.value, { rowFilter: TRUE, readable: access.readable })
     })
@@ -253,11 +292,31 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
       Effect.mapError(readError(entity))
     )
 
-  const updateMany = (entity: EntityDef, filter: FilterNode, values: Values, access: Access) =>
-    sql`UPDATE ${sql(entity.table)} SET ${setClause(db, completeForUpdate(entity, values, new Date()))} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.raw.pipe(
-      Effect.map(affected),
-      Effect.catchAll(mapWriteError(db, registry, entity, [values]))
-    )
+  const updateMany = (entity: EntityDef, filter: FilterNode, values: Values, access: Access) => {
+    const fields = completeForUpdate(entity, values, new Date())
+    if (isTrue(access.rowFilter)) {
+      return sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, filter)}`.raw.pipe(
+        Effect.map(affected),
+        Effect.catchAll(mapWriteError(db, registry, entity, [values]))
+      )
+    }
+    // Narrowed by a row filter: the rows are fixed first, then each must still be admitted.
+    const pk = entity.primaryKey
+    return sql
+      .withTransaction(
+        Effect.gen(function* () {
+          const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}${forUpdate(db)}`
+          const ids = found.map((r) => String(r[pk.column]))
+          for (const chunk of chunked(ids, ID_CHUNK)) {
+            const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
+            yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, idIn)}`
+          }
+          yield* stillAdmitted(db, entity, ids, access.rowFilter)
+          return ids.length
+        })
+      )
+      .pipe(Effect.catchTag("SqlError", mapWriteError(db, registry, entity, [values])))
+  }
 
   const deleteMany = (entity: EntityDef, filter: FilterNode, access: Access) =>
     sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.raw.pipe(

@@ -12,6 +12,7 @@ import { makeRepository } from "../query/Repository.js"
 import { Acl } from "../services/Acl.js"
 import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
 import { Auth, type Credentials } from "../services/Auth.js"
+import { Changes } from "../services/Changes.js"
 import { Database } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { RateLimiter } from "../services/RateLimiter.js"
@@ -42,6 +43,7 @@ export const make = Effect.gen(function* () {
   const acl = yield* Acl
   const limiter = yield* RateLimiter
   const audit = yield* AuditLog
+  const changes = yield* Changes
   const repo = makeRepository(db, registry)
   const timeoutMs = config.performance.query_timeout
 
@@ -65,13 +67,19 @@ export const make = Effect.gen(function* () {
     Effect.gen(function* () {
       const { principal, creds } = yield* authenticate(conn, req)
       setPrincipal(principal)
-      yield* limiter.consume(principal.userId).pipe(Effect.withSpan("rate_limit"))
+      yield* limiter.consume(principal.userId, principal.role).pipe(Effect.withSpan("rate_limit"))
       if (req.method === "authenticate") {
         conn.auth = creds
         return { result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome
       }
+      // A write that could not be recorded must not run (fail closed); reads follow the policy.
+      yield* audit.ready(WriteMethods.has(req.method))
       const ctx: MethodContext = { principal, registry, repo, acl, config, db }
-      return yield* runMethod(ctx, req.method, req.params)
+      const written = WriteMethods.has(req.method) ? entityNameOf(req.params) : null
+      // Announced whatever the outcome (a timed-out write may still have committed).
+      return yield* runMethod(ctx, req.method, req.params).pipe(
+        Effect.ensuring(written === null ? Effect.void : changes.publish(written))
+      )
     })
 
   const handle = (conn: Connection, frame: string): Effect.Effect<string> => {
@@ -103,11 +111,11 @@ export const make = Effect.gen(function* () {
             ...(outcome._tag === "Right" && outcome.right.recordIds !== undefined ? { recordIds: outcome.right.recordIds } : {}),
             success: error === undefined,
             ...(error === undefined ? {} : { errorCode: toWireError(error).code, error: errorName(error) }),
-            ...(error?._tag === "Unauthorized" || error?._tag === "Forbidden" ? { details: { reason: error.reason } } : {}),
+            ...(error === undefined || toWireError(error).details === undefined ? {} : { details: toWireError(error).details! }),
             durationMs: Math.round((performance.now() - started) * 1000) / 1000,
             remoteAddress: conn.remoteAddress
           }
-          const audited = yield* audit.record(record).pipe(Effect.either)
+          const audited = yield* audit.record(record, error === undefined && WriteMethods.has(req.method)).pipe(Effect.either)
           if (audited._tag === "Left") {
             yield* Effect.logError("audit record could not be written", audited.left.reason)
             // A write that cannot be recorded is not acknowledged (fail closed).

@@ -12,6 +12,7 @@ import type { Repository, SortKey } from "../query/Repository.js"
 import type { AclShape, Decision } from "../services/Acl.js"
 import type { DatabaseShape } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
+import { checkNoRoleEscalation } from "./Guards.js"
 import { Methods, type Method } from "./Protocol.js"
 
 export interface MethodContext {
@@ -52,15 +53,15 @@ const entityOf = (ctx: MethodContext, raw: unknown): Effect.Effect<EntityDef, Re
 const fromEither = <A>(e: Either.Either<A, ValidationFailed>): Effect.Effect<A, ValidationFailed> =>
   Either.isLeft(e) ? Effect.fail(e.left) : Effect.succeed(e.right)
 
-/** Refuses values for fields the decision does not let the principal write. */
-const checkWritable = (decision: Decision, values: ReadonlyArray<Values>): Effect.Effect<void, Forbidden> => {
+/** Refuses values for fields the decision does not let the principal write, and role escalation. */
+const checkWritable = (ctx: MethodContext, entity: EntityDef, decision: Decision, values: ReadonlyArray<Values>): Effect.Effect<void, Forbidden> => {
   const writable = new Set(decision.writable)
   for (const v of values) {
     for (const f of v.keys()) {
       if (!writable.has(f)) return Effect.fail(new Forbidden({ reason: `field '${f.name}' may not be written by this principal` }))
     }
   }
-  return Effect.void
+  return checkNoRoleEscalation(ctx.principal, entity, values)
 }
 
 const decide = (ctx: MethodContext, entity: EntityDef, op: AclOperation) => ctx.acl.decide(ctx.principal, entity, op)
@@ -167,7 +168,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const entity = yield* entityOf(ctx, p[0])
         const d = yield* decide(ctx, entity, "create")
         const values = yield* fromEither(validateCreate(entity, p[1]))
-        yield* checkWritable(d, [values])
+        yield* checkWritable(ctx, entity, d, [values])
         const result = yield* repo.create(entity, values, d)
         return { result, entity: entity.name, recordIds: ids(result) }
       }
@@ -185,7 +186,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         if (typeof p[1] !== "string") return yield* new BadRequest({ reason: "params[1] must be the record id (a string)" })
         const d = yield* decide(ctx, entity, "update")
         const values = yield* fromEither(validateUpdate(entity, p[2]))
-        yield* checkWritable(d, [values])
+        yield* checkWritable(ctx, entity, d, [values])
         const result = yield* repo.update(entity, p[1], values, d)
         return { result, entity: entity.name, recordIds: [p[1]] }
       }
@@ -242,8 +243,8 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const du = yield* decide(ctx, entity, "update")
         const createValues = yield* fromEither(validateCreate(entity, created, "createData"))
         const updateValues = yield* fromEither(validateUpdate(entity, p[4], "updateData"))
-        yield* checkWritable(dc, [createValues])
-        yield* checkWritable(du, [updateValues])
+        yield* checkWritable(ctx, entity, dc, [createValues])
+        yield* checkWritable(ctx, entity, du, [updateValues])
         const value = createValues.get(f)
         const result = yield* repo.upsert(entity, f, value, createValues, updateValues, du)
         return { result, entity: entity.name, recordIds: ids(result) }
@@ -255,7 +256,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const v = yield* lookupValue(f, p[2])
         const d = yield* decide(ctx, entity, "update")
         const values = yield* fromEither(validateUpdate(entity, p[3]))
-        yield* checkWritable(d, [values])
+        yield* checkWritable(ctx, entity, d, [values])
         if (v === undefined) return yield* new NotFound({ entity: entity.name })
         const result = yield* repo.updateWhere(entity, repo.byField(f, v), values, d)
         return { result, entity: entity.name, recordIds: ids(result) }
@@ -278,8 +279,8 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         if (p[1].length > max) return yield* ValidationFailed.one("data", `at most ${max} records per createMany`)
         const d = yield* decide(ctx, entity, "create")
         const items = yield* fromEither(validateCreateMany(entity, p[1]))
-        yield* checkWritable(d, items)
-        const result = yield* repo.createMany(entity, items)
+        yield* checkWritable(ctx, entity, d, items)
+        const result = yield* repo.createMany(entity, items, d.rowFilter)
         return { result, entity: entity.name }
       }
       case "updateMany": {
@@ -291,7 +292,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         for (const f of values.keys()) {
           if (f.unique) return yield* ValidationFailed.one(f.name, "a unique field cannot be set on many records at once")
         }
-        yield* checkWritable(d, [values])
+        yield* checkWritable(ctx, entity, d, [values])
         const result = yield* repo.updateMany(entity, filter, values, d)
         return { result, entity: entity.name }
       }

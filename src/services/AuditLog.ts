@@ -23,8 +23,13 @@ export interface AuditRecord {
 }
 
 export interface AuditLogShape {
-  /** Fails with 503 when the record cannot be written (writes then fail closed). */
-  readonly record: (entry: AuditRecord) => Effect.Effect<void, Unavailable>
+  /**
+   * Records one operation. With `durable`, waits until the record is on disk and fails with 503
+   * when it cannot be written (the write is then not acknowledged).
+   */
+  readonly record: (entry: AuditRecord, durable: boolean) => Effect.Effect<void, Unavailable>
+  /** Fails with 503 when the log cannot take records: always for writes, for reads by policy. */
+  readonly ready: (write: boolean) => Effect.Effect<void, Unavailable>
 }
 
 export class AuditLog extends Context.Tag("dbal/AuditLog")<AuditLog, AuditLogShape>() {}

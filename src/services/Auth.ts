@@ -3,7 +3,7 @@
  * Implemented by layers/Auth.ts.
  */
 import { Context, type Effect } from "effect"
-import type { Unauthorized } from "../Errors.js"
+import type { RateLimited, Unauthorized, Unavailable } from "../Errors.js"
 import type { Principal } from "./Principal.js"
 
 export interface Credentials {
@@ -13,7 +13,10 @@ export interface Credentials {
 }
 
 export interface AuthShape {
-  readonly authenticate: (credentials: Credentials, remoteAddress: string) => Effect.Effect<Principal, Unauthorized>
+  readonly authenticate: (
+    credentials: Credentials,
+    remoteAddress: string
+  ) => Effect.Effect<Principal, Unauthorized | RateLimited | Unavailable>
 }
 
 export class Auth extends Context.Tag("dbal/Auth")<Auth, AuthShape>() {}

@@ -1,9 +1,11 @@
 /** Rate limiting contract: one token per request, per principal. Implemented by layers/RateLimiter.ts. */
 import { Context, type Effect } from "effect"
-import type { RateLimited } from "../Errors.js"
+import type { RateLimited, Unavailable } from "../Errors.js"
+import type { Role } from "./Principal.js"
 
 export interface RateLimiterShape {
-  readonly consume: (key: string) => Effect.Effect<void, RateLimited>
+  /** Takes one request from the principal's allowance (limits may differ per role). */
+  readonly consume: (key: string, role: Role) => Effect.Effect<void, RateLimited | Unavailable>
 }
 
 export class RateLimiter extends Context.Tag("dbal/RateLimiter")<RateLimiter, RateLimiterShape>() {}

@@ -1,0 +1,24 @@
+/**
+ * Rules on written values that hold for every principal but `system`, whatever the access rules
+ * say: no role can be raised above the caller's own (`no_role_escalation`).
+ */
+import { Effect } from "effect"
+import { Forbidden } from "../Errors.js"
+import type { EntityDef } from "../entity/Model.js"
+import type { Values } from "../entity/Validate.js"
+import { type Principal, type Role, roleRank, UserRoles } from "../services/Principal.js"
+
+const isRole = (v: unknown): v is Role => typeof v === "string" && (UserRoles as ReadonlyArray<string>).includes(v)
+
+export const checkNoRoleEscalation = (principal: Principal, entity: EntityDef, records: ReadonlyArray<Values>): Effect.Effect<void, Forbidden> => {
+  if (principal.role === "system") return Effect.void
+  const field = entity.byName.get("role")
+  if (field === undefined || field.type !== "enum") return Effect.void
+  for (const values of records) {
+    const v = values.get(field)
+    if (isRole(v) && roleRank(v) > roleRank(principal.role)) {
+      return Effect.fail(new Forbidden({ reason: `no_role_escalation: cannot set role '${v}' above your own ('${principal.role}')` }))
+    }
+  }
+  return Effect.void
+}
