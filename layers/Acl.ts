@@ -14,16 +14,14 @@ import { Effect, Either, Layer, Metric, Schema } from "effect"
 import * as fs from "node:fs"
 import * as YAML from "yaml"
 import { AppConfig } from "../src/Config.js"
+import { aclChecks } from "../src/Metrics.js"
 import { Forbidden } from "../src/Errors.js"
 import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
 import { type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
 import { Acl, type Decision } from "../src/services/Acl.js"
 import { atLeast, type Principal, type Role, roleRank, UserRoles } from "../src/services/Principal.js"
 
-export const aclChecks = Metric.counter("dbal_acl_checks_total", {
-  description: "Access decisions taken",
-  incremental: true
-})
+export { aclChecks }
 
 const OPERATIONS: ReadonlyArray<AclOperation> = ["create", "read", "update", "delete"]
 const PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"

@@ -13,10 +13,13 @@
  * Rotation by size and by UTC day; retention by count and by age. Shutdown flushes.
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Metric } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
+import { auditRecords } from "../src/Metrics.js"
+import { isSandboxed } from "../src/Sandbox.js"
 import { Unavailable } from "../src/Errors.js"
 import { AuditLog, type AuditLogShape, type AuditRecord } from "../src/services/AuditLog.js"
 import { Database } from "../src/services/Database.js"
@@ -38,7 +41,30 @@ export interface FileSinkOptions {
   readonly rotateDaily: boolean
   readonly maxFiles: number
   readonly maxAgeDays: number
+  /**
+   * How writes reach the disk: fdatasync after each batch, or a file opened with O_DSYNC (each
+   * write returns once on disk). The strict sandbox needs "dsync": Node's permission model
+   * disables fsync and fdatasync.
+   */
+  readonly syncMode?: "fdatasync" | "dsync"
   readonly now?: () => number
+}
+
+/**
+ * Creates the missing folders of `dir` one level at a time, each with `mode`. (A recursive
+ * mkdir can loop forever below /proc; this one stops at the first ancestor that exists.)
+ */
+export const makeDirs = (dir: string, mode: number) => {
+  const missing: Array<string> = []
+  let d = path.resolve(dir)
+  while (!fs.existsSync(d)) {
+    missing.push(d)
+    const parent = path.dirname(d)
+    if (parent === d) break
+    d = parent
+  }
+  if (!fs.statSync(d).isDirectory()) throw Object.assign(new Error(`${d} is not a folder`), { code: "ENOTDIR" })
+  for (const m of missing.reverse()) fs.mkdirSync(m, { mode })
 }
 
 /** The durable file writer (exported for tests). */
@@ -52,7 +78,7 @@ export class FileSink {
   healthy = true
 
   constructor(private readonly o: FileSinkOptions) {
-    fs.mkdirSync(path.dirname(o.file), { recursive: true, mode: 0o700 })
+    makeDirs(path.dirname(o.file), 0o700)
     this.open()
   }
 
@@ -61,7 +87,9 @@ export class FileSink {
   }
 
   private open() {
-    const fd = fs.openSync(this.o.file, "a", 0o600)
+    const c = fs.constants
+    const dsync = this.o.fsync && this.o.syncMode === "dsync" ? c.O_DSYNC : 0
+    const fd = fs.openSync(this.o.file, c.O_WRONLY | c.O_APPEND | c.O_CREAT | dsync, 0o600)
     const st = fs.fstatSync(fd)
     this.fd = fd
     this.size = st.size
@@ -145,10 +173,29 @@ export class FileSink {
     if (this.fd === undefined) this.open()
     if (this.size > 0 && (this.size + bytes > this.o.maxBytes || (this.o.rotateDaily && today !== this.day))) this.rotate()
     const fd = this.fd!
-    await new Promise<void>((resolve, reject) => fs.write(fd, text, null, "utf8", (err) => (err === null ? resolve() : reject(err))))
+    const buf = Buffer.from(text, "utf8")
+    try {
+      // write(2) may take only part of the buffer (a filling disk): write the rest, or fail.
+      for (let off = 0; off < buf.length; ) {
+        const at = off
+        const n = await new Promise<number>((resolve, reject) => fs.write(fd, buf, at, buf.length - at, null, (err, w) => (err === null ? resolve(w) : reject(err))))
+        if (n <= 0) throw new Error("the audit file took no bytes")
+        off += n
+      }
+      if (this.o.fsync && this.o.syncMode !== "dsync") {
+        await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))))
+      }
+    } catch (e) {
+      // The batch is retried whole: take back what part of it was written (no broken or doubled line).
+      try {
+        fs.ftruncateSync(fd, this.size)
+      } catch {
+        // not truncatable (a device such as /dev/full): nothing to take back
+      }
+      throw e
+    }
     this.size += bytes
     this.day = today
-    if (this.o.fsync) await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))))
   }
 
   async close() {
@@ -164,7 +211,8 @@ const fromConfig = (cfg: DaemonConfig, file: string): FileSinkOptions => ({
   maxBytes: cfg.security.audit.max_size_mb * 1024 * 1024,
   rotateDaily: cfg.security.audit.rotate_daily,
   maxFiles: cfg.security.audit.max_files,
-  maxAgeDays: cfg.security.audit.max_age_days
+  maxAgeDays: cfg.security.audit.max_age_days,
+  syncMode: isSandboxed() ? "dsync" : "fdatasync"
 })
 
 const unavailable = () => new Unavailable({ reason: "the audit log cannot be written" })
@@ -189,7 +237,11 @@ export const layer = Layer.scoped(
       file === undefined
         ? undefined
         : yield* Effect.acquireRelease(
-            Effect.try({ try: () => new FileSink(fromConfig(cfg, file)), catch: unavailable }),
+            Effect.try({
+              try: () => new FileSink(fromConfig(cfg, file)),
+              catch: (e) =>
+                new Unavailable({ reason: `security.audit_log_path: cannot open ${file} (${(e as NodeJS.ErrnoException).code ?? "error"})` })
+            }),
             (s) => Effect.promise(() => s.close())
           )
     const table = cfg.security.audit.sql_table
@@ -211,8 +263,16 @@ export const layer = Layer.scoped(
         if (toStdout) process.stdout.write(JSON.stringify({ audit: rec }) + "\n")
         if (insert !== undefined) yield* Effect.forkDaemon(insert(rec))
         if (sink === undefined) return
-        if (!durable) return sink.appendLater(line)
-        yield* Effect.tryPromise({ try: () => sink.append(line), catch: unavailable })
+        if (!durable) {
+          sink.appendLater(line)
+          return yield* Metric.increment(Metric.tagged(auditRecords, "result", "queued"))
+        }
+        yield* Effect.tryPromise({ try: () => sink.append(line), catch: unavailable }).pipe(
+          Effect.tapBoth({
+            onSuccess: () => Metric.increment(Metric.tagged(auditRecords, "result", "ok")),
+            onFailure: () => Metric.increment(Metric.tagged(auditRecords, "result", "failed"))
+          })
+        )
       })
 
     const ready = (write: boolean): Effect.Effect<void, Unavailable> => {
@@ -225,7 +285,7 @@ export const layer = Layer.scoped(
     // a log that cannot be written at start (full disk, /dev/full) would let the first write run
     // and commit before failing its own record. A failure leaves it retained and the log unhealthy.
     if (sink !== undefined) {
-      const start: AuditRecord = { timestamp: new Date().toISOString(), requestId: null, userId: null, role: null, operation: "daemon.start", entity: null, success: true, durationMs: 0 }
+      const start: AuditRecord = { timestamp: new Date().toISOString(), replica: cfg.cluster.replica_name ?? os.hostname(), requestId: null, userId: null, role: null, operation: "daemon.start", entity: null, success: true, durationMs: 0 }
       yield* record(start, true).pipe(Effect.catchAll(() => Effect.logError("the audit log cannot be written: writes are refused until it can")))
     }
 

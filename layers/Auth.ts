@@ -101,8 +101,14 @@ export const make = Effect.gen(function* () {
   const lookup = sessionLookup(db, registry)
   const ttlMs = authCfg.session_cache_ttl * 1000
   const cache = new Map<string, CachedSession>()
+  // Bumped by every invalidation: a lookup that was in flight across one read the old rows and
+  // must not be cached (it would outlive the delete or role change by up to the TTL).
+  let generation = 0
   yield* changes.subscribe((entity) => {
-    if (entity === "Session" || entity === "User") cache.clear()
+    if (entity === "Session" || entity === "User") {
+      generation++
+      cache.clear()
+    }
   })
   const failures = makeMemory({ requestsPerMinute: authCfg.failed_auth.per_minute, burst: authCfg.failed_auth.burst })
 
@@ -139,13 +145,14 @@ export const make = Effect.gen(function* () {
       const now = Date.now()
       let entry = cache.get(creds.token)
       if (entry === undefined || now - entry.cachedAt >= ttlMs) {
+        const before = generation
         const found = yield* lookup(creds.token)
         if (Option.isNone(found)) {
           cache.delete(creds.token)
           return yield* new Unauthorized({ reason: "unknown or expired token" })
         }
         entry = { ...found.value, cachedAt: now }
-        if (ttlMs > 0) {
+        if (ttlMs > 0 && before === generation) {
           if (cache.size >= MAX_CACHED_SESSIONS) cache.delete(cache.keys().next().value!)
           cache.set(creds.token, entry)
         }

@@ -5,6 +5,7 @@
  * Schema. Every problem is reported at once, one line each, naming the key path.
  */
 import { Effect, Layer, ParseResult, Redacted, Schema } from "effect"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as YAML from "yaml"
@@ -154,13 +155,12 @@ const crossChecks = (doc: Record<string, unknown>): Array<string> => {
       if (conn[key] === undefined) more.push(`database.connection.${key}: expected a value for adapter ${adapter}`)
     }
   }
-  if (record(record(doc.server).tls).enabled === true) {
-    more.push("server.tls.enabled: TLS is not available in this version yet; terminate TLS in front of the daemon")
+
+  const cluster = record(doc.cluster)
+  if (cluster.changes === "postgresql" && adapter !== "postgresql") {
+    more.push("cluster.changes: postgresql needs database.adapter postgresql (use redis otherwise)")
   }
   const security = record(doc.security)
-  if (security.sandbox === "strict") {
-    more.push('security.sandbox: "strict" is not available in this version yet; use "none"')
-  }
   const tokens = record(security.auth).service_tokens
   const names = Array.isArray(tokens) ? tokens.map((t) => record(t).name) : []
   names.forEach((n, i) => {
@@ -170,6 +170,55 @@ const crossChecks = (doc: Record<string, unknown>): Array<string> => {
 }
 
 const resolveFrom = (base: string, p: string) => (path.isAbsolute(p) ? p : path.resolve(base, p))
+
+/** TLS needs a certificate and key that can be read (and the CA bundle, for mTLS). */
+const tlsChecks = (cfg: ConfigFile, base: string): Array<string> => {
+  const tls = cfg.server.tls
+  if (!tls.enabled) return []
+  const out: Array<string> = []
+  for (const key of ["cert_file", "key_file"] as const) {
+    if (tls[key] === undefined) out.push(`server.tls.${key}: expected a PEM file when server.tls.enabled is true`)
+  }
+  const read = (key: "cert_file" | "key_file" | "ca_file"): Buffer | undefined => {
+    const f = tls[key]
+    if (f === undefined) return undefined
+    try {
+      const p = resolveFrom(base, f)
+      if (!fs.statSync(p).isFile()) {
+        out.push(`server.tls.${key}: not a file`)
+        return undefined
+      }
+      return fs.readFileSync(p)
+    } catch (e) {
+      out.push(`server.tls.${key}: cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`)
+      return undefined
+    }
+  }
+  const certPem = read("cert_file")
+  const keyPem = read("key_file")
+  const caPem = read("ca_file")
+  let cert: crypto.X509Certificate | undefined
+  let key: crypto.KeyObject | undefined
+  try {
+    if (certPem !== undefined) cert = new crypto.X509Certificate(certPem)
+  } catch {
+    out.push("server.tls.cert_file: not a PEM certificate")
+  }
+  try {
+    if (keyPem !== undefined) key = crypto.createPrivateKey(keyPem)
+  } catch {
+    out.push("server.tls.key_file: not a PEM private key (or it is encrypted)")
+  }
+  try {
+    if (caPem !== undefined) new crypto.X509Certificate(caPem)
+  } catch {
+    out.push("server.tls.ca_file: not a PEM certificate bundle")
+  }
+  if (cert !== undefined && key !== undefined && !cert.checkPrivateKey(key)) {
+    out.push("server.tls.key_file: does not match the certificate of server.tls.cert_file")
+  }
+  return out
+}
 
 /** JWT verification needs a key that fits its algorithms, in a file that can be read. */
 const jwtChecks = (cfg: ConfigFile, base: string): Array<string> => {
@@ -249,7 +298,7 @@ export const loadConfig = (
     if (decoded._tag === "Right" && decoded.right.performance.default_page_size > decoded.right.performance.max_page_size) {
       problems.push("performance.default_page_size: expected a value <= performance.max_page_size")
     }
-    if (decoded._tag === "Right") problems.push(...jwtChecks(decoded.right, base))
+    if (decoded._tag === "Right") problems.push(...jwtChecks(decoded.right, base), ...tlsChecks(decoded.right, base))
     if (problems.length > 0 || decoded._tag === "Left") return yield* fail(problems)
     const cfg = decoded.right
     const jwt = cfg.security.auth.jwt
@@ -261,8 +310,11 @@ export const loadConfig = (
       ...(password === undefined ? {} : { password }),
       ...(conn.filename === undefined || conn.filename === ":memory:" ? {} : { filename: resolveFrom(base, conn.filename) })
     }
+    const tls = cfg.server.tls
+    const resolveTls = (k: "cert_file" | "key_file" | "ca_file") => (tls[k] === undefined ? {} : { [k]: resolveFrom(base, tls[k]) })
     return {
       ...cfg,
+      server: { ...cfg.server, tls: { ...tls, ...resolveTls("cert_file"), ...resolveTls("key_file"), ...resolveTls("ca_file") } },
       database: { ...cfg.database, connection },
       security: {
         ...cfg.security,
@@ -281,7 +333,8 @@ export const loadConfig = (
         }
       },
       sourcePath,
-      entitiesDir: cfg.entities.dir === undefined ? defaultEntitiesDir : resolveFrom(base, cfg.entities.dir)
+      entitiesDir: cfg.entities.dir === undefined ? defaultEntitiesDir : resolveFrom(base, cfg.entities.dir),
+      ...(cfg.entities.prisma_schema === undefined ? {} : { prismaSchema: resolveFrom(base, cfg.entities.prisma_schema) })
     } satisfies DaemonConfig
   })
 

@@ -12,6 +12,7 @@ import * as Config from "./Config.js"
 import * as Database from "./Database.js"
 import * as Entities from "./Entities.js"
 import * as RateLimiter from "./RateLimiter.js"
+import * as Tracing from "./Tracing.js"
 import * as WebSocketServer from "./WebSocketServer.js"
 
 /** Everything below the server: config, entities, database and the request services. */
@@ -23,5 +24,9 @@ export const core = (configFile: string, env?: Record<string, string | undefined
   return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, services), withDatabase)
 }
 
+/**
+ * The server on top of `core`, with span export (`tracing`, off by default) installed before it:
+ * the tracer set by Tracing.layer is in the runtime the server runs each request with.
+ */
 export const live = (configFile: string, env?: Record<string, string | undefined>) =>
-  Layer.provideMerge(WebSocketServer.layer, core(configFile, env))
+  Layer.provideMerge(WebSocketServer.layer, Layer.provideMerge(Tracing.layer, core(configFile, env)))

@@ -33,10 +33,14 @@ export const makeMemory = (opts: { requestsPerMinute: number; burst: number; now
     if (t - lastSweep < 10_000 && buckets.size < maxKeys) return
     lastSweep = t
     for (const [k, b] of buckets) if (t - b.at >= fullAfterMs) buckets.delete(k)
-    // Still too many live keys: drop the least recently used (the map keeps use order).
-    for (const k of buckets.keys()) {
-      if (buckets.size < maxKeys) break
-      buckets.delete(k)
+    // Still too many live keys: drop the least recently used (the map keeps use order) down to
+    // 90 %, so that a flood does not make every request scan the map again.
+    const target = Math.floor(maxKeys * 0.9)
+    if (buckets.size >= maxKeys) {
+      for (const k of buckets.keys()) {
+        if (buckets.size <= target) break
+        buckets.delete(k)
+      }
     }
   }
   /** Takes a token (or, with `take: false`, only checks that one is there). */
@@ -128,27 +132,54 @@ export const makeRedis = (cfg: DaemonConfig["security"]["rate_limit"]) =>
       // Reported per request through on_store_error; the client reconnects by itself.
     })
     redis.defineCommand("dbalBucket", { numberOfKeys: 1, lua: BUCKET_LUA })
+    // Without the offline queue, a command sent before the connection is ready fails at once:
+    // the first requests after start would all go to on_store_error (with `local`, every replica
+    // admitting its own burst). Wait for the first connection attempt to settle, bounded.
+    yield* Effect.async<void>((resume) => {
+      if (redis.status === "ready") return resume(Effect.void)
+      const events = ["ready", "error", "end"] as const
+      const off = () => {
+        for (const e of events) redis.off(e, settled)
+      }
+      const settled = () => {
+        off()
+        resume(Effect.void)
+      }
+      for (const e of events) redis.on(e, settled)
+      return Effect.sync(off)
+    }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
     const bucket = redis as unknown as BucketRedis
     const local = memoryStore(cfg)
+    let degraded = false
+    const policy = (key: string, role: Role): Effect.Effect<void, RateLimited | Unavailable> => {
+      switch (cfg.on_store_error) {
+        case "open":
+          return Effect.void
+        case "closed":
+          return Effect.fail(new Unavailable({ reason: "the rate-limit store does not answer" }))
+        case "local":
+          return local(key, role)
+      }
+    }
     const consume = (key: string, role: Role): Effect.Effect<void, RateLimited | Unavailable> => {
       const l = limitsFor(cfg, role)
       const perMs = l.requestsPerMinute / 60_000
       return Effect.tryPromise(() => bucket.dbalBucket(`${cfg.key_prefix}${role}:${key}`, String(perMs), String(l.burst))).pipe(
         Effect.timeout("500 millis"),
         Effect.matchEffect({
-          onSuccess: ([allowed, tokens]): Effect.Effect<void, RateLimited | Unavailable> =>
-            allowed === 1
-              ? Effect.void
-              : Effect.fail(new RateLimited({ retryAfter: Math.max(1, Math.ceil((1 - Number(tokens)) / perMs / 1000)) })),
+          onSuccess: ([allowed, tokens]): Effect.Effect<void, RateLimited | Unavailable> => {
+            const recovered = degraded ? Effect.logInfo("rate-limit store answers again: limits are shared again") : Effect.void
+            degraded = false
+            return Effect.zipRight(
+              recovered,
+              allowed === 1 ? Effect.void : Effect.fail(new RateLimited({ retryAfter: Math.max(1, Math.ceil((1 - Number(tokens)) / perMs / 1000)) }))
+            )
+          },
           onFailure: (): Effect.Effect<void, RateLimited | Unavailable> => {
-            switch (cfg.on_store_error) {
-              case "open":
-                return Effect.void
-              case "closed":
-                return Effect.fail(new Unavailable({ reason: "the rate-limit store does not answer" }))
-              case "local":
-                return local(key, role)
-            }
+            // Logged once per outage, not per request.
+            const warn = degraded ? Effect.void : Effect.logWarning(`rate-limit store does not answer: on_store_error=${cfg.on_store_error}`)
+            degraded = true
+            return Effect.zipRight(warn, policy(key, role))
           }
         })
       )

@@ -1,25 +1,34 @@
 /**
- * WebSocket server layer: a Node HTTP server with our own `ws` server on its upgrade event (so
- * that frame limits and close codes are ours), `GET /health` on the same port. Each frame runs
- * in its own fiber; at most `server.max_in_flight` per connection run at once, further frames
- * wait with the socket paused. A failing request never closes the connection.
+ * WebSocket server layer: a Node HTTP(S) server with our own `ws` server on its upgrade event (so
+ * that frame limits and close codes are ours), and on the same port `GET /health`, `/livez`,
+ * `/readyz` and `/metrics`.
+ *
+ * - TLS (`server.tls`): TLS 1.2 minimum; `ca_file` turns on client-certificate verification
+ *   (mTLS). SIGHUP re-reads the certificate files without dropping open connections; a bad file
+ *   keeps the current certificate and is logged.
+ * - Limits: connections in total and per remote address, frame size, requests in flight per
+ *   connection (further frames wait with the socket paused), idle timeout, ping/pong heartbeat
+ *   that drops dead peers, and a bound on a slow reader's unsent bytes (the connection is dropped
+ *   rather than buffered without limit).
+ * - Each frame runs in its own fiber; a failing request never closes the connection.
+ * - Shutdown (scope close, on SIGTERM/SIGINT): stop accepting, /readyz 503, let in-flight
+ *   requests finish within `shutdown_grace`, then close sockets with 1001.
  */
-import { Context, Effect, Fiber, Layer, Runtime, Schema } from "effect"
+import { Context, Effect, Fiber, Layer, Metric, Runtime, Schema } from "effect"
+import * as fs from "node:fs"
 import * as http from "node:http"
+import * as https from "node:https"
 import type { AddressInfo } from "node:net"
+import type * as tls from "node:tls"
 import { WebSocketServer as WsServer, type WebSocket } from "ws"
-import { AppConfig } from "../src/Config.js"
+import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { BadRequest, toWireError } from "../src/Errors.js"
+import { activeConnections, connectionsRefused, connectionsTotal } from "../src/Metrics.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { encodeError } from "../src/rpc/Protocol.js"
 import { Database } from "../src/services/Database.js"
 import { version } from "../src/version.js"
-
-export interface ServerInfoShape {
-  readonly port: number
-  readonly host: string
-  readonly connections: () => { readonly active: number; readonly total: number }
-}
+import { renderPrometheus } from "./Metrics.js"
 
 export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
   address: Schema.String,
@@ -30,10 +39,35 @@ export class ListenError extends Schema.TaggedError<ListenError>()("ListenError"
   }
 }
 
+export interface ServerInfoShape {
+  readonly port: number
+  readonly host: string
+  readonly tls: boolean
+  readonly connections: () => { readonly active: number; readonly total: number }
+  /** Re-reads the TLS certificate files (what SIGHUP does). */
+  readonly reloadTls: Effect.Effect<void, Error>
+}
+
 export class ServerInfo extends Context.Tag("dbal/ServerInfo")<ServerInfo, ServerInfoShape>() {}
 
 /** Frames up to this multiple of `max_payload` are read and refused with 400; larger ones close the connection (1009). */
 export const HARD_LIMIT_FACTOR = 4
+
+type State = "starting" | "ready" | "draining"
+
+const tlsOptions = (cfg: DaemonConfig["server"]["tls"]): tls.SecureContextOptions & tls.TlsOptions => ({
+  cert: fs.readFileSync(cfg.cert_file!),
+  key: fs.readFileSync(cfg.key_file!),
+  ...(cfg.ca_file === undefined ? {} : { ca: fs.readFileSync(cfg.ca_file), requestCert: true, rejectUnauthorized: true }),
+  minVersion: cfg.min_version
+})
+
+interface Client {
+  readonly ws: WebSocket
+  readonly address: string
+  alive: boolean
+  lastFrameAt: number
+}
 
 export const layer = Layer.scoped(
   ServerInfo,
@@ -43,63 +77,126 @@ export const layer = Layer.scoped(
     const db = yield* Database
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
+    const runSync = Runtime.runSync(runtime)
+    const s = cfg.server
     const startedAt = Date.now()
-    const maxPayload = cfg.server.max_payload
-    const maxInFlight = cfg.server.max_in_flight
-    let active = 0
+    const maxPayload = s.max_payload
+    let state: State = "starting"
     let total = 0
+    const clients = new Set<Client>()
+    const perAddress = new Map<string, number>()
     const fibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+    /** Called when the last client has gone (shutdown waits on it). */
+    let onEmpty: (() => void) | undefined
 
-    const health = async (res: http.ServerResponse) => {
-      const probe = await Runtime.runPromise(runtime)(
+    const probe = () =>
+      Runtime.runPromise(runtime)(
         db.ping.pipe(
           Effect.timeout("2 seconds"),
           Effect.map((latency) => ({ connected: true, latency_ms: latency })),
           Effect.orElseSucceed(() => ({ connected: false, latency_ms: null as number | null }))
         )
       )
-      const body = {
-        status: probe.connected ? "healthy" : "unhealthy",
-        version,
-        uptime: Math.floor((Date.now() - startedAt) / 1000),
-        connections: { active, total },
-        database: probe
-      }
-      res.writeHead(probe.connected ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" })
+
+    const json = (res: http.ServerResponse, status: number, body: unknown) => {
+      res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" })
       res.end(JSON.stringify(body))
     }
 
-    const server = http.createServer((req, res) => {
+    const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
       const url = (req.url ?? "/").split("?")[0]
-      if (req.method === "GET" && url === "/health") {
-        health(res).catch(() => {
-          res.writeHead(500)
-          res.end()
-        })
-        return
+      if (req.method !== "GET" && req.method !== "HEAD") return json(res, 405, { error: "method not allowed" })
+      switch (url) {
+        case "/health": {
+          const database = await probe()
+          return json(res, database.connected ? 200 : 503, {
+            status: database.connected ? "healthy" : "unhealthy",
+            version,
+            uptime: Math.floor((Date.now() - startedAt) / 1000),
+            connections: { active: clients.size, total },
+            database
+          })
+        }
+        case "/livez":
+          return json(res, 200, { status: "alive" })
+        case "/readyz": {
+          if (state !== "ready") return json(res, 503, { status: state })
+          const database = await probe()
+          return json(res, database.connected ? 200 : 503, { status: database.connected ? "ready" : "no database" })
+        }
+        case "/metrics": {
+          const text = await Runtime.runPromise(runtime)(renderPrometheus)
+          res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store" })
+          return res.end(text)
+        }
+        default:
+          return json(res, 404, { error: "not found" })
       }
-      res.writeHead(404, { "content-type": "application/json" })
-      res.end(JSON.stringify({ error: "not found" }))
+    }
+
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      route(req, res).catch(() => {
+        if (!res.headersSent) json(res, 500, { error: "internal error" })
+        else res.destroy()
+      })
+    }
+
+    const server: http.Server | https.Server = yield* Effect.try({
+      try: () => (s.tls.enabled ? https.createServer(tlsOptions(s.tls), onRequest) : http.createServer(onRequest)),
+      catch: (e) => new ListenError({ address: `${s.host}:${s.port}`, reason: `server.tls: ${e instanceof Error ? e.message : String(e)}` })
     })
     server.headersTimeout = 10_000
     server.requestTimeout = 30_000
 
+    const reloadTls = Effect.try({
+      try: () => {
+        if (!(server instanceof https.Server)) return
+        server.setSecureContext(tlsOptions(s.tls))
+      },
+      catch: (e) => (e instanceof Error ? e : new Error(String(e)))
+    })
+    const onHup = () =>
+      runFork(
+        reloadTls.pipe(
+          Effect.tap(() => Effect.logInfo("TLS certificates reloaded")),
+          Effect.catchAll((e) => Effect.logError(`TLS certificates not reloaded, keeping the current ones: ${e.message}`))
+        )
+      )
+    if (s.tls.enabled) process.on("SIGHUP", onHup)
+
     const wss = new WsServer({ noServer: true, maxPayload: maxPayload * HARD_LIMIT_FACTOR, perMessageDeflate: false })
+
+    const refuse = (socket: import("node:stream").Duplex, status: number, reason: string) => {
+      runSync(Metric.increment(Metric.tagged(connectionsRefused, "reason", reason)))
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      socket.destroy()
+    }
 
     server.on("upgrade", (req, socket, head) => {
       socket.on("error", () => socket.destroy())
-      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req))
+      const address = req.socket.remoteAddress ?? "unknown"
+      if (state !== "ready") return refuse(socket, 503, "draining")
+      if (clients.size >= s.max_connections) return refuse(socket, 503, "max_connections")
+      if ((perAddress.get(address) ?? 0) >= s.max_connections_per_address) return refuse(socket, 429, "max_connections_per_address")
+      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, address))
     })
 
-    const onConnection = (ws: WebSocket, req: http.IncomingMessage) => {
-      active++
+    const onConnection = (ws: WebSocket, address: string) => {
       total++
-      const conn: Connection = { remoteAddress: req.socket.remoteAddress ?? "unknown", auth: undefined }
+      const client: Client = { ws, address, alive: true, lastFrameAt: Date.now() }
+      clients.add(client)
+      perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
+      runSync(Metric.increment(connectionsTotal))
+      runSync(Metric.set(activeConnections, clients.size))
+      const conn: Connection = { remoteAddress: address, auth: undefined }
       let inFlight = 0
       const waiting: Array<string> = []
-      // Writing to a closed socket can wait forever: only write while open.
+      // Writing to a closed socket can wait forever: only write while open. A reader that lets
+      // answers pile up past the bound is dropped.
       const send = (text: string) => {
-        if (ws.readyState === ws.OPEN) ws.send(text)
+        if (ws.readyState !== ws.OPEN) return
+        ws.send(text)
+        if (ws.bufferedAmount > s.max_buffered_bytes) ws.terminate()
       }
       const run = (frame: string) => {
         inFlight++
@@ -115,6 +212,7 @@ export const layer = Layer.scoped(
         })
       }
       ws.on("message", (data, isBinary) => {
+        client.lastFrameAt = Date.now()
         const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).byteLength
         if (bytes > maxPayload) {
           send(encodeError(null, toWireError(new BadRequest({ reason: `the frame is larger than ${maxPayload} bytes` }))))
@@ -125,25 +223,56 @@ export const layer = Layer.scoped(
           return
         }
         const text = Array.isArray(data) ? Buffer.concat(data).toString("utf8") : Buffer.from(data as Buffer).toString("utf8")
-        if (inFlight >= maxInFlight) {
+        if (inFlight >= s.max_in_flight) {
           waiting.push(text)
           ws.pause()
           return
         }
         run(text)
       })
+      ws.on("pong", () => {
+        client.alive = true
+      })
       ws.on("error", () => ws.terminate())
       ws.on("close", () => {
-        active--
+        clients.delete(client)
+        const n = (perAddress.get(address) ?? 1) - 1
+        if (n <= 0) perAddress.delete(address)
+        else perAddress.set(address, n)
+        runSync(Metric.set(activeConnections, clients.size))
         waiting.length = 0
+        if (clients.size === 0) onEmpty?.()
       })
     }
 
+    // Heartbeat: a peer that did not answer the previous ping is dropped. Idle clients are closed.
+    const tickMs = s.heartbeat_interval > 0 ? s.heartbeat_interval * 1000 : s.idle_timeout > 0 ? Math.min(30_000, s.idle_timeout * 1000) : 0
+    const timer =
+      tickMs > 0
+        ? setInterval(() => {
+            const now = Date.now()
+            for (const c of clients) {
+              if (s.idle_timeout > 0 && now - c.lastFrameAt >= s.idle_timeout * 1000) {
+                c.ws.close(1000, "idle timeout")
+                continue
+              }
+              if (s.heartbeat_interval === 0) continue
+              if (!c.alive) {
+                c.ws.terminate()
+                continue
+              }
+              c.alive = false
+              c.ws.ping()
+            }
+          }, tickMs)
+        : undefined
+    timer?.unref()
+
     yield* Effect.async<void, ListenError>((resume) => {
       const onError = (e: NodeJS.ErrnoException) =>
-        resume(Effect.fail(new ListenError({ address: `${cfg.server.host}:${cfg.server.port}`, reason: e.code ?? e.message })))
+        resume(Effect.fail(new ListenError({ address: `${s.host}:${s.port}`, reason: e.code ?? e.message })))
       server.once("error", onError)
-      server.listen(cfg.server.port, cfg.server.host, () => {
+      server.listen(s.port, s.host, () => {
         server.off("error", onError)
         resume(Effect.void)
       })
@@ -151,20 +280,43 @@ export const layer = Layer.scoped(
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
+        // Still listening while draining, so that /readyz answers 503 and new WebSocket
+        // connections are refused with 503 rather than with a reset.
+        state = "draining"
+        if (timer !== undefined) clearInterval(timer)
+        process.off("SIGHUP", onHup)
+        yield* Effect.logInfo(`draining: ${fibers.size} requests in flight, ${clients.size} connections`)
+        yield* Fiber.awaitAll([...fibers]).pipe(Effect.timeout(s.shutdown_grace * 1000), Effect.ignore)
         server.close()
-        yield* Fiber.awaitAll([...fibers]).pipe(Effect.timeout("10 seconds"), Effect.ignore)
-        for (const ws of wss.clients) ws.close(1001, "server shutting down")
+        for (const c of clients) c.ws.close(1001, "server shutting down")
+        // Peers get 2 s to answer the close handshake; the rest are cut.
+        yield* Effect.async<void>((resume) => {
+          if (clients.size === 0) return resume(Effect.void)
+          const t = setTimeout(() => {
+            for (const c of clients) c.ws.terminate()
+            resume(Effect.void)
+          }, 2000)
+          onEmpty = () => {
+            clearTimeout(t)
+            resume(Effect.void)
+          }
+        })
         wss.close()
         server.closeAllConnections()
       })
     )
 
+    state = "ready"
     const address = server.address() as AddressInfo
-    yield* Effect.logInfo(`dbal-daemon listening on ws://${cfg.server.host}:${address.port} (adapter ${cfg.database.adapter})`)
+    yield* Effect.logInfo(
+      `dbal-daemon listening on ${s.tls.enabled ? "wss" : "ws"}://${s.host}:${address.port} (adapter ${cfg.database.adapter})`
+    )
     return {
       port: address.port,
-      host: cfg.server.host,
-      connections: () => ({ active, total })
+      host: s.host,
+      tls: s.tls.enabled,
+      connections: () => ({ active: clients.size, total }),
+      reloadTls
     }
   })
 )

@@ -18,9 +18,12 @@ const strict = { onExcessProperty: "error" } as const
 
 export const TlsConfig = Schema.Struct({
   enabled: opt(Schema.Boolean, () => false),
+  /** PEM certificate chain and private key of the server (re-read on SIGHUP). */
   cert_file: Schema.optionalWith(NonEmpty, { exact: true }),
   key_file: Schema.optionalWith(NonEmpty, { exact: true }),
-  ca_file: Schema.optionalWith(NonEmpty, { exact: true })
+  /** PEM CA bundle: when set, clients must present a certificate it signed (mTLS). */
+  ca_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  min_version: opt(Schema.Literal("TLSv1.2", "TLSv1.3"), () => "TLSv1.2" as const)
 }).annotations({ parseOptions: strict })
 
 export const ServerConfig = Schema.Struct({
@@ -30,7 +33,18 @@ export const ServerConfig = Schema.Struct({
   max_payload: opt(PositiveInt, () => 1024 * 1024),
   /** Requests of one connection executing at once; further frames wait (the socket is paused). */
   max_in_flight: opt(PositiveInt, () => 64),
-  tls: opt(TlsConfig, () => ({ enabled: false }))
+  /** Open WebSocket connections in total (more: HTTP 503) and per remote address (more: HTTP 429). */
+  max_connections: opt(PositiveInt, () => 10_000),
+  max_connections_per_address: opt(PositiveInt, () => 1_000),
+  /** Seconds without a frame from the client before the connection is closed (0: never). */
+  idle_timeout: opt(NonNegativeInt, () => 600),
+  /** Seconds between pings; a peer that has not answered the previous ping is dropped (0: off). */
+  heartbeat_interval: opt(NonNegativeInt, () => 30),
+  /** Bytes of answers a slow reader may leave unsent before its connection is dropped. */
+  max_buffered_bytes: opt(PositiveInt, () => 16 * 1024 * 1024),
+  /** Seconds in-flight requests get to finish on SIGTERM/SIGINT before sockets are closed. */
+  shutdown_grace: opt(NonNegativeInt, () => 10),
+  tls: opt(TlsConfig, () => TlsConfig.make({}))
 }).annotations({ parseOptions: strict })
 
 export const Adapter = Schema.Literal("sqlite", "postgresql", "mysql")
@@ -55,8 +69,8 @@ export const DatabaseConfig = Schema.Struct({
   adapter: opt(Adapter, () => "sqlite" as const),
   connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, ssl_mode: "disable" as const })),
   pool_size: Schema.optionalWith(PositiveInt, { exact: true }),
-  /** Connect timeout, milliseconds. */
-  timeout: opt(PositiveInt, () => 30000),
+  /** Connect timeout, milliseconds (an unreachable database answers 503 after this). */
+  timeout: opt(PositiveInt, () => 5000),
   auto_migrate: opt(Schema.Boolean, () => false)
 }).annotations({ parseOptions: strict })
 
@@ -166,7 +180,10 @@ export const AuditConfig = Schema.Struct({
 }).annotations({ parseOptions: strict })
 
 export const SecurityConfig = Schema.Struct({
+  /** strict: run under Node's permission model (see README, "Sandbox"). */
   sandbox: opt(Schema.Literal("none", "strict"), () => "none" as const),
+  /** Let the strict sandbox run as root (refused by default). */
+  sandbox_allow_root: opt(Schema.Boolean, () => false),
   audit_log: opt(Schema.Boolean, () => true),
   audit_log_path: Schema.optionalWith(NonEmpty, { exact: true }),
   audit: opt(AuditConfig, () => AuditConfig.make({})),
@@ -187,16 +204,47 @@ export const PerformanceConfig = Schema.Struct({
   default_page_size: opt(PositiveInt, () => 20),
   max_page_size: opt(PositiveInt, () => 100),
   /** Most records one createMany may insert. */
-  max_batch_size: opt(PositiveInt, () => 1000)
+  max_batch_size: opt(PositiveInt, () => 1000),
+  /** Transient database failures retried (reads always; writes only when nothing was sent). */
+  retry: opt(
+    Schema.Struct({
+      max_retries: opt(NonNegativeInt, () => 3),
+      initial_delay_ms: opt(PositiveInt, () => 100),
+      max_delay_ms: opt(PositiveInt, () => 5000)
+    }).annotations({ parseOptions: strict }),
+    () => ({ max_retries: 3, initial_delay_ms: 100, max_delay_ms: 5000 })
+  )
+}).annotations({ parseOptions: strict })
+
+export const TracingConfig = Schema.Struct({
+  /** Export spans over OTLP/HTTP (off by default). */
+  enabled: opt(Schema.Boolean, () => false),
+  /** OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces */
+  otlp_endpoint: Schema.optionalWith(NonEmpty, { exact: true }),
+  service_name: opt(NonEmpty, () => "dbal-daemon")
 }).annotations({ parseOptions: strict })
 
 export const EntitiesConfig = Schema.Struct({
   /** Folder of entity definitions (*.yaml); default: the shipped config/entities. */
-  dir: Schema.optionalWith(NonEmpty, { exact: true })
+  dir: Schema.optionalWith(NonEmpty, { exact: true }),
+  /** A schema.prisma to read the entities from instead (the YAML folder is then not read). */
+  prisma_schema: Schema.optionalWith(NonEmpty, { exact: true })
 }).annotations({ parseOptions: strict })
 
 export const LoggingConfig = Schema.Struct({
   level: opt(Schema.Literal("debug", "info", "warning", "error"), () => "info" as const)
+}).annotations({ parseOptions: strict })
+
+export const ClusterConfig = Schema.Struct({
+  /** This replica's name, written into every audit record (default: the host name). */
+  replica_name: Schema.optionalWith(NonEmpty, { exact: true }),
+  /**
+   * How replicas tell each other about writes (so that caches forget at once on every replica):
+   * none (a single replica), postgresql (LISTEN/NOTIFY on the served database), redis (pub/sub).
+   */
+  changes: opt(Schema.Literal("none", "postgresql", "redis"), () => "none" as const),
+  channel: opt(NonEmpty.pipe(Schema.pattern(/^[a-z_][a-z0-9_]{0,62}$/, { message: () => "a lower-case identifier" })), () => "dbal_changes"),
+  redis_url: opt(Schema.Redacted(NonEmpty), () => Redacted.make("redis://127.0.0.1:6379"))
 }).annotations({ parseOptions: strict })
 
 export const ConfigFile = Schema.Struct({
@@ -205,7 +253,9 @@ export const ConfigFile = Schema.Struct({
   security: opt(SecurityConfig, () => SecurityConfig.make({})),
   performance: opt(PerformanceConfig, () => PerformanceConfig.make({})),
   entities: opt(EntitiesConfig, () => ({})),
-  logging: opt(LoggingConfig, () => ({ level: "info" as const }))
+  logging: opt(LoggingConfig, () => ({ level: "info" as const })),
+  tracing: opt(TracingConfig, () => TracingConfig.make({})),
+  cluster: opt(ClusterConfig, () => ClusterConfig.make({}))
 }).annotations({ parseOptions: strict })
 
 export type ConfigFile = typeof ConfigFile.Type
@@ -216,6 +266,8 @@ export interface DaemonConfig extends ConfigFile {
   readonly sourcePath: string
   /** Absolute folder of the entity definitions. */
   readonly entitiesDir: string
+  /** Absolute path of the Prisma schema, when entities come from one. */
+  readonly prismaSchema?: string
 }
 
 export class AppConfig extends Context.Tag("dbal/AppConfig")<AppConfig, DaemonConfig>() {}

@@ -5,13 +5,15 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Logger, LogLevel, Redacted } from "effect"
+import { Effect, Layer, Logger, LogLevel, Redacted, Schema } from "effect"
 import { AppConfig } from "./Config.js"
 import { EntityRegistry } from "./entity/Model.js"
+import { isSandboxed, runSandboxed, sandboxProblem } from "./Sandbox.js"
 import { version } from "./version.js"
 import * as ConfigLayer from "../layers/Config.js"
 import * as DatabaseLayer from "../layers/Database.js"
 import * as EntitiesLayer from "../layers/Entities.js"
+import * as Logging from "../layers/Logging.js"
 import * as Main from "../layers/Main.js"
 
 const usage = `dbal-daemon ${version}
@@ -45,13 +47,22 @@ export const parseArgs = (argv: ReadonlyArray<string>): Args | string => {
   return { command, config }
 }
 
+export class StartupError extends Schema.TaggedError<StartupError>()("StartupError", {
+  problems: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return this.problems.join("\n")
+  }
+}
+
 const levels = { debug: LogLevel.Debug, info: LogLevel.Info, warning: LogLevel.Warning, error: LogLevel.Error } as const
 
 /** Prints a startup failure as one line per problem (no stack traces). */
 const report = (e: unknown): string => {
   if (e !== null && typeof e === "object" && "_tag" in e) {
     const tagged = e as { _tag: string; message?: string; problems?: ReadonlyArray<string> }
-    if (["ConfigError", "EntitiesError", "ListenError", "RulesFileError"].includes(tagged._tag)) return String(tagged.message)
+    if (["ConfigError", "EntitiesError", "ListenError", "RulesFileError", "StartupError"].includes(tagged._tag)) return String(tagged.message)
+    if (tagged._tag === "Unavailable") return `startup failed: ${String((e as { reason?: unknown }).reason)}`
     if (tagged._tag === "SqlError") {
       const cause = (e as { cause?: { code?: unknown; message?: unknown } }).cause
       return `database: cannot connect or prepare the schema (${String(cause?.code ?? cause?.message ?? "error")})`
@@ -60,9 +71,16 @@ const report = (e: unknown): string => {
   return `startup failed: ${e instanceof Error ? e.message : String(e)}`
 }
 
-const serve = (file: string) =>
+const serve = (file: string, argv: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const cfg = yield* ConfigLayer.loadConfig(file)
+    if (cfg.security.sandbox === "strict" && !isSandboxed()) {
+      const problem = sandboxProblem(cfg)
+      if (problem !== undefined) return yield* Effect.fail(new StartupError({ problems: [problem] }))
+      const code = yield* Effect.uninterruptible(Effect.promise(() => runSandboxed(cfg, argv)))
+      return yield* Effect.sync(() => process.exit(code))
+    }
+    if (isSandboxed()) yield* Effect.logInfo("strict sandbox: running under the Node permission model")
     const app = Main.live(file)
     const announce = Layer.effectDiscard(
       Effect.gen(function* () {
@@ -104,7 +122,7 @@ export const main = (argv: ReadonlyArray<string>) => {
     process.stdout.write(usage)
     return
   }
-  const run: Effect.Effect<void, unknown> = args.command === "migrate" ? migrate(args.config) : serve(args.config)
+  const run: Effect.Effect<void, unknown> = args.command === "migrate" ? migrate(args.config) : serve(args.config, argv)
   const program = run.pipe(
     Effect.catchAll((e: unknown) =>
       Effect.sync(() => {
@@ -112,7 +130,8 @@ export const main = (argv: ReadonlyArray<string>) => {
         process.exit(1)
       })
     ),
-    Effect.provide(Logger.json)
+    // JSON lines with the trace id of the current span (Logger.json's fields plus traceId/spanId).
+    Effect.provide(Logging.layer)
   )
   NodeRuntime.runMain(program, { disablePrettyLogger: true })
 }

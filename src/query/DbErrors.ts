@@ -4,7 +4,7 @@
  * the driver's message reaches the caller.
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { Conflict, Internal, Unavailable, ValidationFailed, type RequestError } from "../Errors.js"
+import { Conflict, Internal, Timeout, Unavailable, ValidationFailed, type RequestError } from "../Errors.js"
 import type { EntityDef } from "../entity/Model.js"
 
 export type DbFailure =
@@ -12,6 +12,8 @@ export type DbFailure =
   | { readonly kind: "foreignKey" }
   | { readonly kind: "constraint" }
   | { readonly kind: "unavailable"; readonly reason: string }
+  /** The database's own statement time limit (statement_timeout, max_statement_time) stopped it. */
+  | { readonly kind: "timeout" }
   | { readonly kind: "other" }
 
 interface DriverError {
@@ -58,6 +60,14 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
   if (code === "23503") return { kind: "foreignKey" }
   if (code === "23514" || code === "23502" || code === "22001" || code === "22P02" || code === "22021") return { kind: "constraint" }
   if (code.startsWith("08")) return { kind: "unavailable", reason: "the database connection failed" }
+  // Retried first (Retry.ts); still failing after the retries: transient, so 503 (retryable).
+  if (code === "40001" || code === "40P01" || code === "55P03" || code === "ER_LOCK_DEADLOCK" || code === "ER_LOCK_WAIT_TIMEOUT") {
+    return { kind: "unavailable", reason: "the database could not complete the statement because of concurrent transactions; retry" }
+  }
+  // 57014 query_canceled (statement_timeout); MariaDB 1969 max_statement_time; MySQL 3024 max_execution_time
+  if (code === "57014" || code === "ER_QUERY_TIMEOUT" || code === "ER_STATEMENT_TIMEOUT" || cause.errno === 1969 || cause.errno === 3024) {
+    return { kind: "timeout" }
+  }
   // MySQL / MariaDB
   if (code === "ER_DUP_ENTRY") {
     const m = /for key '(?:[^'.]*\.)?([^']+)'/.exec(message)
@@ -87,7 +97,13 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
 }
 
 /** The error for a failure whose foreign-key case has already been resolved by the caller. */
-export const toRequestError = (entity: EntityDef, error: SqlError, failure: DbFailure = classify(entity, error)): RequestError => {
+export const toRequestError = (
+  entity: EntityDef,
+  error: SqlError,
+  failure: DbFailure = classify(entity, error),
+  /** For a statement stopped by the database's time limit: the limit (performance.query_timeout). */
+  timeoutMs = 0
+): RequestError => {
   switch (failure.kind) {
     case "unique":
       return new Conflict({
@@ -101,6 +117,9 @@ export const toRequestError = (entity: EntityDef, error: SqlError, failure: DbFa
       return ValidationFailed.one("data", "rejected by a database constraint")
     case "unavailable":
       return new Unavailable({ reason: failure.reason, cause: error })
+    case "timeout":
+      // The database's limit equals performance.query_timeout (layers/Database.ts).
+      return new Timeout({ timeoutMs })
     case "other":
       return new Internal({ cause: error })
   }

@@ -16,6 +16,7 @@ import type { DatabaseShape } from "../services/Database.js"
 import { decodeRow, encodeValue, type Row, type WireRecord } from "./Codec.js"
 import { classify, toRequestError } from "./DbErrors.js"
 import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
+import { defaultRetrySettings, type RetrySettings, withRetry } from "./Retry.js"
 
 /** What the access decision allows: the rows (a filter added to every statement) and fields. */
 export interface Access {
@@ -57,10 +58,10 @@ const orderBy = (sql: Statement.Constructor, entity: EntityDef, sort: ReadonlyAr
 const intLiteral = (sql: Statement.Constructor, n: number) => sql.literal(String(Math.max(0, Math.trunc(n))))
 
 /** Maps a driver failure; a foreign-key failure of a write is resolved into which field is wrong. */
-const mapWriteError = (db: DatabaseShape, registry: EntityRegistryShape, entity: EntityDef, written: ReadonlyArray<Values>) =>
+const mapWriteError = (db: DatabaseShape, registry: EntityRegistryShape, entity: EntityDef, written: ReadonlyArray<Values>, timeoutMs = 0) =>
   (error: SqlError): Effect.Effect<never, RequestError> => {
     const failure = classify(entity, error)
-    if (failure.kind !== "foreignKey" || written.length === 0) return Effect.fail(toRequestError(entity, error, failure))
+    if (failure.kind !== "foreignKey" || written.length === 0) return Effect.fail(toRequestError(entity, error, failure, timeoutMs))
     return missingReferences(db, registry, entity, written).pipe(
       Effect.flatMap((issues) =>
         issues.length > 0 ? Effect.fail(new ValidationFailed({ fields: issues })) : Effect.fail(toRequestError(entity, error, failure))
@@ -94,7 +95,6 @@ const missingReferences = (
     return issues
   })
 
-const readError = (entity: EntityDef) => (e: SqlError) => toRequestError(entity, e)
 
 const isTrue = (n: FilterNode) => n._tag === "And" && n.nodes.length === 0
 
@@ -189,13 +189,29 @@ const affected = (raw: unknown): number => {
 
 const forUpdate = (db: DatabaseShape) => db.sql.literal(db.dialect === "sqlite" ? "" : " FOR UPDATE")
 
-export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape) => {
+export interface RepositoryOptions {
+  /** performance.retry: transient failures retried (Retry.ts says which, for reads and writes). */
+  readonly retry?: RetrySettings
+  /** performance.query_timeout, reported when the database's own statement time limit fires. */
+  readonly queryTimeoutMs?: number
+}
+
+export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape, options: RepositoryOptions = {}) => {
   const { sql, dialect } = db
+  const timeoutMs = options.queryTimeoutMs ?? 0
+  const settings = options.retry ?? defaultRetrySettings
+  /** A read: every transient failure is retried. */
+  const retryRead = withRetry(settings, "read")
+  /** One autocommit statement or one whole transaction: retried only when nothing was applied. */
+  const retryWrite = withRetry(settings, "write")
+  const readError = (entity: EntityDef) => (e: SqlError) => toRequestError(entity, e, undefined, timeoutMs)
+  const writeError = (entity: EntityDef, written: ReadonlyArray<Values>) => mapWriteError(db, registry, entity, written, timeoutMs)
 
   const read = (entity: EntityDef, id: string, access: Access) =>
     !isUuid(id)
       ? Effect.fail(new NotFound({ entity: entity.name }))
       : selectWhere(db, entity, access, byPk(entity, id.toLowerCase())).pipe(
+          retryRead,
           Effect.mapError(readError(entity)),
           Effect.flatMap((rows) =>
             rows[0] === undefined ? Effect.fail(new NotFound({ entity: entity.name })) : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
@@ -210,8 +226,9 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
       const write: Effect.Effect<void, SqlError | Forbidden> = isTrue(access.rowFilter)
         ? insert
         : sql.withTransaction(Effect.zipRight(insert, stillAdmitted(db, entity, [id], access.rowFilter)))
-      yield* write.pipe(Effect.catchTag("SqlError", mapWriteError(db, registry, entity, [values])))
+      yield* write.pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
       const rows = yield* sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`.pipe(
+        retryRead,
         Effect.mapError(readError(entity))
       )
       if (rows[0] === undefined) return yield* new NotFound({ entity: entity.name })
@@ -225,7 +242,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
       const records = items.map((v) => completeForCreate(entity, v, now))
       const ids = records.map((r) => r.get(entity.primaryKey) as string)
       yield* sql.withTransaction(Effect.zipRight(insertRows(db, entity, records), stillAdmitted(db, entity, ids, rowFilter))).pipe(
-        Effect.catchTag("SqlError", mapWriteError(db, registry, entity, items))
+        retryWrite,
+        Effect.catchTag("SqlError", writeError(entity, items))
       )
       return records.length
     })
@@ -245,7 +263,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
           yield* stillAdmitted(db, entity, [rowId], access.rowFilter)
           return Option.some(rowId)
         })
-      ).pipe(Effect.catchTag("SqlError", mapWriteError(db, registry, entity, [values])))
+      ).pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
       if (Option.isNone(id)) return yield* new NotFound({ entity: entity.name })
       return yield* read(entity, id.value, { rowFilter: TRUE, readable: access.readable })
     })
@@ -264,7 +282,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
           yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${String(first[pk.column])}`
           return true
         })
-      ).pipe(Effect.catchAll(mapWriteError(db, registry, entity, [])))
+      ).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
       if (!deleted) return yield* new NotFound({ entity: entity.name })
       return true as const
     })
@@ -278,16 +296,18 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
       const rows = yield* sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
       const total = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${where}`
       return { data: decodeAll(dialect, entity, access, rows), total: Number(total[0]?.n ?? 0) } satisfies Page
-    }).pipe(Effect.mapError(readError(entity)))
+    }).pipe(retryRead, Effect.mapError(readError(entity)))
 
   const count = (entity: EntityDef, filter: FilterNode, access: Access) =>
     sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.pipe(
+      retryRead,
       Effect.map((rows) => Number(rows[0]?.n ?? 0)),
       Effect.mapError(readError(entity))
     )
 
   const findFirst = (entity: EntityDef, filter: FilterNode, access: Access) =>
     selectWhere(db, entity, access, filter, 1).pipe(
+      retryRead,
       Effect.map((rows) => (rows[0] === undefined ? null : decodeRow(dialect, entity, rows[0], access.readable))),
       Effect.mapError(readError(entity))
     )
@@ -296,8 +316,9 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
     const fields = completeForUpdate(entity, values, new Date())
     if (isTrue(access.rowFilter)) {
       return sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, filter)}`.raw.pipe(
+        retryWrite,
         Effect.map(affected),
-        Effect.catchAll(mapWriteError(db, registry, entity, [values]))
+        Effect.catchAll(writeError(entity, [values]))
       )
     }
     // Narrowed by a row filter: the rows are fixed first, then each must still be admitted.
@@ -315,26 +336,37 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape)
           return ids.length
         })
       )
-      .pipe(Effect.catchTag("SqlError", mapWriteError(db, registry, entity, [values])))
+      .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
   }
 
   const deleteMany = (entity: EntityDef, filter: FilterNode, access: Access) =>
     sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.raw.pipe(
+      retryWrite,
       Effect.map(affected),
-      Effect.catchAll(mapWriteError(db, registry, entity, []))
+      Effect.catchAll(writeError(entity, []))
     )
 
   /**
    * Update the row whose unique field has this value, or create it. A concurrent create of the
    * same value surfaces as a unique violation; the update path is then taken once more.
    */
-  const upsert = (entity: EntityDef, field: FieldDef, value: unknown, createValues: Values, updateValues: Values, access: Access) => {
+  const upsert = (
+    entity: EntityDef,
+    field: FieldDef,
+    value: unknown,
+    createValues: Values,
+    updateValues: Values,
+    access: Access,
+    /** The create decision's access (its row filter checks the created row); default: `access`. */
+    createAccess: Access = access
+  ) => {
     const attempt = Effect.gen(function* () {
       const existing = yield* selectWhere(db, entity, { rowFilter: TRUE, readable: [entity.primaryKey] }, byField(field, value)).pipe(
+        retryRead,
         Effect.mapError(readError(entity))
       )
       if (existing.length > 0) return yield* updateWhere(entity, byField(field, value), updateValues, access)
-      return yield* create(entity, createValues, access)
+      return yield* create(entity, createValues, createAccess)
     })
     return attempt.pipe(
       Effect.catchIf(

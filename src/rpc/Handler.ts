@@ -4,11 +4,14 @@
  * audit record after it. Every failure is a tagged error mapped once by `toWireError`; nothing
  * here can close the connection.
  */
-import { Cause, Context, Effect, Layer, Option } from "effect"
+import { Cause, Context, Effect, Layer, Metric, Option } from "effect"
+import * as os from "node:os"
 import { AppConfig } from "../Config.js"
-import { BadRequest, errorName, Internal, type RequestError, Timeout, toWireError, Unauthorized } from "../Errors.js"
+import { BadRequest, errorName, Internal, type RequestError, toWireError, Unauthorized } from "../Errors.js"
 import { EntityRegistry } from "../entity/Model.js"
+import { authFailures, rateLimited, requestDuration, requestsTotal } from "../Metrics.js"
 import { makeRepository } from "../query/Repository.js"
+import { withQueryTimeout } from "../query/Timeout.js"
 import { Acl } from "../services/Acl.js"
 import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
 import { Auth, type Credentials } from "../services/Auth.js"
@@ -32,6 +35,12 @@ export interface RpcHandlerShape {
 
 export class RpcHandler extends Context.Tag("dbal/RpcHandler")<RpcHandler, RpcHandlerShape>() {}
 
+/** The record a failed read, update or delete aimed at (recorded by the audit log). */
+const targetOf = (req: Request): string | undefined =>
+  (req.method === "read" || req.method === "update" || req.method === "delete") && typeof req.params[1] === "string"
+    ? req.params[1].slice(0, 64)
+    : undefined
+
 const asRequestError = (cause: Cause.Cause<RequestError>): RequestError =>
   Option.getOrElse(Cause.failureOption(cause), () => new Internal({ cause: Cause.squash(cause) }))
 
@@ -44,7 +53,8 @@ export const make = Effect.gen(function* () {
   const limiter = yield* RateLimiter
   const audit = yield* AuditLog
   const changes = yield* Changes
-  const repo = makeRepository(db, registry)
+  const repo = makeRepository(db, registry, { retry: config.performance.retry, queryTimeoutMs: config.performance.query_timeout })
+  const replica = config.cluster.replica_name ?? os.hostname()
   const timeoutMs = config.performance.query_timeout
 
   const authenticate = (conn: Connection, req: Request) =>
@@ -91,7 +101,7 @@ export const make = Effect.gen(function* () {
     return execute(conn, req, (p) => {
       principal = p
     }).pipe(
-      Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Timeout({ timeoutMs }) }),
+      withQueryTimeout(timeoutMs),
       Effect.sandbox,
       Effect.mapError(asRequestError),
       Effect.tapError((e) => (e._tag === "Internal" ? Effect.logError("request failed unexpectedly", e.cause) : Effect.void)),
@@ -102,19 +112,27 @@ export const make = Effect.gen(function* () {
           const error = outcome._tag === "Left" ? outcome.left : undefined
           const record: AuditRecord = {
             timestamp: new Date().toISOString(),
+            replica,
             requestId: req.id,
             ...(Option.isSome(span) ? { traceId: span.value.traceId } : {}),
             userId: principal?.userId ?? null,
             role: principal?.role ?? null,
             operation: req.method,
             entity: outcome._tag === "Right" ? (outcome.right.entity ?? entityNameOf(req.params)) : entityNameOf(req.params),
-            ...(outcome._tag === "Right" && outcome.right.recordIds !== undefined ? { recordIds: outcome.right.recordIds } : {}),
+            ...(outcome._tag === "Right"
+              ? outcome.right.recordIds === undefined ? {} : { recordIds: outcome.right.recordIds }
+              : targetOf(req) === undefined ? {} : { recordIds: [targetOf(req)!] }),
             success: error === undefined,
             ...(error === undefined ? {} : { errorCode: toWireError(error).code, error: errorName(error) }),
             ...(error === undefined || toWireError(error).details === undefined ? {} : { details: toWireError(error).details! }),
             durationMs: Math.round((performance.now() - started) * 1000) / 1000,
             remoteAddress: conn.remoteAddress
           }
+          const seconds = (performance.now() - started) / 1000
+          yield* Metric.increment(Metric.tagged(Metric.tagged(requestsTotal, "method", req.method), "status", error === undefined ? "success" : "error"))
+          yield* Metric.update(Metric.tagged(requestDuration, "method", req.method), seconds)
+          if (error?._tag === "RateLimited") yield* Metric.increment(rateLimited)
+          if (error?._tag === "Unauthorized") yield* Metric.increment(authFailures)
           const audited = yield* audit.record(record, error === undefined && WriteMethods.has(req.method)).pipe(Effect.either)
           if (audited._tag === "Left") {
             yield* Effect.logError("audit record could not be written", audited.left.reason)

@@ -7,6 +7,7 @@ import type { DaemonConfig } from "../Config.js"
 import { BadRequest, Forbidden, NotFound, type RequestError, ValidationFailed } from "../Errors.js"
 import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, validateCreate, validateCreateMany, validateUpdate, type Values } from "../entity/Validate.js"
+import { checkComplexity } from "../query/Complexity.js"
 import { type FilterNode, hasFieldCondition, operand, parseFilter } from "../query/Filter.js"
 import type { Repository, SortKey } from "../query/Repository.js"
 import type { AclShape, Decision } from "../services/Acl.js"
@@ -53,11 +54,23 @@ const entityOf = (ctx: MethodContext, raw: unknown): Effect.Effect<EntityDef, Re
 const fromEither = <A>(e: Either.Either<A, ValidationFailed>): Effect.Effect<A, ValidationFailed> =>
   Either.isLeft(e) ? Effect.fail(e.left) : Effect.succeed(e.right)
 
-/** Refuses values for fields the decision does not let the principal write, and role escalation. */
-const checkWritable = (ctx: MethodContext, entity: EntityDef, decision: Decision, values: ReadonlyArray<Values>): Effect.Effect<void, Forbidden> => {
+/**
+ * Refuses values for fields the decision does not let the principal write, and role escalation.
+ * `sent`: the request's records (same order as `values`) for creates, whose values also hold the
+ * entity's defaults: a default the caller did not send is not the caller's write.
+ */
+const checkWritable = (
+  ctx: MethodContext,
+  entity: EntityDef,
+  decision: Decision,
+  values: ReadonlyArray<Values>,
+  sent?: ReadonlyArray<unknown>
+): Effect.Effect<void, Forbidden> => {
   const writable = new Set(decision.writable)
-  for (const v of values) {
+  for (const [i, v] of values.entries()) {
+    const given = sent?.[i]
     for (const f of v.keys()) {
+      if (isRecord(given) && !Object.hasOwn(given, f.name)) continue
       if (!writable.has(f)) return Effect.fail(new Forbidden({ reason: `field '${f.name}' may not be written by this principal` }))
     }
   }
@@ -65,6 +78,30 @@ const checkWritable = (ctx: MethodContext, entity: EntityDef, decision: Decision
 }
 
 const decide = (ctx: MethodContext, entity: EntityDef, op: AclOperation) => ctx.acl.decide(ctx.principal, entity, op)
+
+const fieldsOf = (node: FilterNode): ReadonlyArray<FieldDef> => {
+  switch (node._tag) {
+    case "And":
+    case "Or":
+      return node.nodes.flatMap(fieldsOf)
+    case "Not":
+      return fieldsOf(node.node)
+    default:
+      return [node.field]
+  }
+}
+
+/**
+ * A field the principal may not see (read_fields, security.never_expose) cannot be tested by a
+ * filter, sort or lookup either: its values would leak through counts and matches.
+ */
+const checkReadable = (decision: Decision, fields: ReadonlyArray<FieldDef>): Effect.Effect<void, Forbidden> => {
+  const readable = new Set(decision.readable)
+  const hidden = fields.find((f) => !readable.has(f))
+  return hidden === undefined
+    ? Effect.void
+    : Effect.fail(new Forbidden({ reason: `field '${hidden.name}' may not be read by this principal, so it cannot be filtered, sorted or looked up by` }))
+}
 
 const filterOf = (entity: EntityDef, raw: unknown, at: string) => fromEither(parseFilter(entity, raw, at))
 
@@ -127,6 +164,7 @@ const listOptions = (ctx: MethodContext, entity: EntityDef, raw: unknown) =>
     if ((page - 1) * limit > 1_000_000_000) return yield* ValidationFailed.one("page", "is too deep")
     const filter = yield* filterOf(entity, o.filter, "filter")
     const sort = yield* parseSort(entity, o.sort)
+    yield* checkComplexity({ filter, sortKeys: sort.length, page, limit }, ctx.config.performance.max_query_complexity)
     return { page, limit, filter, sort }
   })
 
@@ -168,7 +206,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const entity = yield* entityOf(ctx, p[0])
         const d = yield* decide(ctx, entity, "create")
         const values = yield* fromEither(validateCreate(entity, p[1]))
-        yield* checkWritable(ctx, entity, d, [values])
+        yield* checkWritable(ctx, entity, d, [values], [p[1]])
         const result = yield* repo.create(entity, values, d)
         return { result, entity: entity.name, recordIds: ids(result) }
       }
@@ -203,6 +241,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const entity = yield* entityOf(ctx, p[0])
         const o = yield* listOptions(ctx, entity, p[1])
         const d = yield* decide(ctx, entity, "read")
+        yield* checkReadable(d, [...fieldsOf(o.filter), ...o.sort.map((k) => k.field)])
         const page = yield* repo.list(entity, o.filter, o.sort, o.page, o.limit, d)
         return {
           result: { data: page.data, total: page.total, page: o.page, limit: o.limit, hasMore: o.page * o.limit < page.total },
@@ -213,7 +252,9 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         yield* arity(p, 1, 2, "[entity, filter?]")
         const entity = yield* entityOf(ctx, p[0])
         const filter = yield* filterOf(entity, p[1], "filter")
+        yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
         const d = yield* decide(ctx, entity, "read")
+        yield* checkReadable(d, fieldsOf(filter))
         const result = yield* repo.findFirst(entity, filter, d)
         return { result, entity: entity.name, recordIds: ids(result) }
       }
@@ -223,6 +264,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const f = yield* uniqueField(entity, p[1], "field")
         const v = yield* lookupValue(f, p[2])
         const d = yield* decide(ctx, entity, "read")
+        yield* checkReadable(d, [f])
         if (v === undefined) return { result: null, entity: entity.name }
         const result = yield* repo.findFirst(entity, repo.byField(f, v), d)
         return { result, entity: entity.name, recordIds: ids(result) }
@@ -241,12 +283,13 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         }
         const dc = yield* decide(ctx, entity, "create")
         const du = yield* decide(ctx, entity, "update")
+        yield* checkReadable(du, [f])
         const createValues = yield* fromEither(validateCreate(entity, created, "createData"))
         const updateValues = yield* fromEither(validateUpdate(entity, p[4], "updateData"))
-        yield* checkWritable(ctx, entity, dc, [createValues])
+        yield* checkWritable(ctx, entity, dc, [createValues], [created])
         yield* checkWritable(ctx, entity, du, [updateValues])
         const value = createValues.get(f)
-        const result = yield* repo.upsert(entity, f, value, createValues, updateValues, du)
+        const result = yield* repo.upsert(entity, f, value, createValues, updateValues, du, dc)
         return { result, entity: entity.name, recordIds: ids(result) }
       }
       case "updateByField": {
@@ -255,6 +298,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const f = yield* uniqueField(entity, p[1], "field")
         const v = yield* lookupValue(f, p[2])
         const d = yield* decide(ctx, entity, "update")
+        yield* checkReadable(d, [f])
         const values = yield* fromEither(validateUpdate(entity, p[3]))
         yield* checkWritable(ctx, entity, d, [values])
         if (v === undefined) return yield* new NotFound({ entity: entity.name })
@@ -267,6 +311,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const f = yield* uniqueField(entity, p[1], "field")
         const v = yield* lookupValue(f, p[2])
         const d = yield* decide(ctx, entity, "delete")
+        yield* checkReadable(d, [f])
         if (v === undefined) return yield* new NotFound({ entity: entity.name })
         const result = yield* repo.deleteWhere(entity, repo.byField(f, v), d)
         return { result, entity: entity.name }
@@ -279,7 +324,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         if (p[1].length > max) return yield* ValidationFailed.one("data", `at most ${max} records per createMany`)
         const d = yield* decide(ctx, entity, "create")
         const items = yield* fromEither(validateCreateMany(entity, p[1]))
-        yield* checkWritable(ctx, entity, d, items)
+        yield* checkWritable(ctx, entity, d, items, p[1])
         const result = yield* repo.createMany(entity, items, d.rowFilter)
         return { result, entity: entity.name }
       }
@@ -287,7 +332,9 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         yield* arity(p, 3, 3, "[entity, filter, data]")
         const entity = yield* entityOf(ctx, p[0])
         const filter = yield* requireFilter(entity, p[1])
+        yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
         const d = yield* decide(ctx, entity, "update")
+        yield* checkReadable(d, fieldsOf(filter))
         const values = yield* fromEither(validateUpdate(entity, p[2]))
         for (const f of values.keys()) {
           if (f.unique) return yield* ValidationFailed.one(f.name, "a unique field cannot be set on many records at once")
@@ -300,7 +347,9 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         yield* arity(p, 2, 2, "[entity, filter]")
         const entity = yield* entityOf(ctx, p[0])
         const filter = yield* requireFilter(entity, p[1])
+        yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
         const d = yield* decide(ctx, entity, "delete")
+        yield* checkReadable(d, fieldsOf(filter))
         const result = yield* repo.deleteMany(entity, filter, d)
         return { result, entity: entity.name }
       }
@@ -308,7 +357,9 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         yield* arity(p, 1, 2, "[entity, filter?]")
         const entity = yield* entityOf(ctx, p[0])
         const filter = yield* filterOf(entity, p[1], "filter")
+        yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
         const d = yield* decide(ctx, entity, "read")
+        yield* checkReadable(d, fieldsOf(filter))
         const result = yield* repo.count(entity, filter, d)
         return { result, entity: entity.name }
       }

@@ -7,6 +7,8 @@ import type { Unavailable } from "../Errors.js"
 
 export interface AuditRecord {
   readonly timestamp: string
+  /** The replica that handled the request (cluster.replica_name, default the host name). */
+  readonly replica?: string
   readonly requestId: string | number | null
   readonly traceId?: string
   readonly userId: string | null

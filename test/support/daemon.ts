@@ -92,7 +92,7 @@ export const startDaemon = (
     }, startTimeout)
     child.stdout.on("data", append)
     child.stderr.on("data", append)
-    waitForOutput(/listening on ws:\/\/[^:\s]+:(\d+)/, startTimeout + 1000).then(
+    waitForOutput(/listening on wss?:\/\/[^:\s]+:(\d+)/, startTimeout + 1000).then(
       (m) => {
         clearTimeout(timer)
         resolve({
@@ -142,9 +142,20 @@ export interface Client {
   readonly close: () => Promise<void>
 }
 
-export const connect = (port: number, defaultAuth?: Record<string, unknown>): Promise<Client> =>
+/**
+ * Opens a client. With `opts.tls` it connects over wss:// with those TLS options (ca, cert, key,
+ * servername, minVersion/maxVersion, …) instead of ws://.
+ */
+export const connect = (
+  port: number,
+  defaultAuth?: Record<string, unknown>,
+  opts: { tls?: WebSocket.ClientOptions } = {}
+): Promise<Client> =>
   new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { maxPayload: 64 * 1024 * 1024 })
+    const ws =
+      opts.tls === undefined
+        ? new WebSocket(`ws://127.0.0.1:${port}`, { maxPayload: 64 * 1024 * 1024 })
+        : new WebSocket(`wss://127.0.0.1:${port}`, { maxPayload: 64 * 1024 * 1024, ...opts.tls })
     const pending = new Map<unknown, { ok: (a: Answer) => void; fail: (e: Error) => void }>()
     const nullWaiters: Array<{ ok: (a: Answer) => void; fail: (e: Error) => void }> = []
     let closed: Error | undefined

@@ -252,7 +252,7 @@ describe("loadConfig: problems", () => {
     const fixed = await failed(
       write(SQLITE + "performance:\n  default_page_size: 500\n  max_page_size: 100\nserver:\n  tls:\n    enabled: true\n")
     )
-    expect(keysOf(fixed)).toEqual(["server.tls.enabled", "performance.default_page_size"])
+    expect(keysOf(fixed)).toEqual(["performance.default_page_size", "server.tls.cert_file", "server.tls.key_file"])
   })
 
   it("reports a YAML syntax error with its line", async () => {

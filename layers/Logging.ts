@@ -1,0 +1,24 @@
+/**
+ * JSON log lines (one object per line on stdout) with the fields of Effect's `Logger.json`
+ * (message, logLevel, timestamp, cause, annotations, spans, fiberId) plus `traceId` and `spanId`
+ * of the tracing span the line was logged in, so that a log line, a trace and an audit record
+ * (which carries the same `traceId`) can be found from one another. Lines logged outside any
+ * span have neither key.
+ */
+import { Context, FiberRef, FiberRefs, Inspectable, Layer, Logger, Option, Tracer } from "effect"
+
+const errorToJSON = (u: unknown): unknown =>
+  u instanceof Error && !("toJSON" in u) ? { ...u, name: u.name, message: u.message } : u
+
+export const jsonWithTrace: Logger.Logger<unknown, string> = Logger.make((options) => {
+  const log = Logger.structuredLogger.log(options)
+  const span = Context.getOption(FiberRefs.getOrDefault(options.context, FiberRef.currentContext), Tracer.ParentSpan)
+  return Inspectable.stringifyCircular({
+    ...log,
+    message: Array.isArray(log.message) ? log.message.map(errorToJSON) : errorToJSON(log.message),
+    ...(Option.isSome(span) ? { traceId: span.value.traceId, spanId: span.value.spanId } : {})
+  })
+})
+
+/** Replaces the default logger with these JSON lines, written with console.log (as Logger.json). */
+export const layer: Layer.Layer<never> = Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(jsonWithTrace))

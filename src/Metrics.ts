@@ -1,0 +1,50 @@
+/**
+ * The daemon's metrics, defined once. Counters are `incremental` so that they export as
+ * Prometheus counters; layers/Metrics.ts renders every Effect metric in the text format.
+ */
+import { Metric, MetricBoundaries } from "effect"
+
+export const requestsTotal = Metric.counter("dbal_requests_total", {
+  description: "Requests answered, by method and status (success or error)",
+  incremental: true
+})
+
+export const requestDuration = Metric.histogram(
+  "dbal_request_duration_seconds",
+  MetricBoundaries.fromIterable([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
+  "Request duration in seconds, by method"
+)
+
+export const activeConnections = Metric.gauge("dbal_active_connections", {
+  description: "Open WebSocket client connections"
+})
+
+export const connectionsTotal = Metric.counter("dbal_connections_total", {
+  description: "WebSocket connections accepted since start",
+  incremental: true
+})
+
+export const connectionsRefused = Metric.counter("dbal_connections_refused_total", {
+  description: "WebSocket connections refused by the connection limits, by reason",
+  incremental: true
+})
+
+export const aclChecks = Metric.counter("dbal_acl_checks_total", {
+  description: "Access decisions taken, by result (allowed or denied)",
+  incremental: true
+})
+
+export const rateLimited = Metric.counter("dbal_rate_limited_total", {
+  description: "Requests refused by the rate limiter (429)",
+  incremental: true
+})
+
+export const authFailures = Metric.counter("dbal_auth_failures_total", {
+  description: "Failed authentications (401)",
+  incremental: true
+})
+
+export const auditRecords = Metric.counter("dbal_audit_records_total", {
+  description: "Audit records: ok (a write's record on disk), queued (a read's record, written with the next batch), failed",
+  incremental: true
+})

@@ -1,0 +1,83 @@
+/**
+ * `security.sandbox: strict`: the daemon runs under Node's permission model. Reads are limited to
+ * the application, configuration, entity, rules, certificate and key paths; writes to the audit
+ * folder and the SQLite file's folder; no child processes and no worker threads. The process
+ * that reads the configuration starts the sandboxed daemon as its only child (running the build
+ * of `npm run build`, since the TypeScript loader itself needs a child process) and relays
+ * signals and the exit code. As root it refuses unless `security.sandbox_allow_root: true`.
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { DaemonConfig } from "./Config.js"
+import { packageRoot } from "./paths.js"
+
+export const isSandboxed = (): boolean => typeof process.permission?.has === "function"
+
+const unique = (paths: ReadonlyArray<string | undefined>) => [...new Set(paths.filter((p): p is string => p !== undefined))]
+
+/** Paths the daemon must read and write for this configuration. */
+export const sandboxPaths = (cfg: DaemonConfig): { read: Array<string>; write: Array<string> } => {
+  const c = cfg.database.connection
+  const sqliteDir = cfg.database.adapter === "sqlite" && c.filename !== undefined && c.filename !== ":memory:" ? path.dirname(c.filename) : undefined
+  const auditDir = cfg.security.audit_log && cfg.security.audit_log_path !== undefined ? path.dirname(cfg.security.audit_log_path) : undefined
+  const tls = cfg.server.tls
+  const jwt = cfg.security.auth.jwt
+  const write = unique([auditDir, sqliteDir])
+  const read = unique([
+    packageRoot,
+    cfg.sourcePath,
+    cfg.entitiesDir,
+    cfg.security.acl.rules_file,
+    tls.enabled ? tls.cert_file : undefined,
+    tls.enabled ? tls.key_file : undefined,
+    tls.enabled ? tls.ca_file : undefined,
+    jwt.enabled ? jwt.public_key_file : undefined,
+    jwt.enabled ? jwt.jwks_file : undefined,
+    c.password_file === undefined ? undefined : path.resolve(path.dirname(cfg.sourcePath), c.password_file),
+    ...write
+  ])
+  return { read, write }
+}
+
+/** The node flags of the sandbox (one flag per path: Node 20 takes no lists). */
+export const sandboxFlags = (cfg: DaemonConfig): Array<string> => {
+  const { read, write } = sandboxPaths(cfg)
+  return [
+    "--experimental-permission",
+    "--no-warnings=ExperimentalWarning",
+    // better-sqlite3 is a native addon, loaded by the SQLite client.
+    "--allow-addons",
+    ...read.map((p) => `--allow-fs-read=${p}`),
+    ...write.map((p) => `--allow-fs-write=${p}`)
+  ]
+}
+
+export const compiledEntry = path.join(packageRoot, "dist", "src", "main.js")
+
+/** Why the sandbox cannot start, or undefined. */
+export const sandboxProblem = (cfg: DaemonConfig): string | undefined => {
+  if (process.getuid?.() === 0 && !cfg.security.sandbox_allow_root) {
+    return "security.sandbox: refusing to run as root in strict mode (run as an unprivileged user, or set security.sandbox_allow_root: true)"
+  }
+  if (!fs.existsSync(compiledEntry)) return "security.sandbox: strict mode runs the build: run `npm run build` first"
+  return undefined
+}
+
+/** Starts the sandboxed daemon as a child process; resolves with its exit code. */
+export const runSandboxed = (cfg: DaemonConfig, argv: ReadonlyArray<string>): Promise<number> =>
+  new Promise((resolve) => {
+    for (const p of sandboxPaths(cfg).write) fs.mkdirSync(p, { recursive: true, mode: 0o700 })
+    const child = spawn(process.execPath, [...sandboxFlags(cfg), path.join(packageRoot, "bin", "dbal-daemon.mjs"), ...argv], {
+      stdio: "inherit",
+      env: { ...process.env, DBAL_COMPILED: "1" }
+    })
+    const relay = (signal: NodeJS.Signals) => () => child.kill(signal)
+    const signals: ReadonlyArray<NodeJS.Signals> = ["SIGTERM", "SIGINT", "SIGHUP"]
+    const handlers = signals.map((s) => [s, relay(s)] as const)
+    for (const [s, h] of handlers) process.on(s, h)
+    child.once("exit", (code, signal) => {
+      for (const [s, h] of handlers) process.off(s, h)
+      resolve(code ?? (signal === null ? 1 : 128 + 15))
+    })
+  })

@@ -1,0 +1,166 @@
+/**
+ * The database goes away and comes back. On a PRIVATE PostgreSQL instance (initdb into a temp
+ * folder, its own port and socket folder; the shared server on 5432 is never touched): the real
+ * daemon process serves requests; the instance is stopped (pg_ctl stop -m fast): requests answer
+ * 503 quickly (well before query_timeout), /health and /readyz answer 503, the daemon stays up;
+ * the instance is started again: requests succeed again without restarting the daemon.
+ * Requires PostgreSQL 15's server binaries and the `postgres` system user (tests run as root).
+ */
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Client, connect, type Daemon, health, startDaemon } from "../support/daemon.js"
+import { requireServices, SERVICE_TOKEN, serviceAuth, writeConfig } from "../support/services.js"
+
+const BIN = "/usr/lib/postgresql/15/bin"
+const QUERY_TIMEOUT = 10_000
+
+const why = ((): string | undefined => {
+  if (!fs.existsSync(path.join(BIN, "initdb")) || !fs.existsSync(path.join(BIN, "pg_ctl"))) return `no initdb/pg_ctl in ${BIN}`
+  try {
+    execFileSync("id", ["-u", "postgres"], { stdio: "ignore" })
+  } catch {
+    return "no postgres system user to run initdb as"
+  }
+  if (process.getuid?.() !== 0) return "not running as root (cannot run initdb as the postgres user)"
+  return undefined
+})()
+if (why !== undefined) {
+  if (requireServices) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${why}`)
+  console.warn(`skipping database-down tests: ${why}`)
+}
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once("error", reject)
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+
+const asPostgres = (cmd: string, args: ReadonlyArray<string>) =>
+  execFileSync("runuser", ["-u", "postgres", "--", path.join(BIN, cmd), ...args], { stdio: "pipe", timeout: 60_000 }).toString()
+
+const timed = async <A>(f: () => Promise<A>): Promise<{ value: A; ms: number }> => {
+  const t0 = performance.now()
+  const value = await f()
+  return { value, ms: performance.now() - t0 }
+}
+
+const readyz = async (port: number): Promise<number> =>
+  (await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(10_000) })).status
+
+describe.skipIf(why !== undefined)("database down and back (private PostgreSQL instance)", () => {
+  let dir = ""
+  let port = 0
+  let daemon: Daemon | undefined
+  let client: Client | undefined
+  let userId = ""
+
+  const pgStart = () =>
+    asPostgres("pg_ctl", [
+      "-D", path.join(dir, "data"), "-l", path.join(dir, "server.log"), "-w", "-t", "30",
+      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=30 -c fsync=off`,
+      "start"
+    ])
+  const pgStop = (mode: "fast" | "immediate") => asPostgres("pg_ctl", ["-D", path.join(dir, "data"), "-m", mode, "-w", "-t", "30", "stop"])
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-pgdown-"))
+    fs.chmodSync(dir, 0o755)
+    execFileSync("chown", ["postgres:postgres", dir])
+    port = await freePort()
+    asPostgres("initdb", ["-D", path.join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+    pgStart()
+    const admin = new pg.Client({ host: "127.0.0.1", port, user: "postgres", database: "postgres", connectionTimeoutMillis: 3000 })
+    await admin.connect()
+    await admin.query("CREATE DATABASE dbal")
+    await admin.end()
+    const config = {
+      server: { host: "127.0.0.1", port: 0 },
+      database: {
+        adapter: "postgresql",
+        connection: { host: "127.0.0.1", port, database: "dbal", user: "postgres" },
+        pool_size: 4,
+        timeout: 2000,
+        auto_migrate: true
+      },
+      performance: { query_timeout: QUERY_TIMEOUT },
+      security: { audit_log: false, rate_limit: { enabled: false }, auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }] } }
+    }
+    daemon = await startDaemon([`--config=${writeConfig(config)}`])
+    client = await connect(daemon.port, serviceAuth)
+  })
+
+  afterAll(async () => {
+    await client?.close()
+    await daemon?.stop()
+    if (dir !== "") {
+      try {
+        pgStop("immediate")
+      } catch {
+        // not running
+      }
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("serves requests while the database is up", async () => {
+    const created = await client!.call("create", ["User", { username: "before_outage", email: "before@example.com" }])
+    expect(created.error, JSON.stringify(created.error)).toBeUndefined()
+    userId = String((created.result as { id: string }).id)
+    const listed = await client!.call("list", ["User", {}])
+    expect((listed.result as { total: number }).total).toBe(1)
+    expect((await health(daemon!.port)).status).toBe(200)
+  })
+
+  it("answers 503 quickly while the database is down, and stays up", async () => {
+    pgStop("fast")
+    const calls: Array<[string, ReadonlyArray<unknown>]> = [
+      ["list", ["User", {}]],
+      ["read", ["User", userId]],
+      ["count", ["User"]],
+      ["create", ["User", { username: "during_outage", email: "during@example.com" }]],
+      ["update", ["User", userId, { email: "changed@example.com" }]]
+    ]
+    for (const [method, params] of calls) {
+      const { value, ms } = await timed(() => client!.call(method, params))
+      expect(value.error?.code, `${method}: ${JSON.stringify(value)}`).toBe(503)
+      expect(ms, `${method} took ${Math.round(ms)} ms`).toBeLessThan(3000)
+    }
+    const h = await timed(() => health(daemon!.port))
+    expect(h.value.status).toBe(503)
+    expect(h.value.body.status).toBe("unhealthy")
+    expect(h.ms).toBeLessThan(3000)
+    expect(await readyz(daemon!.port)).toBe(503)
+    expect(daemon!.alive()).toBe(true)
+  })
+
+  it("recovers by itself when the database is back", async () => {
+    pgStart()
+    const deadline = Date.now() + 20_000
+    let last: unknown
+    let recovered = false
+    while (!recovered && Date.now() < deadline) {
+      const a = await client!.call("read", ["User", userId])
+      last = a
+      if (a.error === undefined) recovered = true
+      else await new Promise((r) => setTimeout(r, 100))
+    }
+    expect(recovered, `still failing: ${JSON.stringify(last)}`).toBe(true)
+    const listed = await client!.call("list", ["User", {}])
+    // The write attempted during the outage was not applied (it never reached the database).
+    expect((listed.result as { data: Array<{ username: string }> }).data.map((u) => u.username)).toEqual(["before_outage"])
+    const created = await client!.call("create", ["User", { username: "after_outage", email: "after@example.com" }])
+    expect(created.error, JSON.stringify(created.error)).toBeUndefined()
+    expect((await health(daemon!.port)).status).toBe(200)
+    expect(await readyz(daemon!.port)).toBe(200)
+    expect(daemon!.alive()).toBe(true)
+  })
+})

@@ -1,0 +1,174 @@
+/**
+ * A request that times out (504) stops its statement on the database too. There is no wire method
+ * that sleeps, so this runs at the layer level: the daemon's SqlClient layer (layers/Database.ts)
+ * from a configuration with query_timeout 300 ms, a sleeping statement run through the handler's
+ * own timeout wrapper (withQueryTimeout), then the server's process list, read over a separate
+ * connection, must show no sleeping statement of the daemon (polled with a bounded deadline).
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect, Either, ManagedRuntime, Schema } from "effect"
+import mysql from "mysql2/promise"
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { sqlClientLayer } from "../../layers/Database.js"
+import { ConfigFile, type DaemonConfig } from "../../src/Config.js"
+import { classify, toRequestError } from "../../src/query/DbErrors.js"
+import { withQueryTimeout } from "../../src/query/Timeout.js"
+import type { EntityDef } from "../../src/entity/Model.js"
+import { createDatabase, MY, PG, skipDialect, type TestDatabase } from "../support/services.js"
+
+const QUERY_TIMEOUT = 300
+const anyEntity = { name: "X", indexes: [], fields: [] } as unknown as EntityDef
+
+const configFor = (db: TestDatabase, queryTimeout = QUERY_TIMEOUT): DaemonConfig => ({
+  ...Schema.decodeUnknownSync(ConfigFile)({
+    database: { ...db.databaseConfig, auto_migrate: false, timeout: 2000 },
+    performance: { query_timeout: queryTimeout }
+  }),
+  sourcePath: "/dev/null",
+  entitiesDir: "/dev/null"
+})
+
+/** Polls `probe` until it returns 0 or the deadline passes; returns the last value. */
+const pollUntilZero = async (probe: () => Promise<number>, deadlineMs: number): Promise<number> => {
+  const until = Date.now() + deadlineMs
+  let n = await probe()
+  while (n > 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50))
+    n = await probe()
+  }
+  return n
+}
+
+const sleeps = [
+  { dialect: "postgresql" as const, sleep: "SELECT pg_sleep(5)" },
+  { dialect: "mysql" as const, sleep: "SELECT SLEEP(5)" }
+]
+
+for (const { dialect, sleep } of sleeps) {
+  describe.skipIf(await skipDialect(dialect))(`${dialect}: statements of timed-out requests stop on the server`, () => {
+    let db: TestDatabase
+    let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>
+    let name: string
+
+    /** Statements of the daemon still running `sleep` in the test database (separate connection). */
+    const running = async (): Promise<number> => {
+      if (dialect === "postgresql") {
+        const c = new pg.Client({ ...PG, database: "postgres", connectionTimeoutMillis: 3000 })
+        await c.connect()
+        try {
+          const r = await c.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'dbal-daemon' AND state = 'active' AND query ILIKE '%pg_sleep%'",
+            [name]
+          )
+          return (r.rows[0] as { n: number }).n
+        } finally {
+          await c.end()
+        }
+      }
+      const c = await mysql.createConnection({ ...MY, password: "", connectTimeout: 3000 })
+      try {
+        const [rows] = await c.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE 'SELECT SLEEP(5)%'", [name])
+        return Number((rows as Array<{ n: number }>)[0]!.n)
+      } finally {
+        await c.end()
+      }
+    }
+
+    beforeAll(async () => {
+      db = await createDatabase(dialect)
+      name = String((db.databaseConfig.connection as { database: string }).database)
+      rt = ManagedRuntime.make(sqlClientLayer(configFor(db))) as ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>
+      await rt.runPromise(SqlClient.SqlClient)
+    })
+    afterAll(async () => {
+      await rt?.dispose()
+      await db?.drop()
+    })
+
+    it("every connection carries the statement time limit of query_timeout", async () => {
+      const limit = await rt.runPromise(
+        Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          dialect === "postgresql"
+            ? sql<{ v: string }>`SELECT current_setting('statement_timeout') AS v`
+            : sql<{ v: unknown }>`SELECT @@SESSION.max_statement_time AS v`
+        )
+      )
+      if (dialect === "postgresql") expect(limit[0]!.v).toBe("300ms")
+      else expect(Number(limit[0]!.v)).toBeCloseTo(0.3, 6)
+    })
+
+    it("the request answers 504 within ~1 s and the sleeping statement is gone from the server", async () => {
+      const started = performance.now()
+      // As Repository and Handler do: driver errors mapped, then the request bound. Whichever
+      // fires first (our timer, or the server's limit of the same length) the answer is 504.
+      const outcome = await rt.runPromise(
+        Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql.unsafe(sleep).pipe(
+            Effect.mapError((e) => toRequestError(anyEntity, e, undefined, QUERY_TIMEOUT)),
+            withQueryTimeout(QUERY_TIMEOUT),
+            Effect.either
+          )
+        )
+      )
+      const elapsed = performance.now() - started
+      expect(Either.isLeft(outcome) && outcome.left._tag, JSON.stringify(outcome)).toBe("Timeout")
+      expect(elapsed).toBeLessThan(1000)
+      // Bounded by 3 s: far less than the 5 s the statement would otherwise sleep.
+      expect(await pollUntilZero(running, 3000)).toBe(0)
+    })
+
+    it.skipIf(dialect !== "postgresql")("PgClient's cancel stops the statement long before the server's own limit", async () => {
+      // Server limit 10 s, request bound 300 ms: only the cancel sent on interruption can stop it
+      // within the 2 s the poll allows.
+      const slow = ManagedRuntime.make(sqlClientLayer(configFor(db, 10_000)))
+      try {
+        const started = performance.now()
+        const outcome = await slow.runPromise(
+          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe("SELECT pg_sleep(8)").pipe(withQueryTimeout(QUERY_TIMEOUT), Effect.either))
+        )
+        expect(Either.isLeft(outcome) && outcome.left._tag).toBe("Timeout")
+        expect(performance.now() - started).toBeLessThan(1000)
+        expect(await pollUntilZero(running, 2000)).toBe(0)
+      } finally {
+        await slow.dispose()
+      }
+    })
+
+    it("the server stops a statement by itself even when nothing cancels it (maps to 504)", async () => {
+      const started = performance.now()
+      const outcome = await rt.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => Effect.either(sql.unsafe(sleep))))
+      expect(performance.now() - started).toBeLessThan(2500)
+      expect(Either.isLeft(outcome)).toBe(true)
+      if (Either.isLeft(outcome)) expect(classify(anyEntity, outcome.left).kind).toBe("timeout")
+      // The connection is still usable afterwards.
+      const one = await rt.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ one: number }>`SELECT 1 AS one`))
+      expect(Number(one[0]!.one)).toBe(1)
+    })
+  })
+}
+
+describe("sqlite: statements cannot be interrupted, the 504 still comes", () => {
+  it("a statement that outruns query_timeout answers Timeout when it returns", async () => {
+    const db = await createDatabase("sqlite")
+    const rt = ManagedRuntime.make(sqlClientLayer(configFor(db)))
+    try {
+      // A recursive CTE that takes well over 300 ms, synchronously (blocking the event loop).
+      const slow = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.unsafe(
+          "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) AS n FROM c"
+        )
+      )
+      // A bound far below what the statement takes, so that it surely outruns it.
+      const bound = 50
+      const started = performance.now()
+      const outcome = await rt.runPromise(slow.pipe(withQueryTimeout(bound), Effect.either))
+      const elapsed = performance.now() - started
+      expect(elapsed).toBeGreaterThan(bound)
+      expect(Either.isLeft(outcome) && outcome.left._tag, `took ${Math.round(elapsed)} ms: ${JSON.stringify(outcome)}`).toBe("Timeout")
+    } finally {
+      await rt.dispose()
+      await db.drop()
+    }
+  })
+})

@@ -1,0 +1,186 @@
+/**
+ * Tracing (tracing.enabled + tracing.otlp_endpoint): a small local HTTP server plays the OTLP
+ * collector. A `create` request's spans (rpc.create with its children auth and acl) arrive there
+ * with the trace id written in the audit record of that request; with tracing off nothing is
+ * sent. The JSON log lines carry the trace id and span id of the span they were logged in.
+ */
+import * as fs from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import * as path from "node:path"
+import { randomBytes } from "node:crypto"
+import { Effect, Logger } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { jsonWithTrace } from "../../layers/Logging.js"
+import { connect } from "../support/daemon.js"
+import { serviceAuth, SERVICE_TOKEN } from "../support/services.js"
+import { type InProcessDaemon, type Rec, startInProcess } from "./support.js"
+
+interface OtlpSpan {
+  readonly traceId: string
+  readonly spanId: string
+  readonly parentSpanId?: string
+  readonly name: string
+}
+
+interface Collector {
+  readonly url: string
+  readonly requests: Array<{ path: string; body: string }>
+  readonly spans: () => Array<OtlpSpan>
+  /** Waits (bounded) until `pred` holds for the spans received. */
+  readonly waitFor: (pred: (spans: Array<OtlpSpan>) => boolean, timeoutMs?: number) => Promise<Array<OtlpSpan>>
+  readonly close: () => Promise<void>
+}
+
+/** An OTLP/HTTP (JSON) traces receiver on a free port. */
+const startCollector = (): Promise<Collector> =>
+  new Promise((resolve) => {
+    const requests: Array<{ path: string; body: string }> = []
+    const watchers = new Set<() => void>()
+    const server = http.createServer((req, res) => {
+      let body = ""
+      req.setEncoding("utf8")
+      req.on("data", (c: string) => (body += c))
+      req.on("end", () => {
+        requests.push({ path: req.url ?? "", body })
+        res.writeHead(200, { "content-type": "application/json" })
+        res.end("{}")
+        for (const w of [...watchers]) w()
+      })
+    })
+    const spans = () =>
+      requests.flatMap((r) => {
+        const parsed = JSON.parse(r.body) as { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: Array<OtlpSpan> }> }> }
+        return (parsed.resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))
+      })
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as AddressInfo).port
+      resolve({
+        url: `http://127.0.0.1:${port}/v1/traces`,
+        requests,
+        spans,
+        waitFor: (pred, timeoutMs = 10_000) =>
+          new Promise((ok, fail) => {
+            const check = () => {
+              const s = spans()
+              if (!pred(s)) return false
+              watchers.delete(check)
+              clearTimeout(timer)
+              ok(s)
+              return true
+            }
+            const timer = setTimeout(() => {
+              watchers.delete(check)
+              fail(new Error(`the collector did not receive the expected spans within ${timeoutMs} ms; got ${JSON.stringify(spans().map((s) => s.name))}`))
+            }, timeoutMs)
+            if (!check()) watchers.add(check)
+          }),
+        close: () =>
+          new Promise((r) => {
+            server.closeAllConnections()
+            server.close(() => r())
+          })
+      })
+    })
+  })
+
+const tracedConfig = (collector: Collector, enabled: boolean) => (dir: string): Rec => ({
+  security: {
+    audit_log: true,
+    audit_log_path: path.join(dir, "audit.log"),
+    rate_limit: { enabled: false },
+    auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }] }
+  },
+  tracing: { enabled, otlp_endpoint: collector.url, service_name: "dbal-daemon-test" }
+})
+
+/** Creates a User as the service principal and returns the audit record of that request. */
+const createAndAudit = async (daemon: InProcessDaemon): Promise<{ requestId: string; traceId: string }> => {
+  const client = await connect(daemon.port, serviceAuth)
+  try {
+    const s = randomBytes(4).toString("hex")
+    const a = await client.call("create", ["User", { username: `trace_${s}`, email: `trace_${s}@example.com`, role: "user" }])
+    expect(a.error, JSON.stringify(a)).toBeUndefined()
+    const file = path.join(daemon.dir, "audit.log")
+    const records = fs.readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Rec)
+    const record = records.find((r) => r.requestId === a.id && r.operation === "create")
+    expect(record, JSON.stringify(records)).toBeDefined()
+    expect(record!.traceId).toMatch(/^[0-9a-f]{32}$/)
+    return { requestId: String(a.id), traceId: String(record!.traceId) }
+  } finally {
+    await client.close()
+  }
+}
+
+describe("span export over OTLP/HTTP", () => {
+  let collector: Collector | undefined
+
+  beforeAll(async () => {
+    collector = await startCollector()
+  })
+
+  afterAll(async () => {
+    await collector?.close()
+  })
+
+  it("sends rpc.create with its auth and acl spans, under the audit record's trace id", async () => {
+    const daemon = await startInProcess("tracing-on", tracedConfig(collector!, true))
+    try {
+      const { traceId } = await createAndAudit(daemon)
+      const spans = await collector!.waitFor((s) =>
+        ["rpc.create", "auth", "acl"].every((n) => s.some((x) => x.name === n && x.traceId === traceId))
+      )
+      const inTrace = spans.filter((s) => s.traceId === traceId)
+      const root = inTrace.find((s) => s.name === "rpc.create")!
+      expect(root.parentSpanId ?? "").toBe("")
+      for (const child of ["auth", "acl"]) {
+        expect(inTrace.find((s) => s.name === child)!.parentSpanId, `${child} is a child of rpc.create`).toBe(root.spanId)
+      }
+      expect(collector!.requests.every((r) => r.path === "/v1/traces")).toBe(true)
+      // No secret in what leaves the process.
+      expect(collector!.requests.map((r) => r.body).join("\n")).not.toContain(SERVICE_TOKEN)
+    } finally {
+      await daemon.dispose()
+    }
+  })
+
+  it("sends nothing when tracing is disabled", async () => {
+    const quiet = await startCollector()
+    try {
+      const daemon = await startInProcess("tracing-off", tracedConfig(quiet, false))
+      try {
+        await createAndAudit(daemon)
+      } finally {
+        // Disposing flushes an exporter if there were one: after it, nothing may have arrived.
+        await daemon.dispose()
+      }
+      expect(quiet.requests).toEqual([])
+    } finally {
+      await quiet.close()
+    }
+  })
+})
+
+describe("JSON log lines", () => {
+  it("carry the trace id and span id of the current span, and none outside a span", async () => {
+    const lines: Array<string> = []
+    const capture = Logger.replace(
+      Logger.defaultLogger,
+      Logger.map(jsonWithTrace, (line) => {
+        lines.push(line)
+      })
+    )
+    const span = await Effect.gen(function* () {
+      yield* Effect.logInfo("outside")
+      return yield* Effect.gen(function* () {
+        yield* Effect.logWarning("inside", { n: 1 })
+        return yield* Effect.currentSpan
+      }).pipe(Effect.withSpan("rpc.test"))
+    }).pipe(Effect.provide(capture), Effect.runPromise)
+    const [outside, inside] = lines.map((l) => JSON.parse(l) as Rec)
+    expect(outside).toMatchObject({ message: "outside", logLevel: "INFO" })
+    expect(outside).not.toHaveProperty("traceId")
+    expect(inside).toMatchObject({ message: ["inside", { n: 1 }], logLevel: "WARN", traceId: span.traceId, spanId: span.spanId })
+    expect(Object.keys(inside!)).toEqual(expect.arrayContaining(["timestamp", "annotations", "spans", "fiberId"]))
+  })
+})
