@@ -205,6 +205,8 @@ export const PerformanceConfig = Schema.Struct({
   max_page_size: opt(PositiveInt, () => 100),
   /** Most records one createMany may insert. */
   max_batch_size: opt(PositiveInt, () => 1000),
+  /** Most operations one `transaction` may hold. */
+  max_transaction_ops: opt(PositiveInt, () => 100),
   /** Transient database failures retried (reads always; writes only when nothing was sent). */
   retry: opt(
     Schema.Struct({

@@ -74,7 +74,15 @@ export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
   timeoutMs: Schema.Number
 }) {}
 
+/** An operation of a `transaction` failed; the whole transaction was rolled back. */
+export class TransactionOpFailed extends Schema.TaggedError<TransactionOpFailed>()("TransactionOpFailed", {
+  /** Position of the failed operation in the transaction's list. */
+  index: Schema.Number,
+  error: Schema.Unknown
+}) {}
+
 export type RequestError =
+  | TransactionOpFailed
   | BadRequest
   | Unauthorized
   | Forbidden
@@ -96,6 +104,8 @@ export interface WireError {
 /** Machine-readable names, as in errors.yaml; used by the audit log and metrics. */
 export const errorName = (e: RequestError): string => {
   switch (e._tag) {
+    case "TransactionOpFailed":
+      return errorName(e.error as RequestError)
     case "BadRequest":
       return "BAD_REQUEST"
     case "Unauthorized":
@@ -123,6 +133,10 @@ export const errorName = (e: RequestError): string => {
 
 export const toWireError = (e: RequestError): WireError => {
   switch (e._tag) {
+    case "TransactionOpFailed": {
+      const inner = toWireError(e.error as RequestError)
+      return { ...inner, details: { ...(inner.details ?? {}), operation: e.index, rolledBack: true } }
+    }
     case "BadRequest":
       return { code: 400, message: "Bad request", details: { reason: e.reason } }
     case "Unauthorized":

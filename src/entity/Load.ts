@@ -133,7 +133,7 @@ const parseAcl = (raw: unknown, at: string, problems: Array<string>): Partial<Re
 }
 
 interface PendingField extends Omit<FieldDef, "foreignKey"> {
-  readonly fkRaw?: { entity: string; field: string; onDelete: OnDelete }
+  readonly fkRaw?: { entity: string; field: string; onDelete: OnDelete; relation?: string }
 }
 
 const parseField = (
@@ -216,12 +216,14 @@ const parseField = (
   if (raw.foreign_key !== undefined) {
     const fk = raw.foreign_key
     const onDelete = isRecord(fk) ? (fk.on_delete ?? "no_action") : undefined
+    const relation = isRecord(fk) ? fk.relation : undefined
     if (
       !isRecord(fk) || typeof fk.entity !== "string" || typeof fk.field !== "string" ||
-      !["cascade", "restrict", "set_null", "no_action"].includes(String(onDelete))
+      !["cascade", "restrict", "set_null", "no_action"].includes(String(onDelete)) ||
+      (relation !== undefined && (typeof relation !== "string" || !/^[a-z][A-Za-z0-9]{0,62}$/.test(relation)))
     ) {
-      problems.push(`${at}.foreign_key: expected {entity, field, on_delete?: cascade|restrict|set_null|no_action}`)
-    } else fkRaw = { entity: fk.entity, field: fk.field, onDelete: onDelete as OnDelete }
+      problems.push(`${at}.foreign_key: expected {entity, field, on_delete?: cascade|restrict|set_null|no_action, relation?: camelCaseName}`)
+    } else fkRaw = { entity: fk.entity, field: fk.field, onDelete: onDelete as OnDelete, ...(typeof relation === "string" ? { relation } : {}) }
   }
   const nullable = !(required || primary || generated || autoUpdate)
   if (fkRaw?.onDelete === "set_null" && !nullable) problems.push(`${at}.foreign_key.on_delete: set_null needs an optional field`)
@@ -319,7 +321,14 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       else if (targetField.type !== f.type && !(f.type === "string" && targetField.type === "string")) {
         problems.push(`${p.file}: fields.${f.column}.foreign_key: type ${f.type} does not match ${fkRaw.entity}.${fkRaw.field} (${targetField.type})`)
       }
-      return targetField === undefined ? f : { ...f, foreignKey: { entity: fkRaw.entity, field: targetField.name, onDelete: fkRaw.onDelete } }
+      // The relation's default name: the field without its Id suffix (pageId → page), else <field>Ref.
+      const relation = fkRaw.relation ?? (/[a-z0-9]Id$/.test(f.name) ? f.name.slice(0, -2) : `${f.name}Ref`)
+      return targetField === undefined ? f : { ...f, foreignKey: { entity: fkRaw.entity, field: targetField.name, onDelete: fkRaw.onDelete, relation } }
+    })
+    const relationNames = fields.flatMap((f) => (f.foreignKey === undefined ? [] : [f.foreignKey.relation]))
+    relationNames.forEach((r, i) => {
+      if (relationNames.indexOf(r) !== i) problems.push(`${p.file}: foreign_key.relation: two relations are named ${r}`)
+      if (fields.some((f) => f.name === r)) problems.push(`${p.file}: foreign_key.relation: ${r} is also a field name (set foreign_key.relation)`)
     })
     const fieldBySnake = new Map(fields.map((f) => [f.column, f]))
     const indexes: Array<IndexDef> = []

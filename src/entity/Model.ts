@@ -14,6 +14,8 @@ export interface ForeignKey {
   /** Wire name of the referenced field. */
   readonly field: string
   readonly onDelete: OnDelete
+  /** Name under which `include` returns the referenced record (e.g. pageId → page). */
+  readonly relation: string
 }
 
 export interface FieldDef {

@@ -26,6 +26,15 @@ export interface Access {
 
 export const fullAccess = (entity: EntityDef): Access => ({ rowFilter: TRUE, readable: entity.exposed })
 
+/** A relation followed by `include`, with the access decision for the referenced entity. */
+export interface Include {
+  readonly name: string
+  readonly field: FieldDef
+  readonly target: EntityDef
+  readonly targetField: FieldDef
+  readonly access: Access
+}
+
 export interface SortKey {
   readonly field: FieldDef
   readonly direction: "asc" | "desc"
@@ -42,14 +51,14 @@ const INSERT_CHUNK = 200
 const columns = (sql: Statement.Constructor, fields: ReadonlyArray<FieldDef>) =>
   sql.join(", ", false)(fields.map((f) => sql`${sql(f.column)}`))
 
-const orderBy = (sql: Statement.Constructor, entity: EntityDef, sort: ReadonlyArray<SortKey>) => {
+const orderBy = (sql: Statement.Constructor, entity: EntityDef, sort: ReadonlyArray<SortKey>, alias?: string) => {
   const keys: Array<SortKey> = [...sort]
   if (keys.length === 0 && entity.orderField !== undefined) keys.push({ field: entity.orderField, direction: "asc" })
   if (!keys.some((k) => k.field === entity.primaryKey)) keys.push({ field: entity.primaryKey, direction: "asc" })
   // NULLs sort as the largest value on every dialect (PostgreSQL's rule), so pages agree.
   const parts = keys.flatMap((k) => {
     const dir = sql.literal(k.direction === "asc" ? "ASC" : "DESC")
-    const c = sql(k.field.column)
+    const c = alias === undefined ? sql`${sql(k.field.column)}` : sql`${sql(alias)}.${sql(k.field.column)}`
     return k.field.nullable ? [sql`${c} IS NULL ${dir}`, sql`${c} ${dir}`] : [sql`${c} ${dir}`]
   })
   return sql.join(", ", false)(parts)
@@ -298,6 +307,55 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       return { data: decodeAll(dialect, entity, access, rows), total: Number(total[0]?.n ?? 0) } satisfies Page
     }).pipe(retryRead, Effect.mapError(readError(entity)))
 
+  /**
+   * A page with related records, in one statement: each include is a LEFT JOIN on its foreign
+   * key whose ON clause carries the referenced entity's row filter (a record the caller may not
+   * read comes back as null), and only its readable fields are selected.
+   */
+  const listWithIncludes = (
+    entity: EntityDef,
+    filter: FilterNode,
+    sort: ReadonlyArray<SortKey>,
+    page: number,
+    limit: number,
+    access: Access,
+    includes: ReadonlyArray<Include>
+  ) =>
+    Effect.gen(function* () {
+      const main = "t0"
+      const col = (alias: string, f: FieldDef) => sql`${sql(alias)}.${sql(f.column)}`
+      const selected = [
+        ...access.readable.map((f) => sql`${col(main, f)} AS ${sql(`${main}__${f.column}`)}`),
+        ...includes.flatMap((inc, i) => {
+          const a = `r${i}`
+          return [
+            sql`${col(a, inc.target.primaryKey)} AS ${sql(`${a}__present`)}`,
+            ...inc.access.readable.map((f) => sql`${col(a, f)} AS ${sql(`${a}__${f.column}`)}`)
+          ]
+        })
+      ]
+      const joins = includes.map((inc, i) => {
+        const a = `r${i}`
+        return sql` LEFT JOIN ${sql(inc.target.table)} ${sql(a)} ON ${col(a, inc.targetField)} = ${col(main, inc.field)} AND ${compileFilter(sql, dialect, inc.access.rowFilter, a)}`
+      })
+      const where = compileFilter(sql, dialect, and(filter, access.rowFilter), main)
+      const rows = yield* sql<Row>`SELECT ${sql.join(", ", false)(selected)} FROM ${sql(entity.table)} ${sql(main)}${sql.join("", false)(joins)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort, main)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
+      const total = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`
+      const pick = (row: Row, prefix: string, fields: ReadonlyArray<FieldDef>): Row =>
+        Object.fromEntries(fields.map((f) => [f.column, row[`${prefix}__${f.column}`]]))
+      const data = rows.map((row) => {
+        const record = decodeRow(dialect, entity, pick(row, main, access.readable), access.readable)
+        includes.forEach((inc, i) => {
+          const a = `r${i}`
+          record[inc.name] = row[`${a}__present`] === null || row[`${a}__present`] === undefined
+            ? null
+            : decodeRow(dialect, inc.target, pick(row, a, inc.access.readable), inc.access.readable)
+        })
+        return record
+      })
+      return { data, total: Number(total[0]?.n ?? 0) } satisfies Page
+    }).pipe(retryRead, Effect.mapError(readError(entity)))
+
   const count = (entity: EntityDef, filter: FilterNode, access: Access) =>
     sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.pipe(
       retryRead,
@@ -377,6 +435,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   }
 
   return {
+    listWithIncludes,
     read,
     create,
     createMany,

@@ -19,7 +19,7 @@ import { Changes } from "../services/Changes.js"
 import { Database } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { RateLimiter } from "../services/RateLimiter.js"
-import { entityNameOf, type MethodContext, type Outcome, runMethod, WriteMethods } from "./Methods.js"
+import { entityNameOf, type MethodContext, type Outcome, runMethod, WriteMethods, writtenEntities } from "./Methods.js"
 import { decodeCredentials, decodeFrame, encodeError, encodeResult, isRejected, type Request } from "./Protocol.js"
 
 /** State of one WebSocket connection that requests may read and `authenticate` may set. */
@@ -85,10 +85,10 @@ export const make = Effect.gen(function* () {
       // A write that could not be recorded must not run (fail closed); reads follow the policy.
       yield* audit.ready(WriteMethods.has(req.method))
       const ctx: MethodContext = { principal, registry, repo, acl, config, db }
-      const written = WriteMethods.has(req.method) ? entityNameOf(req.params) : null
+      const written = writtenEntities(req.method, req.params)
       // Announced whatever the outcome (a timed-out write may still have committed).
       return yield* runMethod(ctx, req.method, req.params).pipe(
-        Effect.ensuring(written === null ? Effect.void : changes.publish(written))
+        Effect.ensuring(Effect.forEach(new Set(written), (e) => changes.publish(e), { discard: true }))
       )
     })
 

@@ -4,12 +4,12 @@
  */
 import { Effect, Either } from "effect"
 import type { DaemonConfig } from "../Config.js"
-import { BadRequest, Forbidden, NotFound, type RequestError, ValidationFailed } from "../Errors.js"
+import { BadRequest, Forbidden, NotFound, type RequestError, TransactionOpFailed, Unavailable, ValidationFailed } from "../Errors.js"
 import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, validateCreate, validateCreateMany, validateUpdate, type Values } from "../entity/Validate.js"
 import { checkComplexity } from "../query/Complexity.js"
 import { type FilterNode, hasFieldCondition, operand, parseFilter } from "../query/Filter.js"
-import type { Repository, SortKey } from "../query/Repository.js"
+import type { Include, Repository, SortKey } from "../query/Repository.js"
 import type { AclShape, Decision } from "../services/Acl.js"
 import type { DatabaseShape } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
@@ -33,8 +33,27 @@ export interface Outcome {
 
 /** Methods that change data (their audit record must be written before they are answered). */
 export const WriteMethods: ReadonlySet<Method> = new Set([
-  "create", "update", "delete", "upsert", "updateByField", "deleteByField", "createMany", "updateMany", "deleteMany"
+  "create", "update", "delete", "upsert", "updateByField", "deleteByField", "createMany", "updateMany", "deleteMany", "transaction"
 ])
+
+/** Methods a `transaction` may hold. */
+const TransactionMethods: ReadonlySet<string> = new Set([
+  "create", "read", "update", "delete", "list", "findFirst", "findByField", "upsert", "updateByField", "deleteByField",
+  "createMany", "updateMany", "deleteMany", "count"
+])
+
+/** Entities a request writes (a transaction's write operations included). */
+export const writtenEntities = (method: Method, params: ReadonlyArray<unknown>): Array<string> => {
+  if (method === "transaction") {
+    const ops = Array.isArray(params[0]) ? params[0] : []
+    return ops.flatMap((op: unknown) =>
+      isRecord(op) && typeof op.method === "string" && WriteMethods.has(op.method as Method) && Array.isArray(op.params) && typeof op.params[0] === "string"
+        ? [op.params[0].slice(0, 64)]
+        : []
+    )
+  }
+  return WriteMethods.has(method) && typeof params[0] === "string" ? [params[0].slice(0, 64)] : []
+}
 
 const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
@@ -147,13 +166,37 @@ const parseSort = (entity: EntityDef, raw: unknown): Effect.Effect<Array<SortKey
   return issues.length > 0 ? Effect.fail(ValidationFailed.one(issues[0]!.field, issues[0]!.error)) : Effect.succeed(keys)
 }
 
-const LIST_OPTIONS = new Set(["filter", "sort", "page", "limit"])
+const LIST_OPTIONS = new Set(["filter", "sort", "page", "limit", "include"])
+
+/** `include: ["page"]` or `{page: true}` → the foreign-key fields whose records come along. */
+const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<FieldDef>, ValidationFailed> => {
+  if (raw === undefined || raw === null) return Effect.succeed([])
+  const names = Array.isArray(raw)
+    ? raw
+    : isRecord(raw)
+      ? Object.entries(raw).filter(([, v]) => v === true).map(([k]) => k)
+      : undefined
+  if (names === undefined || !names.every((n): n is string => typeof n === "string")) {
+    return Effect.fail(ValidationFailed.one("include", 'must be a list of relation names, e.g. ["page"]'))
+  }
+  const relations = entity.fields.filter((f) => f.foreignKey !== undefined)
+  const out: Array<FieldDef> = []
+  for (const n of names) {
+    const f = relations.find((r) => r.foreignKey!.relation === n)
+    if (f === undefined) {
+      const known = relations.map((r) => r.foreignKey!.relation)
+      return Effect.fail(ValidationFailed.one(`include.${n}`, `unknown relation of ${entity.name}${known.length > 0 ? ` (known: ${known.join(", ")})` : " (it has none)"}`))
+    }
+    if (!out.includes(f)) out.push(f)
+  }
+  return Effect.succeed(out)
+}
 
 const listOptions = (ctx: MethodContext, entity: EntityDef, raw: unknown) =>
   Effect.gen(function* () {
     if (raw !== undefined && raw !== null && !isRecord(raw)) return yield* new BadRequest({ reason: "params[1] must be an options object {filter, sort, page, limit}" })
     const o = (raw ?? {}) as Record<string, unknown>
-    for (const k of Object.keys(o)) if (!LIST_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown list option (expected filter, sort, page, limit)")
+    for (const k of Object.keys(o)) if (!LIST_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown list option (expected filter, sort, page, limit, include)")
     const max = ctx.config.performance.max_page_size
     const page = o.page ?? 1
     const limit = o.limit ?? ctx.config.performance.default_page_size
@@ -165,7 +208,8 @@ const listOptions = (ctx: MethodContext, entity: EntityDef, raw: unknown) =>
     const filter = yield* filterOf(entity, o.filter, "filter")
     const sort = yield* parseSort(entity, o.sort)
     yield* checkComplexity({ filter, sortKeys: sort.length, page, limit }, ctx.config.performance.max_query_complexity)
-    return { page, limit, filter, sort }
+    const include = yield* parseInclude(entity, o.include)
+    return { page, limit, filter, sort, include }
   })
 
 const ids = (r: unknown): ReadonlyArray<string> => (isRecord(r) && typeof r.id === "string" ? [r.id] : [])
@@ -174,13 +218,13 @@ export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
   adapter: ctx.db.adapter,
   dialect: ctx.db.dialect === "pg" ? "postgresql" : ctx.db.dialect,
   features: {
-    transactions: false,
-    joins: false,
+    transactions: true,
+    joins: true,
     fullTextSearch: false,
     ttl: false,
     jsonQueries: false,
     aggregations: false,
-    relations: false
+    relations: true
   },
   methods: [...Methods],
   limits: {
@@ -197,6 +241,37 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
   Effect.gen(function* () {
     const { repo } = ctx
     switch (method) {
+      case "transaction": {
+        yield* arity(p, 1, 1, "[ops] with ops = [{method, params}, ...]")
+        const raw = p[0]
+        if (!Array.isArray(raw)) return yield* new BadRequest({ reason: "params[0] must be the list of operations [{method, params}]" })
+        const max = ctx.config.performance.max_transaction_ops
+        if (raw.length === 0) return yield* ValidationFailed.one("ops", "a transaction needs at least one operation")
+        if (raw.length > max) return yield* ValidationFailed.one("ops", `at most ${max} operations per transaction`)
+        const ops: Array<{ method: Exclude<Method, "authenticate" | "transaction">; params: ReadonlyArray<unknown> }> = []
+        for (const [i, op] of raw.entries()) {
+          if (!isRecord(op) || typeof op.method !== "string" || !(op.params === undefined || Array.isArray(op.params))) {
+            return yield* new BadRequest({ reason: `ops[${i}] must be {method, params: [...]}` })
+          }
+          if (!TransactionMethods.has(op.method)) return yield* new BadRequest({ reason: `ops[${i}].method ${JSON.stringify(op.method.slice(0, 64))} cannot be part of a transaction` })
+          ops.push({ method: op.method as Exclude<Method, "authenticate" | "transaction">, params: (op.params ?? []) as ReadonlyArray<unknown> })
+        }
+        // All or nothing: each operation runs as if sent alone (its own access decision), inside
+        // one database transaction that the first failure rolls back.
+        const outcomes = yield* ctx.db.sql.withTransaction(
+          Effect.forEach(ops, (op, index) =>
+            runMethod(ctx, op.method, op.params).pipe(Effect.mapError((error) => new TransactionOpFailed({ index, error })))
+          )
+        ).pipe(
+          Effect.catchTag("SqlError", (e) =>
+            Effect.fail(new TransactionOpFailed({ index: ops.length - 1, error: new Unavailable({ reason: "the transaction could not be committed", cause: e }) }))
+          )
+        )
+        return {
+          result: outcomes.map((o) => o.result),
+          recordIds: outcomes.flatMap((o) => o.recordIds ?? [])
+        }
+      }
       case "getCapabilities": {
         yield* arity(p, 0, 0, "[] (none)")
         return { result: capabilities(ctx) }
@@ -242,7 +317,21 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const o = yield* listOptions(ctx, entity, p[1])
         const d = yield* decide(ctx, entity, "read")
         yield* checkReadable(d, [...fieldsOf(o.filter), ...o.sort.map((k) => k.field)])
-        const page = yield* repo.list(entity, o.filter, o.sort, o.page, o.limit, d)
+        // Each included entity is decided as if read on its own: refused → 403, row filter → null.
+        const includes: Array<Include> = []
+        for (const f of o.include) {
+          const target = ctx.registry.entities.get(f.foreignKey!.entity)!
+          includes.push({
+            name: f.foreignKey!.relation,
+            field: f,
+            target,
+            targetField: target.byName.get(f.foreignKey!.field)!,
+            access: yield* decide(ctx, target, "read")
+          })
+        }
+        const page = includes.length === 0
+          ? yield* repo.list(entity, o.filter, o.sort, o.page, o.limit, d)
+          : yield* repo.listWithIncludes(entity, o.filter, o.sort, o.page, o.limit, d, includes)
         return {
           result: { data: page.data, total: page.total, page: o.page, limit: o.limit, hasMore: o.page * o.limit < page.total },
           entity: entity.name

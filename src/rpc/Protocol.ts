@@ -23,7 +23,8 @@ export const Methods = [
   "updateMany",
   "deleteMany",
   "count",
-  "getCapabilities"
+  "getCapabilities",
+  "transaction"
 ] as const
 export type Method = (typeof Methods)[number]
 
