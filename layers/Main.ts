@@ -3,6 +3,7 @@
  * swapped (see test/support).
  */
 import { Layer } from "effect"
+import type { AppConfig } from "../src/Config.js"
 import * as RpcHandler from "../src/rpc/Handler.js"
 import * as Acl from "./Acl.js"
 import * as AuditLog from "./AuditLog.js"
@@ -12,15 +13,18 @@ import * as Config from "./Config.js"
 import * as Database from "./Database.js"
 import * as Entities from "./Entities.js"
 import * as RateLimiter from "./RateLimiter.js"
+import * as ResultCache from "./ResultCache.js"
 import * as Tracing from "./Tracing.js"
 import * as WebSocketServer from "./WebSocketServer.js"
 
 /** Everything below the server: config, entities, database and the request services. */
-export const core = (configFile: string, env?: Record<string, string | undefined>) => {
-  const config = Config.layer(configFile, env)
+export const core = (configFile: string, env?: Record<string, string | undefined>) => coreWith(Config.layer(configFile, env))
+
+/** `core` on a given Config layer (the in-process client builds its configuration in memory). */
+export const coreWith = <E>(config: Layer.Layer<AppConfig, E>) => {
   const withEntities = Layer.provideMerge(Entities.layer, config)
   const withDatabase = Layer.provideMerge(Database.layer, withEntities)
-  const services = Layer.provideMerge(Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer), Changes.layer)
+  const services = Layer.provideMerge(Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer, ResultCache.layer), Changes.layer)
   return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, services), withDatabase)
 }
 

@@ -48,3 +48,8 @@ export const auditRecords = Metric.counter("dbal_audit_records_total", {
   description: "Audit records: ok (a write's record on disk), queued (a read's record, written with the next batch), failed",
   incremental: true
 })
+
+export const cacheLookups = Metric.counter("dbal_cache_lookups_total", {
+  description: "Result cache lookups, by result (hit or miss)",
+  incremental: true
+})

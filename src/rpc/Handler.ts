@@ -16,6 +16,7 @@ import { Acl } from "../services/Acl.js"
 import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
 import { Auth, type Credentials } from "../services/Auth.js"
 import { Changes } from "../services/Changes.js"
+import { ResultCache } from "../services/ResultCache.js"
 import { Database } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { RateLimiter } from "../services/RateLimiter.js"
@@ -53,6 +54,7 @@ export const make = Effect.gen(function* () {
   const limiter = yield* RateLimiter
   const audit = yield* AuditLog
   const changes = yield* Changes
+  const cache = yield* ResultCache
   const repo = makeRepository(db, registry, { retry: config.performance.retry, queryTimeoutMs: config.performance.query_timeout })
   const replica = config.cluster.replica_name ?? os.hostname()
   const timeoutMs = config.performance.query_timeout
@@ -84,7 +86,7 @@ export const make = Effect.gen(function* () {
       }
       // A write that could not be recorded must not run (fail closed); reads follow the policy.
       yield* audit.ready(WriteMethods.has(req.method))
-      const ctx: MethodContext = { principal, registry, repo, acl, config, db }
+      const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache }
       const written = writtenEntities(req.method, req.params)
       // Announced whatever the outcome (a timed-out write may still have committed).
       return yield* runMethod(ctx, req.method, req.params).pipe(

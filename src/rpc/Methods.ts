@@ -9,7 +9,8 @@ import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../
 import { isUuid, validateCreate, validateCreateMany, validateUpdate, type Values } from "../entity/Validate.js"
 import { checkComplexity } from "../query/Complexity.js"
 import { type FilterNode, hasFieldCondition, operand, parseFilter } from "../query/Filter.js"
-import type { Include, Repository, SortKey } from "../query/Repository.js"
+import type { Access, Include, Repository, SortKey } from "../query/Repository.js"
+import type { ResultCacheShape } from "../services/ResultCache.js"
 import type { AclShape, Decision } from "../services/Acl.js"
 import type { DatabaseShape } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
@@ -23,7 +24,34 @@ export interface MethodContext {
   readonly acl: AclShape
   readonly config: DaemonConfig
   readonly db: DatabaseShape
+  /** Absent inside a transaction: its reads see its own uncommitted writes. */
+  readonly cache?: ResultCacheShape
 }
+
+/** What makes two decisions give the same answer: the row filter (values included) and the fields. */
+const decisionKey = (d: Access) => ({
+  f: JSON.stringify(d.rowFilter, (k, v: unknown) => (k === "field" && v !== null && typeof v === "object" && "name" in v ? (v as FieldDef).name : v)),
+  r: d.readable.map((f) => f.name)
+})
+
+/**
+ * A read answered from the result cache when possible. The key holds everything that shapes the
+ * answer: method, entity, params and the caller's effective access to every entity involved.
+ */
+const cachedRead = <A>(
+  ctx: MethodContext,
+  method: Method,
+  params: ReadonlyArray<unknown>,
+  reads: ReadonlyArray<{ readonly entity: EntityDef; readonly access: Access }>,
+  compute: Effect.Effect<A, RequestError>
+): Effect.Effect<A, RequestError> =>
+  ctx.cache === undefined
+    ? compute
+    : ctx.cache.through(
+        JSON.stringify([method, params, reads.map((r) => [r.entity.name, decisionKey(r.access)])]),
+        reads.map((r) => r.entity.name),
+        compute
+      )
 
 export interface Outcome {
   readonly result: unknown
@@ -257,10 +285,12 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
           ops.push({ method: op.method as Exclude<Method, "authenticate" | "transaction">, params: (op.params ?? []) as ReadonlyArray<unknown> })
         }
         // All or nothing: each operation runs as if sent alone (its own access decision), inside
-        // one database transaction that the first failure rolls back.
+        // one database transaction that the first failure rolls back. No cache: reads must see
+        // the transaction's own writes, and nothing uncommitted may be stored.
+        const { cache: _cache, ...noCache } = ctx
         const outcomes = yield* ctx.db.sql.withTransaction(
           Effect.forEach(ops, (op, index) =>
-            runMethod(ctx, op.method, op.params).pipe(Effect.mapError((error) => new TransactionOpFailed({ index, error })))
+            runMethod(noCache, op.method, op.params).pipe(Effect.mapError((error) => new TransactionOpFailed({ index, error })))
           )
         ).pipe(
           Effect.catchTag("SqlError", (e) =>
@@ -290,7 +320,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const entity = yield* entityOf(ctx, p[0])
         if (typeof p[1] !== "string") return yield* new BadRequest({ reason: "params[1] must be the record id (a string)" })
         const d = yield* decide(ctx, entity, "read")
-        const result = yield* repo.read(entity, p[1], d)
+        const result = yield* cachedRead(ctx, method, p, [{ entity, access: d }], repo.read(entity, p[1], d))
         return { result, entity: entity.name, recordIds: [p[1]] }
       }
       case "update": {
@@ -329,9 +359,15 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
             access: yield* decide(ctx, target, "read")
           })
         }
-        const page = includes.length === 0
-          ? yield* repo.list(entity, o.filter, o.sort, o.page, o.limit, d)
-          : yield* repo.listWithIncludes(entity, o.filter, o.sort, o.page, o.limit, d, includes)
+        const page = yield* cachedRead(
+          ctx,
+          method,
+          p,
+          [{ entity, access: d }, ...includes.map((i) => ({ entity: i.target, access: i.access }))],
+          includes.length === 0
+            ? repo.list(entity, o.filter, o.sort, o.page, o.limit, d)
+            : repo.listWithIncludes(entity, o.filter, o.sort, o.page, o.limit, d, includes)
+        )
         return {
           result: { data: page.data, total: page.total, page: o.page, limit: o.limit, hasMore: o.page * o.limit < page.total },
           entity: entity.name
@@ -344,7 +380,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
         const d = yield* decide(ctx, entity, "read")
         yield* checkReadable(d, fieldsOf(filter))
-        const result = yield* repo.findFirst(entity, filter, d)
+        const result = yield* cachedRead(ctx, method, p, [{ entity, access: d }], repo.findFirst(entity, filter, d))
         return { result, entity: entity.name, recordIds: ids(result) }
       }
       case "findByField": {
@@ -355,7 +391,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         const d = yield* decide(ctx, entity, "read")
         yield* checkReadable(d, [f])
         if (v === undefined) return { result: null, entity: entity.name }
-        const result = yield* repo.findFirst(entity, repo.byField(f, v), d)
+        const result = yield* cachedRead(ctx, method, p, [{ entity, access: d }], repo.findFirst(entity, repo.byField(f, v), d))
         return { result, entity: entity.name, recordIds: ids(result) }
       }
       case "upsert": {
@@ -449,7 +485,7 @@ export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authentic
         yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
         const d = yield* decide(ctx, entity, "read")
         yield* checkReadable(d, fieldsOf(filter))
-        const result = yield* repo.count(entity, filter, d)
+        const result = yield* cachedRead(ctx, method, p, [{ entity, access: d }], repo.count(entity, filter, d))
         return { result, entity: entity.name }
       }
     }

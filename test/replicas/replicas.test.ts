@@ -1,8 +1,9 @@
 /**
  * Two daemon processes on one PostgreSQL and one Redis behave as one service: the rate limit is
- * shared (Redis store), a session deleted through one replica is refused by the other at once
- * (changes announced over PostgreSQL LISTEN/NOTIFY, and over Redis pub/sub), and every audit
- * record carries the name of the replica that wrote it.
+ * shared (Redis store), a session deleted through one replica is refused by the other at once and
+ * cached answers are dropped on every replica (changes announced over PostgreSQL LISTEN/NOTIFY,
+ * and over Redis pub/sub; a control run without announcements shows the difference), and every
+ * audit record carries the name of the replica that wrote it.
  */
 import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
@@ -42,7 +43,8 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
             auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], session_cache_ttl: 300, failed_auth: { burst: 1000, per_minute: 1000 } },
             rate_limit: { enabled: true, store: "redis", key_prefix: prefix, requests_per_minute: 1, burst: 1000, roles: { user: { requests_per_minute: 1, burst: 6 } } }
           },
-          cluster: { replica_name: name, changes: transport }
+          cluster: { replica_name: name, changes: transport },
+          performance: { cache_enabled: true }
         }
         fs.mkdirSync(path.join(dir, name), { recursive: true })
         daemons.push(await startDaemon([`--config=${writeConfig(config, path.join(dir, name))}`]))
@@ -78,6 +80,23 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
       } else {
         // The other replica hears of it within milliseconds, long before its 300 s cache expires.
         await until(async () => (await b.call("read", ["User", user.id], asUser)).error?.code === 401, 5000, "replica b to refuse the session")
+      }
+      await Promise.all([a.close(), b.close()])
+    })
+
+    it("drops cached answers on every replica when one of them writes", async () => {
+      const [a, b] = [await connect(daemons[0]!.port, serviceAuth), await connect(daemons[1]!.port, serviceAuth)]
+      const tag = randomUUID().slice(0, 8)
+      const q = ["PageView", { filter: { title: tag } }]
+      const total = async () => ((await b.call("list", q)).result as { total: number }).total
+      expect(await total()).toBe(0)
+      expect(await total()).toBe(0) // now answered from b's cache
+      expect((await a.call("create", ["PageView", { slug: `x-${tag}`, title: tag, level: 1, layout: {} }])).error).toBeUndefined()
+      if (transport === "none") {
+        // Control: without announcements b keeps its cached (now stale) answer.
+        expect(await total()).toBe(0)
+      } else {
+        await until(async () => (await total()) === 1, 5000, "replica b to see the write")
       }
       await Promise.all([a.close(), b.close()])
     })

@@ -1,0 +1,291 @@
+/**
+ * Production transport: the wire protocol over one WebSocket (`ws`).
+ *
+ * - Each connection authenticates once with the `authenticate` method before any request goes
+ *   out on it; requests wait (queued, not sent) until it has. After a reconnect the handshake is
+ *   repeated. A refused authentication fails the waiting requests with the daemon's error (401 or
+ *   429) and does not reconnect in a loop: the next request tries again.
+ * - Requests in flight when the connection drops fail at once with kind ConnectionLost (they may
+ *   or may not have run). Requests not yet sent stay queued for the next connection.
+ * - Every request has a deadline (`requestTimeoutMs`, or per call): sent and unanswered → kind
+ *   Timeout; never sent because no connection came → kind NotConnected.
+ * - After a drop: reconnects with exponential backoff (bounded, with jitter) until `close()`
+ *   (or `reconnect.maxAttempts`).
+ */
+import { Effect } from "effect"
+import WebSocket from "ws"
+import { DbalError } from "./errors.js"
+import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, StateCell, type Transport } from "./transport.js"
+
+export interface ReconnectOptions {
+  /** First delay after a drop, milliseconds (default 200). */
+  readonly initialDelayMs?: number
+  /** Largest delay between attempts (default 10 000). */
+  readonly maxDelayMs?: number
+  /** Growth of the delay per failed attempt (default 2). */
+  readonly factor?: number
+  /** Attempts in a row before giving up until the next request (default: unbounded). */
+  readonly maxAttempts?: number
+}
+
+export interface WsTransportOptions {
+  readonly endpoint: string
+  readonly auth: { readonly token: string; readonly userId?: string }
+  readonly requestTimeoutMs: number
+  /** Bound on opening the socket and authenticating, milliseconds (default 10 000). */
+  readonly connectTimeoutMs?: number
+  /** `false`: never reconnect by itself (each request that finds no connection opens one). */
+  readonly reconnect?: ReconnectOptions | false
+  /** Passed to `new WebSocket` (TLS: ca, cert, key, servername, rejectUnauthorized, …). */
+  readonly socketOptions?: WebSocket.ClientOptions
+}
+
+interface Waiter {
+  readonly id: number
+  /** Called once the connection is authenticated. */
+  readonly ready: () => void
+  readonly fail: (e: DbalError) => void
+}
+
+interface InFlight {
+  readonly method: string
+  readonly answer: (outcome: { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: DbalError }) => void
+  readonly fail: (e: DbalError) => void
+}
+
+/** Equal jitter: a delay in [d/2, d] for d = min(max, initial · factor^attempt). */
+export const backoffDelay = (attempt: number, o: { initialDelayMs: number; maxDelayMs: number; factor: number }, random = Math.random): number => {
+  const d = Math.min(o.maxDelayMs, o.initialDelayMs * Math.pow(o.factor, Math.min(attempt, 64)))
+  return Math.round(d / 2 + (random() * d) / 2)
+}
+
+export const makeWsTransport = (options: WsTransportOptions): Transport => {
+  const url = new URL(options.endpoint)
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") throw new TypeError(`endpoint must be a ws:// or wss:// URL, got ${options.endpoint}`)
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000
+  const reconnect =
+    options.reconnect === false
+      ? undefined
+      : {
+          // Clamped so that a misconfiguration cannot turn into a tight reconnect loop.
+          initialDelayMs: Math.max(10, options.reconnect?.initialDelayMs ?? 200),
+          maxDelayMs: Math.max(10, options.reconnect?.maxDelayMs ?? 10_000),
+          factor: Math.max(1, options.reconnect?.factor ?? 2),
+          maxAttempts: options.reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY
+        }
+  const authParams = { token: options.auth.token, ...(options.auth.userId === undefined ? {} : { user_id: options.auth.userId }) }
+
+  const state = new StateCell("idle")
+  let seq = 0
+  let socket: WebSocket | undefined
+  let closed = false
+  let attempt = 0
+  let lastProblem = "not connected yet"
+  let retryTimer: ReturnType<typeof setTimeout> | undefined
+  const waiting = new Map<number, Waiter>()
+  const inFlight = new Map<number, InFlight>()
+
+  const failWaiting = (make: (method: string) => DbalError) => {
+    for (const w of [...waiting.values()]) w.fail(make("connect"))
+  }
+
+  const failInFlight = (reason: string) => {
+    for (const [id, r] of [...inFlight]) {
+      inFlight.delete(id)
+      r.fail(DbalError.connectionLost(r.method, reason))
+    }
+  }
+
+  const scheduleReconnect = () => {
+    if (closed) return
+    if (reconnect === undefined || attempt >= reconnect.maxAttempts) {
+      state.set("idle")
+      failWaiting((m) => DbalError.notConnected(m, lastProblem))
+      return
+    }
+    state.set("reconnecting")
+    const delay = backoffDelay(attempt++, reconnect)
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined
+      open()
+    }, delay)
+    // Reconnecting alone does not keep the process alive; a waiting request's own timer does.
+    retryTimer.unref()
+  }
+
+  const open = () => {
+    if (closed || socket !== undefined) return
+    state.set(state.get() === "reconnecting" ? "reconnecting" : "connecting")
+    const ws = new WebSocket(options.endpoint, { handshakeTimeout: connectTimeoutMs, ...options.socketOptions })
+    socket = ws
+    const authId = ++seq
+    let authenticated = false
+    let refused = false
+    // Opening and authenticating are bounded together.
+    const guard = setTimeout(() => {
+      lastProblem = `no authenticated connection within ${connectTimeoutMs} ms`
+      ws.terminate()
+    }, connectTimeoutMs)
+
+    ws.on("open", () => {
+      ws.send(encodeRequest(authId, "authenticate", [authParams]))
+    })
+    ws.on("error", (e) => {
+      lastProblem = e.message
+    })
+    ws.on("message", (data) => {
+      const text = Array.isArray(data) ? Buffer.concat(data).toString("utf8") : Buffer.isBuffer(data) ? data.toString("utf8") : Buffer.from(data).toString("utf8")
+      if (!authenticated) {
+        const a = decodeAnswer("authenticate", text)
+        if (a === undefined || a.id !== authId) return
+        clearTimeout(guard)
+        if (!a.outcome.ok) {
+          // The credentials were refused: tell the waiting requests, and do not retry in a loop.
+          refused = true
+          const e = a.outcome.error
+          lastProblem = `authentication refused (${e.code} ${e.message})`
+          for (const w of [...waiting.values()]) {
+            w.fail(e)
+          }
+          ws.close(1000, "authentication refused")
+          return
+        }
+        authenticated = true
+        attempt = 0
+        state.set("ready")
+        for (const w of [...waiting.values()]) w.ready()
+        return
+      }
+      const parsed = decodeAnswer("", text)
+      if (parsed === undefined || typeof parsed.id !== "number") return
+      const r = inFlight.get(parsed.id)
+      if (r === undefined) return
+      inFlight.delete(parsed.id)
+      r.answer(parsed.outcome.ok ? parsed.outcome : { ok: false, error: parsed.outcome.error.withMethod(r.method) })
+    })
+    ws.on("close", (code, reason) => {
+      clearTimeout(guard)
+      if (socket !== ws) return
+      socket = undefined
+      const why = `connection closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`
+      if (authenticated) lastProblem = why
+      failInFlight(closed ? "the client was closed" : why)
+      if (closed) return
+      if (refused) {
+        state.set("idle")
+        return
+      }
+      scheduleReconnect()
+    })
+  }
+
+  /** Makes sure a connection is open or on its way (a request arrived). */
+  const ensureConnection = () => {
+    if (closed || socket !== undefined || retryTimer !== undefined) return
+    attempt = 0
+    open()
+  }
+
+  /** Waits for an authenticated connection, bounded by `timeoutMs`. */
+  const whenReady = (method: string, timeoutMs: number, send: () => void, fail: (e: DbalError) => void): (() => void) => {
+    const id = ++seq
+    const timer = setTimeout(() => {
+      waiting.delete(id)
+      fail(DbalError.notConnected(method, `no connection within ${timeoutMs} ms (${lastProblem})`))
+    }, timeoutMs)
+    const done = () => {
+      clearTimeout(timer)
+      waiting.delete(id)
+    }
+    waiting.set(id, {
+      id,
+      ready: () => {
+        done()
+        send()
+      },
+      fail: (e) => {
+        done()
+        fail(e.withMethod(method))
+      }
+    })
+    ensureConnection()
+    return done
+  }
+
+  const request = (method: string, params: ReadonlyArray<unknown>, callOptions?: CallOptions): Effect.Effect<unknown, DbalError> =>
+    Effect.async<unknown, DbalError>((resume) => {
+      if (closed) return resume(Effect.fail(DbalError.notConnected(method, "the client is closed")))
+      const timeoutMs = callOptions?.timeoutMs ?? options.requestTimeoutMs
+      const started = Date.now()
+      const id = ++seq
+      let settled = false
+      let timer: ReturnType<typeof setTimeout> | undefined
+      let cancelWait: (() => void) | undefined
+      const settle = (effect: Effect.Effect<unknown, DbalError>) => {
+        if (settled) return
+        settled = true
+        if (timer !== undefined) clearTimeout(timer)
+        inFlight.delete(id)
+        resume(effect)
+      }
+      const send = () => {
+        const ws = socket
+        if (ws === undefined || ws.readyState !== WebSocket.OPEN) {
+          // Dropped between "ready" and now: still unsent, so wait for the next connection.
+          cancelWait = whenReady(method, Math.max(1, timeoutMs - (Date.now() - started)), send, (e) => settle(Effect.fail(e)))
+          return
+        }
+        const remaining = Math.max(1, timeoutMs - (Date.now() - started))
+        inFlight.set(id, {
+          method,
+          answer: (o) => settle(o.ok ? Effect.succeed(o.value) : Effect.fail(o.error)),
+          fail: (e) => settle(Effect.fail(e))
+        })
+        timer = setTimeout(() => settle(Effect.fail(DbalError.timeout(method, timeoutMs))), remaining)
+        ws.send(encodeRequest(id, method, params))
+      }
+      if (state.get() === "ready" && socket?.readyState === WebSocket.OPEN) send()
+      else cancelWait = whenReady(method, timeoutMs, send, (e) => settle(Effect.fail(e)))
+      return Effect.sync(() => {
+        settled = true
+        if (timer !== undefined) clearTimeout(timer)
+        cancelWait?.()
+        inFlight.delete(id)
+      })
+    })
+
+  const connect: Effect.Effect<void, DbalError> = Effect.async<void, DbalError>((resume) => {
+    if (closed) return resume(Effect.fail(DbalError.notConnected("connect", "the client is closed")))
+    if (state.get() === "ready" && socket?.readyState === WebSocket.OPEN) return resume(Effect.void)
+    const cancel = whenReady("connect", connectTimeoutMs + 1000, () => resume(Effect.void), (e) => resume(Effect.fail(e)))
+    return Effect.sync(cancel)
+  })
+
+  const close: Effect.Effect<void> = Effect.async<void>((resume) => {
+    if (closed && socket === undefined) return resume(Effect.void)
+    closed = true
+    state.set("closed")
+    if (retryTimer !== undefined) clearTimeout(retryTimer)
+    retryTimer = undefined
+    failWaiting((m) => DbalError.notConnected(m, "the client was closed"))
+    failInFlight("the client was closed")
+    const ws = socket
+    if (ws === undefined || ws.readyState === WebSocket.CLOSED) return resume(Effect.void)
+    const force = setTimeout(() => ws.terminate(), 2000)
+    ws.once("close", () => {
+      clearTimeout(force)
+      socket = undefined
+      resume(Effect.void)
+    })
+    if (ws.readyState === WebSocket.CONNECTING) ws.terminate()
+    else ws.close(1000, "client closed")
+  })
+
+  return {
+    request,
+    connect,
+    close,
+    state: (): ConnectionState => state.get(),
+    onStateChange: (l) => state.subscribe(l)
+  }
+}
