@@ -31,6 +31,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { type ConfigError, Context, Effect, Layer, Redacted, Stream } from "effect"
 import * as Mysql from "mysql2"
 import pg from "pg"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
@@ -56,6 +57,7 @@ const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient, SqlError> 
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const p = new pg.Pool({
+          Client: PreparingClient,
           host: c.host!,
           ...(c.port === undefined ? {} : { port: c.port }),
           database: c.database!,
@@ -85,6 +87,32 @@ const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient, SqlError> 
     return pool
   })
   return PgClient.layerFromPool({ acquire, applicationName: APPLICATION_NAME })
+}
+
+/**
+ * Prepared statement reuse on PostgreSQL: a parameterized statement is sent as a named statement,
+ * so each connection parses and plans it once and then only binds and executes it. The names of
+ * the first PREPARED_STATEMENTS distinct texts are kept (the daemon's statements come from a
+ * small set of shapes); texts beyond them run unnamed, so the server's memory stays bounded.
+ */
+const PREPARED_STATEMENTS = 500
+const statementNames = new Map<string, string>()
+const statementName = (text: string): string | undefined => {
+  let name = statementNames.get(text)
+  if (name === undefined && statementNames.size < PREPARED_STATEMENTS) {
+    name = `dbal_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`
+    statementNames.set(text, name)
+  }
+  return name
+}
+
+class PreparingClient extends pg.Client {
+  override query(...args: Array<unknown>): never {
+    const [text, values, callback] = args
+    const name = typeof text === "string" && Array.isArray(values) && typeof callback === "function" ? statementName(text) : undefined
+    const forward = super.query as unknown as (...a: Array<unknown>) => never
+    return name === undefined ? forward.apply(this, args) : forward.call(this, { name, text, values }, callback)
+  }
 }
 
 type MysqlFlavour = "mariadb" | "mysql"

@@ -51,7 +51,7 @@ describe("loadConfig: valid files", () => {
     const cfg = await ok(file)
     expect(cfg.sourcePath).toBe(file)
     expect(cfg.server).toMatchObject({ host: "127.0.0.1", port: 50051, max_payload: 1048576, max_in_flight: 64, tls: { enabled: false } })
-    expect(cfg.database).toMatchObject({ adapter: "sqlite", timeout: 30000, auto_migrate: false })
+    expect(cfg.database).toMatchObject({ adapter: "sqlite", timeout: 5000, auto_migrate: false })
     expect(cfg.database.pool_size).toBeUndefined()
     expect(cfg.database.connection.busy_timeout).toBe(5000)
     expect(cfg.performance).toMatchObject({ default_page_size: 20, max_page_size: 100, max_batch_size: 1000, query_timeout: 30000 })
