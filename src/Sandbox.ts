@@ -40,11 +40,22 @@ export const sandboxPaths = (cfg: DaemonConfig): { read: Array<string>; write: A
   return { read, write }
 }
 
+/**
+ * The flag that turns the permission model on: `--experimental-permission` up to Node 22.12,
+ * `--permission` from 22.13 (the old name was removed later). From Node 25 the model also
+ * restricts the network, which the daemon needs (its port, the database, Redis).
+ */
+export const permissionFlags = (nodeVersion: string): Array<string> => {
+  const [major = 0, minor = 0] = nodeVersion.split(".").map(Number)
+  const stable = major > 22 || (major === 22 && minor >= 13)
+  return [stable ? "--permission" : "--experimental-permission", ...(major >= 25 ? ["--allow-net"] : [])]
+}
+
 /** The node flags of the sandbox (one flag per path: Node 20 takes no lists). */
 export const sandboxFlags = (cfg: DaemonConfig): Array<string> => {
   const { read, write } = sandboxPaths(cfg)
   return [
-    "--experimental-permission",
+    ...permissionFlags(process.versions.node),
     "--no-warnings=ExperimentalWarning",
     // better-sqlite3 is a native addon, loaded by the SQLite client.
     "--allow-addons",

@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadConfig } from "../../layers/Config.js"
-import { sandboxFlags } from "../../src/Sandbox.js"
+import { permissionFlags, sandboxFlags } from "../../src/Sandbox.js"
 import { connect, root, startDaemon } from "../support/daemon.js"
 import { SERVICE_TOKEN, serviceAuth, tempDir } from "../support/services.js"
 
@@ -38,6 +38,16 @@ beforeAll(() => {
 }, 150_000)
 
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+describe("permission flag per Node version", () => {
+  it("uses the flag each Node line understands", () => {
+    expect(permissionFlags("20.20.2")).toEqual(["--experimental-permission"])
+    expect(permissionFlags("22.12.0")).toEqual(["--experimental-permission"])
+    expect(permissionFlags("22.13.0")).toEqual(["--permission"])
+    expect(permissionFlags("24.11.1")).toEqual(["--permission"])
+    expect(permissionFlags("26.1.0")).toEqual(["--permission", "--allow-net"])
+  })
+})
 
 describe("strict sandbox", () => {
   it("refuses to run as root unless allowed", () => {
