@@ -45,9 +45,21 @@ export const makeJwtVerifier = async (cfg: DaemonConfig["security"]["auth"]["jwt
     return (token) => jose.jwtVerify(token, jwks, options)
   }
   if (cfg.public_key_file !== undefined) {
-    const alg = cfg.algorithms.find((a) => !a.startsWith("HS")) ?? "RS256"
-    const key = await jose.importSPKI(fs.readFileSync(cfg.public_key_file, "utf8"), alg)
-    return (token) => jose.jwtVerify(token, key, options)
+    // One key, imported for each listed algorithm it fits (an RSA key for RS256, an EC P-256 key
+    // for ES256, ...); a token is verified with the import for its header's algorithm.
+    const pem = fs.readFileSync(cfg.public_key_file, "utf8")
+    const keys = new Map<string, jose.CryptoKey>()
+    for (const alg of cfg.algorithms.filter((a) => !a.startsWith("HS"))) {
+      const key = await jose.importSPKI(pem, alg).catch(() => undefined)
+      if (key !== undefined) keys.set(alg, key)
+    }
+    if (keys.size === 0) throw new Error("security.auth.jwt.public_key_file: the key fits none of security.auth.jwt.algorithms")
+    return (token) =>
+      jose.jwtVerify(token, (header) => {
+        const key = keys.get(header.alg ?? "")
+        if (key === undefined) throw new jose.errors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`)
+        return key
+      }, options)
   }
   if (cfg.secret !== undefined) {
     const key = new TextEncoder().encode(Redacted.value(cfg.secret))

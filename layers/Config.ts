@@ -241,6 +241,18 @@ const jwtChecks = (cfg: ConfigFile, base: string): Array<string> => {
       fs.accessSync(resolveFrom(base, f), fs.constants.R_OK)
     } catch (e) {
       out.push(`security.auth.jwt.${key}: cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`)
+      continue
+    }
+    if (key === "public_key_file") {
+      const fits: Record<string, ReadonlyArray<string>> = { RS256: ["rsa"], ES256: ["ec"], EdDSA: ["ed25519", "ed448"] }
+      try {
+        const type = crypto.createPublicKey(fs.readFileSync(resolveFrom(base, f))).asymmetricKeyType ?? ""
+        if (!asymmetric.some((a) => fits[a]?.includes(type))) {
+          out.push(`security.auth.jwt.public_key_file: a ${type} key fits none of ${asymmetric.join(", ")}`)
+        }
+      } catch {
+        out.push("security.auth.jwt.public_key_file: not a PEM public key")
+      }
     }
   }
   return out

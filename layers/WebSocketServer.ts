@@ -222,7 +222,10 @@ export const layer = Layer.scoped(
           send(encodeError(null, toWireError(new BadRequest({ reason: "frames must be text (UTF-8 JSON)" }))))
           return
         }
-        const text = Array.isArray(data) ? Buffer.concat(data).toString("utf8") : Buffer.from(data as Buffer).toString("utf8")
+        // Decoded straight from the received buffer (no intermediate copy); an ArrayBuffer is wrapped, not copied.
+        const text = Array.isArray(data)
+          ? Buffer.concat(data).toString("utf8")
+          : Buffer.isBuffer(data) ? data.toString("utf8") : Buffer.from(data).toString("utf8")
         if (inFlight >= s.max_in_flight) {
           waiting.push(text)
           ws.pause()

@@ -160,7 +160,7 @@ export const AclConfig = Schema.Struct({
 export const AuditConfig = Schema.Struct({
   /** Also write every record to stdout (for log collection on Kubernetes). */
   stdout: opt(Schema.Boolean, () => false),
-  /** Also insert every record into this table (created by migrate / auto_migrate). */
+  /** Also insert every record into this table (created, if missing, when the daemon starts). */
   sql_table: Schema.optionalWith(
     NonEmpty.pipe(Schema.pattern(/^[a-z][a-z0-9_]{0,62}$/, { message: () => "a snake_case table name" })),
     { exact: true }

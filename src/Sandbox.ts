@@ -28,6 +28,7 @@ export const sandboxPaths = (cfg: DaemonConfig): { read: Array<string>; write: A
     packageRoot,
     cfg.sourcePath,
     cfg.entitiesDir,
+    cfg.prismaSchema,
     cfg.security.acl.rules_file,
     tls.enabled ? tls.cert_file : undefined,
     tls.enabled ? tls.key_file : undefined,

@@ -25,6 +25,7 @@
  * capped at `max_delay_ms`, at most `max_retries` retries (so `max_retries + 1` tries). The request
  * bound (`performance.query_timeout`) still applies to the whole, retries included.
  */
+import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Schedule } from "effect"
 
@@ -98,11 +99,19 @@ export const withRetry =
   <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     settings.max_retries <= 0
       ? self
-      : Effect.retry(
+      : // Inside an enclosing transaction (the `transaction` method) nothing is retried: a
+        // deadlock may have rolled back the whole transaction (InnoDB does), and a retry would
+        // then run outside it. The failure ends the transaction; the caller may retry it whole.
+        Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (outer) =>
+          outer._tag === "Some" ? self : retried(settings, unit, self)
+        )
+
+const retried = <A, E, R>(settings: RetrySettings, unit: Unit, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.retry(
           self.pipe(
             Effect.tapError((e) =>
               shouldRetry(unit)(e) ? Effect.logDebug(`transient database failure (${transience(e as SqlError)}) in a ${unit}; retrying while tries remain`) : Effect.void
             )
           ),
-          { schedule: backoff(settings), while: shouldRetry(unit) }
-        )
+    { schedule: backoff(settings), while: shouldRetry(unit) }
+  )

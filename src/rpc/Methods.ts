@@ -259,6 +259,7 @@ export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
     defaultPageSize: ctx.config.performance.default_page_size,
     maxPageSize: ctx.config.performance.max_page_size,
     maxBatchSize: ctx.config.performance.max_batch_size,
+    maxTransactionOps: ctx.config.performance.max_transaction_ops,
     maxPayloadBytes: ctx.config.server.max_payload,
     maxInFlightPerConnection: ctx.config.server.max_in_flight,
     queryTimeoutMs: ctx.config.performance.query_timeout

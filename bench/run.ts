@@ -1,0 +1,587 @@
+/**
+ * `npm run bench`: the specification's performance table (PHASE3_DAEMON.md, "Performance") on
+ * the local PostgreSQL, in one run, on a fresh database that is dropped at the end.
+ *
+ * - Direct DB: the daemon's own Repository (src/query/Repository.ts) in this process, on the
+ *   daemon's own PostgreSQL pool (layers/Database.ts: pg.Pool with named prepared statements,
+ *   same pool size), given the SAME access decision the daemon computes for the benchmark user
+ *   (the same row filter, the same fields), so both sides run the same SQL statements.
+ * - Via Daemon: a separate daemon process (bin/dbal-daemon.mjs) with a session token of a `god`
+ *   user, access rules with a row filter on every PageView operation, rate limiting on (limits
+ *   far above the load), and the audit file with fsync on; a real `ws` client per connection
+ *   that authenticates once (`authenticate`), as the client library does.
+ * - Latency: SELECT (read by id), INSERT (create), UPDATE (update by id), DELETE (delete by id),
+ *   JOIN (list ComponentHierarchy include ["page"], limit 20) and Bulk (createMany of 100), one
+ *   request at a time; direct and daemon alternate in rounds and the median of the rounds'
+ *   p50/p99 is reported.
+ * - Throughput: reads by id with 1, 8, 32, 128 concurrent clients (one request in flight each).
+ * - Memory: VmRSS of a fresh daemon idle and with 1,000 authenticated idle connections.
+ * - Cache: a daemon with performance.cache_enabled: a repeated list (hit) against the same list
+ *   after a write that invalidates it (miss).
+ *
+ * Environment: BENCH_ROUNDS (3), BENCH_ITER (300 single-row requests per round and side),
+ * BENCH_ITER_JOIN (200), BENCH_ITER_BULK (30), BENCH_WARMUP (50), BENCH_TP_SECONDS (2),
+ * BENCH_CONNS (1000), BENCH_POOL (20), BENCH_PROFILE=1 (daemon under node --cpu-prof, profile
+ * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles),
+ * BENCH_OUT (bench/results/latest.json).
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect, Either, ManagedRuntime } from "effect"
+import { execSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { loadConfig } from "../layers/Config.js"
+import { sqlClientLayer } from "../layers/Database.js"
+import { fromConfig } from "../layers/Entities.js"
+import type { EntityDef } from "../src/entity/Model.js"
+import { validateCreate, validateCreateMany, validateUpdate } from "../src/entity/Validate.js"
+import { parseFilter, TRUE } from "../src/query/Filter.js"
+import { type Access, fullAccess, type Include, makeRepository } from "../src/query/Repository.js"
+import type { DatabaseShape } from "../src/services/Database.js"
+import { type Client, connect, type Daemon, root, startDaemon } from "../test/support/daemon.js"
+import { createDatabase, SERVICE_TOKEN, tempDir, unavailable, writeConfig } from "../test/support/services.js"
+import { formatSummary, summarize } from "./profile.js"
+
+const env = (k: string, d: number) => {
+  const v = process.env[k]
+  return v === undefined || v === "" ? d : Number(v)
+}
+const ROUNDS = env("BENCH_ROUNDS", 3)
+const ITER = env("BENCH_ITER", 300)
+const ITER_JOIN = env("BENCH_ITER_JOIN", 200)
+const ITER_BULK = env("BENCH_ITER_BULK", 30)
+const WARMUP = env("BENCH_WARMUP", 50)
+const TP_SECONDS = env("BENCH_TP_SECONDS", 2)
+const CONNS = env("BENCH_CONNS", 1000)
+const POOL = env("BENCH_POOL", 20)
+const PROFILE = process.env.BENCH_PROFILE === "1"
+const PROFILE_DIR = path.resolve(process.env.BENCH_PROFILE_DIR ?? path.join(root, "bench", "results", "profiles"))
+/** Run the daemon from a fresh `tsc` build (what DBAL_COMPILED=1 runs) instead of through tsx. */
+const COMPILED = process.env.BENCH_COMPILED === "1"
+const OUT = path.resolve(process.env.BENCH_OUT ?? path.join(root, "bench", "results", "latest.json"))
+const CLIENT_COUNTS = [1, 8, 32, 128] as const
+const SEED_PAGES = 1000
+const SEED_COMPONENTS = 200
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+const uptime = () => {
+  try {
+    return execSync("uptime", { encoding: "utf8" }).trim()
+  } catch {
+    return `load average: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`
+  }
+}
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  if (s.length === 0) return Number.NaN
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+/** Nearest-rank percentile of unsorted samples. */
+const pct = (xs: ReadonlyArray<number>, p: number) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const rssKb = (pid: number): { rss: number; hwm: number } => {
+  const text = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)\\s+kB`, "m").exec(text)?.[1] ?? Number.NaN)
+  return { rss: kb("VmRSS"), hwm: kb("VmHWM") }
+}
+const log = (s: string) => console.log(s)
+let seq = 0
+const uniq = () => `${randomBytes(3).toString("hex")}-${(++seq).toString(36)}`
+const pageData = (i: number) => ({ slug: `b/${uniq()}`, title: `bench page ${i}`, level: 1 + (i % 5), layout: { blocks: [{ type: "text", n: i }] } })
+
+/** One call through the daemon; an error answer is a failure of the benchmark. */
+const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {
+  const a = await c.call(method, params)
+  if (a.error !== undefined) throw new Error(`${method} failed: ${a.error.code} ${a.error.message} ${JSON.stringify(a.error.details ?? {})}`)
+  return a.result
+}
+const right = <A, E>(e: Either.Either<A, E>): A => {
+  if (Either.isLeft(e)) throw new Error(`invalid benchmark data: ${JSON.stringify(e.left)}`)
+  return e.right
+}
+
+// ---------------------------------------------------------------------------------------------
+// setup
+
+const why = await unavailable("postgresql")
+if (why !== undefined) {
+  console.error(`bench: ${why}`)
+  process.exit(1)
+}
+
+const loadStart = uptime()
+const t0 = performance.now()
+log(`dbal-daemon benchmark — ${os.cpus().length} CPUs, node ${process.version}`)
+log(`uptime at start: ${loadStart}`)
+log(`rounds ${ROUNDS}, ${ITER} single-row / ${ITER_JOIN} join / ${ITER_BULK} bulk requests per round and side, pool ${POOL}, daemon ${COMPILED ? "compiled (tsc)" : "through tsx (as npm start)"}${PROFILE ? ", profiled (--cpu-prof)" : ""}`)
+
+const db = await createDatabase("postgresql")
+const dir = tempDir("bench")
+const daemons: Array<Daemon> = []
+const clients: Array<Client> = []
+let runtime: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown> | undefined
+
+const cleanup = async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)))
+  for (const d of daemons.splice(0)) await d.stop().catch(() => null)
+  if (runtime !== undefined) await runtime.dispose().catch(() => undefined)
+  runtime = undefined
+  await db.drop().catch((e: unknown) => console.error(`could not drop the benchmark database: ${String(e)}`))
+  fs.rmSync(dir, { recursive: true, force: true })
+}
+process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)))
+
+try {
+  // Rules: the benchmark user (role god) sees and writes only active pages — a row filter on
+  // every PageView operation (reads, the create/update re-check, deletes, the join's include).
+  const rulesFile = path.join(dir, "bench_rules.yaml")
+  fs.writeFileSync(rulesFile, JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] }, null, 2))
+  const daemonConfigFor = (cacheEnabled: boolean, name: string): string => {
+    const cdir = path.join(dir, name)
+    fs.mkdirSync(cdir, { recursive: true })
+    return writeConfig(
+      {
+        server: { host: "127.0.0.1", port: 0, max_connections: 20_000, max_connections_per_address: 20_000 },
+        database: { ...db.databaseConfig, pool_size: POOL, auto_migrate: true },
+        security: {
+          audit_log: true,
+          audit_log_path: path.join(cdir, "audit", "audit.log"),
+          audit: { fsync: true },
+          rate_limit: { enabled: true, requests_per_minute: 100_000_000, burst: 10_000_000 },
+          auth: { service_tokens: [{ name: "bench", token: SERVICE_TOKEN }] },
+          acl: { rules_file: rulesFile }
+        },
+        performance: { cache_enabled: cacheEnabled }
+      },
+      cdir
+    )
+  }
+  const mainConfig = daemonConfigFor(false, "main")
+  if (PROFILE) fs.mkdirSync(PROFILE_DIR, { recursive: true })
+  const profiledBefore = PROFILE ? new Set(fs.readdirSync(PROFILE_DIR)) : new Set<string>()
+  // BENCH_COMPILED=1: the sources compiled into bench/results/build (dist/ is left alone) and
+  // started as bin/dbal-daemon.mjs starts dist/ (`main(argv)`).
+  const buildDir = path.join(root, "bench", "results", "build")
+  if (COMPILED) {
+    log("compiling the daemon (tsc -p tsconfig.build.json) into bench/results/build ...")
+    execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(buildDir)}`, { cwd: root, stdio: "inherit" })
+  }
+  const entry = COMPILED
+    ? ["--input-type=module", "-e", `import(${JSON.stringify(`file://${path.join(buildDir, "src", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`]
+    : [path.join(root, "bin", "dbal-daemon.mjs")]
+  const start = (config: string, profile: boolean) =>
+    startDaemon([`--config=${config}`], {
+      command: [process.execPath, ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...entry]
+    })
+  const daemon = await start(mainConfig, PROFILE)
+  daemons.push(daemon)
+
+  // The benchmark user and its session, created through the daemon with the service token.
+  const service = await connect(daemon.port, { token: SERVICE_TOKEN, user_id: "bench" })
+  clients.push(service)
+  const user = (await ok(service, "create", ["User", { username: `bench_${randomBytes(4).toString("hex")}`, email: `bench_${randomBytes(4).toString("hex")}@example.com`, role: "god" }])) as { id: string }
+  const sessionToken = randomBytes(24).toString("hex")
+  await ok(service, "create", ["Session", { userId: user.id, token: sessionToken, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }])
+  const userAuth = { token: sessionToken, user_id: user.id }
+  const openUser = async (port: number): Promise<Client> => {
+    const c = await connect(port)
+    clients.push(c)
+    const r = (await ok(c, "authenticate", [userAuth])) as { role: string }
+    if (r.role !== "god") throw new Error(`expected the god role, got ${r.role}`)
+    return c
+  }
+
+  // Direct: the daemon's configuration, entities, pool and repository, in this process.
+  const cfg = await Effect.runPromise(loadConfig(mainConfig, {}))
+  const registry = await Effect.runPromise(fromConfig(cfg))
+  runtime = ManagedRuntime.make(sqlClientLayer(cfg))
+  const rt = runtime
+  const sql = await rt.runPromise(SqlClient.SqlClient)
+  const dbShape: DatabaseShape = { sql, dialect: "pg", adapter: "postgresql", ping: Effect.succeed(0) }
+  const repo = makeRepository(dbShape, registry, { retry: cfg.performance.retry, queryTimeoutMs: cfg.performance.query_timeout })
+  const entity = (n: string): EntityDef => registry.entities.get(n)!
+  const pv = entity("PageView")
+  const ch = entity("ComponentHierarchy")
+  const pvAccess: Access = { rowFilter: right(parseFilter(pv, { isActive: true })), readable: pv.exposed }
+  const pageField = ch.fields.find((f) => f.foreignKey?.relation === "page")!
+  const include: Include = { name: "page", field: pageField, target: pv, targetField: pv.byName.get(pageField.foreignKey!.field)!, access: pvAccess }
+  const chAccess = fullAccess(ch)
+  const run = <A, E>(e: Effect.Effect<A, E, SqlClient.SqlClient>) => rt.runPromise(e)
+
+  // Seed: pages to read and update, components for the join.
+  await run(repo.createMany(pv, right(validateCreateMany(pv, Array.from({ length: SEED_PAGES }, (_, i) => pageData(i)))), TRUE))
+  const pageIds = (await run(sql<{ id: string }>`SELECT id FROM page_views WHERE is_active`)).map((r) => r.id)
+  await run(
+    repo.createMany(
+      ch,
+      right(validateCreateMany(ch, Array.from({ length: SEED_COMPONENTS }, (_, i) => ({ [pageField.name]: pageIds[i % pageIds.length], componentType: "text", order: i, props: { i } })))),
+      TRUE
+    )
+  )
+  await run(sql`ANALYZE`)
+  const scratchId = pageIds[0]!
+  log(`seeded ${pageIds.length} pages and ${SEED_COMPONENTS} components; setup ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+
+  // Audit fsync cost on this disk (what every acknowledged write waits for).
+  const fsyncUs = (() => {
+    const f = path.join(dir, "fsync-probe")
+    const fd = fs.openSync(f, "a")
+    const xs: Array<number> = []
+    const line = Buffer.from(`${"x".repeat(400)}\n`)
+    for (let i = 0; i < 60; i++) {
+      const t = performance.now()
+      fs.writeSync(fd, line)
+      fs.fdatasyncSync(fd)
+      xs.push((performance.now() - t) * 1000)
+    }
+    fs.closeSync(fd)
+    return { p50: pct(xs, 50), p99: pct(xs, 99) }
+  })()
+  log(`audit disk: write + fdatasync p50 ${fsyncUs.p50.toFixed(0)} µs, p99 ${fsyncUs.p99.toFixed(0)} µs`)
+
+  // -------------------------------------------------------------------------------------------
+  // latency
+
+  const userClient = await openUser(daemon.port)
+  const createdDirect: Array<string> = []
+  const createdDaemon: Array<string> = []
+  let pick = 0
+  const nextPage = () => pageIds[(pick = (pick + 7919) % pageIds.length)]!
+  const bulkItems = () => Array.from({ length: 100 }, (_, i) => pageData(i))
+
+  interface Op {
+    readonly name: string
+    readonly iterations: number
+    readonly direct: () => Promise<unknown>
+    readonly daemon: () => Promise<unknown>
+  }
+  const ops: ReadonlyArray<Op> = [
+    { name: "SELECT", iterations: ITER, direct: () => run(repo.read(pv, nextPage(), pvAccess)), daemon: () => ok(userClient, "read", ["PageView", nextPage()]) },
+    {
+      name: "INSERT",
+      iterations: ITER,
+      direct: async () => createdDirect.push(String((await run(repo.create(pv, right(validateCreate(pv, pageData(1))), pvAccess))).id)),
+      daemon: async () => createdDaemon.push(String(((await ok(userClient, "create", ["PageView", pageData(1)])) as { id: string }).id))
+    },
+    {
+      name: "UPDATE",
+      iterations: ITER,
+      direct: () => run(repo.update(pv, nextPage(), right(validateUpdate(pv, { title: `t ${uniq()}` })), pvAccess)),
+      daemon: () => ok(userClient, "update", ["PageView", nextPage(), { title: `t ${uniq()}` }])
+    },
+    {
+      name: "DELETE",
+      iterations: ITER,
+      direct: async () => {
+        const id = createdDirect.pop() ?? String((await run(repo.create(pv, right(validateCreate(pv, pageData(1))), pvAccess))).id)
+        return run(repo.remove(pv, id, pvAccess))
+      },
+      daemon: async () => {
+        const id = createdDaemon.pop() ?? ((await ok(userClient, "create", ["PageView", pageData(1)])) as { id: string }).id
+        return ok(userClient, "delete", ["PageView", id])
+      }
+    },
+    {
+      name: "JOIN",
+      iterations: ITER_JOIN,
+      direct: () => run(repo.listWithIncludes(ch, TRUE, [], 1, 20, chAccess, [include])),
+      daemon: () => ok(userClient, "list", ["ComponentHierarchy", { include: ["page"], limit: 20 }])
+    },
+    {
+      name: "Bulk (100)",
+      iterations: ITER_BULK,
+      direct: () => run(repo.createMany(pv, right(validateCreateMany(pv, bulkItems())), pvAccess.rowFilter)),
+      daemon: () => ok(userClient, "createMany", ["PageView", bulkItems()])
+    }
+  ]
+  // DELETE pops what INSERT created: time only the delete itself.
+  const timed = async (n: number, f: () => Promise<unknown>): Promise<Array<number>> => {
+    const xs: Array<number> = []
+    for (let i = 0; i < n; i++) {
+      const t = performance.now()
+      await f()
+      xs.push((performance.now() - t) * 1000)
+    }
+    return xs
+  }
+  const warm = Math.max(1, WARMUP)
+  for (const op of ops) {
+    const n = op.name === "Bulk (100)" ? Math.max(1, Math.ceil(warm / 10)) : warm
+    await timed(n, op.direct)
+    await timed(n, op.daemon)
+  }
+  type Side = "direct" | "daemon"
+  const rounds = new Map<string, Record<Side, Array<{ p50: number; p99: number; mean: number }>>>()
+  for (const op of ops) rounds.set(op.name, { direct: [], daemon: [] })
+  const tl = performance.now()
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const op of ops) {
+      const order: ReadonlyArray<Side> = r % 2 === 0 ? ["direct", "daemon"] : ["daemon", "direct"]
+      for (const side of order) {
+        // Pre-create the rows the deletes take, outside the timing.
+        if (op.name === "DELETE") {
+          const pool = side === "direct" ? createdDirect : createdDaemon
+          while (pool.length < op.iterations) {
+            if (side === "direct") pool.push(String((await run(repo.create(pv, right(validateCreate(pv, pageData(1))), pvAccess))).id))
+            else pool.push(((await ok(userClient, "create", ["PageView", pageData(1)])) as { id: string }).id)
+          }
+        }
+        const xs = await timed(op.iterations, side === "direct" ? op.direct : op.daemon)
+        rounds.get(op.name)![side].push({ p50: pct(xs, 50), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length })
+      }
+    }
+    log(`latency round ${r + 1}/${ROUNDS} done (${((performance.now() - tl) / 1000).toFixed(1)} s)`)
+  }
+  const latency = ops.map((op) => {
+    const r = rounds.get(op.name)!
+    const d50 = median(r.direct.map((x) => x.p50))
+    const v50 = median(r.daemon.map((x) => x.p50))
+    return {
+      operation: op.name,
+      iterations: op.iterations,
+      direct: { p50: d50, p99: median(r.direct.map((x) => x.p99)) },
+      daemon: { p50: v50, p99: median(r.daemon.map((x) => x.p99)) },
+      overheadUs: v50 - d50,
+      overheadPct: (100 * (v50 - d50)) / d50,
+      // Overhead per round (same round, same load) — its median is less exposed to load shifts.
+      overheadUsRounds: r.direct.map((d, i) => r.daemon[i]!.p50 - d.p50)
+    }
+  })
+
+  // -------------------------------------------------------------------------------------------
+  // throughput (reads by id)
+
+  const maxClients = Math.max(...CLIENT_COUNTS)
+  const tpClients: Array<Client> = [userClient]
+  while (tpClients.length < maxClients) tpClients.push(await openUser(daemon.port))
+  /** CPU seconds (user + system) of a process so far, from /proc/<pid>/stat. */
+  const cpuSecondsOf = (pid: number) => {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  }
+  const cpuPerRequest = new Map<string, Array<number>>()
+  const throughputOnce = async (side: Side, n: number): Promise<number> => {
+    let stop = false
+    let counting = false
+    let done = 0
+    const loop = async (lane: number) => {
+      let k = lane * 7919
+      while (!stop) {
+        const id = pageIds[(k = (k + 104_729) % pageIds.length)]!
+        if (side === "direct") await run(repo.read(pv, id, pvAccess))
+        else await ok(tpClients[lane]!, "read", ["PageView", id])
+        if (counting) done++
+      }
+    }
+    const loops = Array.from({ length: n }, (_, i) => loop(i))
+    await sleep(300)
+    counting = true
+    const ts = performance.now()
+    // CPU of whoever serves the reads: the daemon process, or this process for direct.
+    const cpu0 = side === "daemon" ? cpuSecondsOf(daemon.process.pid!) : process.cpuUsage()
+    await sleep(TP_SECONDS * 1000)
+    const elapsed = (performance.now() - ts) / 1000
+    const cpu =
+      typeof cpu0 === "number"
+        ? cpuSecondsOf(daemon.process.pid!) - cpu0
+        : (() => {
+            const u = process.cpuUsage(cpu0)
+            return (u.user + u.system) / 1e6
+          })()
+    counting = false
+    stop = true
+    await Promise.all(loops)
+    const key = `${side}:${n}`
+    cpuPerRequest.set(key, [...(cpuPerRequest.get(key) ?? []), (cpu * 1e6) / Math.max(1, done)])
+    return done / elapsed
+  }
+  const tpRounds = new Map<number, Record<Side, Array<number>>>()
+  for (const n of CLIENT_COUNTS) tpRounds.set(n, { direct: [], daemon: [] })
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const n of CLIENT_COUNTS) {
+      const order: ReadonlyArray<Side> = r % 2 === 0 ? ["direct", "daemon"] : ["daemon", "direct"]
+      for (const side of order) tpRounds.get(n)![side].push(await throughputOnce(side, n))
+    }
+    log(`throughput round ${r + 1}/${ROUNDS} done`)
+  }
+  const throughput = CLIENT_COUNTS.map((n) => {
+    const r = tpRounds.get(n)!
+    const direct = median(r.direct)
+    const daemonRps = median(r.daemon)
+    return {
+      clients: n,
+      direct,
+      daemon: daemonRps,
+      ratio: daemonRps / direct,
+      ratioRounds: r.direct.map((d, i) => r.daemon[i]! / d),
+      cpuUsPerRequest: { direct: median(cpuPerRequest.get(`direct:${n}`) ?? []), daemon: median(cpuPerRequest.get(`daemon:${n}`) ?? []) }
+    }
+  })
+  for (const c of tpClients.splice(1)) {
+    clients.splice(clients.indexOf(c), 1)
+    await c.close()
+  }
+
+  // Stop the profiled daemon now, so that its profile covers exactly the measurements above.
+  await Promise.all(clients.splice(0).map((c) => c.close()))
+  await daemon.stop()
+  daemons.splice(daemons.indexOf(daemon), 1)
+
+  // -------------------------------------------------------------------------------------------
+  // memory: a fresh daemon, idle, then with CONNS authenticated idle connections
+
+  const memDaemon = await start(daemonConfigFor(false, "memory"), false)
+  daemons.push(memDaemon)
+  const pid = memDaemon.process.pid!
+  {
+    const c = await openUser(memDaemon.port)
+    for (let i = 0; i < 20; i++) await ok(c, "read", ["PageView", nextPage()])
+    await c.close()
+    clients.splice(clients.indexOf(c), 1)
+  }
+  await sleep(1000)
+  const idle = rssKb(pid)
+  const conns: Array<Client> = []
+  for (let i = 0; i < CONNS; i += 50) {
+    conns.push(...(await Promise.all(Array.from({ length: Math.min(50, CONNS - i) }, () => openUser(memDaemon.port)))))
+  }
+  await sleep(1500)
+  const loaded = rssKb(pid)
+  const memory = { idleMb: idle.rss / 1024, connectionsMb: loaded.rss / 1024, peakMb: loaded.hwm / 1024, connections: conns.length, perConnectionKb: (loaded.rss - idle.rss) / Math.max(1, conns.length) }
+  log(`memory: idle ${memory.idleMb.toFixed(1)} MB, ${conns.length} connections ${memory.connectionsMb.toFixed(1)} MB`)
+  await Promise.all(conns.map((c) => c.close()))
+  clients.length = 0
+  await memDaemon.stop()
+  daemons.splice(daemons.indexOf(memDaemon), 1)
+
+  // -------------------------------------------------------------------------------------------
+  // cache: hit (the same list repeated) vs miss (the same list after a write that invalidates it)
+
+  const cacheDaemon = await start(daemonConfigFor(true, "cache"), false)
+  daemons.push(cacheDaemon)
+  const cc = await openUser(cacheDaemon.port)
+  const listParams = ["ComponentHierarchy", { include: ["page"], limit: 20 }] as const
+  const invalidate = () => ok(cc, "update", ["PageView", scratchId, { title: `t ${uniq()}` }])
+  const hitOnce = () => ok(cc, "list", listParams)
+  const missOnce = async () => {
+    await invalidate()
+    const t = performance.now()
+    await ok(cc, "list", listParams)
+    return (performance.now() - t) * 1000
+  }
+  for (let i = 0; i < warm; i++) {
+    await hitOnce()
+    await missOnce()
+  }
+  const hitRounds: Array<number> = []
+  const missRounds: Array<number> = []
+  for (let r = 0; r < ROUNDS; r++) {
+    const misses: Array<number> = []
+    for (let i = 0; i < ITER_JOIN; i++) misses.push(await missOnce())
+    await hitOnce()
+    const hits = await timed(ITER_JOIN, hitOnce)
+    hitRounds.push(pct(hits, 50))
+    missRounds.push(pct(misses, 50))
+  }
+  const cache = { hitP50: median(hitRounds), missP50: median(missRounds), ratio: median(missRounds) / median(hitRounds) }
+  await cc.close()
+  clients.length = 0
+  await cacheDaemon.stop()
+  daemons.splice(daemons.indexOf(cacheDaemon), 1)
+
+  // -------------------------------------------------------------------------------------------
+  // report
+
+  const loadEnd = uptime()
+  const us = (x: number) => (x >= 10_000 ? `${(x / 1000).toFixed(1)} ms` : x >= 1000 ? `${(x / 1000).toFixed(2)} ms` : `${x.toFixed(0)} µs`)
+  const sign = (x: number) => (x >= 0 ? "+" : "−")
+  const lines: Array<string> = []
+  lines.push(`\n### Latency (sequential, 1 client; median of ${ROUNDS} rounds' p50 / p99)\n`)
+  lines.push("| Operation | Direct DB p50 | Direct DB p99 | Via Daemon p50 | Via Daemon p99 | Overhead (p50) |")
+  lines.push("|-----------|---:|---:|---:|---:|---:|")
+  for (const l of latency) {
+    lines.push(
+      `| ${l.operation} | ${us(l.direct.p50)} | ${us(l.direct.p99)} | ${us(l.daemon.p50)} | ${us(l.daemon.p99)} | ${sign(l.overheadUs)}${us(Math.abs(l.overheadUs))} (${sign(l.overheadPct)}${Math.abs(l.overheadPct).toFixed(0)} %) |`
+    )
+  }
+  lines.push(`\n### Throughput (reads by id, one request in flight per client; median of ${ROUNDS} rounds)\n`)
+  lines.push("| Clients | Direct DB req/s | Via Daemon req/s | Daemon / Direct | CPU per request: direct (bench process) / daemon process |")
+  lines.push("|---:|---:|---:|---:|---:|")
+  for (const t of throughput) {
+    lines.push(`| ${t.clients} | ${t.direct.toFixed(0)} | ${t.daemon.toFixed(0)} | ${(t.ratio * 100).toFixed(0)} % | ${t.cpuUsPerRequest.direct.toFixed(0)} µs / ${t.cpuUsPerRequest.daemon.toFixed(0)} µs |`)
+  }
+  lines.push("\n### Memory and cache\n")
+  lines.push("| Measure | Value |")
+  lines.push("|---|---:|")
+  lines.push(`| Daemon RSS idle | ${memory.idleMb.toFixed(1)} MB |`)
+  lines.push(`| Daemon RSS with ${memory.connections} idle authenticated connections | ${memory.connectionsMb.toFixed(1)} MB (≈ ${memory.perConnectionKb.toFixed(1)} kB each) |`)
+  lines.push(`| Cache hit p50 (repeated list) | ${us(cache.hitP50)} |`)
+  lines.push(`| Cache miss p50 (same list after an invalidating write) | ${us(cache.missP50)} |`)
+  lines.push(`| Miss / hit | ${cache.ratio.toFixed(1)}× |`)
+  lines.push(`| Audit disk write + fdatasync p50 / p99 | ${us(fsyncUs.p50)} / ${us(fsyncUs.p99)} |`)
+
+  const single = latency.filter((l) => ["SELECT", "INSERT", "UPDATE", "DELETE"].includes(l.operation))
+  const bulk = latency.find((l) => l.operation === "Bulk (100)")!
+  const tp32 = throughput.find((t) => t.clients === 32)!
+  const targets = [
+    ...single.map((l) => ({ target: `${l.operation}: added p50 ≤ 150 µs`, measured: `${l.overheadUs.toFixed(0)} µs`, met: l.overheadUs <= 150 })),
+    { target: "Bulk (100): overhead ≤ 10 %", measured: `${bulk.overheadPct.toFixed(1)} %`, met: bulk.overheadPct <= 10 },
+    { target: "Throughput at 32 clients ≥ 60 % of direct", measured: `${(tp32.ratio * 100).toFixed(0)} %`, met: tp32.ratio >= 0.6 },
+    { target: "RSS with 1,000 idle connections ≤ 150 MB", measured: `${memory.connectionsMb.toFixed(1)} MB`, met: memory.connectionsMb <= 150 && memory.connections >= 1000 },
+    { target: "Cache hit ≥ 3× faster than a miss", measured: `${cache.ratio.toFixed(1)}×`, met: cache.ratio >= 3 }
+  ]
+  lines.push("\n### Targets\n")
+  lines.push("| Target | Measured | Met |")
+  lines.push("|---|---:|:---:|")
+  for (const t of targets) lines.push(`| ${t.target} | ${t.measured} | ${t.met ? "yes" : "**no**"} |`)
+  lines.push(`\nuptime at start: ${loadStart}\nuptime at end:   ${loadEnd}`)
+  lines.push(`total ${((performance.now() - t0) / 1000).toFixed(0)} s${PROFILE ? " (daemon profiled: its numbers include the profiler's cost)" : ""}`)
+  log(lines.join("\n"))
+
+  let profile: ReturnType<typeof summarize> | undefined
+  if (PROFILE) {
+    const fresh = fs.readdirSync(PROFILE_DIR).filter((f) => f.endsWith(".cpuprofile") && !profiledBefore.has(f))
+    if (fresh.length > 0) {
+      // One profile per thread (tsx runs a loader thread): the busiest is the main thread.
+      const summaries = fresh.map((f) => summarize(path.join(PROFILE_DIR, f), 30))
+      profile = summaries.sort((a, b) => b.busyMs - a.busyMs)[0]!
+      log(`\n### Daemon CPU profile (self time)\n\n${formatSummary(profile)}`)
+    } else log("no CPU profile was written by the daemon")
+  }
+
+  fs.mkdirSync(path.dirname(OUT), { recursive: true })
+  fs.writeFileSync(
+    OUT,
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "", node: process.version, uptimeStart: loadStart, uptimeEnd: loadEnd },
+        settings: { rounds: ROUNDS, iterations: ITER, iterationsJoin: ITER_JOIN, iterationsBulk: ITER_BULK, warmup: WARMUP, throughputSeconds: TP_SECONDS, pool: POOL, connections: CONNS, profiled: PROFILE, compiled: COMPILED },
+        setup: {
+          direct: "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, with the access decision the daemon computes for the user",
+          daemon: "separate process; session token of a god user; ACL row filter isActive=true on PageView; rate limit on; audit file with fsync"
+        },
+        unit: "µs (latency), requests/s (throughput), MB (memory)",
+        latency,
+        throughput,
+        memory,
+        cache,
+        auditFsyncUs: fsyncUs,
+        targets,
+        ...(profile === undefined ? {} : { profile })
+      },
+      null,
+      2
+    ) + "\n"
+  )
+  log(`\nresults written to ${path.relative(process.cwd(), OUT)}`)
+} finally {
+  await cleanup()
+}
