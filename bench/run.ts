@@ -60,6 +60,8 @@ const PROFILE = process.env.BENCH_PROFILE === "1"
 const PROFILE_DIR = path.resolve(process.env.BENCH_PROFILE_DIR ?? path.join(root, "bench", "results", "profiles"))
 /** Run the daemon from a fresh `tsc` build (what DBAL_COMPILED=1 runs) instead of through tsx. */
 const COMPILED = process.env.BENCH_COMPILED === "1"
+/** Extra node flags for the daemon process (e.g. "--max-semi-space-size=2" to trade GC for memory). */
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
 const OUT = path.resolve(process.env.BENCH_OUT ?? path.join(root, "bench", "results", "latest.json"))
 const CLIENT_COUNTS = [1, 8, 32, 128] as const
 const SEED_PAGES = 1000
@@ -178,7 +180,7 @@ try {
     : [path.join(root, "bin", "dbal-daemon.mjs")]
   const start = (config: string, profile: boolean) =>
     startDaemon([`--config=${config}`], {
-      command: [process.execPath, ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...entry]
+      command: [process.execPath, ...NODE_FLAGS, ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...entry]
     })
   const daemon = await start(mainConfig, PROFILE)
   daemons.push(daemon)
@@ -563,6 +565,7 @@ try {
       {
         date: new Date().toISOString(),
         machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "", node: process.version, uptimeStart: loadStart, uptimeEnd: loadEnd },
+        daemon: { compiled: COMPILED, nodeFlags: NODE_FLAGS },
         settings: { rounds: ROUNDS, iterations: ITER, iterationsJoin: ITER_JOIN, iterationsBulk: ITER_BULK, warmup: WARMUP, throughputSeconds: TP_SECONDS, pool: POOL, connections: CONNS, profiled: PROFILE, compiled: COMPILED },
         setup: {
           direct: "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, with the access decision the daemon computes for the user",

@@ -7,9 +7,8 @@
  * A replica ignores its own announcements (its listeners already ran).
  */
 import { Effect, Layer, Redacted } from "effect"
-import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
-import pg from "pg"
+import type pg from "pg"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { Changes } from "../src/services/Changes.js"
 import { Database } from "../src/services/Database.js"
@@ -29,14 +28,14 @@ const parse = (payload: string): Message | undefined => {
 }
 
 /** Keeps one LISTEN connection open; returns its closer. */
-const pgListener = (cfg: DaemonConfig, channel: string, onMessage: (payload: string) => void, onError: (e: unknown) => void) => {
+const pgListener = (driver: typeof pg, cfg: DaemonConfig, channel: string, onMessage: (payload: string) => void, onError: (e: unknown) => void) => {
   const c = cfg.database.connection
   let client: pg.Client | undefined
   let stopped = false
   let delay = 200
   const connect = () => {
     if (stopped) return
-    const next = new pg.Client({
+    const next = new driver.Client({
       host: c.host,
       port: c.port ?? 5432,
       database: c.database,
@@ -93,7 +92,8 @@ export const layer = Layer.scoped(
 
     if (cfg.cluster.changes === "postgresql") {
       const db = yield* Database
-      const close = pgListener(cfg, channel, onRemote, () => undefined)
+      const driver = (yield* Effect.promise(() => import("pg"))).default
+      const close = pgListener(driver, cfg, channel, onRemote, () => undefined)
       yield* Effect.addFinalizer(() => Effect.promise(close))
       broadcast = (entity) =>
         db.sql`SELECT pg_notify(${channel}, ${JSON.stringify({ origin, entity } satisfies Message)})`.pipe(
@@ -102,6 +102,7 @@ export const layer = Layer.scoped(
         )
     } else if (cfg.cluster.changes === "redis") {
       const options = { enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 1000 }
+      const { Redis } = yield* Effect.promise(() => import("ioredis"))
       const pub = new Redis(Redacted.value(cfg.cluster.redis_url), options)
       const sub = new Redis(Redacted.value(cfg.cluster.redis_url), { ...options, enableOfflineQueue: true })
       pub.on("error", () => undefined)

@@ -7,7 +7,6 @@ import { Effect, Layer, Schema } from "effect"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { EntityLoadError, loadRegistry } from "../src/entity/Load.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
-import { loadPrismaRegistry } from "../src/entity/Prisma.js"
 
 export class EntitiesError extends Schema.TaggedError<EntitiesError>()("EntitiesError", {
   problems: Schema.Array(Schema.String)
@@ -26,7 +25,9 @@ const load = (f: () => EntityRegistryShape) =>
 export const fromDir = (dir: string) => load(() => loadRegistry(dir))
 
 /** The models of a schema.prisma as entities (no default access rules: see src/entity/Prisma.ts). */
-export const fromPrisma = (file: string) => load(() => loadPrismaRegistry(file))
+export const fromPrisma = (file: string) =>
+  // The Prisma parser is loaded only when a schema.prisma is configured.
+  Effect.flatMap(Effect.promise(() => import("../src/entity/Prisma.js")), ({ loadPrismaRegistry }) => load(() => loadPrismaRegistry(file)))
 
 /** The registry a configuration names: its Prisma schema when set, else its entities folder. */
 export const fromConfig = (cfg: Pick<DaemonConfig, "entitiesDir" | "prismaSchema">) =>

@@ -11,7 +11,6 @@
  *   process's memory buckets (still limited, per replica), `open` admits, `closed` answers 503.
  */
 import { Effect, Layer, Redacted } from "effect"
-import { Redis } from "ioredis"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { RateLimited, Unavailable } from "../src/Errors.js"
 import type { Role } from "../src/services/Principal.js"
@@ -115,6 +114,8 @@ const memoryStore = (cfg: DaemonConfig["security"]["rate_limit"]) => {
 
 export const makeRedis = (cfg: DaemonConfig["security"]["rate_limit"]) =>
   Effect.gen(function* () {
+    // ioredis is loaded only when a Redis store is configured.
+    const { Redis } = yield* Effect.promise(() => import("ioredis"))
     const redis = yield* Effect.acquireRelease(
       Effect.sync(
         () =>

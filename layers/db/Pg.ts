@@ -1,0 +1,78 @@
+/** PostgreSQL adapter (loaded only when database.adapter is postgresql). */
+import { PgClient } from "@effect/sql-pg"
+import type { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
+import { Effect, type Layer, Redacted } from "effect"
+import { createHash } from "node:crypto"
+import pg from "pg"
+import type { DaemonConfig } from "../../src/Config.js"
+import { APPLICATION_NAME, connectTimeoutMs, poolSize } from "./settings.js"
+
+/**
+ * PostgreSQL through our own pg.Pool: the options PgClient.layer would set, plus the server-side
+ * `statement_timeout` of every connection.
+ */
+export const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient, SqlError> => {
+  const c = cfg.database.connection
+  const connectMs = connectTimeoutMs(cfg)
+  const acquire = Effect.gen(function* () {
+    const pool = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const p = new pg.Pool({
+          Client: PreparingClient,
+          host: c.host!,
+          ...(c.port === undefined ? {} : { port: c.port }),
+          database: c.database!,
+          user: c.user!,
+          ...(c.password === undefined ? {} : { password: Redacted.value(c.password) }),
+          ...(c.ssl_mode === "disable" ? {} : { ssl: { rejectUnauthorized: c.ssl_mode === "verify-full" } }),
+          max: poolSize(cfg),
+          connectionTimeoutMillis: connectMs,
+          application_name: APPLICATION_NAME,
+          statement_timeout: cfg.performance.query_timeout
+        })
+        // An idle client that loses its connection is dropped by the pool; nothing to do here.
+        p.on("error", () => undefined)
+        return p
+      }),
+      (p) => Effect.promise(() => p.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
+    )
+    yield* Effect.tryPromise({
+      try: () => pool.query("SELECT 1"),
+      catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
+    }).pipe(
+      Effect.timeoutFail({
+        duration: connectMs,
+        onTimeout: () => new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
+      })
+    )
+    return pool
+  })
+  return PgClient.layerFromPool({ acquire, applicationName: APPLICATION_NAME })
+}
+
+/**
+ * Prepared statement reuse on PostgreSQL: a parameterized statement is sent as a named statement,
+ * so each connection parses and plans it once and then only binds and executes it. The names of
+ * the first PREPARED_STATEMENTS distinct texts are kept (the daemon's statements come from a
+ * small set of shapes); texts beyond them run unnamed, so the server's memory stays bounded.
+ */
+const PREPARED_STATEMENTS = 500
+const statementNames = new Map<string, string>()
+const statementName = (text: string): string | undefined => {
+  let name = statementNames.get(text)
+  if (name === undefined && statementNames.size < PREPARED_STATEMENTS) {
+    name = `dbal_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`
+    statementNames.set(text, name)
+  }
+  return name
+}
+
+class PreparingClient extends pg.Client {
+  override query(...args: Array<unknown>): never {
+    const [text, values, callback] = args
+    const name = typeof text === "string" && Array.isArray(values) && typeof callback === "function" ? statementName(text) : undefined
+    const forward = super.query as unknown as (...a: Array<unknown>) => never
+    return name === undefined ? forward.apply(this, args) : forward.call(this, { name, text, values }, callback)
+  }
+}
