@@ -176,7 +176,7 @@ try {
     execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(buildDir)}`, { cwd: root, stdio: "inherit" })
   }
   const entry = COMPILED
-    ? ["--input-type=module", "-e", `import(${JSON.stringify(`file://${path.join(buildDir, "src", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`]
+    ? ["--input-type=module", "-e", `import(${JSON.stringify(`file://${path.join(buildDir, "src", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`, "--"]
     : [path.join(root, "bin", "dbal-daemon.mjs")]
   const start = (config: string, profile: boolean) =>
     startDaemon([`--config=${config}`], {

@@ -23,6 +23,10 @@ import { atLeast, type Principal, type Role, roleRank, UserRoles } from "../src/
 
 export { aclChecks }
 
+// Tagged once: tagging builds and hashes a new metric key.
+const allowed = Metric.tagged(aclChecks, "result", "allowed")
+const denied = Metric.tagged(aclChecks, "result", "denied")
+
 const OPERATIONS: ReadonlyArray<AclOperation> = ["create", "read", "update", "delete"]
 const PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -262,10 +266,10 @@ export const make = Effect.gen(function* () {
           ? { ...systemDecision(entity), readable: entity.exposed.filter((f) => !hidden.has(f)) }
           : decideFor(state.rules, principal, entity, op, hidden)
       if (typeof decision === "string") {
-        yield* Metric.increment(Metric.tagged(aclChecks, "result", "denied"))
+        yield* Metric.increment(denied)
         return yield* new Forbidden({ reason: decision })
       }
-      yield* Metric.increment(Metric.tagged(aclChecks, "result", "allowed"))
+      yield* Metric.increment(allowed)
       return decision
     }).pipe(Effect.withSpan("acl"))
 

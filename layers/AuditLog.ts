@@ -215,6 +215,10 @@ const fromConfig = (cfg: DaemonConfig, file: string): FileSinkOptions => ({
   syncMode: isSandboxed() ? "dsync" : "fdatasync"
 })
 
+const okRecords = Metric.tagged(auditRecords, "result", "ok")
+const queuedRecords = Metric.tagged(auditRecords, "result", "queued")
+const failedRecords = Metric.tagged(auditRecords, "result", "failed")
+
 const unavailable = () => new Unavailable({ reason: "the audit log cannot be written" })
 
 /** DDL of the optional audit table (one JSON document per row). */
@@ -265,12 +269,12 @@ export const layer = Layer.scoped(
         if (sink === undefined) return
         if (!durable) {
           sink.appendLater(line)
-          return yield* Metric.increment(Metric.tagged(auditRecords, "result", "queued"))
+          return yield* Metric.increment(queuedRecords)
         }
         yield* Effect.tryPromise({ try: () => sink.append(line), catch: unavailable }).pipe(
           Effect.tapBoth({
-            onSuccess: () => Metric.increment(Metric.tagged(auditRecords, "result", "ok")),
-            onFailure: () => Metric.increment(Metric.tagged(auditRecords, "result", "failed"))
+            onSuccess: () => Metric.increment(okRecords),
+            onFailure: () => Metric.increment(failedRecords)
           })
         )
       })
