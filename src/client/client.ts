@@ -12,7 +12,7 @@ import { Cause, Effect, Exit, type Scope } from "effect"
 import { DbalError } from "./errors.js"
 import type { ConnectionSettings, DaemonSettings } from "./inprocess.js"
 import { StateCell, type CallOptions, type ConnectionState, type Transport } from "./transport.js"
-import { accessors, type Capabilities, type Entities, type EntityName, type Filter, type ListOptions, type ListResult } from "./types.js"
+import { accessors, type Capabilities, type Entities, type EntityName, type Filter, type ListOptions, type ListResult, type TransactionOp } from "./types.js"
 import { makeWsTransport, type ReconnectOptions } from "./ws.js"
 
 export interface DevelopmentConfig {
@@ -102,6 +102,11 @@ export type EntityAccessors<F extends "effect" | "promise"> = {
 
 export interface EffectClient extends EntityAccessors<"effect"> {
   readonly getCapabilities: (options?: CallOptions) => Effect.Effect<Capabilities, DbalError>
+  /**
+   * Runs the operations all or nothing, in order, each checked by the access rules as if sent
+   * alone; the results come back in the same order. A failure's `details.operation` is its index.
+   */
+  readonly transaction: (ops: ReadonlyArray<TransactionOp>, options?: CallOptions) => Effect.Effect<ReadonlyArray<unknown>, DbalError>
   /** Connects (production) or starts the in-process daemon (development) now rather than at the first request. */
   readonly connect: Effect.Effect<void, DbalError>
   readonly close: Effect.Effect<void>
@@ -231,6 +236,7 @@ export class DBALClient implements EntityAccessors<"promise"> {
       luaScripts: entityEffects(t, accessors.luaScripts),
       packages: entityEffects(t, accessors.packages),
       getCapabilities: (options) => t.request("getCapabilities", [], options) as Effect.Effect<Capabilities, DbalError>,
+      transaction: (ops, options) => t.request("transaction", [ops], options) as Effect.Effect<ReadonlyArray<unknown>, DbalError>,
       connect: t.connect,
       close: t.close
     }
@@ -254,6 +260,11 @@ export class DBALClient implements EntityAccessors<"promise"> {
 
   getCapabilities(options?: CallOptions): Promise<Capabilities> {
     return runToPromise(this.effect.getCapabilities(options))
+  }
+
+  /** All or nothing: see `EffectClient.transaction`. */
+  transaction(ops: ReadonlyArray<TransactionOp>, options?: CallOptions): Promise<ReadonlyArray<unknown>> {
+    return runToPromise(this.effect.transaction(ops, options))
   }
 
   /** Connects now (production) or starts the in-process daemon (development); otherwise the first request does. */

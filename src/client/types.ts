@@ -250,6 +250,19 @@ export interface ListOptions<T> {
   readonly page?: number
   /** Default 20, at most the daemon's `performance.max_page_size` (100 by default). */
   readonly limit?: number
+  /**
+   * Relations to return with each record (one level, e.g. ["page"] on components), under the
+   * relation's name; null where the referenced record is missing or not readable by the caller.
+   */
+  readonly include?: ReadonlyArray<string>
+}
+
+/** One operation of `client.transaction`: a method of the protocol and its positional params. */
+export interface TransactionOp {
+  readonly method:
+    | "create" | "read" | "update" | "delete" | "list" | "findFirst" | "findByField" | "upsert"
+    | "updateByField" | "deleteByField" | "createMany" | "updateMany" | "deleteMany" | "count"
+  readonly params: ReadonlyArray<unknown>
 }
 
 export interface ListResult<T> {

@@ -183,6 +183,30 @@ export const clientSuite = (makeClient: () => Promise<DBALClient> | DBALClient) 
   })
 
   describe("typed errors", () => {
+    it("transaction: all or nothing, results in order; include: related records", async () => {
+      const s = uid()
+      const results = await client.transaction([
+        { method: "create", params: ["PageView", { slug: `tx-${s}`, title: "Tx", level: 1, layout: {} }] },
+        { method: "count", params: ["PageView", { slug: `tx-${s}` }] }
+      ])
+      expect(results[1]).toBe(1)
+      const page = results[0] as { id: string }
+      await client.components.create({ pageId: page.id, componentType: "Root" })
+      const withPage = await client.components.list({ filter: { pageId: page.id }, include: ["page"] })
+      expect((withPage.data[0] as unknown as { page: { slug: string } }).page.slug).toBe(`tx-${s}`)
+
+      const failed = await client
+        .transaction([
+          { method: "create", params: ["PageView", { slug: `tx2-${s}`, title: "Tx", level: 1, layout: {} }] },
+          { method: "create", params: ["PageView", { slug: `tx2-${s}`, title: "again", level: 1, layout: {} }] }
+        ])
+        .then(() => undefined, (e: unknown) => e)
+      expect(failed).toBeInstanceOf(DbalError)
+      expect((failed as DbalError).code).toBe(409)
+      expect((failed as DbalError).details).toMatchObject({ operation: 1, rolledBack: true })
+      expect(await client.pages.count({ slug: `tx2-${s}` })).toBe(0)
+    })
+
     it("404: a record that is not there", async () => {
       const e = await rejection(client.workflows.read("00000000-0000-4000-8000-000000000000"))
       expect(e).toBeInstanceOf(DbalError)
