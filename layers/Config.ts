@@ -10,6 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as YAML from "yaml"
 import { AppConfig, ConfigFile, type DaemonConfig } from "../src/Config.js"
+import { isRecord } from "../src/Json.js"
 import { packageRoot } from "../src/paths.js"
 
 export { packageRoot }
@@ -138,8 +139,7 @@ const formatIssues = (error: ParseResult.ParseError): Array<string> => {
 const expectText = (message: string): string =>
   message.startsWith("Expected ") ? `expected ${message.slice("Expected ".length).replace(/, actual /, ", got ")}` : message
 
-const record = (u: unknown): Record<string, unknown> =>
-  u !== null && typeof u === "object" && !Array.isArray(u) ? (u as Record<string, unknown>) : {}
+const record = (u: unknown): Record<string, unknown> => (isRecord(u) ? u : {})
 
 /** Rules that tie keys together; values of the wrong type are left to the Schema's report. */
 const crossChecks = (doc: Record<string, unknown>): Array<string> => {

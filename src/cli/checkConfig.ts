@@ -18,6 +18,7 @@ import { isSandboxed, sandboxProblem } from "../Sandbox.js"
 import { parseRules } from "../../layers/Acl.js"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as EntitiesLayer from "../../layers/Entities.js"
+import { isRecord } from "../Json.js"
 
 export interface CheckReport {
   readonly problems: ReadonlyArray<string>
@@ -37,8 +38,6 @@ interface Targets {
   readonly prismaSchema?: string
   readonly rulesFile?: string
 }
-
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 const emptyRegistry: EntityRegistryShape = { entities: new Map(), creationOrder: [] }
 

@@ -17,6 +17,7 @@ import type { UserRole } from "../services/Principal.js"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as Main from "../../layers/Main.js"
 import { problem } from "./errors.js"
+import { isRecord } from "../Json.js"
 
 /** Name of the service token used when the configuration has none (it lives in this process only). */
 const EPHEMERAL_SERVICE = "dbal-cli"
@@ -25,8 +26,6 @@ interface Answer {
   readonly result?: unknown
   readonly error?: { readonly code?: unknown; readonly message?: unknown; readonly details?: unknown }
 }
-
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 /** One line for a refused request (field errors included, values never). */
 const explain = (what: string, error: NonNullable<Answer["error"]>): string => {

@@ -5,6 +5,7 @@
  */
 import { Effect } from "effect"
 import { DbalError } from "./errors.js"
+import { isRecord } from "../Json.js"
 
 export interface CallOptions {
   /** Client-side bound on this request, milliseconds (default: the client's `requestTimeoutMs`). */
@@ -27,8 +28,6 @@ export interface Transport {
   readonly state: () => ConnectionState
   readonly onStateChange: (listener: (state: ConnectionState) => void) => () => void
 }
-
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 export interface Answer {
   readonly id: unknown

@@ -19,6 +19,7 @@ import {
   type OnDelete,
   snakeToCamel
 } from "./Model.js"
+import { isRecord } from "../Json.js"
 
 export const Roles = ["user", "admin", "god", "supergod"] as const
 
@@ -44,8 +45,6 @@ export class EntityLoadError extends Error {
     this.name = "EntityLoadError"
   }
 }
-
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 const pluralTable = (entity: string): string => {
   const snake = camelToSnake(entity)

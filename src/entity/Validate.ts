@@ -7,6 +7,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { FieldIssue, ValidationFailed } from "../Errors.js"
 import type { EntityDef, FieldDef } from "./Model.js"
+import { isRecord } from "../Json.js"
 
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
@@ -40,7 +41,7 @@ const codePoints = (s: string): number => {
 }
 
 /** PostgreSQL cannot store NUL in text, and lone surrogates do not survive UTF-8: refuse both everywhere. */
-const storableText = (s: string): boolean => !s.includes("\u0000") && s.isWellFormed()
+export const storableText = (s: string): boolean => !s.includes("\u0000") && s.isWellFormed()
 
 const jsonProblem = (v: unknown, depth: number): string | undefined => {
   if (depth > MAX_JSON_DEPTH) return `must not nest deeper than ${MAX_JSON_DEPTH} levels`
@@ -140,8 +141,6 @@ export const checkValue = (f: FieldDef, value: unknown): Either.Either<unknown, 
   }
   return Either.mapLeft(decode(value), (e) => ParseResult.ArrayFormatter.formatErrorSync(e)[0]?.message ?? "is not valid")
 }
-
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 /** A validated record, keyed by wire (camelCase) field name. */
 export type Values = Map<FieldDef, unknown>

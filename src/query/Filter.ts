@@ -9,8 +9,9 @@ import { Either } from "effect"
 import { FieldIssue, ValidationFailed } from "../Errors.js"
 import type { Dialect } from "../entity/Ddl.js"
 import type { EntityDef, FieldDef } from "../entity/Model.js"
-import { isoDateTimeMillis, isUuid } from "../entity/Validate.js"
+import { isoDateTimeMillis, isUuid, storableText } from "../entity/Validate.js"
 import { encodeValue } from "./Codec.js"
+import { isRecord } from "../Json.js"
 
 export type CmpOp = "eq" | "ne" | "gt" | "gte" | "lt" | "lte"
 export type LikeOp = "contains" | "startsWith" | "endsWith"
@@ -44,8 +45,6 @@ const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "notIn", "contain
 const ORDERED_TYPES = new Set(["uuid", "string", "text", "email", "enum", "integer", "datetime"])
 const TEXT_TYPES = new Set(["string", "text", "email", "enum"])
 
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
-
 class Issues {
   readonly list: Array<FieldIssue> = []
   nodes = 0
@@ -67,7 +66,7 @@ export const operand = (f: FieldDef, v: unknown): Either.Either<unknown, string>
     case "text":
     case "email":
     case "enum":
-      return typeof v === "string" && !v.includes("\u0000") && v.isWellFormed()
+      return typeof v === "string" && storableText(v)
         ? Either.right(v)
         : Either.left("must be a string")
     case "integer":

@@ -170,10 +170,8 @@ const decodeAll = (dialect: Dialect, entity: EntityDef, access: Access, rows: Re
 const insertRows = (db: DatabaseShape, entity: EntityDef, records: ReadonlyArray<Values>) => {
   const { sql, dialect } = db
   const fields = entity.fields
-  const chunks: Array<ReadonlyArray<Values>> = []
-  for (let i = 0; i < records.length; i += INSERT_CHUNK) chunks.push(records.slice(i, i + INSERT_CHUNK))
   return Effect.forEach(
-    chunks,
+    chunked(records, INSERT_CHUNK),
     (chunk) => {
       const rows = chunk.map((rec) =>
         sql`(${sql.join(", ", false)(fields.map((f) => sql`${encodeValue(dialect, f, rec.get(f) ?? null)}`))})`

@@ -16,6 +16,7 @@ import type { DatabaseShape } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { checkNoRoleEscalation } from "./Guards.js"
 import { Methods, type Method } from "./Protocol.js"
+import { isRecord } from "../Json.js"
 
 export interface MethodContext {
   readonly principal: Principal
@@ -82,8 +83,6 @@ export const writtenEntities = (method: Method, params: ReadonlyArray<unknown>):
   }
   return WriteMethods.has(method) && typeof params[0] === "string" ? [params[0].slice(0, 64)] : []
 }
-
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 const arity = (params: ReadonlyArray<unknown>, min: number, max: number, shape: string): Effect.Effect<void, BadRequest> =>
   params.length < min || params.length > max

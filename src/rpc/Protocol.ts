@@ -4,6 +4,7 @@
  */
 import { BadRequest, type WireError } from "../Errors.js"
 import type { Credentials } from "../services/Auth.js"
+import { isRecord } from "../Json.js"
 
 export type RequestId = string | number
 
@@ -43,8 +44,6 @@ export interface Rejected {
   readonly id: RequestId | null
   readonly error: BadRequest
 }
-
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 const usableId = (id: unknown): id is RequestId =>
   (typeof id === "string" && id.length <= MAX_ID_LENGTH) || (typeof id === "number" && Number.isFinite(id))
