@@ -20,6 +20,7 @@ import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryS
 import { type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
 import { Acl, type Decision } from "../src/services/Acl.js"
 import { atLeast, type Principal, type Role, roleRank, UserRoles } from "../src/services/Principal.js"
+import { isRecord } from "../src/Json.js"
 
 export { aclChecks }
 
@@ -37,11 +38,11 @@ export interface Rule {
   readonly effect: "allow" | "deny"
   /** The wire filter, with `$user.id` / `$user.role` still in it. */
   readonly filter?: unknown
+  /** The filter names `$user.*`, so it differs per principal. */
+  readonly bindsUser: boolean
   readonly readFields?: ReadonlyArray<string>
   readonly writeFields?: ReadonlyArray<string>
 }
-
-const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 const names = (raw: unknown, at: string, problems: Array<string>): ReadonlyArray<string> | undefined => {
   if (raw === undefined) return undefined
@@ -108,12 +109,32 @@ export const parseRules = (doc: unknown, registry: EntityRegistryShape): { rules
       entities: entities.includes("*") ? "*" : new Set(entities),
       operations: new Set(ops.includes("*") ? OPERATIONS : (ops as Array<AclOperation>)),
       effect: effect === "deny" ? "deny" : "allow",
+      bindsUser: raw.filter !== undefined && JSON.stringify(raw.filter).includes('"$user.'),
       ...(raw.filter === undefined ? {} : { filter: raw.filter }),
       ...(readFields === undefined ? {} : { readFields }),
       ...(writeFields === undefined ? {} : { writeFields })
     })
   })
   return { rules, problems }
+}
+
+/**
+ * A rule's filter as a tree. One without `$user.*` placeholders is the same for every principal:
+ * it is parsed once per entity (the rules are re-created on reload, so nothing goes stale).
+ */
+const fixedFilters = new WeakMap<Rule, Map<string, FilterNode>>()
+const ruleFilter = (r: Rule, entity: EntityDef, principal: Principal): FilterNode => {
+  const parse = (): FilterNode => {
+    const parsed = parseFilter(entity, bindUser(r.filter, principal), "rule.filter")
+    // A rule whose filter cannot apply to this principal admits nothing.
+    return Either.isRight(parsed) ? parsed.right : { _tag: "Or", nodes: [] }
+  }
+  if (r.bindsUser) return parse()
+  let byEntity = fixedFilters.get(r)
+  if (byEntity === undefined) fixedFilters.set(r, (byEntity = new Map()))
+  let node = byEntity.get(entity.name)
+  if (node === undefined) byEntity.set(entity.name, (node = parse()))
+  return node
 }
 
 export const writableFields = (entity: EntityDef) => entity.fields.filter((f) => !f.generated && !f.primary)
@@ -165,9 +186,7 @@ export const decideFor = (
     for (const r of matching) {
       if (r.filter === undefined) filters.push(TRUE)
       else {
-        const parsed = parseFilter(entity, bindUser(r.filter, principal), "rule.filter")
-        // A rule whose filter cannot apply to this principal admits nothing.
-        filters.push(Either.isRight(parsed) ? parsed.right : { _tag: "Or", nodes: [] })
+        filters.push(ruleFilter(r, entity, principal))
       }
     }
     const reads = matching.map((r) => r.readFields)
