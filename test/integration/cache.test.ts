@@ -6,9 +6,9 @@
 import { Metric, ManagedRuntime } from "effect"
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { core } from "../../layers/Main.js"
+import { startInProcess } from "../support/inprocess.js"
 import { cacheLookups } from "../../src/Metrics.js"
-import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
+import type { RpcHandler } from "../../src/rpc/Handler.js"
 import { createDatabase, daemonConfig, serviceAuth, skipDialect, type TestDatabase, writeConfig } from "../support/services.js"
 
 type Rec = Record<string, unknown>
@@ -42,11 +42,10 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
         security: { ...(base.security as Rec), auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], session_cache_ttl: 0 } },
         performance: { cache_enabled: true, cache_size_mb: 8 }
       })
-      rt = ManagedRuntime.make(core(file)) as unknown as ManagedRuntime.ManagedRuntime<RpcHandler, unknown>
-      const handler = await rt.runPromise(RpcHandler)
-      const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
+      const daemon = await startInProcess(file)
+      rt = daemon.runtime
       call = async (method, params, auth = serviceAuth) =>
-        JSON.parse(await rt.runPromise(handler.handle(conn, JSON.stringify({ id: ++seq, method, params, auth })))) as Answer
+        JSON.parse(await daemon.handle(JSON.stringify({ id: ++seq, method, params, auth }))) as Answer
     })
     afterAll(async () => {
       await rt?.dispose()

@@ -7,8 +7,8 @@
 import fc from "fast-check"
 import { ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { core } from "../../layers/Main.js"
-import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
+import { startInProcess } from "../support/inprocess.js"
+import type { RpcHandler } from "../../src/rpc/Handler.js"
 import { Methods } from "../../src/rpc/Protocol.js"
 import { createDatabase, daemonConfig, serviceAuth, type TestDatabase, writeConfig } from "../support/services.js"
 
@@ -92,12 +92,9 @@ describe(`fuzzing: ${FRAMES} generated frames`, () => {
     // The failed-auth throttle would answer 429 to most frames after a few bad tokens: raise it so
     // that the generated frames reach the later stages.
     const base = daemonConfig(db)
-    rt = ManagedRuntime.make(
-      core(writeConfig({ ...base, security: { ...(base.security as object), auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], failed_auth: { burst: 1_000_000, per_minute: 1_000_000 } } } }))
-    ) as unknown as ManagedRuntime.ManagedRuntime<RpcHandler, unknown>
-    const handler = await rt.runPromise(RpcHandler)
-    const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
-    handle = (f) => rt.runPromise(handler.handle(conn, f))
+    ;({ runtime: rt, handle } = await startInProcess(
+      writeConfig({ ...base, security: { ...(base.security as object), auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], failed_auth: { burst: 1_000_000, per_minute: 1_000_000 } } } })
+    ))
   })
   afterAll(async () => {
     console.log(`fuzz answers by code: ${JSON.stringify(Object.fromEntries(codes))}`)

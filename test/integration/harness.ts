@@ -7,8 +7,8 @@
 import { randomBytes } from "node:crypto"
 import { ManagedRuntime } from "effect"
 import { afterAll, beforeAll, expect } from "vitest"
-import { core } from "../../layers/Main.js"
-import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
+import { startInProcess } from "../support/inprocess.js"
+import type { RpcHandler } from "../../src/rpc/Handler.js"
 import { createDatabase, daemonConfig, type DialectName, serviceAuth, type TestDatabase, writeConfig } from "../support/services.js"
 
 export const DIALECTS = ["sqlite", "postgresql", "mysql"] as const satisfies ReadonlyArray<DialectName>
@@ -86,11 +86,7 @@ export const useDaemon = (dialect: DialectName): Harness => {
   beforeAll(async () => {
     db = await createDatabase(dialect)
     const file = writeConfig(daemonConfig(db))
-    const rt = ManagedRuntime.make(core(file))
-    runtime = rt as unknown as ManagedRuntime.ManagedRuntime<RpcHandler, unknown>
-    const handler = await rt.runPromise(RpcHandler)
-    const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
-    handle = (frame) => rt.runPromise(handler.handle(conn, frame))
+    ;({ runtime, handle } = await startInProcess(file))
   })
 
   afterAll(async () => {

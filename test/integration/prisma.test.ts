@@ -3,13 +3,12 @@
  * (`entities.prisma_schema`): it migrates the models' tables and serves them through the real
  * RpcHandler as the service principal, on each dialect whose server answers.
  */
-import { ManagedRuntime } from "effect"
+
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { core } from "../../layers/Main.js"
-import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
+import { startInProcess } from "../support/inprocess.js"
 import { createDatabase, daemonConfig, serviceAuth, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
 import { type Answer, DIALECTS, expectIsoUtc, expectUuidV4, type Rec, uid } from "./harness.js"
 
@@ -42,11 +41,7 @@ for (const dialect of DIALECTS) {
         },
         dir
       )
-      const rt = ManagedRuntime.make(core(file))
-      runtime = rt
-      const handler = await rt.runPromise(RpcHandler)
-      const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
-      handle = (frame) => rt.runPromise(handler.handle(conn, frame))
+      ;({ runtime, handle } = await startInProcess(file))
     })
 
     afterAll(async () => {

@@ -5,11 +5,11 @@
  */
 import { Effect, Exit, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { core } from "../../layers/Main.js"
+import { startInProcess } from "../support/inprocess.js"
 import type { FieldDef } from "../../src/entity/Model.js"
 import { checkComplexity, complexity } from "../../src/query/Complexity.js"
 import { type FilterNode, TRUE } from "../../src/query/Filter.js"
-import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
+import type { RpcHandler } from "../../src/rpc/Handler.js"
 import { createDatabase, daemonConfig, serviceAuth, type TestDatabase, writeConfig } from "../support/services.js"
 
 const f = { name: "x" } as unknown as FieldDef
@@ -51,11 +51,7 @@ describe("over the limit: 422 from the handler", () => {
   beforeAll(async () => {
     db = await createDatabase("sqlite")
     const file = writeConfig(daemonConfig(db, { performance: { max_query_complexity: 100 } }))
-    const rt = ManagedRuntime.make(core(file))
-    runtime = rt as unknown as ManagedRuntime.ManagedRuntime<RpcHandler, unknown>
-    const handler = await rt.runPromise(RpcHandler)
-    const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
-    handle = (frame) => rt.runPromise(handler.handle(conn, frame))
+    ;({ runtime, handle } = await startInProcess(file))
   })
   afterAll(async () => {
     await runtime?.dispose()

@@ -8,20 +8,12 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
+import { untilTrue } from "../support/wait.js"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket from "ws"
 import { connect, type Daemon, startDaemon } from "../support/daemon.js"
 import { createDatabase, daemonConfig, PG, serviceAuth, skipDialect, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
 
-/** Resolves when `f` holds, polling every 25 ms; rejects after `ms`. */
-const until = async (f: () => boolean | Promise<boolean>, ms: number, what: string) => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await f()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
 
 const get = async (port: number, p: string) => {
   const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(5000) })
@@ -80,7 +72,7 @@ describe("connection limits", () => {
     const gone = closed(first, 5000)
     first.close()
     await gone
-    await until(async () => ((await get(daemon.port, "/health")).body.connections as { active: number }).active === 2, 5000, "the slot to be freed")
+    await untilTrue("the slot to be freed", async () => ((await get(daemon.port, "/health")).body.connections as { active: number }).active === 2, 5000)
     const again = await open(daemon.port)
     expect(again.ws).toBeDefined()
     for (const h of [...held.slice(1), again]) h.ws?.terminate()
@@ -134,7 +126,7 @@ describe("slow readers", () => {
     socket.pause()
     const gone = new Promise<void>((r) => c.ws.once("close", () => r()))
     for (let i = 0; i < 200; i++) c.ws.send(JSON.stringify({ id: i, method: "list", params: ["LuaScript", { limit: 100 }], auth: serviceAuth }))
-    await until(async () => ((await get(slow.port, "/health")).body.connections as { active: number }).active === 0, 15_000, "the slow reader to be dropped")
+    await untilTrue("the slow reader to be dropped", async () => ((await get(slow.port, "/health")).body.connections as { active: number }).active === 0, 15_000)
     socket.resume()
     await gone
   })
@@ -175,14 +167,14 @@ describe.skipIf(await skipDialect("postgresql"))("graceful shutdown", () => {
     await locker.query("BEGIN")
     await locker.query("SELECT id FROM users WHERE id = $1 FOR UPDATE", [user.id])
     const pending = c.call("update", ["User", user.id, { role: "admin" }])
-    await until(async () => {
+    await untilTrue("the update to wait on the lock", async () => {
       const r = await locker.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = $1", [conn])
       return (r.rows[0] as { n: number }).n > 0
-    }, 10_000, "the update to wait on the lock")
+    }, 10_000)
 
     const socketClosed = closed(c.ws, 30_000)
     const exited = daemon.stop("SIGTERM")
-    await until(async () => (await get(daemon.port, "/readyz").catch(() => ({ status: 0 }))).status === 503, 10_000, "readyz to answer 503")
+    await untilTrue("readyz to answer 503", async () => (await get(daemon.port, "/readyz").catch(() => ({ status: 0 }))).status === 503, 10_000)
     expect((await open(daemon.port)).refused).toBe(503)
 
     await locker.query("ROLLBACK")

@@ -9,18 +9,11 @@ import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { untilTrue } from "../support/wait.js"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { connect, type Daemon, startDaemon } from "../support/daemon.js"
 import { createDatabase, daemonConfig, serviceAuth, skipDialect, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
 
-const until = async (f: () => Promise<boolean>, ms: number, what: string) => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await f()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
 
 for (const transport of ["postgresql", "redis", "none"] as const) {
   describe.skipIf(await skipDialect("postgresql"))(`two replicas, changes over ${transport}`, () => {
@@ -79,7 +72,7 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
         expect((await b.call("read", ["User", user.id], asUser)).error).toBeUndefined()
       } else {
         // The other replica hears of it within milliseconds, long before its 300 s cache expires.
-        await until(async () => (await b.call("read", ["User", user.id], asUser)).error?.code === 401, 5000, "replica b to refuse the session")
+        await untilTrue("replica b to refuse the session", async () => (await b.call("read", ["User", user.id], asUser)).error?.code === 401, 5000)
       }
       await Promise.all([a.close(), b.close()])
     })
@@ -96,7 +89,7 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
         // Control: without announcements b keeps its cached (now stale) answer.
         expect(await total()).toBe(0)
       } else {
-        await until(async () => (await total()) === 1, 5000, "replica b to see the write")
+        await untilTrue("replica b to see the write", async () => (await total()) === 1, 5000)
       }
       await Promise.all([a.close(), b.close()])
     })
@@ -122,7 +115,7 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
         const c = await connect(daemons[i]!.port, serviceAuth)
         await c.call("count", ["User"])
         await c.close()
-        await until(async () => fs.existsSync(audit(name)) && fs.readFileSync(audit(name), "utf8").includes('"operation":"count"'), 5000, `${name}'s audit record`)
+        await untilTrue(`${name}'s audit record`, async () => fs.existsSync(audit(name)) && fs.readFileSync(audit(name), "utf8").includes('"operation":"count"'), 5000)
         const records = fs.readFileSync(audit(name), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { replica?: string })
         expect(records.length).toBeGreaterThan(0)
         expect(records.every((r) => r.replica === name)).toBe(true)

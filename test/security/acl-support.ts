@@ -230,13 +230,5 @@ export const rewrite = (file: string, text: string) => {
   fs.writeFileSync(file, body)
 }
 
-/** Runs `probe` until it returns a value, pausing between tries; fails past the deadline. */
-export const until = async <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000, intervalMs = 25): Promise<T> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`)
-    await new Promise((r) => setTimeout(r, intervalMs))
-  }
-}
+
+export { until } from "../support/wait.js"

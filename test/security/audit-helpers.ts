@@ -3,6 +3,7 @@
  * parsed, and direct SQL on a test database (PostgreSQL through pg, SQLite through the
  * better-sqlite3 driver the daemon itself uses) to check what really reached the database.
  */
+import { until } from "../support/wait.js"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import pg from "pg"
@@ -68,13 +69,7 @@ export const stdoutAudit = (output: string): Array<AuditRecord> =>
     .filter((l) => l.startsWith('{"audit":'))
     .map((l) => (JSON.parse(l) as { audit: AuditRecord }).audit)
 
+
 /** Polls `probe` until it returns a value other than undefined, failing after `timeoutMs`. */
-export const waitFor = async <A>(what: string, probe: () => Promise<A | undefined> | A | undefined, timeoutMs = 15_000): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
+export const waitFor = <A>(what: string, probe: () => Promise<A | undefined> | A | undefined, timeoutMs = 15_000): Promise<A> =>
+  until(what, probe, timeoutMs)

@@ -136,16 +136,6 @@ export const expectRateLimited = (a: Answer, what = ""): number => {
   return retryAfter as number
 }
 
-/** Runs `probe` until it returns a value (not undefined), pausing `intervalMs` between tries; fails past the deadline. */
-export const until = async <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 50): Promise<T> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`)
-    await new Promise((r) => setTimeout(r, intervalMs))
-  }
-}
 
 /** Measures an async call. */
 export const timed = async <T>(f: () => Promise<T>): Promise<{ value: T; ms: number }> => {
@@ -200,3 +190,5 @@ export const signJwt = async (
   if (sub !== undefined) jwt = jwt.setSubject(sub)
   return jwt.sign(key)
 }
+
+export { until } from "../support/wait.js"
