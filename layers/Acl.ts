@@ -17,7 +17,7 @@ import { AppConfig } from "../src/Config.js"
 import { aclChecks } from "../src/Metrics.js"
 import { Forbidden } from "../src/Errors.js"
 import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
-import { type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
+import { FALSE, type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
 import { Acl, type Decision } from "../src/services/Acl.js"
 import { atLeast, type Principal, type Role, roleRank, UserRoles } from "../src/services/Principal.js"
 import { isRecord } from "../src/Json.js"
@@ -127,7 +127,7 @@ const ruleFilter = (r: Rule, entity: EntityDef, principal: Principal): FilterNod
   const parse = (): FilterNode => {
     const parsed = parseFilter(entity, bindUser(r.filter, principal), "rule.filter")
     // A rule whose filter cannot apply to this principal admits nothing.
-    return Either.isRight(parsed) ? parsed.right : { _tag: "Or", nodes: [] }
+    return Either.isRight(parsed) ? parsed.right : FALSE
   }
   if (r.bindsUser) return parse()
   let byEntity = fixedFilters.get(r)

@@ -296,7 +296,3 @@ export const layer = Layer.scoped(
     return { record, ready } satisfies AuditLogShape
   })
 )
-
-/** Collects records in memory (tests that are about something else). */
-export const memory = (into: Array<AuditRecord>) =>
-  Layer.succeed(AuditLog, { record: (rec) => Effect.sync(() => void into.push(rec)), ready: () => Effect.void })

@@ -198,6 +198,3 @@ export const layer = Layer.scoped(
     return { consume: memoryStore(rl) } satisfies RateLimiterShape
   })
 )
-
-/** For tests that are about something else. */
-export const unlimited = Layer.succeed(RateLimiter, { consume: () => Effect.void })

@@ -7,7 +7,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Redacted, Stream } from "effect"
 import * as Mysql from "mysql2"
 import type { DaemonConfig } from "../../src/Config.js"
-import { APPLICATION_NAME, connectTimeoutMs, poolSize } from "./settings.js"
+import { connectTimeoutMs, poolSize } from "./settings.js"
 type MysqlFlavour = "mariadb" | "mysql"
 
 /** The statement that bounds every statement of a new connection. */

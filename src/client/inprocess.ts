@@ -7,7 +7,7 @@
  */
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
-import { Effect, Exit, Fiber, Layer, ManagedRuntime, ParseResult, Schema } from "effect"
+import { Effect, Exit, Fiber, ManagedRuntime, ParseResult, Schema } from "effect"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as Main from "../../layers/Main.js"
 import { ConfigFile, type DaemonConfig } from "../Config.js"
