@@ -14,6 +14,7 @@ import { Effect, Either, Layer, Metric, Schema } from "effect"
 import * as fs from "node:fs"
 import * as YAML from "yaml"
 import { AppConfig } from "../src/Config.js"
+import { childSpan } from "../src/Spans.js"
 import { aclChecks } from "../src/Metrics.js"
 import { Forbidden } from "../src/Errors.js"
 import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
@@ -221,6 +222,7 @@ interface RulesState {
 
 export const make = Effect.gen(function* () {
   const cfg = yield* AppConfig
+  const aclSpan = childSpan(cfg)("acl")
   const registry = yield* EntityRegistry
   const file = cfg.security.acl.rules_file
   const ttlMs = cfg.security.acl.cache_ttl * 1000
@@ -290,7 +292,7 @@ export const make = Effect.gen(function* () {
       }
       yield* Metric.increment(allowed)
       return decision
-    }).pipe(Effect.withSpan("acl"))
+    }).pipe(aclSpan)
 
   return { decide }
 })

@@ -29,6 +29,8 @@ const MAX_RETAINED = 100_000
 
 interface Pending {
   readonly line: string
+  /** Whether someone waits for this line to be on disk (fsync), not only written. */
+  readonly sync: boolean
   readonly done: Array<(error: Error | undefined) => void>
 }
 
@@ -73,6 +75,8 @@ export class FileSink {
   private size = 0
   private day = ""
   private queue: Array<Pending> = []
+  /** Lines written since the last fdatasync (reads' records wait for the next one). */
+  private unsynced = false
   private retained: Array<string> = []
   private flushing: Promise<void> | undefined
   healthy = true
@@ -97,6 +101,8 @@ export class FileSink {
   }
 
   private rotate() {
+    if (this.fd !== undefined && this.unsynced && this.o.fsync && this.o.syncMode !== "dsync") fs.fdatasyncSync(this.fd)
+    this.unsynced = false
     if (this.fd !== undefined) fs.closeSync(this.fd)
     this.fd = undefined
     const stamp = new Date(this.now()).toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z")
@@ -125,21 +131,21 @@ export class FileSink {
   /** Appends one line; resolves once it is written (and fsynced when `durable`). */
   append(line: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ line, done: [(e) => (e === undefined ? resolve() : reject(e))] })
+      this.queue.push({ line, sync: true, done: [(e) => (e === undefined ? resolve() : reject(e))] })
       this.kick()
     })
   }
 
   /** Appends without waiting. */
   appendLater(line: string) {
-    this.queue.push({ line, done: [] })
+    this.queue.push({ line, sync: false, done: [] })
     this.kick()
   }
 
   /** Writes whatever is pending (retained records included); resolves when done. */
   flush(): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ line: "", done: [(e) => (e === undefined ? resolve() : reject(e))] })
+      this.queue.push({ line: "", sync: true, done: [(e) => (e === undefined ? resolve() : reject(e))] })
       this.kick()
     })
   }
@@ -153,7 +159,11 @@ export class FileSink {
         const lines = [...this.retained, ...batch.map((p) => p.line).filter((l) => l !== "")]
         let error: Error | undefined
         try {
-          if (lines.length > 0) await this.write(lines.join(""))
+          // A batch of reads only is written but not fsynced: nobody waits for it, and the
+          // next write's fsync (or the one at shutdown) takes it to disk too.
+          const sync = batch.some((p) => p.sync)
+          if (lines.length > 0) await this.write(lines.join(""), sync)
+          else if (sync && this.unsynced) await this.fdatasync(this.fd!)
           this.retained = []
           this.healthy = true
         } catch (e) {
@@ -167,7 +177,7 @@ export class FileSink {
     })()
   }
 
-  private async write(text: string) {
+  private async write(text: string, sync: boolean) {
     const bytes = Buffer.byteLength(text)
     const today = utcDay(this.now())
     if (this.fd === undefined) this.open()
@@ -182,9 +192,8 @@ export class FileSink {
         if (n <= 0) throw new Error("the audit file took no bytes")
         off += n
       }
-      if (this.o.fsync && this.o.syncMode !== "dsync") {
-        await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))))
-      }
+      if (sync) await this.fdatasync(fd)
+      else this.unsynced = true
     } catch (e) {
       // The batch is retried whole: take back what part of it was written (no broken or doubled line).
       try {
@@ -196,6 +205,13 @@ export class FileSink {
     }
     this.size += bytes
     this.day = today
+  }
+
+  private async fdatasync(fd: number) {
+    if (this.o.fsync && this.o.syncMode !== "dsync") {
+      await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))))
+    }
+    this.unsynced = false
   }
 
   async close() {

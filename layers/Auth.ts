@@ -24,6 +24,20 @@ import { type Principal, type UserRole, UserRoles } from "../src/services/Princi
 import { makeMemory } from "./RateLimiter.js"
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
+/**
+ * The digest of a credentials object's token, made once per object: a connection that called
+ * `authenticate` presents the same object with every request, and hashing it again each time
+ * showed in the profile of the request path (bench/handler-micro.ts).
+ */
+const tokenDigests = new WeakMap<Credentials, Buffer>()
+const digestOf = (creds: Credentials): Buffer => {
+  let d = tokenDigests.get(creds)
+  if (d === undefined) {
+    d = digest(creds.token)
+    tokenDigests.set(creds, d)
+  }
+  return d
+}
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 const MAX_CACHED_SESSIONS = 10_000
 
@@ -130,7 +144,7 @@ export const make = Effect.gen(function* () {
       : Effect.succeed(principal)
 
   const service = (creds: Credentials): Principal | undefined => {
-    const d = digest(creds.token)
+    const d = digestOf(creds)
     let match: string | undefined
     for (const s of services) if (timingSafeEqual(s.digest, d)) match = s.name
     return match === undefined ? undefined : { userId: match, role: "system", via: "service-token" }

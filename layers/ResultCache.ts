@@ -80,7 +80,8 @@ export const layer = Layer.effect(
     const misses = Metric.tagged(cacheLookups, "result", "miss")
     const through: ResultCacheShape["through"] = (key, entities, compute) =>
       Effect.suspend(() => {
-        const hit = lru.get(key)
+        const k = key()
+        const hit = lru.get(k)
         if (hit !== undefined) return Effect.as(Metric.increment(hits), hit.value as Effect.Effect.Success<typeof compute>)
         const before = lru.generationOf(entities)
         return compute.pipe(
@@ -88,7 +89,7 @@ export const layer = Layer.effect(
             Effect.zipRight(
               Metric.increment(misses),
               Effect.sync(() => {
-                if (lru.generationOf(entities) === before) lru.set(key, value, entities)
+                if (lru.generationOf(entities) === before) lru.set(k, value, entities)
               })
             )
           )

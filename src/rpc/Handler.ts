@@ -4,13 +4,14 @@
  * audit record after it. Every failure is a tagged error mapped once by `toWireError`; nothing
  * here can close the connection.
  */
-import { Cause, Context, Effect, Layer, Metric, Option } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Metric, Option } from "effect"
 import * as os from "node:os"
 import { AppConfig } from "../Config.js"
 import { BadRequest, errorName, Internal, type RequestError, toWireError, Unauthorized } from "../Errors.js"
 import { EntityRegistry } from "../entity/Model.js"
 import { authFailures, rateLimited, requestDuration, requestsTotal } from "../Metrics.js"
 import { makeRepository } from "../query/Repository.js"
+import { childSpan } from "../Spans.js"
 import { withQueryTimeout } from "../query/Timeout.js"
 import { Acl } from "../services/Acl.js"
 import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
@@ -57,13 +58,6 @@ const methodMetrics = new Map(
 )
 const metricsOf = (m: Method) => methodMetrics.get(m)!
 
-/**
- * Spans of the request path do not capture a stack trace: `Effect.withSpan` would otherwise
- * create an Error (and format its stack) for every span of every request. The span names say
- * where they come from.
- */
-const spanOptions = { captureStackTrace: false } as const
-
 export const make = Effect.gen(function* () {
   const config = yield* AppConfig
   const registry = yield* EntityRegistry
@@ -77,6 +71,9 @@ export const make = Effect.gen(function* () {
   const repo = makeRepository(db, registry, { retry: config.performance.retry, queryTimeoutMs: config.performance.query_timeout })
   const replica = config.cluster.replica_name ?? os.hostname()
   const timeoutMs = config.performance.query_timeout
+  const span = childSpan(config)
+  const authSpan = span("auth")
+  const rateLimitSpan = span("rate_limit")
 
   const authenticate = (conn: Connection, req: Request) =>
     Effect.gen(function* () {
@@ -92,13 +89,13 @@ export const make = Effect.gen(function* () {
         return yield* new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" })
       }
       return { principal: yield* auth.authenticate(creds, conn.remoteAddress), creds }
-    }).pipe(Effect.withSpan("auth", spanOptions))
+    }).pipe(authSpan)
 
   const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void) =>
     Effect.gen(function* () {
       const { principal, creds } = yield* authenticate(conn, req)
       setPrincipal(principal)
-      yield* limiter.consume(principal.userId, principal.role).pipe(Effect.withSpan("rate_limit", spanOptions))
+      yield* limiter.consume(principal.userId, principal.role).pipe(rateLimitSpan)
       if (req.method === "authenticate") {
         conn.auth = creds
         return { result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome
@@ -123,16 +120,15 @@ export const make = Effect.gen(function* () {
       principal = p
     }).pipe(
       withQueryTimeout(timeoutMs),
-      Effect.sandbox,
-      Effect.mapError(asRequestError),
-      Effect.tapError((e) => (e._tag === "Internal" ? Effect.logError("request failed unexpectedly", e.cause) : Effect.void)),
-      Effect.either,
-      Effect.flatMap((outcome) =>
+      Effect.exit,
+      Effect.flatMap((exit) =>
         Effect.gen(function* () {
+          const error = Exit.isSuccess(exit) ? undefined : asRequestError(exit.cause)
+          if (error?._tag === "Internal") yield* Effect.logError("request failed unexpectedly", error.cause)
           const span = yield* Effect.currentSpan.pipe(Effect.option)
-          const error = outcome._tag === "Left" ? outcome.left : undefined
           const wire = error === undefined ? undefined : toWireError(error)
-          const target = outcome._tag === "Left" ? targetOf(req) : undefined
+          const outcome = Exit.isSuccess(exit) ? exit.value : undefined
+          const target = error === undefined ? undefined : targetOf(req)
           const elapsedMs = performance.now() - started
           const record: AuditRecord = {
             timestamp: new Date().toISOString(),
@@ -142,9 +138,9 @@ export const make = Effect.gen(function* () {
             userId: principal?.userId ?? null,
             role: principal?.role ?? null,
             operation: req.method,
-            entity: outcome._tag === "Right" ? (outcome.right.entity ?? entityNameOf(req.params)) : entityNameOf(req.params),
-            ...(outcome._tag === "Right"
-              ? outcome.right.recordIds === undefined ? {} : { recordIds: outcome.right.recordIds }
+            entity: outcome?.entity ?? entityNameOf(req.params),
+            ...(outcome !== undefined
+              ? outcome.recordIds === undefined ? {} : { recordIds: outcome.recordIds }
               : target === undefined ? {} : { recordIds: [target] }),
             success: error === undefined,
             ...(error === undefined || wire === undefined ? {} : { errorCode: wire.code, error: errorName(error) }),
@@ -157,13 +153,14 @@ export const make = Effect.gen(function* () {
           yield* Metric.update(metrics.duration, elapsedMs / 1000)
           if (error?._tag === "RateLimited") yield* Metric.increment(rateLimited)
           if (error?._tag === "Unauthorized") yield* Metric.increment(authFailures)
-          const audited = yield* audit.record(record, error === undefined && WriteMethods.has(req.method)).pipe(Effect.either)
+          const durable = error === undefined && WriteMethods.has(req.method)
+          const audited = yield* audit.record(record, durable).pipe(Effect.either)
           if (audited._tag === "Left") {
             yield* Effect.logError("audit record could not be written", audited.left.reason)
             // A write that cannot be recorded is not acknowledged (fail closed).
-            if (error === undefined && WriteMethods.has(req.method)) return encodeError(req.id, toWireError(audited.left))
+            if (durable) return encodeError(req.id, toWireError(audited.left))
           }
-          return outcome._tag === "Right" ? encodeResult(req.id, outcome.right.result) : encodeError(req.id, wire!)
+          return outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!)
         })
       ),
       Effect.withSpan(`rpc.${req.method}`, { attributes: { "rpc.method": req.method, "rpc.id": String(req.id) }, captureStackTrace: false }),

@@ -49,7 +49,7 @@ const cachedRead = <A>(
   ctx.cache === undefined
     ? compute
     : ctx.cache.through(
-        JSON.stringify([method, params, reads.map((r) => [r.entity.name, decisionKey(r.access)])]),
+        () => JSON.stringify([method, params, reads.map((r) => [r.entity.name, decisionKey(r.access)])]),
         reads.map((r) => r.entity.name),
         compute
       )

@@ -8,9 +8,9 @@ import { Context, type Effect } from "effect"
 export interface ResultCacheShape {
   /**
    * The cached answer for `key`, or `compute`'s, stored unless one of `entities` was written
-   * while it ran.
+   * while it ran. `key` is a thunk: a disabled cache never pays for building it.
    */
-  readonly through: <A, E>(key: string, entities: ReadonlyArray<string>, compute: Effect.Effect<A, E>) => Effect.Effect<A, E>
+  readonly through: <A, E>(key: () => string, entities: ReadonlyArray<string>, compute: Effect.Effect<A, E>) => Effect.Effect<A, E>
 }
 
 export class ResultCache extends Context.Tag("dbal/ResultCache")<ResultCache, ResultCacheShape>() {}
