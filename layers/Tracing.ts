@@ -5,8 +5,9 @@
  * e.g. http://otel-collector:4318/v1/traces), in batches every second and when the daemon stops.
  *
  * Off by default: the exporter modules are imported only when tracing is on, so a daemon without
- * tracing loads and sends nothing. Spans still exist in-process (Effect's own tracer), which is
- * where the audit record's `traceId` and the log lines' `traceId` come from.
+ * tracing loads and sends nothing. The request's `rpc.<method>` span still exists in-process
+ * (Effect's own tracer): the audit record's `traceId` and the log lines' come from it. Its
+ * children are made only while spans are exported (src/Spans.ts).
  */
 import { Effect, Layer } from "effect"
 import { AppConfig } from "../src/Config.js"
