@@ -56,3 +56,17 @@ export const decodeRow = (dialect: Dialect, entity: EntityDef, row: Row, fields:
   }
   return out
 }
+
+/**
+ * The wire record of values just written (canonical values, as validation produced them), for
+ * when the row cannot be read back: same keys and forms as `decodeRow`.
+ */
+export const wireOfValues = (values: ReadonlyMap<FieldDef, unknown>, fields: ReadonlyArray<FieldDef>): WireRecord => {
+  const out: WireRecord = {}
+  for (const f of fields) {
+    if (f.neverExpose) continue
+    const v = values.get(f)
+    out[f.name] = v === undefined || v === null ? null : f.type === "datetime" ? toDate(v) : v
+  }
+  return out
+}

@@ -13,7 +13,7 @@ import type { Dialect } from "../entity/Ddl.js"
 import type { EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, type Values } from "../entity/Validate.js"
 import type { DatabaseShape } from "../services/Database.js"
-import { decodeRow, encodeValue, type Row, type WireRecord } from "./Codec.js"
+import { decodeRow, encodeValue, type Row, type WireRecord, wireOfValues } from "./Codec.js"
 import { classify, toRequestError } from "./DbErrors.js"
 import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
 import { defaultRetrySettings, type RetrySettings, withRetry } from "./Retry.js"
@@ -234,12 +234,16 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         ? insert
         : sql.withTransaction(Effect.zipRight(insert, stillAdmitted(db, entity, [id], access.rowFilter)))
       yield* write.pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+      // The row is committed: a read-back that fails (the database went away in between) must not
+      // turn the acknowledged write into a 503 that a client would retry. The answer is then made
+      // from the values written (the database's own normal form, e.g. JSON key order, is lost).
       const rows = yield* sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`.pipe(
         retryRead,
-        Effect.mapError(readError(entity))
+        Effect.option
       )
-      if (rows[0] === undefined) return yield* new NotFound({ entity: entity.name })
-      return decodeRow(dialect, entity, rows[0], access.readable)
+      if (Option.isNone(rows)) return wireOfValues(record, access.readable)
+      if (rows.value[0] === undefined) return yield* new NotFound({ entity: entity.name })
+      return decodeRow(dialect, entity, rows.value[0], access.readable)
     })
 
   const createMany = (entity: EntityDef, items: ReadonlyArray<Values>, rowFilter: FilterNode = TRUE) =>
