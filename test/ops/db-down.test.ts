@@ -6,46 +6,14 @@
  * the instance is started again: requests succeed again without restarting the daemon.
  * Requires PostgreSQL 15's server binaries and the `postgres` system user (tests run as root).
  */
-import { execFileSync } from "node:child_process"
-import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Client, connect, type Daemon, health, startDaemon } from "../support/daemon.js"
-import { requireServices, SERVICE_TOKEN, serviceAuth, writeConfig } from "../support/services.js"
+import { createPgCluster, type PgCluster, skipPgCluster } from "../support/pgcluster.js"
+import { SERVICE_TOKEN, serviceAuth, writeConfig } from "../support/services.js"
 
-const BIN = "/usr/lib/postgresql/15/bin"
 const QUERY_TIMEOUT = 10_000
 
-const why = ((): string | undefined => {
-  if (!fs.existsSync(path.join(BIN, "initdb")) || !fs.existsSync(path.join(BIN, "pg_ctl"))) return `no initdb/pg_ctl in ${BIN}`
-  try {
-    execFileSync("id", ["-u", "postgres"], { stdio: "ignore" })
-  } catch {
-    return "no postgres system user to run initdb as"
-  }
-  if (process.getuid?.() !== 0) return "not running as root (cannot run initdb as the postgres user)"
-  return undefined
-})()
-if (why !== undefined) {
-  if (requireServices) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${why}`)
-  console.warn(`skipping database-down tests: ${why}`)
-}
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once("error", reject)
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-
-const asPostgres = (cmd: string, args: ReadonlyArray<string>) =>
-  execFileSync("runuser", ["-u", "postgres", "--", path.join(BIN, cmd), ...args], { stdio: "pipe", timeout: 60_000 }).toString()
+const skip = skipPgCluster("database-down tests")
 
 const timed = async <A>(f: () => Promise<A>): Promise<{ value: A; ms: number }> => {
   const t0 = performance.now()
@@ -56,37 +24,20 @@ const timed = async <A>(f: () => Promise<A>): Promise<{ value: A; ms: number }> 
 const readyz = async (port: number): Promise<number> =>
   (await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(10_000) })).status
 
-describe.skipIf(why !== undefined)("database down and back (private PostgreSQL instance)", () => {
-  let dir = ""
-  let port = 0
+describe.skipIf(skip)("database down and back (private PostgreSQL instance)", () => {
+  let cluster: PgCluster | undefined
   let daemon: Daemon | undefined
   let client: Client | undefined
   let userId = ""
 
-  const pgStart = () =>
-    asPostgres("pg_ctl", [
-      "-D", path.join(dir, "data"), "-l", path.join(dir, "server.log"), "-w", "-t", "30",
-      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=30 -c fsync=off`,
-      "start"
-    ])
-  const pgStop = (mode: "fast" | "immediate") => asPostgres("pg_ctl", ["-D", path.join(dir, "data"), "-m", mode, "-w", "-t", "30", "stop"])
-
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-pgdown-"))
-    fs.chmodSync(dir, 0o755)
-    execFileSync("chown", ["postgres:postgres", dir])
-    port = await freePort()
-    asPostgres("initdb", ["-D", path.join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
-    pgStart()
-    const admin = new pg.Client({ host: "127.0.0.1", port, user: "postgres", database: "postgres", connectionTimeoutMillis: 3000 })
-    await admin.connect()
-    await admin.query("CREATE DATABASE dbal")
-    await admin.end()
+    cluster = await createPgCluster({ prefix: "pgdown" })
+    await cluster.query("postgres", "CREATE DATABASE dbal")
     const config = {
       server: { host: "127.0.0.1", port: 0 },
       database: {
         adapter: "postgresql",
-        connection: { host: "127.0.0.1", port, database: "dbal", user: "postgres" },
+        connection: { host: cluster.host, port: cluster.port, database: "dbal", user: "postgres" },
         pool_size: 4,
         timeout: 2000,
         auto_migrate: true
@@ -101,14 +52,7 @@ describe.skipIf(why !== undefined)("database down and back (private PostgreSQL i
   afterAll(async () => {
     await client?.close()
     await daemon?.stop()
-    if (dir !== "") {
-      try {
-        pgStop("immediate")
-      } catch {
-        // not running
-      }
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    await cluster?.destroy()
   })
 
   it("serves requests while the database is up", async () => {
@@ -121,7 +65,7 @@ describe.skipIf(why !== undefined)("database down and back (private PostgreSQL i
   })
 
   it("answers 503 quickly while the database is down, and stays up", async () => {
-    pgStop("fast")
+    await cluster!.stop("fast")
     const calls: Array<[string, ReadonlyArray<unknown>]> = [
       ["list", ["User", {}]],
       ["read", ["User", userId]],
@@ -143,7 +87,7 @@ describe.skipIf(why !== undefined)("database down and back (private PostgreSQL i
   })
 
   it("recovers by itself when the database is back", async () => {
-    pgStart()
+    await cluster!.start()
     const deadline = Date.now() + 20_000
     let last: unknown
     let recovered = false
