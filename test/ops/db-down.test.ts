@@ -45,7 +45,7 @@ describe.skipIf(skip)("database down and back (private PostgreSQL instance)", ()
       performance: { query_timeout: QUERY_TIMEOUT },
       security: { audit_log: false, rate_limit: { enabled: false }, auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }] } }
     }
-    daemon = await startDaemon([`--config=${writeConfig(config)}`])
+    daemon = await startDaemon([`--config=${writeConfig(config)}`], { timeoutMs: 60_000 })
     client = await connect(daemon.port, serviceAuth)
   })
 
