@@ -78,7 +78,8 @@ export class FileSink {
   /** Lines written since the last fdatasync (reads' records wait for the next one). */
   private unsynced = false
   private retained: Array<string> = []
-  private flushing: Promise<void> | undefined
+  /** Set before the writer starts (it may finish synchronously when there is nothing to write). */
+  private flushing = false
   healthy = true
 
   constructor(private readonly o: FileSinkOptions) {
@@ -151,8 +152,9 @@ export class FileSink {
   }
 
   private kick() {
-    if (this.flushing !== undefined) return
-    this.flushing = (async () => {
+    if (this.flushing) return
+    this.flushing = true
+    void (async () => {
       while (this.queue.length > 0) {
         const batch = this.queue
         this.queue = []
@@ -173,7 +175,7 @@ export class FileSink {
         }
         for (const p of batch) for (const d of p.done) d(error)
       }
-      this.flushing = undefined
+      this.flushing = false
     })()
   }
 
@@ -214,10 +216,15 @@ export class FileSink {
     this.unsynced = false
   }
 
-  async close() {
-    await this.flush().catch(() => undefined)
+  /** Flushes and closes; returns the records that could still not be written (the log is unwritable). */
+  async close(): Promise<ReadonlyArray<string>> {
+    const lost = await this.flush().then(
+      () => [],
+      () => this.retained
+    )
     if (this.fd !== undefined) fs.closeSync(this.fd)
     this.fd = undefined
+    return lost
   }
 }
 
@@ -262,7 +269,14 @@ export const layer = Layer.scoped(
               catch: (e) =>
                 new Unavailable({ reason: `security.audit_log_path: cannot open ${file} (${(e as NodeJS.ErrnoException).code ?? "error"})` })
             }),
-            (s) => Effect.promise(() => s.close())
+            // Records the file still cannot take at shutdown go to the log output (stdout, collected
+            // by journald / the container runtime) rather than nowhere.
+            (s) =>
+              Effect.flatMap(Effect.promise(() => s.close()), (lost) =>
+                lost.length === 0
+                  ? Effect.void
+                  : Effect.logError(`the audit log could not be written before shutdown: ${lost.length} records follow`, lost.map((l) => l.trimEnd()))
+              )
           )
     const table = cfg.security.audit.sql_table
     let insert: ((rec: AuditRecord) => Effect.Effect<void>) | undefined

@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, describe, expect, it, vi } from "vitest"
 import { FileSink, type FileSinkOptions } from "../../layers/AuditLog.js"
+import { untilTrue } from "../support/wait.js"
 import { tempDir } from "../support/services.js"
 
 const ctl = vi.hoisted(() => ({
@@ -293,5 +294,39 @@ describe("FileSink: failures", () => {
     expect(sink.healthy).toBe(false)
     await expect(sink.flush()).rejects.toThrow(/ENOSPC/)
     expect(sink.healthy).toBe(false)
+  })
+})
+
+describe("FileSink: flush, fsync and close", () => {
+  it("a flush with nothing pending does not stall the writer (later appends are written)", async () => {
+    const { file, sink } = setup()
+    await sink.flush()
+    await sink.append(line(1))
+    expect(readLines(file)).toEqual([line(1).trim()])
+  })
+
+  it("reads' records are written without fsync; the next durable record's fsync (or close) covers them", async () => {
+    const { file, sink } = setup()
+    let syncs = 0
+    ctl.onFdatasync = () => {
+      syncs++
+    }
+    sink.appendLater(line(1))
+    sink.appendLater(line(2))
+    await untilTrue("the reads' records are in the file", () => fs.existsSync(file) && readLines(file).length === 2)
+    expect(syncs).toBe(0)
+    await sink.flush()
+    expect(syncs).toBe(1) // flush: the written-but-unsynced lines go to disk
+    sink.appendLater(line(3))
+    await sink.append(line(4))
+    expect(readLines(file)).toEqual([1, 2, 3, 4].map((n) => line(n).trim()))
+    expect(syncs).toBeGreaterThanOrEqual(2)
+    expect(syncs).toBeLessThanOrEqual(3)
+  })
+
+  it("close returns the records the file still cannot take, instead of dropping them silently", async () => {
+    const sink = new FileSink({ file: "/dev/full", fsync: true, maxBytes: 1024 * 1024, rotateDaily: false, maxFiles: 1, maxAgeDays: 1 })
+    await expect(sink.append(line(1))).rejects.toThrow(/ENOSPC/)
+    expect(await sink.close()).toEqual([line(1)])
   })
 })
