@@ -238,6 +238,13 @@ const fromConfig = (cfg: DaemonConfig, file: string): FileSinkOptions => ({
   syncMode: isSandboxed() ? "dsync" : "fdatasync"
 })
 
+/**
+ * Strings of the record as a JSON column can hold them: PostgreSQL's jsonb refuses NUL, and jsonb
+ * and MySQL's JSON refuse unpaired surrogates, both of which a client can put in a request id.
+ * Each becomes U+FFFD, so that no request can keep its record out of the table.
+ */
+const storable = (_key: string, v: unknown): unknown => (typeof v === "string" ? v.replaceAll("\u0000", "\uFFFD").toWellFormed() : v)
+
 const okRecords = Metric.tagged(auditRecords, "result", "ok")
 const queuedRecords = Metric.tagged(auditRecords, "result", "queued")
 const failedRecords = Metric.tagged(auditRecords, "result", "failed")
@@ -285,7 +292,7 @@ export const layer = Layer.scoped(
       const sql = yield* SqlClient.SqlClient
       yield* sql.unsafe(auditTableDdl(db.dialect, table)).pipe(Effect.orDie)
       insert = (rec) =>
-        sql`INSERT INTO ${sql(table)} (${sql("at")}, ${sql("record")}) VALUES (${db.dialect === "sqlite" ? rec.timestamp : new Date(rec.timestamp)}, ${JSON.stringify(rec)})`.pipe(
+        sql`INSERT INTO ${sql(table)} (${sql("at")}, ${sql("record")}) VALUES (${db.dialect === "sqlite" ? rec.timestamp : new Date(rec.timestamp)}, ${JSON.stringify(rec, storable)})`.pipe(
           Effect.catchAll((e) => Effect.logError("audit record could not be inserted into the audit table", e.message))
         )
     }

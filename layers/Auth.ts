@@ -17,6 +17,7 @@ import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { RateLimited, Unauthorized, Unavailable } from "../src/Errors.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
 import { decodeValue } from "../src/query/Codec.js"
+import { storableText } from "../src/entity/Validate.js"
 import { Auth, type Credentials } from "../src/services/Auth.js"
 import { Changes } from "../src/services/Changes.js"
 import { Database, type DatabaseShape } from "../src/services/Database.js"
@@ -167,7 +168,9 @@ export const make = Effect.gen(function* () {
 
   const session = (creds: Credentials): Effect.Effect<Principal, Unauthorized | Unavailable> =>
     Effect.gen(function* () {
-      if (lookup === undefined) return yield* new Unauthorized({ reason: "unknown or expired token" })
+      // A token no session can hold (NUL, invalid Unicode) is not looked up: PostgreSQL refuses
+      // such a parameter, which would be answered 503 and escape the failed-auth throttle.
+      if (lookup === undefined || !storableText(creds.token)) return yield* new Unauthorized({ reason: "unknown or expired token" })
       const now = Date.now()
       let entry = cache.get(creds.token)
       if (entry === undefined || now - entry.cachedAt >= ttlMs) {
