@@ -236,7 +236,12 @@ export const layer = Layer.scoped(
       ws.on("pong", () => {
         client.alive = true
       })
-      ws.on("error", () => ws.terminate())
+      // A frame error (too large, invalid UTF-8, protocol) makes `ws` send its close frame and
+      // then emit "error": cutting the socket at once would reset a peer that is still sending,
+      // and its close code would be lost. The peer gets 2 s to finish the close handshake.
+      ws.on("error", () => {
+        setTimeout(() => ws.terminate(), 2000).unref()
+      })
       ws.on("close", () => {
         clients.delete(client)
         const n = (perAddress.get(address) ?? 1) - 1
