@@ -23,6 +23,7 @@
  * BENCH_ITER_JOIN (200), BENCH_ITER_BULK (30), BENCH_WARMUP (50), BENCH_TP_SECONDS (2),
  * BENCH_CONNS (1000), BENCH_POOL (20), BENCH_PROFILE=1 (daemon under node --cpu-prof, profile
  * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles),
+ * BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS, --max-semi-space-size=4),
  * BENCH_OUT (bench/results/latest.json).
  */
 import { SqlClient } from "@effect/sql"
@@ -60,8 +61,11 @@ const PROFILE = process.env.BENCH_PROFILE === "1"
 const PROFILE_DIR = path.resolve(process.env.BENCH_PROFILE_DIR ?? path.join(root, "bench", "results", "profiles"))
 /** Run the daemon from a fresh `tsc` build (what DBAL_COMPILED=1 runs) instead of through tsx. */
 const COMPILED = process.env.BENCH_COMPILED === "1"
-/** Extra node flags for the daemon process (e.g. "--max-semi-space-size=2" to trade GC for memory). */
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
+/**
+ * Node flags of the daemon process: by default those the shipped launchers set in NODE_OPTIONS
+ * (deploy/Dockerfile, the systemd unit, the Kubernetes Deployment); BENCH_NODE_FLAGS="" for none.
+ */
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "--max-semi-space-size=4").split(" ").filter((f) => f !== "")
 const OUT = path.resolve(process.env.BENCH_OUT ?? path.join(root, "bench", "results", "latest.json"))
 const CLIENT_COUNTS = [1, 8, 32, 128] as const
 const SEED_PAGES = 1000

@@ -155,7 +155,7 @@ COPY layers ./layers
 RUN npm run build
 
 FROM runtime
-ENV NODE_ENV=production DBAL_COMPILED=1
+ENV NODE_ENV=production DBAL_COMPILED=1 NODE_OPTIONS=--max-semi-space-size=4
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
