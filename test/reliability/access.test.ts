@@ -32,6 +32,7 @@ import { createDatabase, daemonConfig, type DialectName, SERVICE_TOKEN, serviceA
 import * as YAML from "yaml"
 import { Methods } from "../../src/rpc/Protocol.js"
 import { CELLS, type Code, ENTITIES, ENTITY_METHODS, type Entity, type EntityMethod, EXPECTED, type Kind, KINDS, OPERATIONS_OF, OTHER_METHODS } from "./access-table.js"
+import { change, KEY } from "../security/acl-support.js"
 import { report, scale } from "./figures.js"
 
 type Rec = Record<string, unknown>
@@ -64,17 +65,6 @@ const pool = async <T>(items: ReadonlyArray<T>, width: number, fn: (t: T) => Pro
   )
 }
 
-/** A unique field of each entity's create data (to find what a create made). */
-const KEY: Record<Entity, string> = {
-  User: "username",
-  Credential: "username",
-  Session: "token",
-  PageView: "slug",
-  ComponentHierarchy: "componentType",
-  Workflow: "name",
-  LuaScript: "name",
-  Package: "name"
-}
 /** The unique field findByField, upsert and *ByField look records up by. */
 const LOOKUP: Record<Entity, string> = { ...KEY, ComponentHierarchy: "id" }
 
@@ -252,27 +242,6 @@ const createDataBatch = async (env: Env, entity: Entity, n: number): Promise<Arr
 }
 
 const createData = async (env: Env, entity: Entity): Promise<Rec> => (await createDataBatch(env, entity, 1))[0]!
-
-/** A harmless change with fresh values (what update, updateByField and upsert set). */
-const change = (entity: Entity): Rec => {
-  const s = uid()
-  switch (entity) {
-    case "User":
-      return { email: `ch_${s}@example.com` }
-    case "Credential":
-      return { firstLogin: false }
-    case "Session":
-      return { expiresAt: later() }
-    case "PageView":
-      return { title: `Changed ${s}` }
-    case "ComponentHierarchy":
-      return { componentType: `Changed${s}` }
-    case "Workflow":
-    case "LuaScript":
-    case "Package":
-      return { description: `changed ${s}` }
-  }
-}
 
 /** What updateMany sets: no unique field (User's only non-unique writable field is its role). */
 const manyChange = (entity: Entity): Rec => (entity === "User" ? { role: "user" } : change(entity))

@@ -19,6 +19,7 @@ import {
   allPrincipals,
   type EntityName,
   factories,
+  KEY,
   type Principal,
   type Rec,
   startAclDaemon,
@@ -75,18 +76,6 @@ const TABLE: Record<EntityName, Record<UserRole, Row>> = {
 
 const OPS: ReadonlyArray<Op> = ["create", "read", "update", "delete", "list"]
 const ROLES: ReadonlyArray<UserRole> = ["user", "admin", "god", "supergod"]
-
-/** A unique field of each entity's create data, to look a record up as system. */
-const KEY: Record<EntityName, string> = {
-  User: "username",
-  Credential: "username",
-  Session: "token",
-  PageView: "slug",
-  ComponentHierarchy: "componentType",
-  Workflow: "name",
-  LuaScript: "name",
-  Package: "name"
-}
 
 for (const dialect of ACL_DIALECTS) {
   describe.skipIf(await skipDialect(dialect))(`default access rules of the entities (${dialect})`, () => {

@@ -159,6 +159,39 @@ export const allPrincipals = async (d: AclDaemon): Promise<Record<UserRole, Prin
 export const ENTITIES = ["User", "Credential", "Session", "PageView", "ComponentHierarchy", "Workflow", "LuaScript", "Package"] as const
 export type EntityName = (typeof ENTITIES)[number]
 
+/** A unique field of each entity's create data, to look a record up as system. */
+export const KEY: Record<EntityName, string> = {
+  User: "username",
+  Credential: "username",
+  Session: "token",
+  PageView: "slug",
+  ComponentHierarchy: "componentType",
+  Workflow: "name",
+  LuaScript: "name",
+  Package: "name"
+}
+
+/** A field change every entity accepts, with a fresh value. */
+export const change = (entity: EntityName): Rec => {
+  const s = uid()
+  switch (entity) {
+    case "User":
+      return { email: `c_${s}@example.com` }
+    case "Credential":
+      return { firstLogin: false }
+    case "Session":
+      return { expiresAt: new Date(Date.now() + 7_200_000 + Math.floor(Math.random() * 1000) * 1000).toISOString() }
+    case "PageView":
+      return { title: `Changed ${s}` }
+    case "ComponentHierarchy":
+      return { componentType: `Changed${s}` }
+    case "Workflow":
+    case "LuaScript":
+    case "Package":
+      return { description: `changed ${s}` }
+  }
+}
+
 /**
  * Valid create data for each entity (referenced rows are created first as system), and a
  * harmless field change for updates.
@@ -199,26 +232,6 @@ export const factories = (d: AclDaemon, ownerId: string) => {
   }
   /** A record created as system. */
   const record = async (entity: EntityName): Promise<Rec> => d.ok<Rec>("create", [entity, await data(entity)])
-  /** A field change every entity accepts, with a fresh value. */
-  const change = (entity: EntityName): Rec => {
-    const s = uid()
-    switch (entity) {
-      case "User":
-        return { email: `c_${s}@example.com` }
-      case "Credential":
-        return { firstLogin: false }
-      case "Session":
-        return { expiresAt: new Date(Date.now() + 7_200_000 + Math.floor(Math.random() * 1000) * 1000).toISOString() }
-      case "PageView":
-        return { title: `Changed ${s}` }
-      case "ComponentHierarchy":
-        return { componentType: `Changed${s}` }
-      case "Workflow":
-      case "LuaScript":
-      case "Package":
-        return { description: `changed ${s}` }
-    }
-  }
   return { user, page, data, record, change }
 }
 
