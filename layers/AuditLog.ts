@@ -102,7 +102,7 @@ export class FileSink {
   }
 
   private rotate() {
-    if (this.fd !== undefined && this.unsynced && this.o.fsync && this.o.syncMode !== "dsync") fs.fdatasyncSync(this.fd)
+    if (this.fd !== undefined && this.unsynced && this.callsFdatasync) fs.fdatasyncSync(this.fd)
     this.unsynced = false
     if (this.fd !== undefined) fs.closeSync(this.fd)
     this.fd = undefined
@@ -209,8 +209,13 @@ export class FileSink {
     this.day = today
   }
 
+  /** With O_DSYNC every write is already durable; with fsync off nothing is synced. */
+  private get callsFdatasync(): boolean {
+    return this.o.fsync && this.o.syncMode !== "dsync"
+  }
+
   private async fdatasync(fd: number) {
-    if (this.o.fsync && this.o.syncMode !== "dsync") {
+    if (this.callsFdatasync) {
       await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))))
     }
     this.unsynced = false
