@@ -2,7 +2,8 @@
  * In-process cost of one request through the RpcHandler (no network): reads by id on SQLite as a
  * session user with a row-filter rule. Prints µs of CPU per request. `npx tsx bench/handler-micro.ts`
  * MICRO_AUDIT=0 (no audit log), MICRO_RATE_LIMIT=0 (no rate limiter) and MICRO_AUTH=service (a
- * service token: no session, no row filter) take one stage away, to see what it costs.
+ * service token: no session, no row filter) take one stage away, to see what it costs;
+ * MICRO_DB=postgresql runs it on the local PostgreSQL instead.
  */
 import { ManagedRuntime } from "effect"
 import * as fs from "node:fs"
@@ -12,7 +13,7 @@ import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { createDatabase, daemonConfig, serviceAuth, tempDir, writeConfig } from "../test/support/services.js"
 
 const N = Number(process.env.MICRO_N ?? 5000)
-const db = await createDatabase("sqlite")
+const db = await createDatabase(process.env.MICRO_DB === "postgresql" ? "postgresql" : "sqlite")
 const dir = tempDir("micro")
 const rules = path.join(dir, "rules.yaml")
 fs.writeFileSync(rules, JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] }))
