@@ -5,10 +5,11 @@
  * service token: no session, no row filter) take one stage away, to see what it costs;
  * MICRO_DB=postgresql runs it on the local PostgreSQL instead.
  */
-import { ManagedRuntime } from "effect"
+import { ManagedRuntime, Runtime } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { core } from "../layers/Main.js"
+import { requestRuntime } from "../src/query/Timeout.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { createDatabase, daemonConfig, serviceAuth, tempDir, writeConfig } from "../test/support/services.js"
 
@@ -30,10 +31,12 @@ const file = writeConfig({
 }, dir)
 const rt = ManagedRuntime.make(core(file))
 const handler = await rt.runPromise(RpcHandler)
+// As the server runs each frame: a fiber of the request runtime.
+const run = Runtime.runPromise(requestRuntime(await rt.runtime()))
 const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
 let id = 0
 const call = async (method: string, params: ReadonlyArray<unknown>, auth: object = serviceAuth) =>
-  JSON.parse(await rt.runPromise(handler.handle(conn, JSON.stringify({ id: ++id, method, params, auth })))) as { result: { id: string } }
+  JSON.parse(await run(handler.handle(conn, JSON.stringify({ id: ++id, method, params, auth })))) as { result: { id: string } }
 const user = (await call("create", ["User", { username: "micro", email: "micro@example.com", role: "god" }])).result
 await call("create", ["Session", { userId: user.id, token: "micro-session-token", expiresAt: "2099-01-01T00:00:00Z" }])
 const page = (await call("create", ["PageView", { slug: "micro", title: "M", level: 1, layout: {} }])).result

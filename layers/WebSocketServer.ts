@@ -26,6 +26,7 @@ import { BadRequest, toWireError } from "../src/Errors.js"
 import { activeConnections, connectionsRefused, connectionsTotal } from "../src/Metrics.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { encodeError } from "../src/rpc/Protocol.js"
+import { requestRuntime } from "../src/query/Timeout.js"
 import { Database } from "../src/services/Database.js"
 import { version } from "../src/version.js"
 import { renderPrometheus } from "./Metrics.js"
@@ -77,6 +78,7 @@ export const layer = Layer.scoped(
     const db = yield* Database
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
+    const runRequest = Runtime.runFork(requestRuntime(runtime))
     const runSync = Runtime.runSync(runtime)
     const s = cfg.server
     const startedAt = Date.now()
@@ -200,7 +202,7 @@ export const layer = Layer.scoped(
       }
       const run = (frame: string) => {
         inFlight++
-        const fiber = runFork(handler.handle(conn, frame))
+        const fiber = runRequest(handler.handle(conn, frame))
         fibers.add(fiber)
         fiber.addObserver((exit) => {
           fibers.delete(fiber)

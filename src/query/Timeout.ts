@@ -11,8 +11,18 @@
  *   (writers wait at most `busy_timeout` for the lock) and the 504 is answered as soon as it
  *   yields back to the event loop.
  */
-import { Effect, Fiber, FiberId } from "effect"
+import { Effect, Fiber, FiberId, Runtime, RuntimeFlags } from "effect"
 import { Timeout } from "../Errors.js"
+
+/**
+ * A runtime whose fibers cannot be interrupted from outside; the server and the in-process client
+ * fork every request on it. In such a fiber the bound needs no second fiber: the request body
+ * runs in an interruptible region that the timer interrupts, and what follows it (the audit
+ * record, the answer) runs to its end. Forking a fiber for the bound cost about 25 µs per
+ * request (bench/handler-micro.ts).
+ */
+export const requestRuntime = <R>(runtime: Runtime.Runtime<R>): Runtime.Runtime<R> =>
+  Runtime.disableRuntimeFlag(runtime, RuntimeFlags.Interruption)
 
 /**
  * Runs `self` with the request bound: interrupted after `timeoutMs`, failing with `Timeout` (504)
@@ -21,28 +31,44 @@ import { Timeout } from "../Errors.js"
  * event loop, so the timer cannot fire before it returns) also gets the 504: the bound is a
  * promise to the caller, and past it the outcome is reported as unknown, like any timeout.
  *
- * One child fiber and one timer per request: `Effect.timeoutFail` races two fibers and a Clock
- * sleep, which cost about twice as much on the request path (measured in bench/handler-micro.ts).
+ * In a fiber that cannot be interrupted (`requestRuntime`) the timer interrupts the fiber itself
+ * while `self` runs; anywhere else `self` runs in a child fiber that the timer interrupts, so
+ * that the caller's fiber is never interrupted by the bound.
  */
 export const withQueryTimeout =
   (timeoutMs: number) =>
   <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
-    Effect.suspend(() => {
+    Effect.checkInterruptible((interruptible) => {
       const started = performance.now()
-      return Effect.flatMap(Effect.fork(self), (fiber) =>
-        Effect.async<A, E | Timeout>((resume) => {
+      const outcome = <X>(expired: boolean, exit: Effect.Effect<X, E>): Effect.Effect<X, E | Timeout> =>
+        expired || performance.now() - started > timeoutMs ? Effect.fail(new Timeout({ timeoutMs })) : exit
+      if (!interruptible) {
+        return Effect.withFiberRuntime<A, E | Timeout, R>((fiber) => {
           let expired = false
           const timer = setTimeout(() => {
             expired = true
             fiber.unsafeInterruptAsFork(FiberId.none)
           }, timeoutMs)
-          fiber.addObserver((exit) => {
+          return Effect.flatMap(Effect.exit(Effect.interruptible(self)), (exit) => {
             clearTimeout(timer)
-            resume(expired || performance.now() - started > timeoutMs ? Effect.fail(new Timeout({ timeoutMs })) : exit)
+            return outcome(expired, exit)
+          })
+        })
+      }
+      return Effect.flatMap(Effect.fork(self), (child) =>
+        Effect.async<A, E | Timeout>((resume) => {
+          let expired = false
+          const timer = setTimeout(() => {
+            expired = true
+            child.unsafeInterruptAsFork(FiberId.none)
+          }, timeoutMs)
+          child.addObserver((exit) => {
+            clearTimeout(timer)
+            resume(outcome(expired, exit))
           })
           return Effect.suspend(() => {
             clearTimeout(timer)
-            return Fiber.interrupt(fiber)
+            return Fiber.interrupt(child)
           })
         })
       )

@@ -4,16 +4,19 @@
  * from a configuration with query_timeout 300 ms, a sleeping statement run through the handler's
  * own timeout wrapper (withQueryTimeout), then the server's process list, read over a separate
  * connection, must show no sleeping statement of the daemon (polled with a bounded deadline).
+ * Each timeout case runs in both kinds of fiber the bound supports: one that can be interrupted
+ * (the bound forks a child) and a request fiber of `requestRuntime`, as the server runs them (the
+ * bound interrupts the request's own interruptible region).
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Either, ManagedRuntime, Schema } from "effect"
+import { Effect, Either, ManagedRuntime, Runtime, Schema } from "effect"
 import mysql from "mysql2/promise"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sqlClientLayer } from "../../layers/Database.js"
 import { ConfigFile, type DaemonConfig } from "../../src/Config.js"
 import { classify, toRequestError } from "../../src/query/DbErrors.js"
-import { withQueryTimeout } from "../../src/query/Timeout.js"
+import { requestRuntime, withQueryTimeout } from "../../src/query/Timeout.js"
 import type { EntityDef } from "../../src/entity/Model.js"
 import { createDatabase, MY, PG, skipDialect, type TestDatabase } from "../support/services.js"
 
@@ -28,6 +31,16 @@ const configFor = (db: TestDatabase, queryTimeout = QUERY_TIMEOUT): DaemonConfig
   sourcePath: "/dev/null",
   entitiesDir: "/dev/null"
 })
+
+/** How a test runs an effect on a runtime: in an ordinary fiber, or in a request fiber. */
+const fibers = [
+  { kind: "an interruptible fiber", run: <A, E>(rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>, e: Effect.Effect<A, E, SqlClient.SqlClient>) => rt.runPromise(e) },
+  {
+    kind: "a request fiber",
+    run: async <A, E>(rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>, e: Effect.Effect<A, E, SqlClient.SqlClient>) =>
+      Runtime.runPromise(requestRuntime(await rt.runtime()))(e)
+  }
+] as const
 
 /** Polls `probe` until it returns 0 or the deadline passes; returns the last value. */
 const pollUntilZero = async (probe: () => Promise<number>, deadlineMs: number): Promise<number> => {
@@ -98,11 +111,12 @@ for (const { dialect, sleep } of sleeps) {
       else expect(Number(limit[0]!.v)).toBeCloseTo(0.3, 6)
     })
 
-    it("the request answers 504 within ~1 s and the sleeping statement is gone from the server", async () => {
+    it.each(fibers)("the request answers 504 within ~1 s and the sleeping statement is gone from the server ($kind)", async ({ run }) => {
       const started = performance.now()
       // As Repository and Handler do: driver errors mapped, then the request bound. Whichever
       // fires first (our timer, or the server's limit of the same length) the answer is 504.
-      const outcome = await rt.runPromise(
+      const outcome = await run(
+        rt,
         Effect.flatMap(SqlClient.SqlClient, (sql) =>
           sql.unsafe(sleep).pipe(
             Effect.mapError((e) => toRequestError(anyEntity, e, undefined, QUERY_TIMEOUT)),
@@ -118,13 +132,14 @@ for (const { dialect, sleep } of sleeps) {
       expect(await pollUntilZero(running, 3000)).toBe(0)
     })
 
-    it.skipIf(dialect !== "postgresql")("PgClient's cancel stops the statement long before the server's own limit", async () => {
+    it.skipIf(dialect !== "postgresql").each(fibers)("PgClient's cancel stops the statement long before the server's own limit ($kind)", async ({ run }) => {
       // Server limit 10 s, request bound 300 ms: only the cancel sent on interruption can stop it
       // within the 2 s the poll allows.
       const slow = ManagedRuntime.make(sqlClientLayer(configFor(db, 10_000)))
       try {
         const started = performance.now()
-        const outcome = await slow.runPromise(
+        const outcome = await run(
+          slow as ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>,
           Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe("SELECT pg_sleep(8)").pipe(withQueryTimeout(QUERY_TIMEOUT), Effect.either))
         )
         expect(Either.isLeft(outcome) && outcome.left._tag).toBe("Timeout")
@@ -149,9 +164,9 @@ for (const { dialect, sleep } of sleeps) {
 }
 
 describe("sqlite: statements cannot be interrupted, the 504 still comes", () => {
-  it("a statement that outruns query_timeout answers Timeout when it returns", async () => {
+  it.each(fibers)("a statement that outruns query_timeout answers Timeout when it returns ($kind)", async ({ run }) => {
     const db = await createDatabase("sqlite")
-    const rt = ManagedRuntime.make(sqlClientLayer(configFor(db)))
+    const rt = ManagedRuntime.make(sqlClientLayer(configFor(db))) as ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>
     try {
       // A recursive CTE that takes well over 300 ms, synchronously (blocking the event loop).
       const slow = Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -162,7 +177,7 @@ describe("sqlite: statements cannot be interrupted, the 504 still comes", () => 
       // A bound far below what the statement takes, so that it surely outruns it.
       const bound = 50
       const started = performance.now()
-      const outcome = await rt.runPromise(slow.pipe(withQueryTimeout(bound), Effect.either))
+      const outcome = await run(rt, slow.pipe(withQueryTimeout(bound), Effect.either))
       const elapsed = performance.now() - started
       expect(elapsed).toBeGreaterThan(bound)
       expect(Either.isLeft(outcome) && outcome.left._tag, `took ${Math.round(elapsed)} ms: ${JSON.stringify(outcome)}`).toBe("Timeout")
