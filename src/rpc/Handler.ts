@@ -103,11 +103,11 @@ export const make = Effect.gen(function* () {
       // A write that could not be recorded must not run (fail closed); reads follow the policy.
       yield* audit.ready(WriteMethods.has(req.method))
       const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache }
-      const written = writtenEntities(req.method, req.params)
+      const written = new Set(writtenEntities(req.method, req.params))
+      const run = runMethod(ctx, req.method, req.params)
+      if (written.size === 0) return yield* run
       // Announced whatever the outcome (a timed-out write may still have committed).
-      return yield* runMethod(ctx, req.method, req.params).pipe(
-        Effect.ensuring(Effect.forEach(new Set(written), (e) => changes.publish(e), { discard: true }))
-      )
+      return yield* Effect.ensuring(run, Effect.forEach(written, (e) => changes.publish(e), { discard: true }))
     })
 
   const handle = (conn: Connection, frame: string): Effect.Effect<string> => {
@@ -121,11 +121,11 @@ export const make = Effect.gen(function* () {
     }).pipe(
       withQueryTimeout(timeoutMs),
       Effect.exit,
+      // What follows the request runs without Effect.gen and with direct metric updates: it is on
+      // every request's path, and each generator step or metric effect showed in the profile.
       Effect.flatMap((exit) =>
-        Effect.gen(function* () {
+        Effect.flatMap(Effect.currentSpan.pipe(Effect.option), (span) => {
           const error = Exit.isSuccess(exit) ? undefined : asRequestError(exit.cause)
-          if (error?._tag === "Internal") yield* Effect.logError("request failed unexpectedly", error.cause)
-          const span = yield* Effect.currentSpan.pipe(Effect.option)
           const wire = error === undefined ? undefined : toWireError(error)
           const outcome = Exit.isSuccess(exit) ? exit.value : undefined
           const target = error === undefined ? undefined : targetOf(req)
@@ -149,18 +149,21 @@ export const make = Effect.gen(function* () {
             remoteAddress: conn.remoteAddress
           }
           const metrics = metricsOf(req.method)
-          yield* Metric.increment(error === undefined ? metrics.success : metrics.error)
-          yield* Metric.update(metrics.duration, elapsedMs / 1000)
-          if (error?._tag === "RateLimited") yield* Metric.increment(rateLimited)
-          if (error?._tag === "Unauthorized") yield* Metric.increment(authFailures)
+          ;(error === undefined ? metrics.success : metrics.error).unsafeUpdate(1, [])
+          metrics.duration.unsafeUpdate(elapsedMs / 1000, [])
+          if (error?._tag === "RateLimited") rateLimited.unsafeUpdate(1, [])
+          if (error?._tag === "Unauthorized") authFailures.unsafeUpdate(1, [])
           const durable = error === undefined && WriteMethods.has(req.method)
-          const audited = yield* audit.record(record, durable).pipe(Effect.either)
-          if (audited._tag === "Left") {
-            yield* Effect.logError("audit record could not be written", audited.left.reason)
-            // A write that cannot be recorded is not acknowledged (fail closed).
-            if (durable) return encodeError(req.id, toWireError(audited.left))
-          }
-          return outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!)
+          const answer = () => (outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!))
+          const recorded = Effect.matchEffect(audit.record(record, durable), {
+            onSuccess: () => Effect.sync(answer),
+            onFailure: (e) =>
+              Effect.map(Effect.logError("audit record could not be written", e.reason), () =>
+                // A write that cannot be recorded is not acknowledged (fail closed).
+                durable ? encodeError(req.id, toWireError(e)) : answer()
+              )
+          })
+          return error?._tag === "Internal" ? Effect.zipRight(Effect.logError("request failed unexpectedly", error.cause), recorded) : recorded
         })
       ),
       Effect.withSpan(`rpc.${req.method}`, { attributes: { "rpc.method": req.method, "rpc.id": String(req.id) }, captureStackTrace: false }),
