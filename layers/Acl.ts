@@ -278,20 +278,21 @@ export const make = Effect.gen(function* () {
     return Effect.logInfo(`acl rules reloaded (${next.rules.length} rules)`, file)
   })
 
+  // A plain function after `refresh` (no Effect.gen, direct metric updates): it runs for every
+  // entity of every request.
   const decide = (principal: Principal, entity: EntityDef, op: AclOperation) =>
-    Effect.gen(function* () {
-      yield* refresh
+    Effect.flatMap(refresh, () => {
       const hidden = hiddenByEntity.get(entity.name) ?? new Set<FieldDef>()
       const decision: Decision | string =
         principal.role === "system"
           ? { ...systemDecision(entity), readable: entity.exposed.filter((f) => !hidden.has(f)) }
           : decideFor(state.rules, principal, entity, op, hidden)
       if (typeof decision === "string") {
-        yield* Metric.increment(denied)
-        return yield* new Forbidden({ reason: decision })
+        denied.unsafeUpdate(1, [])
+        return Effect.fail(new Forbidden({ reason: decision }))
       }
-      yield* Metric.increment(allowed)
-      return decision
+      allowed.unsafeUpdate(1, [])
+      return Effect.succeed(decision)
     }).pipe(aclSpan)
 
   return { decide }

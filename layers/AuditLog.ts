@@ -303,21 +303,26 @@ export const layer = Layer.scoped(
     }
     const denyReads = cfg.security.audit.on_failure_reads === "deny"
 
+    // Without Effect.gen and with direct metric updates: one record per request.
     const record = (rec: AuditRecord, durable: boolean): Effect.Effect<void, Unavailable> =>
-      Effect.gen(function* () {
+      Effect.suspend(() => {
         const line = JSON.stringify(rec) + "\n"
         if (toStdout) process.stdout.write(JSON.stringify({ audit: rec }) + "\n")
-        if (insert !== undefined) yield* Effect.forkDaemon(insert(rec))
-        if (sink === undefined) return
+        const inserted = insert === undefined ? Effect.void : Effect.asVoid(Effect.forkDaemon(insert(rec)))
+        if (sink === undefined) return inserted
         if (!durable) {
           sink.appendLater(line)
-          return yield* Metric.increment(queuedRecords)
+          queuedRecords.unsafeUpdate(1, [])
+          return inserted
         }
-        yield* Effect.tryPromise({ try: () => sink.append(line), catch: unavailable }).pipe(
-          Effect.tapBoth({
-            onSuccess: () => Metric.increment(okRecords),
-            onFailure: () => Metric.increment(failedRecords)
-          })
+        return Effect.zipRight(
+          inserted,
+          Effect.tryPromise({ try: () => sink.append(line), catch: unavailable }).pipe(
+            Effect.tapBoth({
+              onSuccess: () => Effect.sync(() => okRecords.unsafeUpdate(1, [])),
+              onFailure: () => Effect.sync(() => failedRecords.unsafeUpdate(1, []))
+            })
+          )
         )
       })
 

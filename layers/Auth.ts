@@ -190,23 +190,20 @@ export const make = Effect.gen(function* () {
       return { userId: entry.userId, role: entry.role, via: "session" } satisfies Principal
     })
 
-  const authenticate = (creds: Credentials, remoteAddress: string) =>
-    Effect.gen(function* () {
+  const authenticate = (creds: Credentials, remoteAddress: string): Effect.Effect<Principal, Unauthorized | Unavailable | RateLimited> =>
+    Effect.suspend((): Effect.Effect<Principal, Unauthorized | Unavailable | RateLimited> => {
       const throttled = failures.check(remoteAddress, false)
       if (throttled !== undefined) {
-        return yield* new RateLimited({ retryAfter: throttled.retryAfter, reason: "too many failed authentications from this address" })
+        return Effect.fail(new RateLimited({ retryAfter: throttled.retryAfter, reason: "too many failed authentications from this address" }))
       }
+      // A service token is decided here and now (no Effect.gen: it is on every request's path).
       const svc = service(creds)
-      const principal: Principal =
+      const principal =
         svc !== undefined
-          ? svc
-          : verifyJwt !== undefined && JWT_SHAPE.test(creds.token)
-            ? yield* jwt(verifyJwt, creds)
-            : yield* session(creds)
-      return yield* matchUser(principal, creds)
-    }).pipe(
-      Effect.tapError((e) => (e._tag === "Unauthorized" ? Effect.sync(() => failures.check(remoteAddress, true)) : Effect.void))
-    )
+          ? matchUser(svc, creds)
+          : Effect.flatMap(verifyJwt !== undefined && JWT_SHAPE.test(creds.token) ? jwt(verifyJwt, creds) : session(creds), (p) => matchUser(p, creds))
+      return Effect.tapError(principal, (e) => (e._tag === "Unauthorized" ? Effect.sync(() => failures.check(remoteAddress, true)) : Effect.void))
+    })
 
   return { authenticate }
 })
