@@ -14,6 +14,9 @@
  *   JOIN (list ComponentHierarchy include ["page"], limit 20) and Bulk (createMany of 100), one
  *   request at a time; direct and daemon alternate in rounds and the median of the rounds'
  *   p50/p99 is reported.
+ * - Transport floor (bench/floor-server.mjs): a bare ws + pg server process with none of the
+ *   daemon's stages, and the same query through pg in this process, measured in the same rounds
+ *   (SELECT) and at 32 clients: what the extra process and the WebSocket hop alone cost here.
  * - Throughput: reads by id with 1, 8, 32, 128 concurrent clients (one request in flight each).
  * - Memory: VmRSS of a fresh daemon idle and with 1,000 authenticated idle connections.
  * - Cache: a daemon with performance.cache_enabled: a repeated list (hit) against the same list
@@ -28,11 +31,12 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, ManagedRuntime } from "effect"
-import { execSync } from "node:child_process"
+import { execSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import pg from "pg"
 import { loadConfig } from "../layers/Config.js"
 import { sqlClientLayer } from "../layers/Database.js"
 import { fromConfig } from "../layers/Entities.js"
@@ -100,7 +104,7 @@ const rssKb = (pid: number): { rss: number; hwm: number } => {
 const log = (s: string) => console.log(s)
 let seq = 0
 const uniq = () => `${randomBytes(3).toString("hex")}-${(++seq).toString(36)}`
-const pageData = (i: number) => ({ slug: `b/${uniq()}`, title: `bench page ${i}`, level: 1 + (i % 5), layout: { blocks: [{ type: "text", n: i }] } })
+const pageData = (i: number, prefix = "b") => ({ slug: `${prefix}/${uniq()}`, title: `bench page ${i}`, level: 1 + (i % 5), layout: { blocks: [{ type: "text", n: i }] } })
 
 /** One call through the daemon; an error answer is a failure of the benchmark. */
 const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {
@@ -252,6 +256,34 @@ try {
   })()
   log(`audit disk: write + fdatasync p50 ${fsyncUs.p50.toFixed(0)} µs, p99 ${fsyncUs.p99.toFixed(0)} µs`)
 
+  // Transport floor: the daemon's read by id as plain SQL (its columns, its row filter), run by a
+  // bare server process and by pg in this process.
+  const conn = db.databaseConfig.connection as { host: string; port: number; database: string; user: string }
+  const pgUrl = `postgres://${encodeURIComponent(conn.user)}@${conn.host}:${conn.port}/${encodeURIComponent(conn.database)}`
+  const q = (c: string) => `"${c.replaceAll('"', '""')}"`
+  const floorSql = `SELECT ${pv.exposed.map((f) => q(f.column)).join(", ")} FROM ${q(pv.table)} WHERE ${q(pv.primaryKey.column)} = $1 AND ${q(pv.byName.get("isActive")!.column)} = true`
+  const rawPool = new pg.Pool({ connectionString: pgUrl, max: POOL })
+  const rawRead = async (id: string) => {
+    const r = await rawPool.query({ name: "floor_read", text: floorSql, values: [id] })
+    if (r.rows.length !== 1) throw new Error(`raw read of ${id} found ${r.rows.length} rows`)
+  }
+  const floorProcess = spawn(process.execPath, [path.join(root, "bench", "floor-server.mjs"), pgUrl, String(POOL), floorSql], { stdio: ["ignore", "pipe", "inherit"] })
+  process.once("exit", () => floorProcess.kill("SIGKILL"))
+  const floorPort = await new Promise<number>((resolve, reject) => {
+    floorProcess.once("exit", (code) => reject(new Error(`the floor server exited (${code})`)))
+    floorProcess.stdout!.once("data", (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port))
+  })
+  const floorClients: Array<Client> = []
+  const openFloor = async () => {
+    const c = await connect(floorPort)
+    floorClients.push(c)
+    return c
+  }
+  const floorRead = async (c: Client, id: string) => {
+    const a = await c.call("read", ["PageView", id])
+    if (a.error !== undefined || a.result === null) throw new Error(`floor read of ${id} failed: ${JSON.stringify(a)}`)
+  }
+
   // -------------------------------------------------------------------------------------------
   // latency
 
@@ -260,7 +292,12 @@ try {
   const createdDaemon: Array<string> = []
   let pick = 0
   const nextPage = () => pageIds[(pick = (pick + 7919) % pageIds.length)]!
-  const bulkItems = () => Array.from({ length: 100 }, (_, i) => pageData(i))
+  const bulkItems = () => Array.from({ length: 100 }, (_, i) => pageData(i, "bulk"))
+  // Each side's bulk rows are removed (and the table vacuumed) after its batch, outside the
+  // timing: otherwise the side that runs second works on a table 3,000 rows larger, and the
+  // write's access check (a COUNT over the 100 ids with the row filter) is planned on the
+  // statistics of the seeded table, so it scans the whole table and the sides are not comparable.
+  const removeBulkRows = () => run(Effect.zipRight(sql`DELETE FROM ${sql(pv.table)} WHERE ${sql(pv.byName.get("slug")!.column)} LIKE 'bulk/%'`, sql.unsafe(`VACUUM "${pv.table}"`)))
 
   interface Op {
     readonly name: string
@@ -318,10 +355,16 @@ try {
     return xs
   }
   const warm = Math.max(1, WARMUP)
+  const floorClient = await openFloor()
+  const floorSides = { raw: () => rawRead(nextPage()), floor: () => floorRead(floorClient, nextPage()) }
+  await timed(warm, floorSides.raw)
+  await timed(warm, floorSides.floor)
+  const floorRounds: Record<keyof typeof floorSides, Array<number>> = { raw: [], floor: [] }
   for (const op of ops) {
     const n = op.name === "Bulk (100)" ? Math.max(1, Math.ceil(warm / 10)) : warm
     await timed(n, op.direct)
     await timed(n, op.daemon)
+    if (op.name === "Bulk (100)") await removeBulkRows()
   }
   type Side = "direct" | "daemon"
   const rounds = new Map<string, Record<Side, Array<{ p50: number; p99: number; mean: number }>>>()
@@ -340,9 +383,11 @@ try {
           }
         }
         const xs = await timed(op.iterations, side === "direct" ? op.direct : op.daemon)
+        if (op.name === "Bulk (100)") await removeBulkRows()
         rounds.get(op.name)![side].push({ p50: pct(xs, 50), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length })
       }
     }
+    for (const side of r % 2 === 0 ? (["raw", "floor"] as const) : (["floor", "raw"] as const)) floorRounds[side].push(pct(await timed(ITER, floorSides[side]), 50))
     log(`latency round ${r + 1}/${ROUNDS} done (${((performance.now() - tl) / 1000).toFixed(1)} s)`)
   }
   const latency = ops.map((op) => {
@@ -373,7 +418,9 @@ try {
     return (Number(fields[11]) + Number(fields[12])) / 100
   }
   const cpuPerRequest = new Map<string, Array<number>>()
-  const throughputOnce = async (side: Side, n: number): Promise<number> => {
+  const floorTpClients: Array<Client> = [floorClient]
+  while (floorTpClients.length < 32) floorTpClients.push(await openFloor())
+  const throughputOnce = async (side: Side | "raw" | "floor", n: number): Promise<number> => {
     let stop = false
     let counting = false
     let done = 0
@@ -382,7 +429,9 @@ try {
       while (!stop) {
         const id = pageIds[(k = (k + 104_729) % pageIds.length)]!
         if (side === "direct") await run(repo.read(pv, id, pvAccess))
-        else await ok(tpClients[lane]!, "read", ["PageView", id])
+        else if (side === "daemon") await ok(tpClients[lane]!, "read", ["PageView", id])
+        else if (side === "raw") await rawRead(id)
+        else await floorRead(floorTpClients[lane]!, id)
         if (counting) done++
       }
     }
@@ -390,13 +439,14 @@ try {
     await sleep(300)
     counting = true
     const ts = performance.now()
-    // CPU of whoever serves the reads: the daemon process, or this process for direct.
-    const cpu0 = side === "daemon" ? cpuSecondsOf(daemon.process.pid!) : process.cpuUsage()
+    // CPU of whoever serves the reads: the daemon (or floor) process, or this process for direct.
+    const server = side === "daemon" ? daemon.process.pid! : side === "floor" ? floorProcess.pid! : undefined
+    const cpu0 = server !== undefined ? cpuSecondsOf(server) : process.cpuUsage()
     await sleep(TP_SECONDS * 1000)
     const elapsed = (performance.now() - ts) / 1000
     const cpu =
       typeof cpu0 === "number"
-        ? cpuSecondsOf(daemon.process.pid!) - cpu0
+        ? cpuSecondsOf(server!) - cpu0
         : (() => {
             const u = process.cpuUsage(cpu0)
             return (u.user + u.system) / 1e6
@@ -410,11 +460,13 @@ try {
   }
   const tpRounds = new Map<number, Record<Side, Array<number>>>()
   for (const n of CLIENT_COUNTS) tpRounds.set(n, { direct: [], daemon: [] })
+  const floorTp: Record<"raw" | "floor", Array<number>> = { raw: [], floor: [] }
   for (let r = 0; r < ROUNDS; r++) {
     for (const n of CLIENT_COUNTS) {
       const order: ReadonlyArray<Side> = r % 2 === 0 ? ["direct", "daemon"] : ["daemon", "direct"]
       for (const side of order) tpRounds.get(n)![side].push(await throughputOnce(side, n))
     }
+    for (const side of r % 2 === 0 ? (["raw", "floor"] as const) : (["floor", "raw"] as const)) floorTp[side].push(await throughputOnce(side, 32))
     log(`throughput round ${r + 1}/${ROUNDS} done`)
   }
   const throughput = CLIENT_COUNTS.map((n) => {
@@ -430,6 +482,21 @@ try {
       cpuUsPerRequest: { direct: median(cpuPerRequest.get(`direct:${n}`) ?? []), daemon: median(cpuPerRequest.get(`daemon:${n}`) ?? []) }
     }
   })
+  const tp32Direct = throughput.find((t) => t.clients === 32)!
+  const floor = {
+    sql: floorSql,
+    selectP50: { raw: median(floorRounds.raw), floor: median(floorRounds.floor), addedUs: median(floorRounds.floor) - median(floorRounds.raw), addedUsRounds: floorRounds.floor.map((f, i) => f - floorRounds.raw[i]!) },
+    throughput32: {
+      raw: median(floorTp.raw),
+      floor: median(floorTp.floor),
+      floorOfRaw: median(floorTp.floor) / median(floorTp.raw),
+      floorOfDirect: median(floorTp.floor) / tp32Direct.direct,
+      cpuUsPerRequest: { raw: median(cpuPerRequest.get("raw:32") ?? []), floor: median(cpuPerRequest.get("floor:32") ?? []) }
+    }
+  }
+  await Promise.all(floorClients.splice(0).map((c) => c.close()))
+  floorProcess.kill("SIGTERM")
+  await rawPool.end()
   for (const c of tpClients.splice(1)) {
     clients.splice(clients.indexOf(c), 1)
     await c.close()
@@ -523,6 +590,12 @@ try {
   for (const t of throughput) {
     lines.push(`| ${t.clients} | ${t.direct.toFixed(0)} | ${t.daemon.toFixed(0)} | ${(t.ratio * 100).toFixed(0)} % | ${t.cpuUsPerRequest.direct.toFixed(0)} µs / ${t.cpuUsPerRequest.daemon.toFixed(0)} µs |`)
   }
+  lines.push(`\n### Transport floor (a bare ws + pg server process: no authentication, access rules, rate limit, audit or Effect; same rounds)\n`)
+  lines.push("| Measure | In this process (pg) | Bare server process | Bare server adds |")
+  lines.push("|---|---:|---:|---:|")
+  lines.push(`| SELECT by id p50 | ${us(floor.selectP50.raw)} | ${us(floor.selectP50.floor)} | ${sign(floor.selectP50.addedUs)}${us(Math.abs(floor.selectP50.addedUs))} |`)
+  lines.push(`| Reads/s at 32 clients | ${floor.throughput32.raw.toFixed(0)} | ${floor.throughput32.floor.toFixed(0)} | ${(floor.throughput32.floorOfRaw * 100).toFixed(0)} % of raw pg, ${(floor.throughput32.floorOfDirect * 100).toFixed(0)} % of Direct DB |`)
+  lines.push(`| CPU per read at 32 clients (this process / server process) | ${floor.throughput32.cpuUsPerRequest.raw.toFixed(0)} µs | ${floor.throughput32.cpuUsPerRequest.floor.toFixed(0)} µs | |`)
   lines.push("\n### Memory and cache\n")
   lines.push("| Measure | Value |")
   lines.push("|---|---:|")
@@ -578,6 +651,7 @@ try {
         unit: "µs (latency), requests/s (throughput), MB (memory)",
         latency,
         throughput,
+        floor,
         memory,
         cache,
         auditFsyncUs: fsyncUs,
