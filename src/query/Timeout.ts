@@ -15,8 +15,8 @@ import { Effect, Fiber, FiberId, Runtime, RuntimeFlags } from "effect"
 import { Timeout } from "../Errors.js"
 
 /**
- * A runtime whose fibers cannot be interrupted from outside; the server and the in-process client
- * fork every request on it. In such a fiber the bound needs no second fiber: the request body
+ * A runtime whose fibers cannot be interrupted from outside; the WebSocket server forks every
+ * request on it. In such a fiber the bound needs no second fiber: the request body
  * runs in an interruptible region that the timer interrupts, and what follows it (the audit
  * record, the answer) runs to its end. Forking a fiber for the bound cost about 25 µs per
  * request (bench/handler-micro.ts).
@@ -32,8 +32,9 @@ export const requestRuntime = <R>(runtime: Runtime.Runtime<R>): Runtime.Runtime<
  * promise to the caller, and past it the outcome is reported as unknown, like any timeout.
  *
  * In a fiber that cannot be interrupted (`requestRuntime`) the timer interrupts the fiber itself
- * while `self` runs; anywhere else `self` runs in a child fiber that the timer interrupts, so
- * that the caller's fiber is never interrupted by the bound.
+ * while `self` runs; anywhere else (the in-process client, whose caller may interrupt a request
+ * itself) `self` runs in a child fiber that the timer interrupts, so that the caller's fiber is
+ * never interrupted by the bound.
  */
 export const withQueryTimeout =
   (timeoutMs: number) =>
