@@ -23,7 +23,9 @@ import * as ResultCache from "../../layers/ResultCache.js"
 import * as Handler from "../../src/rpc/Handler.js"
 import { requestRuntime } from "../../src/query/Timeout.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { readAudit } from "../security/audit-helpers.js"
 import { createDatabase, daemonConfig, serviceAuth, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
+import { until } from "../support/wait.js"
 
 const QUERY_TIMEOUT = 200
 
@@ -35,16 +37,6 @@ const stuckLimiter = (state: { stuck: boolean; interrupted: number }) =>
         ? Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void state.interrupted++)))
         : Effect.void
   })
-
-/** Polls `look` until it finds something, for at most 5 s. */
-const until = async <A>(look: () => A | undefined): Promise<A | undefined> => {
-  const deadline = Date.now() + 5000
-  for (;;) {
-    const found = look()
-    if (found !== undefined || Date.now() > deadline) return found
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
 
 describe("a request stuck past query_timeout", () => {
   let db: TestDatabase
@@ -107,14 +99,7 @@ describe("a request stuck past query_timeout", () => {
     expect(state.interrupted).toBe(before + 1)
 
     // The record of a read is written without waiting for it: poll with a bound.
-    const record = await until(() =>
-      fs
-        .readFileSync(auditFile(), "utf8")
-        .split("\n")
-        .filter((l) => l !== "")
-        .map((l) => JSON.parse(l) as Record<string, unknown>)
-        .find((r) => r.requestId === requestId)
-    )
+    const record = await until(`the audit record of ${requestId}`, () => readAudit(auditFile()).find((r) => r.requestId === requestId), 5000)
     expect(record).toMatchObject({ operation: "list", success: false, errorCode: 504 })
   })
 })
