@@ -41,34 +41,33 @@ export const withQueryTimeout =
   <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
     Effect.checkInterruptible((interruptible) => {
       const started = performance.now()
-      const outcome = <X>(expired: boolean, exit: Effect.Effect<X, E>): Effect.Effect<X, E | Timeout> =>
-        expired || performance.now() - started > timeoutMs ? Effect.fail(new Timeout({ timeoutMs })) : exit
+      /** Arms the timer against `target`; `settle` ends it and gives the request's outcome. */
+      const arm = (target: Fiber.RuntimeFiber<unknown, unknown>) => {
+        let expired = false
+        const timer = setTimeout(() => {
+          expired = true
+          target.unsafeInterruptAsFork(FiberId.none)
+        }, timeoutMs)
+        return {
+          clear: () => clearTimeout(timer),
+          settle: <X>(exit: Effect.Effect<X, E>): Effect.Effect<X, E | Timeout> => {
+            clearTimeout(timer)
+            return expired || performance.now() - started > timeoutMs ? Effect.fail(new Timeout({ timeoutMs })) : exit
+          }
+        }
+      }
       if (!interruptible) {
         return Effect.withFiberRuntime<A, E | Timeout, R>((fiber) => {
-          let expired = false
-          const timer = setTimeout(() => {
-            expired = true
-            fiber.unsafeInterruptAsFork(FiberId.none)
-          }, timeoutMs)
-          return Effect.flatMap(Effect.exit(Effect.interruptible(self)), (exit) => {
-            clearTimeout(timer)
-            return outcome(expired, exit)
-          })
+          const bound = arm(fiber)
+          return Effect.flatMap(Effect.exit(Effect.interruptible(self)), (exit) => bound.settle(exit))
         })
       }
       return Effect.flatMap(Effect.fork(self), (child) =>
         Effect.async<A, E | Timeout>((resume) => {
-          let expired = false
-          const timer = setTimeout(() => {
-            expired = true
-            child.unsafeInterruptAsFork(FiberId.none)
-          }, timeoutMs)
-          child.addObserver((exit) => {
-            clearTimeout(timer)
-            resume(outcome(expired, exit))
-          })
+          const bound = arm(child)
+          child.addObserver((exit) => resume(bound.settle(exit)))
           return Effect.suspend(() => {
-            clearTimeout(timer)
+            bound.clear()
             return Fiber.interrupt(child)
           })
         })
