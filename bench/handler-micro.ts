@@ -5,10 +5,11 @@
  * service token: no session, no row filter) take one stage away, to see what it costs;
  * MICRO_DB=postgresql runs it on the local PostgreSQL instead.
  */
-import { ManagedRuntime, Runtime } from "effect"
+import { Layer, ManagedRuntime, Runtime } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { core } from "../layers/Main.js"
+import * as Tracing from "../layers/Tracing.js"
 import { requestRuntime } from "../src/query/Timeout.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { createDatabase, daemonConfig, serviceAuth, tempDir, writeConfig } from "../test/support/services.js"
@@ -29,7 +30,8 @@ const file = writeConfig({
     auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }] }
   }
 }, dir)
-const rt = ManagedRuntime.make(core(file))
+// As the daemon runs: with its tracing layer (spans off unless exported).
+const rt = ManagedRuntime.make(Layer.provideMerge(Tracing.layer, core(file)))
 const handler = await rt.runPromise(RpcHandler)
 // As the server runs each frame: a fiber of the request runtime.
 const run = Runtime.runPromise(requestRuntime(await rt.runtime()))

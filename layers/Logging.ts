@@ -10,9 +10,20 @@ import { Context, FiberRef, FiberRefs, Inspectable, Layer, Logger, Option, Trace
 const errorToJSON = (u: unknown): unknown =>
   u instanceof Error && !("toJSON" in u) ? { ...u, name: u.name, message: u.message } : u
 
+/**
+ * With the tracer off (spans not exported), a span opened inside a request is a placeholder with
+ * the ids "noop": a line logged in it carries the ids of the nearest span that was made, the
+ * request's own (src/Spans.ts, `requestTrace`).
+ */
+const madeSpan = (span: Tracer.AnySpan): Tracer.AnySpan => {
+  let s = span
+  while (s._tag === "Span" && s.spanId === "noop" && Option.isSome(s.parent)) s = s.parent.value
+  return s
+}
+
 export const jsonWithTrace: Logger.Logger<unknown, string> = Logger.make((options) => {
   const log = Logger.structuredLogger.log(options)
-  const span = Context.getOption(FiberRefs.getOrDefault(options.context, FiberRef.currentContext), Tracer.ParentSpan)
+  const span = Option.map(Context.getOption(FiberRefs.getOrDefault(options.context, FiberRef.currentContext), Tracer.ParentSpan), madeSpan)
   return Inspectable.stringifyCircular({
     ...log,
     message: Array.isArray(log.message) ? log.message.map(errorToJSON) : errorToJSON(log.message),

@@ -5,9 +5,9 @@
  * e.g. http://otel-collector:4318/v1/traces), in batches every second and when the daemon stops.
  *
  * Off by default: the exporter modules are imported only when tracing is on, so a daemon without
- * tracing loads and sends nothing. The request's `rpc.<method>` span still exists in-process
- * (Effect's own tracer): the audit record's `traceId` and the log lines' come from it. Its
- * children are made only while spans are exported (src/Spans.ts).
+ * tracing loads and sends nothing, and its tracer is off: no span is made, since nobody would see
+ * it. Each request still has a trace id of its own (src/Spans.ts, `requestTrace`), which its
+ * audit record and log lines carry.
  */
 import { Effect, Layer } from "effect"
 import { AppConfig } from "../src/Config.js"
@@ -16,10 +16,10 @@ import { version } from "../src/version.js"
 export const layer: Layer.Layer<never, never, AppConfig> = Layer.unwrapEffect(
   Effect.gen(function* () {
     const { tracing } = yield* AppConfig
-    if (!tracing.enabled) return Layer.empty
+    if (!tracing.enabled) return Layer.setTracerEnabled(false)
     if (tracing.otlp_endpoint === undefined) {
       yield* Effect.logWarning("tracing.enabled is true but tracing.otlp_endpoint is not set: spans are not exported")
-      return Layer.empty
+      return Layer.setTracerEnabled(false)
     }
     const url = tracing.otlp_endpoint
     const [{ layer: otlpTracer }, { layerJson }, { layer: fetchClient }] = yield* Effect.promise(() =>

@@ -1,12 +1,13 @@
 /**
- * Spans inside a request (`auth`, `rate_limit`, `acl`). The request's own `rpc.<method>` span is
- * always made: its trace id is written into the audit record and the log lines. Its children are
+ * A request's spans (`rpc.<method>` and inside it `auth`, `rate_limit`, `acl`, the SQL spans) are
  * made only when spans are exported (`tracing.enabled` with `tracing.otlp_endpoint`): nobody can
- * see them otherwise, and each costs about 10 µs of CPU per request (bench/handler-micro.ts).
+ * see them otherwise, and each costs CPU on every request (bench/handler-micro.ts). Without them
+ * a request still has its own trace id (`requestTrace`) for the audit record and the log lines.
  * No span captures a stack trace: `Effect.withSpan` would otherwise create an Error (and format
  * its stack) for every span of every request. Their names say where they come from.
  */
-import { Effect, identity } from "effect"
+import { Effect, identity, Tracer } from "effect"
+import { randomUUID } from "node:crypto"
 import type { DaemonConfig } from "./Config.js"
 
 export const spanOptions = { captureStackTrace: false } as const
@@ -18,3 +19,17 @@ export const childSpan =
   (config: DaemonConfig) =>
   (name: string): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
     spansExported(config) ? Effect.withSpan(name, spanOptions) : identity
+
+/**
+ * A request's trace when spans are not exported: a trace id and span id of its own, as the parent
+ * span of everything the request runs (log lines carry them; the audit record carries the trace
+ * id), without a span to time, annotate and end. The daemon then runs with the tracer off
+ * (layers/Tracing.ts), so the spans made inside the request (`@effect/sql` opens one per
+ * statement, with random ids and the statement's text) are not made either.
+ */
+export const requestTrace = <A, E, R>(f: (traceId: string) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    const traceId = randomUUID().replaceAll("-", "")
+    const spanId = randomUUID().replaceAll("-", "").slice(0, 16)
+    return Effect.provideService(f(traceId), Tracer.ParentSpan, Tracer.externalSpan({ traceId, spanId }))
+  })

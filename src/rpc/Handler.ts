@@ -11,7 +11,7 @@ import { BadRequest, errorName, Internal, type RequestError, toWireError, Unauth
 import { EntityRegistry } from "../entity/Model.js"
 import { authFailures, rateLimited, requestDuration, requestsTotal } from "../Metrics.js"
 import { makeRepository } from "../query/Repository.js"
-import { childSpan } from "../Spans.js"
+import { childSpan, requestTrace, spansExported } from "../Spans.js"
 import { withQueryTimeout } from "../query/Timeout.js"
 import { Acl } from "../services/Acl.js"
 import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
@@ -72,42 +72,53 @@ export const make = Effect.gen(function* () {
   const replica = config.cluster.replica_name ?? os.hostname()
   const timeoutMs = config.performance.query_timeout
   const span = childSpan(config)
+  const exported = spansExported(config)
   const authSpan = span("auth")
   const rateLimitSpan = span("rate_limit")
 
-  const authenticate = (conn: Connection, req: Request) =>
-    Effect.gen(function* () {
-      if (req.method === "authenticate") {
-        if (req.params.length !== 1) return yield* new BadRequest({ reason: "expected params [{token, user_id}]" })
-        const creds = decodeCredentials(req.params[0])
-        if (typeof creds === "string") return yield* new BadRequest({ reason: creds.replace(/^auth/, "params[0]") })
-        const principal = yield* auth.authenticate(creds, conn.remoteAddress)
-        return { principal, creds }
-      }
-      const creds = req.auth ?? conn.auth
-      if (creds === undefined) {
-        return yield* new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" })
-      }
-      return { principal: yield* auth.authenticate(creds, conn.remoteAddress), creds }
-    }).pipe(authSpan)
+  const withCreds = (creds: Credentials, conn: Connection) =>
+    Effect.map(auth.authenticate(creds, conn.remoteAddress), (principal) => ({ principal, creds }))
 
-  const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void) =>
-    Effect.gen(function* () {
-      const { principal, creds } = yield* authenticate(conn, req)
+  // authenticate and execute are composed without Effect.gen: they are on every request's path,
+  // and each generator step showed in the profile.
+  const authenticate = (conn: Connection, req: Request) =>
+    authSpan(
+      Effect.suspend((): Effect.Effect<{ principal: Principal; creds: Credentials }, RequestError> => {
+        if (req.method === "authenticate") {
+          if (req.params.length !== 1) return Effect.fail(new BadRequest({ reason: "expected params [{token, user_id}]" }))
+          const creds = decodeCredentials(req.params[0])
+          if (typeof creds === "string") return Effect.fail(new BadRequest({ reason: creds.replace(/^auth/, "params[0]") }))
+          return withCreds(creds, conn)
+        }
+        const creds = req.auth ?? conn.auth
+        if (creds === undefined) {
+          return Effect.fail(new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" }))
+        }
+        return withCreds(creds, conn)
+      })
+    )
+
+  const runRequest = (req: Request, method: Exclude<Method, "authenticate">, principal: Principal): Effect.Effect<Outcome, RequestError> => {
+    const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache }
+    const written = new Set(writtenEntities(method, req.params))
+    const run = runMethod(ctx, method, req.params)
+    if (written.size === 0) return run
+    // Announced whatever the outcome (a timed-out write may still have committed).
+    return Effect.ensuring(run, Effect.forEach(written, (e) => changes.publish(e), { discard: true }))
+  }
+
+  const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void): Effect.Effect<Outcome, RequestError> =>
+    Effect.flatMap(authenticate(conn, req), ({ principal, creds }) => {
       setPrincipal(principal)
-      yield* limiter.consume(principal.userId, principal.role).pipe(rateLimitSpan)
-      if (req.method === "authenticate") {
-        conn.auth = creds
-        return { result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome
-      }
-      // A write that could not be recorded must not run (fail closed); reads follow the policy.
-      yield* audit.ready(WriteMethods.has(req.method))
-      const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache }
-      const written = new Set(writtenEntities(req.method, req.params))
-      const run = runMethod(ctx, req.method, req.params)
-      if (written.size === 0) return yield* run
-      // Announced whatever the outcome (a timed-out write may still have committed).
-      return yield* Effect.ensuring(run, Effect.forEach(written, (e) => changes.publish(e), { discard: true }))
+      return Effect.flatMap(rateLimitSpan(limiter.consume(principal.userId, principal.role)), () => {
+        const method = req.method
+        if (method === "authenticate") {
+          conn.auth = creds
+          return Effect.succeed({ result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome)
+        }
+        // A write that could not be recorded must not run (fail closed); reads follow the policy.
+        return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(req, method, principal))
+      })
     })
 
   const handle = (conn: Connection, frame: string): Effect.Effect<string> => {
@@ -116,60 +127,64 @@ export const make = Effect.gen(function* () {
     const req = decoded
     const started = performance.now()
     let principal: Principal | undefined
-    return execute(conn, req, (p) => {
-      principal = p
-    }).pipe(
-      withQueryTimeout(timeoutMs),
-      Effect.exit,
-      // What follows the request runs without Effect.gen and with direct metric updates: it is on
-      // every request's path, and each generator step or metric effect showed in the profile.
-      Effect.flatMap((exit) =>
-        Effect.flatMap(Effect.currentSpan.pipe(Effect.option), (span) => {
-          const error = Exit.isSuccess(exit) ? undefined : asRequestError(exit.cause)
-          const wire = error === undefined ? undefined : toWireError(error)
-          const outcome = Exit.isSuccess(exit) ? exit.value : undefined
-          const target = error === undefined ? undefined : targetOf(req)
-          const elapsedMs = performance.now() - started
-          const record: AuditRecord = {
-            timestamp: new Date().toISOString(),
-            replica,
-            requestId: req.id,
-            ...(Option.isSome(span) ? { traceId: span.value.traceId } : {}),
-            userId: principal?.userId ?? null,
-            role: principal?.role ?? null,
-            operation: req.method,
-            entity: outcome?.entity ?? entityNameOf(req.params),
-            ...(outcome !== undefined
-              ? outcome.recordIds === undefined ? {} : { recordIds: outcome.recordIds }
-              : target === undefined ? {} : { recordIds: [target] }),
-            success: error === undefined,
-            ...(error === undefined || wire === undefined ? {} : { errorCode: wire.code, error: errorName(error) }),
-            ...(wire?.details === undefined ? {} : { details: wire.details }),
-            durationMs: Math.round(elapsedMs * 1000) / 1000,
-            remoteAddress: conn.remoteAddress
-          }
-          const metrics = metricsOf(req.method)
-          ;(error === undefined ? metrics.success : metrics.error).unsafeUpdate(1, [])
-          metrics.duration.unsafeUpdate(elapsedMs / 1000, [])
-          if (error?._tag === "RateLimited") rateLimited.unsafeUpdate(1, [])
-          if (error?._tag === "Unauthorized") authFailures.unsafeUpdate(1, [])
-          const durable = error === undefined && WriteMethods.has(req.method)
-          const answer = () => (outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!))
-          const recorded = Effect.matchEffect(audit.record(record, durable), {
-            onSuccess: () => Effect.sync(answer),
-            onFailure: (e) =>
-              Effect.map(Effect.logError("audit record could not be written", e.reason), () =>
-                // A write that cannot be recorded is not acknowledged (fail closed).
-                durable ? encodeError(req.id, toWireError(e)) : answer()
-              )
-          })
-          return error?._tag === "Internal" ? Effect.zipRight(Effect.logError("request failed unexpectedly", error.cause), recorded) : recorded
+    const finish = (exit: Exit.Exit<Outcome, RequestError>, traceId: string | undefined): Effect.Effect<string> => {
+      const error = Exit.isSuccess(exit) ? undefined : asRequestError(exit.cause)
+      const wire = error === undefined ? undefined : toWireError(error)
+      const outcome = Exit.isSuccess(exit) ? exit.value : undefined
+      const target = error === undefined ? undefined : targetOf(req)
+      const elapsedMs = performance.now() - started
+      const record: AuditRecord = {
+        timestamp: new Date().toISOString(),
+        replica,
+        requestId: req.id,
+        ...(traceId === undefined ? {} : { traceId }),
+        userId: principal?.userId ?? null,
+        role: principal?.role ?? null,
+        operation: req.method,
+        entity: outcome?.entity ?? entityNameOf(req.params),
+        ...(outcome !== undefined
+          ? outcome.recordIds === undefined ? {} : { recordIds: outcome.recordIds }
+          : target === undefined ? {} : { recordIds: [target] }),
+        success: error === undefined,
+        ...(error === undefined || wire === undefined ? {} : { errorCode: wire.code, error: errorName(error) }),
+        ...(wire?.details === undefined ? {} : { details: wire.details }),
+        durationMs: Math.round(elapsedMs * 1000) / 1000,
+        remoteAddress: conn.remoteAddress
+      }
+      const metrics = metricsOf(req.method)
+      ;(error === undefined ? metrics.success : metrics.error).unsafeUpdate(1, [])
+      metrics.duration.unsafeUpdate(elapsedMs / 1000, [])
+      if (error?._tag === "RateLimited") rateLimited.unsafeUpdate(1, [])
+      if (error?._tag === "Unauthorized") authFailures.unsafeUpdate(1, [])
+      const durable = error === undefined && WriteMethods.has(req.method)
+      const answer = () => (outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!))
+      const recorded = Effect.matchEffect(audit.record(record, durable), {
+        onSuccess: () => Effect.sync(answer),
+        onFailure: (e) =>
+          Effect.map(Effect.logError("audit record could not be written", e.reason), () =>
+            // A write that cannot be recorded is not acknowledged (fail closed).
+            durable ? encodeError(req.id, toWireError(e)) : answer()
+          )
+      })
+      return error?._tag === "Internal" ? Effect.zipRight(Effect.logError("request failed unexpectedly", error.cause), recorded) : recorded
+    }
+    const run = Effect.exit(
+      withQueryTimeout(timeoutMs)(
+        execute(conn, req, (p) => {
+          principal = p
         })
-      ),
-      Effect.withSpan(`rpc.${req.method}`, { attributes: { "rpc.method": req.method, "rpc.id": String(req.id) }, captureStackTrace: false }),
-      Effect.catchAllDefect((defect) =>
-        Effect.logError("answer could not be encoded", defect).pipe(Effect.as(encodeError(req.id, toWireError(new Internal({})))))
       )
+    )
+    // What follows the request runs without Effect.gen and with direct metric updates: it is on
+    // every request's path, and each generator step or metric effect showed in the profile.
+    const answered = exported
+      ? run.pipe(
+          Effect.flatMap((exit) => Effect.flatMap(Effect.option(Effect.currentSpan), (span) => finish(exit, Option.isSome(span) ? span.value.traceId : undefined))),
+          Effect.withSpan(`rpc.${req.method}`, { attributes: { "rpc.method": req.method, "rpc.id": String(req.id) }, captureStackTrace: false })
+        )
+      : requestTrace((traceId) => Effect.flatMap(run, (exit) => finish(exit, traceId)))
+    return Effect.catchAllDefect(answered, (defect) =>
+      Effect.logError("answer could not be encoded", defect).pipe(Effect.as(encodeError(req.id, toWireError(new Internal({})))))
     )
   }
 

@@ -9,9 +9,10 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import { randomBytes } from "node:crypto"
-import { Effect, Logger } from "effect"
+import { Effect, Layer, Logger } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { jsonWithTrace } from "../../layers/Logging.js"
+import { requestTrace } from "../../src/Spans.js"
 import { connect } from "../support/daemon.js"
 import { serviceAuth, SERVICE_TOKEN } from "../support/services.js"
 import { type InProcessDaemon, type Rec, startInProcess } from "./support.js"
@@ -182,5 +183,37 @@ describe("JSON log lines", () => {
     expect(outside).not.toHaveProperty("traceId")
     expect(inside).toMatchObject({ message: ["inside", { n: 1 }], logLevel: "WARN", traceId: span.traceId, spanId: span.spanId })
     expect(Object.keys(inside!)).toEqual(expect.arrayContaining(["timestamp", "annotations", "spans", "fiberId"]))
+  })
+
+  it("carry the request's own trace id when spans are not exported, also inside spans the tracer does not make", async () => {
+    const lines: Array<string> = []
+    const capture = Logger.replace(
+      Logger.defaultLogger,
+      Logger.map(jsonWithTrace, (line) => {
+        lines.push(line)
+      })
+    )
+    const request = (n: number) =>
+      requestTrace((traceId) =>
+        Effect.gen(function* () {
+          yield* Effect.logInfo("request", n)
+          // As @effect/sql opens a span per statement: with the tracer off it is a placeholder.
+          const inner = yield* Effect.logInfo("statement", n).pipe(Effect.zipRight(Effect.currentSpan), Effect.withSpan("sql.execute"))
+          return { traceId, inner }
+        })
+      )
+    const [a, b] = await Effect.all([request(1), request(2)]).pipe(Effect.provide(Layer.merge(capture, Layer.setTracerEnabled(false))), Effect.runPromise)
+    expect(a!.inner.spanId, "no span is made with the tracer off").toBe("noop")
+    expect(a!.traceId).toMatch(/^[0-9a-f]{32}$/)
+    expect(b!.traceId).toMatch(/^[0-9a-f]{32}$/)
+    expect(a!.traceId).not.toBe(b!.traceId)
+    const parsed = lines.map((l) => JSON.parse(l) as Rec)
+    expect(parsed.map((l) => [l.message, l.traceId])).toEqual([
+      [["request", 1], a!.traceId],
+      [["statement", 1], a!.traceId],
+      [["request", 2], b!.traceId],
+      [["statement", 2], b!.traceId]
+    ])
+    for (const l of parsed) expect(l.spanId).toMatch(/^[0-9a-f]{16}$/)
   })
 })
