@@ -10,12 +10,12 @@
  * joined). The file is re-read when it changes, at most every `cache_ttl` seconds; a broken file
  * keeps the last good rules and logs why. Every decision counts in dbal_acl_checks_total.
  */
-import { Effect, Either, Layer, Metric, Schema } from "effect"
+import { Effect, Either, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as YAML from "yaml"
 import { AppConfig } from "../src/Config.js"
 import { childSpan } from "../src/Spans.js"
-import { aclChecks } from "../src/Metrics.js"
+import { aclChecks, aclChecksOf } from "../src/Metrics.js"
 import { Forbidden } from "../src/Errors.js"
 import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
 import { FALSE, type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
@@ -26,8 +26,8 @@ import { isRecord } from "../src/Json.js"
 export { aclChecks }
 
 // Tagged once: tagging builds and hashes a new metric key.
-const allowed = Metric.tagged(aclChecks, "result", "allowed")
-const denied = Metric.tagged(aclChecks, "result", "denied")
+const allowed = aclChecksOf("allowed")
+const denied = aclChecksOf("denied")
 
 const OPERATIONS: ReadonlyArray<AclOperation> = ["create", "read", "update", "delete"]
 const PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"

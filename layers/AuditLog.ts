@@ -13,12 +13,12 @@
  * Rotation by size and by UTC day; retention by count and by age. Shutdown flushes.
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Metric } from "effect"
+import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
-import { auditRecords } from "../src/Metrics.js"
+import { auditRecordsOf } from "../src/Metrics.js"
 import { isSandboxed } from "../src/Sandbox.js"
 import { Unavailable } from "../src/Errors.js"
 import { AuditLog, type AuditLogShape, type AuditRecord } from "../src/services/AuditLog.js"
@@ -250,9 +250,9 @@ const fromConfig = (cfg: DaemonConfig, file: string): FileSinkOptions => ({
  */
 const storable = (_key: string, v: unknown): unknown => (typeof v === "string" ? v.replaceAll("\u0000", "\uFFFD").toWellFormed() : v)
 
-const okRecords = Metric.tagged(auditRecords, "result", "ok")
-const queuedRecords = Metric.tagged(auditRecords, "result", "queued")
-const failedRecords = Metric.tagged(auditRecords, "result", "failed")
+const okRecords = auditRecordsOf("ok")
+const queuedRecords = auditRecordsOf("queued")
+const failedRecords = auditRecordsOf("failed")
 
 const unavailable = () => new Unavailable({ reason: "the audit log cannot be written" })
 

@@ -8,7 +8,7 @@
  */
 import { Effect, Layer, Metric } from "effect"
 import { AppConfig } from "../src/Config.js"
-import { cacheLookups } from "../src/Metrics.js"
+import { cacheLookupsOf } from "../src/Metrics.js"
 import { Changes } from "../src/services/Changes.js"
 import { ResultCache, type ResultCacheShape } from "../src/services/ResultCache.js"
 
@@ -76,8 +76,8 @@ export const layer = Layer.effect(
     }
     const lru = makeLru(cfg.performance.cache_size_mb * 1024 * 1024)
     yield* changes.subscribe((entity) => lru.invalidate(entity))
-    const hits = Metric.tagged(cacheLookups, "result", "hit")
-    const misses = Metric.tagged(cacheLookups, "result", "miss")
+    const hits = cacheLookupsOf("hit")
+    const misses = cacheLookupsOf("miss")
     const through: ResultCacheShape["through"] = (key, entities, compute) =>
       Effect.suspend(() => {
         const k = key()

@@ -4,12 +4,12 @@
  * audit record after it. Every failure is a tagged error mapped once by `toWireError`; nothing
  * here can close the connection.
  */
-import { Cause, Context, Effect, Exit, Layer, Metric, Option } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
 import * as os from "node:os"
 import { AppConfig } from "../Config.js"
 import { BadRequest, errorName, Internal, type RequestError, toWireError, Unauthorized } from "../Errors.js"
 import { EntityRegistry } from "../entity/Model.js"
-import { authFailures, rateLimited, requestDuration, requestsTotal } from "../Metrics.js"
+import { authFailures, durationOf, rateLimited, requestsOf } from "../Metrics.js"
 import { makeRepository } from "../query/Repository.js"
 import { childSpan, requestTrace, spansExported } from "../Spans.js"
 import { withQueryTimeout } from "../query/Timeout.js"
@@ -50,12 +50,7 @@ const asRequestError = (cause: Cause.Cause<RequestError>): RequestError =>
  * The tagged metrics of each method, made once: tagging a metric per request builds a new key
  * (hashed and compared on every update), which showed in the profile of the request path.
  */
-const methodMetrics = new Map(
-  Methods.map((m) => {
-    const total = Metric.tagged(requestsTotal, "method", m)
-    return [m, { success: Metric.tagged(total, "status", "success"), error: Metric.tagged(total, "status", "error"), duration: Metric.tagged(requestDuration, "method", m) }] as const
-  })
-)
+const methodMetrics = new Map(Methods.map((m) => [m, { success: requestsOf(m, "success"), error: requestsOf(m, "error"), duration: durationOf(m) }] as const))
 const metricsOf = (m: Method) => methodMetrics.get(m)!
 
 export const make = Effect.gen(function* () {
