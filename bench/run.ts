@@ -38,7 +38,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import pg from "pg"
 import { loadConfig } from "../layers/Config.js"
-import { sqlClientLayer } from "../layers/Database.js"
+import { queryVia, sqlClientLayer } from "../layers/Database.js"
 import { fromConfig } from "../layers/Entities.js"
 import type { EntityDef } from "../src/entity/Model.js"
 import { validateCreate, validateCreateMany, validateUpdate } from "../src/entity/Validate.js"
@@ -214,7 +214,9 @@ try {
   runtime = ManagedRuntime.make(sqlClientLayer(cfg))
   const rt = runtime
   const sql = await rt.runPromise(SqlClient.SqlClient)
-  const dbShape: DatabaseShape = { sql, dialect: "pg", adapter: "postgresql", ping: Effect.succeed(0) }
+  // Statements through @effect/sql-pg, as the issue defines Direct DB (the daemon itself takes the
+  // pool directly for statements outside transactions: layers/db/Pg.ts).
+  const dbShape: DatabaseShape = { sql, dialect: "pg", adapter: "postgresql", ping: Effect.succeed(0), query: queryVia(undefined) }
   const repo = makeRepository(dbShape, registry, { retry: cfg.performance.retry, queryTimeoutMs: cfg.performance.query_timeout })
   const entity = (n: string): EntityDef => registry.entities.get(n)!
   const pv = entity("PageView")

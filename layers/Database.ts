@@ -7,8 +7,9 @@
  * - Every connection carries the database's own statement time limit, equal to
  *   `performance.query_timeout`, so that a statement of a request that timed out (504) does not
  *   keep running: PostgreSQL `statement_timeout` (a startup parameter of each connection of our own
- *   pg.Pool; PgClient.layer cannot pass it), besides the pg_cancel_backend PgClient sends when the
- *   request's fiber is interrupted; MariaDB `max_statement_time` (seconds, every statement) or
+ *   pg.Pool; PgClient.layer cannot pass it), besides the pg_cancel_backend sent when the request's
+ *   fiber is interrupted (by PgClient, and by the direct path reads take outside transactions:
+ *   layers/db/Pg.ts); MariaDB `max_statement_time` (seconds, every statement) or
  *   MySQL `max_execution_time` (milliseconds, read-only SELECTs only), set by `SET SESSION` on each
  *   new connection of our own mysql2 pool (MysqlClient hides its pool, so the client is built here
  *   with the same SqlClient.make; the flavour is read once with SELECT VERSION() before the pool
@@ -21,31 +22,49 @@
  *   pools and new ones opened on demand, so the daemon recovers by itself when the database
  *   returns.
  */
-import { SqlClient } from "@effect/sql"
+import { SqlClient, type Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { type ConfigError, Effect, Layer } from "effect"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { createIndexes, createTable, type Dialect, schemaDdl } from "../src/entity/Ddl.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
-import { Database } from "../src/services/Database.js"
+import { Database, type DatabaseShape, PooledQuery } from "../src/services/Database.js"
 
 export { connectTimeoutMs } from "./db/settings.js"
 
-/** The SqlClient for the configured adapter. */
-export const sqlClientLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError> =>
+const noPooledQuery = Layer.succeed(PooledQuery, { run: undefined })
+
+/** The SqlClient for the configured adapter, and its direct path (PooledQuery; PostgreSQL only). */
+export const sqlClientLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | PooledQuery, SqlError | ConfigError.ConfigError> =>
   // Each adapter's driver is loaded only when it is configured (less memory, fewer native addons).
   Layer.unwrapEffect(
-    Effect.promise(async (): Promise<Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError>> => {
+    Effect.promise(async (): Promise<Layer.Layer<SqlClient.SqlClient | PooledQuery, SqlError | ConfigError.ConfigError>> => {
       switch (cfg.database.adapter) {
         case "sqlite":
-          return (await import("./db/Sqlite.js")).sqliteLayer(cfg)
+          return Layer.merge((await import("./db/Sqlite.js")).sqliteLayer(cfg), noPooledQuery)
         case "postgresql":
           return (await import("./db/Pg.js")).pgLayer(cfg)
         case "mysql":
-          return (await import("./db/Mysql.js")).mysqlLayer(cfg)
+          return Layer.merge((await import("./db/Mysql.js")).mysqlLayer(cfg), noPooledQuery)
       }
     })
   )
+
+/**
+ * `DatabaseShape.query`: a statement outside a transaction goes the adapter's direct path when it
+ * has one (compiled here as the SqlClient would compile it: same text, same parameters);
+ * otherwise, and always inside `sql.withTransaction`, the statement runs as it is.
+ */
+export const queryVia =
+  (pooled: PooledQuery["Type"]["run"]): DatabaseShape["query"] =>
+  <A extends object>(statement: Statement.Statement<A>) =>
+    pooled === undefined
+      ? statement
+      : Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) => {
+          if (tx._tag === "Some") return statement
+          const [text, params] = statement.compile()
+          return pooled(text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        })
 
 const dialectOf = (cfg: DaemonConfig): Dialect =>
   cfg.database.adapter === "postgresql" ? "pg" : cfg.database.adapter === "mysql" ? "mysql" : "sqlite"
@@ -106,13 +125,14 @@ export const layer = Layer.unwrapEffect(
       Database,
       Effect.gen(function* () {
         const sql = yield* SqlClient.SqlClient
+        const pooled = yield* PooledQuery
         const registry = yield* EntityRegistry
         if (cfg.database.auto_migrate) yield* migrate(sql, dialect, registry)
         const ping = Effect.suspend(() => {
           const t0 = performance.now()
           return sql.unsafe("SELECT 1").pipe(Effect.map(() => Math.round((performance.now() - t0) * 1000) / 1000))
         })
-        return { sql, dialect, adapter: cfg.database.adapter, ping }
+        return { sql, dialect, adapter: cfg.database.adapter, ping, query: queryVia(pooled.run) }
       })
     )
     return Layer.provideMerge(database, sqlClientLayer(cfg))

@@ -217,7 +217,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const read = (entity: EntityDef, id: string, access: Access) =>
     !isUuid(id)
       ? Effect.fail(new NotFound({ entity: entity.name }))
-      : selectWhere(db, entity, access, byPk(entity, id.toLowerCase())).pipe(
+      : db.query(selectWhere(db, entity, access, byPk(entity, id.toLowerCase()))).pipe(
           retryRead,
           Effect.mapError(readError(entity)),
           Effect.flatMap((rows) =>
@@ -304,8 +304,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const list = (entity: EntityDef, filter: FilterNode, sort: ReadonlyArray<SortKey>, page: number, limit: number, access: Access) =>
     Effect.gen(function* () {
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
-      const rows = yield* sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
-      const total = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${where}`
+      const rows = yield* db.query(sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`)
+      const total = yield* db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${where}`)
       return { data: decodeAll(dialect, entity, access, rows), total: Number(total[0]?.n ?? 0) } satisfies Page
     }).pipe(retryRead, Effect.mapError(readError(entity)))
 
@@ -341,8 +341,10 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         return sql` LEFT JOIN ${sql(inc.target.table)} ${sql(a)} ON ${col(a, inc.targetField)} = ${col(main, inc.field)} AND ${compileFilter(sql, dialect, inc.access.rowFilter, a)}`
       })
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter), main)
-      const rows = yield* sql<Row>`SELECT ${sql.join(", ", false)(selected)} FROM ${sql(entity.table)} ${sql(main)}${sql.join("", false)(joins)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort, main)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
-      const total = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`
+      const rows = yield* db.query(
+        sql<Row>`SELECT ${sql.join(", ", false)(selected)} FROM ${sql(entity.table)} ${sql(main)}${sql.join("", false)(joins)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort, main)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
+      )
+      const total = yield* db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`)
       const pick = (row: Row, prefix: string, fields: ReadonlyArray<FieldDef>): Row =>
         Object.fromEntries(fields.map((f) => [f.column, row[`${prefix}__${f.column}`]]))
       const data = rows.map((row) => {
@@ -359,14 +361,14 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     }).pipe(retryRead, Effect.mapError(readError(entity)))
 
   const count = (entity: EntityDef, filter: FilterNode, access: Access) =>
-    sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.pipe(
+    db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`).pipe(
       retryRead,
       Effect.map((rows) => Number(rows[0]?.n ?? 0)),
       Effect.mapError(readError(entity))
     )
 
   const findFirst = (entity: EntityDef, filter: FilterNode, access: Access) =>
-    selectWhere(db, entity, access, filter, 1).pipe(
+    db.query(selectWhere(db, entity, access, filter, 1)).pipe(
       retryRead,
       Effect.map((rows) => (rows[0] === undefined ? null : decodeRow(dialect, entity, rows[0], access.readable))),
       Effect.mapError(readError(entity))

@@ -4,6 +4,7 @@
  */
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import type { Statement } from "@effect/sql/Statement"
 import { Context, type Effect } from "effect"
 import type { Adapter } from "../Config.js"
 import type { Dialect } from "../entity/Ddl.js"
@@ -14,6 +15,22 @@ export interface DatabaseShape {
   readonly adapter: Adapter
   /** Round trip to the database, in milliseconds. */
   readonly ping: Effect.Effect<number, SqlError>
+  /**
+   * Runs a statement that returns rows: the same rows and errors as running the statement itself,
+   * by the adapter's shortest path. On PostgreSQL, outside a transaction, that is the pool
+   * directly (`PooledQuery`); inside `sql.withTransaction` it is always the transaction's
+   * connection.
+   */
+  readonly query: <A extends object>(statement: Statement<A>) => Effect.Effect<ReadonlyArray<A>, SqlError>
 }
+
+/**
+ * An adapter's shorter path than its SqlClient's, if it has one (layers/db/Pg.ts): one compiled
+ * statement (text and parameters) on a pooled connection of its own.
+ */
+export class PooledQuery extends Context.Tag("dbal/PooledQuery")<
+  PooledQuery,
+  { readonly run: ((text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<object>, SqlError>) | undefined }
+>() {}
 
 export class Database extends Context.Tag("dbal/Database")<Database, DatabaseShape>() {}
