@@ -5,7 +5,9 @@
  * - Direct DB: the daemon's own Repository (src/query/Repository.ts) in this process, on the
  *   daemon's own PostgreSQL pool (layers/Database.ts: pg.Pool with named prepared statements,
  *   same pool size), given the SAME access decision the daemon computes for the benchmark user
- *   (the same row filter, the same fields), so both sides run the same SQL statements.
+ *   (the same row filter, the same fields), so both sides run the same SQL statements. Every
+ *   statement goes through @effect/sql-pg, as the issue defines Direct DB; the daemon sends its
+ *   reads outside transactions to the pool directly (layers/db/Pg.ts).
  * - Via Daemon: a separate daemon process (bin/dbal-daemon.mjs) with a session token of a `god`
  *   user, access rules with a row filter on every PageView operation, rate limiting on (limits
  *   far above the load), and the audit file with fsync on; a real `ws` client per connection
@@ -27,7 +29,8 @@
  * BENCH_CONNS (1000), BENCH_POOL (20), BENCH_PROFILE=1 (daemon under node --cpu-prof, profile
  * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles),
  * BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS, --max-semi-space-size=4),
- * BENCH_OUT (bench/results/latest.json).
+ * BENCH_OUT (bench/results/latest.json), BENCH_AUDIT_FSYNC=0 (the daemon's audit log without
+ * fsync: what the fsync costs; not the specification's setup).
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, ManagedRuntime } from "effect"
@@ -65,6 +68,8 @@ const PROFILE = process.env.BENCH_PROFILE === "1"
 const PROFILE_DIR = path.resolve(process.env.BENCH_PROFILE_DIR ?? path.join(root, "bench", "results", "profiles"))
 /** Run the daemon from a fresh `tsc` build (what DBAL_COMPILED=1 runs) instead of through tsx. */
 const COMPILED = process.env.BENCH_COMPILED === "1"
+/** BENCH_AUDIT_FSYNC=0: the daemon's audit log without fsync, to see what the fsync costs (not the specification's setup). */
+const AUDIT_FSYNC = process.env.BENCH_AUDIT_FSYNC !== "0"
 /**
  * Node flags of the daemon process: by default those the shipped launchers set in NODE_OPTIONS
  * (deploy/Dockerfile, the systemd unit, the Kubernetes Deployment); BENCH_NODE_FLAGS="" for none.
@@ -163,7 +168,7 @@ try {
         security: {
           audit_log: true,
           audit_log_path: path.join(cdir, "audit", "audit.log"),
-          audit: { fsync: true },
+          audit: { fsync: AUDIT_FSYNC },
           rate_limit: { enabled: true, requests_per_minute: 100_000_000, burst: 10_000_000 },
           auth: { service_tokens: [{ name: "bench", token: SERVICE_TOKEN }] },
           acl: { rules_file: rulesFile }
@@ -645,10 +650,10 @@ try {
         date: new Date().toISOString(),
         machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "", node: process.version, uptimeStart: loadStart, uptimeEnd: loadEnd },
         daemon: { compiled: COMPILED, nodeFlags: NODE_FLAGS },
-        settings: { rounds: ROUNDS, iterations: ITER, iterationsJoin: ITER_JOIN, iterationsBulk: ITER_BULK, warmup: WARMUP, throughputSeconds: TP_SECONDS, pool: POOL, connections: CONNS, profiled: PROFILE, compiled: COMPILED },
+        settings: { rounds: ROUNDS, iterations: ITER, iterationsJoin: ITER_JOIN, iterationsBulk: ITER_BULK, warmup: WARMUP, throughputSeconds: TP_SECONDS, pool: POOL, connections: CONNS, profiled: PROFILE, compiled: COMPILED, auditFsync: AUDIT_FSYNC },
         setup: {
-          direct: "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, with the access decision the daemon computes for the user",
-          daemon: "separate process; session token of a god user; ACL row filter isActive=true on PageView; rate limit on; audit file with fsync"
+          direct: "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, every statement through @effect/sql-pg, with the access decision the daemon computes for the user",
+          daemon: `separate process; session token of a god user; ACL row filter isActive=true on PageView; rate limit on; audit file ${AUDIT_FSYNC ? "with" : "WITHOUT"} fsync`
         },
         unit: "µs (latency), requests/s (throughput), MB (memory)",
         latency,
