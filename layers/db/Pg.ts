@@ -69,27 +69,37 @@ const cancelStatement = (pool: pg.Pool, processId: number | undefined): Effect.E
 
 /**
  * A statement on a connection of the pool, run as PgClient runs it (the same rows and errors;
- * interrupted, it asks the server to cancel the statement and gives the connection back) without
- * @effect/sql's execution wrapper around it: its span, scope and connection acquirer were about
- * 60 Effect operations and 25 kB of allocation per statement, the largest part of a read's CPU
- * in the daemon's profile. Statements inside a transaction do not come here (layers/Database.ts).
+ * interrupted, it asks the server to cancel the statement) without @effect/sql's execution
+ * wrapper around it: its span, scope and connection acquirer were about 60 Effect operations and
+ * 25 kB of allocation per statement, the largest part of a read's CPU in the daemon's profile.
+ * Statements inside a transaction do not come here (layers/Database.ts).
+ *
+ * Unlike PgClient, an interrupted statement's connection goes back to the pool only once the
+ * cancel has been sent, even when the statement ends first: given back earlier, it could be
+ * running another request's statement when the cancel arrives.
  */
 const pooledQuery =
   (pool: pg.Pool) =>
   (text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<object>, SqlError> =>
     Effect.async<ReadonlyArray<object>, SqlError>((resume) => {
+      /** Answered, failed or interrupted: the query's own callback no longer gives the connection back. */
       let settled = false
       let client: pg.PoolClient | undefined
+      let broken: Error | undefined
       /** Gives the connection back (destroyed when it broke) and stops listening to it. */
-      const settle = (broken?: Error) => {
+      const giveBack = (c: pg.PoolClient) => {
+        c.off("error", onError)
+        c.release(broken)
+      }
+      const settle = () => {
         if (settled) return false
         settled = true
-        client?.off("error", onError)
-        client?.release(broken)
+        if (client !== undefined) giveBack(client)
         return true
       }
       const onError = (cause: Error) => {
-        if (settle(cause)) resume(Effect.fail(new SqlError({ cause, message: "Connection error" })))
+        broken = cause
+        if (settle()) resume(Effect.fail(new SqlError({ cause, message: "Connection error" })))
       }
       pool.connect((cause, c) => {
         if (c === undefined || (cause !== undefined && cause !== null)) {
@@ -109,12 +119,12 @@ const pooledQuery =
         })
       })
       return Effect.suspend(() => {
-        if (settled || client === undefined) {
-          settled = true
-          return Effect.void
-        }
-        const processId = (client as pg.PoolClient & { readonly processID?: number }).processID
-        return Effect.ensuring(cancelStatement(pool, processId), Effect.sync(() => settle()))
+        const running = settled ? undefined : client
+        settled = true
+        // Not connected yet: the connect callback gives the connection back unused.
+        if (running === undefined) return Effect.void
+        const processId = (running as pg.PoolClient & { readonly processID?: number }).processID
+        return Effect.ensuring(cancelStatement(pool, processId), Effect.sync(() => giveBack(running)))
       })
     })
 

@@ -151,4 +151,26 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
     const one = await rt.runPromise(Effect.flatMap(direct, (query) => Effect.flatMap(SqlClient.SqlClient, (sql) => query(sql<{ one: number }>`SELECT 1 AS one`))))
     expect(one[0]!.one).toBe(1)
   })
+
+  it("an interrupted statement's connection returns only after its cancel: the cancel cannot hit the next request", async () => {
+    const victim = await rt.runPromise(
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const query = yield* direct
+        // Both connections busy: a blocker for 1 s, and the statement to interrupt for 0.3 s.
+        const blocker = yield* Effect.fork(query(sql`SELECT pg_sleep(1) AS blocker`))
+        const interrupted = yield* Effect.fork(query(sql`SELECT pg_sleep(0.3) AS interrupted`))
+        yield* Effect.promise(() => untilTrue("both statements to run", async () => (await sleeping()) === 2, 3000))
+        // The next request waits for a connection; then the interruption's cancel waits too.
+        const next = yield* Effect.fork(query(sql<{ v: string }>`SELECT pg_sleep(1.5)::text AS v`).pipe(Effect.either))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(interrupted)
+        yield* Fiber.join(blocker)
+        // Had the connection gone back when the 0.3 s statement ended, the next request would run
+        // on it, and the cancel (sent once the blocker's connection is free) would stop it.
+        return yield* Fiber.join(next)
+      })
+    )
+    expect(Either.isRight(victim), JSON.stringify(victim)).toBe(true)
+  })
 })
