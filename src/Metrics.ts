@@ -18,7 +18,6 @@ const requestsTotalKey = MetricKey.counter("dbal_requests_total", {
   description: "Requests answered, by method and status (success or error)",
   incremental: true
 })
-export const requestsTotal = Metric.fromMetricKey(requestsTotalKey)
 export const requestsOf = (method: string, status: "success" | "error") => labelledCounter(requestsTotalKey, { method, status })
 
 const requestDurationKey = MetricKey.histogram(
@@ -26,7 +25,6 @@ const requestDurationKey = MetricKey.histogram(
   MetricBoundaries.fromIterable([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
   "Request duration in seconds, by method"
 )
-export const requestDuration = Metric.fromMetricKey(requestDurationKey)
 export const durationOf = (method: string) => Metric.fromMetricKey(MetricKey.taggedWithLabels(requestDurationKey, labelled({ method })))
 
 export const activeConnections = Metric.gauge("dbal_active_connections", {
@@ -64,7 +62,6 @@ const auditRecordsKey = MetricKey.counter("dbal_audit_records_total", {
   description: "Audit records: ok (a write's record on disk), queued (a read's record, written with the next batch), failed",
   incremental: true
 })
-export const auditRecords = Metric.fromMetricKey(auditRecordsKey)
 export const auditRecordsOf = (result: string) => labelledCounter(auditRecordsKey, { result })
 
 const cacheLookupsKey = MetricKey.counter("dbal_cache_lookups_total", {
