@@ -25,7 +25,7 @@ import { isRecord } from "../src/Json.js"
 
 export { aclChecks }
 
-// Tagged once: tagging builds and hashes a new metric key.
+// Made once from their labelled keys (src/Metrics.ts says why).
 const allowed = aclChecksOf("allowed")
 const denied = aclChecksOf("denied")
 
