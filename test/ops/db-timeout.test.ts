@@ -11,14 +11,13 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, ManagedRuntime, Runtime, Schema } from "effect"
 import mysql from "mysql2/promise"
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sqlClientLayer } from "../../layers/Database.js"
 import { ConfigFile, type DaemonConfig } from "../../src/Config.js"
 import { classify, toRequestError } from "../../src/query/DbErrors.js"
 import { requestRuntime, withQueryTimeout } from "../../src/query/Timeout.js"
 import type { EntityDef } from "../../src/entity/Model.js"
-import { createDatabase, MY, PG, skipDialect, type TestDatabase } from "../support/services.js"
+import { createDatabase, MY, pgSleepingStatements, skipDialect, type TestDatabase } from "../support/services.js"
 
 const QUERY_TIMEOUT = 300
 const anyEntity = { name: "X", indexes: [], fields: [] } as unknown as EntityDef
@@ -66,19 +65,7 @@ for (const { dialect, sleep } of sleeps) {
 
     /** Statements of the daemon still running `sleep` in the test database (separate connection). */
     const running = async (): Promise<number> => {
-      if (dialect === "postgresql") {
-        const c = new pg.Client({ ...PG, database: "postgres", connectionTimeoutMillis: 3000 })
-        await c.connect()
-        try {
-          const r = await c.query(
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'dbal-daemon' AND state = 'active' AND query ILIKE '%pg_sleep%'",
-            [name]
-          )
-          return (r.rows[0] as { n: number }).n
-        } finally {
-          await c.end()
-        }
-      }
+      if (dialect === "postgresql") return pgSleepingStatements(name)
       const c = await mysql.createConnection({ ...MY, password: "", connectTimeout: 3000 })
       try {
         const [rows] = await c.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE 'SELECT SLEEP(5)%'", [name])

@@ -8,13 +8,12 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Either, Fiber, ManagedRuntime, Schema } from "effect"
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { queryVia, sqlClientLayer } from "../../layers/Database.js"
 import { ConfigFile, type DaemonConfig } from "../../src/Config.js"
 import { withQueryTimeout } from "../../src/query/Timeout.js"
 import { PooledQuery } from "../../src/services/Database.js"
-import { createDatabase, PG, skipDialect, type TestDatabase } from "../support/services.js"
+import { createDatabase, pgSleepingStatements, skipDialect, type TestDatabase } from "../support/services.js"
 import { untilTrue } from "../support/wait.js"
 
 const configFor = (db: TestDatabase, poolSize: number, queryTimeout: number): DaemonConfig => ({
@@ -33,20 +32,7 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
   let rt: Rt
   let name: string
 
-  /** The daemon's statements still running pg_sleep in the test database (separate connection). */
-  const sleeping = async (): Promise<number> => {
-    const c = new pg.Client({ ...PG, database: "postgres", connectionTimeoutMillis: 3000 })
-    await c.connect()
-    try {
-      const r = await c.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'dbal-daemon' AND state = 'active' AND query ILIKE '%pg_sleep%'",
-        [name]
-      )
-      return (r.rows[0] as { n: number }).n
-    } finally {
-      await c.end()
-    }
-  }
+  const sleeping = () => pgSleepingStatements(name)
 
   const direct = Effect.map(PooledQuery, (p) => queryVia(p.run))
 

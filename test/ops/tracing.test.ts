@@ -162,15 +162,21 @@ describe("span export over OTLP/HTTP", () => {
   })
 })
 
+/** The daemon's JSON log lines, collected instead of printed. */
+const captureLogs = () => {
+  const lines: Array<string> = []
+  const capture = Logger.replace(
+    Logger.defaultLogger,
+    Logger.map(jsonWithTrace, (line) => {
+      lines.push(line)
+    })
+  )
+  return { lines, capture }
+}
+
 describe("JSON log lines", () => {
   it("carry the trace id and span id of the current span, and none outside a span", async () => {
-    const lines: Array<string> = []
-    const capture = Logger.replace(
-      Logger.defaultLogger,
-      Logger.map(jsonWithTrace, (line) => {
-        lines.push(line)
-      })
-    )
+    const { lines, capture } = captureLogs()
     const span = await Effect.gen(function* () {
       yield* Effect.logInfo("outside")
       return yield* Effect.gen(function* () {
@@ -186,13 +192,7 @@ describe("JSON log lines", () => {
   })
 
   it("carry the request's own trace id when spans are not exported, also inside spans the tracer does not make", async () => {
-    const lines: Array<string> = []
-    const capture = Logger.replace(
-      Logger.defaultLogger,
-      Logger.map(jsonWithTrace, (line) => {
-        lines.push(line)
-      })
-    )
+    const { lines, capture } = captureLogs()
     const request = (n: number) =>
       requestTrace((traceId) =>
         Effect.gen(function* () {

@@ -14,6 +14,21 @@ export type DialectName = "sqlite" | "postgresql" | "mysql"
 export const requireServices = process.env.DBAL_REQUIRE_SERVICES === "1"
 
 export const PG = { host: process.env.DBAL_TEST_PG_HOST ?? "127.0.0.1", port: Number(process.env.DBAL_TEST_PG_PORT ?? 5432), user: process.env.DBAL_TEST_PG_USER ?? "postgres" }
+
+/** The daemon's statements still running pg_sleep in database `name`, counted over a separate connection. */
+export const pgSleepingStatements = async (name: string): Promise<number> => {
+  const c = new pg.Client({ ...PG, database: "postgres", connectionTimeoutMillis: 3000 })
+  await c.connect()
+  try {
+    const r = await c.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'dbal-daemon' AND state = 'active' AND query ILIKE '%pg_sleep%'",
+      [name]
+    )
+    return (r.rows[0] as { n: number }).n
+  } finally {
+    await c.end()
+  }
+}
 export const MY = { host: process.env.DBAL_TEST_MYSQL_HOST ?? "127.0.0.1", port: Number(process.env.DBAL_TEST_MYSQL_PORT ?? 3306), user: process.env.DBAL_TEST_MYSQL_USER ?? "root" }
 
 const pgAdmin = () => new pg.Client({ ...PG, database: "postgres", connectionTimeoutMillis: 3000 })
