@@ -41,7 +41,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import pg from "pg"
 import { loadConfig } from "../layers/Config.js"
-import { queryVia, sqlClientLayer } from "../layers/Database.js"
+import { executeVia, queryVia, sqlClientLayer } from "../layers/Database.js"
 import { fromConfig } from "../layers/Entities.js"
 import type { EntityDef } from "../src/entity/Model.js"
 import { validateCreate, validateCreateMany, validateUpdate } from "../src/entity/Validate.js"
@@ -221,7 +221,7 @@ try {
   const sql = await rt.runPromise(SqlClient.SqlClient)
   // Statements through @effect/sql-pg, as the issue defines Direct DB (the daemon itself takes the
   // pool directly for statements outside transactions: layers/db/Pg.ts).
-  const dbShape: DatabaseShape = { sql, dialect: "pg", adapter: "postgresql", ping: Effect.succeed(0), query: queryVia(undefined) }
+  const dbShape: DatabaseShape = { sql, dialect: "pg", adapter: "postgresql", ping: Effect.succeed(0), query: queryVia(undefined), execute: executeVia(undefined) }
   const repo = makeRepository(dbShape, registry, { retry: cfg.performance.retry, queryTimeoutMs: cfg.performance.query_timeout })
   const entity = (n: string): EntityDef => registry.entities.get(n)!
   const pv = entity("PageView")

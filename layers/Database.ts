@@ -8,7 +8,7 @@
  *   `performance.query_timeout`, so that a statement of a request that timed out (504) does not
  *   keep running: PostgreSQL `statement_timeout` (a startup parameter of each connection of our own
  *   pg.Pool; PgClient.layer cannot pass it), besides the pg_cancel_backend sent when the request's
- *   fiber is interrupted (by PgClient, and by the direct path reads take outside transactions:
+ *   fiber is interrupted (by PgClient, and by the direct path statements take outside transactions:
  *   layers/db/Pg.ts); MariaDB `max_statement_time` (seconds, every statement) or
  *   MySQL `max_execution_time` (milliseconds, read-only SELECTs only), set by `SET SESSION` on each
  *   new connection of our own mysql2 pool (MysqlClient hides its pool, so the client is built here
@@ -63,7 +63,30 @@ export const queryVia =
       : Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) => {
           if (tx._tag === "Some") return statement
           const [text, params] = statement.compile()
-          return pooled(text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>
+          return Effect.map(pooled(text, params), (r) => r.rows as ReadonlyArray<A>)
+        })
+
+/** Rows changed by an UPDATE or DELETE, as each driver reports it. */
+export const affectedRows = (raw: unknown): number => {
+  const r = raw as { rowCount?: unknown; affectedRows?: unknown; changes?: unknown } | null
+  const n = r?.rowCount ?? r?.affectedRows ?? r?.changes ?? 0
+  return Number(n)
+}
+
+/**
+ * `DatabaseShape.execute`: the same routing as `queryVia`. On the direct path an interrupted
+ * statement's connection goes back only after its cancel was sent (layers/db/Pg.ts), which
+ * matters most for writes: a late cancel must not stop another request's UPDATE.
+ */
+export const executeVia =
+  (pooled: PooledQuery["Type"]["run"]): DatabaseShape["execute"] =>
+  (statement) =>
+    pooled === undefined
+      ? Effect.map(statement.raw, affectedRows)
+      : Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) => {
+          if (tx._tag === "Some") return Effect.map(statement.raw, affectedRows)
+          const [text, params] = statement.compile()
+          return Effect.map(pooled(text, params), (r) => r.rowCount ?? 0)
         })
 
 const dialectOf = (cfg: DaemonConfig): Dialect =>
@@ -132,7 +155,7 @@ export const layer = Layer.unwrapEffect(
           const t0 = performance.now()
           return sql.unsafe("SELECT 1").pipe(Effect.map(() => Math.round((performance.now() - t0) * 1000) / 1000))
         })
-        return { sql, dialect, adapter: cfg.database.adapter, ping, query: queryVia(pooled.run) }
+        return { sql, dialect, adapter: cfg.database.adapter, ping, query: queryVia(pooled.run), execute: executeVia(pooled.run) }
       })
     )
     return Layer.provideMerge(database, sqlClientLayer(cfg))

@@ -6,7 +6,7 @@ import { Effect, Layer, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import pg from "pg"
 import type { DaemonConfig } from "../../src/Config.js"
-import { PooledQuery } from "../../src/services/Database.js"
+import { PooledQuery, type PooledResult } from "../../src/services/Database.js"
 import { APPLICATION_NAME, connectTimeoutMs, poolSize } from "./settings.js"
 
 /**
@@ -80,8 +80,8 @@ const cancelStatement = (pool: pg.Pool, processId: number | undefined): Effect.E
  */
 const pooledQuery =
   (pool: pg.Pool) =>
-  (text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<object>, SqlError> =>
-    Effect.async<ReadonlyArray<object>, SqlError>((resume) => {
+  (text: string, params: ReadonlyArray<unknown>): Effect.Effect<PooledResult, SqlError> =>
+    Effect.async<PooledResult, SqlError>((resume) => {
       /** Answered, failed or interrupted: the query's own callback no longer gives the connection back. */
       let settled = false
       let client: pg.PoolClient | undefined
@@ -115,7 +115,7 @@ const pooledQuery =
         c.once("error", onError)
         c.query(text, params as Array<unknown>, (error: Error | null, result: pg.QueryResult<object>) => {
           if (!settle()) return
-          resume(error === null ? Effect.succeed(result.rows) : Effect.fail(new SqlError({ cause: error, message: "Failed to execute statement" })))
+          resume(error === null ? Effect.succeed(result) : Effect.fail(new SqlError({ cause: error, message: "Failed to execute statement" })))
         })
       })
       return Effect.suspend(() => {

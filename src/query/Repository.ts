@@ -176,7 +176,7 @@ const insertRows = (db: DatabaseShape, entity: EntityDef, records: ReadonlyArray
       const rows = chunk.map((rec) =>
         sql`(${sql.join(", ", false)(fields.map((f) => sql`${encodeValue(dialect, f, rec.get(f) ?? null)}`))})`
       )
-      return sql`INSERT INTO ${sql(entity.table)} (${columns(sql, fields)}) VALUES ${sql.join(", ", false)(rows)}`
+      return db.execute(sql`INSERT INTO ${sql(entity.table)} (${columns(sql, fields)}) VALUES ${sql.join(", ", false)(rows)}`)
     },
     { discard: true }
   )
@@ -187,12 +187,6 @@ const setClause = (db: DatabaseShape, values: Values) =>
     [...values].map(([f, v]) => db.sql`${db.sql(f.column)} = ${encodeValue(db.dialect, f, v)}`)
   )
 
-/** Affected rows of an UPDATE or DELETE, as each driver reports it. */
-const affected = (raw: unknown): number => {
-  const r = raw as { rowCount?: unknown; affectedRows?: unknown; changes?: unknown } | null
-  const n = r?.rowCount ?? r?.affectedRows ?? r?.changes ?? 0
-  return Number(n)
-}
 
 const forUpdate = (db: DatabaseShape) => db.sql.literal(db.dialect === "sqlite" ? "" : " FOR UPDATE")
 
@@ -237,7 +231,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       // The row is committed: a read-back that fails (the database went away in between) must not
       // turn the acknowledged write into a 503 that a client would retry. The answer is then made
       // from the values written (the database's own normal form, e.g. JSON key order, is lost).
-      const rows = yield* sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`.pipe(
+      const rows = yield* db.query(sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`).pipe(
         retryRead,
         Effect.option
       )
@@ -377,9 +371,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const updateMany = (entity: EntityDef, filter: FilterNode, values: Values, access: Access) => {
     const fields = completeForUpdate(entity, values, new Date())
     if (isTrue(access.rowFilter)) {
-      return sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, filter)}`.raw.pipe(
+      return db.execute(sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, filter)}`).pipe(
         retryWrite,
-        Effect.map(affected),
         Effect.catchAll(writeError(entity, [values]))
       )
     }
@@ -402,9 +395,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   }
 
   const deleteMany = (entity: EntityDef, filter: FilterNode, access: Access) =>
-    sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`.raw.pipe(
+    db.execute(sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`).pipe(
       retryWrite,
-      Effect.map(affected),
       Effect.catchAll(writeError(entity, []))
     )
 

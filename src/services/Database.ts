@@ -22,6 +22,17 @@ export interface DatabaseShape {
    * connection.
    */
   readonly query: <A extends object>(statement: Statement<A>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+  /**
+   * Runs a statement that changes rows (UPDATE, DELETE) and answers how many it changed, by the
+   * same path as `query`.
+   */
+  readonly execute: (statement: Statement<unknown>) => Effect.Effect<number, SqlError>
+}
+
+/** What a statement run on the direct path answers: its rows, and how many rows it changed. */
+export interface PooledResult {
+  readonly rows: ReadonlyArray<object>
+  readonly rowCount: number | null
 }
 
 /**
@@ -30,7 +41,7 @@ export interface DatabaseShape {
  */
 export class PooledQuery extends Context.Tag("dbal/PooledQuery")<
   PooledQuery,
-  { readonly run: ((text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<object>, SqlError>) | undefined }
+  { readonly run: ((text: string, params: ReadonlyArray<unknown>) => Effect.Effect<PooledResult, SqlError>) | undefined }
 >() {}
 
 export class Database extends Context.Tag("dbal/Database")<Database, DatabaseShape>() {}

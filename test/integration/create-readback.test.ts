@@ -7,7 +7,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadConfig } from "../../layers/Config.js"
-import { migrate, queryVia, sqlClientLayer } from "../../layers/Database.js"
+import { executeVia, migrate, queryVia, sqlClientLayer } from "../../layers/Database.js"
 import { fromConfig } from "../../layers/Entities.js"
 import type { EntityDef, EntityRegistryShape, FieldDef } from "../../src/entity/Model.js"
 import { validateCreate } from "../../src/entity/Validate.js"
@@ -27,7 +27,7 @@ describe("create: a committed row that cannot be read back", () => {
     registry = await Effect.runPromise(fromConfig(cfg))
     rt = ManagedRuntime.make(sqlClientLayer(cfg))
     const sql = await rt.runPromise(SqlClient.SqlClient)
-    shape = { sql, dialect: "sqlite", adapter: "sqlite", ping: Effect.succeed(0), query: queryVia(undefined) }
+    shape = { sql, dialect: "sqlite", adapter: "sqlite", ping: Effect.succeed(0), query: queryVia(undefined), execute: executeVia(undefined) }
     await rt.runPromise(migrate(sql, "sqlite", registry))
   })
   afterAll(async () => {

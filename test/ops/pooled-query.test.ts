@@ -1,6 +1,7 @@
 /**
- * PostgreSQL's direct path (layers/db/Pg.ts, `PooledQuery`): the daemon's reads outside a
- * transaction skip @effect/sql's execution wrapper and run on the pool. It must answer exactly as
+ * PostgreSQL's direct path (layers/db/Pg.ts, `PooledQuery`): the daemon's statements outside a
+ * transaction (reads, and the autocommit INSERT, UPDATE and DELETE) skip @effect/sql's execution
+ * wrapper and run on the pool. It must answer exactly as
  * the SqlClient does (rows, errors), use the transaction's connection inside `withTransaction`,
  * give connections back when interrupted while waiting for one, and cancel a running statement
  * on interruption (db-timeout.test.ts runs the same cancel case through the SqlClient).
@@ -9,7 +10,7 @@ import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Either, Fiber, ManagedRuntime, Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { queryVia, sqlClientLayer } from "../../layers/Database.js"
+import { executeVia, queryVia, sqlClientLayer } from "../../layers/Database.js"
 import { ConfigFile, type DaemonConfig } from "../../src/Config.js"
 import { withQueryTimeout } from "../../src/query/Timeout.js"
 import { PooledQuery } from "../../src/services/Database.js"
@@ -35,6 +36,7 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
   const sleeping = () => pgSleepingStatements(name)
 
   const direct = Effect.map(PooledQuery, (p) => queryVia(p.run))
+  const directExecute = Effect.map(PooledQuery, (p) => executeVia(p.run))
 
   beforeAll(async () => {
     db = await createDatabase("postgresql")
@@ -158,5 +160,45 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
       })
     )
     expect(Either.isRight(victim), JSON.stringify(victim)).toBe(true)
+  })
+
+  it("execute answers the rows a write changed, as the SqlClient's raw result does", async () => {
+    const counts = await rt.runPromise(
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const execute = yield* directExecute
+        const inserted = yield* execute(sql`INSERT INTO t (id, note) VALUES (${20}, 'a'), (${21}, 'a'), (${22}, 'b')`)
+        const viaPool = yield* execute(sql`UPDATE t SET note = ${"c"} WHERE note = ${"a"} AND id >= ${20}`)
+        const viaClient = yield* Effect.map(sql`UPDATE t SET note = ${"d"} WHERE note = ${"c"} AND id >= ${20}`.raw, (r) => (r as { rowCount: number }).rowCount)
+        const none = yield* execute(sql`DELETE FROM t WHERE id = ${999}`)
+        const deleted = yield* execute(sql`DELETE FROM t WHERE id >= ${20}`)
+        return { inserted, viaPool, viaClient, none, deleted }
+      })
+    )
+    expect(counts).toEqual({ inserted: 3, viaPool: 2, viaClient: 2, none: 0, deleted: 3 })
+  })
+
+  it("an interrupted write's cancel cannot stop the next request's write on the same connection", async () => {
+    await rt.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`INSERT INTO t (id, note) VALUES (${30}, 'x'), (${31}, 'x')`))
+    const victim = await rt.runPromise(
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const query = yield* direct
+        const execute = yield* directExecute
+        // As for reads above: both connections busy, the write to interrupt ends first, its cancel
+        // has to wait for a free connection, and the next write waits for one too.
+        const blocker = yield* Effect.fork(query(sql`SELECT pg_sleep(1) AS blocker`))
+        const interrupted = yield* Effect.fork(execute(sql`UPDATE t SET note = pg_sleep(0.3)::text WHERE id = ${30}`))
+        yield* Effect.promise(() => untilTrue("both statements to run", async () => (await sleeping()) === 2, 3000))
+        const next = yield* Effect.fork(execute(sql`UPDATE t SET note = 'next' || pg_sleep(1.5)::text WHERE id = ${31}`).pipe(Effect.either))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(interrupted)
+        yield* Fiber.join(blocker)
+        return yield* Fiber.join(next)
+      })
+    )
+    expect(victim, JSON.stringify(victim)).toEqual(Either.right(1))
+    const stored = await rt.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ note: string }>`SELECT note FROM t WHERE id = ${31}`))
+    expect(stored).toEqual([{ note: "next" }])
   })
 })
