@@ -7,13 +7,49 @@
  * (a second process, a WebSocket frame each way, JSON) costs on this machine; no daemon can add
  * less. Plain JavaScript run by node, so that no loader or compiler is measured.
  *
- * argv: <postgres url> <pool size> <select sql with $1 for the id>. Prints {"port": n} when listening.
+ * argv: <postgres url> <pool size> <select sql with $1 for the id> [<cpu>]. Prints {"port": n} when
+ * listening.
+ * With <cpu> (the bench's placement measurement: every process of a read on one vCPU), the server
+ * first pins itself, all its threads, to that CPU (`taskset -a -pc`), and the pool pins the
+ * PostgreSQL backend of each new connection (`SELECT pg_backend_pid()`, then `taskset -pc`) in its
+ * onConnect hook, which pg-pool awaits before the connection serves a query; the pool then keeps
+ * its connections (no idle timeout), so that no unpinned-then-pinned reconnect lands in a
+ * measurement. One connection is opened before listening: if pinning fails (no taskset, not
+ * allowed, a backend that is not a local postgres process) it prints {"error": "..."} and exits 1.
+ * The pinned backends exit with their connections (SIGTERM ends the pool).
  */
+import { execFile, execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { promisify } from "node:util"
 import pg from "pg"
 import { WebSocketServer } from "ws"
 
-const [url, poolSize, text] = process.argv.slice(2)
-const pool = new pg.Pool({ connectionString: url, max: Number(poolSize) })
+const [url, poolSize, text, pinCpu = ""] = process.argv.slice(2)
+const pinned = pinCpu !== ""
+const execFileP = promisify(execFile)
+/** Pins the backend of a new pool connection to pinCpu, before the pool hands the connection out. */
+const pinBackend = async (client) => {
+  const pid = Number((await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid)
+  // The pid must name a PostgreSQL process of this PID namespace (not a server in a container).
+  let comm = ""
+  try {
+    comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim()
+  } catch {}
+  if (comm !== "postgres") throw new Error(`backend pid ${pid} is not a local postgres process (${comm || "no such process"})`)
+  await execFileP("taskset", ["-pc", pinCpu, String(pid)])
+}
+const pool = new pg.Pool({ connectionString: url, max: Number(poolSize), ...(pinned ? { onConnect: pinBackend, idleTimeoutMillis: 0 } : {}) })
+if (pinned) {
+  try {
+    execFileSync("taskset", ["-a", "-pc", pinCpu, String(process.pid)], { stdio: ["ignore", "ignore", "pipe"] })
+    ;(await pool.connect()).release()
+  } catch (e) {
+    const why = String(e?.stderr?.toString().trim() || e?.message || e).split("\n")[0]
+    console.log(JSON.stringify({ error: `pinning to CPU ${pinCpu} failed: ${why}` }))
+    await pool.end().catch(() => undefined)
+    process.exit(1)
+  }
+}
 const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false })
 wss.on("listening", () => console.log(JSON.stringify({ port: wss.address().port })))
 wss.on("connection", (ws) => {

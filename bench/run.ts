@@ -19,6 +19,13 @@
  * - Transport floor (bench/floor-server.mjs): a bare ws + pg server process with none of the
  *   daemon's stages, and the same query through pg in this process, measured in the same rounds
  *   (SELECT) and at 32 clients: what the extra process and the WebSocket hop alone cost here.
+ *   Each floor side is warmed first with BENCH_FLOOR_WARMUP reads (V8 optimizes the server).
+ * - Placement (part of the floor): the same two SELECT sides with every process of a read on one
+ *   vCPU — this process (all threads, `taskset -a`; its affinity restored after each round), a
+ *   second bare server started pinned, and the PostgreSQL backends of both sides' pools (pinned
+ *   before a connection serves a read; the pools are ended after the latency rounds) — in the
+ *   same rounds: what the hop adds when no process has to be woken on another vCPU. Skipped, with
+ *   the reason, without taskset, with fewer than 2 CPUs, or when a backend cannot be pinned.
  * - Throughput: reads by id with 1, 8, 32, 128 concurrent clients (one request in flight each).
  * - Memory: VmRSS of a fresh daemon idle and with 1,000 authenticated idle connections.
  * - Cache: a daemon with performance.cache_enabled: a repeated list (hit) against the same list
@@ -30,15 +37,17 @@
  * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles),
  * BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS, --max-semi-space-size=4),
  * BENCH_OUT (bench/results/latest.json), BENCH_AUDIT_FSYNC=0 (the daemon's audit log without
- * fsync: what the fsync costs; not the specification's setup).
+ * fsync: what the fsync costs; not the specification's setup), BENCH_FLOOR_WARMUP (3000 reads
+ * per transport-floor side before its rounds), BENCH_PLACEMENT=0 (no placement measurement).
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, ManagedRuntime } from "effect"
-import { execSync, spawn } from "node:child_process"
+import { execFile, execFileSync, execSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { promisify } from "node:util"
 import pg from "pg"
 import { loadConfig } from "../layers/Config.js"
 import { executeVia, queryVia, sqlClientLayer } from "../layers/Database.js"
@@ -70,6 +79,14 @@ const PROFILE_DIR = path.resolve(process.env.BENCH_PROFILE_DIR ?? path.join(root
 const COMPILED = process.env.BENCH_COMPILED === "1"
 /** BENCH_AUDIT_FSYNC=0: the daemon's audit log without fsync, to see what the fsync costs (not the specification's setup). */
 const AUDIT_FSYNC = process.env.BENCH_AUDIT_FSYNC !== "0"
+/**
+ * Reads per transport-floor side (raw pg, bare server; free and one-vCPU) before the rounds: a fresh
+ * bare server's read path takes some 2,000 reads to be optimized by V8 (on one vCPU its p50 goes
+ * from ~180 to ~55 µs over them), and the floor is what a warmed server costs.
+ */
+const FLOOR_WARMUP = env("BENCH_FLOOR_WARMUP", 3000)
+/** BENCH_PLACEMENT=0: no placement measurement (the floor's SELECT sides with every process on one vCPU). */
+const PLACEMENT = process.env.BENCH_PLACEMENT !== "0"
 /**
  * Node flags of the daemon process: by default those the shipped launchers set in NODE_OPTIONS
  * (deploy/Dockerfile, the systemd unit, the Kubernetes Deployment); BENCH_NODE_FLAGS="" for none.
@@ -122,6 +139,77 @@ const right = <A, E>(e: Either.Either<A, E>): A => {
   return e.right
 }
 
+// placement: every process of a read pinned to one CPU (Linux, taskset)
+
+const execFileP = promisify(execFile)
+const taskset = (args: ReadonlyArray<string>) => execFileSync("taskset", args, { stdio: ["ignore", "ignore", "pipe"] })
+/** The first line of what a failed command or call says. */
+const firstLine = (e: unknown): string => {
+  const stderr = typeof e === "object" && e !== null && "stderr" in e ? String(e.stderr).trim() : ""
+  return (stderr !== "" ? stderr : e instanceof Error ? e.message : String(e)).split("\n")[0]!
+}
+/** A CPU list as taskset and /proc print it ("0-1,3") as CPU numbers. */
+const cpuList = (list: string): Array<number> =>
+  list.split(",").flatMap((part) => {
+    const [a, b = a] = part.split("-").map(Number)
+    return Array.from({ length: b! - a! + 1 }, (_, i) => a! + i)
+  })
+const threadsOf = (pid: number) => fs.readdirSync(`/proc/${pid}/task`).map(Number)
+/** A thread's allowed CPUs (Cpus_allowed_list), or undefined when the thread is gone. */
+const affinityOf = (pid: number, tid: number): string | undefined => {
+  try {
+    return /^Cpus_allowed_list:\s*(\S+)$/m.exec(fs.readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"))?.[1]
+  } catch {
+    return undefined
+  }
+}
+/**
+ * Pins every thread of this process to `cpu` (`taskset -a -pc`); the function returned puts each
+ * thread back on the CPUs it had (a thread started while pinned: on the main thread's) and checks
+ * that it did.
+ */
+const pinSelf = (cpu: number): (() => void) => {
+  const pid = process.pid
+  const before = new Map(threadsOf(pid).map((t) => [t, affinityOf(pid, t)] as const))
+  const main = before.get(pid)!
+  taskset(["-a", "-pc", String(cpu), String(pid)])
+  return () => {
+    const uniform = [...before.values()].every((a) => a === main)
+    if (uniform) taskset(["-a", "-pc", main, String(pid)])
+    else
+      for (const t of threadsOf(pid)) {
+        try {
+          taskset(["-pc", before.get(t) ?? main, String(t)])
+        } catch (e) {
+          if (affinityOf(pid, t) !== undefined) throw e
+        }
+      }
+    const left = threadsOf(pid).filter((t) => {
+      const now = affinityOf(pid, t)
+      return now !== undefined && now !== (before.get(t) ?? main)
+    })
+    if (left.length > 0) throw new Error(`placement: threads ${left.join(", ")} of the bench process kept a pinned CPU affinity`)
+  }
+}
+/**
+ * A pg-pool onConnect hook that pins the new connection's PostgreSQL backend to `cpu`; pg-pool
+ * awaits it before the connection serves a query, and fails the connection if it throws.
+ */
+const pinBackendTo =
+  (cpu: number) =>
+  async (client: pg.ClientBase): Promise<void> => {
+    const pid = Number((await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid)
+    // The pid must name a PostgreSQL process of this PID namespace (not a server in a container).
+    let comm = ""
+    try {
+      comm = fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim()
+    } catch {
+      comm = "no such process"
+    }
+    if (comm !== "postgres") throw new Error(`backend pid ${pid} is not a local postgres process (${comm})`)
+    await execFileP("taskset", ["-pc", String(cpu), String(pid)])
+  }
+
 // ---------------------------------------------------------------------------------------------
 // setup
 
@@ -143,7 +231,10 @@ const daemons: Array<Daemon> = []
 const clients: Array<Client> = []
 let runtime: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown> | undefined
 
+/** What ends before the rest of the cleanup (the placement's pinned server and pool). */
+const teardowns: Array<() => Promise<void>> = []
 const cleanup = async () => {
+  for (const t of teardowns.splice(0)) await t().catch(() => undefined)
   await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)))
   for (const d of daemons.splice(0)) await d.stop().catch(() => null)
   if (runtime !== undefined) await runtime.dispose().catch(() => undefined)
@@ -270,16 +361,34 @@ try {
   const q = (c: string) => `"${c.replaceAll('"', '""')}"`
   const floorSql = `SELECT ${pv.exposed.map((f) => q(f.column)).join(", ")} FROM ${q(pv.table)} WHERE ${q(pv.primaryKey.column)} = $1 AND ${q(pv.byName.get("isActive")!.column)} = true`
   const rawPool = new pg.Pool({ connectionString: pgUrl, max: POOL })
-  const rawRead = async (id: string) => {
-    const r = await rawPool.query({ name: "floor_read", text: floorSql, values: [id] })
+  const readOn = (pool: pg.Pool) => async (id: string) => {
+    const r = await pool.query({ name: "floor_read", text: floorSql, values: [id] })
     if (r.rows.length !== 1) throw new Error(`raw read of ${id} found ${r.rows.length} rows`)
   }
-  const floorProcess = spawn(process.execPath, [path.join(root, "bench", "floor-server.mjs"), pgUrl, String(POOL), floorSql], { stdio: ["ignore", "pipe", "inherit"] })
-  process.once("exit", () => floorProcess.kill("SIGKILL"))
-  const floorPort = await new Promise<number>((resolve, reject) => {
-    floorProcess.once("exit", (code) => reject(new Error(`the floor server exited (${code})`)))
-    floorProcess.stdout!.once("data", (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port))
-  })
+  const rawRead = readOn(rawPool)
+  /** A bare server process (bench/floor-server.mjs); with `pinCpu`, it and its backends on that CPU. */
+  const startFloorServer = async (poolSize: number, pinCpu?: number) => {
+    const child = spawn(process.execPath, [path.join(root, "bench", "floor-server.mjs"), pgUrl, String(poolSize), floorSql, ...(pinCpu === undefined ? [] : [String(pinCpu)])], {
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    process.once("exit", () => child.kill("SIGKILL"))
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once("exit", (code) => reject(new Error(`the floor server exited (${code})`)))
+      child.stdout!.once("data", (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as { port?: number; error?: string }
+        if (m.port !== undefined) resolve(m.port)
+        else reject(new Error(m.error ?? `the floor server said ${d.toString().trim()}`))
+      })
+    })
+    return { process: child, port }
+  }
+  const stopFloorServer = async (child: ReturnType<typeof spawn>) => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise((r) => child.once("exit", r))
+    child.kill("SIGTERM")
+    await Promise.race([exited, sleep(5000)])
+  }
+  const { process: floorProcess, port: floorPort } = await startFloorServer(POOL)
   const floorClients: Array<Client> = []
   const openFloor = async () => {
     const c = await connect(floorPort)
@@ -289,6 +398,77 @@ try {
   const floorRead = async (c: Client, id: string) => {
     const a = await c.call("read", ["PageView", id])
     if (a.error !== undefined || a.result === null) throw new Error(`floor read of ${id} failed: ${JSON.stringify(a)}`)
+  }
+
+  // Placement: the same two SELECT sides with every process of a read on one CPU — this process
+  // (pinned around those sides in each round: pinSelf), a second bare server started pinned, and
+  // the PostgreSQL backends of a small pool of this process and of that server's pool (pinned
+  // before a connection serves a read; both pools keep their connections). Sequential reads use
+  // one connection of a pool, so 2 is enough. Ended after the latency rounds.
+  interface Pinned {
+    readonly cpu: number
+    readonly pool: pg.Pool
+    readonly server: ReturnType<typeof spawn>
+    readonly client: Client
+  }
+  const setUpPlacement = async (): Promise<Pinned | string> => {
+    if (!PLACEMENT) return "BENCH_PLACEMENT=0"
+    if (process.platform !== "linux") return `not Linux (${process.platform})`
+    try {
+      taskset(["--version"])
+    } catch (e) {
+      return `taskset is not available: ${firstLine(e)}`
+    }
+    const affinity = affinityOf(process.pid, process.pid)
+    const allowed = affinity === undefined ? [] : cpuList(affinity)
+    if (os.cpus().length < 2 || allowed.length < 2) return `fewer than 2 CPUs: ${os.cpus().length} CPUs, this process allowed on ${affinity ?? "?"}`
+    const cpu = allowed[0]!
+    try {
+      pinSelf(cpu)()
+    } catch (e) {
+      return `pinning the bench process to CPU ${cpu} failed: ${firstLine(e)}`
+    }
+    const pool = new pg.Pool({ connectionString: pgUrl, max: 2, idleTimeoutMillis: 0, onConnect: pinBackendTo(cpu) })
+    try {
+      ;(await pool.connect()).release()
+    } catch (e) {
+      await pool.end().catch(() => undefined)
+      return `pinning a PostgreSQL backend to CPU ${cpu} failed: ${firstLine(e)}`
+    }
+    let server: Awaited<ReturnType<typeof startFloorServer>> | undefined
+    try {
+      server = await startFloorServer(2, cpu)
+      const p: Pinned = { cpu, pool, server: server.process, client: await connect(server.port) }
+      teardowns.push(() => endPlacement(p))
+      return p
+    } catch (e) {
+      if (server !== undefined) await stopFloorServer(server.process)
+      await pool.end().catch(() => undefined)
+      return `the pinned bare server: ${firstLine(e)}`
+    }
+  }
+  let placementEnded = false
+  /** Ends the pinned side: its client, its server (whose pool ends with it) and the pinned pool; their backends exit. */
+  const endPlacement = async (p: Pinned) => {
+    if (placementEnded) return
+    placementEnded = true
+    await p.client.close().catch(() => undefined)
+    await stopFloorServer(p.server)
+    await p.pool.end()
+  }
+  const placementSetUp = await setUpPlacement()
+  const pinned = typeof placementSetUp === "string" ? undefined : placementSetUp
+  const placementWhy = typeof placementSetUp === "string" ? placementSetUp : ""
+  if (pinned === undefined) log(`placement: not measured (${placementWhy})`)
+  else log(`placement: this process, a second bare server and both pools' PostgreSQL backends pinned to CPU ${pinned.cpu} for the one-vCPU sides`)
+  /** Runs f with this process (all threads) on the pinned CPU, and puts it back after. */
+  const onOneCpu = async (p: Pinned, f: () => Promise<void>) => {
+    const restore = pinSelf(p.cpu)
+    try {
+      await f()
+    } finally {
+      restore()
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -364,9 +544,17 @@ try {
   const warm = Math.max(1, WARMUP)
   const floorClient = await openFloor()
   const floorSides = { raw: () => rawRead(nextPage()), floor: () => floorRead(floorClient, nextPage()) }
-  await timed(warm, floorSides.raw)
-  await timed(warm, floorSides.floor)
+  const floorWarm = Math.max(warm, FLOOR_WARMUP)
+  await timed(floorWarm, floorSides.raw)
+  await timed(floorWarm, floorSides.floor)
   const floorRounds: Record<keyof typeof floorSides, Array<number>> = { raw: [], floor: [] }
+  const pinnedSides: typeof floorSides | undefined = pinned === undefined ? undefined : { raw: () => readOn(pinned.pool)(nextPage()), floor: () => floorRead(pinned.client, nextPage()) }
+  const pinnedRounds: Record<keyof typeof floorSides, Array<number>> = { raw: [], floor: [] }
+  if (pinned !== undefined && pinnedSides !== undefined)
+    await onOneCpu(pinned, async () => {
+      await timed(floorWarm, pinnedSides.raw)
+      await timed(floorWarm, pinnedSides.floor)
+    })
   for (const op of ops) {
     const n = op.name === "Bulk (100)" ? Math.max(1, Math.ceil(warm / 10)) : warm
     await timed(n, op.direct)
@@ -394,9 +582,16 @@ try {
         rounds.get(op.name)![side].push({ p50: pct(xs, 50), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length })
       }
     }
-    for (const side of r % 2 === 0 ? (["raw", "floor"] as const) : (["floor", "raw"] as const)) floorRounds[side].push(pct(await timed(ITER, floorSides[side]), 50))
+    const floorOrder = r % 2 === 0 ? (["raw", "floor"] as const) : (["floor", "raw"] as const)
+    for (const side of floorOrder) floorRounds[side].push(pct(await timed(ITER, floorSides[side]), 50))
+    if (pinned !== undefined && pinnedSides !== undefined)
+      await onOneCpu(pinned, async () => {
+        for (const side of floorOrder) pinnedRounds[side].push(pct(await timed(ITER, pinnedSides[side]), 50))
+      })
     log(`latency round ${r + 1}/${ROUNDS} done (${((performance.now() - tl) / 1000).toFixed(1)} s)`)
   }
+  // The pinned side is done: its server and pools are ended (their backends exit with them).
+  if (pinned !== undefined) await endPlacement(pinned)
   const latency = ops.map((op) => {
     const r = rounds.get(op.name)!
     const d50 = median(r.direct.map((x) => x.p50))
@@ -490,9 +685,28 @@ try {
     }
   })
   const tp32Direct = throughput.find((t) => t.clients === 32)!
+  const selectP50 = { raw: median(floorRounds.raw), floor: median(floorRounds.floor), addedUs: median(floorRounds.floor) - median(floorRounds.raw), addedUsRounds: floorRounds.floor.map((f, i) => f - floorRounds.raw[i]!) }
+  const placement =
+    pinned === undefined
+      ? { measured: false as const, reason: placementWhy }
+      : (() => {
+          const raw = median(pinnedRounds.raw)
+          const fl = median(pinnedRounds.floor)
+          const oneVcpu = { raw, floor: fl, addedUs: fl - raw, addedUsRounds: pinnedRounds.floor.map((f, i) => f - pinnedRounds.raw[i]!) }
+          return {
+            measured: true as const,
+            cpu: pinned.cpu,
+            pinned: "this process (all threads), a second bare server process (all threads), the PostgreSQL backends of both pools",
+            oneVcpu,
+            // selectP50 is the free placement (the scheduler's): what the hop adds beyond one vCPU.
+            freeAddedUs: selectP50.addedUs,
+            crossVcpuUs: selectP50.addedUs - oneVcpu.addedUs
+          }
+        })()
   const floor = {
     sql: floorSql,
-    selectP50: { raw: median(floorRounds.raw), floor: median(floorRounds.floor), addedUs: median(floorRounds.floor) - median(floorRounds.raw), addedUsRounds: floorRounds.floor.map((f, i) => f - floorRounds.raw[i]!) },
+    selectP50,
+    placement,
     throughput32: {
       raw: median(floorTp.raw),
       floor: median(floorTp.floor),
@@ -601,8 +815,22 @@ try {
   lines.push("| Measure | In this process (pg) | Bare server process | Bare server adds |")
   lines.push("|---|---:|---:|---:|")
   lines.push(`| SELECT by id p50 | ${us(floor.selectP50.raw)} | ${us(floor.selectP50.floor)} | ${sign(floor.selectP50.addedUs)}${us(Math.abs(floor.selectP50.addedUs))} |`)
+  if (floor.placement.measured) {
+    const o = floor.placement.oneVcpu
+    lines.push(`| SELECT by id p50, all processes on one vCPU (this process, the server, their PostgreSQL backends on CPU ${floor.placement.cpu}) | ${us(o.raw)} | ${us(o.floor)} | ${sign(o.addedUs)}${us(Math.abs(o.addedUs))} |`)
+  }
   lines.push(`| Reads/s at 32 clients | ${floor.throughput32.raw.toFixed(0)} | ${floor.throughput32.floor.toFixed(0)} | ${(floor.throughput32.floorOfRaw * 100).toFixed(0)} % of raw pg, ${(floor.throughput32.floorOfDirect * 100).toFixed(0)} % of Direct DB |`)
   lines.push(`| CPU per read at 32 clients (this process / server process) | ${floor.throughput32.cpuUsPerRequest.raw.toFixed(0)} µs | ${floor.throughput32.cpuUsPerRequest.floor.toFixed(0)} µs | |`)
+  if (!floor.placement.measured) lines.push(`\nplacement: not measured (${floor.placement.reason})`)
+  else {
+    const p = floor.placement
+    const head = `\nWith every process on one vCPU the bare server adds ${us(p.oneVcpu.addedUs)} instead of ${us(p.freeAddedUs)}`
+    lines.push(
+      p.crossVcpuUs > p.freeAddedUs / 2
+        ? `${head}: most of what the hop costs on this machine (${us(p.crossVcpuUs)}) is waking processes on the other, idle vCPU; ws, JSON and a second Node process account for the ${us(p.oneVcpu.addedUs)} left.`
+        : `${head}: waking processes on the other vCPU accounts for ${sign(p.crossVcpuUs)}${us(Math.abs(p.crossVcpuUs))} of the hop's cost here; the rest is the hop itself (ws, JSON, a second Node process).`
+    )
+  }
   lines.push("\n### Memory and cache\n")
   lines.push("| Measure | Value |")
   lines.push("|---|---:|")
@@ -650,7 +878,7 @@ try {
         date: new Date().toISOString(),
         machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "", node: process.version, uptimeStart: loadStart, uptimeEnd: loadEnd },
         daemon: { compiled: COMPILED, nodeFlags: NODE_FLAGS },
-        settings: { rounds: ROUNDS, iterations: ITER, iterationsJoin: ITER_JOIN, iterationsBulk: ITER_BULK, warmup: WARMUP, throughputSeconds: TP_SECONDS, pool: POOL, connections: CONNS, profiled: PROFILE, compiled: COMPILED, auditFsync: AUDIT_FSYNC },
+        settings: { rounds: ROUNDS, iterations: ITER, iterationsJoin: ITER_JOIN, iterationsBulk: ITER_BULK, warmup: WARMUP, floorWarmup: FLOOR_WARMUP, placement: PLACEMENT, throughputSeconds: TP_SECONDS, pool: POOL, connections: CONNS, profiled: PROFILE, compiled: COMPILED, auditFsync: AUDIT_FSYNC },
         setup: {
           direct: "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, every statement through @effect/sql-pg, with the access decision the daemon computes for the user",
           daemon: `separate process; session token of a god user; ACL row filter isActive=true on PageView; rate limit on; audit file ${AUDIT_FSYNC ? "with" : "WITHOUT"} fsync`
