@@ -7,6 +7,7 @@ export default defineConfig({
     include: ["test/reliability/**/*.test.ts"],
     testTimeout: 60 * 60_000,
     hookTimeout: 10 * 60_000,
+    setupFiles: ["test/support/cleanup.ts"],
     pool: "forks",
     poolOptions: { forks: { singleFork: true } },
     fileParallelism: false,

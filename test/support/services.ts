@@ -70,7 +70,22 @@ export interface TestDatabase {
   readonly drop: () => Promise<void>
 }
 
-export const tempDir = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), `dbal-${prefix}-`))
+/**
+ * Folders made by tempDir: removed after each test file (test/support/cleanup.ts, a vitest setup
+ * file) and, for the bench and scripts, when the process exits.
+ */
+const madeDirs: Set<string> = ((globalThis as Record<symbol, Set<string> | undefined>)[Symbol.for("dbal.test.tempDirs")] ??= new Set())
+export const removeTempDirs = () => {
+  for (const d of madeDirs) fs.rmSync(d, { recursive: true, force: true })
+  madeDirs.clear()
+}
+// Once per process (a fork that runs several test files evaluates this module for each).
+if (process.listeners("exit").every((l) => l.name !== "removeMadeTempDirs")) process.once("exit", function removeMadeTempDirs() { removeTempDirs() })
+export const tempDir = (prefix: string) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dbal-${prefix}-`))
+  madeDirs.add(dir)
+  return dir
+}
 
 export const createDatabase = async (dialect: DialectName): Promise<TestDatabase> => {
   const name = `dbal_test_${randomBytes(5).toString("hex")}`
