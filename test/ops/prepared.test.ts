@@ -1,6 +1,7 @@
 /**
  * Prepared statement reuse on PostgreSQL: the daemon's parameterized statements are named, so a
- * connection prepares each once and reuses it (visible in pg_prepared_statements).
+ * connection prepares each once and reuses it (visible in pg_prepared_statements). Statements
+ * that carry a long list of values run unnamed, planned for their values (layers/db/Pg.ts).
  */
 import { Effect, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -23,21 +24,34 @@ describe.skipIf(await skipDialect("postgresql"))("prepared statements (postgresq
     await db?.drop()
   })
 
+  const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
+  const call = async (id: number, method: string, params: ReadonlyArray<unknown>) =>
+    rt.runPromise(Effect.flatMap(RpcHandler, (handler) => handler.handle(conn, JSON.stringify({ id, method, params, auth: serviceAuth }))))
+  const prepared = () =>
+    rt.runPromise(
+      Effect.flatMap(Database, ({ sql }) => sql<{ name: string; statement: string }>`SELECT name, statement FROM pg_prepared_statements WHERE name LIKE ${"dbal_%"}`)
+    )
+
   it("prepares a statement once per connection and reuses it", async () => {
-    const handler = await rt.runPromise(RpcHandler)
-    const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
-    const call = (id: number, method: string, params: ReadonlyArray<unknown>) =>
-      rt.runPromise(handler.handle(conn, JSON.stringify({ id, method, params, auth: serviceAuth })))
     const created = JSON.parse(await call(1, "create", ["User", { username: "prep", email: "prep@example.com" }])) as { result: { id: string } }
-    const prepared = () =>
-      rt.runPromise(
-        Effect.flatMap(Database, ({ sql }) => sql<{ name: string; statement: string }>`SELECT name, statement FROM pg_prepared_statements WHERE name LIKE ${"dbal_%"}`)
-      )
     for (let i = 0; i < 5; i++) await call(10 + i, "read", ["User", created.result.id])
     const after = await prepared()
     const reads = after.filter((p) => /^SELECT .* FROM "users" WHERE "id" = \$1$/.test(p.statement))
     // Five reads, one prepared statement.
     expect(reads.length).toBe(1)
     expect(after.length).toBeGreaterThan(1)
+  })
+
+  it("runs a statement with a long list of values unnamed, so that it is planned for its values", async () => {
+    const ids = (n: number) => Array.from({ length: n }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`)
+    for (const [i, n] of [3, 3, 40, 40].entries()) {
+      const answer = JSON.parse(await call(100 + i, "list", ["User", { filter: { id: { in: ids(n) } } }])) as { result?: unknown; error?: unknown }
+      expect(answer.error).toBeUndefined()
+    }
+    const inLists = (await prepared()).filter((p) => /FROM "users" WHERE .*"id" IN \(/.test(p.statement)).map((p) => (p.statement.match(/\$\d+/g) ?? []).length)
+    // The three-value list is prepared (its SELECT and its COUNT); no statement with forty values is.
+    expect(inLists.length).toBeGreaterThan(0)
+    expect(Math.max(...inLists)).toBeLessThanOrEqual(32)
+    expect(inLists.some((params) => params >= 3)).toBe(true)
   })
 })
