@@ -32,7 +32,8 @@
  *   after a write that invalidates it (miss).
  *
  * Environment: BENCH_ROUNDS (3), BENCH_ITER (300 single-row requests per round and side),
- * BENCH_ITER_JOIN (200), BENCH_ITER_BULK (30), BENCH_WARMUP (50), BENCH_TP_SECONDS (2),
+ * BENCH_ITER_JOIN (200), BENCH_ITER_BULK (30), BENCH_WARMUP (500 requests per operation and side before the rounds;
+ * a tenth of it for Bulk), BENCH_TP_SECONDS (2),
  * BENCH_CONNS (1000), BENCH_POOL (20), BENCH_PROFILE=1 (daemon under node --cpu-prof, profile
  * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles),
  * BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS, --max-semi-space-size=4),
@@ -69,7 +70,8 @@ const ROUNDS = env("BENCH_ROUNDS", 3)
 const ITER = env("BENCH_ITER", 300)
 const ITER_JOIN = env("BENCH_ITER_JOIN", 200)
 const ITER_BULK = env("BENCH_ITER_BULK", 30)
-const WARMUP = env("BENCH_WARMUP", 50)
+/** Requests per operation and side before the latency rounds (both sides measured warm, as the floor is). */
+const WARMUP = env("BENCH_WARMUP", 500)
 const TP_SECONDS = env("BENCH_TP_SECONDS", 2)
 const CONNS = env("BENCH_CONNS", 1000)
 const POOL = env("BENCH_POOL", 20)
