@@ -187,7 +187,6 @@ const setClause = (db: DatabaseShape, values: Values) =>
     [...values].map(([f, v]) => db.sql`${db.sql(f.column)} = ${encodeValue(db.dialect, f, v)}`)
   )
 
-
 const forUpdate = (db: DatabaseShape) => db.sql.literal(db.dialect === "sqlite" ? "" : " FOR UPDATE")
 
 export interface RepositoryOptions {

@@ -23,8 +23,8 @@ export interface DatabaseShape {
    */
   readonly query: <A extends object>(statement: Statement<A>) => Effect.Effect<ReadonlyArray<A>, SqlError>
   /**
-   * Runs a statement that changes rows (UPDATE, DELETE) and answers how many it changed, by the
-   * same path as `query`.
+   * Runs a statement that changes rows (INSERT, UPDATE, DELETE) and answers how many it changed,
+   * by the same path as `query`.
    */
   readonly execute: (statement: Statement<unknown>) => Effect.Effect<number, SqlError>
 }
