@@ -27,8 +27,10 @@ import { makeMemory } from "./RateLimiter.js"
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
 /**
  * The digest of a credentials object's token, made once per object: a connection that called
- * `authenticate` presents the same object with every request, and hashing it again each time
- * showed in the profile of the request path (bench/handler-micro.ts).
+ * `authenticate`, or that sends the same auth with every request (the handler then passes the
+ * previous request's object, `Connection.sentAuth`), presents the same object each time, and
+ * hashing it again each time showed in the profile of the request path (bench/handler-micro.ts:
+ * 5–10 % of a read's CPU).
  */
 const tokenDigests = new WeakMap<Credentials, Buffer>()
 const digestOf = (creds: Credentials): Buffer => {

@@ -28,7 +28,15 @@ import { decodeCredentials, decodeFrame, encodeError, encodeResult, isRejected, 
 export interface Connection {
   readonly remoteAddress: string
   auth: Credentials | undefined
+  /**
+   * The credentials the previous request of this connection carried: a client that sends the same
+   * auth with every request gets the same object back, so that its token's digest is made once
+   * (layers/Auth.ts keeps it per object).
+   */
+  sentAuth?: Credentials
 }
+
+const sameCredentials = (a: Credentials | undefined, b: Credentials): a is Credentials => a !== undefined && a.token === b.token && a.userId === b.userId
 
 export interface RpcHandlerShape {
   /** Answers one text frame; never fails. */
@@ -85,7 +93,8 @@ export const make = Effect.gen(function* () {
           if (typeof creds === "string") return Effect.fail(new BadRequest({ reason: creds.replace(/^auth/, "params[0]") }))
           return withCreds(creds, conn)
         }
-        const creds = req.auth ?? conn.auth
+        const sent = req.auth
+        const creds = sent === undefined ? conn.auth : sameCredentials(conn.sentAuth, sent) ? conn.sentAuth : (conn.sentAuth = sent)
         if (creds === undefined) {
           return Effect.fail(new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" }))
         }

@@ -230,6 +230,22 @@ for (const dialect of DIALECTS) {
         expectError(await (await open()).call("read", ["User", u.id], null), 401, "another connection")
       })
 
+      it("each request is judged by the auth it carries, whatever earlier requests on the connection sent", async () => {
+        const u = await createUser(system)
+        const other = await createUser(system)
+        const s = await createSession(system, u.id, inSeconds(3600))
+        const c = await open()
+        const service = { token: SERVICE_TOKEN }
+        expectOk(await c.call("count", ["User"], service), "service token")
+        expectError(await c.call("count", ["User"], { token: SERVICE_TOKEN, user_id: u.id }), 401, "the same token with a user's id")
+        expectOk(await c.call("count", ["User"], service), "service token again")
+        expectError(await c.call("count", ["User"], { token: "wrong-token-0123456789" }), 401, "another, unknown token")
+        expectOk(await c.call("count", ["User"], service), "and the service token again")
+        expect(expectOk<{ id: string }>(await c.call("read", ["User", u.id], { token: s.token, user_id: u.id })).id).toBe(u.id)
+        expectError(await c.call("read", ["User", u.id], { token: s.token, user_id: other.id }), 401, "the session's token with another user's id")
+        expect(expectOk<{ id: string }>(await c.call("read", ["User", u.id], { token: s.token, user_id: u.id })).id).toBe(u.id)
+      })
+
       it("a long-lived authenticated connection gets 401 on its first request after its session expires", async () => {
         const u = await createUser(system)
         const expiresAt = inSeconds(2)
