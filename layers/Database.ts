@@ -28,7 +28,7 @@ import { type ConfigError, Effect, Layer } from "effect"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { createIndexes, createTable, type Dialect, schemaDdl } from "../src/entity/Ddl.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
-import { Database, type DatabaseShape, PooledQuery } from "../src/services/Database.js"
+import { Database, type DatabaseShape, PooledQuery, type PooledResult } from "../src/services/Database.js"
 
 export { connectTimeoutMs } from "./db/settings.js"
 
@@ -51,43 +51,44 @@ export const sqlClientLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClie
   )
 
 /**
- * `DatabaseShape.query`: a statement outside a transaction goes the adapter's direct path when it
- * has one (compiled here as the SqlClient would compile it: same text, same parameters);
- * otherwise, and always inside `sql.withTransaction`, the statement runs as it is.
+ * Where a statement runs: outside a transaction, the adapter's direct path when it has one
+ * (compiled here as the SqlClient would compile it: same text, same parameters); otherwise, and
+ * always inside `sql.withTransaction`, through the SqlClient as it is. On the direct path an
+ * interrupted statement's connection goes back only after its cancel was sent (layers/db/Pg.ts):
+ * a late cancel must not stop another request's statement.
  */
-export const queryVia =
-  (pooled: PooledQuery["Type"]["run"]): DatabaseShape["query"] =>
-  <A extends object>(statement: Statement.Statement<A>) =>
-    pooled === undefined
-      ? statement
-      : Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) => {
-          if (tx._tag === "Some") return statement
-          const [text, params] = statement.compile()
-          return Effect.map(pooled(text, params), (r) => r.rows as ReadonlyArray<A>)
-        })
+const routed = <X>(
+  pooled: PooledQuery["Type"]["run"],
+  statement: Statement.Statement<unknown>,
+  viaClient: () => Effect.Effect<X, SqlError>,
+  fromPool: (result: PooledResult) => X
+): Effect.Effect<X, SqlError> =>
+  pooled === undefined
+    ? viaClient()
+    : Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) => {
+        if (tx._tag === "Some") return viaClient()
+        const [text, params] = statement.compile()
+        return Effect.map(pooled(text, params), fromPool)
+      })
 
-/** Rows changed by an UPDATE or DELETE, as each driver reports it. */
-export const affectedRows = (raw: unknown): number => {
+/** Rows changed by an INSERT, UPDATE or DELETE, as each driver reports it. */
+const affectedRows = (raw: unknown): number => {
   const r = raw as { rowCount?: unknown; affectedRows?: unknown; changes?: unknown } | null
   const n = r?.rowCount ?? r?.affectedRows ?? r?.changes ?? 0
   return Number(n)
 }
 
-/**
- * `DatabaseShape.execute`: the same routing as `queryVia`. On the direct path an interrupted
- * statement's connection goes back only after its cancel was sent (layers/db/Pg.ts), which
- * matters most for writes: a late cancel must not stop another request's UPDATE.
- */
+/** `DatabaseShape.query`, routed as `routed` says. */
+export const queryVia =
+  (pooled: PooledQuery["Type"]["run"]): DatabaseShape["query"] =>
+  <A extends object>(statement: Statement.Statement<A>) =>
+    routed(pooled, statement, () => statement, (r) => r.rows as ReadonlyArray<A>)
+
+/** `DatabaseShape.execute`, routed as `routed` says. */
 export const executeVia =
   (pooled: PooledQuery["Type"]["run"]): DatabaseShape["execute"] =>
   (statement) =>
-    pooled === undefined
-      ? Effect.map(statement.raw, affectedRows)
-      : Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) => {
-          if (tx._tag === "Some") return Effect.map(statement.raw, affectedRows)
-          const [text, params] = statement.compile()
-          return Effect.map(pooled(text, params), (r) => r.rowCount ?? 0)
-        })
+    routed(pooled, statement, () => Effect.map(statement.raw, affectedRows), (r) => r.rowCount ?? 0)
 
 const dialectOf = (cfg: DaemonConfig): Dialect =>
   cfg.database.adapter === "postgresql" ? "pg" : cfg.database.adapter === "mysql" ? "mysql" : "sqlite"
