@@ -18,27 +18,14 @@
  * allowed, a backend that is not a local postgres process) it prints {"error": "..."} and exits 1.
  * The pinned backends exit with their connections (SIGTERM ends the pool).
  */
-import { execFile, execFileSync } from "node:child_process"
-import { readFileSync } from "node:fs"
-import { promisify } from "node:util"
+import { execFileSync } from "node:child_process"
 import pg from "pg"
 import { WebSocketServer } from "ws"
+import { pinBackendTo } from "./pin-backend.mjs"
 
 const [url, poolSize, text, pinCpu = ""] = process.argv.slice(2)
 const pinned = pinCpu !== ""
-const execFileP = promisify(execFile)
-/** Pins the backend of a new pool connection to pinCpu, before the pool hands the connection out. */
-const pinBackend = async (client) => {
-  const pid = Number((await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid)
-  // The pid must name a PostgreSQL process of this PID namespace (not a server in a container).
-  let comm = ""
-  try {
-    comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim()
-  } catch {}
-  if (comm !== "postgres") throw new Error(`backend pid ${pid} is not a local postgres process (${comm || "no such process"})`)
-  await execFileP("taskset", ["-pc", pinCpu, String(pid)])
-}
-const pool = new pg.Pool({ connectionString: url, max: Number(poolSize), ...(pinned ? { onConnect: pinBackend, idleTimeoutMillis: 0 } : {}) })
+const pool = new pg.Pool({ connectionString: url, max: Number(poolSize), ...(pinned ? { onConnect: pinBackendTo(pinCpu), idleTimeoutMillis: 0 } : {}) })
 if (pinned) {
   try {
     execFileSync("taskset", ["-a", "-pc", pinCpu, String(process.pid)], { stdio: ["ignore", "ignore", "pipe"] })

@@ -7,7 +7,7 @@
  *   same pool size), given the SAME access decision the daemon computes for the benchmark user
  *   (the same row filter, the same fields), so both sides run the same SQL statements. Every
  *   statement goes through @effect/sql-pg, as the issue defines Direct DB; the daemon sends its
- *   reads outside transactions to the pool directly (layers/db/Pg.ts).
+ *   statements outside transactions to the pool directly (layers/db/Pg.ts).
  * - Via Daemon: a separate daemon process (bin/dbal-daemon.mjs) with a session token of a `god`
  *   user, access rules with a row filter on every PageView operation, rate limiting on (limits
  *   far above the load), and the audit file with fsync on; a real `ws` client per connection
@@ -32,8 +32,8 @@
  *   after a write that invalidates it (miss).
  *
  * Environment: BENCH_ROUNDS (3), BENCH_ITER (300 single-row requests per round and side),
- * BENCH_ITER_JOIN (200), BENCH_ITER_BULK (30), BENCH_WARMUP (500 requests per operation and side before the rounds;
- * a tenth of it for Bulk), BENCH_TP_SECONDS (2),
+ * BENCH_ITER_JOIN (200), BENCH_ITER_BULK (30), BENCH_WARMUP (500 requests per operation and side
+ * before the rounds; a tenth of it for Bulk), BENCH_TP_SECONDS (2),
  * BENCH_CONNS (1000), BENCH_POOL (20), BENCH_PROFILE=1 (daemon under node --cpu-prof, profile
  * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles),
  * BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS, --max-semi-space-size=4),
@@ -43,12 +43,11 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, ManagedRuntime } from "effect"
-import { execFile, execFileSync, execSync, spawn } from "node:child_process"
+import { execFileSync, execSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import pg from "pg"
 import { loadConfig } from "../layers/Config.js"
 import { executeVia, queryVia, sqlClientLayer } from "../layers/Database.js"
@@ -60,6 +59,7 @@ import { type Access, fullAccess, type Include, makeRepository } from "../src/qu
 import type { DatabaseShape } from "../src/services/Database.js"
 import { type Client, connect, type Daemon, root, startDaemon } from "../test/support/daemon.js"
 import { createDatabase, SERVICE_TOKEN, tempDir, unavailable, writeConfig } from "../test/support/services.js"
+import { pinBackendTo } from "./pin-backend.mjs"
 import { formatSummary, summarize } from "./profile.js"
 
 const env = (k: string, d: number) => {
@@ -143,7 +143,6 @@ const right = <A, E>(e: Either.Either<A, E>): A => {
 
 // placement: every process of a read pinned to one CPU (Linux, taskset)
 
-const execFileP = promisify(execFile)
 const taskset = (args: ReadonlyArray<string>) => execFileSync("taskset", args, { stdio: ["ignore", "ignore", "pipe"] })
 /** The first line of what a failed command or call says. */
 const firstLine = (e: unknown): string => {
@@ -193,25 +192,6 @@ const pinSelf = (cpu: number): (() => void) => {
     if (left.length > 0) throw new Error(`placement: threads ${left.join(", ")} of the bench process kept a pinned CPU affinity`)
   }
 }
-/**
- * A pg-pool onConnect hook that pins the new connection's PostgreSQL backend to `cpu`; pg-pool
- * awaits it before the connection serves a query, and fails the connection if it throws.
- */
-const pinBackendTo =
-  (cpu: number) =>
-  async (client: pg.ClientBase): Promise<void> => {
-    const pid = Number((await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid)
-    // The pid must name a PostgreSQL process of this PID namespace (not a server in a container).
-    let comm = ""
-    try {
-      comm = fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim()
-    } catch {
-      comm = "no such process"
-    }
-    if (comm !== "postgres") throw new Error(`backend pid ${pid} is not a local postgres process (${comm})`)
-    await execFileP("taskset", ["-pc", String(cpu), String(pid)])
-  }
-
 // ---------------------------------------------------------------------------------------------
 // setup
 
