@@ -74,16 +74,24 @@ export interface TestDatabase {
  * Folders made by tempDir: removed after each test file (test/support/cleanup.ts, a vitest setup
  * file) and, for the bench and scripts, when the process exits.
  */
-const madeDirs: Set<string> = ((globalThis as Record<symbol, Set<string> | undefined>)[Symbol.for("dbal.test.tempDirs")] ??= new Set())
-export const removeTempDirs = () => {
-  for (const d of madeDirs) fs.rmSync(d, { recursive: true, force: true })
-  madeDirs.clear()
+interface TempDirs {
+  readonly dirs: Set<string>
+  exitHook: boolean
 }
-// Once per process (a fork that runs several test files evaluates this module for each).
-if (process.listeners("exit").every((l) => l.name !== "removeMadeTempDirs")) process.once("exit", function removeMadeTempDirs() { removeTempDirs() })
+// Shared by every evaluation of this module in a process (a fork that runs several test files
+// evaluates it for each), so that one exit hook removes them all.
+const made: TempDirs = ((globalThis as Record<symbol, TempDirs | undefined>)[Symbol.for("dbal.test.tempDirs")] ??= { dirs: new Set(), exitHook: false })
+export const removeTempDirs = () => {
+  for (const d of made.dirs) fs.rmSync(d, { recursive: true, force: true })
+  made.dirs.clear()
+}
+if (!made.exitHook) {
+  made.exitHook = true
+  process.once("exit", removeTempDirs)
+}
 export const tempDir = (prefix: string) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dbal-${prefix}-`))
-  madeDirs.add(dir)
+  made.dirs.add(dir)
   return dir
 }
 
