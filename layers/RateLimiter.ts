@@ -1,6 +1,8 @@
 /**
  * Rate limiter layer: a token bucket per principal, refilled at `requests_per_minute`, holding
  * at most `burst` (per-role values in `roles:` replace both). Over it: 429 with `retryAfter`.
+ * A request takes as many tokens as its weight (src/rpc/Methods.ts `requestWeight`), at most a
+ * full bucket: a request heavier than `burst` is admitted when the bucket is full, and empties it.
  *
  * Stores:
  * - memory: this process only. Buckets idle long enough to be full again are dropped, and at
@@ -42,8 +44,9 @@ export const makeMemory = (opts: { requestsPerMinute: number; burst: number; now
       }
     }
   }
-  /** Takes a token (or, with `take: false`, only checks that one is there). */
-  const check = (key: string, take: boolean): RateLimited | undefined => {
+  /** Takes `cost` tokens (or, with `take: false`, only checks that they are there). */
+  const check = (key: string, take: boolean, cost = 1): RateLimited | undefined => {
+    const need = Math.min(Math.max(1, cost), opts.burst)
     const t = now()
     sweep(t)
     const b = buckets.get(key) ?? { tokens: opts.burst, at: t }
@@ -51,15 +54,15 @@ export const makeMemory = (opts: { requestsPerMinute: number; burst: number; now
     b.at = t
     buckets.delete(key)
     buckets.set(key, b)
-    if (b.tokens >= 1) {
-      if (take) b.tokens -= 1
+    if (b.tokens >= need) {
+      if (take) b.tokens -= need
       return undefined
     }
-    return new RateLimited({ retryAfter: Math.max(1, Math.ceil((1 - b.tokens) / perMs / 1000)) })
+    return new RateLimited({ retryAfter: Math.max(1, Math.ceil((need - b.tokens) / perMs / 1000)) })
   }
-  const consume = (key: string) =>
+  const consume = (key: string, cost = 1) =>
     Effect.suspend(() => {
-      const limited = check(key, true)
+      const limited = check(key, true, cost)
       return limited === undefined ? Effect.void : Effect.fail(limited)
     })
   return { consume, check, size: () => buckets.size }
@@ -69,6 +72,7 @@ export const makeMemory = (opts: { requestsPerMinute: number; burst: number; now
 const BUCKET_LUA = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = math.min(math.max(1, tonumber(ARGV[3]) or 1), burst)
 local now = redis.call('TIME')
 local t = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -76,17 +80,17 @@ local tokens = tonumber(b[1]) or burst
 local at = tonumber(b[2]) or t
 tokens = math.min(burst, tokens + math.max(0, t - at) * rate)
 local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= cost then
+  tokens = tokens - cost
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 1000)
-return {allowed, tostring(tokens)}
+return {allowed, tostring(tokens), tostring(cost)}
 `
 
 interface BucketRedis {
-  dbalBucket(key: string, ratePerMs: string, burst: string): Promise<[number, string]>
+  dbalBucket(key: string, ratePerMs: string, burst: string, cost: string): Promise<[number, string, string]>
 }
 
 export interface Limits {
@@ -101,14 +105,14 @@ export const limitsFor = (cfg: DaemonConfig["security"]["rate_limit"], role: Rol
 
 const memoryStore = (cfg: DaemonConfig["security"]["rate_limit"]) => {
   const perRole = new Map<Role, ReturnType<typeof makeMemory>>()
-  return (key: string, role: Role) => {
+  return (key: string, role: Role, cost = 1) => {
     let m = perRole.get(role)
     if (m === undefined) {
       const l = limitsFor(cfg, role)
       m = makeMemory({ requestsPerMinute: l.requestsPerMinute, burst: l.burst, maxKeys: cfg.max_keys })
       perRole.set(role, m)
     }
-    return m.consume(key)
+    return m.consume(key, cost)
   }
 }
 
@@ -152,35 +156,37 @@ export const makeRedis = (cfg: DaemonConfig["security"]["rate_limit"]) =>
     const bucket = redis as unknown as BucketRedis
     const local = memoryStore(cfg)
     let degraded = false
-    const policy = (key: string, role: Role): Effect.Effect<void, RateLimited | Unavailable> => {
+    const policy = (key: string, role: Role, cost: number): Effect.Effect<void, RateLimited | Unavailable> => {
       switch (cfg.on_store_error) {
         case "open":
           return Effect.void
         case "closed":
           return Effect.fail(new Unavailable({ reason: "the rate-limit store does not answer" }))
         case "local":
-          return local(key, role)
+          return local(key, role, cost)
       }
     }
-    const consume = (key: string, role: Role): Effect.Effect<void, RateLimited | Unavailable> => {
+    const consume = (key: string, role: Role, cost = 1): Effect.Effect<void, RateLimited | Unavailable> => {
       const l = limitsFor(cfg, role)
       const perMs = l.requestsPerMinute / 60_000
-      return Effect.tryPromise(() => bucket.dbalBucket(`${cfg.key_prefix}${role}:${key}`, String(perMs), String(l.burst))).pipe(
+      return Effect.tryPromise(() => bucket.dbalBucket(`${cfg.key_prefix}${role}:${key}`, String(perMs), String(l.burst), String(cost))).pipe(
         Effect.timeout("500 millis"),
         Effect.matchEffect({
-          onSuccess: ([allowed, tokens]): Effect.Effect<void, RateLimited | Unavailable> => {
+          onSuccess: ([allowed, tokens, charged]): Effect.Effect<void, RateLimited | Unavailable> => {
             const recovered = degraded ? Effect.logInfo("rate-limit store answers again: limits are shared again") : Effect.void
             degraded = false
             return Effect.zipRight(
               recovered,
-              allowed === 1 ? Effect.void : Effect.fail(new RateLimited({ retryAfter: Math.max(1, Math.ceil((1 - Number(tokens)) / perMs / 1000)) }))
+              allowed === 1
+                ? Effect.void
+                : Effect.fail(new RateLimited({ retryAfter: Math.max(1, Math.ceil((Number(charged) - Number(tokens)) / perMs / 1000)) }))
             )
           },
           onFailure: (): Effect.Effect<void, RateLimited | Unavailable> => {
             // Logged once per outage, not per request.
             const warn = degraded ? Effect.void : Effect.logWarning(`rate-limit store does not answer: on_store_error=${cfg.on_store_error}`)
             degraded = true
-            return Effect.zipRight(warn, policy(key, role))
+            return Effect.zipRight(warn, policy(key, role, cost))
           }
         })
       )

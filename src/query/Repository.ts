@@ -64,6 +64,9 @@ const orderBy = (sql: Statement.Constructor, entity: EntityDef, sort: ReadonlyAr
   return sql.join(", ", false)(parts)
 }
 
+/** The columns a SELECT reads for these readable fields (never none: a rule may allow no field). */
+const selected = (entity: EntityDef, readable: ReadonlyArray<FieldDef>) => (readable.length === 0 ? [entity.primaryKey] : readable)
+
 const intLiteral = (sql: Statement.Constructor, n: number) => sql.literal(String(Math.max(0, Math.trunc(n))))
 
 /** Maps a driver failure; a foreign-key failure of a write is resolved into which field is wrong. */
@@ -156,7 +159,7 @@ const completeForUpdate = (entity: EntityDef, values: Values, now: Date): Values
 
 const selectWhere = (db: DatabaseShape, entity: EntityDef, access: Access, where: FilterNode, limit?: number) => {
   const { sql, dialect } = db
-  return sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${
+  return sql<Row>`SELECT ${columns(sql, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${
     limit === undefined ? sql.literal("") : sql` ORDER BY ${orderBy(sql, entity, [])} LIMIT ${intLiteral(sql, limit)}`
   }`
 }
@@ -230,7 +233,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       // The row is committed: a read-back that fails (the database went away in between) must not
       // turn the acknowledged write into a 503 that a client would retry. The answer is then made
       // from the values written (the database's own normal form, e.g. JSON key order, is lost).
-      const rows = yield* db.query(sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`).pipe(
+      const rows = yield* db.query(sql<Row>`SELECT ${columns(sql, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`).pipe(
         retryRead,
         Effect.option
       )
@@ -297,7 +300,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const list = (entity: EntityDef, filter: FilterNode, sort: ReadonlyArray<SortKey>, page: number, limit: number, access: Access) =>
     Effect.gen(function* () {
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
-      const rows = yield* db.query(sql<Row>`SELECT ${columns(sql, access.readable)} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`)
+      const rows = yield* db.query(sql<Row>`SELECT ${columns(sql, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`)
       const total = yield* db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${where}`)
       return { data: decodeAll(dialect, entity, access, rows), total: Number(total[0]?.n ?? 0) } satisfies Page
     }).pipe(retryRead, Effect.mapError(readError(entity)))
@@ -319,8 +322,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const main = "t0"
       const col = (alias: string, f: FieldDef) => sql`${sql(alias)}.${sql(f.column)}`
-      const selected = [
-        ...access.readable.map((f) => sql`${col(main, f)} AS ${sql(`${main}__${f.column}`)}`),
+      const selectList = [
+        ...selected(entity, access.readable).map((f) => sql`${col(main, f)} AS ${sql(`${main}__${f.column}`)}`),
         ...includes.flatMap((inc, i) => {
           const a = `r${i}`
           return [
@@ -335,7 +338,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       })
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter), main)
       const rows = yield* db.query(
-        sql<Row>`SELECT ${sql.join(", ", false)(selected)} FROM ${sql(entity.table)} ${sql(main)}${sql.join("", false)(joins)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort, main)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
+        sql<Row>`SELECT ${sql.join(", ", false)(selectList)} FROM ${sql(entity.table)} ${sql(main)}${sql.join("", false)(joins)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort, main)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
       )
       const total = yield* db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`)
       const pick = (row: Row, prefix: string, fields: ReadonlyArray<FieldDef>): Row =>

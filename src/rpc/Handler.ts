@@ -1,7 +1,7 @@
 /**
- * The RPC handler: one frame in, one answer out. decode → authenticate → rate limit → access
- * decision → validate → execute → encode, with the request's timeout and span around it and an
- * audit record after it. Every failure is a tagged error mapped once by `toWireError`; nothing
+ * The RPC handler: one frame in, one answer out. decode → authenticate → rate limit (by the
+ * request's weight) → access decision → validate → execute → encode, with the request's timeout
+ * and span around it and an audit record after it. Every failure is a tagged error mapped once by `toWireError`; nothing
  * here can close the connection.
  */
 import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
@@ -21,7 +21,7 @@ import { ResultCache } from "../services/ResultCache.js"
 import { Database } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { RateLimiter } from "../services/RateLimiter.js"
-import { entityNameOf, type MethodContext, type Outcome, runMethod, WriteMethods, writtenEntities } from "./Methods.js"
+import { entityNameOf, type MethodContext, type Outcome, requestWeight, runMethod, WriteMethods, writtenEntities } from "./Methods.js"
 import { decodeCredentials, decodeFrame, encodeError, encodeResult, isRejected, type Method, Methods, type Request } from "./Protocol.js"
 
 /** State of one WebSocket connection that requests may read and `authenticate` may set. */
@@ -114,7 +114,7 @@ export const make = Effect.gen(function* () {
   const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void): Effect.Effect<Outcome, RequestError> =>
     Effect.flatMap(authenticate(conn, req), ({ principal, creds }) => {
       setPrincipal(principal)
-      return Effect.flatMap(rateLimitSpan(limiter.consume(principal.userId, principal.role)), () => {
+      return Effect.flatMap(rateLimitSpan(limiter.consume(principal.userId, principal.role, requestWeight(req.method, req.params))), () => {
         const method = req.method
         if (method === "authenticate") {
           conn.auth = creds

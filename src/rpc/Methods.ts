@@ -1,13 +1,21 @@
 /**
- * The methods of the protocol: positional params checked (400 for the wrong shape, 422 for
- * values the entity refuses), the access decision taken, then the repository called.
+ * The methods of the protocol, as one table (`MethodTable`): from it come the write methods, the
+ * methods a transaction may hold, each request's rate-limit weight and getCapabilities' list.
+ *
+ * Every method on an entity takes the same order (`onEntity`):
+ *   decode   the params' JSON shape (400) and the entity (422 for an unknown one);
+ *   decide   the access decision (403), before anything that could name a field;
+ *   plan     validation of fields and values (422), fields the caller may not read or write (403),
+ *            complexity (422);
+ *   execute  the repository call;
+ *   shape    the answer holds only the fields the caller may read (`viewOf`).
  */
 import { Effect, Either } from "effect"
 import type { DaemonConfig } from "../Config.js"
 import { BadRequest, Forbidden, NotFound, type RequestError, TransactionOpFailed, Unavailable, ValidationFailed } from "../Errors.js"
 import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, validateCreate, validateCreateMany, validateUpdate, type Values } from "../entity/Validate.js"
-import { checkComplexity } from "../query/Complexity.js"
+import { checkComplexity, type ComplexityRequest } from "../query/Complexity.js"
 import { type FilterNode, hasFieldCondition, operand, parseFilter } from "../query/Filter.js"
 import type { Access, Include, Repository, SortKey } from "../query/Repository.js"
 import type { ResultCacheShape } from "../services/ResultCache.js"
@@ -15,7 +23,7 @@ import type { AclShape, Decision } from "../services/Acl.js"
 import type { DatabaseShape } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { checkNoRoleEscalation } from "./Guards.js"
-import { Methods, type Method } from "./Protocol.js"
+import type { Method } from "./Protocol.js"
 import { isRecord } from "../Json.js"
 
 export interface MethodContext {
@@ -27,6 +35,11 @@ export interface MethodContext {
   readonly db: DatabaseShape
   /** Absent inside a transaction: its reads see its own uncommitted writes. */
   readonly cache?: ResultCacheShape
+  /**
+   * Inside a transaction: the complexity its earlier operations scored. The operations share one
+   * limit, `performance.max_query_complexity`.
+   */
+  readonly spent?: { score: number }
 }
 
 /** What makes two decisions give the same answer: the row filter (values included) and the fields. */
@@ -58,30 +71,6 @@ export interface Outcome {
   readonly result: unknown
   readonly entity?: string
   readonly recordIds?: ReadonlyArray<string>
-}
-
-/** Methods that change data (their audit record must be written before they are answered). */
-export const WriteMethods: ReadonlySet<Method> = new Set([
-  "create", "update", "delete", "upsert", "updateByField", "deleteByField", "createMany", "updateMany", "deleteMany", "transaction"
-])
-
-/** Methods a `transaction` may hold. */
-const TransactionMethods: ReadonlySet<string> = new Set([
-  "create", "read", "update", "delete", "list", "findFirst", "findByField", "upsert", "updateByField", "deleteByField",
-  "createMany", "updateMany", "deleteMany", "count"
-])
-
-/** Entities a request writes (a transaction's write operations included). */
-export const writtenEntities = (method: Method, params: ReadonlyArray<unknown>): Array<string> => {
-  if (method === "transaction") {
-    const ops = Array.isArray(params[0]) ? params[0] : []
-    return ops.flatMap((op: unknown) =>
-      isRecord(op) && typeof op.method === "string" && WriteMethods.has(op.method as Method) && Array.isArray(op.params) && typeof op.params[0] === "string"
-        ? [op.params[0].slice(0, 64)]
-        : []
-    )
-  }
-  return WriteMethods.has(method) && typeof params[0] === "string" ? [params[0].slice(0, 64)] : []
 }
 
 const arity = (params: ReadonlyArray<unknown>, min: number, max: number, shape: string): Effect.Effect<void, BadRequest> =>
@@ -125,6 +114,37 @@ const checkWritable = (
 
 const decide = (ctx: MethodContext, entity: EntityDef, op: AclOperation) => ctx.acl.decide(ctx.principal, entity, op)
 
+/**
+ * What the caller may see of an entity, whatever the method: the fields of its `read` decision
+ * (read_fields, never_expose). `readable` bounds every field a request tests (filter, sort,
+ * lookup); `answer` shapes every record answered. A caller the read rules refuse outright tests
+ * no field, and sees only the `id` of a record it writes (the handle it needs to name it again).
+ */
+interface View {
+  readonly readable: ReadonlyArray<FieldDef>
+  readonly answer: ReadonlyArray<FieldDef>
+}
+
+const viewOf = (ctx: MethodContext, entity: EntityDef): Effect.Effect<View> =>
+  decide(ctx, entity, "read").pipe(
+    Effect.map((d): View => ({ readable: d.readable, answer: d.readable })),
+    Effect.catchTag("Forbidden", () => Effect.succeed<View>({ readable: [], answer: [entity.primaryKey] }))
+  )
+
+/** A write decision's row filter with the caller's readable fields: what the repository writes and answers. */
+const writeAccess = (d: Decision, view: View): Access => ({ rowFilter: d.rowFilter, readable: view.answer })
+
+/** A write decision with what the caller may see of the entity. */
+interface WritePlan {
+  readonly decision: Decision
+  readonly view: View
+}
+
+const decideWrite = (op: AclOperation) => (ctx: MethodContext, entity: EntityDef): Effect.Effect<WritePlan, Forbidden> =>
+  Effect.flatMap(decide(ctx, entity, op), (decision) => Effect.map(viewOf(ctx, entity), (view) => ({ decision, view })))
+
+const decideRead = (ctx: MethodContext, entity: EntityDef): Effect.Effect<Decision, Forbidden> => decide(ctx, entity, "read")
+
 const fieldsOf = (node: FilterNode): ReadonlyArray<FieldDef> => {
   switch (node._tag) {
     case "And":
@@ -139,15 +159,22 @@ const fieldsOf = (node: FilterNode): ReadonlyArray<FieldDef> => {
 
 /**
  * A field the principal may not see (read_fields, security.never_expose) cannot be tested by a
- * filter, sort or lookup either: its values would leak through counts and matches.
+ * filter, sort or lookup either, in a read or a write: its values would leak through counts and
+ * matches.
  */
-const checkReadable = (decision: Decision, fields: ReadonlyArray<FieldDef>): Effect.Effect<void, Forbidden> => {
-  const readable = new Set(decision.readable)
+const checkReadable = (readableFields: ReadonlyArray<FieldDef>, fields: ReadonlyArray<FieldDef>): Effect.Effect<void, Forbidden> => {
+  const readable = new Set(readableFields)
   const hidden = fields.find((f) => !readable.has(f))
   return hidden === undefined
     ? Effect.void
     : Effect.fail(new Forbidden({ reason: `field '${hidden.name}' may not be read by this principal, so it cannot be filtered, sorted or looked up by` }))
 }
+
+/** The request's score against `performance.max_query_complexity`, shared by a transaction's operations. */
+const admitComplexity = (ctx: MethodContext, q: ComplexityRequest): Effect.Effect<void, ValidationFailed> =>
+  Effect.map(checkComplexity(q, ctx.config.performance.max_query_complexity, ctx.spent?.score ?? 0), (c) => {
+    if (ctx.spent !== undefined) ctx.spent.score += c.total
+  })
 
 const filterOf = (entity: EntityDef, raw: unknown, at: string) => fromEither(parseFilter(entity, raw, at))
 
@@ -158,8 +185,7 @@ const requireFilter = (entity: EntityDef, raw: unknown) =>
       : Effect.succeed(node)
   )
 
-const uniqueField = (entity: EntityDef, raw: unknown, at: string): Effect.Effect<FieldDef, RequestError> => {
-  if (typeof raw !== "string") return Effect.fail(new BadRequest({ reason: `${at} must be a field name (a string)` }))
+const uniqueField = (entity: EntityDef, raw: string, at: string): Effect.Effect<FieldDef, RequestError> => {
   const f = entity.byName.get(raw)
   if (f === undefined || f.neverExpose) return Effect.fail(ValidationFailed.one(at, `unknown field of ${entity.name}`))
   if (!f.unique) return Effect.fail(ValidationFailed.one(at, `${raw} is not a unique field of ${entity.name}`))
@@ -167,10 +193,10 @@ const uniqueField = (entity: EntityDef, raw: unknown, at: string): Effect.Effect
 }
 
 /** A lookup value for a unique field (type-checked; a malformed id finds nothing, as `read` does). */
-const lookupValue = (f: FieldDef, raw: unknown): Effect.Effect<unknown, ValidationFailed> => {
+const lookupValue = (f: FieldDef, raw: unknown, at = "value"): Effect.Effect<unknown, ValidationFailed> => {
   if (f.type === "uuid" && typeof raw === "string" && !isUuid(raw)) return Effect.succeed(undefined)
   const r = operand(f, raw)
-  return Either.isLeft(r) ? Effect.fail(ValidationFailed.one("value", r.left)) : Effect.succeed(r.right)
+  return Either.isLeft(r) ? Effect.fail(ValidationFailed.one(at, r.left)) : Effect.succeed(r.right)
 }
 
 const parseSort = (entity: EntityDef, raw: unknown): Effect.Effect<Array<SortKey>, ValidationFailed> => {
@@ -219,10 +245,9 @@ const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<Fiel
   return Effect.succeed(out)
 }
 
-const listOptions = (ctx: MethodContext, entity: EntityDef, raw: unknown) =>
+/** List options after the access decision: keys, paging, filter, sort, complexity, includes. */
+const listOptions = (ctx: MethodContext, entity: EntityDef, o: Record<string, unknown>) =>
   Effect.gen(function* () {
-    if (raw !== undefined && raw !== null && !isRecord(raw)) return yield* new BadRequest({ reason: "params[1] must be an options object {filter, sort, page, limit}" })
-    const o = (raw ?? {}) as Record<string, unknown>
     for (const k of Object.keys(o)) if (!LIST_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown list option (expected filter, sort, page, limit, include)")
     const max = ctx.config.performance.max_page_size
     const page = o.page ?? 1
@@ -234,12 +259,433 @@ const listOptions = (ctx: MethodContext, entity: EntityDef, raw: unknown) =>
     if ((page - 1) * limit > 1_000_000_000) return yield* ValidationFailed.one("page", "is too deep")
     const filter = yield* filterOf(entity, o.filter, "filter")
     const sort = yield* parseSort(entity, o.sort)
-    yield* checkComplexity({ filter, sortKeys: sort.length, page, limit }, ctx.config.performance.max_query_complexity)
+    yield* admitComplexity(ctx, { filter, sortKeys: sort.length, page, limit })
     const include = yield* parseInclude(entity, o.include)
     return { page, limit, filter, sort, include }
   })
 
 const ids = (r: unknown): ReadonlyArray<string> => (isRecord(r) && typeof r.id === "string" ? [r.id] : [])
+
+/** params[i] as a string, else 400 with `what`. */
+const stringAt = (p: ReadonlyArray<unknown>, i: number, what: string): Effect.Effect<string, BadRequest> =>
+  typeof p[i] === "string" ? Effect.succeed(p[i]) : Effect.fail(new BadRequest({ reason: `params[${i}] must be ${what}` }))
+
+/**
+ * How a method on an entity runs. `decode` sees only the params' JSON shape; `decide` takes the
+ * access decision; `run` validates, plans, executes and shapes. `onEntity` keeps that order.
+ */
+interface EntityMethod<P, D> {
+  readonly params: readonly [min: number, max: number, shape: string]
+  readonly decode: (p: ReadonlyArray<unknown>) => Effect.Effect<P, BadRequest>
+  readonly decide: (ctx: MethodContext, entity: EntityDef) => Effect.Effect<D, Forbidden>
+  readonly run: (ctx: MethodContext, entity: EntityDef, params: P, decided: D, raw: ReadonlyArray<unknown>) => Effect.Effect<Outcome, RequestError>
+}
+
+type Runner = (ctx: MethodContext, params: ReadonlyArray<unknown>) => Effect.Effect<Outcome, RequestError>
+
+const onEntity =
+  <P, D>(m: EntityMethod<P, D>): Runner =>
+  (ctx, raw) =>
+    Effect.flatMap(arity(raw, m.params[0], m.params[1], m.params[2]), () =>
+      Effect.flatMap(entityOf(ctx, raw[0]), (entity) =>
+        Effect.flatMap(m.decode(raw), (params) => Effect.flatMap(m.decide(ctx, entity), (decided) => m.run(ctx, entity, params, decided, raw)))
+      )
+    )
+
+const noParams = () => Effect.succeed(undefined)
+
+/** Decoded upsert params, of either form. */
+interface UpsertParams {
+  /** `uniqueField` (field form) or the filter's only key (filter form); undefined: the filter names none or several. */
+  readonly field: string | undefined
+  readonly value: unknown
+  readonly createData: unknown
+  readonly updateData: unknown
+  /** Where the lookup is named in the params, for error paths: "uniqueField" or "filter". */
+  readonly at: "uniqueField" | "filter"
+  /** The filter form's filter (checked after the decision). */
+  readonly filter?: Record<string, unknown>
+}
+
+const UPSERT_SHAPE = "[entity, uniqueField, uniqueValue, createData, updateData] or [entity, filter, createData, updateData]"
+
+const decodeUpsert = (p: ReadonlyArray<unknown>): Effect.Effect<UpsertParams, BadRequest> => {
+  if (p.length === 5 && typeof p[1] === "string") return Effect.succeed({ field: p[1], value: p[2], createData: p[3], updateData: p[4], at: "uniqueField" })
+  if (p.length === 4 && isRecord(p[1])) {
+    const keys = Object.keys(p[1])
+    return Effect.succeed({
+      field: keys.length === 1 ? keys[0] : undefined,
+      value: keys.length === 1 ? p[1][keys[0]!] : undefined,
+      createData: p[2],
+      updateData: p[3],
+      at: "filter",
+      filter: p[1]
+    })
+  }
+  return Effect.fail(
+    new BadRequest({
+      reason: p.length === 5 ? "params[1] must be the unique field's name (a string)" : p.length === 4 ? "params[1] must be a filter object naming one unique field" : `expected params ${UPSERT_SHAPE}`
+    })
+  )
+}
+
+/** The upsert's lookup field, after the decision: one unique field other than id, with a plain value. */
+const upsertLookup = (entity: EntityDef, u: UpsertParams): Effect.Effect<FieldDef, RequestError> => {
+  if (u.field === undefined) {
+    return Effect.fail(ValidationFailed.one("filter", `must name exactly one unique field of ${entity.name} (it names ${Object.keys(u.filter ?? {}).length})`))
+  }
+  const at = u.at === "filter" ? `filter.${u.field}` : "uniqueField"
+  return Effect.flatMap(uniqueField(entity, u.field, at), (f) => {
+    if (f.primary) return Effect.fail(ValidationFailed.one(at, "ids are generated by the daemon: upsert by another unique field"))
+    if (u.at === "filter" && (u.value === null || typeof u.value === "object")) {
+      return Effect.fail(ValidationFailed.one(at, "must be the unique value itself (not null, an operator or a list)"))
+    }
+    return Effect.succeed(f)
+  })
+}
+
+/**
+ * Rate-limit tokens one request takes: 1 per operation (a transaction: the sum of its
+ * operations'), and a `createMany` 1 per started `ROWS_PER_TOKEN` records. Counted from the
+ * params as sent, before validation; the limiter never takes more than a full bucket.
+ */
+export const ROWS_PER_TOKEN = 50
+
+export const requestWeight = (method: Method, params: ReadonlyArray<unknown>): number => {
+  if (method === "transaction") {
+    const ops = Array.isArray(params[0]) ? params[0] : []
+    let total = 0
+    for (const op of ops) {
+      total += isRecord(op) && typeof op.method === "string" && op.method !== "transaction" && Object.hasOwn(MethodTable, op.method)
+        ? requestWeight(op.method as Method, Array.isArray(op.params) ? op.params : [])
+        : 1
+    }
+    return Math.max(1, total)
+  }
+  if (method === "createMany" && Array.isArray(params[1])) return Math.max(1, Math.ceil(params[1].length / ROWS_PER_TOKEN))
+  return 1
+}
+
+/** One method of the protocol. */
+interface MethodSpec {
+  /** Changes data: its audit record must be durable before it is answered. */
+  readonly writes: boolean
+  /** May be one of a `transaction`'s operations. */
+  readonly inTransaction: boolean
+  /** Absent for `authenticate`, which the handler answers itself (it sets the connection's credentials). */
+  readonly run?: Runner
+}
+
+const createMethod: Runner = onEntity({
+  params: [2, 2, "[entity, data]"],
+  decode: noParams,
+  decide: decideWrite("create"),
+  run: (ctx, entity, _, { decision, view }, p) =>
+    Effect.gen(function* () {
+      const values = yield* fromEither(validateCreate(entity, p[1]))
+      yield* checkWritable(ctx, entity, decision, [values], [p[1]])
+      const result = yield* ctx.repo.create(entity, values, writeAccess(decision, view))
+      return { result, entity: entity.name, recordIds: ids(result) }
+    })
+})
+
+const readMethod: Runner = onEntity({
+  params: [2, 2, "[entity, id]"],
+  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decide: decideRead,
+  run: (ctx, entity, id, d, p) =>
+    Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({ result, entity: entity.name, recordIds: [id] }))
+})
+
+const updateMethod: Runner = onEntity({
+  params: [3, 3, "[entity, id, data]"],
+  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decide: decideWrite("update"),
+  run: (ctx, entity, id, { decision, view }, p) =>
+    Effect.gen(function* () {
+      const values = yield* fromEither(validateUpdate(entity, p[2]))
+      yield* checkWritable(ctx, entity, decision, [values])
+      const result = yield* ctx.repo.update(entity, id, values, writeAccess(decision, view))
+      return { result, entity: entity.name, recordIds: [id] }
+    })
+})
+
+const deleteMethod: Runner = onEntity({
+  params: [2, 2, "[entity, id]"],
+  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decide: (ctx, entity) => decide(ctx, entity, "delete"),
+  run: (ctx, entity, id, d) => Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [id] }))
+})
+
+const listMethod: Runner = onEntity({
+  params: [1, 2, "[entity, options?]"],
+  decode: (p) =>
+    p[1] !== undefined && p[1] !== null && !isRecord(p[1])
+      ? Effect.fail(new BadRequest({ reason: "params[1] must be an options object {filter, sort, page, limit}" }))
+      : Effect.succeed((p[1] ?? {}) as Record<string, unknown>),
+  decide: decideRead,
+  run: (ctx, entity, options, d, p) =>
+    Effect.gen(function* () {
+      const o = yield* listOptions(ctx, entity, options)
+      yield* checkReadable(d.readable, [...fieldsOf(o.filter), ...o.sort.map((k) => k.field)])
+      // Each included entity is decided as if read on its own: refused → 403, row filter → null.
+      const includes: Array<Include> = []
+      for (const f of o.include) {
+        const target = ctx.registry.entities.get(f.foreignKey!.entity)!
+        includes.push({
+          name: f.foreignKey!.relation,
+          field: f,
+          target,
+          targetField: target.byName.get(f.foreignKey!.field)!,
+          access: yield* decideRead(ctx, target)
+        })
+      }
+      const page = yield* cachedRead(
+        ctx,
+        "list",
+        p,
+        [{ entity, access: d }, ...includes.map((i) => ({ entity: i.target, access: i.access }))],
+        includes.length === 0
+          ? ctx.repo.list(entity, o.filter, o.sort, o.page, o.limit, d)
+          : ctx.repo.listWithIncludes(entity, o.filter, o.sort, o.page, o.limit, d, includes)
+      )
+      return {
+        result: { data: page.data, total: page.total, page: o.page, limit: o.limit, hasMore: o.page * o.limit < page.total },
+        entity: entity.name
+      }
+    })
+})
+
+const findFirstMethod: Runner = onEntity({
+  params: [1, 2, "[entity, filter?]"],
+  decode: noParams,
+  decide: decideRead,
+  run: (ctx, entity, _, d, p) =>
+    Effect.gen(function* () {
+      const filter = yield* filterOf(entity, p[1], "filter")
+      yield* admitComplexity(ctx, { filter })
+      yield* checkReadable(d.readable, fieldsOf(filter))
+      const result = yield* cachedRead(ctx, "findFirst", p, [{ entity, access: d }], ctx.repo.findFirst(entity, filter, d))
+      return { result, entity: entity.name, recordIds: ids(result) }
+    })
+})
+
+const findByFieldMethod: Runner = onEntity({
+  params: [3, 3, "[entity, field, value]"],
+  decode: (p) => stringAt(p, 1, "a field name (a string)"),
+  decide: decideRead,
+  run: (ctx, entity, name, d, p) =>
+    Effect.gen(function* () {
+      const f = yield* uniqueField(entity, name, "field")
+      const v = yield* lookupValue(f, p[2])
+      yield* checkReadable(d.readable, [f])
+      if (v === undefined) return { result: null, entity: entity.name }
+      const result = yield* cachedRead(ctx, "findByField", p, [{ entity, access: d }], ctx.repo.findFirst(entity, ctx.repo.byField(f, v), d))
+      return { result, entity: entity.name, recordIds: ids(result) }
+    })
+})
+
+const upsertMethod: Runner = onEntity({
+  params: [4, 5, UPSERT_SHAPE],
+  decode: decodeUpsert,
+  decide: (ctx, entity) =>
+    Effect.flatMap(decide(ctx, entity, "create"), (create) => Effect.map(decideWrite("update")(ctx, entity), (update) => ({ create, update }))),
+  run: (ctx, entity, u, { create: dc, update: { decision: du, view } }) =>
+    Effect.gen(function* () {
+      const f = yield* upsertLookup(entity, u)
+      yield* checkReadable(view.readable, [f])
+      const created = isRecord(u.createData) ? { ...u.createData } : u.createData
+      if (isRecord(created)) {
+        if (created[f.name] !== undefined && created[f.name] !== u.value) {
+          return yield* ValidationFailed.one(`createData.${f.name}`, `must equal ${u.at === "filter" ? `filter.${f.name}` : "uniqueValue"}`)
+        }
+        created[f.name] = u.value
+      }
+      const createValues = yield* fromEither(validateCreate(entity, created, "createData"))
+      const updateValues = yield* fromEither(validateUpdate(entity, u.updateData, "updateData"))
+      yield* checkWritable(ctx, entity, dc, [createValues], [created])
+      yield* checkWritable(ctx, entity, du, [updateValues])
+      const value = createValues.get(f)
+      const result = yield* ctx.repo.upsert(entity, f, value, createValues, updateValues, writeAccess(du, view), writeAccess(dc, view))
+      return { result, entity: entity.name, recordIds: ids(result) }
+    })
+})
+
+const updateByFieldMethod: Runner = onEntity({
+  params: [4, 4, "[entity, field, value, data]"],
+  decode: (p) => stringAt(p, 1, "a field name (a string)"),
+  decide: decideWrite("update"),
+  run: (ctx, entity, name, { decision, view }, p) =>
+    Effect.gen(function* () {
+      const f = yield* uniqueField(entity, name, "field")
+      const v = yield* lookupValue(f, p[2])
+      yield* checkReadable(view.readable, [f])
+      const values = yield* fromEither(validateUpdate(entity, p[3]))
+      yield* checkWritable(ctx, entity, decision, [values])
+      if (v === undefined) return yield* new NotFound({ entity: entity.name })
+      const result = yield* ctx.repo.updateWhere(entity, ctx.repo.byField(f, v), values, writeAccess(decision, view))
+      return { result, entity: entity.name, recordIds: ids(result) }
+    })
+})
+
+const deleteByFieldMethod: Runner = onEntity({
+  params: [3, 3, "[entity, field, value]"],
+  decode: (p) => stringAt(p, 1, "a field name (a string)"),
+  decide: decideWrite("delete"),
+  run: (ctx, entity, name, { decision, view }, p) =>
+    Effect.gen(function* () {
+      const f = yield* uniqueField(entity, name, "field")
+      const v = yield* lookupValue(f, p[2])
+      yield* checkReadable(view.readable, [f])
+      if (v === undefined) return yield* new NotFound({ entity: entity.name })
+      const result = yield* ctx.repo.deleteWhere(entity, ctx.repo.byField(f, v), decision)
+      return { result, entity: entity.name }
+    })
+})
+
+const createManyMethod: Runner = onEntity({
+  params: [2, 2, "[entity, data[]]"],
+  decode: (p) => (Array.isArray(p[1]) ? Effect.succeed(p[1] as ReadonlyArray<unknown>) : Effect.fail(new BadRequest({ reason: "params[1] must be an array of records" }))),
+  decide: (ctx, entity) => decide(ctx, entity, "create"),
+  run: (ctx, entity, records, d) =>
+    Effect.gen(function* () {
+      const max = ctx.config.performance.max_batch_size
+      if (records.length > max) return yield* ValidationFailed.one("data", `at most ${max} records per createMany`)
+      const items = yield* fromEither(validateCreateMany(entity, records))
+      yield* checkWritable(ctx, entity, d, items, records)
+      const result = yield* ctx.repo.createMany(entity, items, d.rowFilter)
+      return { result, entity: entity.name }
+    })
+})
+
+const updateManyMethod: Runner = onEntity({
+  params: [3, 3, "[entity, filter, data]"],
+  decode: noParams,
+  decide: decideWrite("update"),
+  run: (ctx, entity, _, { decision, view }, p) =>
+    Effect.gen(function* () {
+      const filter = yield* requireFilter(entity, p[1])
+      yield* admitComplexity(ctx, { filter })
+      yield* checkReadable(view.readable, fieldsOf(filter))
+      const values = yield* fromEither(validateUpdate(entity, p[2]))
+      for (const f of values.keys()) {
+        if (f.unique) return yield* ValidationFailed.one(f.name, "a unique field cannot be set on many records at once")
+      }
+      yield* checkWritable(ctx, entity, decision, [values])
+      const result = yield* ctx.repo.updateMany(entity, filter, values, decision)
+      return { result, entity: entity.name }
+    })
+})
+
+const deleteManyMethod: Runner = onEntity({
+  params: [2, 2, "[entity, filter]"],
+  decode: noParams,
+  decide: decideWrite("delete"),
+  run: (ctx, entity, _, { decision, view }, p) =>
+    Effect.gen(function* () {
+      const filter = yield* requireFilter(entity, p[1])
+      yield* admitComplexity(ctx, { filter })
+      yield* checkReadable(view.readable, fieldsOf(filter))
+      const result = yield* ctx.repo.deleteMany(entity, filter, decision)
+      return { result, entity: entity.name }
+    })
+})
+
+const countMethod: Runner = onEntity({
+  params: [1, 2, "[entity, filter?]"],
+  decode: noParams,
+  decide: decideRead,
+  run: (ctx, entity, _, d, p) =>
+    Effect.gen(function* () {
+      const filter = yield* filterOf(entity, p[1], "filter")
+      yield* admitComplexity(ctx, { filter })
+      yield* checkReadable(d.readable, fieldsOf(filter))
+      const result = yield* cachedRead(ctx, "count", p, [{ entity, access: d }], ctx.repo.count(entity, filter, d))
+      return { result, entity: entity.name }
+    })
+})
+
+const getCapabilitiesMethod: Runner = (ctx, p) => Effect.map(arity(p, 0, 0, "[] (none)"), () => ({ result: capabilities(ctx) }))
+
+const transactionMethod: Runner = (ctx, p) =>
+  Effect.gen(function* () {
+    yield* arity(p, 1, 1, "[ops] with ops = [{method, params}, ...]")
+    const raw = p[0]
+    if (!Array.isArray(raw)) return yield* new BadRequest({ reason: "params[0] must be the list of operations [{method, params}]" })
+    const max = ctx.config.performance.max_transaction_ops
+    if (raw.length === 0) return yield* ValidationFailed.one("ops", "a transaction needs at least one operation")
+    if (raw.length > max) return yield* ValidationFailed.one("ops", `at most ${max} operations per transaction`)
+    const ops: Array<{ run: Runner; params: ReadonlyArray<unknown> }> = []
+    for (const [i, op] of raw.entries()) {
+      if (!isRecord(op) || typeof op.method !== "string" || !(op.params === undefined || Array.isArray(op.params))) {
+        return yield* new BadRequest({ reason: `ops[${i}] must be {method, params: [...]}` })
+      }
+      const spec = Object.hasOwn(MethodTable, op.method) ? MethodTable[op.method as Method] : undefined
+      if (spec === undefined || !spec.inTransaction || spec.run === undefined) {
+        return yield* new BadRequest({ reason: `ops[${i}].method ${JSON.stringify(op.method.slice(0, 64))} cannot be part of a transaction` })
+      }
+      ops.push({ run: spec.run, params: (op.params ?? []) as ReadonlyArray<unknown> })
+    }
+    // All or nothing: each operation runs as if sent alone (its own access decision), inside
+    // one database transaction that the first failure rolls back. No cache: reads must see
+    // the transaction's own writes, and nothing uncommitted may be stored. One complexity
+    // budget for all of them.
+    const { cache: _cache, ...noCache } = ctx
+    const inner: MethodContext = { ...noCache, spent: { score: 0 } }
+    const outcomes = yield* ctx.db.sql.withTransaction(
+      Effect.forEach(ops, (op, index) => op.run(inner, op.params).pipe(Effect.mapError((error) => new TransactionOpFailed({ index, error }))))
+    ).pipe(
+      Effect.catchTag("SqlError", (e) =>
+        Effect.fail(new TransactionOpFailed({ index: ops.length - 1, error: new Unavailable({ reason: "the transaction could not be committed", cause: e }) }))
+      )
+    )
+    return {
+      result: outcomes.map((o) => o.result),
+      recordIds: outcomes.flatMap((o) => o.recordIds ?? [])
+    }
+  })
+
+/** Every method of the protocol (`Method`, from Protocol.ts, must match it key for key). */
+export const MethodTable: { readonly [M in Method]: MethodSpec } = {
+  authenticate: { writes: false, inTransaction: false },
+  create: { writes: true, inTransaction: true, run: createMethod },
+  read: { writes: false, inTransaction: true, run: readMethod },
+  update: { writes: true, inTransaction: true, run: updateMethod },
+  delete: { writes: true, inTransaction: true, run: deleteMethod },
+  list: { writes: false, inTransaction: true, run: listMethod },
+  findFirst: { writes: false, inTransaction: true, run: findFirstMethod },
+  findByField: { writes: false, inTransaction: true, run: findByFieldMethod },
+  upsert: { writes: true, inTransaction: true, run: upsertMethod },
+  updateByField: { writes: true, inTransaction: true, run: updateByFieldMethod },
+  deleteByField: { writes: true, inTransaction: true, run: deleteByFieldMethod },
+  createMany: { writes: true, inTransaction: true, run: createManyMethod },
+  updateMany: { writes: true, inTransaction: true, run: updateManyMethod },
+  deleteMany: { writes: true, inTransaction: true, run: deleteManyMethod },
+  count: { writes: false, inTransaction: true, run: countMethod },
+  getCapabilities: { writes: false, inTransaction: false, run: getCapabilitiesMethod },
+  transaction: { writes: true, inTransaction: false, run: transactionMethod }
+}
+
+const methodNames = Object.keys(MethodTable) as ReadonlyArray<Method>
+
+/** Methods that change data (their audit record must be written before they are answered). */
+export const WriteMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].writes))
+
+/** Methods a `transaction` may hold. */
+export const TransactionMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].inTransaction))
+
+/** Entities a request writes (a transaction's write operations included). */
+export const writtenEntities = (method: Method, params: ReadonlyArray<unknown>): Array<string> => {
+  if (method === "transaction") {
+    const ops = Array.isArray(params[0]) ? params[0] : []
+    return ops.flatMap((op: unknown) =>
+      isRecord(op) && typeof op.method === "string" && WriteMethods.has(op.method as Method) && Array.isArray(op.params) && typeof op.params[0] === "string"
+        ? [op.params[0].slice(0, 64)]
+        : []
+    )
+  }
+  return WriteMethods.has(method) && typeof params[0] === "string" ? [params[0].slice(0, 64)] : []
+}
 
 export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
   adapter: ctx.db.adapter,
@@ -253,7 +699,7 @@ export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
     aggregations: false,
     relations: true
   },
-  methods: [...Methods],
+  methods: [...methodNames],
   limits: {
     defaultPageSize: ctx.config.performance.default_page_size,
     maxPageSize: ctx.config.performance.max_page_size,
@@ -266,229 +712,6 @@ export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
 })
 
 export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authenticate">, p: ReadonlyArray<unknown>): Effect.Effect<Outcome, RequestError> =>
-  Effect.gen(function* () {
-    const { repo } = ctx
-    switch (method) {
-      case "transaction": {
-        yield* arity(p, 1, 1, "[ops] with ops = [{method, params}, ...]")
-        const raw = p[0]
-        if (!Array.isArray(raw)) return yield* new BadRequest({ reason: "params[0] must be the list of operations [{method, params}]" })
-        const max = ctx.config.performance.max_transaction_ops
-        if (raw.length === 0) return yield* ValidationFailed.one("ops", "a transaction needs at least one operation")
-        if (raw.length > max) return yield* ValidationFailed.one("ops", `at most ${max} operations per transaction`)
-        const ops: Array<{ method: Exclude<Method, "authenticate" | "transaction">; params: ReadonlyArray<unknown> }> = []
-        for (const [i, op] of raw.entries()) {
-          if (!isRecord(op) || typeof op.method !== "string" || !(op.params === undefined || Array.isArray(op.params))) {
-            return yield* new BadRequest({ reason: `ops[${i}] must be {method, params: [...]}` })
-          }
-          if (!TransactionMethods.has(op.method)) return yield* new BadRequest({ reason: `ops[${i}].method ${JSON.stringify(op.method.slice(0, 64))} cannot be part of a transaction` })
-          ops.push({ method: op.method as Exclude<Method, "authenticate" | "transaction">, params: (op.params ?? []) as ReadonlyArray<unknown> })
-        }
-        // All or nothing: each operation runs as if sent alone (its own access decision), inside
-        // one database transaction that the first failure rolls back. No cache: reads must see
-        // the transaction's own writes, and nothing uncommitted may be stored.
-        const { cache: _cache, ...noCache } = ctx
-        const outcomes = yield* ctx.db.sql.withTransaction(
-          Effect.forEach(ops, (op, index) =>
-            runMethod(noCache, op.method, op.params).pipe(Effect.mapError((error) => new TransactionOpFailed({ index, error })))
-          )
-        ).pipe(
-          Effect.catchTag("SqlError", (e) =>
-            Effect.fail(new TransactionOpFailed({ index: ops.length - 1, error: new Unavailable({ reason: "the transaction could not be committed", cause: e }) }))
-          )
-        )
-        return {
-          result: outcomes.map((o) => o.result),
-          recordIds: outcomes.flatMap((o) => o.recordIds ?? [])
-        }
-      }
-      case "getCapabilities": {
-        yield* arity(p, 0, 0, "[] (none)")
-        return { result: capabilities(ctx) }
-      }
-      case "create": {
-        yield* arity(p, 2, 2, "[entity, data]")
-        const entity = yield* entityOf(ctx, p[0])
-        const d = yield* decide(ctx, entity, "create")
-        const values = yield* fromEither(validateCreate(entity, p[1]))
-        yield* checkWritable(ctx, entity, d, [values], [p[1]])
-        const result = yield* repo.create(entity, values, d)
-        return { result, entity: entity.name, recordIds: ids(result) }
-      }
-      case "read": {
-        yield* arity(p, 2, 2, "[entity, id]")
-        const entity = yield* entityOf(ctx, p[0])
-        if (typeof p[1] !== "string") return yield* new BadRequest({ reason: "params[1] must be the record id (a string)" })
-        const d = yield* decide(ctx, entity, "read")
-        const result = yield* cachedRead(ctx, method, p, [{ entity, access: d }], repo.read(entity, p[1], d))
-        return { result, entity: entity.name, recordIds: [p[1]] }
-      }
-      case "update": {
-        yield* arity(p, 3, 3, "[entity, id, data]")
-        const entity = yield* entityOf(ctx, p[0])
-        if (typeof p[1] !== "string") return yield* new BadRequest({ reason: "params[1] must be the record id (a string)" })
-        const d = yield* decide(ctx, entity, "update")
-        const values = yield* fromEither(validateUpdate(entity, p[2]))
-        yield* checkWritable(ctx, entity, d, [values])
-        const result = yield* repo.update(entity, p[1], values, d)
-        return { result, entity: entity.name, recordIds: [p[1]] }
-      }
-      case "delete": {
-        yield* arity(p, 2, 2, "[entity, id]")
-        const entity = yield* entityOf(ctx, p[0])
-        if (typeof p[1] !== "string") return yield* new BadRequest({ reason: "params[1] must be the record id (a string)" })
-        const d = yield* decide(ctx, entity, "delete")
-        const result = yield* repo.remove(entity, p[1], d)
-        return { result, entity: entity.name, recordIds: [p[1]] }
-      }
-      case "list": {
-        yield* arity(p, 1, 2, "[entity, options?]")
-        const entity = yield* entityOf(ctx, p[0])
-        const o = yield* listOptions(ctx, entity, p[1])
-        const d = yield* decide(ctx, entity, "read")
-        yield* checkReadable(d, [...fieldsOf(o.filter), ...o.sort.map((k) => k.field)])
-        // Each included entity is decided as if read on its own: refused → 403, row filter → null.
-        const includes: Array<Include> = []
-        for (const f of o.include) {
-          const target = ctx.registry.entities.get(f.foreignKey!.entity)!
-          includes.push({
-            name: f.foreignKey!.relation,
-            field: f,
-            target,
-            targetField: target.byName.get(f.foreignKey!.field)!,
-            access: yield* decide(ctx, target, "read")
-          })
-        }
-        const page = yield* cachedRead(
-          ctx,
-          method,
-          p,
-          [{ entity, access: d }, ...includes.map((i) => ({ entity: i.target, access: i.access }))],
-          includes.length === 0
-            ? repo.list(entity, o.filter, o.sort, o.page, o.limit, d)
-            : repo.listWithIncludes(entity, o.filter, o.sort, o.page, o.limit, d, includes)
-        )
-        return {
-          result: { data: page.data, total: page.total, page: o.page, limit: o.limit, hasMore: o.page * o.limit < page.total },
-          entity: entity.name
-        }
-      }
-      case "findFirst": {
-        yield* arity(p, 1, 2, "[entity, filter?]")
-        const entity = yield* entityOf(ctx, p[0])
-        const filter = yield* filterOf(entity, p[1], "filter")
-        yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
-        const d = yield* decide(ctx, entity, "read")
-        yield* checkReadable(d, fieldsOf(filter))
-        const result = yield* cachedRead(ctx, method, p, [{ entity, access: d }], repo.findFirst(entity, filter, d))
-        return { result, entity: entity.name, recordIds: ids(result) }
-      }
-      case "findByField": {
-        yield* arity(p, 3, 3, "[entity, field, value]")
-        const entity = yield* entityOf(ctx, p[0])
-        const f = yield* uniqueField(entity, p[1], "field")
-        const v = yield* lookupValue(f, p[2])
-        const d = yield* decide(ctx, entity, "read")
-        yield* checkReadable(d, [f])
-        if (v === undefined) return { result: null, entity: entity.name }
-        const result = yield* cachedRead(ctx, method, p, [{ entity, access: d }], repo.findFirst(entity, repo.byField(f, v), d))
-        return { result, entity: entity.name, recordIds: ids(result) }
-      }
-      case "upsert": {
-        yield* arity(p, 5, 5, "[entity, uniqueField, uniqueValue, createData, updateData]")
-        const entity = yield* entityOf(ctx, p[0])
-        const f = yield* uniqueField(entity, p[1], "uniqueField")
-        if (f.primary) return yield* ValidationFailed.one("uniqueField", "ids are generated by the daemon: upsert by another unique field")
-        const created = isRecord(p[3]) ? { ...p[3] } : p[3]
-        if (isRecord(created)) {
-          if (created[f.name] !== undefined && created[f.name] !== p[2]) {
-            return yield* ValidationFailed.one(`createData.${f.name}`, "must equal uniqueValue")
-          }
-          created[f.name] = p[2]
-        }
-        const dc = yield* decide(ctx, entity, "create")
-        const du = yield* decide(ctx, entity, "update")
-        yield* checkReadable(du, [f])
-        const createValues = yield* fromEither(validateCreate(entity, created, "createData"))
-        const updateValues = yield* fromEither(validateUpdate(entity, p[4], "updateData"))
-        yield* checkWritable(ctx, entity, dc, [createValues], [created])
-        yield* checkWritable(ctx, entity, du, [updateValues])
-        const value = createValues.get(f)
-        const result = yield* repo.upsert(entity, f, value, createValues, updateValues, du, dc)
-        return { result, entity: entity.name, recordIds: ids(result) }
-      }
-      case "updateByField": {
-        yield* arity(p, 4, 4, "[entity, field, value, data]")
-        const entity = yield* entityOf(ctx, p[0])
-        const f = yield* uniqueField(entity, p[1], "field")
-        const v = yield* lookupValue(f, p[2])
-        const d = yield* decide(ctx, entity, "update")
-        yield* checkReadable(d, [f])
-        const values = yield* fromEither(validateUpdate(entity, p[3]))
-        yield* checkWritable(ctx, entity, d, [values])
-        if (v === undefined) return yield* new NotFound({ entity: entity.name })
-        const result = yield* repo.updateWhere(entity, repo.byField(f, v), values, d)
-        return { result, entity: entity.name, recordIds: ids(result) }
-      }
-      case "deleteByField": {
-        yield* arity(p, 3, 3, "[entity, field, value]")
-        const entity = yield* entityOf(ctx, p[0])
-        const f = yield* uniqueField(entity, p[1], "field")
-        const v = yield* lookupValue(f, p[2])
-        const d = yield* decide(ctx, entity, "delete")
-        yield* checkReadable(d, [f])
-        if (v === undefined) return yield* new NotFound({ entity: entity.name })
-        const result = yield* repo.deleteWhere(entity, repo.byField(f, v), d)
-        return { result, entity: entity.name }
-      }
-      case "createMany": {
-        yield* arity(p, 2, 2, "[entity, data[]]")
-        const entity = yield* entityOf(ctx, p[0])
-        if (!Array.isArray(p[1])) return yield* new BadRequest({ reason: "params[1] must be an array of records" })
-        const max = ctx.config.performance.max_batch_size
-        if (p[1].length > max) return yield* ValidationFailed.one("data", `at most ${max} records per createMany`)
-        const d = yield* decide(ctx, entity, "create")
-        const items = yield* fromEither(validateCreateMany(entity, p[1]))
-        yield* checkWritable(ctx, entity, d, items, p[1])
-        const result = yield* repo.createMany(entity, items, d.rowFilter)
-        return { result, entity: entity.name }
-      }
-      case "updateMany": {
-        yield* arity(p, 3, 3, "[entity, filter, data]")
-        const entity = yield* entityOf(ctx, p[0])
-        const filter = yield* requireFilter(entity, p[1])
-        yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
-        const d = yield* decide(ctx, entity, "update")
-        yield* checkReadable(d, fieldsOf(filter))
-        const values = yield* fromEither(validateUpdate(entity, p[2]))
-        for (const f of values.keys()) {
-          if (f.unique) return yield* ValidationFailed.one(f.name, "a unique field cannot be set on many records at once")
-        }
-        yield* checkWritable(ctx, entity, d, [values])
-        const result = yield* repo.updateMany(entity, filter, values, d)
-        return { result, entity: entity.name }
-      }
-      case "deleteMany": {
-        yield* arity(p, 2, 2, "[entity, filter]")
-        const entity = yield* entityOf(ctx, p[0])
-        const filter = yield* requireFilter(entity, p[1])
-        yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
-        const d = yield* decide(ctx, entity, "delete")
-        yield* checkReadable(d, fieldsOf(filter))
-        const result = yield* repo.deleteMany(entity, filter, d)
-        return { result, entity: entity.name }
-      }
-      case "count": {
-        yield* arity(p, 1, 2, "[entity, filter?]")
-        const entity = yield* entityOf(ctx, p[0])
-        const filter = yield* filterOf(entity, p[1], "filter")
-        yield* checkComplexity({ filter }, ctx.config.performance.max_query_complexity)
-        const d = yield* decide(ctx, entity, "read")
-        yield* checkReadable(d, fieldsOf(filter))
-        const result = yield* cachedRead(ctx, method, p, [{ entity, access: d }], repo.count(entity, filter, d))
-        return { result, entity: entity.name }
-      }
-    }
-  })
+  MethodTable[method].run!(ctx, p)
 
 export const entityNameOf = (params: ReadonlyArray<unknown>): string | null => (typeof params[0] === "string" ? params[0].slice(0, 64) : null)

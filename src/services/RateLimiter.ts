@@ -1,11 +1,14 @@
-/** Rate limiting contract: one token per request, per principal. Implemented by layers/RateLimiter.ts. */
+/** Rate limiting contract: tokens per request (its weight), per principal. Implemented by layers/RateLimiter.ts. */
 import { Context, type Effect } from "effect"
 import type { RateLimited, Unavailable } from "../Errors.js"
 import type { Role } from "./Principal.js"
 
 export interface RateLimiterShape {
-  /** Takes one request from the principal's allowance (limits may differ per role). */
-  readonly consume: (key: string, role: Role) => Effect.Effect<void, RateLimited | Unavailable>
+  /**
+   * Takes `cost` tokens (default 1; at most a full bucket) from the principal's allowance
+   * (limits may differ per role).
+   */
+  readonly consume: (key: string, role: Role, cost?: number) => Effect.Effect<void, RateLimited | Unavailable>
 }
 
 export class RateLimiter extends Context.Tag("dbal/RateLimiter")<RateLimiter, RateLimiterShape>() {}
