@@ -29,6 +29,28 @@ describe("complexity score", () => {
     expect(c).toMatchObject({ filterNodes: 7, inValues: 5, sortKeys: 2, offsetRows: 500, filter: 75, sort: 40, page: 5, total: 120 })
   })
 
+  it("contains / startsWith / endsWith add 1 per pattern character (code points)", () => {
+    const like = (op: "contains" | "startsWith" | "endsWith", value: string): FilterNode => ({ _tag: "Like", field: f, op, value })
+    expect(complexity({ filter: like("contains", "") }).total).toBe(10)
+    expect(complexity({ filter: like("contains", "abc") }).total).toBe(13)
+    expect(complexity({ filter: like("startsWith", "x".repeat(60)) })).toMatchObject({ filterNodes: 1, patternChars: 60, total: 70 })
+    expect(complexity({ filter: like("endsWith", "😀😀") }).patternChars).toBe(2)
+    // The review's count: 48 contains conditions of 60 characters under one AND scored 490; now 3370.
+    const review: FilterNode = { _tag: "And", nodes: Array.from({ length: 48 }, () => like("contains", "y".repeat(60))) }
+    expect(complexity({ filter: review }).total).toBe(49 * 10 + 48 * 60)
+    const longer = complexity({ filter: like("contains", "y".repeat(200)) }).total
+    expect(longer).toBeGreaterThan(complexity({ filter: like("contains", "y".repeat(20)) }).total)
+  })
+
+  it("a transaction's earlier operations count against the same limit", () => {
+    expect(Exit.isSuccess(Effect.runSyncExit(checkComplexity({ filter: inList(490) }, 1000, 500)))).toBe(true)
+    const over = Effect.runSyncExit(checkComplexity({ filter: inList(490) }, 1000, 510))
+    expect(Exit.isFailure(over)).toBe(true)
+    if (Exit.isFailure(over) && over.cause._tag === "Fail") {
+      expect(over.cause.error.fields[0]!.error).toMatch(/^transaction complexity 1010 exceeds the limit 1000: the earlier operations score 510, this one 500 /)
+    }
+  })
+
   it("names the part that weighs most, with the numbers", () => {
     const deep = Effect.runSyncExit(checkComplexity({ filter: cmp, page: 2001, limit: 100 }, 1000))
     expect(Exit.isFailure(deep)).toBe(true)
@@ -92,6 +114,39 @@ describe("over the limit: 422 from the handler", () => {
     await expect422("list", ["User", { page: 200, limit: 60 }], "page", 119)
     // 5 sort keys = 100, plus one condition = 110
     await expect422("list", ["User", { filter: { role: "user" }, sort: [{ username: "asc" }, { email: "asc" }, { role: "desc" }, { createdAt: "asc" }, { updatedAt: "asc" }] }], "sort", 110)
+  })
+
+  it("long contains / startsWith / endsWith patterns score more: a short one runs, a long one is refused", async () => {
+    // 1 node + 89 characters = 99; 1 node + 91 characters = 101
+    const ok = await call("count", ["User", { username: { contains: "a".repeat(89) } }])
+    expect(ok.error, JSON.stringify(ok.error)).toBeUndefined()
+    await expect422("count", ["User", { username: { contains: "a".repeat(91) } }], "filter", 101)
+    await expect422("list", ["User", { filter: { email: { startsWith: "b".repeat(91) } } }], "filter", 101)
+    await expect422("deleteMany", ["User", { email: { endsWith: "c".repeat(91) } }], "filter", 101)
+  })
+
+  it("a transaction's operations share one limit: each alone is admitted, together they are refused (422, rolled back)", async () => {
+    const name = `tx${Date.now()}`
+    // Each count scores 1 AND + 6 conditions = 70; two of them 140 > 100.
+    const count = { method: "count", params: ["User", { AND: Array.from({ length: 6 }, (_, i) => ({ username: { ne: `x${i}` } })) }] }
+    const alone = await call("transaction", [[count]])
+    expect(alone.error, JSON.stringify(alone.error)).toBeUndefined()
+    const create = { method: "create", params: ["User", { username: name, email: `${name}@example.com` }] }
+    const a = await call("transaction", [[create, count, count]])
+    expect(a.error?.code, JSON.stringify(a)).toBe(422)
+    const details = a.error?.details as { operation?: number; rolledBack?: boolean; fields?: Array<{ field: string; error: string }> }
+    expect(details.operation).toBe(2)
+    expect(details.rolledBack).toBe(true)
+    expect(details.fields?.[0]?.error).toMatch(/^transaction complexity 140 exceeds the limit 100: the earlier operations score 70, this one 70 /)
+    // Rolled back: the create of operation 0 left nothing.
+    expect((await call("count", ["User", { username: name }])).result).toBe(0)
+    // One-condition counts score 10 each: eleven of them exceed 100, ten fit exactly.
+    const counts = (n: number) => Array.from({ length: n }, () => ({ method: "count", params: ["User", { username: name }] }))
+    const eleven = await call("transaction", [counts(11)])
+    expect(eleven.error?.code, JSON.stringify(eleven)).toBe(422)
+    expect((eleven.error?.details as { operation?: number }).operation).toBe(10)
+    const ten = await call("transaction", [counts(10)])
+    expect(ten.error, JSON.stringify(ten.error)).toBeUndefined()
   })
 
   it("requests within the limit run", async () => {
