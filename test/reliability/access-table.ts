@@ -50,7 +50,8 @@ export const OTHER_METHODS = ["authenticate", "getCapabilities", "transaction"] 
  *    write only `email`, which is unique, and updateMany cannot set unique fields — any other
  *    field is outside write_fields (403 naming the field).
  * X: the method cannot apply to the entity at all (upsert needs a unique field other than the
- *    id; ComponentHierarchy has none): 422 before any access decision, for everyone.
+ *    id; ComponentHierarchy has none): 422, after the access decision (a refused principal gets
+ *    its 403 first, as from every method).
  */
 export type Code = "A" | "F" | "D" | "U" | "W" | "X"
 
@@ -85,8 +86,8 @@ const TABLE: Record<Entity, Record<Kind, string>> = {
   ComponentHierarchy: {
     anonymous: NONE,
     //         cr rd up de li ff fb us ub db cm um dm co
-    user:     "D  D  D  D  D  D  D  X  D  D  D  D  D  D",
-    admin:    "D  A  D  D  A  A  A  X  D  D  D  D  D  A", // read: admin+
+    user:     "D  D  D  D  D  D  D  D  D  D  D  D  D  D",
+    admin:    "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: admin+
     god:      "A  A  A  A  A  A  A  X  A  A  A  A  A  A",
     supergod: "A  A  A  A  A  A  A  X  A  A  A  A  A  A",
     system:   "A  A  A  A  A  A  A  X  A  A  A  A  A  A"
