@@ -1,8 +1,8 @@
 /**
  * The RPC handler: one frame in, one answer out. decode → authenticate → rate limit (by the
  * request's weight) → access decision → validate → execute → encode, with the request's timeout
- * and span around it and an audit record after it. Every failure is a tagged error mapped once by `toWireError`; nothing
- * here can close the connection.
+ * and span around it and an audit record after it. Every failure is a tagged error mapped once
+ * by `toWireError`; nothing here can close the connection.
  */
 import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
 import * as os from "node:os"

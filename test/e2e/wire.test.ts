@@ -223,6 +223,24 @@ describe("errors that reach the database carry no SQL", () => {
   })
 })
 
+describe("upsert's two forms", () => {
+  it("[entity, uniqueField, value, createData, updateData] and [entity, {uniqueField: value}, createData, updateData] reach one record; a bad filter is a 422", async () => {
+    const s = await open()
+    const name = `wire_${Date.now().toString(36)}`
+    const created = await ask(s, request("u1", "upsert", ["User", { username: name }, { email: `${name}@example.com` }, { role: "admin" }]))
+    expect(created).toMatchObject({ id: "u1", result: { username: name, role: "user" } })
+    const id = (created.result as { id: string }).id
+    const byField = await ask(s, request("u2", "upsert", ["User", "username", name, { email: `${name}@example.com` }, { role: "admin" }]))
+    expect(byField).toMatchObject({ id: "u2", result: { id, role: "admin" } })
+    const byFilter = await ask(s, request("u3", "upsert", ["User", { username: name }, { email: `${name}@example.com` }, { role: "god" }]))
+    expect(byFilter).toMatchObject({ id: "u3", result: { id, role: "god" } })
+    const two = await ask(s, request("u4", "upsert", ["User", { username: name, email: `${name}@example.com` }, {}, { role: "user" }]))
+    expect(two).toMatchObject({ id: "u4", error: { code: 422, details: { fields: [{ field: "filter" }] } } })
+    const byId = await ask(s, request("u5", "upsert", ["User", { id }, {}, { role: "user" }]))
+    expect(byId).toMatchObject({ id: "u5", error: { code: 422, details: { fields: [{ field: "filter.id" }] } } })
+  })
+})
+
 describe("frame size limits", () => {
   it("a frame just over max_payload: 400 with id null, and the connection stays open", async () => {
     const s = await open()
