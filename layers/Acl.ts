@@ -278,15 +278,18 @@ export const make = Effect.gen(function* () {
     return Effect.logInfo(`acl rules reloaded (${next.rules.length} rules)`, file)
   })
 
+  const decisionOf = (principal: Principal, entity: EntityDef, op: AclOperation): Decision | string => {
+    const hidden = hiddenByEntity.get(entity.name) ?? new Set<FieldDef>()
+    return principal.role === "system"
+      ? { ...systemDecision(entity), readable: entity.exposed.filter((f) => !hidden.has(f)) }
+      : decideFor(state.rules, principal, entity, op, hidden)
+  }
+
   // A plain function after `refresh` (no Effect.gen, direct metric updates): it runs for every
   // entity of every request.
   const decide = (principal: Principal, entity: EntityDef, op: AclOperation) =>
     Effect.flatMap(refresh, () => {
-      const hidden = hiddenByEntity.get(entity.name) ?? new Set<FieldDef>()
-      const decision: Decision | string =
-        principal.role === "system"
-          ? { ...systemDecision(entity), readable: entity.exposed.filter((f) => !hidden.has(f)) }
-          : decideFor(state.rules, principal, entity, op, hidden)
+      const decision = decisionOf(principal, entity, op)
       if (typeof decision === "string") {
         denied.unsafeUpdate(1, [])
         return Effect.fail(new Forbidden({ reason: decision }))
@@ -295,7 +298,15 @@ export const make = Effect.gen(function* () {
       return Effect.succeed(decision)
     }).pipe(aclSpan)
 
-  return { decide }
+  // The read decision's fields, for shaping answers and checking tested fields of any method: not
+  // an access check of its own (the method's decision is), so not counted in the metric.
+  const readable = (principal: Principal, entity: EntityDef) =>
+    Effect.map(refresh, () => {
+      const decision = decisionOf(principal, entity, "read")
+      return typeof decision === "string" ? undefined : decision.readable
+    })
+
+  return { decide, readable }
 })
 
 export class RulesFileError extends Schema.TaggedError<RulesFileError>()("RulesFileError", {

@@ -126,9 +126,8 @@ interface View {
 }
 
 const viewOf = (ctx: MethodContext, entity: EntityDef): Effect.Effect<View> =>
-  decide(ctx, entity, "read").pipe(
-    Effect.map((d): View => ({ readable: d.readable, answer: d.readable })),
-    Effect.catchTag("Forbidden", () => Effect.succeed<View>({ readable: [], answer: [entity.primaryKey] }))
+  Effect.map(ctx.acl.readable(ctx.principal, entity), (readable): View =>
+    readable === undefined ? { readable: [], answer: [entity.primaryKey] } : { readable, answer: readable }
   )
 
 /** A write decision's row filter with the caller's readable fields: what the repository writes and answers. */

@@ -15,6 +15,12 @@ export interface Decision extends Access {
 
 export interface AclShape {
   readonly decide: (principal: Principal, entity: EntityDef, operation: AclOperation) => Effect.Effect<Decision, Forbidden>
+  /**
+   * The fields the principal may read of the entity (its `read` decision's: read_fields,
+   * never_expose), whatever operation a request is decided under; undefined when the rules refuse
+   * it `read` outright. Not an access check itself: not counted in dbal_acl_checks_total.
+   */
+  readonly readable: (principal: Principal, entity: EntityDef) => Effect.Effect<ReadonlyArray<FieldDef> | undefined>
 }
 
 export class Acl extends Context.Tag("dbal/Acl")<Acl, AclShape>() {}
