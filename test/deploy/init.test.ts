@@ -70,7 +70,7 @@ describe("dbal-daemon init", () => {
     }
 
     // Started from the repository (another working directory): the paths follow the file.
-    const daemon = await startDaemon(["serve", `--config=${configFile}`, "--port=0"])
+    const daemon = await startDaemon(["serve", `--config=${configFile}`, "--port=0"], { timeoutMs: 120_000 })
     daemons.push(daemon)
     const client = await connect(daemon.port, { token, user_id: "app" })
     const created = await client.call("create", ["User", { username: "init_user", email: "init@example.com", role: "user" }])
@@ -84,7 +84,7 @@ describe("dbal-daemon init", () => {
     expect(wrong.error?.code).toBe(401)
     expect(fs.existsSync(path.join(dir, "data", "dbal.sqlite"))).toBe(true)
     expect(fs.readFileSync(path.join(dir, "logs", "audit.log"), "utf8")).toContain('"operation":"create"')
-  }, 180_000)
+  }, 300_000)
 
   it("overwrites nothing: a second init fails with one line per existing file and leaves them as they were", async () => {
     const before = fs.readFileSync(path.join(dir, "service-token"), "utf8")
@@ -115,7 +115,7 @@ describe("dbal-daemon serve --host --port", () => {
     expect((await cli(["init"], dir)).status).toBe(0)
     const configFile = path.join(dir, "dbal-daemon.yaml")
     const port = await freePort()
-    const daemon = await startDaemon(["serve", `--config=${configFile}`, "--host", "127.0.0.1", `--port=${port}`])
+    const daemon = await startDaemon(["serve", `--config=${configFile}`, "--host", "127.0.0.1", `--port=${port}`], { timeoutMs: 120_000 })
     daemons.push(daemon)
     expect(daemon.port).toBe(port)
     expect((await health(port)).status).toBe(200)
@@ -134,7 +134,7 @@ describe("dbal-daemon serve --host --port", () => {
     const down = await at(elsewhere)
     expect(down.status).toBe(1)
     expect(down.stderr).toContain(`127.0.0.1:${elsewhere}`)
-  }, 180_000)
+  }, 300_000)
 
   it("a port that is not a port is a usage error (exit 2, one line)", async () => {
     const r = await cli(["serve", `--config=${path.join(dir, "dbal-daemon.yaml")}`, "--port=70000"])

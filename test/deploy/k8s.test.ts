@@ -3,7 +3,7 @@
  * objects agree with each other and with the daemon's configuration as the daemon itself reads it
  * (layers/Config.ts `loadConfig` on a copy of the ConfigMap's config.yaml).
  */
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -92,19 +92,21 @@ const configArg = () => {
 let dir: string
 let cfg: DaemonConfig
 
+const secretMount = "/var/run/secrets/dbal/"
+
 beforeAll(async () => {
   // The ConfigMap's files as the daemon will see them, with the Deployment's environment
-  // (secrets filled with stand-ins) and the password file of the Secret mount.
+  // (secrets filled with stand-ins) and the files of the Secret mount (its folder mapped here).
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-k8s-"))
-  fs.writeFileSync(path.join(dir, "config.yaml"), configText)
+  expect(configText).toContain(secretMount)
+  fs.writeFileSync(path.join(dir, "config.yaml"), configText.replaceAll(secretMount, `${dir}/`))
   fs.writeFileSync(path.join(dir, "acl_rules.yaml"), aclText)
   fs.writeFileSync(path.join(dir, "db-password"), "stand-in-password\n")
+  fs.writeFileSync(path.join(dir, "service-token"), `${"t".repeat(40)}\n`)
   cfg = await Effect.runPromise(
     loadConfig(path.join(dir, "config.yaml"), {
-      DBAL_SERVICE_TOKEN: "x".repeat(40),
       DBAL_REDIS_URL: "redis://:stand-in@redis.example:6379",
-      POD_NAME: "dbal-daemon-abc12-xyz34",
-      DBAL_DATABASE__CONNECTION__PASSWORD_FILE: path.join(dir, "db-password")
+      POD_NAME: "dbal-daemon-abc12-xyz34"
     })
   )
 })
@@ -204,6 +206,21 @@ describe("deploy/k8s: objects agree with each other and with the daemon's config
     expect(sv?.secretName).toBe(secret.metadata.name)
     const key = (sv!.items ?? []).find((i) => i.path === path.posix.basename(file))?.key ?? path.posix.basename(file)
     expect(Object.keys((secret as any).stringData ?? (secret as any).data)).toContain(key)
+  })
+
+  it("the service token comes from the mounted Secret as a file (token_file), never from the environment", () => {
+    const token = rawConfig.security.auth.service_tokens[0]
+    expect(token.token).toBeUndefined()
+    const file = token.token_file as string
+    const m = mountHolding(file)
+    expect(m?.readOnly).toBe(true)
+    const sv = volumeOf(m!).secret
+    expect(sv?.secretName).toBe(secret.metadata.name)
+    const key = (sv!.items ?? []).find((i) => i.path === path.posix.basename(file))?.key
+    expect(Object.keys((secret as any).stringData ?? (secret as any).data)).toContain(key)
+    // What the daemon decoded is the file's content, without its newline.
+    expect(Redacted.value(cfg.security.auth.service_tokens[0]!.token)).toBe("t".repeat(40))
+    expect((container.env ?? []).map((e) => e.name)).not.toContain("DBAL_SERVICE_TOKEN")
   })
 
   it("every ${VAR} without a default in config.yaml is set by the Deployment; secrets come from the Secret", () => {
