@@ -35,7 +35,7 @@ const cleanEnv = (): Record<string, string> => {
 
 const cli = (args: ReadonlyArray<string>, cwd = root): Promise<Run> =>
   new Promise((resolve, reject) => {
-    execFile(process.execPath, [path.join(root, "bin", "dbal-daemon.mjs"), ...args], { cwd, env: cleanEnv(), encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" }, (error, stdout, stderr) => {
+    execFile(process.execPath, [path.join(root, "bin", "dbal-daemon.mjs"), ...args], { cwd, env: cleanEnv(), encoding: "utf8", timeout: 180_000, killSignal: "SIGKILL" }, (error, stdout, stderr) => {
       if (error !== null && typeof error.code !== "number") return reject(new Error(`dbal-daemon ${args.join(" ")}: ${error.message}\n${stderr}`))
       resolve({ status: error === null ? 0 : (error.code as number), stdout, stderr })
     })
