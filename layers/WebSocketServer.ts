@@ -28,6 +28,7 @@ import { activeConnections, connectionsRefused, connectionsTotal, ready, tlsCert
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { encodeError } from "../src/rpc/Protocol.js"
 import { requestRuntime } from "../src/query/Timeout.js"
+import { parseTraceparent, type TraceParent } from "../src/Spans.js"
 import { Database } from "../src/services/Database.js"
 import { version } from "../src/version.js"
 import { renderPrometheus } from "./Metrics.js"
@@ -204,17 +205,17 @@ export const layer = Layer.scoped(
       if (state !== "ready") return refuse(socket, 503, "draining")
       if (clients.size >= s.max_connections) return refuse(socket, 503, "max_connections")
       if ((perAddress.get(address) ?? 0) >= s.max_connections_per_address) return refuse(socket, 429, "max_connections_per_address")
-      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, address))
+      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, address, parseTraceparent(req.headers.traceparent)))
     })
 
-    const onConnection = (ws: WebSocket, address: string) => {
+    const onConnection = (ws: WebSocket, address: string, traceparent: TraceParent | undefined) => {
       total++
       const client: Client = { ws, address, alive: true, lastFrameAt: Date.now() }
       clients.add(client)
       perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
       runSync(Metric.increment(connectionsTotal))
       runSync(Metric.set(activeConnections, clients.size))
-      const conn: Connection = { remoteAddress: address, auth: undefined }
+      const conn: Connection = { remoteAddress: address, auth: undefined, ...(traceparent === undefined ? {} : { traceparent }) }
       let inFlight = 0
       const waiting: Array<string> = []
       // Writing to a closed socket can wait forever: only write while open. A reader that lets

@@ -19,7 +19,7 @@ import {
   requestsOf
 } from "../Metrics.js"
 import { makeRepository } from "../query/Repository.js"
-import { childSpan, requestTrace, spansExported } from "../Spans.js"
+import { callerSpan, childSpan, parseTraceparent, requestTrace, spansExported, type TraceParent } from "../Spans.js"
 import { withQueryTimeout } from "../query/Timeout.js"
 import { Acl } from "../services/Acl.js"
 import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
@@ -42,6 +42,8 @@ export interface Connection {
    * (layers/Auth.ts keeps it per object).
    */
   sentAuth?: Credentials
+  /** The `traceparent` header of the WebSocket upgrade: the trace of requests that bring none. */
+  readonly traceparent?: TraceParent
 }
 
 const sameCredentials = (a: Credentials | undefined, b: Credentials): a is Credentials => a !== undefined && a.token === b.token && a.userId === b.userId
@@ -233,12 +235,18 @@ export const make = Effect.gen(function* () {
     )
     // What follows the request runs without Effect.gen and with direct metric updates: it is on
     // every request's path, and each generator step or metric effect showed in the profile.
+    // The caller's trace: the frame's traceparent, else the connection's (upgrade header).
+    const caller = (req.traceparent === undefined ? undefined : parseTraceparent(req.traceparent)) ?? conn.traceparent
     const answered = exported
       ? run.pipe(
           Effect.flatMap((exit) => Effect.flatMap(Effect.option(Effect.currentSpan), (span) => finish(exit, Option.isSome(span) ? span.value.traceId : undefined))),
-          Effect.withSpan(`rpc.${req.method}`, { attributes: { "rpc.method": req.method, "rpc.id": String(req.id) }, captureStackTrace: false })
+          Effect.withSpan(`rpc.${req.method}`, {
+            attributes: { "rpc.method": req.method, "rpc.id": String(req.id) },
+            captureStackTrace: false,
+            ...(caller === undefined ? {} : { parent: callerSpan(caller) })
+          })
         )
-      : requestTrace((traceId) => Effect.flatMap(run, (exit) => finish(exit, traceId)))
+      : requestTrace((traceId) => Effect.flatMap(run, (exit) => finish(exit, traceId)), caller)
     return Effect.catchAllDefect(answered, (defect) =>
       Effect.logError("answer could not be encoded", defect).pipe(Effect.as(encodeError(req.id, toWireError(new Internal({})))))
     )
