@@ -262,8 +262,16 @@ if (!m) process.exit(1)
 for (const a of JSON.parse(m[1])) console.log(Buffer.from(a).toString("base64"))
 ' "$DOCKERFILE") || fail "no HEALTHCHECK CMD [...] in the Dockerfile"
 hc=()
-while IFS= read -r line; do hc+=("$(printf '%s' "$line" | base64 -d)"); done <<<"$healthcheck"
-env -i "${daemon_env[@]}" "${as_user[@]}" "${hc[@]}" || fail "the Dockerfile's HEALTHCHECK failed"
+# Its paths into the image mapped as for ENTRYPOINT + CMD: /app, and --config into the stage.
+while IFS= read -r line; do
+  arg=$(printf '%s' "$line" | base64 -d)
+  case "$arg" in
+    --config=/etc/dbal/config.yaml) arg=$CONFIG ;;
+    /app/*) arg="$APP/${arg#/app/}" ;;
+  esac
+  hc+=("$arg")
+done <<<"$healthcheck"
+(cd "$APP" && env -i "${daemon_env[@]}" "${as_user[@]}" "${hc[@]}") || fail "the Dockerfile's HEALTHCHECK failed"
 log "HEALTHCHECK: ok"
 
 wait_http "$base/readyz" 200 >/dev/null

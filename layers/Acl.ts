@@ -15,7 +15,7 @@ import * as fs from "node:fs"
 import * as YAML from "yaml"
 import { AppConfig } from "../src/Config.js"
 import { childSpan } from "../src/Spans.js"
-import { aclChecks, aclChecksOf } from "../src/Metrics.js"
+import { aclChecks, aclChecksOf, aclRulesReloadsOf } from "../src/Metrics.js"
 import { Forbidden } from "../src/Errors.js"
 import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
 import { FALSE, type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
@@ -28,6 +28,8 @@ export { aclChecks }
 // Made once from their labelled keys (src/Metrics.ts says why).
 const allowed = aclChecksOf("allowed")
 const denied = aclChecksOf("denied")
+const reloadsOk = aclRulesReloadsOf("success")
+const reloadsFailed = aclRulesReloadsOf("failure")
 
 const OPERATIONS: ReadonlyArray<AclOperation> = ["create", "read", "update", "delete"]
 const PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"
@@ -263,6 +265,7 @@ export const make = Effect.gen(function* () {
     try {
       st = fs.statSync(file)
     } catch {
+      reloadsFailed.unsafeUpdate(1, [])
       return Effect.logWarning("acl rules file cannot be read; keeping the last good rules", file)
     }
     if (st.mtimeMs === state.mtimeMs && st.size === state.size) return Effect.void
@@ -270,11 +273,13 @@ export const make = Effect.gen(function* () {
     if (next.problems.length > 0) {
       state.mtimeMs = st.mtimeMs
       state.size = st.size
+      reloadsFailed.unsafeUpdate(1, [])
       return Effect.logError(`acl rules file is broken; keeping the last good rules: ${next.problems.join("; ")}`, file)
     }
     state.rules = next.rules
     state.mtimeMs = st.mtimeMs
     state.size = st.size
+    reloadsOk.unsafeUpdate(1, [])
     return Effect.logInfo(`acl rules reloaded (${next.rules.length} rules)`, file)
   })
 

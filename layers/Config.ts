@@ -171,8 +171,52 @@ const crossChecks = (doc: Record<string, unknown>): Array<string> => {
 
 const resolveFrom = (base: string, p: string) => (path.isAbsolute(p) ? p : path.resolve(base, p))
 
+/**
+ * Where a relative credential path (`password_file`, `token_file`, `secret_file`, the TLS and JWT
+ * key files) points: under $CREDENTIALS_DIRECTORY when systemd set it (LoadCredential= /
+ * LoadCredentialEncrypted=, decrypted there for the service only), else next to the config file.
+ * Other paths (database file, audit log, rules file, entities) are always relative to the config.
+ */
+export const credentialResolver = (base: string, env: Record<string, string | undefined>) => {
+  const dir = env.CREDENTIALS_DIRECTORY
+  const root = dir !== undefined && dir !== "" ? dir : base
+  return (p: string) => resolveFrom(root, p)
+}
+
+/** A secret held in a file: its text without one trailing newline, or why it cannot be read. */
+const readSecretFile = (file: string): { value: string } | { problem: string } => {
+  try {
+    return { value: fs.readFileSync(file, "utf8").replace(/\r?\n$/, "") }
+  } catch (e) {
+    return { problem: `cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})` }
+  }
+}
+
+/**
+ * `token_file` of each service token and `jwt.secret_file` fill `token` and `secret` in the
+ * document before it is decoded, so that the decoded values (Redacted) are the same as if they
+ * had been written inline; setting both is a problem.
+ */
+const fillSecretFiles = (doc: Record<string, unknown>, credential: (p: string) => string, problems: Array<string>) => {
+  const fill = (node: Record<string, unknown>, fileKey: string, valueKey: string, at: string) => {
+    const f = node[fileKey]
+    if (typeof f !== "string" || f === "") return
+    if (node[valueKey] !== undefined) {
+      problems.push(`${at}.${fileKey}: set either ${valueKey} or ${fileKey}, not both`)
+      return
+    }
+    const read = readSecretFile(credential(f))
+    if ("problem" in read) problems.push(`${at}.${fileKey}: ${read.problem}`)
+    else node[valueKey] = read.value
+  }
+  const auth = record(record(doc.security).auth)
+  const tokens = auth.service_tokens
+  if (Array.isArray(tokens)) tokens.forEach((t, i) => isRecord(t) && fill(t, "token_file", "token", `security.auth.service_tokens[${i}]`))
+  if (isRecord(auth.jwt)) fill(auth.jwt, "secret_file", "secret", "security.auth.jwt")
+}
+
 /** TLS needs a certificate and key that can be read (and the CA bundle, for mTLS). */
-const tlsChecks = (cfg: ConfigFile, base: string): Array<string> => {
+const tlsChecks = (cfg: ConfigFile, credential: (p: string) => string): Array<string> => {
   const tls = cfg.server.tls
   if (!tls.enabled) return []
   const out: Array<string> = []
@@ -183,7 +227,7 @@ const tlsChecks = (cfg: ConfigFile, base: string): Array<string> => {
     const f = tls[key]
     if (f === undefined) return undefined
     try {
-      const p = resolveFrom(base, f)
+      const p = credential(f)
       if (!fs.statSync(p).isFile()) {
         out.push(`server.tls.${key}: not a file`)
         return undefined
@@ -221,7 +265,7 @@ const tlsChecks = (cfg: ConfigFile, base: string): Array<string> => {
 }
 
 /** JWT verification needs a key that fits its algorithms, in a file that can be read. */
-const jwtChecks = (cfg: ConfigFile, base: string): Array<string> => {
+const jwtChecks = (cfg: ConfigFile, credential: (p: string) => string): Array<string> => {
   const jwt = cfg.security.auth.jwt
   if (!jwt.enabled) return []
   const out: Array<string> = []
@@ -238,7 +282,7 @@ const jwtChecks = (cfg: ConfigFile, base: string): Array<string> => {
     const f = jwt[key]
     if (f === undefined) continue
     try {
-      fs.accessSync(resolveFrom(base, f), fs.constants.R_OK)
+      fs.accessSync(credential(f), fs.constants.R_OK)
     } catch (e) {
       out.push(`security.auth.jwt.${key}: cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`)
       continue
@@ -246,7 +290,7 @@ const jwtChecks = (cfg: ConfigFile, base: string): Array<string> => {
     if (key === "public_key_file") {
       const fits: Record<string, ReadonlyArray<string>> = { RS256: ["rsa"], ES256: ["ec"], EdDSA: ["ed25519", "ed448"] }
       try {
-        const type = crypto.createPublicKey(fs.readFileSync(resolveFrom(base, f))).asymmetricKeyType ?? ""
+        const type = crypto.createPublicKey(fs.readFileSync(credential(f))).asymmetricKeyType ?? ""
         if (!asymmetric.some((a) => fits[a]?.includes(type))) {
           out.push(`security.auth.jwt.public_key_file: a ${type} key fits none of ${asymmetric.join(", ")}`)
         }
@@ -286,6 +330,9 @@ export const loadConfig = (
     const coerced = new Map<string, string>()
     const doc = substitute(raw, env, "", problems, coerced) as Record<string, unknown>
     applyEnvOverrides(doc, env, coerced)
+    const base = path.dirname(sourcePath)
+    const credential = credentialResolver(base, env)
+    fillSecretFiles(doc, credential, problems)
     const decode = () => Schema.decodeUnknownEither(ConfigFile)(doc, { errors: "all", onExcessProperty: "error" })
     let decoded = decode()
     if (decoded._tag === "Left" && restoreStrings(doc, decoded.left, coerced)) decoded = decode()
@@ -294,23 +341,20 @@ export const loadConfig = (
       const unset = new Set(problems.map((p) => p.slice(0, p.indexOf(": "))))
       problems.push(...formatIssues(decoded.left).filter((p) => !unset.has(p.slice(0, p.indexOf(": ")))))
     }
-    const base = path.dirname(sourcePath)
     // Rules between keys are checked on the document too, so that they are reported together
     // with the Schema's problems rather than only once those are fixed.
     problems.push(...crossChecks(doc))
     let password: Redacted.Redacted<string> | undefined
     const passwordFile = record(record(doc.database).connection).password_file
     if (typeof passwordFile === "string" && passwordFile !== "") {
-      try {
-        password = Redacted.make(fs.readFileSync(resolveFrom(base, passwordFile), "utf8").replace(/\r?\n$/, ""))
-      } catch (e) {
-        problems.push(`database.connection.password_file: cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`)
-      }
+      const read = readSecretFile(credential(passwordFile))
+      if ("problem" in read) problems.push(`database.connection.password_file: ${read.problem}`)
+      else password = Redacted.make(read.value)
     }
     if (decoded._tag === "Right" && decoded.right.performance.default_page_size > decoded.right.performance.max_page_size) {
       problems.push("performance.default_page_size: expected a value <= performance.max_page_size")
     }
-    if (decoded._tag === "Right") problems.push(...jwtChecks(decoded.right, base), ...tlsChecks(decoded.right, base))
+    if (decoded._tag === "Right") problems.push(...jwtChecks(decoded.right, credential), ...tlsChecks(decoded.right, credential))
     if (problems.length > 0 || decoded._tag === "Left") return yield* fail(problems)
     const cfg = decoded.right
     const jwt = cfg.security.auth.jwt
@@ -323,7 +367,7 @@ export const loadConfig = (
       ...(conn.filename === undefined || conn.filename === ":memory:" ? {} : { filename: resolveFrom(base, conn.filename) })
     }
     const tls = cfg.server.tls
-    const resolveTls = (k: "cert_file" | "key_file" | "ca_file") => (tls[k] === undefined ? {} : { [k]: resolveFrom(base, tls[k]) })
+    const resolveTls = (k: "cert_file" | "key_file" | "ca_file") => (tls[k] === undefined ? {} : { [k]: credential(tls[k]) })
     return {
       ...cfg,
       server: { ...cfg.server, tls: { ...tls, ...resolveTls("cert_file"), ...resolveTls("key_file"), ...resolveTls("ca_file") } },
@@ -335,8 +379,8 @@ export const loadConfig = (
           ...cfg.security.auth,
           jwt: {
             ...jwt,
-            ...(jwt.public_key_file === undefined ? {} : { public_key_file: resolveFrom(base, jwt.public_key_file) }),
-            ...(jwt.jwks_file === undefined ? {} : { jwks_file: resolveFrom(base, jwt.jwks_file) })
+            ...(jwt.public_key_file === undefined ? {} : { public_key_file: credential(jwt.public_key_file) }),
+            ...(jwt.jwks_file === undefined ? {} : { jwks_file: credential(jwt.jwks_file) })
           }
         },
         acl: {

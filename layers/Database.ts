@@ -34,7 +34,7 @@ export { connectTimeoutMs } from "./db/settings.js"
 
 const noPooledQuery = Layer.succeed(PooledQuery, { run: undefined })
 
-/** The SqlClient for the configured adapter, and its direct path (PooledQuery; PostgreSQL only). */
+/** The SqlClient for the configured adapter, and its direct path (PooledQuery: `run` on PostgreSQL only, pool counts on PostgreSQL and MySQL). */
 export const sqlClientLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | PooledQuery, SqlError | ConfigError.ConfigError> =>
   // Each adapter's driver is loaded only when it is configured (less memory, fewer native addons).
   Layer.unwrapEffect(
@@ -45,7 +45,7 @@ export const sqlClientLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClie
         case "postgresql":
           return (await import("./db/Pg.js")).pgLayer(cfg)
         case "mysql":
-          return Layer.merge((await import("./db/Mysql.js")).mysqlLayer(cfg), noPooledQuery)
+          return (await import("./db/Mysql.js")).mysqlLayer(cfg)
       }
     })
   )
@@ -156,7 +156,15 @@ export const layer = Layer.unwrapEffect(
           const t0 = performance.now()
           return sql.unsafe("SELECT 1").pipe(Effect.map(() => Math.round((performance.now() - t0) * 1000) / 1000))
         })
-        return { sql, dialect, adapter: cfg.database.adapter, ping, query: queryVia(pooled.run), execute: executeVia(pooled.run) }
+        return {
+          sql,
+          dialect,
+          adapter: cfg.database.adapter,
+          ping,
+          query: queryVia(pooled.run),
+          execute: executeVia(pooled.run),
+          ...(pooled.stats === undefined ? {} : { poolStats: pooled.stats })
+        }
       })
     )
     return Layer.provideMerge(database, sqlClientLayer(cfg))

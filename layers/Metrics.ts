@@ -10,15 +10,25 @@
  *   requires (Effect's own `effect_fiber_*` counters) gets it appended.
  * - Label values are escaped (backslash, double quote, newline); names are reduced to the
  *   characters Prometheus allows.
- * - Process series (memory, CPU, start time, uptime, event-loop lag) and the database series
- *   (`dbal_db_pool_up` and `dbal_db_ping_seconds`, from a bounded ping) are computed at scrape
- *   time. The database is found with `Effect.serviceOption`, so the effect needs nothing and
+ * - Process series (prom-client's `process_*` and `nodejs_*` names: memory, CPU, start time,
+ *   file descriptors, event-loop lag) and the database series (`dbal_db_pool_up` and
+ *   `dbal_db_ping_seconds` from a bounded ping, the pool's `dbal_db_pool_*` counts) are computed at
+ *   scrape time. The database is found with `Effect.serviceOption`, so the effect needs nothing and
  *   simply leaves those series out where no database is provided.
  */
 import { Effect, Metric, MetricKeyType, type MetricPair, MetricState, Option } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import { authFailures, connectionsTotal, rateLimited } from "../src/Metrics.js"
-import { Database } from "../src/services/Database.js"
+import * as fs from "node:fs"
+import {
+  aclRulesReloadsOf,
+  auditFilesDeleted,
+  auditRecordsOf,
+  authFailures,
+  authLockouts,
+  connectionsTotal,
+  rateLimited
+} from "../src/Metrics.js"
+import { Database, type PoolStats } from "../src/services/Database.js"
 
 type Kind = "counter" | "gauge" | "histogram" | "summary"
 
@@ -168,45 +178,123 @@ const addMetric = (exp: Exposition, pair: MetricPair.MetricPair.Untyped): void =
   }
 }
 
-// Event-loop delay, sampled every 20 ms by Node (its timer does not keep the process alive).
-const loopDelay = monitorEventLoopDelay({ resolution: 20 })
+// Event-loop delay, sampled every 10 ms by Node (its timer does not keep the process alive), as
+// prom-client samples it.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 })
 loopDelay.enable()
 
-const startTimeSeconds = Date.now() / 1000 - process.uptime()
+const startTimeSeconds = Math.round((Date.now() / 1000 - process.uptime()) * 1000) / 1000
 
+/** A value of /proc/self/status (kB → bytes), or undefined off Linux. */
+const procStatusBytes = (field: string): number | undefined => {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(fs.readFileSync("/proc/self/status", "utf8"))
+    return m === null ? undefined : Number(m[1]) * 1024
+  } catch {
+    return undefined
+  }
+}
+
+const openFds = (): number | undefined => {
+  try {
+    return fs.readdirSync("/proc/self/fd").length
+  } catch {
+    return undefined
+  }
+}
+
+const maxFds = (): number | undefined => {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync("/proc/self/limits", "utf8"))
+    return m === null ? undefined : Number(m[1])
+  } catch {
+    return undefined
+  }
+}
+
+const [nodeMajor, nodeMinor, nodePatch] = process.versions.node.split(".")
+
+/**
+ * The process and runtime series under the names of prom-client's default collectors
+ * (`process_*`, `nodejs_*`), so that the usual dashboards and alerts work unchanged.
+ */
 const addProcessSeries = (exp: Exposition): void => {
   const mem = process.memoryUsage()
   const cpu = process.cpuUsage()
-  const g = (name: string, help: string, value: number, kind: Kind = "gauge") =>
-    exp.add(name, kind, help, [], (l) => [{ suffix: "", labels: l, value }])
-  g("dbal_process_resident_memory_bytes", "Resident memory of the daemon process in bytes", mem.rss)
-  g("dbal_process_heap_used_bytes", "V8 heap in use in bytes", mem.heapUsed)
-  g("dbal_process_cpu_seconds_total", "User and system CPU time of the daemon process in seconds", (cpu.user + cpu.system) / 1e6, "counter")
-  g("dbal_process_start_time_seconds", "Start time of the daemon process since the Unix epoch in seconds", Math.round(startTimeSeconds * 1000) / 1000)
-  g("dbal_uptime_seconds", "Seconds since the daemon process started", process.uptime())
-  // p99 of the delays seen since the previous scrape (then the window starts again).
-  const p99 = loopDelay.count > 0 ? loopDelay.percentile(99) / 1e9 : 0
+  const g = (name: string, help: string, value: number | undefined, kind: Kind = "gauge") => {
+    if (value !== undefined) exp.add(name, kind, help, [], (l) => [{ suffix: "", labels: l, value }])
+  }
+  g("process_cpu_user_seconds_total", "Total user CPU time spent in seconds", cpu.user / 1e6, "counter")
+  g("process_cpu_system_seconds_total", "Total system CPU time spent in seconds", cpu.system / 1e6, "counter")
+  g("process_cpu_seconds_total", "Total user and system CPU time spent in seconds", (cpu.user + cpu.system) / 1e6, "counter")
+  g("process_start_time_seconds", "Start time of the process since unix epoch in seconds", startTimeSeconds)
+  g("process_resident_memory_bytes", "Resident memory size in bytes", mem.rss)
+  g("process_virtual_memory_bytes", "Virtual memory size in bytes", procStatusBytes("VmSize"))
+  g("process_heap_bytes", "Process heap size in bytes", procStatusBytes("VmData"))
+  g("process_open_fds", "Number of open file descriptors", openFds())
+  g("process_max_fds", "Maximum number of open file descriptors", maxFds())
+  g("nodejs_heap_size_total_bytes", "Process heap size from Node.js in bytes", mem.heapTotal)
+  g("nodejs_heap_size_used_bytes", "Process heap size used from Node.js in bytes", mem.heapUsed)
+  g("nodejs_external_memory_bytes", "Node.js external memory size in bytes", mem.external)
+  // The delays seen since the previous scrape (then the window starts again), as prom-client does.
+  const has = loopDelay.count > 0
+  const seconds = (ns: number) => (has && Number.isFinite(ns) ? ns / 1e9 : 0)
+  g("nodejs_eventloop_lag_min_seconds", "The minimum recorded event loop delay", seconds(loopDelay.min))
+  g("nodejs_eventloop_lag_max_seconds", "The maximum recorded event loop delay", seconds(loopDelay.max))
+  g("nodejs_eventloop_lag_mean_seconds", "The mean of the recorded event loop delays", seconds(loopDelay.mean))
+  g("nodejs_eventloop_lag_stddev_seconds", "The standard deviation of the recorded event loop delays", seconds(loopDelay.stddev))
+  g("nodejs_eventloop_lag_p50_seconds", "The 50th percentile of the recorded event loop delays", seconds(loopDelay.percentile(50)))
+  g("nodejs_eventloop_lag_p90_seconds", "The 90th percentile of the recorded event loop delays", seconds(loopDelay.percentile(90)))
+  g("nodejs_eventloop_lag_p99_seconds", "The 99th percentile of the recorded event loop delays", seconds(loopDelay.percentile(99)))
   loopDelay.reset()
-  g("dbal_event_loop_lag_seconds", "Event-loop delay (99th percentile since the previous scrape) in seconds", Number.isFinite(p99) ? p99 : 0)
+  exp.add(
+    "nodejs_version_info",
+    "gauge",
+    "Node.js version info",
+    [
+      ["version", process.version],
+      ["major", nodeMajor ?? ""],
+      ["minor", nodeMinor ?? ""],
+      ["patch", nodePatch ?? ""]
+    ],
+    (l) => [{ suffix: "", labels: l, value: 1 }]
+  )
 }
 
-/** `dbal_db_pool_up` 1/0 and the round-trip time of a `SELECT 1`, bounded to 2 s. */
+interface DatabaseSample {
+  readonly up: boolean
+  readonly seconds: number
+  readonly pool: PoolStats | undefined
+}
+
+/** `dbal_db_pool_up` 1/0, the round-trip time of a `SELECT 1` (bounded to 2 s) and the pool's counts. */
 const databaseSeries = Effect.flatMap(Effect.serviceOption(Database), (db) =>
   Option.isNone(db)
-    ? Effect.succeed(Option.none<{ up: boolean; seconds: number }>())
+    ? Effect.succeed(Option.none<DatabaseSample>())
     : db.value.ping.pipe(
         Effect.timeout("2 seconds"),
-        Effect.map((ms) => Option.some({ up: true, seconds: ms / 1000 })),
-        Effect.orElseSucceed(() => Option.some({ up: false, seconds: Number.NaN })),
+        Effect.map((ms): DatabaseSample => ({ up: true, seconds: ms / 1000, pool: db.value.poolStats?.() })),
+        Effect.orElseSucceed((): DatabaseSample => ({ up: false, seconds: Number.NaN, pool: db.value.poolStats?.() })),
+        Effect.map(Option.some),
         // A scrape every few seconds must not export a trace each time.
         Effect.withTracerEnabled(false)
       )
 )
 
 /** Unlabelled counters exist from the start (at 0), not only after their first increment. */
-const registerUnlabelled = Effect.all([Metric.value(connectionsTotal), Metric.value(rateLimited), Metric.value(authFailures)], {
-  discard: true
-})
+const registerUnlabelled = Effect.all(
+  [
+    Metric.value(connectionsTotal),
+    Metric.value(rateLimited),
+    Metric.value(authFailures),
+    Metric.value(authLockouts),
+    Metric.value(auditFilesDeleted),
+    Metric.value(aclRulesReloadsOf("success")),
+    Metric.value(aclRulesReloadsOf("failure")),
+    Metric.value(auditRecordsOf("failed"))
+  ],
+  { discard: true }
+)
 
 export const renderPrometheus: Effect.Effect<string> = Effect.gen(function* () {
   yield* registerUnlabelled
@@ -223,6 +311,13 @@ export const renderPrometheus: Effect.Effect<string> = Effect.gen(function* () {
       exp.add("dbal_db_ping_seconds", "gauge", "Round trip of the last ping (SELECT 1) to the database in seconds", [], (l) => [
         { suffix: "", labels: l, value: db.value.seconds }
       ])
+    }
+    const pool = db.value.pool
+    if (pool !== undefined) {
+      const p = (name: string, help: string, value: number) => exp.add(name, "gauge", help, [], (l) => [{ suffix: "", labels: l, value }])
+      p("dbal_db_pool_connections", "Connections of the database pool, open in total (up to database.pool_size)", pool.total)
+      p("dbal_db_pool_idle_connections", "Connections of the database pool open and idle", pool.idle)
+      p("dbal_db_pool_waiting_requests", "Statements waiting for a connection of the database pool (all connections busy)", pool.waiting)
     }
   }
   return exp.render()

@@ -15,6 +15,7 @@
  *   requests finish within `shutdown_grace`, then close sockets with 1001.
  */
 import { Context, Effect, Fiber, Layer, Metric, Runtime, Schema } from "effect"
+import { X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as https from "node:https"
@@ -23,10 +24,11 @@ import type * as tls from "node:tls"
 import { WebSocketServer as WsServer, type WebSocket } from "ws"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { BadRequest, toWireError } from "../src/Errors.js"
-import { activeConnections, connectionsRefused, connectionsTotal } from "../src/Metrics.js"
+import { activeConnections, connectionsRefused, connectionsTotal, ready, tlsCertificateExpiry } from "../src/Metrics.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { encodeError } from "../src/rpc/Protocol.js"
 import { requestRuntime } from "../src/query/Timeout.js"
+import { parseTraceparent, type TraceParent } from "../src/Spans.js"
 import { Database } from "../src/services/Database.js"
 import { version } from "../src/version.js"
 import { renderPrometheus } from "./Metrics.js"
@@ -62,6 +64,17 @@ const tlsOptions = (cfg: DaemonConfig["server"]["tls"]): tls.SecureContextOption
   ...(cfg.ca_file === undefined ? {} : { ca: fs.readFileSync(cfg.ca_file), requestCert: true, rejectUnauthorized: true }),
   minVersion: cfg.min_version
 })
+
+/** notAfter of the first certificate of a PEM chain, in seconds since the Unix epoch. */
+const expirySeconds = (cert: string | Buffer | Array<string | Buffer> | undefined): number | undefined => {
+  const first = Array.isArray(cert) ? cert[0] : cert
+  if (first === undefined) return undefined
+  try {
+    return Math.floor(Date.parse(new X509Certificate(first).validTo) / 1000)
+  } catch {
+    return undefined
+  }
+}
 
 interface Client {
   readonly ws: WebSocket
@@ -143,8 +156,18 @@ export const layer = Layer.scoped(
       })
     }
 
+    /** The certificate now in use: its expiry goes to the metrics. */
+    const inUse = <A>(options: tls.SecureContextOptions, value: A): A => {
+      const expiry = expirySeconds(options.cert)
+      if (expiry !== undefined) runSync(Metric.set(tlsCertificateExpiry, expiry))
+      return value
+    }
     const server: http.Server | https.Server = yield* Effect.try({
-      try: () => (s.tls.enabled ? https.createServer(tlsOptions(s.tls), onRequest) : http.createServer(onRequest)),
+      try: () => {
+        if (!s.tls.enabled) return http.createServer(onRequest)
+        const options = tlsOptions(s.tls)
+        return inUse(options, https.createServer(options, onRequest))
+      },
       catch: (e) => new ListenError({ address: `${s.host}:${s.port}`, reason: `server.tls: ${e instanceof Error ? e.message : String(e)}` })
     })
     server.headersTimeout = 10_000
@@ -153,7 +176,9 @@ export const layer = Layer.scoped(
     const reloadTls = Effect.try({
       try: () => {
         if (!(server instanceof https.Server)) return
-        server.setSecureContext(tlsOptions(s.tls))
+        const options = tlsOptions(s.tls)
+        server.setSecureContext(options)
+        inUse(options, undefined)
       },
       catch: (e) => (e instanceof Error ? e : new Error(String(e)))
     })
@@ -180,17 +205,17 @@ export const layer = Layer.scoped(
       if (state !== "ready") return refuse(socket, 503, "draining")
       if (clients.size >= s.max_connections) return refuse(socket, 503, "max_connections")
       if ((perAddress.get(address) ?? 0) >= s.max_connections_per_address) return refuse(socket, 429, "max_connections_per_address")
-      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, address))
+      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, address, parseTraceparent(req.headers.traceparent)))
     })
 
-    const onConnection = (ws: WebSocket, address: string) => {
+    const onConnection = (ws: WebSocket, address: string, traceparent: TraceParent | undefined) => {
       total++
       const client: Client = { ws, address, alive: true, lastFrameAt: Date.now() }
       clients.add(client)
       perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
       runSync(Metric.increment(connectionsTotal))
       runSync(Metric.set(activeConnections, clients.size))
-      const conn: Connection = { remoteAddress: address, auth: undefined }
+      const conn: Connection = { remoteAddress: address, auth: undefined, ...(traceparent === undefined ? {} : { traceparent }) }
       let inFlight = 0
       const waiting: Array<string> = []
       // Writing to a closed socket can wait forever: only write while open. A reader that lets
@@ -293,6 +318,7 @@ export const layer = Layer.scoped(
         // Still listening while draining, so that /readyz answers 503 and new WebSocket
         // connections are refused with 503 rather than with a reset.
         state = "draining"
+        runSync(Metric.set(ready, 0))
         if (timer !== undefined) clearInterval(timer)
         process.off("SIGHUP", onHup)
         yield* Effect.logInfo(`draining: ${fibers.size} requests in flight, ${clients.size} connections`)
@@ -317,6 +343,7 @@ export const layer = Layer.scoped(
     )
 
     state = "ready"
+    runSync(Metric.set(ready, 1))
     const address = server.address() as AddressInfo
     yield* Effect.logInfo(
       `dbal-daemon listening on ${s.tls.enabled ? "wss" : "ws"}://${s.host}:${address.port} (adapter ${cfg.database.adapter})`

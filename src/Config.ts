@@ -61,7 +61,10 @@ export const ConnectionConfig = Schema.Struct({
   user: Schema.optionalWith(NonEmpty, { exact: true }),
   password: Schema.optionalWith(Secret, { exact: true }),
   /** A file holding the password (for example a mounted Kubernetes secret). */
-  password_file: Schema.optionalWith(NonEmpty, { exact: true }),
+  password_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "A file holding the database password (a trailing newline is ignored), e.g. a mounted Kubernetes Secret. A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential/LoadCredentialEncrypted), else against the configuration file's folder."
+  }),
   ssl_mode: opt(Schema.Literal("disable", "require", "verify-full"), () => "disable" as const)
 }).annotations({ parseOptions: strict })
 
@@ -78,7 +81,15 @@ export const ServiceToken = Schema.Struct({
   name: NonEmpty.pipe(Schema.pattern(/^[A-Za-z0-9_.-]{1,64}$/, { message: () => "a name of letters, digits, _ . - (at most 64)" })),
   token: Schema.Redacted(
     Schema.String.pipe(Schema.minLength(16, { message: () => "a token of at least 16 characters" }))
-  )
+  ),
+  /**
+   * Or a file holding the token (one line; a trailing newline is ignored), instead of `token`.
+   * Relative: against $CREDENTIALS_DIRECTORY when set (systemd credentials), else the config file's folder.
+   */
+  token_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "A file holding the token instead of `token` (a trailing newline is ignored). A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential/LoadCredentialEncrypted), else against the configuration file's folder."
+  })
 }).annotations({ parseOptions: strict })
 
 export const JwtAlgorithm = Schema.Literal("HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA")
@@ -92,6 +103,11 @@ export const JwtConfig = Schema.Struct({
     Schema.Redacted(Schema.String.pipe(Schema.minLength(32, { message: () => "a secret of at least 32 characters" }))),
     { exact: true }
   ),
+  /** HS*: or a file holding the secret (credential path rules as `password_file`). */
+  secret_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "HS*: a file holding the shared secret instead of `secret` (a trailing newline is ignored). A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set, else against the configuration file's folder."
+  }),
   /** RS256/ES256/EdDSA: a PEM public key (SPKI). */
   public_key_file: Schema.optionalWith(NonEmpty, { exact: true }),
   /** Or a JSON Web Key Set file ({"keys": [...]}). */

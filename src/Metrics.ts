@@ -70,3 +70,51 @@ const cacheLookupsKey = MetricKey.counter("dbal_cache_lookups_total", {
 })
 export const cacheLookups = Metric.fromMetricKey(cacheLookupsKey)
 export const cacheLookupsOf = (result: string) => labelledCounter(cacheLookupsKey, { result })
+
+const requestErrorsKey = MetricKey.counter("dbal_request_errors_total", {
+  description: "Requests answered with an error, by method and wire error code (400, 401, 403, 404, 409, 422, 429, 500, 501, 503, 504)",
+  incremental: true
+})
+export const requestErrorsOf = (method: string, code: number) => labelledCounter(requestErrorsKey, { method, code: String(code) })
+
+const entityRequestsKey = MetricKey.counter("dbal_entity_requests_total", {
+  description:
+    "Requests that named an entity, by entity (a name of the entity registry, or \"unknown\"), method and status (success or error)",
+  incremental: true
+})
+export const entityRequestsOf = (entity: string, method: string, status: "success" | "error") =>
+  labelledCounter(entityRequestsKey, { entity, method, status })
+
+const principalRejectionsKey = MetricKey.counter("dbal_principal_rejections_total", {
+  description:
+    "Requests of an authenticated principal refused with 403 (forbidden), 404 (not found) or 429 (rate limited), by principal and code; at most 100 principals are named, the rest count as \"_other\"",
+  incremental: true
+})
+export const principalRejectionsOf = (principal: string, code: number) =>
+  labelledCounter(principalRejectionsKey, { principal, code: String(code) })
+
+/** Incremented by the authentication layer when a remote address is locked out after failed authentications. */
+export const authLockouts = Metric.counter("dbal_auth_lockouts_total", {
+  description: "Remote addresses locked out after too many failed authentications",
+  incremental: true
+})
+
+/** Incremented by the audit log when rotation deletes old audit files (max_files, max_age_days). */
+export const auditFilesDeleted = Metric.counter("dbal_audit_files_deleted_total", {
+  description: "Rotated audit log files deleted by the retention limits (max_files, max_age_days)",
+  incremental: true
+})
+
+const aclRulesReloadsKey = MetricKey.counter("dbal_acl_rules_reloads_total", {
+  description: "Reloads of the access rules file, by result (success, or failure: the previous rules stay in force)",
+  incremental: true
+})
+export const aclRulesReloadsOf = (result: "success" | "failure") => labelledCounter(aclRulesReloadsKey, { result })
+
+export const tlsCertificateExpiry = Metric.gauge("dbal_tls_certificate_expiry_timestamp_seconds", {
+  description: "Expiry (notAfter) of the server's TLS certificate in use, seconds since the Unix epoch"
+})
+
+export const ready = Metric.gauge("dbal_ready", {
+  description: "1 while the daemon accepts connections (started, not draining), else 0; /readyz also needs the database"
+})

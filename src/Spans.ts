@@ -27,9 +27,35 @@ export const childSpan =
  * (layers/Tracing.ts), so the spans made inside the request (`@effect/sql` opens one per
  * statement, with random ids and the statement's text) are not made either.
  */
-export const requestTrace = <A, E, R>(f: (traceId: string) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+export const requestTrace = <A, E, R>(f: (traceId: string) => Effect.Effect<A, E, R>, caller?: TraceParent): Effect.Effect<A, E, R> =>
   Effect.suspend(() => {
-    const traceId = randomUUID().replaceAll("-", "")
+    const traceId = caller?.traceId ?? randomUUID().replaceAll("-", "")
     const spanId = randomUUID().replaceAll("-", "").slice(0, 16)
     return Effect.provideService(f(traceId), Tracer.ParentSpan, Tracer.externalSpan({ traceId, spanId }))
   })
+
+/** The caller's span, from a W3C `traceparent` (https://www.w3.org/TR/trace-context/). */
+export interface TraceParent {
+  readonly traceId: string
+  readonly spanId: string
+  readonly sampled: boolean
+}
+
+/**
+ * `version-traceid-parentid-flags`, lower-case hex. As the specification asks, a value that is not
+ * valid (version ff, an all-zero id, a version 00 value with more fields) is ignored - the request
+ * starts a trace of its own - rather than refused; a later version's extra fields are ignored.
+ */
+export const parseTraceparent = (value: unknown): TraceParent | undefined => {
+  if (typeof value !== "string" || value.length > 512) return undefined
+  const m = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/.exec(value.trim())
+  if (m === null) return undefined
+  const [, version, traceId, spanId, flags, rest] = m
+  if (version === "ff" || (version === "00" && rest !== undefined)) return undefined
+  if (/^0+$/.test(traceId!) || /^0+$/.test(spanId!)) return undefined
+  return { traceId: traceId!, spanId: spanId!, sampled: (Number.parseInt(flags!, 16) & 1) === 1 }
+}
+
+/** The caller's span as the parent of the request's span (exported spans). */
+export const callerSpan = (caller: TraceParent): Tracer.ExternalSpan =>
+  Tracer.externalSpan({ traceId: caller.traceId, spanId: caller.spanId, sampled: caller.sampled })

@@ -7,6 +7,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Redacted, Stream } from "effect"
 import * as Mysql from "mysql2"
 import type { DaemonConfig } from "../../src/Config.js"
+import { type PoolStats, PooledQuery } from "../../src/services/Database.js"
 import { connectTimeoutMs, poolSize } from "./settings.js"
 type MysqlFlavour = "mariadb" | "mysql"
 
@@ -31,6 +32,19 @@ const mysqlRun = (target: MysqlTarget, method: "execute" | "query", sql: string,
 
 const rowsOf = (results: unknown): ReadonlyArray<never> => (Array.isArray(results) ? (results as Array<never>) : [])
 
+/**
+ * mysql2 keeps its pool's counts in queues it does not document (`_allConnections`,
+ * `_freeConnections`, `_connectionQueue`, each with a `length`): read defensively, 0 when absent.
+ */
+const mysqlPoolStats = (pool: Mysql.Pool): PoolStats => {
+  const inner = pool as unknown as Record<string, { readonly length?: unknown } | undefined>
+  const count = (name: string) => {
+    const n = inner[name]?.length
+    return typeof n === "number" ? n : 0
+  }
+  return { total: count("_allConnections"), idle: count("_freeConnections"), waiting: count("_connectionQueue") }
+}
+
 /** The SqlClient Connection of MysqlClient (0.53), over a pool or one reserved connection. */
 const mysqlConnection = (target: MysqlTarget): Connection => ({
   execute: (sql, params, transformRows) =>
@@ -50,7 +64,7 @@ const mysqlConnection = (target: MysqlTarget): Connection => ({
  * limit before it is handed out (a command queued in the 'connection' event runs before the first
  * statement of the request that asked for the connection).
  */
-export const mysqlLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient, SqlError> => {
+export const mysqlLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | PooledQuery, SqlError> => {
   const c = cfg.database.connection
   const connectMs = connectTimeoutMs(cfg)
   const options: Mysql.PoolOptions = {
@@ -118,7 +132,8 @@ export const mysqlLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient, 
         ["server.port", c.port ?? 3306]
       ]
     })
-    return Context.make(SqlClient.SqlClient, client)
+    // No direct path: statements go through the SqlClient. The pool's counts are read for the metrics.
+    return Context.make(SqlClient.SqlClient, client).pipe(Context.add(PooledQuery, { run: undefined, stats: () => mysqlPoolStats(pool) }))
   })
   return Layer.scopedContext(make).pipe(Layer.provide(Reactivity.layer))
 }

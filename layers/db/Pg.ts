@@ -53,7 +53,10 @@ export const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | Po
   // the direct path.
   return Layer.unwrapScoped(
     Effect.map(acquire, (pool) =>
-      Layer.merge(PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: APPLICATION_NAME }), Layer.succeed(PooledQuery, { run: pooledQuery(pool) }))
+      Layer.merge(PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: APPLICATION_NAME }), Layer.succeed(PooledQuery, {
+          run: pooledQuery(pool),
+          stats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount })
+        }))
     )
   )
 }

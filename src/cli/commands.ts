@@ -1,18 +1,23 @@
 /**
  * The command line (@effect/cli):
  *
- *   dbal-daemon [serve] [--config=FILE]      run the daemon (default: config/development.yaml)
+ *   dbal-daemon [serve] [--config=FILE] [--host=H] [--port=N]   run the daemon (default: config/development.yaml)
+ *   dbal-daemon init                         write a starter configuration in the current folder
+ *   dbal-daemon healthcheck [--config=FILE]  exit 0 when the daemon of that configuration answers /livez
  *   dbal-daemon migrate [--config=FILE]      create missing tables and indexes, then exit
  *   dbal-daemon check-config [--config=FILE] check configuration, entities and rules; no database
  *   dbal-daemon token session --user U [--ttl 24h] [--config=FILE]
  *   dbal-daemon token jwt --sub ID --role R [--ttl 1h] [--config=FILE]
  *   dbal-daemon --version | --help | COMMAND --help
  *
+ * @effect/cli's own options that mean nothing here (--wizard, --completions, --log-level: the
+ * log level is the configuration's) are refused as unknown, and --help lists only ours.
+ *
  * `--config` (`-c`) is accepted before the command too (`--config=FILE migrate`). Every failure
  * is printed as one line per problem on stderr, prefixed `dbal-daemon: ` (check-config's
  * problems start with their file instead); exit code 1 for problems, 2 for usage errors.
  */
-import { Command, HelpDoc, Options, ValidationError } from "@effect/cli"
+import { CliConfig, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Cause, Console, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
@@ -27,6 +32,8 @@ import * as Logging from "../../layers/Logging.js"
 import * as Main from "../../layers/Main.js"
 import { checkConfig, formatSummary } from "./checkConfig.js"
 import { CliFailure, describeCause, problem } from "./errors.js"
+import { checkLiveness } from "./healthcheck.js"
+import { init } from "./init.js"
 import { createSession, mintJwt } from "./token.js"
 import { parseTtl } from "./ttl.js"
 
@@ -58,12 +65,36 @@ const ttlOption = (fallback: string) =>
     })
   )
 
+const hostOption = Options.text("host").pipe(
+  Options.withDescription("Address to listen on, instead of the configuration's server.host (e.g. 0.0.0.0, ::, 127.0.0.1)"),
+  Options.optional
+)
+
+const portOption = Options.integer("port").pipe(
+  Options.withDescription("Port to listen on, instead of the configuration's server.port (0: any free port)"),
+  Options.mapEffect((n) =>
+    n >= 0 && n <= 65535 ? Effect.succeed(n) : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--port: ${n} is not a port number (0-65535)`)))
+  ),
+  Options.optional
+)
+
+/**
+ * The environment the configuration is read with: --host and --port are the per-key overrides
+ * DBAL_SERVER__HOST / DBAL_SERVER__PORT (layers/Config.ts), so they win over the file and over
+ * those variables, and a strict-sandbox relaunch (which gets the same argv) sees the same.
+ */
+const serveEnv = (host: Option.Option<string>, port: Option.Option<number>): Record<string, string | undefined> => ({
+  ...process.env,
+  ...(Option.isSome(host) ? { DBAL_SERVER__HOST: host.value } : {}),
+  ...(Option.isSome(port) ? { DBAL_SERVER__PORT: String(port.value) } : {})
+})
+
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-const serveProgram = (file: string, argv: ReadonlyArray<string>) =>
+const serveProgram = (file: string, argv: ReadonlyArray<string>, env: Record<string, string | undefined> = process.env) =>
   Effect.gen(function* () {
-    const cfg = yield* ConfigLayer.loadConfig(file)
+    const cfg = yield* ConfigLayer.loadConfig(file, env)
     if (cfg.security.sandbox === "strict" && !isSandboxed()) {
       const reason = sandboxProblem(cfg)
       if (reason !== undefined) return yield* problem(reason)
@@ -71,7 +102,7 @@ const serveProgram = (file: string, argv: ReadonlyArray<string>) =>
       return yield* Effect.sync(() => process.exit(code))
     }
     if (isSandboxed()) yield* Effect.logInfo("strict sandbox: running under the Node permission model")
-    const app = Main.live(file)
+    const app = Main.live(file, env)
     const announce = Layer.effectDiscard(
       Effect.gen(function* () {
         const c = yield* AppConfig
@@ -99,6 +130,23 @@ const migrateProgram = (file: string) =>
     yield* out([`migrated: ${registry.creationOrder.map((e) => e.table).join(", ")}`])
   }).pipe(Effect.provide(stderrLogging))
 
+const initProgram = (dir: string) =>
+  Effect.gen(function* () {
+    const r = yield* init(dir)
+    yield* out([
+      `wrote ${r.configFile}`,
+      `wrote ${r.tokenFile} (the service token, mode 0600)`,
+      "start the daemon with:",
+      `  dbal-daemon serve --config=${r.configFile}`
+    ])
+  })
+
+const healthcheckProgram = (file: string) =>
+  Effect.gen(function* () {
+    const cfg = yield* ConfigLayer.loadConfig(file)
+    yield* checkLiveness(cfg)
+  })
+
 const checkConfigProgram = (file: string) =>
   Effect.gen(function* () {
     const report = yield* checkConfig(file)
@@ -124,7 +172,11 @@ const jwtProgram = (file: string, sub: string, role: (typeof UserRoles)[number],
 export const makeCommand = (argv: ReadonlyArray<string>) => {
   const root = Command.make(NAME, { config: configOption }, ({ config }) =>
     serveProgram(Option.getOrElse(config, () => ConfigLayer.defaultConfigPath), argv)
-  ).pipe(Command.withDescription("Secure database access daemon: a WebSocket JSON-RPC gateway. Without a command: serve."))
+  ).pipe(
+    Command.withDescription(
+      "Secure database access daemon: a WebSocket JSON-RPC gateway. Without a command: serve. `--help` after a command describes it; `--version` prints the version."
+    )
+  )
 
   /** The file of the subcommand's --config, else the one given before the command, else the default. */
   const configFile = (own: Option.Option<string>) =>
@@ -132,9 +184,23 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
       Option.getOrElse(Option.orElse(own, () => parent.config), () => ConfigLayer.defaultConfigPath)
     )
 
-  const serve = Command.make("serve", { config: configOption }, ({ config }) =>
-    Effect.flatMap(configFile(config), (file) => serveProgram(file, argv))
+  const serve = Command.make("serve", { config: configOption, host: hostOption, port: portOption }, ({ config, host, port }) =>
+    Effect.flatMap(configFile(config), (file) => serveProgram(file, argv, serveEnv(host, port)))
   ).pipe(Command.withDescription("Run the daemon (the default command)."))
+
+  const initCommand = Command.make("init", {}, () => initProgram(process.cwd())).pipe(
+    Command.withDescription(
+      `Write a starter configuration into the current folder: dbal-daemon.yaml (SQLite, paths relative to it) and service-token (a generated service token, mode 0600). Never overwrites a file.`
+    )
+  )
+
+  const healthcheck = Command.make("healthcheck", { config: configOption }, ({ config }) =>
+    Effect.flatMap(configFile(config), healthcheckProgram)
+  ).pipe(
+    Command.withDescription(
+      "Exit 0 when the daemon of this configuration answers GET /livez on its configured host and port (for a container HEALTHCHECK), else 1."
+    )
+  )
 
   const migrate = Command.make("migrate", { config: configOption }, ({ config }) => Effect.flatMap(configFile(config), migrateProgram)).pipe(
     Command.withDescription("Create the missing tables and indexes of the entities, then exit (never drops or alters anything).")
@@ -182,7 +248,7 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
     Command.withSubcommands([session, jwt])
   )
 
-  return root.pipe(Command.withSubcommands([serve, migrate, check, token]))
+  return root.pipe(Command.withSubcommands([serve, initCommand, healthcheck, migrate, check, token]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -191,10 +257,15 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;]*m/g
 
-const COMMANDS: Record<string, ReadonlyArray<string>> = { [NAME]: ["serve", "migrate", "check-config", "token"], token: ["session", "jwt"] }
+const COMMANDS: Record<string, ReadonlyArray<string>> = {
+  [NAME]: ["serve", "init", "healthcheck", "migrate", "check-config", "token"],
+  token: ["session", "jwt"]
+}
 /** Options that take a value (`--name value` or `--name=value`). */
-const VALUED = new Set(["--config", "-c", "--user", "--ttl", "--sub", "--role", "--completions", "--log-level"])
-const FLAGS = new Set(["--help", "-h", "--version", "--wizard"])
+const VALUED = new Set(["--config", "-c", "--user", "--ttl", "--sub", "--role", "--host", "--port"])
+const FLAGS = new Set(["--help", "-h", "--version"])
+/** @effect/cli's built-in options that mean nothing for this program. */
+const MEANINGLESS = new Set(["--wizard", "--completions", "--log-level"])
 
 /**
  * What is wrong with the command line, when it is an unknown command, an unknown option or an
@@ -240,6 +311,10 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, unknown>
   // `-v` as before the move to @effect/cli.
   const args = argv.map((a) => (a === "-v" ? "--version" : a))
   const cli = Command.run(makeCommand(argv), { name: NAME, version, executable: NAME })
+  const meaningless = args.find((a) => MEANINGLESS.has(a.split("=")[0]!))
+  if (meaningless !== undefined) {
+    return Effect.as(printErrors([`unknown option ${JSON.stringify(meaningless.split("=")[0])} (see --help)`], `${NAME}: `), 2)
+  }
   return Effect.gen(function* () {
     const base = yield* Effect.console
     const plain = !process.stdout.isTTY
@@ -251,6 +326,9 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, unknown>
     }
     return yield* cli(["node", NAME, ...args]).pipe(Effect.withConsole(console), Effect.as(0))
   }).pipe(
+    // Help without the parser's built-ins (--help and --version are named in the description)
+    // and without its type filler ("A user-defined piece of text.").
+    Effect.provide(CliConfig.layer({ showBuiltIns: false, showTypes: false })),
     Effect.provide(NodeContext.layer),
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)

@@ -9,9 +9,17 @@ import * as os from "node:os"
 import { AppConfig } from "../Config.js"
 import { BadRequest, errorName, Internal, type RequestError, toWireError, Unauthorized } from "../Errors.js"
 import { EntityRegistry } from "../entity/Model.js"
-import { authFailures, durationOf, rateLimited, requestsOf } from "../Metrics.js"
+import {
+  authFailures,
+  durationOf,
+  entityRequestsOf,
+  principalRejectionsOf,
+  rateLimited,
+  requestErrorsOf,
+  requestsOf
+} from "../Metrics.js"
 import { makeRepository } from "../query/Repository.js"
-import { childSpan, requestTrace, spansExported } from "../Spans.js"
+import { callerSpan, childSpan, parseTraceparent, requestTrace, spansExported, type TraceParent } from "../Spans.js"
 import { withQueryTimeout } from "../query/Timeout.js"
 import { Acl } from "../services/Acl.js"
 import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
@@ -34,6 +42,8 @@ export interface Connection {
    * (layers/Auth.ts keeps it per object).
    */
   sentAuth?: Credentials
+  /** The `traceparent` header of the WebSocket upgrade: the trace of requests that bring none. */
+  readonly traceparent?: TraceParent
 }
 
 const sameCredentials = (a: Credentials | undefined, b: Credentials): a is Credentials => a !== undefined && a.token === b.token && a.userId === b.userId
@@ -60,6 +70,41 @@ const asRequestError = (cause: Cause.Cause<RequestError>): RequestError =>
  */
 const methodMetrics = new Map(Methods.map((m) => [m, { success: requestsOf(m, "success"), error: requestsOf(m, "error"), duration: durationOf(m) }] as const))
 const metricsOf = (m: Method) => methodMetrics.get(m)!
+
+/** Labelled counters made on first use and kept (the label sets are bounded, see below). */
+const memo = <A>(make: (key: string) => A) => {
+  const made = new Map<string, A>()
+  return (key: string): A => {
+    let m = made.get(key)
+    if (m === undefined) made.set(key, (m = make(key)))
+    return m
+  }
+}
+
+/** Principals named in `dbal_principal_rejections_total`; later ones count as `_other` (bounded series). */
+export const MAX_NAMED_PRINCIPALS = 100
+const namedPrincipals = new Set<string>()
+export const principalLabel = (userId: string): string => {
+  if (namedPrincipals.has(userId)) return userId
+  if (namedPrincipals.size >= MAX_NAMED_PRINCIPALS) return "_other"
+  namedPrincipals.add(userId)
+  return userId
+}
+
+const errorCounter = memo((key) => {
+  const [method, code] = key.split(" ")
+  return requestErrorsOf(method!, Number(code))
+})
+const entityCounter = memo((key) => {
+  const [entity, method, status] = key.split(" ")
+  return entityRequestsOf(entity!, method!, status === "success" ? "success" : "error")
+})
+const rejectionCounter = memo((key) => {
+  const i = key.lastIndexOf(" ")
+  return principalRejectionsOf(key.slice(0, i), Number(key.slice(i + 1)))
+})
+/** Answers that count as a principal's rejections: forbidden, not found, rate limited. */
+const rejectionCodes = new Set([403, 404, 429])
 
 export const make = Effect.gen(function* () {
   const config = yield* AppConfig
@@ -160,6 +205,15 @@ export const make = Effect.gen(function* () {
       metrics.duration.unsafeUpdate(elapsedMs / 1000, [])
       if (error?._tag === "RateLimited") rateLimited.unsafeUpdate(1, [])
       if (error?._tag === "Unauthorized") authFailures.unsafeUpdate(1, [])
+      if (wire !== undefined) {
+        errorCounter(`${req.method} ${wire.code}`).unsafeUpdate(1, [])
+        if (principal !== undefined && rejectionCodes.has(wire.code)) rejectionCounter(`${principalLabel(principal.userId)} ${wire.code}`).unsafeUpdate(1, [])
+      }
+      // The entity label is a name of the registry: a name a client made up must not add series.
+      if (record.entity !== null) {
+        const entity = registry.entities.has(record.entity) ? record.entity : "unknown"
+        entityCounter(`${entity} ${req.method} ${error === undefined ? "success" : "error"}`).unsafeUpdate(1, [])
+      }
       const durable = error === undefined && WriteMethods.has(req.method)
       const answer = () => (outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!))
       const recorded = Effect.matchEffect(audit.record(record, durable), {
@@ -181,12 +235,18 @@ export const make = Effect.gen(function* () {
     )
     // What follows the request runs without Effect.gen and with direct metric updates: it is on
     // every request's path, and each generator step or metric effect showed in the profile.
+    // The caller's trace: the frame's traceparent, else the connection's (upgrade header).
+    const caller = (req.traceparent === undefined ? undefined : parseTraceparent(req.traceparent)) ?? conn.traceparent
     const answered = exported
       ? run.pipe(
           Effect.flatMap((exit) => Effect.flatMap(Effect.option(Effect.currentSpan), (span) => finish(exit, Option.isSome(span) ? span.value.traceId : undefined))),
-          Effect.withSpan(`rpc.${req.method}`, { attributes: { "rpc.method": req.method, "rpc.id": String(req.id) }, captureStackTrace: false })
+          Effect.withSpan(`rpc.${req.method}`, {
+            attributes: { "rpc.method": req.method, "rpc.id": String(req.id) },
+            captureStackTrace: false,
+            ...(caller === undefined ? {} : { parent: callerSpan(caller) })
+          })
         )
-      : requestTrace((traceId) => Effect.flatMap(run, (exit) => finish(exit, traceId)))
+      : requestTrace((traceId) => Effect.flatMap(run, (exit) => finish(exit, traceId)), caller)
     return Effect.catchAllDefect(answered, (defect) =>
       Effect.logError("answer could not be encoded", defect).pipe(Effect.as(encodeError(req.id, toWireError(new Internal({})))))
     )

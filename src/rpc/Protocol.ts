@@ -37,6 +37,8 @@ export interface Request {
   readonly method: Method
   readonly params: ReadonlyArray<unknown>
   readonly auth?: Credentials
+  /** W3C trace context of the caller (`traceparent` of the frame): the request's spans join its trace. */
+  readonly traceparent?: string
 }
 
 /** A frame that could not become a request, with the id to answer it under. */
@@ -81,7 +83,13 @@ export const decodeFrame = (text: string): Request | Rejected => {
     if (typeof c === "string") return { id, error: new BadRequest({ reason: c }) }
     auth = c
   }
-  return { id, method: raw.method as Method, params, ...(auth === undefined ? {} : { auth }) }
+  return {
+    id,
+    method: raw.method as Method,
+    params,
+    ...(auth === undefined ? {} : { auth }),
+    ...(typeof raw.traceparent === "string" ? { traceparent: raw.traceparent } : {})
+  }
 }
 
 export const isRejected = (r: Request | Rejected): r is Rejected => "error" in r

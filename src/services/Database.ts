@@ -27,6 +27,15 @@ export interface DatabaseShape {
    * by the same path as `query`.
    */
   readonly execute: (statement: Statement<unknown>) => Effect.Effect<number, SqlError>
+  /** The connection pool's counts, for the metrics (adapters with a pool: PostgreSQL, MySQL). */
+  readonly poolStats?: () => PoolStats
+}
+
+/** Connections of the pool: open in total, idle among them, and requests waiting for one. */
+export interface PoolStats {
+  readonly total: number
+  readonly idle: number
+  readonly waiting: number
 }
 
 /** What a statement run on the direct path answers: its rows, and how many rows it changed. */
@@ -41,7 +50,11 @@ export interface PooledResult {
  */
 export class PooledQuery extends Context.Tag("dbal/PooledQuery")<
   PooledQuery,
-  { readonly run: ((text: string, params: ReadonlyArray<unknown>) => Effect.Effect<PooledResult, SqlError>) | undefined }
+  {
+    readonly run: ((text: string, params: ReadonlyArray<unknown>) => Effect.Effect<PooledResult, SqlError>) | undefined
+    /** The pool's counts, when the adapter has a pool it can read them from. */
+    readonly stats?: () => PoolStats
+  }
 >() {}
 
 export class Database extends Context.Tag("dbal/Database")<Database, DatabaseShape>() {}

@@ -3,11 +3,13 @@
  * objects agree with each other and with the daemon's configuration as the daemon itself reads it
  * (layers/Config.ts `loadConfig` on a copy of the ConfigMap's config.yaml).
  */
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { spawnSync } from "node:child_process"
 import { Deployment } from "kubernetes-models/apps/v1"
+import { Job } from "kubernetes-models/batch/v1"
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2"
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1"
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1"
@@ -19,10 +21,12 @@ import { parseRules } from "../../layers/Acl.js"
 import { loadConfig } from "../../layers/Config.js"
 import * as EntitiesLayer from "../../layers/Entities.js"
 import type { DaemonConfig } from "../../src/Config.js"
-import { dockerfile, findObject, isUnder, type K8sObject, k8sDir, k8sFiles, k8sObjects } from "./support.js"
+import { requireServices } from "../support/services.js"
+import { dockerfile, findObject, isUnder, type K8sObject, k8sDir, k8sFiles, k8sObjects, kustomization } from "./support.js"
 
 const models: Record<string, new (data: any) => { validate(): void }> = {
   "apps/v1/Deployment": Deployment,
+  "batch/v1/Job": Job,
   "v1/Service": Service,
   "v1/ConfigMap": ConfigMap,
   "v1/Secret": Secret,
@@ -34,7 +38,9 @@ const models: Record<string, new (data: any) => { validate(): void }> = {
 const objects = k8sObjects()
 const deployment = findObject(objects, "Deployment", "dbal-daemon")
 const service = findObject(objects, "Service", "dbal-daemon")
-const configMap = findObject(objects, "ConfigMap")
+const configMap = findObject(objects, "ConfigMap", "dbal-config")
+const rulesConfigMap = findObject(objects, "ConfigMap", "dbal-acl-rules")
+const job = findObject(objects, "Job", "dbal-migrate")
 const secret = findObject(objects, "Secret")
 const pdb = findObject(objects, "PodDisruptionBudget")
 const hpa = findObject(objects, "HorizontalPodAutoscaler")
@@ -49,6 +55,15 @@ const volumeOf = (m: IVolumeMount): IVolume => {
   const v = volumes.find((x) => x.name === m.name)
   if (v === undefined) throw new Error(`volumeMount ${m.name} has no volume`)
   return v
+}
+/** The ConfigMap (name, key) a volume's file `base` comes from: a configMap volume or a projected one. */
+const configMapSource = (v: IVolume, base: string): { name: string; key: string } | undefined => {
+  const sources = v.configMap !== undefined ? [v.configMap] : (v.projected?.sources ?? []).flatMap((x) => (x.configMap === undefined ? [] : [x.configMap]))
+  for (const cm of sources) {
+    const item = (cm.items ?? []).find((i) => i.path === base)
+    if (item !== undefined) return { name: cm.name!, key: item.key }
+  }
+  return undefined
 }
 /** The mount whose folder holds `file` directly (items are files in the mounted folder). */
 const mountHolding = (file: string) => mounts.find((m) => path.posix.dirname(file) === m.mountPath)
@@ -66,7 +81,7 @@ const websocketPort = () => {
 }
 
 const configText = (configMap as any).data["config.yaml"] as string
-const aclText = (configMap as any).data["acl_rules.yaml"] as string
+const aclText = (rulesConfigMap as any).data["acl_rules.yaml"] as string
 const rawConfig = YAML.parse(configText) as any
 const configArg = () => {
   const arg = [...(container.command ?? []), ...(container.args ?? [])].find((a) => a.startsWith("--config="))
@@ -77,19 +92,21 @@ const configArg = () => {
 let dir: string
 let cfg: DaemonConfig
 
+const secretMount = "/var/run/secrets/dbal/"
+
 beforeAll(async () => {
   // The ConfigMap's files as the daemon will see them, with the Deployment's environment
-  // (secrets filled with stand-ins) and the password file of the Secret mount.
+  // (secrets filled with stand-ins) and the files of the Secret mount (its folder mapped here).
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-k8s-"))
-  fs.writeFileSync(path.join(dir, "config.yaml"), configText)
+  expect(configText).toContain(secretMount)
+  fs.writeFileSync(path.join(dir, "config.yaml"), configText.replaceAll(secretMount, `${dir}/`))
   fs.writeFileSync(path.join(dir, "acl_rules.yaml"), aclText)
   fs.writeFileSync(path.join(dir, "db-password"), "stand-in-password\n")
+  fs.writeFileSync(path.join(dir, "service-token"), `${"t".repeat(40)}\n`)
   cfg = await Effect.runPromise(
     loadConfig(path.join(dir, "config.yaml"), {
-      DBAL_SERVICE_TOKEN: "x".repeat(40),
       DBAL_REDIS_URL: "redis://:stand-in@redis.example:6379",
-      POD_NAME: "dbal-daemon-abc12-xyz34",
-      DBAL_DATABASE__CONNECTION__PASSWORD_FILE: path.join(dir, "db-password")
+      POD_NAME: "dbal-daemon-abc12-xyz34"
     })
   )
 })
@@ -99,7 +116,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 describe("deploy/k8s: Kubernetes schemas", () => {
   it("has the objects the deployment needs", () => {
     expect(objects.map((o) => o.kind).sort()).toEqual(
-      ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service"].sort()
+      ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Job", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service"].sort()
     )
   })
 
@@ -119,7 +136,7 @@ describe("deploy/k8s: Kubernetes schemas", () => {
   })
 
   it("kustomization.yaml lists every object file (the example Secret deliberately not) and nothing else", () => {
-    const k = YAML.parse(fs.readFileSync(path.join(k8sDir, "kustomization.yaml"), "utf8")) as { resources: Array<string>; images?: Array<{ name: string }> }
+    const k = kustomization()
     const files = k8sFiles().filter((f) => f !== "kustomization.yaml")
     expect([...k.resources].sort()).toEqual(files.filter((f) => f !== "secret.example.yaml"))
     for (const r of k.resources) expect(fs.existsSync(path.join(k8sDir, r)), r).toBe(true)
@@ -170,20 +187,14 @@ describe("deploy/k8s: objects agree with each other and with the daemon's config
     const m = mountHolding(file)
     expect(m, `a volume mounted at ${path.posix.dirname(file)}`).toBeDefined()
     expect(m!.readOnly).toBe(true)
-    const cm = volumeOf(m!).configMap
-    expect(cm?.name).toBe(configMap.metadata.name)
-    const items = cm!.items ?? Object.keys((configMap as any).data).map((k) => ({ key: k, path: k }))
-    expect(items.find((i) => i.path === path.posix.basename(file))?.key).toBe("config.yaml")
+    expect(configMapSource(volumeOf(m!), path.posix.basename(file))).toEqual({ name: configMap.metadata.name, key: "config.yaml" })
   })
 
-  it("security.acl.rules_file is the ConfigMap's acl_rules.yaml, mounted", () => {
+  it("security.acl.rules_file is the rules ConfigMap's acl_rules.yaml, mounted", () => {
     const rules = cfg.security.acl.rules_file!
     const m = mountHolding(rules)
     expect(m, `a volume mounted at ${path.posix.dirname(rules)}`).toBeDefined()
-    const cm = volumeOf(m!).configMap
-    expect(cm?.name).toBe(configMap.metadata.name)
-    const items = cm!.items ?? Object.keys((configMap as any).data).map((k) => ({ key: k, path: k }))
-    expect(items.find((i) => i.path === path.posix.basename(rules))?.key).toBe("acl_rules.yaml")
+    expect(configMapSource(volumeOf(m!), path.posix.basename(rules))).toEqual({ name: rulesConfigMap.metadata.name, key: "acl_rules.yaml" })
   })
 
   it("the database password comes from the mounted Secret (password_file), never from the ConfigMap", () => {
@@ -195,6 +206,21 @@ describe("deploy/k8s: objects agree with each other and with the daemon's config
     expect(sv?.secretName).toBe(secret.metadata.name)
     const key = (sv!.items ?? []).find((i) => i.path === path.posix.basename(file))?.key ?? path.posix.basename(file)
     expect(Object.keys((secret as any).stringData ?? (secret as any).data)).toContain(key)
+  })
+
+  it("the service token comes from the mounted Secret as a file (token_file), never from the environment", () => {
+    const token = rawConfig.security.auth.service_tokens[0]
+    expect(token.token).toBeUndefined()
+    const file = token.token_file as string
+    const m = mountHolding(file)
+    expect(m?.readOnly).toBe(true)
+    const sv = volumeOf(m!).secret
+    expect(sv?.secretName).toBe(secret.metadata.name)
+    const key = (sv!.items ?? []).find((i) => i.path === path.posix.basename(file))?.key
+    expect(Object.keys((secret as any).stringData ?? (secret as any).data)).toContain(key)
+    // What the daemon decoded is the file's content, without its newline.
+    expect(Redacted.value(cfg.security.auth.service_tokens[0]!.token)).toBe("t".repeat(40))
+    expect((container.env ?? []).map((e) => e.name)).not.toContain("DBAL_SERVICE_TOKEN")
   })
 
   it("every ${VAR} without a default in config.yaml is set by the Deployment; secrets come from the Secret", () => {
@@ -284,5 +310,105 @@ describe("deploy/k8s: objects agree with each other and with the daemon's config
     // ... and those are the ports the configuration uses.
     expect(cfg.database.connection.port ?? 5432).toBe(5432)
     expect(cfg.security.rate_limit.store).toBe("redis")
+  })
+})
+
+const kubectlMissing = (): string | undefined => {
+  const r = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8", timeout: 20_000 })
+  return r.error !== undefined ? `kubectl is not installed (${r.error.message})` : r.status === 0 ? undefined : `kubectl version --client exited with ${r.status}`
+}
+const kubectl = kubectlMissing()
+if (kubectl !== undefined) console.warn(`skipping the kustomize rendering checks: ${kubectl}`)
+
+/** `kubectl kustomize dir` as objects. */
+const render = (dir: string): Array<any> => {
+  const r = spawnSync("kubectl", ["kustomize", dir], { encoding: "utf8", timeout: 60_000 })
+  if (r.status !== 0) throw new Error(`kubectl kustomize ${dir}: ${r.stderr}`)
+  return YAML.parseAllDocuments(r.stdout).map((d) => d.toJS())
+}
+
+describe("deploy/k8s: configuration changes roll the pods; the migration Job", () => {
+  it("config.yaml's ConfigMap is generated with a content hash, the rules' with a fixed name (re-read in place)", () => {
+    const gens = kustomization().configMapGenerator ?? []
+    const config = gens.find((g) => g.name === "dbal-config")
+    const rulesGen = gens.find((g) => g.name === "dbal-acl-rules")
+    expect(config?.options?.disableNameSuffixHash ?? false).toBe(false)
+    expect(rulesGen?.options?.disableNameSuffixHash).toBe(true)
+    // cache_ttl bounds how late a changed rules file is seen.
+    expect(cfg.security.acl.cache_ttl).toBeGreaterThan(0)
+  })
+
+  it.skipIf(kubectl !== undefined && !requireServices)("kubectl kustomize: a change to config.yaml changes the pod template (a rollout); one to the rules does not", () => {
+    if (kubectl !== undefined) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${kubectl}`)
+    const template = (objs: Array<any>) => JSON.stringify(objs.find((o) => o.kind === "Deployment").spec.template)
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-kustomize-"))
+    try {
+      fs.cpSync(k8sDir, tmp, { recursive: true })
+      const before = render(tmp)
+      const cm = before.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("dbal-config-"))
+      expect(cm, "dbal-config with a hash suffix").toBeDefined()
+      // Every reference to it, in the Deployment and the Job, carries the same hashed name.
+      const text = JSON.stringify(before)
+      expect(text.split(`"${cm.metadata.name}"`).length - 1).toBe(3)
+      expect(text).not.toMatch(/"dbal-config"/)
+      const configFile = path.join(tmp, "config", "config.yaml")
+      fs.writeFileSync(configFile, fs.readFileSync(configFile, "utf8").replace('level: "info"', 'level: "warning"'))
+      const afterConfig = render(tmp)
+      expect(template(afterConfig)).not.toBe(template(before))
+      const rulesFile = path.join(tmp, "config", "acl_rules.yaml")
+      fs.appendFileSync(rulesFile, "  # a comment\n")
+      expect(template(render(tmp))).toBe(template(afterConfig))
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true })
+    }
+  })
+
+  it("the migration Job runs `migrate` with the Deployment's image, configuration, credentials and security context", () => {
+    const spec = (job as any).spec
+    const pod = spec.template.spec as IPodSpec
+    const c = pod.containers[0]!
+    expect(c.image).toBe(container.image)
+    expect(c.args).toEqual(["migrate", `--config=${configArg()}`])
+    expect(pod.restartPolicy).toBe("Never")
+    expect(spec.backoffLimit).toBeGreaterThan(0)
+    expect(spec.ttlSecondsAfterFinished).toBeGreaterThan(0)
+    // The same files where the daemon reads them.
+    const volumeFor = (mountPath: string, from: IPodSpec, cont: IContainer) => {
+      const m = (cont.volumeMounts ?? []).find((x) => x.mountPath === mountPath)
+      expect(m, `${mountPath} mounted`).toBeDefined()
+      const { name: _n, ...v } = (from.volumes ?? []).find((x) => x.name === m!.name)!
+      return v
+    }
+    for (const p of ["/etc/dbal", "/var/run/secrets/dbal"]) expect(volumeFor(p, pod, c)).toEqual(volumeFor(p, podSpec, container))
+    // Every ${VAR} without a default in config.yaml is set, as for the daemon.
+    const required = [...configText.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]!)
+    for (const name of required) expect((c.env ?? []).map((e) => e.name), name).toContain(name)
+    expect(c.securityContext).toEqual(container.securityContext)
+    expect(pod.securityContext).toEqual(podSpec.securityContext)
+  })
+})
+
+describe("deploy/k8s/monitoring: the optional ServiceMonitor and PrometheusRule", () => {
+  const dir = path.join(k8sDir, "monitoring")
+  const read = (f: string) => YAML.parse(fs.readFileSync(path.join(dir, f), "utf8")) as any
+
+  it("the kustomization lists both; the ServiceMonitor scrapes /metrics on the Service's port, the job the rules expect", () => {
+    expect(kustomization(dir).resources.sort()).toEqual(["prometheusrule.yaml", "servicemonitor.yaml"])
+    const sm = read("servicemonitor.yaml")
+    expect(sm.apiVersion).toBe("monitoring.coreos.com/v1")
+    expect(sm.kind).toBe("ServiceMonitor")
+    expect((service as any).metadata.labels).toMatchObject(sm.spec.selector.matchLabels)
+    const ep = sm.spec.endpoints[0]
+    expect((service as any).spec.ports.map((p: any) => p.name)).toContain(ep.port)
+    expect(ep.path).toBe("/metrics")
+    expect(ep.scheme).toBe(cfg.server.tls.enabled ? "https" : "http")
+    // The Operator's job label is the Service's name: the one the alerts match on.
+    const rules = read("prometheusrule.yaml")
+    expect(JSON.stringify(rules.spec.groups)).toContain(`up{job=\\"${service.metadata.name}\\"}`)
+  })
+
+  it.skipIf(kubectl !== undefined && !requireServices)("kubectl kustomize renders it", () => {
+    if (kubectl !== undefined) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${kubectl}`)
+    expect(render(dir).map((o) => o.kind).sort()).toEqual(["PrometheusRule", "ServiceMonitor"])
   })
 })

@@ -110,17 +110,38 @@ export interface K8sObject {
   readonly [key: string]: unknown
 }
 
-/** Every object of every YAML file in deploy/k8s except kustomization.yaml. */
+interface Kustomization {
+  readonly resources: Array<string>
+  readonly configMapGenerator?: Array<{ name: string; files: Array<string>; options?: { disableNameSuffixHash?: boolean } }>
+  readonly images?: Array<{ name: string }>
+}
+
+export const kustomization = (dir = k8sDir): Kustomization => YAML.parse(fs.readFileSync(path.join(dir, "kustomization.yaml"), "utf8")) as Kustomization
+
+/**
+ * The ConfigMaps kustomization.yaml's configMapGenerator makes (each file a key named after it),
+ * under their unsuffixed names (kustomize appends the content hash to the name and to every
+ * reference of it alike).
+ */
+export const generatedConfigMaps = (): Array<K8sObject> =>
+  (kustomization().configMapGenerator ?? []).map((g) => ({
+    file: "kustomization.yaml",
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name: g.name },
+    data: Object.fromEntries(g.files.map((f) => [path.posix.basename(f), fs.readFileSync(path.join(k8sDir, f), "utf8")]))
+  }))
+
+/** Every object of every YAML file in deploy/k8s except kustomization.yaml, and the generated ConfigMaps. */
 export const k8sObjects = (): Array<K8sObject> =>
-  k8sFiles()
+  [...generatedConfigMaps(), ...k8sFiles()
     .filter((f) => f !== "kustomization.yaml")
     .flatMap((file) =>
       YAML.parseAllDocuments(fs.readFileSync(path.join(k8sDir, file), "utf8")).map((doc) => {
         if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join("; ")}`)
         return { file, ...(doc.toJS() as Omit<K8sObject, "file">) } as K8sObject
       })
-    )
-    .filter((o) => typeof o.kind === "string")
+    )].filter((o) => typeof o.kind === "string")
 
 export const k8sFiles = () => fs.readdirSync(k8sDir).filter((f) => /\.ya?ml$/.test(f)).sort()
 

@@ -93,18 +93,36 @@ describe("GET /metrics (Prometheus text format 0.0.4)", () => {
       "dbal_connections_total",
       "dbal_auth_failures_total",
       "dbal_rate_limited_total",
-      "dbal_process_resident_memory_bytes",
-      "dbal_process_heap_used_bytes",
-      "dbal_process_cpu_seconds_total",
-      "dbal_process_start_time_seconds",
-      "dbal_uptime_seconds",
-      "dbal_event_loop_lag_seconds",
+      'dbal_request_errors_total{code="404",method="read"}',
+      'dbal_request_errors_total{code="401",method="create"}',
+      'dbal_entity_requests_total{entity="User",method="create",status="success"}',
+      'dbal_principal_rejections_total{code="404",principal="tests"}',
+      "dbal_auth_lockouts_total",
+      "dbal_audit_files_deleted_total",
+      'dbal_acl_rules_reloads_total{result="failure"}',
+      'dbal_audit_records_total{result="failed"}',
+      "dbal_ready",
+      "process_resident_memory_bytes",
+      "process_cpu_user_seconds_total",
+      "process_cpu_system_seconds_total",
+      "process_cpu_seconds_total",
+      "process_start_time_seconds",
+      "process_open_fds",
+      "process_max_fds",
+      "nodejs_heap_size_used_bytes",
+      "nodejs_heap_size_total_bytes",
+      "nodejs_external_memory_bytes",
+      "nodejs_eventloop_lag_p99_seconds",
       "dbal_db_pool_up"
     ]) {
       expect(s.has(series), `${series} in\n${after}`).toBe(true)
     }
     expect(s.get("dbal_db_pool_up")).toBe(1)
     expect(s.get("dbal_active_connections")).toBe(1)
+    expect(s.get("dbal_ready")).toBe(1)
+    // The start time is the process's, in seconds since the epoch (not an uptime).
+    expect(Math.abs(s.get("process_start_time_seconds")! - (Date.now() / 1000 - process.uptime()))).toBeLessThan(5)
+    expect([...s.keys()].some((k) => k.startsWith("dbal_uptime_seconds") || k.startsWith("dbal_process_"))).toBe(false)
   })
 
   it("moves the counts by what was done between two scrapes", () => {
@@ -124,6 +142,13 @@ describe("GET /metrics (Prometheus text format 0.0.4)", () => {
     expect(delta("dbal_auth_failures_total")).toBe(1)
     expect(delta("dbal_rate_limited_total")).toBe(0)
     expect(delta("dbal_connections_total")).toBe(1)
+    // Errors by wire code; the entity label names the registry's entity; a principal's 404.
+    expect(delta('dbal_request_errors_total{code="404",method="read"}')).toBe(1)
+    expect(delta('dbal_request_errors_total{code="401",method="create"}')).toBe(1)
+    expect(delta('dbal_entity_requests_total{entity="User",method="create",status="success"}')).toBe(3)
+    expect(delta('dbal_entity_requests_total{entity="User",method="create",status="error"}')).toBe(1)
+    expect(delta('dbal_entity_requests_total{entity="User",method="read",status="error"}')).toBe(1)
+    expect(delta('dbal_principal_rejections_total{code="404",principal="tests"}')).toBe(1)
     // Buckets are cumulative: each one holds at least the one below it.
     const buckets = [...b.entries()].filter(([k]) => k.startsWith('dbal_request_duration_seconds_bucket{method="create"'))
     for (let i = 1; i < buckets.length; i++) expect(buckets[i]![1]).toBeGreaterThanOrEqual(buckets[i - 1]![1])

@@ -3,6 +3,8 @@
  * collector. A `create` request's spans (rpc.create with its children auth and acl) arrive there
  * with the trace id written in the audit record of that request; with tracing off nothing is
  * sent. The JSON log lines carry the trace id and span id of the span they were logged in.
+ * A caller's W3C `traceparent` (in the frame, or on the WebSocket upgrade request) makes the
+ * request's spans children of the caller's span, in its trace; a malformed one is ignored.
  */
 import * as fs from "node:fs"
 import * as http from "node:http"
@@ -12,8 +14,8 @@ import { randomBytes } from "node:crypto"
 import { Effect, Layer, Logger } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { jsonWithTrace } from "../../layers/Logging.js"
-import { requestTrace } from "../../src/Spans.js"
-import { connect } from "../support/daemon.js"
+import { parseTraceparent, requestTrace } from "../../src/Spans.js"
+import { connect, openSocket } from "../support/daemon.js"
 import { serviceAuth, SERVICE_TOKEN } from "../support/services.js"
 import { type InProcessDaemon, type Rec, startInProcess } from "./support.js"
 
@@ -145,6 +147,45 @@ describe("span export over OTLP/HTTP", () => {
     }
   })
 
+  it("joins the caller's trace: traceparent in the frame, else on the upgrade request", async () => {
+    const daemon = await startInProcess("tracing-parent", tracedConfig(collector!, true))
+    const hex = (n: number) => randomBytes(n).toString("hex")
+    const user = () => {
+      const s = hex(4)
+      return { username: `tp_${s}`, email: `tp_${s}@example.com`, role: "user" }
+    }
+    try {
+      const fromFrame = { traceId: hex(16), spanId: hex(8) }
+      const fromHeader = { traceId: hex(16), spanId: hex(8) }
+      const socket = await openSocket(daemon.port, { traceparent: `00-${fromHeader.traceId}-${fromHeader.spanId}-01` })
+      try {
+        socket.send(JSON.stringify({ id: 1, method: "create", params: ["User", user()], auth: serviceAuth, traceparent: `00-${fromFrame.traceId}-${fromFrame.spanId}-01` }))
+        expect((await socket.next()).error).toBeUndefined()
+        socket.send(JSON.stringify({ id: 2, method: "create", params: ["User", user()], auth: serviceAuth }))
+        expect((await socket.next()).error).toBeUndefined()
+        // A malformed traceparent in the frame is ignored: the connection's applies.
+        socket.send(JSON.stringify({ id: 3, method: "create", params: ["User", user()], auth: serviceAuth, traceparent: "00-not-a-trace-01" }))
+        expect((await socket.next()).error).toBeUndefined()
+      } finally {
+        await socket.close()
+      }
+      const spans = await collector!.waitFor(
+        (s) => s.filter((x) => x.name === "rpc.create" && x.traceId === fromHeader.traceId).length >= 2 && s.some((x) => x.name === "rpc.create" && x.traceId === fromFrame.traceId)
+      )
+      const framed = spans.filter((x) => x.name === "rpc.create" && x.traceId === fromFrame.traceId)
+      expect(framed).toHaveLength(1)
+      expect(framed[0]!.parentSpanId).toBe(fromFrame.spanId)
+      const headed = spans.filter((x) => x.name === "rpc.create" && x.traceId === fromHeader.traceId)
+      expect(headed).toHaveLength(2)
+      for (const h of headed) expect(h.parentSpanId).toBe(fromHeader.spanId)
+      // The audit records carry the caller's trace ids.
+      const records = fs.readFileSync(path.join(daemon.dir, "audit.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Rec)
+      expect(records.filter((r) => r.operation === "create").map((r) => r.traceId).sort()).toEqual([fromFrame.traceId, fromHeader.traceId, fromHeader.traceId].sort())
+    } finally {
+      await daemon.dispose()
+    }
+  })
+
   it("sends nothing when tracing is disabled", async () => {
     const quiet = await startCollector()
     try {
@@ -215,5 +256,29 @@ describe("JSON log lines", () => {
       [["statement", 2], b!.traceId]
     ])
     for (const l of parsed) expect(l.spanId).toMatch(/^[0-9a-f]{16}$/)
+  })
+})
+
+describe("traceparent (W3C trace context)", () => {
+  it("is read as version-traceid-parentid-flags; invalid values are ignored", () => {
+    expect(parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")).toEqual({
+      traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+      spanId: "00f067aa0ba902b7",
+      sampled: true
+    })
+    expect(parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")?.sampled).toBe(false)
+    // A later version may add fields.
+    expect(parseTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")?.traceId).toBe("4bf92f3577b34da6a3ce929d0e0e4736")
+    for (const bad of [
+      "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+      "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+      "garbage",
+      42
+    ]) {
+      expect(parseTraceparent(bad), String(bad)).toBeUndefined()
+    }
   })
 })

@@ -1275,7 +1275,7 @@ const rssMb = (pid: number | undefined): number => {
 const heapMb = async (port: number): Promise<number> => {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) })
-    const m = /^dbal_process_heap_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(await res.text())
+    const m = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(await res.text())
     return m === null ? -1 : Math.round(Number(m[1]) / 1e6)
   } catch {
     return -1

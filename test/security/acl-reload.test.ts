@@ -5,13 +5,15 @@
  * - a file broken later (YAML syntax, unknown entity / role / operation / field) keeps the last
  *   good rules in force, and a repaired file is picked up again;
  * - a broken file at start stops the daemon process with exit code 1, one line per problem;
- * - dbal_acl_checks_total{result} counts allowed and denied decisions.
+ * - dbal_acl_checks_total{result} counts allowed and denied decisions;
+ * - dbal_acl_rules_reloads_total{result} counts each reload that took effect and each that failed.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Metric } from "effect"
+import { Effect, Metric } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { aclChecks } from "../../layers/Acl.js"
+import { aclRulesReloadsOf } from "../../src/Metrics.js"
 import { startDaemon } from "../support/daemon.js"
 import { createDatabase, daemonConfig, skipDialect, tempDir, writeConfig } from "../support/services.js"
 import { ACL_DIALECTS, type AclDaemon, type Principal, rewrite, startAclDaemon } from "./acl-support.js"
@@ -60,6 +62,11 @@ for (const dialect of ACL_DIALECTS) {
       it("a changed file decides the next request; a broken one keeps the last good rules", async () => {
         const file = d.rulesFile!
         expect((await listPages()).error).toBeUndefined()
+        const reloads = async () => ({
+          success: (await Effect.runPromise(Metric.value(aclRulesReloadsOf("success")))).count,
+          failure: (await Effect.runPromise(Metric.value(aclRulesReloadsOf("failure")))).count
+        })
+        const before = await reloads()
 
         rewrite(file, DENY_PAGES)
         expect((await listPages()).error?.code, "the deny rule applies at once").toBe(403)
@@ -79,6 +86,12 @@ for (const dialect of ACL_DIALECTS) {
 
         rewrite(file, BROKEN[1]![1])
         expect((await listPages()).error, "broken again: the allow rule stays").toBeUndefined()
+
+        // Two reloads took effect (deny, allow again); each broken version failed once (asked
+        // again, the unchanged file is not re-read), the missing file once, the last one once.
+        const after = await reloads()
+        expect(after.success - before.success).toBe(2)
+        expect(after.failure - before.failure).toBe(BROKEN.length + 2)
       })
     })
 

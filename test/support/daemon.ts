@@ -219,9 +219,9 @@ export interface RawSocket {
   readonly close: () => Promise<void>
 }
 
-export const openSocket = (port: number): Promise<RawSocket> =>
+export const openSocket = (port: number, headers?: Record<string, string>): Promise<RawSocket> =>
   new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { maxPayload: 64 * 1024 * 1024 })
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { maxPayload: 64 * 1024 * 1024, ...(headers === undefined ? {} : { headers }) })
     const queue: Array<Answer> = []
     const waiters: Array<(a: Answer | Error) => void> = []
     let closeCode: number | undefined

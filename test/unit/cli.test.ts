@@ -121,7 +121,7 @@ describe("dbal-daemon --version / --help / usage errors", () => {
   it("an unknown command is one line and exit code 2", async () => {
     const r = await cli(["frobnicate"])
     expect(r.status).toBe(2)
-    expect(lines(r.stderr)).toEqual([`dbal-daemon: unknown command "frobnicate": expected serve, migrate, check-config or token (see --help)`])
+    expect(lines(r.stderr)).toEqual([`dbal-daemon: unknown command "frobnicate": expected serve, init, healthcheck, migrate, check-config or token (see --help)`])
     expect(r.stdout).toBe("")
     expectClean(r)
   })
