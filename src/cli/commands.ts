@@ -4,6 +4,7 @@
  *   dbal-daemon [serve] [--config=FILE]      run the daemon (default: config/development.yaml)
  *   dbal-daemon migrate [--config=FILE]      create missing tables and indexes, then exit
  *   dbal-daemon check-config [--config=FILE] check configuration, entities and rules; no database
+ *   dbal-daemon generate --out=FILE.ts [--config=FILE] [--import=MODULE]  typed client module (src/cli/generate.ts)
  *   dbal-daemon token session --user U [--ttl 24h] [--config=FILE]
  *   dbal-daemon token jwt --sub ID --role R [--ttl 1h] [--config=FILE]
  *   dbal-daemon --version | --help | COMMAND --help
@@ -26,6 +27,7 @@ import * as EntitiesLayer from "../../layers/Entities.js"
 import * as Logging from "../../layers/Logging.js"
 import * as Main from "../../layers/Main.js"
 import { checkConfig, formatSummary } from "./checkConfig.js"
+import { generateCommand } from "./generate.js"
 import { CliFailure, describeCause, problem } from "./errors.js"
 import { createSession, mintJwt } from "./token.js"
 import { parseTtl } from "./ttl.js"
@@ -182,7 +184,9 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
     Command.withSubcommands([session, jwt])
   )
 
-  return root.pipe(Command.withSubcommands([serve, migrate, check, token]))
+  const generate = generateCommand(configOption, configFile)
+
+  return root.pipe(Command.withSubcommands([serve, migrate, check, token, generate]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -191,9 +195,9 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;]*m/g
 
-const COMMANDS: Record<string, ReadonlyArray<string>> = { [NAME]: ["serve", "migrate", "check-config", "token"], token: ["session", "jwt"] }
+const COMMANDS: Record<string, ReadonlyArray<string>> = { [NAME]: ["serve", "migrate", "check-config", "token", "generate"], token: ["session", "jwt"] }
 /** Options that take a value (`--name value` or `--name=value`). */
-const VALUED = new Set(["--config", "-c", "--user", "--ttl", "--sub", "--role", "--completions", "--log-level"])
+const VALUED = new Set(["--config", "-c", "--user", "--ttl", "--sub", "--role", "--completions", "--log-level", "--out", "--import"])
 const FLAGS = new Set(["--help", "-h", "--version", "--wizard"])
 
 /**
