@@ -75,16 +75,29 @@ const terminate = (s: Socket) => {
   else s.close()
 }
 
-/** The platform's WebSocket, or `ws` when there is none or its options are needed. */
-const socketConstructor = async (needsWs: boolean): Promise<{ make: SocketConstructor; isWs: boolean }> => {
-  const platform = (globalThis as { WebSocket?: SocketConstructor }).WebSocket
-  if (platform !== undefined && !needsWs) return { make: platform, isWs: false }
-  // A computed specifier: bundlers for the browser leave `ws` (Node only) out.
-  const specifier = "ws"
-  const mod = (await import(specifier)) as { default?: SocketConstructor; WebSocket?: SocketConstructor }
-  const make = mod.WebSocket ?? mod.default
-  if (make === undefined) throw new Error("the ws package has no WebSocket export")
-  return { make, isWs: true }
+type SocketImpl = { readonly make: SocketConstructor; readonly isWs: boolean }
+
+const platformWebSocket = (): SocketConstructor | undefined => (globalThis as { WebSocket?: SocketConstructor }).WebSocket
+
+let wsImpl: SocketImpl | undefined
+let wsLoading: Promise<SocketImpl> | undefined
+/** `ws`, imported once. A computed specifier: bundlers for the browser leave it (Node only) out. */
+const loadWs = (): Promise<SocketImpl> =>
+  (wsLoading ??= (async () => {
+    const specifier = "ws"
+    const mod = (await import(specifier)) as { default?: SocketConstructor; WebSocket?: SocketConstructor }
+    const make = mod.WebSocket ?? mod.default
+    if (make === undefined) throw new Error("the ws package has no WebSocket export")
+    return (wsImpl = { make, isWs: true })
+  })())
+// Without a platform WebSocket (Node < 22) `ws` is loaded now, as a static import would, so that
+// the first connection does not wait for it.
+if (platformWebSocket() === undefined) loadWs().catch(() => undefined)
+
+/** The platform's WebSocket, or `ws` when there is none or its options are needed; undefined while `ws` loads. */
+const socketImplNow = (needsWs: boolean): SocketImpl | undefined => {
+  const platform = platformWebSocket()
+  return platform !== undefined && !needsWs ? { make: platform, isWs: false } : wsImpl
 }
 
 interface Waiter {
@@ -125,7 +138,7 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
   const state = new StateCell("idle")
   let seq = 0
   let socket: Socket | undefined
-  let impl: { make: SocketConstructor; isWs: boolean } | undefined
+  let impl: SocketImpl | undefined
   let loading = false
   let closed = false
   let attempt = 0
@@ -164,10 +177,11 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
 
   const open = () => {
     if (closed || socket !== undefined || loading) return
+    impl ??= socketImplNow(options.socketOptions !== undefined)
     if (impl === undefined) {
       loading = true
       state.set(state.get() === "reconnecting" ? "reconnecting" : "connecting")
-      socketConstructor(options.socketOptions !== undefined).then(
+      loadWs().then(
         (i) => {
           impl = i
           loading = false
