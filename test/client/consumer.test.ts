@@ -52,7 +52,7 @@ const listed = await db.notes.list({ include: ["user"], filter: { status: "publi
 const owner: string | undefined = listed.data[0]?.user?.username
 let refused = 0
 try {
-  await db.notes.create({ userId: "00000000-0000-4000-8000-000000000000", title: "forged" })
+  await db.notes.create({ userId: env("OTHER_ID"), title: "forged" })
 } catch (e) {
   if (isDbalError(e) && e instanceof DbalError) refused = e.code
 }
@@ -99,6 +99,7 @@ describe("a consumer of the compiled client", () => {
   let service: WireClient
   let dir: string
   let user: { id: string; token: string }
+  let otherId = ""
   let generateMs = 0
 
   beforeAll(async () => {
@@ -111,6 +112,8 @@ describe("a consumer of the compiled client", () => {
     const token = `sess-${randomBytes(24).toString("hex")}`
     await service.call("create", ["Session", { userId: u.id, token, expiresAt: new Date(Date.now() + 3_600_000).toISOString() }])
     user = { id: String(u.id), token }
+    const other = (await service.call("create", ["User", { username: `o${username}`, email: `o${username}@example.com` }])).result as Rec
+    otherId = String(other.id)
 
     dir = tempDir("consumer")
     fs.mkdirSync(path.join(dir, "node_modules", "@types"), { recursive: true })
@@ -153,7 +156,7 @@ describe("a consumer of the compiled client", () => {
     ).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`, stderr: "" }))
     console.log(`consumer typecheck + emit (db.ts, app.ts, the client's and effect's .d.ts): ${(performance.now() - started).toFixed(0)} ms`)
     expect(tsc.stdout).toBe("")
-    const env = { ...process.env, ENDPOINT: `ws://127.0.0.1:${daemon!.port}`, TOKEN: user.token, USER_ID: user.id }
+    const env = { ...process.env, ENDPOINT: `ws://127.0.0.1:${daemon!.port}`, TOKEN: user.token, USER_ID: user.id, OTHER_ID: otherId }
     const plain = await run(process.execPath, [path.join(dir, "out", "app.js")], { cwd: dir, env, timeout: 120_000 })
     const a = JSON.parse(plain.stdout) as Rec
     expect(a).toMatchObject({ status: "published", refused: 403, platformSockets: 0 })
