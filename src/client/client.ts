@@ -3,7 +3,9 @@
  * `dbal-daemon generate` from config/entities), as a class so that `new DBALClient(config)` and
  * `DBALClient.scoped(config)` work as before. For other entities generate a module of your own.
  */
-import { Effect, type Scope } from "effect"
+// Subpath imports: a consumer's type check then reads these modules' declarations, not all of effect's.
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import { ClientBase, type DBALClientConfig, type PromiseAccessors } from "./core.js"
 import { accessors, type Entities } from "./entities.js"
 

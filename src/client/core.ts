@@ -14,7 +14,10 @@
  * .d.ts must type-check for consumers on plain ES2022), and the in-process daemon is loaded
  * at run time only in development mode.
  */
-import { Cause, Effect, Exit } from "effect"
+// Subpath imports: a consumer's type check then reads these modules' declarations, not all of effect's.
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { DbalError } from "./errors.js"
 import { StateCell, type CallOptions, type ConnectionState, type Transport } from "./transport.js"
 import type { AnyEntity, Capabilities, EntityTypes, ListOptions, ListResult, RelationName, SchemaResult, TransactionOp, WithIncludes } from "./types.js"
@@ -230,22 +233,26 @@ interface InProcessModule {
 
 /**
  * The in-process daemon (Node only). From the sources (tsx, vitest) it is the sibling
- * inprocess.ts; from the compiled client (dist/client) it is the daemon's build
- * (dist/src/client/inprocess.js) when there is one, else its sources through tsx (a runtime
- * dependency of the package, as bin/dbal-daemon.mjs uses it). The specifiers are computed so
- * that bundlers leave the daemon out of a browser bundle.
+ * inprocess.ts; from the daemon's build (dist/src/client) the sibling inprocess.js; from the
+ * compiled client (dist/client) the daemon's build (dist/src/client/inprocess.js) when there is
+ * one, else its sources through tsx (a runtime dependency of the package, as
+ * bin/dbal-daemon.mjs uses it). The specifiers are computed so that bundlers leave the daemon
+ * out of a browser bundle.
  */
 const loadInProcess = async (): Promise<InProcessModule> => {
   const here = import.meta.url
   if (here.endsWith(".ts")) return (await import(new URL("./inprocess.ts", here).href)) as InProcessModule
-  try {
-    return (await import(new URL("../src/client/inprocess.js", here).href)) as InProcessModule
-  } catch {
-    const tsxApi = "tsx/esm/api"
-    const { register } = (await import(tsxApi)) as { register: () => unknown }
-    register()
-    return (await import(new URL("../../src/client/inprocess.ts", here).href)) as InProcessModule
+  for (const candidate of ["./inprocess.js", "../src/client/inprocess.js"]) {
+    try {
+      return (await import(new URL(candidate, here).href)) as InProcessModule
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== "ERR_MODULE_NOT_FOUND") throw e
+    }
   }
+  const tsxApi = "tsx/esm/api"
+  const { register } = (await import(tsxApi)) as { register: () => unknown }
+  register()
+  return (await import(new URL("../../src/client/inprocess.ts", here).href)) as InProcessModule
 }
 
 /**

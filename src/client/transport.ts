@@ -3,7 +3,7 @@
  * in-process transport (development) and the WebSocket transport (production) both speak the
  * wire frames of DECISIONS.md, so the typed API above them is one implementation.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"
 
 /** A plain JSON object (not null, not an array). The client keeps its own copy: it ships without the daemon's sources. */

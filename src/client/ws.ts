@@ -14,7 +14,7 @@
  * - After a drop: reconnects with exponential backoff (bounded, with jitter) until `close()`
  *   (or `reconnect.maxAttempts`).
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"
 import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, StateCell, type Transport } from "./transport.js"
 

@@ -5,11 +5,14 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
+import { generateProgram } from "../../src/cli/generate.js"
 import { accessorOf, defaultAccessor, generateClientModule } from "../../src/codegen/client.js"
 import { loadRegistry } from "../../src/entity/Load.js"
 import type { EntityDef, EntityRegistryShape } from "../../src/entity/Model.js"
 import { root } from "../support/daemon.js"
+import { tempDir } from "../support/services.js"
 
 const SHIPPED = path.join(root, "config", "entities")
 const CUSTOM = path.join(root, "test", "fixtures", "entities-custom")
@@ -98,5 +101,28 @@ describe("generate", () => {
     const reserved = new Map([...registry.entities, ["User", { ...user, accessor: "close" }]])
     const r = generateClientModule({ ...registry, entities: reserved }, { source: "x" })
     expect("problems" in r && r.problems.join()).toContain("accessor close is a member of the client")
+  })
+
+  it("writes the module for a configuration's schema.prisma as for a YAML folder", async () => {
+    const dir = tempDir("generate-prisma")
+    fs.writeFileSync(
+      path.join(dir, "schema.prisma"),
+      `model Invoice {
+  id        String   @id @default(uuid())
+  number    String   @unique
+  paid      Boolean  @default(false)
+  createdAt DateTime @default(now())
+}
+`
+    )
+    const config = path.join(dir, "config.yaml")
+    fs.writeFileSync(config, JSON.stringify({ database: { adapter: "sqlite", connection: { filename: ":memory:" } }, entities: { prisma_schema: "schema.prisma" } }))
+    const out = path.join(dir, "db.ts")
+    await Effect.runPromise(generateProgram(config, out, "dbal-daemon/client"))
+    const text = fs.readFileSync(out, "utf8")
+    expect(text).toContain('invoices: "Invoice"')
+    expect(declaration(text, "export interface InvoiceCreate {")).toContain("readonly number: string\n")
+    expect(declaration(text, "export interface InvoiceCreate {")).toContain("readonly paid?: boolean\n")
+    expect(declaration(text, "export interface InvoiceTypes {")).toContain('readonly unique: "number"')
   })
 })
