@@ -1,6 +1,9 @@
+import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
+  // Tests use the client's sources (package.json exports the compiled dist/client to consumers).
+  resolve: { alias: { "dbal-daemon/client": fileURLToPath(new URL("./src/client/index.ts", import.meta.url)) } },
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,

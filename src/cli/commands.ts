@@ -6,6 +6,7 @@
  *   dbal-daemon healthcheck [--config=FILE]  exit 0 when the daemon of that configuration answers /livez
  *   dbal-daemon migrate [--config=FILE]      create missing tables and indexes, then exit
  *   dbal-daemon check-config [--config=FILE] check configuration, entities and rules; no database
+ *   dbal-daemon generate --out=FILE.ts [--config=FILE] [--import=MODULE]  typed client module (src/cli/generate.ts)
  *   dbal-daemon token session --user U [--ttl 24h] [--config=FILE]
  *   dbal-daemon token jwt --sub ID --role R [--ttl 1h] [--config=FILE]
  *   dbal-daemon --version | --help | COMMAND --help
@@ -31,6 +32,7 @@ import * as EntitiesLayer from "../../layers/Entities.js"
 import * as Logging from "../../layers/Logging.js"
 import * as Main from "../../layers/Main.js"
 import { checkConfig, formatSummary } from "./checkConfig.js"
+import { generateCommand } from "./generate.js"
 import { CliFailure, describeCause, problem } from "./errors.js"
 import { checkLiveness } from "./healthcheck.js"
 import { init } from "./init.js"
@@ -248,7 +250,9 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
     Command.withSubcommands([session, jwt])
   )
 
-  return root.pipe(Command.withSubcommands([serve, initCommand, healthcheck, migrate, check, token]))
+  const generate = generateCommand(configOption, configFile)
+
+  return root.pipe(Command.withSubcommands([serve, initCommand, healthcheck, migrate, check, token, generate]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,11 +262,11 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
 const ANSI = /\u001b\[[0-9;]*m/g
 
 const COMMANDS: Record<string, ReadonlyArray<string>> = {
-  [NAME]: ["serve", "init", "healthcheck", "migrate", "check-config", "token"],
+  [NAME]: ["serve", "init", "healthcheck", "migrate", "check-config", "token", "generate"],
   token: ["session", "jwt"]
 }
 /** Options that take a value (`--name value` or `--name=value`). */
-const VALUED = new Set(["--config", "-c", "--user", "--ttl", "--sub", "--role", "--host", "--port"])
+const VALUED = new Set(["--config", "-c", "--user", "--ttl", "--sub", "--role", "--host", "--port", "--out", "--import"])
 const FLAGS = new Set(["--help", "-h", "--version"])
 /** @effect/cli's built-in options that mean nothing for this program. */
 const MEANINGLESS = new Set(["--wizard", "--completions", "--log-level"])

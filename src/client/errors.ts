@@ -11,7 +11,7 @@
  * | NotConnected   | 503  | the request was never sent (no connection in time, or the client is closed) |
  * | Protocol       | 502  | the daemon sent an answer the client cannot read                     |
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 export type DbalErrorKind = "Server" | "ConnectionLost" | "Timeout" | "NotConnected" | "Protocol"
 

@@ -1,24 +1,15 @@
 /**
- * dbal-daemon/client: a typed client of the daemon (see client.ts).
+ * dbal-daemon/client: a typed client of the daemon (see core.ts).
  *
  *   const db = new DBALClient({ mode: "production", endpoint: "wss://dbal.example.com:50051", auth: { token } })
  *   const user = await db.users.create({ username: "ada", email: "ada@example.com" })
  *   const page = await Effect.runPromise(db.effect.pages.list({ filter: { level: { gte: 2 } } }))
+ *
+ * DBALClient serves the shipped entities; `dbal-daemon generate` writes a module with
+ * `createClient` for your own (it imports what it needs from here).
  */
-export {
-  DBALClient,
-  runToPromise,
-  type DBALClientConfig,
-  type DevelopmentConfig,
-  type EffectClient,
-  type EntityApi,
-  type EntityEffectApi,
-  type LookupField,
-  type ProductionConfig,
-  type UpsertCreate
-} from "./client.js"
-export { DbalError, isDbalError, type DbalErrorKind, type FieldError } from "./errors.js"
-export type { ConnectionSettings, DaemonSettings } from "./inprocess.js"
-export type { CallOptions, ConnectionState } from "./transport.js"
-export type { ReconnectOptions } from "./ws.js"
-export * from "./types.js"
+export * from "./runtime.js"
+export { DBALClient } from "./client.js"
+export * from "./entities.js"
+// The generic client type (generated modules name theirs `Client` too).
+export type { Client } from "./runtime.js"

@@ -12,39 +12,12 @@ import * as ConfigLayer from "../../layers/Config.js"
 import * as Main from "../../layers/Main.js"
 import { ConfigFile, type DaemonConfig } from "../Config.js"
 import { type Connection, RpcHandler, type RpcHandlerShape } from "../rpc/Handler.js"
+import type { ConnectionSettings, InProcessOptions } from "./core.js"
 import { DbalError } from "./errors.js"
 import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, StateCell, type Transport, withTimeout } from "./transport.js"
 
-export type Adapter = "sqlite" | "postgresql" | "mysql"
-
-/** Connection settings of a database server (or `{filename}` for SQLite). */
-export interface ConnectionSettings {
-  readonly filename?: string
-  readonly host?: string
-  readonly port?: number
-  readonly database?: string
-  readonly user?: string
-  readonly password?: string
-  readonly sslMode?: "disable" | "require" | "verify-full"
-  /** SQLite: ms a writer waits for the lock. */
-  readonly busyTimeout?: number
-}
-
-/** Configuration sections as in the daemon's YAML file (snake_case keys), merged over the client's defaults. */
-export type DaemonSettings = typeof ConfigFile.Encoded
-
-export interface InProcessOptions {
-  readonly adapter: Adapter
-  /** A SQLite filename (relative to the working directory), or connection settings. */
-  readonly database: string | ConnectionSettings
-  /** Folder of entity definitions (default: the daemon's config/entities). */
-  readonly entitiesDir?: string
-  /** Create missing tables and indexes at start (default true). */
-  readonly autoMigrate?: boolean
-  readonly poolSize?: number
-  readonly requestTimeoutMs: number
-  readonly settings?: DaemonSettings
-}
+export type Adapter = InProcessOptions["adapter"]
+export type { ConnectionSettings, InProcessOptions }
 
 const SERVICE_NAME = "dbal-client"
 

@@ -3,9 +3,11 @@
  * in-process transport (development) and the WebSocket transport (production) both speak the
  * wire frames of DECISIONS.md, so the typed API above them is one implementation.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"
-import { isRecord } from "../Json.js"
+
+/** A plain JSON object (not null, not an array). The client keeps its own copy: it ships without the daemon's sources. */
+const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 export interface CallOptions {
   /** Client-side bound on this request, milliseconds (default: the client's `requestTimeoutMs`). */

@@ -1,5 +1,7 @@
 /**
- * Production transport: the wire protocol over one WebSocket (`ws`).
+ * Production transport: the wire protocol over one WebSocket — the platform's own (browsers,
+ * Node >= 22) or, when there is none or `socketOptions` are given (TLS settings only `ws`
+ * takes), the `ws` package, loaded on first use.
  *
  * - Each connection authenticates once with the `authenticate` method before any request goes
  *   out on it; requests wait (queued, not sent) until it has. After a reconnect the handshake is
@@ -12,8 +14,7 @@
  * - After a drop: reconnects with exponential backoff (bounded, with jitter) until `close()`
  *   (or `reconnect.maxAttempts`).
  */
-import { Effect } from "effect"
-import WebSocket from "ws"
+import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"
 import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, StateCell, type Transport } from "./transport.js"
 
@@ -36,8 +37,67 @@ export interface WsTransportOptions {
   readonly connectTimeoutMs?: number
   /** `false`: never reconnect by itself (each request that finds no connection opens one). */
   readonly reconnect?: ReconnectOptions | false
-  /** Passed to `new WebSocket` (TLS: ca, cert, key, servername, rejectUnauthorized, …). */
-  readonly socketOptions?: WebSocket.ClientOptions
+  /** Passed to `new WebSocket` of `ws` (TLS: ca, cert, key, servername, rejectUnauthorized, …). */
+  readonly socketOptions?: SocketOptions
+}
+
+/** Options of `ws`'s WebSocket (Node only): given, the client uses `ws` rather than the platform's WebSocket. */
+export interface SocketOptions {
+  readonly ca?: unknown
+  readonly cert?: unknown
+  readonly key?: unknown
+  readonly servername?: string
+  readonly rejectUnauthorized?: boolean
+  readonly headers?: Readonly<Record<string, string>>
+  readonly [option: string]: unknown
+}
+
+const CONNECTING = 0
+const OPEN = 1
+const CLOSED = 3
+
+/** What the client uses of a WebSocket: the WHATWG interface, which both the platform's and `ws`'s have. */
+interface Socket {
+  readonly readyState: number
+  send(data: string): void
+  close(code?: number, reason?: string): void
+  addEventListener(type: "open", listener: () => void): void
+  addEventListener(type: "message", listener: (e: { readonly data: unknown }) => void): void
+  addEventListener(type: "error", listener: (e: { readonly message?: unknown }) => void): void
+  addEventListener(type: "close", listener: (e: { readonly code: number; readonly reason: string }) => void): void
+}
+type SocketConstructor = new (url: string, options?: object) => Socket
+
+/** `ws` has terminate() (drop at once); the platform's WebSocket only closes. */
+const terminate = (s: Socket) => {
+  const t = (s as { terminate?: () => void }).terminate
+  if (typeof t === "function") t.call(s)
+  else s.close()
+}
+
+type SocketImpl = { readonly make: SocketConstructor; readonly isWs: boolean }
+
+const platformWebSocket = (): SocketConstructor | undefined => (globalThis as { WebSocket?: SocketConstructor }).WebSocket
+
+let wsImpl: SocketImpl | undefined
+let wsLoading: Promise<SocketImpl> | undefined
+/** `ws`, imported once. A computed specifier: bundlers for the browser leave it (Node only) out. */
+const loadWs = (): Promise<SocketImpl> =>
+  (wsLoading ??= (async () => {
+    const specifier = "ws"
+    const mod = (await import(specifier)) as { default?: SocketConstructor; WebSocket?: SocketConstructor }
+    const make = mod.WebSocket ?? mod.default
+    if (make === undefined) throw new Error("the ws package has no WebSocket export")
+    return (wsImpl = { make, isWs: true })
+  })())
+// Without a platform WebSocket (Node < 22) `ws` is loaded now, as a static import would, so that
+// the first connection does not wait for it.
+if (platformWebSocket() === undefined) loadWs().catch(() => undefined)
+
+/** The platform's WebSocket, or `ws` when there is none or its options are needed; undefined while `ws` loads. */
+const socketImplNow = (needsWs: boolean): SocketImpl | undefined => {
+  const platform = platformWebSocket()
+  return platform !== undefined && !needsWs ? { make: platform, isWs: false } : wsImpl
 }
 
 interface Waiter {
@@ -77,7 +137,9 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
 
   const state = new StateCell("idle")
   let seq = 0
-  let socket: WebSocket | undefined
+  let socket: Socket | undefined
+  let impl: SocketImpl | undefined
+  let loading = false
   let closed = false
   let attempt = 0
   let lastProblem = "not connected yet"
@@ -110,13 +172,39 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
       open()
     }, delay)
     // Reconnecting alone does not keep the process alive; a waiting request's own timer does.
-    retryTimer.unref()
+    ;(retryTimer as { unref?: () => void }).unref?.()
   }
 
   const open = () => {
-    if (closed || socket !== undefined) return
+    if (closed || socket !== undefined || loading) return
+    impl ??= socketImplNow(options.socketOptions !== undefined)
+    if (impl === undefined) {
+      loading = true
+      state.set(state.get() === "reconnecting" ? "reconnecting" : "connecting")
+      loadWs().then(
+        (i) => {
+          impl = i
+          loading = false
+          open()
+        },
+        (e: unknown) => {
+          loading = false
+          lastProblem = `no WebSocket implementation (${e instanceof Error ? e.message : String(e)}): install the ws package`
+          state.set("idle")
+          failWaiting((m) => DbalError.notConnected(m, lastProblem))
+        }
+      )
+      return
+    }
     state.set(state.get() === "reconnecting" ? "reconnecting" : "connecting")
-    const ws = new WebSocket(options.endpoint, { handshakeTimeout: connectTimeoutMs, ...options.socketOptions })
+    let ws: Socket
+    try {
+      ws = impl.isWs ? new impl.make(options.endpoint, { handshakeTimeout: connectTimeoutMs, ...options.socketOptions }) : new impl.make(options.endpoint)
+    } catch (e) {
+      lastProblem = e instanceof Error ? e.message : String(e)
+      scheduleReconnect()
+      return
+    }
     socket = ws
     const authId = ++seq
     let authenticated = false
@@ -124,17 +212,18 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
     // Opening and authenticating are bounded together.
     const guard = setTimeout(() => {
       lastProblem = `no authenticated connection within ${connectTimeoutMs} ms`
-      ws.terminate()
+      terminate(ws)
     }, connectTimeoutMs)
 
-    ws.on("open", () => {
+    ws.addEventListener("open", () => {
       ws.send(encodeRequest(authId, "authenticate", [authParams]))
     })
-    ws.on("error", (e) => {
-      lastProblem = e.message
+    ws.addEventListener("error", (e) => {
+      lastProblem = typeof e.message === "string" && e.message !== "" ? e.message : "WebSocket error"
     })
-    ws.on("message", (data) => {
-      const text = Array.isArray(data) ? Buffer.concat(data).toString("utf8") : Buffer.isBuffer(data) ? data.toString("utf8") : Buffer.from(data).toString("utf8")
+    ws.addEventListener("message", (e) => {
+      if (typeof e.data !== "string") return
+      const text = e.data
       if (!authenticated) {
         const a = decodeAnswer("authenticate", text)
         if (a === undefined || a.id !== authId) return
@@ -142,10 +231,10 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
         if (!a.outcome.ok) {
           // The credentials were refused: tell the waiting requests, and do not retry in a loop.
           refused = true
-          const e = a.outcome.error
-          lastProblem = `authentication refused (${e.code} ${e.message})`
+          const err = a.outcome.error
+          lastProblem = `authentication refused (${err.code} ${err.message})`
           for (const w of [...waiting.values()]) {
-            w.fail(e)
+            w.fail(err)
           }
           ws.close(1000, "authentication refused")
           return
@@ -163,11 +252,11 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
       inFlight.delete(parsed.id)
       r.answer(parsed.outcome.ok ? parsed.outcome : { ok: false, error: parsed.outcome.error.withMethod(r.method) })
     })
-    ws.on("close", (code, reason) => {
+    ws.addEventListener("close", ({ code, reason }) => {
       clearTimeout(guard)
       if (socket !== ws) return
       socket = undefined
-      const why = `connection closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`
+      const why = `connection closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
       if (authenticated) lastProblem = why
       failInFlight(closed ? "the client was closed" : why)
       if (closed) return
@@ -181,7 +270,7 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
 
   /** Makes sure a connection is open or on its way (a request arrived). */
   const ensureConnection = () => {
-    if (closed || socket !== undefined || retryTimer !== undefined) return
+    if (closed || socket !== undefined || retryTimer !== undefined || loading) return
     attempt = 0
     open()
   }
@@ -230,7 +319,7 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
       }
       const send = () => {
         const ws = socket
-        if (ws === undefined || ws.readyState !== WebSocket.OPEN) {
+        if (ws === undefined || ws.readyState !== OPEN) {
           // Dropped between "ready" and now: still unsent, so wait for the next connection.
           cancelWait = whenReady(method, Math.max(1, timeoutMs - (Date.now() - started)), send, (e) => settle(Effect.fail(e)))
           return
@@ -244,7 +333,7 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
         timer = setTimeout(() => settle(Effect.fail(DbalError.timeout(method, timeoutMs))), remaining)
         ws.send(encodeRequest(id, method, params))
       }
-      if (state.get() === "ready" && socket?.readyState === WebSocket.OPEN) send()
+      if (state.get() === "ready" && socket?.readyState === OPEN) send()
       else cancelWait = whenReady(method, timeoutMs, send, (e) => settle(Effect.fail(e)))
       return Effect.sync(() => {
         settled = true
@@ -256,7 +345,7 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
 
   const connect: Effect.Effect<void, DbalError> = Effect.async<void, DbalError>((resume) => {
     if (closed) return resume(Effect.fail(DbalError.notConnected("connect", "the client is closed")))
-    if (state.get() === "ready" && socket?.readyState === WebSocket.OPEN) return resume(Effect.void)
+    if (state.get() === "ready" && socket?.readyState === OPEN) return resume(Effect.void)
     const cancel = whenReady("connect", connectTimeoutMs + 1000, () => resume(Effect.void), (e) => resume(Effect.fail(e)))
     return Effect.sync(cancel)
   })
@@ -270,14 +359,22 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
     failWaiting((m) => DbalError.notConnected(m, "the client was closed"))
     failInFlight("the client was closed")
     const ws = socket
-    if (ws === undefined || ws.readyState === WebSocket.CLOSED) return resume(Effect.void)
-    const force = setTimeout(() => ws.terminate(), 2000)
-    ws.once("close", () => {
+    if (ws === undefined || ws.readyState === CLOSED) return resume(Effect.void)
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
       clearTimeout(force)
       socket = undefined
       resume(Effect.void)
-    })
-    if (ws.readyState === WebSocket.CONNECTING) ws.terminate()
+    }
+    // The platform's WebSocket cannot be dropped at once: after 2 s the client stops waiting.
+    const force = setTimeout(() => {
+      terminate(ws)
+      finish()
+    }, 2000)
+    ws.addEventListener("close", finish)
+    if (ws.readyState === CONNECTING) terminate(ws)
     else ws.close(1000, "client closed")
   })
 

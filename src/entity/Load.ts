@@ -27,7 +27,7 @@ const FIELD_KEYS = new Set([
   "type", "primary", "generated", "required", "optional", "nullable", "unique", "min_length", "max_length",
   "pattern", "min", "max", "values", "default", "immutable", "auto_update", "foreign_key", "description", "sensitive"
 ])
-const ENTITY_KEYS = new Set(["entity", "table", "version", "description", "fields", "indexes", "acl", "security", "ttl", "owner_field"])
+const ENTITY_KEYS = new Set(["entity", "table", "version", "description", "fields", "indexes", "acl", "security", "ttl", "owner_field", "client"])
 const IDENT = /^[a-z][a-z0-9_]{0,62}$/
 const ENTITY_NAME = /^[A-Z][A-Za-z0-9]{0,62}$/
 /** Strings that take part in an index need a bounded length on MySQL; this is their default. */
@@ -264,6 +264,7 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
     readonly indexesRaw: unknown
     readonly acl: Partial<Record<AclOperation, AclDefault>>
     readonly ownerRaw: unknown
+    readonly accessor?: string
   }
   const pending: Array<Pending> = []
   for (const { file, doc } of raws) {
@@ -291,6 +292,12 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       if (f !== undefined) fields.push(f)
     }
     for (const n of never) if (!fields.some((f) => f.column === n)) problems.push(`${file}: security.never_expose: no field ${n}`)
+    // `client: {accessor: name}`: the generated client's accessor for this entity (default: lower-camel plural).
+    const clientRaw = doc.client
+    const accessor = isRecord(clientRaw) ? clientRaw.accessor : undefined
+    if (clientRaw !== undefined && (!isRecord(clientRaw) || Object.keys(clientRaw).some((k) => k !== "accessor") || typeof accessor !== "string" || !/^[a-z][A-Za-z0-9]{0,62}$/.test(accessor))) {
+      problems.push(`${file}: client: expected {accessor: camelCaseName}`)
+    }
     const primaries = fields.filter((f) => f.primary)
     if (primaries.length !== 1) problems.push(`${file}: fields: expected exactly one primary field (found ${primaries.length})`)
     pending.push({
@@ -299,7 +306,8 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       fields,
       indexesRaw: doc.indexes,
       acl: parseAcl(doc.acl, `${file}: acl`, problems),
-      ownerRaw: doc.owner_field
+      ownerRaw: doc.owner_field,
+      ...(typeof accessor === "string" ? { accessor } : {})
     })
   }
   const byName = new Map(pending.map((p) => [p.name, p]))
@@ -391,6 +399,7 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       indexes: finalIndexes,
       acl,
       exposed: bounded.filter((f) => !f.neverExpose),
+      ...(p.accessor === undefined ? {} : { accessor: p.accessor }),
       ...(ownerField === undefined ? {} : { ownerField }),
       ...(bounded.find((f) => f.column === "created_at") === undefined
         ? {}

@@ -80,6 +80,8 @@ export interface EntityDef {
   readonly ownerField?: FieldDef
   /** Field the default order of lists uses before the primary key (createdAt when present). */
   readonly orderField?: FieldDef
+  /** The generated client's accessor name (`client.accessor`; default: the lower-camel plural). */
+  readonly accessor?: string
   /** Fields that may be returned (everything but never_expose). */
   readonly exposed: ReadonlyArray<FieldDef>
 }

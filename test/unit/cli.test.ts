@@ -121,13 +121,13 @@ describe("dbal-daemon --version / --help / usage errors", () => {
   it("an unknown command is one line and exit code 2", async () => {
     const r = await cli(["frobnicate"])
     expect(r.status).toBe(2)
-    expect(lines(r.stderr)).toEqual([`dbal-daemon: unknown command "frobnicate": expected serve, init, healthcheck, migrate, check-config or token (see --help)`])
+    expect(lines(r.stderr)).toEqual([`dbal-daemon: unknown command "frobnicate": expected serve, init, healthcheck, migrate, check-config, token or generate (see --help)`])
     expect(r.stdout).toBe("")
     expectClean(r)
   })
 
   it("an unknown option, a missing option and a bad value are one line each and exit code 2", async () => {
-    const cases = [["--frobnicate"], ["migrate", "--frobnicate"], ["--config"], ["token", "session"], ["token", "jwt", "--sub", "x", "--role", "emperor"], ["token", "jwt", "--sub", "x", "--role", "user", "--ttl", "forever"]]
+    const cases = [["--frobnicate"], ["migrate", "--frobnicate"], ["--config"], ["token", "session"], ["token", "jwt", "--sub", "x", "--role", "emperor"], ["token", "jwt", "--sub", "x", "--role", "user", "--ttl", "forever"], ["generate"], ["generate", "--out"]]
     const runs = await Promise.all(cases.map((args) => cli(args)))
     for (const [i, r] of runs.entries()) {
       const args = cases[i]!

@@ -1,0 +1,9 @@
+/**
+ * What a generated client module imports: the client over any entities, its types and errors.
+ * (index.ts adds DBALClient and the shipped entities on top.)
+ */
+export * from "./core.js"
+export * from "./types.js"
+export { DbalError, isDbalError, type DbalErrorKind, type FieldError } from "./errors.js"
+export type { CallOptions, ConnectionState } from "./transport.js"
+export type { ReconnectOptions, SocketOptions } from "./ws.js"
