@@ -23,6 +23,7 @@ import type { AclShape, Decision } from "../services/Acl.js"
 import type { DatabaseShape } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { checkNoRoleEscalation } from "./Guards.js"
+import { getSchema } from "./Schema.js"
 import type { Method } from "./Protocol.js"
 import { isRecord } from "../Json.js"
 
@@ -608,6 +609,9 @@ const countMethod: Runner = onEntity({
 
 const getCapabilitiesMethod: Runner = (ctx, p) => Effect.map(arity(p, 0, 0, "[] (none)"), () => ({ result: capabilities(ctx) }))
 
+const getSchemaMethod: Runner = (ctx, p) =>
+  Effect.flatMap(arity(p, 0, 0, "[] (none)"), () => Effect.map(getSchema(ctx.acl, ctx.registry, ctx.principal), (result) => ({ result })))
+
 const transactionMethod: Runner = (ctx, p) =>
   Effect.gen(function* () {
     yield* arity(p, 1, 1, "[ops] with ops = [{method, params}, ...]")
@@ -664,6 +668,7 @@ export const MethodTable: { readonly [M in Method]: MethodSpec } = {
   deleteMany: { writes: true, inTransaction: true, run: deleteManyMethod },
   count: { writes: false, inTransaction: true, run: countMethod },
   getCapabilities: { writes: false, inTransaction: false, run: getCapabilitiesMethod },
+  getSchema: { writes: false, inTransaction: false, run: getSchemaMethod },
   transaction: { writes: true, inTransaction: false, run: transactionMethod }
 }
 

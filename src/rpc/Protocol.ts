@@ -25,6 +25,7 @@ export const Methods = [
   "deleteMany",
   "count",
   "getCapabilities",
+  "getSchema",
   "transaction"
 ] as const
 export type Method = (typeof Methods)[number]

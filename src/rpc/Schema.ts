@@ -7,8 +7,8 @@
  */
 import { Effect, Either } from "effect"
 import type { Forbidden } from "../Errors.js"
-import { type AclOperation, type EntityDef, EntityRegistry, type EntityRegistryShape, type FieldDef } from "../entity/Model.js"
-import { Acl, type Decision } from "../services/Acl.js"
+import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
+import type { AclShape, Decision } from "../services/Acl.js"
 import type { Principal } from "../services/Principal.js"
 
 export const SchemaOperations: ReadonlyArray<AclOperation> = ["create", "read", "update", "delete"]
@@ -134,23 +134,20 @@ export const describeSchema = (registry: EntityRegistryShape, decisions: Readonl
 }
 
 /** The principal's decisions for every entity of the registry (a refusal is a value here, not a failure). */
-export const decisionsOf = Effect.fn("schema.decisions")(function* (principal: Principal) {
-  const acl = yield* Acl
-  const registry = yield* EntityRegistry
-  const out = new Map<string, EntityDecisions>()
-  for (const entity of registry.entities.values()) {
-    const pairs: Array<readonly [AclOperation, Decision | Forbidden]> = []
-    for (const op of SchemaOperations) {
-      const d = yield* Effect.either(acl.decide(principal, entity, op))
-      pairs.push([op, Either.isRight(d) ? d.right : d.left])
+export const decisionsOf = (acl: AclShape, registry: EntityRegistryShape, principal: Principal) =>
+  Effect.gen(function* () {
+    const out = new Map<string, EntityDecisions>()
+    for (const entity of registry.entities.values()) {
+      const pairs: Array<readonly [AclOperation, Decision | Forbidden]> = []
+      for (const op of SchemaOperations) {
+        const d = yield* Effect.either(acl.decide(principal, entity, op))
+        pairs.push([op, Either.isRight(d) ? d.right : d.left])
+      }
+      out.set(entity.name, Object.fromEntries(pairs) as Record<AclOperation, Decision | Forbidden>)
     }
-    out.set(entity.name, Object.fromEntries(pairs) as Record<AclOperation, Decision | Forbidden>)
-  }
-  return out
-})
+    return out
+  })
 
 /** The answer of the `getSchema` method (params `[]`) for this principal. */
-export const getSchema = Effect.fn("schema.get")(function* (principal: Principal) {
-  const registry = yield* EntityRegistry
-  return describeSchema(registry, yield* decisionsOf(principal))
-})
+export const getSchema = (acl: AclShape, registry: EntityRegistryShape, principal: Principal) =>
+  Effect.map(decisionsOf(acl, registry, principal), (decisions) => describeSchema(registry, decisions))

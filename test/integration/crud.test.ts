@@ -53,6 +53,19 @@ for (const dialect of DIALECTS) {
       await fail(400, "getCapabilities", ["extra"])
     })
 
+    it("getSchema describes the entities this caller may use, never_expose fields unreadable", async () => {
+      const caps = await ok<Rec>("getCapabilities", [])
+      expect(caps.methods).toContain("getSchema")
+      const schema = await ok<{ entities: ReadonlyArray<{ name: string; fields: ReadonlyArray<Rec>; relations: ReadonlyArray<Rec> }> }>("getSchema", [])
+      expect(schema.entities.map((e) => e.name)).toEqual(expect.arrayContaining(["User", "Credential", "PageView", "Session"]))
+      const credential = schema.entities.find((e) => e.name === "Credential")!
+      const hash = credential.fields.find((f) => f.name === "passwordHash")
+      expect(hash === undefined || hash.readable === false).toBe(true)
+      const user = schema.entities.find((e) => e.name === "User")!
+      expect(user.fields.find((f) => f.name === "username")).toMatchObject({ type: "string", unique: true, readable: true })
+      await fail(400, "getSchema", ["extra"])
+    })
+
     it("create returns the record with a UUID v4 id, UTC timestamps and defaults", async () => {
       const s = uid()
       const u = await ok<Rec>("create", ["User", { username: `c_${s}`, email: `c_${s}@example.com` }])

@@ -551,6 +551,7 @@ const makeGenerators = (o: GenOpts) => {
         case "authenticate":
           return fc.oneof(credentials.map((c) => [c]), fc.array(value, { maxLength: 2 }))
         case "getCapabilities":
+        case "getSchema":
           return fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(value, { maxLength: 2 }) })
         case "create":
           return withKit((k) => fc.tuple(k.entity, k.data))

@@ -9,6 +9,8 @@ import { describe, expect, it } from "vitest"
 import * as AclLayer from "../../layers/Acl.js"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as EntitiesLayer from "../../layers/Entities.js"
+import { EntityRegistry } from "../../src/entity/Model.js"
+import { Acl } from "../../src/services/Acl.js"
 import { getSchema, type SchemaEntity, type SchemaResult } from "../../src/rpc/Schema.js"
 import type { Principal } from "../../src/services/Principal.js"
 import { root } from "../support/daemon.js"
@@ -16,7 +18,10 @@ import { root } from "../support/daemon.js"
 const config = ConfigLayer.layer(path.join(root, "config", "development.yaml"), {})
 const layer = AclLayer.layer.pipe(Layer.provideMerge(EntitiesLayer.layer), Layer.provide(config))
 
-const schemaFor = (principal: Principal): Promise<SchemaResult> => Effect.runPromise(getSchema(principal).pipe(Effect.provide(layer)))
+const schemaFor = (principal: Principal): Promise<SchemaResult> => 
+  Effect.runPromise(
+    Effect.flatMap(Effect.all([Acl, EntityRegistry]), ([acl, registry]) => getSchema(acl, registry, principal)).pipe(Effect.provide(layer))
+  )
 
 const who = {
   user: { userId: "00000000-0000-4000-8000-000000000001", role: "user", via: "session" },
