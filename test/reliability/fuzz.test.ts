@@ -105,7 +105,7 @@ const cpuSince = (before: NodeJS.CpuUsage) => {
 const ANY_ID: unique symbol = Symbol("any id")
 type ExpectedId = string | number | null | typeof ANY_ID
 
-/** The id the protocol promises for a frame (DECISIONS.md): its own when usable, else null. */
+/** The id the protocol promises for a frame (docs/protocol.md, "Frames"): its own when usable, else null. */
 const expectedId = (text: string): ExpectedId => {
   let raw: unknown
   try {
