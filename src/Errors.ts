@@ -1,8 +1,8 @@
 /**
  * The one error table of the daemon. Every failure a request can meet is one of these tagged
  * errors; `toWireError` maps it to `{code, message, details}` once, at the edge. Messages are
- * those of metabuilder's error table (docs/protocol.md, "Errors"); details help the caller fix the request and never carry SQL, driver
- * messages or stack traces.
+ * those of metabuilder's error table (docs/protocol.md, "Errors"); details help the caller fix
+ * the request and never carry SQL, driver messages or stack traces.
  */
 import { Schema } from "effect"
 
