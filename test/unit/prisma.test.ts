@@ -49,7 +49,7 @@ const problemsOf = (src: string): Array<string> => {
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-prisma-unit-"))
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }))
 
-describe("the shared schema.prisma", () => {
+describe("metabuilder's schema.prisma (test/fixtures)", () => {
   it("parses without problems into the eight entities", () => {
     const { problems, raws } = readPrismaSchema(METABUILDER_PRISMA)
     expect(problems).toEqual([])
@@ -80,7 +80,7 @@ describe("the shared schema.prisma", () => {
   })
 
   it("has the same types as the YAML entities except where Prisma says less", () => {
-    // Prisma String cannot say json, text or email; the shared file stores JSON as String
+    // Prisma String cannot say json, text or email; metabuilder's file stores JSON as String
     // (SQLite-era Prisma).
     const expectedDifferences: Record<string, [string, string]> = {
       "User.email": ["email", "string"],
