@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the specification's performance table (PHASE3_DAEMON.md, "Performance") on
+ * `npm run bench`: the performance table of bench/README.md (method and results there) on
  * the local PostgreSQL, in one run, on a fresh database that is dropped at the end.
  *
  * - Direct DB: the daemon's own Repository (src/query/Repository.ts) in this process, on the

@@ -1,7 +1,7 @@
 /**
  * Access layer. Deny by default; the service role `system` passes every rule.
  *
- * Defaults come from each entity's `acl:` block (DECISIONS.md): `public` admits any
+ * Defaults come from each entity's `acl:` block (docs/security.md, "Access rules"): `public` admits any
  * authenticated principal, a role admits that role and every role above it, `self` admits the
  * rows the caller owns (a row filter on the owner field), `system` admits the service role only.
  *

@@ -17,75 +17,137 @@ const opt = <A, I, R>(schema: Schema.Schema<A, I, R>, value: () => NoInfer<A>) =
 const strict = { onExcessProperty: "error" } as const
 
 export const TlsConfig = Schema.Struct({
-  enabled: opt(Schema.Boolean, () => false),
-  /** PEM certificate chain and private key of the server (re-read on SIGHUP). */
-  cert_file: Schema.optionalWith(NonEmpty, { exact: true }),
-  key_file: Schema.optionalWith(NonEmpty, { exact: true }),
-  /** PEM CA bundle: when set, clients must present a certificate it signed (mTLS). */
-  ca_file: Schema.optionalWith(NonEmpty, { exact: true }),
-  min_version: opt(Schema.Literal("TLSv1.2", "TLSv1.3"), () => "TLSv1.2" as const)
+  enabled: opt(Schema.Boolean, () => false).annotations({ description: "Serve `wss://` and `https://` directly." }),
+  cert_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "PEM certificate chain of the server: required when `enabled`, checked at start, re-read on SIGHUP."
+  }),
+  key_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "PEM private key of the server, unencrypted, matching the certificate: required when `enabled`, " +
+      "re-read on SIGHUP."
+  }),
+  ca_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "PEM CA bundle: when set, every client must present a certificate it signed (mutual TLS)."
+  }),
+  min_version: opt(Schema.Literal("TLSv1.2", "TLSv1.3"), () => "TLSv1.2" as const).annotations({
+    description: "Lowest TLS version accepted."
+  })
 }).annotations({ parseOptions: strict })
 
 export const ServerConfig = Schema.Struct({
-  host: opt(NonEmpty, () => "127.0.0.1"),
-  port: opt(Port, () => 50051),
-  /** Largest frame answered with a structured error; larger ones are refused with 400. */
-  max_payload: opt(PositiveInt, () => 1024 * 1024),
-  /** Requests of one connection executing at once; further frames wait (the socket is paused). */
-  max_in_flight: opt(PositiveInt, () => 64),
-  /** Open WebSocket connections in total (more: HTTP 503) and per remote address (more: HTTP 429). */
-  max_connections: opt(PositiveInt, () => 10_000),
-  max_connections_per_address: opt(PositiveInt, () => 1_000),
-  /** Seconds without a frame from the client before the connection is closed (0: never). */
-  idle_timeout: opt(NonNegativeInt, () => 600),
-  /** Seconds between pings; a peer that has not answered the previous ping is dropped (0: off). */
-  heartbeat_interval: opt(NonNegativeInt, () => 30),
-  /** Bytes of answers a slow reader may leave unsent before its connection is dropped. */
-  max_buffered_bytes: opt(PositiveInt, () => 16 * 1024 * 1024),
-  /** Seconds in-flight requests get to finish on SIGTERM/SIGINT before sockets are closed. */
-  shutdown_grace: opt(NonNegativeInt, () => 10),
-  tls: opt(TlsConfig, () => TlsConfig.make({}))
+  host: opt(NonEmpty, () => "127.0.0.1").annotations({ description: "Listen address (`0.0.0.0` for every interface)." }),
+  port: opt(Port, () => 50051).annotations({
+    description:
+      "Port of the WebSocket and of the HTTP endpoints, which share it; `0` picks a free port (printed in " +
+      "the \"listening on\" log line)."
+  }),
+  max_payload: opt(PositiveInt, () => 1024 * 1024).annotations({
+    description:
+      "Largest frame answered normally, in bytes. A larger frame gets a 400 answer (`id: null`) and the " +
+      "connection stays open; a frame over 4 × `max_payload` closes the connection with code 1009."
+  }),
+  max_in_flight: opt(PositiveInt, () => 64).annotations({
+    description: "Requests of one connection executing at once; further frames wait (the socket is paused)."
+  }),
+  max_connections: opt(PositiveInt, () => 10_000).annotations({
+    description: "Open WebSocket connections in total; more are refused with HTTP 503."
+  }),
+  max_connections_per_address: opt(PositiveInt, () => 1_000).annotations({
+    description: "Open WebSocket connections per remote address; more are refused with HTTP 429."
+  }),
+  idle_timeout: opt(NonNegativeInt, () => 600).annotations({
+    description:
+      "Seconds without a frame from the client before the connection is closed (code 1000); `0`: never. " +
+      "Checked every `heartbeat_interval` (every min(30 s, `idle_timeout`) when heartbeats are off)."
+  }),
+  heartbeat_interval: opt(NonNegativeInt, () => 30).annotations({
+    description: "Seconds between pings; a peer that has not answered the previous ping is dropped; `0`: off."
+  }),
+  max_buffered_bytes: opt(PositiveInt, () => 16 * 1024 * 1024).annotations({
+    description: "Bytes of answers a slow reader may leave unsent before its connection is dropped."
+  }),
+  shutdown_grace: opt(NonNegativeInt, () => 10).annotations({
+    description:
+      "Seconds in-flight requests get to finish on SIGTERM/SIGINT: the daemon stops accepting, waits at " +
+      "most this long, then closes the sockets with code 1001 ([Shutdown](operations.md#shutdown))."
+  }),
+  tls: opt(TlsConfig, () => TlsConfig.make({})).annotations({
+    description: "TLS and mutual TLS ([TLS](operations.md#tls-and-mutual-tls))."
+  })
 }).annotations({ parseOptions: strict })
 
 export const Adapter = Schema.Literal("sqlite", "postgresql", "mysql")
 export type Adapter = typeof Adapter.Type
 
 export const ConnectionConfig = Schema.Struct({
-  /** sqlite: the database file (relative paths are relative to the configuration file). */
-  filename: Schema.optionalWith(NonEmpty, { exact: true }),
-  /** sqlite: how long a writer waits for the lock, in milliseconds. */
-  busy_timeout: opt(NonNegativeInt, () => 5000),
-  host: Schema.optionalWith(NonEmpty, { exact: true }),
-  port: Schema.optionalWith(Port, { exact: true }),
-  database: Schema.optionalWith(NonEmpty, { exact: true }),
-  user: Schema.optionalWith(NonEmpty, { exact: true }),
-  password: Schema.optionalWith(Secret, { exact: true }),
-  /** A file holding the password (for example a mounted Kubernetes secret). */
+  filename: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "SQLite: the database file, **required** for sqlite (its folder is created; `:memory:` for a " +
+      "throw-away database)."
+  }),
+  busy_timeout: opt(NonNegativeInt, () => 5000).annotations({
+    description: "SQLite: how long a writer waits for the lock, in milliseconds."
+  }),
+  host: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "PostgreSQL/MySQL: the server, **required** for postgresql and mysql."
+  }),
+  port: Schema.optionalWith(Port, { exact: true }).annotations({
+    description: "PostgreSQL/MySQL: the server's port. Default: the driver's (5432 / 3306)."
+  }),
+  database: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "PostgreSQL/MySQL: the database, **required** for postgresql and mysql."
+  }),
+  user: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "PostgreSQL/MySQL: the user, **required** for postgresql and mysql."
+  }),
+  password: Schema.optionalWith(Secret, { exact: true }).annotations({
+    description: "The password: write `\"${DBAL_DB_PASSWORD}\"`, not the password itself."
+  }),
   password_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description:
-      "A file holding the database password (a trailing newline is ignored), e.g. a mounted Kubernetes Secret. A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential/LoadCredentialEncrypted), else against the configuration file's folder."
+      "A file holding the database password (a trailing newline is ignored; wins over `password`), e.g. a mounted Kubernetes Secret. A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential/LoadCredentialEncrypted), else against the configuration file's folder."
   }),
-  ssl_mode: opt(Schema.Literal("disable", "require", "verify-full"), () => "disable" as const)
+  ssl_mode: opt(Schema.Literal("disable", "require", "verify-full"), () => "disable" as const).annotations({
+    description: "`require`: encrypted, certificate not verified; `verify-full`: encrypted, certificate verified."
+  })
 }).annotations({ parseOptions: strict })
 
 export const DatabaseConfig = Schema.Struct({
-  adapter: opt(Adapter, () => "sqlite" as const),
-  connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, ssl_mode: "disable" as const })),
-  pool_size: Schema.optionalWith(PositiveInt, { exact: true }),
-  /** Connect timeout, milliseconds (an unreachable database answers 503 after this). */
-  timeout: opt(PositiveInt, () => 5000),
-  auto_migrate: opt(Schema.Boolean, () => false)
+  adapter: opt(Adapter, () => "sqlite" as const).annotations({
+    description:
+      "The database server: `mysql` serves MySQL 8 and MariaDB ([Database " +
+      "adapters](entities.md#database-adapters))."
+  }),
+  connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, ssl_mode: "disable" as const })).annotations({
+    description: "How to reach the database."
+  }),
+  pool_size: Schema.optionalWith(PositiveInt, { exact: true }).annotations({
+    description:
+      "Connections to PostgreSQL/MySQL per daemon process (SQLite uses one connection). Default: " +
+      "`performance.connection_pool_size`."
+  }),
+  timeout: opt(PositiveInt, () => 5000).annotations({
+    description:
+      "Connect timeout in milliseconds (PostgreSQL/MySQL): bounds each connection attempt and each wait for " +
+      "a free pool connection, never longer than `performance.query_timeout`; an unreachable database " +
+      "answers 503 after it."
+  }),
+  auto_migrate: opt(Schema.Boolean, () => false).annotations({
+    description: "Create missing tables and indexes at start ([Migrations](entities.md#migrations))."
+  })
 }).annotations({ parseOptions: strict })
 
 export const ServiceToken = Schema.Struct({
-  name: NonEmpty.pipe(Schema.pattern(/^[A-Za-z0-9_.-]{1,64}$/, { message: () => "a name of letters, digits, _ . - (at most 64)" })),
-  token: Schema.Redacted(
-    Schema.String.pipe(Schema.minLength(16, { message: () => "a token of at least 16 characters" }))
-  ),
-  /**
-   * Or a file holding the token (one line; a trailing newline is ignored), instead of `token`.
-   * Relative: against $CREDENTIALS_DIRECTORY when set (systemd credentials), else the config file's folder.
-   */
+  name: Schema.propertySignature(
+    NonEmpty.pipe(Schema.pattern(/^[A-Za-z0-9_.-]{1,64}$/, { message: () => "a name of letters, digits, _ . - (at most 64)" }))
+  ).annotations({
+    description: "The token's name: letters, digits, `_ . -` (at most 64), unique among the service tokens."
+  }),
+  token: Schema.propertySignature(
+    Schema.Redacted(Schema.String.pipe(Schema.minLength(16, { message: () => "a token of at least 16 characters" })))
+  ).annotations({
+    description: "The token itself, at least 16 characters: take it from the environment (`\"${DBAL_SERVICE_TOKEN}\"`)."
+  }),
   token_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description:
       "A file holding the token instead of `token` (a trailing newline is ignored). A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential/LoadCredentialEncrypted), else against the configuration file's folder."
@@ -95,185 +157,306 @@ export const ServiceToken = Schema.Struct({
 export const JwtAlgorithm = Schema.Literal("HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA")
 
 export const JwtConfig = Schema.Struct({
-  enabled: opt(Schema.Boolean, () => false),
-  /** Accepted signature algorithms. */
-  algorithms: opt(Schema.Array(JwtAlgorithm), () => ["HS256"] as const),
-  /** HS*: the shared secret (at least 32 bytes). */
+  enabled: opt(Schema.Boolean, () => false).annotations({ description: "Accept JWTs ([JWTs](security.md#jwts))." }),
+  algorithms: opt(Schema.Array(JwtAlgorithm), () => ["HS256"] as const).annotations({
+    description: "Accepted signature algorithms; HS* and public-key algorithms cannot be mixed."
+  }),
   secret: Schema.optionalWith(
     Schema.Redacted(Schema.String.pipe(Schema.minLength(32, { message: () => "a secret of at least 32 characters" }))),
     { exact: true }
-  ),
-  /** HS*: or a file holding the secret (credential path rules as `password_file`). */
+  ).annotations({ description: "HS*: the shared secret, at least 32 characters (required for HS*, unless `secret_file`)." }),
   secret_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description:
       "HS*: a file holding the shared secret instead of `secret` (a trailing newline is ignored). A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set, else against the configuration file's folder."
   }),
-  /** RS256/ES256/EdDSA: a PEM public key (SPKI). */
-  public_key_file: Schema.optionalWith(NonEmpty, { exact: true }),
-  /** Or a JSON Web Key Set file ({"keys": [...]}). */
-  jwks_file: Schema.optionalWith(NonEmpty, { exact: true }),
-  issuer: Schema.optionalWith(NonEmpty, { exact: true }),
-  audience: Schema.optionalWith(NonEmpty, { exact: true }),
-  /** Claim that carries the user's role (user, admin, god, supergod). */
-  role_claim: opt(NonEmpty, () => "role"),
-  /** Seconds of clock skew accepted on exp and nbf. */
-  clock_tolerance: opt(NonNegativeInt, () => 5)
+  public_key_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "RS256/ES256/EdDSA: a PEM public key (SPKI)…"
+  }),
+  jwks_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "…or a JSON Web Key Set file (`{\"keys\": [...]}`), which wins over `public_key_file`."
+  }),
+  issuer: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "When set, the `iss` every token must carry."
+  }),
+  audience: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "When set, the `aud` every token must carry."
+  }),
+  role_claim: opt(NonEmpty, () => "role").annotations({
+    description: "The claim that carries the user's role (`user`, `admin`, `god`, `supergod`)."
+  }),
+  clock_tolerance: opt(NonNegativeInt, () => 5).annotations({
+    description: "Seconds of clock skew accepted on `exp` and `nbf`."
+  })
 }).annotations({ parseOptions: strict })
 
 export const FailedAuthConfig = Schema.Struct({
-  /** Failed authentications a remote address may make in a burst... */
-  burst: opt(PositiveInt, () => 10),
-  /** ...and per minute after it; beyond that its authentications get 429. */
-  per_minute: opt(PositiveInt, () => 10)
+  burst: opt(PositiveInt, () => 10).annotations({
+    description: "Failed authentications a remote address may make at once…"
+  }),
+  per_minute: opt(PositiveInt, () => 10).annotations({
+    description:
+      "…and per minute after it; beyond, **every** request from that address gets 429, valid tokens " +
+      "included ([Failed authentications](security.md#failed-authentications))."
+  })
 }).annotations({ parseOptions: strict })
 
 export const AuthConfig = Schema.Struct({
-  service_tokens: opt(Schema.Array(ServiceToken), () => []),
-  /** Development only: print the service tokens at start so that a first request is easy. */
-  print_service_tokens: opt(Schema.Boolean, () => false),
-  /** Seconds a validated session token is remembered (0: look it up on every request). */
-  session_cache_ttl: opt(NonNegativeInt, () => 2),
-  jwt: opt(JwtConfig, () => JwtConfig.make({})),
-  failed_auth: opt(FailedAuthConfig, () => FailedAuthConfig.make({}))
+  service_tokens: opt(Schema.Array(ServiceToken), () => []).annotations({
+    description:
+      "Tokens that act as the service role `system` (what an application's own backend uses, for example to " +
+      "create sessions)."
+  }),
+  print_service_tokens: opt(Schema.Boolean, () => false).annotations({
+    description: "Development only: print the service tokens at start, so that a first request is easy."
+  }),
+  session_cache_ttl: opt(NonNegativeInt, () => 2).annotations({
+    description: "Seconds a checked session token is remembered (`0`: look it up on every request)."
+  }),
+  jwt: opt(JwtConfig, () => JwtConfig.make({})).annotations({ description: "JSON Web Tokens." }),
+  failed_auth: opt(FailedAuthConfig, () => FailedAuthConfig.make({})).annotations({
+    description: "The bound on failed authentications per remote address."
+  })
 }).annotations({ parseOptions: strict })
 
 export const RoleLimit = Schema.Struct({
-  requests_per_minute: PositiveInt,
-  burst: PositiveInt
+  requests_per_minute: Schema.propertySignature(PositiveInt).annotations({ description: "Refill rate of the role's bucket." }),
+  burst: Schema.propertySignature(PositiveInt).annotations({ description: "Size of the role's bucket." })
 }).annotations({ parseOptions: strict })
 
 export const RateLimitConfig = Schema.Struct({
-  enabled: opt(Schema.Boolean, () => true),
-  requests_per_minute: opt(PositiveInt, () => 600),
-  burst: opt(PositiveInt, () => 100),
-  /** Per-role limits replacing the two above for that role. */
+  enabled: opt(Schema.Boolean, () => true).annotations({
+    description: "Rate limiting on or off ([Rate limiting](security.md#rate-limiting))."
+  }),
+  requests_per_minute: opt(PositiveInt, () => 600).annotations({
+    description: "Token bucket per principal: refill rate…"
+  }),
+  burst: opt(PositiveInt, () => 100).annotations({ description: "…and size. Over it: 429 with `retryAfter`." }),
   roles: opt(
     Schema.Struct({
-      user: Schema.optionalWith(RoleLimit, { exact: true }),
-      admin: Schema.optionalWith(RoleLimit, { exact: true }),
-      god: Schema.optionalWith(RoleLimit, { exact: true }),
-      supergod: Schema.optionalWith(RoleLimit, { exact: true }),
-      system: Schema.optionalWith(RoleLimit, { exact: true })
+      user: Schema.optionalWith(RoleLimit, { exact: true }).annotations({ description: "Limits of role `user`." }),
+      admin: Schema.optionalWith(RoleLimit, { exact: true }).annotations({ description: "Limits of role `admin`." }),
+      god: Schema.optionalWith(RoleLimit, { exact: true }).annotations({ description: "Limits of role `god`." }),
+      supergod: Schema.optionalWith(RoleLimit, { exact: true }).annotations({
+        description: "Limits of role `supergod`."
+      }),
+      system: Schema.optionalWith(RoleLimit, { exact: true }).annotations({
+        description: "Limits of the service role `system`."
+      })
     }).annotations({ parseOptions: strict }),
     () => ({})
-  ),
-  /** memory: per process; redis: shared by every replica. */
-  store: opt(Schema.Literal("memory", "redis"), () => "memory" as const),
-  redis_url: opt(Schema.Redacted(NonEmpty), () => Redacted.make("redis://127.0.0.1:6379")),
-  key_prefix: opt(NonEmpty, () => "dbal:rl:"),
-  /** When Redis cannot be reached: local (this process's own buckets), open (admit), closed (503). */
-  on_store_error: opt(Schema.Literal("local", "open", "closed"), () => "local" as const),
-  /** Memory store: most principals remembered at once (idle ones are dropped first). */
-  max_keys: opt(PositiveInt, () => 100_000)
+  ).annotations({ description: "Per-role limits, replacing the two above for that role." }),
+  store: opt(Schema.Literal("memory", "redis"), () => "memory" as const).annotations({
+    description: "`memory`: per process; `redis`: one bucket per principal shared by every replica."
+  }),
+  redis_url: opt(Schema.Redacted(NonEmpty), () => Redacted.make("redis://127.0.0.1:6379")).annotations({
+    description: "Redis for `store: redis`."
+  }),
+  key_prefix: opt(NonEmpty, () => "dbal:rl:").annotations({
+    description: "Prefix of the Redis keys (`<prefix><role>:<user id>`)."
+  }),
+  on_store_error: opt(Schema.Literal("local", "open", "closed"), () => "local" as const).annotations({
+    description:
+      "When Redis cannot be reached: `local` (this process's own buckets), `open` (admit), `closed` (answer " +
+      "503)."
+  }),
+  max_keys: opt(PositiveInt, () => 100_000).annotations({
+    description: "Memory store: most principals remembered per role (idle ones are dropped first)."
+  })
 }).annotations({ parseOptions: strict })
 
 export const AclConfig = Schema.Struct({
-  rules_file: Schema.optionalWith(NonEmpty, { exact: true }),
-  /** Seconds between checks of the rules file for changes (0: every request). */
-  cache_ttl: opt(NonNegativeInt, () => 300)
+  rules_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "Access rules per role × entity × operation (format: `config/acl_rules.yaml`, see [Access " +
+      "rules](security.md#access-rules)); unreadable or broken at start: exit 1."
+  }),
+  cache_ttl: opt(NonNegativeInt, () => 300).annotations({
+    description: "Seconds between checks of the rules file for changes (`0`: on every request)."
+  })
 }).annotations({ parseOptions: strict })
 
 export const AuditConfig = Schema.Struct({
-  /** Also write every record to stdout (for log collection on Kubernetes). */
-  stdout: opt(Schema.Boolean, () => false),
-  /** Also insert every record into this table (created, if missing, when the daemon starts). */
+  stdout: opt(Schema.Boolean, () => false).annotations({
+    description: "Also write each record to stdout as `{\"audit\": {...}}` (for log collection on Kubernetes)."
+  }),
   sql_table: Schema.optionalWith(
     NonEmpty.pipe(Schema.pattern(/^[a-z][a-z0-9_]{0,62}$/, { message: () => "a snake_case table name" })),
     { exact: true }
-  ),
-  /** fsync the file before a write is acknowledged (batched across concurrent requests). */
-  fsync: opt(Schema.Boolean, () => true),
-  /** Rotate the file when it grows past this size... */
-  max_size_mb: opt(PositiveInt, () => 100),
-  /** ...and at the first record of each new UTC day. */
-  rotate_daily: opt(Schema.Boolean, () => true),
-  /** Rotated files kept (oldest removed first)... */
-  max_files: opt(PositiveInt, () => 14),
-  /** ...and none older than this many days. */
-  max_age_days: opt(PositiveInt, () => 30),
-  /** When the audit log cannot be written: writes always fail with 503; reads are allowed or denied. */
-  on_failure_reads: opt(Schema.Literal("allow", "deny"), () => "allow" as const)
+  ).annotations({
+    description:
+      "Also insert each record into this table of the served database (created when the daemon starts; " +
+      "columns `id`, `at`, `record`)."
+  }),
+  fsync: opt(Schema.Boolean, () => true).annotations({
+    description: "A write is answered only after its record is on disk (concurrent records share one fsync)."
+  }),
+  max_size_mb: opt(PositiveInt, () => 100).annotations({
+    description: "Rotate the file when a batch would take it past this many megabytes…"
+  }),
+  rotate_daily: opt(Schema.Boolean, () => true).annotations({
+    description: "…and at the first record of each new UTC day."
+  }),
+  max_files: opt(PositiveInt, () => 14).annotations({
+    description: "Rotated files kept (the oldest are removed first)…"
+  }),
+  max_age_days: opt(PositiveInt, () => 30).annotations({ description: "…and none older than this many days." }),
+  on_failure_reads: opt(Schema.Literal("allow", "deny"), () => "allow" as const).annotations({
+    description: "While the audit log cannot be written, writes always get 503; reads are allowed or refused (503)."
+  })
 }).annotations({ parseOptions: strict })
 
 export const SecurityConfig = Schema.Struct({
-  /** strict: run under Node's permission model (see README, "Sandbox"). */
-  sandbox: opt(Schema.Literal("none", "strict"), () => "none" as const),
-  /** Let the strict sandbox run as root (refused by default). */
-  sandbox_allow_root: opt(Schema.Boolean, () => false),
-  audit_log: opt(Schema.Boolean, () => true),
-  audit_log_path: Schema.optionalWith(NonEmpty, { exact: true }),
-  audit: opt(AuditConfig, () => AuditConfig.make({})),
-  /** Fields never returned to anyone, in addition to the entities' own: "Entity.field". */
-  never_expose: opt(Schema.Array(NonEmpty.pipe(Schema.pattern(/^[A-Z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*$/, { message: () => "Entity.field (e.g. User.email)" }))), () => []),
-  rate_limit: opt(RateLimitConfig, () => RateLimitConfig.make({})),
-  acl: opt(AclConfig, () => ({ cache_ttl: 300 })),
-  auth: opt(AuthConfig, () => AuthConfig.make({}))
+  sandbox: opt(Schema.Literal("none", "strict"), () => "none" as const).annotations({
+    description:
+      "`strict`: run under Node's permission model ([Sandbox](operations.md#sandbox)); needs `npm run " +
+      "build`."
+  }),
+  sandbox_allow_root: opt(Schema.Boolean, () => false).annotations({
+    description: "Let the strict sandbox start as root (refused otherwise)."
+  }),
+  audit_log: opt(Schema.Boolean, () => true).annotations({
+    description: "Write an audit record for every request ([Audit log](security.md#audit-log))."
+  }),
+  audit_log_path: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "The JSON-lines audit file (created `0600`, missing folders `0700`); without it, records go to stdout " +
+      "only."
+  }),
+  audit: opt(AuditConfig, () => AuditConfig.make({})).annotations({
+    description: "Where and how audit records are kept."
+  }),
+  never_expose: opt(Schema.Array(NonEmpty.pipe(Schema.pattern(/^[A-Z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*$/, { message: () => "Entity.field (e.g. User.email)" }))), () => []).annotations({
+    description:
+      "Fields never returned to anyone (`system` included), as `\"Entity.field\"` with wire names, in " +
+      "addition to the entities' own `never_expose`; a name that is not a field stops the start."
+  }),
+  rate_limit: opt(RateLimitConfig, () => RateLimitConfig.make({})).annotations({
+    description: "Request rate limits per principal."
+  }),
+  acl: opt(AclConfig, () => ({ cache_ttl: 300 })).annotations({
+    description: "Access rules beyond the entities' defaults."
+  }),
+  auth: opt(AuthConfig, () => AuthConfig.make({})).annotations({
+    description: "Authentication ([Authentication](security.md#authentication))."
+  })
 }).annotations({ parseOptions: strict })
 
 export const PerformanceConfig = Schema.Struct({
-  /** Bound on every request, milliseconds (504 past it). */
-  query_timeout: opt(PositiveInt, () => 30000),
-  max_query_complexity: opt(PositiveInt, () => 1000),
-  connection_pool_size: opt(PositiveInt, () => 20),
-  cache_enabled: opt(Schema.Boolean, () => false),
-  cache_size_mb: opt(PositiveInt, () => 256),
-  default_page_size: opt(PositiveInt, () => 20),
-  max_page_size: opt(PositiveInt, () => 100),
-  /** Most records one createMany may insert. */
-  max_batch_size: opt(PositiveInt, () => 1000),
-  /** Most operations one `transaction` may hold. */
-  max_transaction_ops: opt(PositiveInt, () => 100),
-  /** Transient database failures retried (reads always; writes only when nothing was sent). */
+  query_timeout: opt(PositiveInt, () => 30000).annotations({
+    description:
+      "Bound on every request in milliseconds, retries included; past it the answer is 504 " +
+      "([Timeouts](operations.md#timeouts-and-cancellation))."
+  }),
+  max_query_complexity: opt(PositiveInt, () => 1000).annotations({
+    description:
+      "Largest score of a `list`, `count`, `findFirst`, `updateMany` or `deleteMany`; 422 past it ([Query " +
+      "complexity](operations.md#query-complexity))."
+  }),
+  connection_pool_size: opt(PositiveInt, () => 20).annotations({
+    description: "Pool size when `database.pool_size` is not set."
+  }),
+  cache_enabled: opt(Schema.Boolean, () => false).annotations({
+    description: "Turn on the result cache ([Result cache](operations.md#result-cache))."
+  }),
+  cache_size_mb: opt(PositiveInt, () => 256).annotations({
+    description: "Memory bound of the result cache in megabytes (approximate)."
+  }),
+  default_page_size: opt(PositiveInt, () => 20).annotations({
+    description: "`list` limit when none is given (at most `max_page_size`)."
+  }),
+  max_page_size: opt(PositiveInt, () => 100).annotations({ description: "Largest `list` limit." }),
+  max_batch_size: opt(PositiveInt, () => 1000).annotations({ description: "Most records one `createMany` may insert." }),
+  max_transaction_ops: opt(PositiveInt, () => 100).annotations({
+    description: "Most operations one `transaction` may hold."
+  }),
   retry: opt(
     Schema.Struct({
-      max_retries: opt(NonNegativeInt, () => 3),
-      initial_delay_ms: opt(PositiveInt, () => 100),
-      max_delay_ms: opt(PositiveInt, () => 5000)
+      max_retries: opt(NonNegativeInt, () => 3).annotations({
+        description: "Retries of one transient failure (`0`: none)."
+      }),
+      initial_delay_ms: opt(PositiveInt, () => 100).annotations({
+        description: "First delay in milliseconds; doubled at each retry, jittered ×0.8–1.2…"
+      }),
+      max_delay_ms: opt(PositiveInt, () => 5000).annotations({ description: "…and capped at this many milliseconds." })
     }).annotations({ parseOptions: strict }),
     () => ({ max_retries: 3, initial_delay_ms: 100, max_delay_ms: 5000 })
-  )
+  ).annotations({
+    description:
+      "Retries of transient database failures: reads always, writes only when nothing can have been applied " +
+      "([Retries](operations.md#retries))."
+  })
 }).annotations({ parseOptions: strict })
 
 export const TracingConfig = Schema.Struct({
-  /** Export spans over OTLP/HTTP (off by default). */
-  enabled: opt(Schema.Boolean, () => false),
-  /** OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces */
-  otlp_endpoint: Schema.optionalWith(NonEmpty, { exact: true }),
-  service_name: opt(NonEmpty, () => "dbal-daemon")
+  enabled: opt(Schema.Boolean, () => false).annotations({
+    description: "Export spans over OTLP/HTTP ([Tracing and logs](operations.md#tracing-and-logs))."
+  }),
+  otlp_endpoint: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "The collector's traces endpoint, e.g. `http://otel-collector:4318/v1/traces`; without it nothing is " +
+      "exported, and a warning is logged."
+  }),
+  service_name: opt(NonEmpty, () => "dbal-daemon").annotations({ description: "`service.name` of the exported spans." })
 }).annotations({ parseOptions: strict })
 
 export const EntitiesConfig = Schema.Struct({
-  /** Folder of entity definitions (*.yaml); default: the shipped config/entities. */
-  dir: Schema.optionalWith(NonEmpty, { exact: true }),
-  /** A schema.prisma to read the entities from instead (the YAML folder is then not read). */
-  prisma_schema: Schema.optionalWith(NonEmpty, { exact: true })
+  dir: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "Folder of entity definitions (`*.yaml`/`*.yml`, searched recursively). Default: the package's " +
+      "`config/entities`."
+  }),
+  prisma_schema: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description:
+      "Read the entities from this `schema.prisma` instead; `dir` is then not read ([Prisma " +
+      "bridge](entities.md#prisma-bridge))."
+  })
 }).annotations({ parseOptions: strict })
 
 export const LoggingConfig = Schema.Struct({
-  level: opt(Schema.Literal("debug", "info", "warning", "error"), () => "info" as const)
+  level: opt(Schema.Literal("debug", "info", "warning", "error"), () => "info" as const).annotations({
+    description: "Lowest level of the JSON log lines written to stdout."
+  })
 }).annotations({ parseOptions: strict })
 
 export const ClusterConfig = Schema.Struct({
-  /** This replica's name, written into every audit record (default: the host name). */
-  replica_name: Schema.optionalWith(NonEmpty, { exact: true }),
-  /**
-   * How replicas tell each other about writes (so that caches forget at once on every replica):
-   * none (a single replica), postgresql (LISTEN/NOTIFY on the served database), redis (pub/sub).
-   */
-  changes: opt(Schema.Literal("none", "postgresql", "redis"), () => "none" as const),
-  channel: opt(NonEmpty.pipe(Schema.pattern(/^[a-z_][a-z0-9_]{0,62}$/, { message: () => "a lower-case identifier" })), () => "dbal_changes"),
-  redis_url: opt(Schema.Redacted(NonEmpty), () => Redacted.make("redis://127.0.0.1:6379"))
+  replica_name: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
+    description: "This replica's name, written into every audit record. Default: the host name."
+  }),
+  changes: opt(Schema.Literal("none", "postgresql", "redis"), () => "none" as const).annotations({
+    description:
+      "How replicas tell each other about writes, so that caches forget at once on every replica: `none` (a " +
+      "single replica), `postgresql` (LISTEN/NOTIFY on the served database; needs `database.adapter: " +
+      "postgresql`), `redis` (pub/sub) ([Replicas](deployment.md#replicas))."
+  }),
+  channel: opt(NonEmpty.pipe(Schema.pattern(/^[a-z_][a-z0-9_]{0,62}$/, { message: () => "a lower-case identifier" })), () => "dbal_changes").annotations({
+    description: "The NOTIFY channel or Redis pub/sub channel."
+  }),
+  redis_url: opt(Schema.Redacted(NonEmpty), () => Redacted.make("redis://127.0.0.1:6379")).annotations({
+    description: "Redis for `changes: redis`."
+  })
 }).annotations({ parseOptions: strict })
 
 export const ConfigFile = Schema.Struct({
-  server: opt(ServerConfig, () => ServerConfig.make({})),
-  database: opt(DatabaseConfig, () => DatabaseConfig.make({})),
-  security: opt(SecurityConfig, () => SecurityConfig.make({})),
-  performance: opt(PerformanceConfig, () => PerformanceConfig.make({})),
-  entities: opt(EntitiesConfig, () => ({})),
-  logging: opt(LoggingConfig, () => ({ level: "info" as const })),
-  tracing: opt(TracingConfig, () => TracingConfig.make({})),
-  cluster: opt(ClusterConfig, () => ClusterConfig.make({}))
+  server: opt(ServerConfig, () => ServerConfig.make({})).annotations({
+    description: "The listener: the WebSocket and the HTTP endpoints on one port."
+  }),
+  database: opt(DatabaseConfig, () => DatabaseConfig.make({})).annotations({
+    description: "The database the daemon serves."
+  }),
+  security: opt(SecurityConfig, () => SecurityConfig.make({})).annotations({
+    description: "Authentication, access rules, rate limits, audit log and sandbox."
+  }),
+  performance: opt(PerformanceConfig, () => PerformanceConfig.make({})).annotations({
+    description: "Bounds on requests, pages, retries and the result cache."
+  }),
+  entities: opt(EntitiesConfig, () => ({})).annotations({
+    description: "Where the entity definitions come from ([Entities](entities.md))."
+  }),
+  logging: opt(LoggingConfig, () => ({ level: "info" as const })).annotations({ description: "Log lines." }),
+  tracing: opt(TracingConfig, () => TracingConfig.make({})).annotations({ description: "OpenTelemetry spans." }),
+  cluster: opt(ClusterConfig, () => ClusterConfig.make({})).annotations({
+    description: "Several replicas behind one address ([Replicas](deployment.md#replicas))."
+  })
 }).annotations({ parseOptions: strict })
 
 export type ConfigFile = typeof ConfigFile.Type

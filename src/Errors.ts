@@ -1,8 +1,8 @@
 /**
  * The one error table of the daemon. Every failure a request can meet is one of these tagged
  * errors; `toWireError` maps it to `{code, message, details}` once, at the edge. Messages are
- * those of `errors.yaml`; details help the caller fix the request and never carry SQL, driver
- * messages or stack traces.
+ * those of metabuilder's error table (docs/protocol.md, "Errors"); details help the caller fix
+ * the request and never carry SQL, driver messages or stack traces.
  */
 import { Schema } from "effect"
 
@@ -101,7 +101,7 @@ export interface WireError {
   readonly details?: Record<string, unknown>
 }
 
-/** Machine-readable names, as in errors.yaml; used by the audit log and metrics. */
+/** Machine-readable names (docs/protocol.md, "Errors"); used by the audit log and metrics. */
 export const errorName = (e: RequestError): string => {
   switch (e._tag) {
     case "TransactionOpFailed":

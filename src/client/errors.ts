@@ -22,7 +22,7 @@ export interface FieldError {
 
 export class DbalError extends Data.TaggedError("DbalError")<{
   readonly kind: DbalErrorKind
-  /** The daemon's error code (DECISIONS.md) for kind "Server"; 502/503/504 for the client's own kinds. */
+  /** The daemon's error code (docs/protocol.md, "Errors") for kind "Server"; 502/503/504 for the client's own kinds. */
   readonly code: number
   readonly message: string
   /** The daemon's `details` (e.g. `fields` for 422, `retryAfter` for 429, `reason` for client errors). */

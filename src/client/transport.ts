@@ -1,7 +1,7 @@
 /**
  * What both modes of the client provide: send one request, get its result or a DbalError. The
  * in-process transport (development) and the WebSocket transport (production) both speak the
- * wire frames of DECISIONS.md, so the typed API above them is one implementation.
+ * wire frames of docs/protocol.md, so the typed API above them is one implementation.
  */
 import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"

@@ -1,5 +1,5 @@
 /**
- * Reads entity definitions in the format of metabuilder-dbal's `api/schema/entities/*.yaml` and
+ * Reads entity definitions (the YAML format of metabuilder's entities, docs/entities.md) and
  * checks them: every problem is reported with its file and key path, so a broken definition
  * stops the daemon before it listens.
  */

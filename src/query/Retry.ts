@@ -35,7 +35,7 @@ export interface RetrySettings {
   readonly max_delay_ms: number
 }
 
-/** errors.yaml error_handling.retry_strategy */
+/** The retry strategy of metabuilder's error table (docs/operations.md, "Retries"). */
 export const defaultRetrySettings: RetrySettings = { max_retries: 3, initial_delay_ms: 100, max_delay_ms: 5000 }
 
 export type Transience = "notSent" | "rolledBack" | "lost"

@@ -1,5 +1,5 @@
 /**
- * The wire protocol (DECISIONS.md): one JSON object per text frame.
+ * The wire protocol (docs/protocol.md): one JSON object per text frame.
  * Request `{id, method, params?, auth?}`; success `{id, result}`; failure `{id, error}`.
  */
 import { BadRequest, type WireError } from "../Errors.js"

@@ -1,5 +1,5 @@
 /**
- * deploy/systemd/dbal-daemon.service: the unit's keys (hardening of PHASE3_DAEMON.md and more,
+ * deploy/systemd/dbal-daemon.service: the unit's keys (the hardening docs/deployment.md lists,
  * paths agreeing with config/production.yaml as the daemon reads it), and
  * `systemd-analyze verify` where systemd-analyze is installed.
  */

@@ -1,5 +1,5 @@
 /**
- * The conformance cases of the data model (metabuilder-dbal/common/contracts/conformance_cases.yaml),
+ * The conformance cases of the data model (test/fixtures/metabuilder/common/contracts/conformance_cases.yaml),
  * run against the real daemon process over a real WebSocket, on every dialect, as the service
  * principal. One daemon per dialect on a fresh database; the cases run in file order (they are
  * written to pass in that order on a fresh database — the first test checks that no two cases
@@ -12,7 +12,7 @@ import { parse } from "yaml"
 import { type Answer, type Client, connect, type Daemon, root, startDaemon } from "../support/daemon.js"
 import { createDatabase, daemonConfig, type DialectName, serviceAuth, skipDialect, type TestDatabase, writeConfig } from "../support/services.js"
 
-const casesFile = path.resolve(root, "..", "shared", "spec", "metabuilder-dbal", "common", "contracts", "conformance_cases.yaml")
+const casesFile = path.resolve(root, "test", "fixtures", "metabuilder", "common", "contracts", "conformance_cases.yaml")
 
 interface Step {
   readonly action: "create" | "read" | "update" | "delete" | "getTree"
@@ -33,7 +33,7 @@ interface Case {
 
 const loadCases = (): ReadonlyArray<Case> => {
   if (!fs.existsSync(casesFile)) {
-    throw new Error(`conformance cases not found at ${casesFile} (expected the shared spec next to the repository: ../shared/spec/...)`)
+    throw new Error(`conformance cases not found at ${casesFile} (a copy of metabuilder's file: see test/fixtures/README.md)`)
   }
   const doc: unknown = parse(fs.readFileSync(casesFile, "utf8"))
   if (!Array.isArray(doc) || doc.length === 0) throw new Error(`${casesFile}: expected a non-empty list of cases`)

@@ -1,5 +1,5 @@
 /**
- * Every method of the protocol (DECISIONS.md), through the real RpcHandler on a real database,
+ * Every method of the protocol (docs/protocol.md), through the real RpcHandler on a real database,
  * with identical expectations on SQLite, PostgreSQL and MySQL/MariaDB.
  */
 import { describe, expect, it } from "vitest"

@@ -1,5 +1,5 @@
 /**
- * A daemon whose entities come from the shared metabuilder schema.prisma
+ * A daemon whose entities come from metabuilder's schema.prisma (test/fixtures/metabuilder)
  * (`entities.prisma_schema`): it migrates the models' tables and serves them through the real
  * RpcHandler as the service principal, on each dialect whose server answers.
  */
@@ -12,7 +12,7 @@ import { startInProcess } from "../support/inprocess.js"
 import { createDatabase, daemonConfig, serviceAuth, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
 import { type Answer, DIALECTS, expectIsoUtc, expectUuidV4, type Rec, uid } from "./harness.js"
 
-const SHARED = fileURLToPath(new URL("../../../shared/spec/metabuilder-dbal/backends/prisma/schema.prisma", import.meta.url))
+const METABUILDER_PRISMA = fileURLToPath(new URL("../fixtures/metabuilder/backends/prisma/schema.prisma", import.meta.url))
 
 interface ListResult {
   readonly data: ReadonlyArray<Rec>
@@ -36,7 +36,7 @@ for (const dialect of DIALECTS) {
       const file = writeConfig(
         {
           ...base,
-          entities: { prisma_schema: SHARED },
+          entities: { prisma_schema: METABUILDER_PRISMA },
           security: { ...(base.security as Rec), never_expose: ["Credential.passwordHash"], acl: { rules_file: "rules.yaml" } }
         },
         dir

@@ -1,7 +1,7 @@
 /**
  * The expected access decision of every entity × principal × method under the shipped rules,
  * written out by hand from config/acl_rules.yaml and the entities' `acl:` blocks
- * (config/entities/*.yaml, summarised in the README's "Access rules"). Nothing here is computed
+ * (config/entities/*.yaml, summarised in docs/security.md, "Access rules"). Nothing here is computed
  * by the daemon's own access code: access.test.ts runs every cell through the real daemon and
  * compares.
  *
@@ -134,7 +134,7 @@ export const EXPECTED: Record<Entity, Record<Kind, Record<EntityMethod, Code>>> 
   ENTITIES.map((e) => [e, Object.fromEntries(KINDS.map((k) => [k, parseRow(TABLE[e][k], `${e}.${k}`)]))])
 ) as Record<Entity, Record<Kind, Record<EntityMethod, Code>>>
 
-/** The operation(s) each method is decided under (README, "Access rules": Operations). */
+/** The operation(s) each method is decided under (docs/security.md, "Access rules": Operations). */
 export const OPERATIONS_OF: Record<EntityMethod, ReadonlyArray<"create" | "read" | "update" | "delete">> = {
   create: ["create"],
   createMany: ["create"],

@@ -14,7 +14,7 @@
  *    and serves again within a bound after the cluster is back (recovery time measured); reads never
  *    miss an acknowledged record; afterwards EVERY acknowledged create is in the database (queried
  *    directly) with the id it was answered with, and has a success audit record. A refused create may
- *    have been committed (README: a write whose connection was lost mid-statement, or answered 504,
+ *    have been committed (docs/security.md, "Audit log": a write whose connection was lost mid-statement, or answered 504,
  *    may have committed; and `create` reads its row back with a second statement after the INSERT
  *    has committed, so a read-back that fails is a 503 for a committed row), so only
  *    acknowledged ⊆ stored ⊆ sent is asserted; refused-but-stored rows (and how many of them have no

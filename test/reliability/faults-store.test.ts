@@ -12,7 +12,7 @@
  *    burst; local → the process-local bucket (429 after the burst, admitted ≤ burst + refill).
  *    Nothing hangs: every answer within 2 s, in every phase. Then redis-server is started again on
  *    the same port (empty: no persistence), and without restarting anything each daemon must use
- *    it again: its "answers again" log line (README: logged once per outage and once on return;
+ *    it again: its "answers again" log line (docs/security.md, "Rate limiting": logged once per outage and once on return;
  *    one return per outage line is asserted), keys under the prefix in the new Redis, the closed
  *    daemon answering from Redis again (200/429; a 503 only after the store call's 500 ms bound),
  *    and one budget shared by all three daemons again (a fresh JWT user with burst 6 spread over
@@ -24,11 +24,11 @@
  *    the first 503 the test sees on, every write sent must be refused with 503 "the audit log
  *    cannot be written" BEFORE it runs (its slug is not in the database, queried directly); reads
  *    are answered (`on_failure_reads: allow`); every write acknowledged so far already has its
- *    record on disk. The filler is deleted: writes are accepted again (README: records are retained
+ *    record on disk. The filler is deleted: writes are accepted again (docs/security.md, "Audit log": records are retained
  *    and retried, writes refused "until a retry succeeds"), recovery time measured. At the end the
  *    audit file is parsed (every line JSON): every acknowledged write has exactly one success
  *    record, and — since the retained records were written on recovery — so has every row in the
- *    database, including a write that committed just as its record failed (README: such a write is
+ *    database, including a write that committed just as its record failed (docs/security.md, "Audit log": such a write is
  *    answered 503 although committed; counted as committed_answered_503). Short 1 cycle, long 4.
  *    Then a remount read-only of that tmpfs is tried under write load: Linux refuses it (EBUSY)
  *    while the daemon holds the log open for writing, which is why case 3 uses ext4.
@@ -565,7 +565,7 @@ describe.skipIf(skipRedis)("Redis (rate-limit store) stopped under steady load",
       if (s.code === 503) expect(s.reason, what).toBe("the rate-limit store does not answer")
       expect(s.answeredAt - s.sentAt, what).toBeLessThan(RL_ANSWER_BOUND_MS)
     }
-    // Logged once per outage and once on each return (README). A daemon starved of CPU may see
+    // Logged once per outage and once on each return (docs/security.md, "Rate limiting"). A daemon starved of CPU may see
     // an outage of its own (a call past its 500 ms bound): counted, and logged the same way.
     for (const [i, d] of started.entries()) {
       expect(count(d.output(), STORE_DOWN), `${policyOf(i)}: warnings\n${storeLines()}`).toBeGreaterThanOrEqual(RL_CYCLES)
@@ -712,7 +712,7 @@ class WriteLoad {
 
 /**
  * Starts a daemon whose audit log cannot be written at start. It must refuse to start (exit 1, a
- * line naming audit_log_path and EROFS: README, problems found at start exit 1) or, if it starts,
+ * line naming audit_log_path and EROFS: docs/security.md, "Audit log": problems found at start exit 1) or, if it starts,
  * refuse every write before it runs. Returns the outcome.
  */
 const startOnReadOnlyLog = async (db: TestDatabase, file: string): Promise<string> => {

@@ -15,7 +15,7 @@
  * details, the id the protocol promises (the frame's own when it is JSON with a usable id, else
  * null), and no stack trace, SQL, driver error or file path; or — only for the frames that close
  * the connection — a close with the code for it, after which the fuzzer reconnects and goes on:
- * 1009 for a frame over 4 × max_payload (README "Limits"), and RFC 6455's 1007 for a text frame
+ * 1009 for a frame over 4 × max_payload (docs/operations.md, "Limits"), and RFC 6455's 1007 for a text frame
  * that is not UTF-8 and 1002 for a protocol violation (the `ws` server's own closes). No unhandled rejection in the test process; after the wire run the
  * daemon is alive, /health answers 200 and its output holds no stack trace or unhandled error.
  *
@@ -57,7 +57,7 @@ const WIRE_CHUNK = 250
 // The oracle
 // ---------------------------------------------------------------------------------------------
 
-/** The documented codes and their messages (README "Errors", src/Errors.ts). 500 is a bug. */
+/** The documented codes and their messages (docs/protocol.md, "Errors"; src/Errors.ts). 500 is a bug. */
 const MESSAGES: ReadonlyMap<number, string> = new Map([
   [400, "Bad request"],
   [401, "Authentication required"],
@@ -105,7 +105,7 @@ const cpuSince = (before: NodeJS.CpuUsage) => {
 const ANY_ID: unique symbol = Symbol("any id")
 type ExpectedId = string | number | null | typeof ANY_ID
 
-/** The id the protocol promises for a frame (DECISIONS.md): its own when usable, else null. */
+/** The id the protocol promises for a frame (docs/protocol.md, "Frames"): its own when usable, else null. */
 const expectedId = (text: string): ExpectedId => {
   let raw: unknown
   try {
@@ -991,7 +991,7 @@ interface Prepared {
 /** The frame's bytes, its placeholder ids replaced by the frame's unique tag. */
 const textBytes = (text: string, n: number) => Buffer.from(text.split(PLACEHOLDER_JSON).join(JSON.stringify(tagOf(n))), "utf8")
 
-/** Expectation of a text frame of these bytes, by the README's limits and the protocol's id rule. */
+/** Expectation of a text frame of these bytes, by the documented limits (docs/operations.md) and the protocol's id rule. */
 const expectText = (buf: Buffer): Expectation => {
   if (buf.length > HARD_LIMIT) return { close: 1009 }
   if (!isUtf8(buf)) return { close: 1007 }

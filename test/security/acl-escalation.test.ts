@@ -1,5 +1,5 @@
 /**
- * No role escalation (DECISIONS.md, Access rules): nobody but `system` sets a role above their
+ * No role escalation (docs/security.md, "Access rules"): nobody but `system` sets a role above their
  * own, on create, update, updateMany or upsert; and non-system principals cannot update or delete
  * a User ranked above them (those rows are outside what they may write: 404). System can.
  */

@@ -1,5 +1,5 @@
 /**
- * The real database servers the tests use (../shared/SERVICES.md). Each run gets its own
+ * The real database servers the tests use (CONTRIBUTING.md, "Services"). Each run gets its own
  * database with a random name and drops it at the end. A server that does not answer skips its
  * suites with a line saying why, unless DBAL_REQUIRE_SERVICES=1, where it is a failure.
  */

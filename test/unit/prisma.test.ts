@@ -1,5 +1,5 @@
 /**
- * The Prisma bridge (src/entity/Prisma.ts): the shared metabuilder schema.prisma gives the same
+ * The Prisma bridge (src/entity/Prisma.ts): metabuilder's schema.prisma (test/fixtures/metabuilder) gives the same
  * eight entities as config/entities (modulo the differences listed below, which are what the
  * Prisma file says or does not say), and broken or unsupported Prisma input is reported with the
  * file, model and field, never thrown.
@@ -15,10 +15,10 @@ import type { EntityDef, EntityRegistryShape, FieldDef } from "../../src/entity/
 import { loadPrismaRegistry, prismaToRaws, readPrismaSchema } from "../../src/entity/Prisma.js"
 import { validateCreate } from "../../src/entity/Validate.js"
 
-const SHARED = fileURLToPath(new URL("../../../shared/spec/metabuilder-dbal/backends/prisma/schema.prisma", import.meta.url))
+const METABUILDER_PRISMA = fileURLToPath(new URL("../fixtures/metabuilder/backends/prisma/schema.prisma", import.meta.url))
 const YAML_DIR = fileURLToPath(new URL("../../config/entities", import.meta.url))
 
-const prisma = loadPrismaRegistry(SHARED)
+const prisma = loadPrismaRegistry(METABUILDER_PRISMA)
 const yaml = loadRegistry(YAML_DIR)
 
 const entity = (r: EntityRegistryShape, name: string): EntityDef => {
@@ -49,9 +49,9 @@ const problemsOf = (src: string): Array<string> => {
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-prisma-unit-"))
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }))
 
-describe("the shared schema.prisma", () => {
+describe("metabuilder's schema.prisma (test/fixtures)", () => {
   it("parses without problems into the eight entities", () => {
-    const { problems, raws } = readPrismaSchema(SHARED)
+    const { problems, raws } = readPrismaSchema(METABUILDER_PRISMA)
     expect(problems).toEqual([])
     expect(raws.map((r) => r.doc.entity)).toEqual(["User", "Credential", "Session", "PageView", "ComponentHierarchy", "Workflow", "LuaScript", "Package"])
     expect([...prisma.entities.keys()].sort()).toEqual([...yaml.entities.keys()].sort())
@@ -80,7 +80,7 @@ describe("the shared schema.prisma", () => {
   })
 
   it("has the same types as the YAML entities except where Prisma says less", () => {
-    // Prisma String cannot say json, text or email; the shared file stores JSON as String
+    // Prisma String cannot say json, text or email; metabuilder's file stores JSON as String
     // (SQLite-era Prisma).
     const expectedDifferences: Record<string, [string, string]> = {
       "User.email": ["email", "string"],
