@@ -175,6 +175,15 @@ export const AuditConfig = Schema.Struct({
   max_files: opt(PositiveInt, () => 14),
   /** ...and none older than this many days. */
   max_age_days: opt(PositiveInt, () => 30),
+  /**
+   * Largest audit record, in bytes of its JSON line: a larger one (a bulk write's many record ids)
+   * is summarized — identity, method, entity and outcome kept, the first record ids that fit, and
+   * `summarized: {originalBytes, recordIdCount, detailsDropped}`. At least 4096.
+   */
+  max_record_bytes: opt(
+    Schema.Int.pipe(Schema.greaterThanOrEqualTo(4096, { message: () => "an integer >= 4096" })),
+    () => 8192
+  ),
   /** When the audit log cannot be written: writes always fail with 503; reads are allowed or denied. */
   on_failure_reads: opt(Schema.Literal("allow", "deny"), () => "allow" as const)
 }).annotations({ parseOptions: strict })

@@ -64,6 +64,12 @@ const auditRecordsKey = MetricKey.counter("dbal_audit_records_total", {
 })
 export const auditRecordsOf = (result: string) => labelledCounter(auditRecordsKey, { result })
 
+const auditFilesDeletedKey = MetricKey.counter("dbal_audit_files_deleted_total", {
+  description: "Rotated audit files removed by retention, by reason (max_files or max_age_days)",
+  incremental: true
+})
+export const auditFilesDeletedOf = (reason: string) => labelledCounter(auditFilesDeletedKey, { reason })
+
 const cacheLookupsKey = MetricKey.counter("dbal_cache_lookups_total", {
   description: "Result cache lookups, by result (hit or miss)",
   incremental: true
