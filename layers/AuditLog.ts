@@ -10,18 +10,20 @@
  * written share the next fsync (group commit). Reads do not wait. When a batch cannot be written,
  * its records are kept in memory and retried, the log is marked unhealthy, and until a retry
  * succeeds writes are refused with 503 before they run (reads follow `on_failure_reads`).
- * Rotation by size and by UTC day; retention by count and by age. Shutdown flushes.
+ * Rotation by size and by UTC day; retention by count and by age, each removed file logged (WARN)
+ * and counted. Records are bounded before any sink sees them (`boundAuditRecord`): a request
+ * cannot make a record larger than `audit.max_record_bytes`. Shutdown flushes.
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Runtime } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
-import { auditRecordsOf } from "../src/Metrics.js"
+import { auditFilesDeletedOf, auditRecordsOf } from "../src/Metrics.js"
 import { isSandboxed } from "../src/Sandbox.js"
 import { Unavailable } from "../src/Errors.js"
-import { AuditLog, type AuditLogShape, type AuditRecord } from "../src/services/AuditLog.js"
+import { AuditLog, type AuditLogShape, type AuditRecord, boundAuditRecord } from "../src/services/AuditLog.js"
 import { Database } from "../src/services/Database.js"
 
 /** Records kept in memory while the file cannot be written (older ones are dropped past this). */
@@ -50,7 +52,13 @@ export interface FileSinkOptions {
    */
   readonly syncMode?: "fdatasync" | "dsync"
   readonly now?: () => number
+  /** Told of each rotated file retention removes (the layer logs a WARN line). */
+  readonly onRemoved?: (file: string, reason: RemovalReason) => void
 }
+
+export type RemovalReason = "max_files" | "max_age_days"
+
+const removedFiles = { max_files: auditFilesDeletedOf("max_files"), max_age_days: auditFilesDeletedOf("max_age_days") }
 
 /**
  * Creates the missing folders of `dir` one level at a time, each with `mode`. (A recursive
@@ -114,7 +122,10 @@ export class FileSink {
     this.prune()
   }
 
-  /** Rotated files beyond max_files or older than max_age_days are removed. */
+  /**
+   * Rotated files beyond max_files or older than max_age_days are removed: records are lost from
+   * this host, so each removal is counted (dbal_audit_files_deleted_total) and reported.
+   */
   prune() {
     const dir = path.dirname(this.o.file)
     const base = path.basename(this.o.file) + "."
@@ -125,7 +136,15 @@ export class FileSink {
       .sort((a, b) => b.mtime - a.mtime)
     const oldest = this.now() - this.o.maxAgeDays * 86_400_000
     rotated.forEach((r, i) => {
-      if (i >= this.o.maxFiles || r.mtime < oldest) fs.rmSync(r.file, { force: true })
+      const reason: RemovalReason | undefined = i >= this.o.maxFiles ? "max_files" : r.mtime < oldest ? "max_age_days" : undefined
+      if (reason === undefined) return
+      fs.rmSync(r.file, { force: true })
+      removedFiles[reason].unsafeUpdate(1, [])
+      try {
+        this.o.onRemoved?.(r.file, reason)
+      } catch {
+        // the report must not fail the write that rotated (the metric has counted the removal)
+      }
     })
   }
 
@@ -233,14 +252,27 @@ export class FileSink {
   }
 }
 
-const fromConfig = (cfg: DaemonConfig, file: string): FileSinkOptions => ({
+/**
+ * A record the file could not take, for the log line that saves it: as an object, whose strings
+ * the log's per-string bound (layers/Logging.ts) leaves whole, since the record's are shorter.
+ */
+const asLogged = (line: string): unknown => {
+  try {
+    return JSON.parse(line)
+  } catch {
+    return line.trimEnd()
+  }
+}
+
+const fromConfig = (cfg: DaemonConfig, file: string, onRemoved: (file: string, reason: RemovalReason) => void): FileSinkOptions => ({
   file,
   fsync: cfg.security.audit.fsync,
   maxBytes: cfg.security.audit.max_size_mb * 1024 * 1024,
   rotateDaily: cfg.security.audit.rotate_daily,
   maxFiles: cfg.security.audit.max_files,
   maxAgeDays: cfg.security.audit.max_age_days,
-  syncMode: isSandboxed() ? "dsync" : "fdatasync"
+  syncMode: isSandboxed() ? "dsync" : "fdatasync",
+  onRemoved
 })
 
 /**
@@ -272,12 +304,20 @@ export const layer = Layer.scoped(
     if (!cfg.security.audit_log) return { record: () => Effect.void, ready: () => Effect.void } satisfies AuditLogShape
     const file = cfg.security.audit_log_path
     const toStdout = cfg.security.audit.stdout || file === undefined
+    const maxRecordBytes = cfg.security.audit.max_record_bytes
+    const runtime = yield* Effect.runtime<never>()
+    const logRemoval = (removed: string, reason: RemovalReason) =>
+      Runtime.runSync(runtime)(
+        Effect.logWarning(
+          `audit retention removed ${removed} (${reason === "max_files" ? `more than max_files=${cfg.security.audit.max_files} rotated files` : `older than max_age_days=${cfg.security.audit.max_age_days}`}): its records are gone from this host unless they were shipped elsewhere`
+        )
+      )
     const sink =
       file === undefined
         ? undefined
         : yield* Effect.acquireRelease(
             Effect.try({
-              try: () => new FileSink(fromConfig(cfg, file)),
+              try: () => new FileSink(fromConfig(cfg, file, logRemoval)),
               catch: (e) =>
                 new Unavailable({ reason: `security.audit_log_path: cannot open ${file} (${(e as NodeJS.ErrnoException).code ?? "error"})` })
             }),
@@ -287,7 +327,7 @@ export const layer = Layer.scoped(
               Effect.flatMap(Effect.promise(() => s.close()), (lost) =>
                 lost.length === 0
                   ? Effect.void
-                  : Effect.logError(`the audit log could not be written before shutdown: ${lost.length} records follow`, lost.map((l) => l.trimEnd()))
+                  : Effect.logError(`the audit log could not be written before shutdown: ${lost.length} records follow`, lost.map(asLogged))
               )
           )
     const table = cfg.security.audit.sql_table
@@ -304,9 +344,10 @@ export const layer = Layer.scoped(
     const denyReads = cfg.security.audit.on_failure_reads === "deny"
 
     // Without Effect.gen and with direct metric updates: one record per request.
-    const record = (rec: AuditRecord, durable: boolean): Effect.Effect<void, Unavailable> =>
+    const record = (entry: AuditRecord, durable: boolean): Effect.Effect<void, Unavailable> =>
       Effect.suspend(() => {
-        const line = JSON.stringify(rec) + "\n"
+        const { record: rec, json } = boundAuditRecord(entry, maxRecordBytes)
+        const line = json + "\n"
         if (toStdout) process.stdout.write(JSON.stringify({ audit: rec }) + "\n")
         const inserted = insert === undefined ? Effect.void : Effect.asVoid(Effect.forkDaemon(insert(rec)))
         if (sink === undefined) return inserted

@@ -21,7 +21,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as fs from "node:fs"
 import {
   aclRulesReloadsOf,
-  auditFilesDeleted,
+  auditFilesDeletedOf,
   auditRecordsOf,
   authFailures,
   authLockouts,
@@ -288,7 +288,8 @@ const registerUnlabelled = Effect.all(
     Metric.value(rateLimited),
     Metric.value(authFailures),
     Metric.value(authLockouts),
-    Metric.value(auditFilesDeleted),
+    Metric.value(auditFilesDeletedOf("max_files")),
+    Metric.value(auditFilesDeletedOf("max_age_days")),
     Metric.value(aclRulesReloadsOf("success")),
     Metric.value(aclRulesReloadsOf("failure")),
     Metric.value(auditRecordsOf("failed"))

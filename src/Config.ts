@@ -299,7 +299,20 @@ export const AuditConfig = Schema.Struct({
   max_files: opt(PositiveInt, () => 14).annotations({
     description: "Rotated files kept (the oldest are removed first)…"
   }),
-  max_age_days: opt(PositiveInt, () => 30).annotations({ description: "…and none older than this many days." }),
+  max_age_days: opt(PositiveInt, () => 30).annotations({
+    description:
+      "…and none older than this many days. Every file removed is logged (WARN) and counted " +
+      "(`dbal_audit_files_deleted_total`): ship the log to keep history ([Audit log: size and retention](security.md#audit-log-size-and-retention))."
+  }),
+  max_record_bytes: opt(
+    Schema.Int.pipe(Schema.greaterThanOrEqualTo(4096, { message: () => "an integer >= 4096" })),
+    () => 8192
+  ).annotations({
+    description:
+      "Largest audit record, in bytes of its JSON line (at least 4096): a larger one (a bulk write's many " +
+      "record ids) is summarized: identity, method, entity and outcome kept, the first record ids that fit, " +
+      "and `summarized: {originalBytes, recordIdCount, detailsDropped}`."
+  }),
   on_failure_reads: opt(Schema.Literal("allow", "deny"), () => "allow" as const).annotations({
     description: "While the audit log cannot be written, writes always get 503; reads are allowed or refused (503)."
   })

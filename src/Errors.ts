@@ -2,9 +2,12 @@
  * The one error table of the daemon. Every failure a request can meet is one of these tagged
  * errors; `toWireError` maps it to `{code, message, details}` once, at the edge. Messages are
  * those of metabuilder's error table (docs/protocol.md, "Errors"); details help the caller fix
- * the request and never carry SQL, driver messages or stack traces.
+ * the request and never carry SQL, driver messages or stack traces. Details quote the request
+ * (field paths, names, values in messages): `toWireError` bounds them (src/Echo.ts), so that no
+ * request gets an answer, or an audit record, as large as itself.
  */
 import { Schema } from "effect"
+import { clipDeep, type ClipLimits, DEFAULT_LIMITS, jsonBytes } from "./Echo.js"
 
 export class FieldIssue extends Schema.Class<FieldIssue>("FieldIssue")({
   field: Schema.String,
@@ -131,10 +134,11 @@ export const errorName = (e: RequestError): string => {
   }
 }
 
-export const toWireError = (e: RequestError): WireError => {
+/** The wire form of `e`, details as built (unbounded: `toWireError` bounds them). */
+const wireOf = (e: RequestError): WireError => {
   switch (e._tag) {
     case "TransactionOpFailed": {
-      const inner = toWireError(e.error as RequestError)
+      const inner = wireOf(e.error as RequestError)
       return { ...inner, details: { ...(inner.details ?? {}), operation: e.index, rolledBack: true } }
     }
     case "BadRequest":
@@ -172,4 +176,39 @@ export const toWireError = (e: RequestError): WireError => {
     case "Timeout":
       return { code: 504, message: "Operation timeout", details: { timeoutMs: e.timeoutMs } }
   }
+}
+
+/** Largest `details` answered, in UTF-8 bytes of its JSON (so an error answer stays under 4 KiB). */
+export const DETAILS_MAX_BYTES = 2048
+/** Field issues (or conflicting fields) listed at most; `moreFields` counts the others. */
+export const MAX_LISTED_FIELDS = 10
+
+/** The second pass's limits, for details whose strings are long after the first (escapes, many issues). */
+const SHORT_LIMITS: ClipLimits = { name: 32, text: 128 }
+
+/**
+ * `details` with every string clipped and the `fields` list shortened until the whole fits
+ * DETAILS_MAX_BYTES: first fewer list entries (at least one), then shorter strings.
+ */
+const boundDetails = (details: Record<string, unknown>): Record<string, unknown> => {
+  const list = Array.isArray(details.fields) ? (details.fields as ReadonlyArray<unknown>) : undefined
+  const shaped = (n: number, limits: ClipLimits): Record<string, unknown> => {
+    const d = clipDeep(list === undefined ? details : { ...details, fields: list.slice(0, n) }, limits) as Record<string, unknown>
+    return list !== undefined && list.length > n ? { ...d, moreFields: list.length - n } : d
+  }
+  const most = Math.min(list?.length ?? 0, MAX_LISTED_FIELDS)
+  const fewest = Math.min(most, 1)
+  for (const limits of [DEFAULT_LIMITS, SHORT_LIMITS]) {
+    for (let n = most; n >= fewest; n--) {
+      const d = shaped(n, limits)
+      if (jsonBytes(d) <= DETAILS_MAX_BYTES) return d
+    }
+  }
+  return shaped(fewest, SHORT_LIMITS)
+}
+
+/** The answer's `error` for `e`: code, fixed message and bounded details. */
+export const toWireError = (e: RequestError): WireError => {
+  const w = wireOf(e)
+  return w.details === undefined ? w : { ...w, details: boundDetails(w.details) }
 }

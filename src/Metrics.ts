@@ -64,6 +64,12 @@ const auditRecordsKey = MetricKey.counter("dbal_audit_records_total", {
 })
 export const auditRecordsOf = (result: string) => labelledCounter(auditRecordsKey, { result })
 
+const auditFilesDeletedKey = MetricKey.counter("dbal_audit_files_deleted_total", {
+  description: "Rotated audit files removed by retention, by reason (max_files or max_age_days)",
+  incremental: true
+})
+export const auditFilesDeletedOf = (reason: string) => labelledCounter(auditFilesDeletedKey, { reason })
+
 const cacheLookupsKey = MetricKey.counter("dbal_cache_lookups_total", {
   description: "Result cache lookups, by result (hit or miss)",
   incremental: true
@@ -96,12 +102,6 @@ export const principalRejectionsOf = (principal: string, code: number) =>
 /** Incremented by the authentication layer when a remote address is locked out after failed authentications. */
 export const authLockouts = Metric.counter("dbal_auth_lockouts_total", {
   description: "Remote addresses locked out after too many failed authentications",
-  incremental: true
-})
-
-/** Incremented by the audit log when rotation deletes old audit files (max_files, max_age_days). */
-export const auditFilesDeleted = Metric.counter("dbal_audit_files_deleted_total", {
-  description: "Rotated audit log files deleted by the retention limits (max_files, max_age_days)",
   incremental: true
 })
 
