@@ -4,7 +4,9 @@
  * updateMany or deleteMany request is
  *
  *     10 × filter nodes                 every node of the parsed filter tree: and/or/not groups and
- *                                       each condition (eq, gt, in, contains, isNull, …)
+ *                                       each condition (eq, gt, in, contains, isNull, …); a
+ *                                       condition with mode "insensitive" counts twice (its folded
+ *                                       column can use no index)
  *   +  1 × values of in / notIn lists   each bound value costs an index probe or a comparison
  *   + 20 × sort keys                    each key beyond the implicit primary key adds sort work
  *   + ⌊(page − 1) × limit / 100⌋        OFFSET rows the database reads and throws away
@@ -54,11 +56,13 @@ const walk = (n: FilterNode, acc: { nodes: number; values: number }, root: boole
       walk(n.node, acc, false)
       return
     case "In":
-      acc.nodes++
+      acc.nodes += n.insensitive === true ? 2 : 1
       acc.values += n.values.length
       return
     case "Cmp":
     case "Like":
+      acc.nodes += n.insensitive === true ? 2 : 1
+      return
     case "IsNull":
       acc.nodes++
       return
