@@ -230,7 +230,18 @@ export const EntitiesConfig = Schema.Struct({
   /** Folder of entity definitions (*.yaml); default: the shipped config/entities. */
   dir: Schema.optionalWith(NonEmpty, { exact: true }),
   /** A schema.prisma to read the entities from instead (the YAML folder is then not read). */
-  prisma_schema: Schema.optionalWith(NonEmpty, { exact: true })
+  prisma_schema: Schema.optionalWith(NonEmpty, { exact: true }),
+  /** How a schema.prisma's models name tables and columns that @@map / @map do not name. */
+  prisma_naming: opt(
+    Schema.Literal("prisma", "snake_case").annotations({
+      description:
+        "How tables and columns of a schema.prisma's models are named when @@map/@map say nothing. " +
+        "prisma: as `prisma migrate` creates them (the model's and field's own names: \"User\", \"createdAt\"). " +
+        "snake_case: as the daemon's YAML entities name them (snake_case columns; the table of the same entity in entities.dir, " +
+        "else the snake_case plural of the model name)."
+    }),
+    () => "prisma" as const
+  )
 }).annotations({ parseOptions: strict })
 
 export const LoggingConfig = Schema.Struct({
@@ -254,7 +265,7 @@ export const ConfigFile = Schema.Struct({
   database: opt(DatabaseConfig, () => DatabaseConfig.make({})),
   security: opt(SecurityConfig, () => SecurityConfig.make({})),
   performance: opt(PerformanceConfig, () => PerformanceConfig.make({})),
-  entities: opt(EntitiesConfig, () => ({})),
+  entities: opt(EntitiesConfig, () => ({ prisma_naming: "prisma" as const })),
   logging: opt(LoggingConfig, () => ({ level: "info" as const })),
   tracing: opt(TracingConfig, () => TracingConfig.make({})),
   cluster: opt(ClusterConfig, () => ClusterConfig.make({}))

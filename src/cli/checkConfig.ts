@@ -11,6 +11,7 @@
 import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import type { PrismaNaming } from "../entity/Prisma.js"
 import * as YAML from "yaml"
 import type { DaemonConfig } from "../Config.js"
 import type { EntityRegistryShape } from "../entity/Model.js"
@@ -36,6 +37,7 @@ export interface CheckReport {
 interface Targets {
   readonly entitiesDir: string
   readonly prismaSchema?: string
+  readonly entities?: { readonly prisma_naming?: PrismaNaming }
   readonly rulesFile?: string
 }
 
@@ -130,6 +132,7 @@ export const checkConfig = (file: string, env: Record<string, string | undefined
         : {
             entitiesDir: cfg.entitiesDir,
             ...(cfg.prismaSchema === undefined ? {} : { prismaSchema: cfg.prismaSchema }),
+            entities: cfg.entities,
             ...(cfg.security.acl.rules_file === undefined ? {} : { rulesFile: cfg.security.acl.rules_file })
           }
     if (targets === undefined) return { problems }

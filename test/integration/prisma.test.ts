@@ -12,7 +12,8 @@ import { startInProcess } from "../support/inprocess.js"
 import { createDatabase, daemonConfig, serviceAuth, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
 import { type Answer, DIALECTS, expectIsoUtc, expectUuidV4, type Rec, uid } from "./harness.js"
 
-const SHARED = fileURLToPath(new URL("../../../shared/spec/metabuilder-dbal/backends/prisma/schema.prisma", import.meta.url))
+/** metabuilder's schema.prisma (a copy: the project reads nothing outside itself). */
+const SHARED = fileURLToPath(new URL("../fixtures/prisma/metabuilder/schema.prisma", import.meta.url))
 
 interface ListResult {
   readonly data: ReadonlyArray<Rec>
