@@ -6,11 +6,10 @@
  *
  * Mapping (every case not listed is a problem line naming the file, line, model and field):
  *   entity      the model name
- *   table       `@@map("name")`, else the loader's default: snake_case plural of the model name
- *               (Prisma itself would name the table like the model; use @@map to share tables)
- *   field key   `@map("column")`, else the snake_case of the Prisma field name; the daemon derives
- *               wire names from columns, so the column must give back the Prisma field name
- *               (createdAt <-> created_at) — otherwise a problem
+ *   table       `@@map("name")`, else by `PrismaNaming`: the model name (prisma) or the YAML
+ *               table of the same entity / the snake_case plural of the name (snake_case)
+ *   column      `@map("column")`, else by `PrismaNaming`: the field name or its snake_case; the
+ *               wire name is the field name, which must be camelCase words (userId, not userID)
  *   String      string; uuid when the field is the @id, has @db.Uuid or @default(uuid()), or is the
  *               scalar of a relation to a uuid field; text with @db.Text; max_length n with
  *               @db.VarChar(n) / @db.Char(n). Names are not used to guess types (an `email`
