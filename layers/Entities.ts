@@ -5,7 +5,8 @@
  */
 import { Effect, Layer, Schema } from "effect"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
-import { EntityLoadError, loadRegistry } from "../src/entity/Load.js"
+import { EntityLoadError, loadRegistry, yamlTables } from "../src/entity/Load.js"
+import type { PrismaNaming } from "../src/entity/Prisma.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
 
 export class EntitiesError extends Schema.TaggedError<EntitiesError>()("EntitiesError", {
@@ -25,12 +26,22 @@ const load = (f: () => EntityRegistryShape) =>
 export const fromDir = (dir: string) => load(() => loadRegistry(dir))
 
 /** The models of a schema.prisma as entities (no default access rules: see src/entity/Prisma.ts). */
-export const fromPrisma = (file: string) =>
+export const fromPrisma = (file: string, naming: PrismaNaming = "prisma", entitiesDir?: string) =>
   // The Prisma parser is loaded only when a schema.prisma is configured.
-  Effect.flatMap(Effect.promise(() => import("../src/entity/Prisma.js")), ({ loadPrismaRegistry }) => load(() => loadPrismaRegistry(file)))
+  Effect.flatMap(Effect.promise(() => import("../src/entity/Prisma.js")), ({ loadPrismaRegistry }) =>
+    load(() =>
+      loadPrismaRegistry(file, {
+        naming,
+        // snake_case naming: the models keep the tables their YAML definitions name (one rule for both sources)
+        ...(naming === "snake_case" && entitiesDir !== undefined ? { tables: yamlTables(entitiesDir) } : {})
+      })
+    )
+  )
 
 /** The registry a configuration names: its Prisma schema when set, else its entities folder. */
-export const fromConfig = (cfg: Pick<DaemonConfig, "entitiesDir" | "prismaSchema">) =>
-  cfg.prismaSchema === undefined ? fromDir(cfg.entitiesDir) : fromPrisma(cfg.prismaSchema)
+export const fromConfig = (
+  cfg: Pick<DaemonConfig, "entitiesDir" | "prismaSchema"> & { readonly entities?: { readonly prisma_naming?: PrismaNaming } }
+) =>
+  cfg.prismaSchema === undefined ? fromDir(cfg.entitiesDir) : fromPrisma(cfg.prismaSchema, cfg.entities?.prisma_naming, cfg.entitiesDir)
 
 export const layer = Layer.effect(EntityRegistry, Effect.flatMap(AppConfig, fromConfig))

@@ -420,8 +420,15 @@ export const EntitiesConfig = Schema.Struct({
   }),
   prisma_schema: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description:
-      "Read the entities from this `schema.prisma` instead; `dir` is then not read ([Prisma " +
-      "bridge](entities.md#prisma-bridge))."
+      "Read the entities from this `schema.prisma` instead; `dir` is then read only for `prisma_naming: " +
+      "snake_case` ([Prisma bridge](entities.md#prisma-bridge))."
+  }),
+  prisma_naming: opt(Schema.Literal("prisma", "snake_case"), () => "prisma" as const).annotations({
+    description:
+      "How tables and columns of a schema.prisma's models are named when @@map/@map say nothing. " +
+      "`prisma`: as `prisma migrate` creates them (the model's and field's own names: \"User\", \"createdAt\"). " +
+      "`snake_case`: as the daemon's YAML entities name them (snake_case columns; the table of the same entity in " +
+      "`entities.dir`, else the snake_case plural of the model name)."
   })
 }).annotations({ parseOptions: strict })
 
@@ -462,7 +469,7 @@ export const ConfigFile = Schema.Struct({
   performance: opt(PerformanceConfig, () => PerformanceConfig.make({})).annotations({
     description: "Bounds on requests, pages, retries and the result cache."
   }),
-  entities: opt(EntitiesConfig, () => ({})).annotations({
+  entities: opt(EntitiesConfig, () => ({ prisma_naming: "prisma" as const })).annotations({
     description: "Where the entity definitions come from ([Entities](entities.md))."
   }),
   logging: opt(LoggingConfig, () => ({ level: "info" as const })).annotations({ description: "Log lines." }),

@@ -11,17 +11,20 @@
 import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import type { PrismaNaming } from "../entity/Prisma.js"
 import * as YAML from "yaml"
 import type { DaemonConfig } from "../Config.js"
 import type { EntityRegistryShape } from "../entity/Model.js"
 import { isSandboxed, sandboxProblem } from "../Sandbox.js"
-import { parseRules } from "../../layers/Acl.js"
+import { parseRules, type Rule } from "../../layers/Acl.js"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as EntitiesLayer from "../../layers/Entities.js"
 import { isRecord } from "../Json.js"
 
 export interface CheckReport {
   readonly problems: ReadonlyArray<string>
+  /** What is allowed but probably not meant (printed to stderr; the check still passes). */
+  readonly warnings?: ReadonlyArray<string>
   /** Present when there are no problems. */
   readonly summary?: {
     readonly file: string
@@ -36,6 +39,7 @@ export interface CheckReport {
 interface Targets {
   readonly entitiesDir: string
   readonly prismaSchema?: string
+  readonly entities?: { readonly prisma_naming?: PrismaNaming }
   readonly rulesFile?: string
 }
 
@@ -90,7 +94,7 @@ const rawTargets = (file: string, env: Record<string, string | undefined>): Targ
 export const checkRulesFile = (
   file: string,
   registry: EntityRegistryShape | undefined
-): { readonly rules: number; readonly problems: ReadonlyArray<string> } => {
+): { readonly rules: number; readonly problems: ReadonlyArray<string>; readonly parsed?: ReadonlyArray<Rule> } => {
   let text: string
   try {
     text = fs.readFileSync(file, "utf8")
@@ -103,8 +107,21 @@ export const checkRulesFile = (
   }
   const parsed = parseRules(doc.toJS(), registry ?? emptyRegistry)
   const problems = registry === undefined ? parsed.problems.filter((p) => !/\.entities: unknown entity /.test(p)) : parsed.problems
-  return { rules: parsed.rules.length, problems: problems.map((p) => `${file}: ${p}`) }
+  return { rules: parsed.rules.length, problems: problems.map((p) => `${file}: ${p}`), parsed: parsed.rules }
 }
+
+/**
+ * Entities without access rules: no `acl:` block (or an empty one) and no allow rule of the rules
+ * file that names them. Deny by default leaves them to service tokens (the `system` role): meant
+ * when said (`acl: {read: {system: true}}` is a rule), a surprise when not (every entity of a
+ * schema.prisma starts that way).
+ */
+export const serviceOnlyEntities = (registry: EntityRegistryShape, rules: ReadonlyArray<Rule>): Array<string> =>
+  [...registry.entities.values()]
+    .filter((e) => Object.keys(e.acl).length === 0)
+    .filter((e) => !rules.some((r) => r.effect === "allow" && (r.entities === "*" || r.entities.has(e.name))))
+    .map((e) => e.name)
+    .sort()
 
 /** `security.never_expose` entries must name fields of the entities (the Acl layer refuses others). */
 const neverExposeProblems = (cfg: DaemonConfig, registry: EntityRegistryShape): Array<string> =>
@@ -130,6 +147,7 @@ export const checkConfig = (file: string, env: Record<string, string | undefined
         : {
             entitiesDir: cfg.entitiesDir,
             ...(cfg.prismaSchema === undefined ? {} : { prismaSchema: cfg.prismaSchema }),
+            entities: cfg.entities,
             ...(cfg.security.acl.rules_file === undefined ? {} : { rulesFile: cfg.security.acl.rules_file })
           }
     if (targets === undefined) return { problems }
@@ -147,8 +165,16 @@ export const checkConfig = (file: string, env: Record<string, string | undefined
       if (sandbox !== undefined) problems.push(`${sourcePath}: ${sandbox}`)
     }
     if (problems.length > 0 || cfg === undefined || registry === undefined) return { problems }
+    const serviceOnly = serviceOnlyEntities(registry, rules.parsed ?? [])
     return {
       problems,
+      warnings:
+        serviceOnly.length === 0
+          ? []
+          : [
+              `warning: ${serviceOnly.length} ${serviceOnly.length === 1 ? "entity has" : "entities have"} no access rules and can be used by service tokens only: ${serviceOnly.join(", ")} ` +
+                `(give ${serviceOnly.length === 1 ? "it" : "them"} an acl: block, or rules in security.acl.rules_file)`
+            ],
       summary: {
         file: sourcePath,
         adapter: cfg.database.adapter,

@@ -154,6 +154,9 @@ const checkConfigProgram = (file: string) =>
     const report = yield* checkConfig(file)
     if (report.problems.length > 0) return yield* new CliFailure({ lines: report.problems, exitCode: 1, bare: true })
     if (report.summary !== undefined) yield* out(formatSummary(report.summary))
+    if (report.warnings !== undefined && report.warnings.length > 0) {
+      yield* Effect.sync(() => process.stderr.write(report.warnings!.map((l) => `${l}\n`).join("")))
+    }
   })
 
 const sessionProgram = (file: string, user: string, ttl: number) =>

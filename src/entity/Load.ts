@@ -25,10 +25,15 @@ export const Roles = ["user", "admin", "god", "supergod"] as const
 
 const FIELD_KEYS = new Set([
   "type", "primary", "generated", "required", "optional", "nullable", "unique", "min_length", "max_length",
-  "pattern", "min", "max", "values", "default", "immutable", "auto_update", "foreign_key", "description", "sensitive"
+  "pattern", "min", "max", "values", "default", "immutable", "auto_update", "foreign_key", "description", "sensitive", "column"
 ])
 const ENTITY_KEYS = new Set(["entity", "table", "version", "description", "fields", "indexes", "acl", "security", "ttl", "owner_field", "client"])
 const IDENT = /^[a-z][a-z0-9_]{0,62}$/
+/**
+ * Table and column names given explicitly (`table:`, a field's `column:`, Prisma's names): also
+ * upper-case letters, as in the tables Prisma makes ("Customer", "createdAt"). Always quoted in SQL.
+ */
+const NAMED_IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const ENTITY_NAME = /^[A-Z][A-Za-z0-9]{0,62}$/
 /** Strings that take part in an index need a bounded length on MySQL; this is their default. */
 const INDEXED_STRING_MAX = 255
@@ -46,7 +51,8 @@ export class EntityLoadError extends Error {
   }
 }
 
-const pluralTable = (entity: string): string => {
+/** The table of an entity whose definition names none: the snake_case plural of its name. */
+export const pluralTable = (entity: string): string => {
   const snake = camelToSnake(entity)
   if (/[^aeiou]y$/.test(snake)) return snake.slice(0, -1) + "ies"
   if (/(s|x|z|ch|sh)$/.test(snake)) return snake + "es"
@@ -132,6 +138,8 @@ const parseAcl = (raw: unknown, at: string, problems: Array<string>): Partial<Re
 }
 
 interface PendingField extends Omit<FieldDef, "foreignKey"> {
+  /** The field's key in the definition (snake_case), which indexes and owner_field name. */
+  readonly key: string
   readonly fkRaw?: { entity: string; field: string; onDelete: OnDelete; relation?: string }
 }
 
@@ -224,11 +232,18 @@ const parseField = (
       problems.push(`${at}.foreign_key: expected {entity, field, on_delete?: cascade|restrict|set_null|no_action, relation?: camelCaseName}`)
     } else fkRaw = { entity: fk.entity, field: fk.field, onDelete: onDelete as OnDelete, ...(typeof relation === "string" ? { relation } : {}) }
   }
+  let column = snake
+  if (raw.column !== undefined) {
+    if (typeof raw.column !== "string" || !NAMED_IDENT.test(raw.column)) {
+      problems.push(`${at}.column: expected an identifier (letters, digits, _), at most 63 characters`)
+    } else column = raw.column
+  }
   const nullable = !(required || primary || generated || autoUpdate)
   if (fkRaw?.onDelete === "set_null" && !nullable) problems.push(`${at}.foreign_key.on_delete: set_null needs an optional field`)
   const field: PendingField = {
+    key: snake,
     name: snakeToCamel(snake),
-    column: snake,
+    column,
     type: t,
     primary,
     generated,
@@ -275,8 +290,8 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       continue
     }
     const table = doc.table === undefined ? pluralTable(name) : doc.table
-    if (typeof table !== "string" || !IDENT.test(table)) {
-      problems.push(`${file}: table: expected a snake_case identifier, at most 63 characters`)
+    if (typeof table !== "string" || !NAMED_IDENT.test(table)) {
+      problems.push(`${file}: table: expected an identifier (letters, digits, _), at most 63 characters`)
       continue
     }
     const security = isRecord(doc.security) ? doc.security : {}
@@ -291,7 +306,7 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       const f = parseField(snake, rawField, `${file}: fields.${snake}`, problems, never)
       if (f !== undefined) fields.push(f)
     }
-    for (const n of never) if (!fields.some((f) => f.column === n)) problems.push(`${file}: security.never_expose: no field ${n}`)
+    for (const n of never) if (!fields.some((f) => f.key === n)) problems.push(`${file}: security.never_expose: no field ${n}`)
     // `client: {accessor: name}`: the generated client's accessor for this entity (default: lower-camel plural).
     const clientRaw = doc.client
     const accessor = isRecord(clientRaw) ? clientRaw.accessor : undefined
@@ -318,15 +333,17 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
 
   const entities = new Map<string, EntityDef>()
   for (const p of pending) {
-    const fields: Array<FieldDef> = p.fields.map(({ fkRaw, ...f }) => {
+    const keyOf = new Map<string, string>()
+    const fields: Array<FieldDef> = p.fields.map(({ fkRaw, key, ...f }) => {
+      keyOf.set(f.name, key)
       if (fkRaw === undefined) return f
       const target = byName.get(fkRaw.entity)
-      const targetField = target?.fields.find((tf) => tf.column === fkRaw.field || tf.name === fkRaw.field)
-      if (target === undefined) problems.push(`${p.file}: fields.${f.column}.foreign_key.entity: no entity ${fkRaw.entity}`)
-      else if (targetField === undefined) problems.push(`${p.file}: fields.${f.column}.foreign_key.field: ${fkRaw.entity} has no field ${fkRaw.field}`)
-      else if (!targetField.unique) problems.push(`${p.file}: fields.${f.column}.foreign_key.field: ${fkRaw.entity}.${fkRaw.field} must be primary or unique`)
+      const targetField = target?.fields.find((tf) => tf.key === fkRaw.field || tf.name === fkRaw.field)
+      if (target === undefined) problems.push(`${p.file}: fields.${key}.foreign_key.entity: no entity ${fkRaw.entity}`)
+      else if (targetField === undefined) problems.push(`${p.file}: fields.${key}.foreign_key.field: ${fkRaw.entity} has no field ${fkRaw.field}`)
+      else if (!targetField.unique) problems.push(`${p.file}: fields.${key}.foreign_key.field: ${fkRaw.entity}.${fkRaw.field} must be primary or unique`)
       else if (targetField.type !== f.type && !(f.type === "string" && targetField.type === "string")) {
-        problems.push(`${p.file}: fields.${f.column}.foreign_key: type ${f.type} does not match ${fkRaw.entity}.${fkRaw.field} (${targetField.type})`)
+        problems.push(`${p.file}: fields.${key}.foreign_key: type ${f.type} does not match ${fkRaw.entity}.${fkRaw.field} (${targetField.type})`)
       }
       // The relation's default name: the field without its Id suffix (pageId → page), else <field>Ref.
       const relation = fkRaw.relation ?? (/[a-z0-9]Id$/.test(f.name) ? f.name.slice(0, -2) : `${f.name}Ref`)
@@ -337,14 +354,14 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       if (relationNames.indexOf(r) !== i) problems.push(`${p.file}: foreign_key.relation: two relations are named ${r}`)
       if (fields.some((f) => f.name === r)) problems.push(`${p.file}: foreign_key.relation: ${r} is also a field name (set foreign_key.relation)`)
     })
-    const fieldBySnake = new Map(fields.map((f) => [f.column, f]))
+    const fieldBySnake = new Map(fields.map((f) => [keyOf.get(f.name)!, f]))
     const indexes: Array<IndexDef> = []
-    const addIndex = (cols: ReadonlyArray<FieldDef>, unique: boolean) => {
+    const addIndex = (cols: ReadonlyArray<FieldDef>, unique: boolean, given?: string) => {
       const key = cols.map((c) => c.column).join(",")
       const existing = indexes.findIndex((i) => i.fields.map((c) => c.column).join(",") === key)
-      const name = constraintName(`${unique ? "uq" : "idx"}_${p.table}_${cols.map((c) => c.column).join("_")}`)
+      const name = given ?? constraintName(`${unique ? "uq" : "idx"}_${p.table}_${cols.map((c) => keyOf.get(c.name)!).join("_")}`)
       if (existing >= 0) {
-        if (unique && !indexes[existing]!.unique) indexes[existing] = { name, fields: cols, unique }
+        if ((unique && !indexes[existing]!.unique) || (given !== undefined && unique === indexes[existing]!.unique)) indexes[existing] = { name, fields: cols, unique }
         return
       }
       indexes.push({ name, fields: cols, unique })
@@ -354,8 +371,8 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       if (!Array.isArray(p.indexesRaw)) problems.push(`${p.file}: indexes: expected a list of {fields: [...], unique?}`)
       else
         p.indexesRaw.forEach((ix: unknown, i) => {
-          if (!isRecord(ix) || !Array.isArray(ix.fields) || ix.fields.length === 0) {
-            problems.push(`${p.file}: indexes[${i}]: expected {fields: [...], unique?}`)
+          if (!isRecord(ix) || !Array.isArray(ix.fields) || ix.fields.length === 0 || (ix.name !== undefined && (typeof ix.name !== "string" || !NAMED_IDENT.test(ix.name)))) {
+            problems.push(`${p.file}: indexes[${i}]: expected {fields: [...], unique?, name?}`)
             return
           }
           const cols = ix.fields.map((c) => (typeof c === "string" ? fieldBySnake.get(c) : undefined))
@@ -363,7 +380,7 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
             problems.push(`${p.file}: indexes[${i}].fields: names a field the entity does not have`)
             return
           }
-          addIndex(cols as Array<FieldDef>, ix.unique === true)
+          addIndex(cols as Array<FieldDef>, ix.unique === true, typeof ix.name === "string" ? ix.name : undefined)
         })
     }
     // Strings in an index get a bounded length so that MySQL can index them; the bound is
@@ -378,12 +395,12 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
     if (primaryKey === undefined) continue
     let ownerField: FieldDef | undefined
     if (p.ownerRaw !== undefined) {
-      ownerField = typeof p.ownerRaw === "string" ? bounded.find((f) => f.column === p.ownerRaw) : undefined
+      ownerField = typeof p.ownerRaw === "string" ? bounded.find((f) => keyOf.get(f.name) === p.ownerRaw) : undefined
       if (ownerField === undefined) problems.push(`${p.file}: owner_field: expected the name of one of the entity's fields`)
     } else if (p.name === "User") ownerField = primaryKey
     else
       ownerField = bounded.find(
-        (f) => ["user_id", "created_by", "owner_id"].includes(f.column) && f.foreignKey?.entity === "User"
+        (f) => ["userId", "createdBy", "ownerId"].includes(f.name) && f.foreignKey?.entity === "User"
       )
     const acl = p.acl
     if (Object.values(acl).some((r) => r.self) && ownerField === undefined) {
@@ -401,9 +418,9 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
       exposed: bounded.filter((f) => !f.neverExpose),
       ...(p.accessor === undefined ? {} : { accessor: p.accessor }),
       ...(ownerField === undefined ? {} : { ownerField }),
-      ...(bounded.find((f) => f.column === "created_at") === undefined
+      ...(bounded.find((f) => f.name === "createdAt") === undefined
         ? {}
-        : { orderField: bounded.find((f) => f.column === "created_at")! })
+        : { orderField: bounded.find((f) => f.name === "createdAt")! })
     }
     entities.set(p.name, entity)
   }
@@ -429,6 +446,19 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
   for (const e of [...entities.values()].sort((a, b) => a.name.localeCompare(b.name))) visit(e, [])
   if (problems.length > 0) return { problems }
   return { registry: { entities, creationOrder: order }, problems }
+}
+
+/**
+ * The table each entity of a YAML folder is stored in (its `table:`, else `pluralTable`), read
+ * without building the registry: what a schema.prisma in `snake_case` naming takes for its models.
+ */
+export const yamlTables = (dir: string): Map<string, string> => {
+  const out = new Map<string, string>()
+  for (const { doc } of readEntityFiles(dir).raws) {
+    if (typeof doc.entity !== "string") continue
+    out.set(doc.entity, typeof doc.table === "string" ? doc.table : pluralTable(doc.entity))
+  }
+  return out
 }
 
 export const loadRegistry = (dir: string): EntityRegistryShape => {

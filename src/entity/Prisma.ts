@@ -6,11 +6,10 @@
  *
  * Mapping (every case not listed is a problem line naming the file, line, model and field):
  *   entity      the model name
- *   table       `@@map("name")`, else the loader's default: snake_case plural of the model name
- *               (Prisma itself would name the table like the model; use @@map to share tables)
- *   field key   `@map("column")`, else the snake_case of the Prisma field name; the daemon derives
- *               wire names from columns, so the column must give back the Prisma field name
- *               (createdAt <-> created_at) — otherwise a problem
+ *   table       `@@map("name")`, else by `PrismaNaming`: the model name (prisma) or the YAML
+ *               table of the same entity / the snake_case plural of the name (snake_case)
+ *   column      `@map("column")`, else by `PrismaNaming`: the field name or its snake_case; the
+ *               wire name is the field name, which must be camelCase words (userId, not userID)
  *   String      string; uuid when the field is the @id, has @db.Uuid or @default(uuid()), or is the
  *               scalar of a relation to a uuid field; text with @db.Text; max_length n with
  *               @db.VarChar(n) / @db.Char(n). Names are not used to guess types (an `email`
@@ -131,6 +130,8 @@ const attrLabel = (a: Attribute): string => `@${a.group === undefined ? "" : `${
 
 interface ScalarInfo {
   readonly field: Field
+  /** The field's key in the raw document (snake_case of its name: the wire name comes from it). */
+  readonly key: string
   readonly column: string
   /** Type before relations are looked at. */
   readonly baseType: string
@@ -138,10 +139,26 @@ interface ScalarInfo {
 }
 
 /**
+ * How the models' tables and columns are named when @@map / @map say nothing:
+ * - `prisma`: as `prisma migrate` names them, the model's and the field's own names ("User",
+ *   "createdAt"); unique indexes `<table>_<columns>_key`, plain ones `<table>_<columns>_idx`;
+ * - `snake_case`: as the daemon's YAML entities name them: snake_case columns, and the table the
+ *   YAML definition of the same entity gives (`tables`), else the snake_case plural of the name.
+ */
+export type PrismaNaming = "prisma" | "snake_case"
+
+export interface PrismaOptions {
+  readonly naming?: PrismaNaming
+  /** Entity name → table, for models without @@map in `snake_case` naming (see `yamlTables`). */
+  readonly tables?: ReadonlyMap<string, string>
+}
+
+/**
  * Turns a schema.prisma's text into raw entity documents (one per model). `file` names the
  * source in problem lines.
  */
-export const prismaToRaws = (source: string, file: string): { raws: Array<RawEntity>; problems: Array<string> } => {
+export const prismaToRaws = (source: string, file: string, options: PrismaOptions = {}): { raws: Array<RawEntity>; problems: Array<string> } => {
+  const naming = options.naming ?? "prisma"
   const problems: Array<string> = []
   // The parser wants a line break right after `{`; trailing blanks (harmless to Prisma) would
   // fail it. No Prisma token spans lines, so removing them changes nothing else.
@@ -222,19 +239,20 @@ export const prismaToRaws = (source: string, file: string): { raws: Array<RawEnt
         continue
       }
       const mapAttr = attrs.find((a) => a.group === undefined && a.name === "map")
-      let column = camelToSnake(prop.name)
+      let column = naming === "prisma" ? prop.name : camelToSnake(prop.name)
       if (mapAttr !== undefined) {
         const mapped = stringLiteral(argsOf(mapAttr).positional[0] ?? argsOf(mapAttr).named.get("name"))
         if (mapped === undefined) problems.push(`${at}: @map: expected a string`)
         else column = mapped
       }
-      if (snakeToCamel(column) !== prop.name) {
+      const key = camelToSnake(prop.name)
+      if (snakeToCamel(key) !== prop.name) {
         problems.push(
-          `${at}: the daemon derives wire names from columns: column ${JSON.stringify(column)} would be called ${JSON.stringify(snakeToCamel(column))} on the wire, not ${JSON.stringify(prop.name)}; rename the field or set @map("<snake_case of it>")`
+          `${at}: field names must be camelCase words (lower-case first letter, no runs of capitals: ${JSON.stringify(snakeToCamel(key))} rather than ${JSON.stringify(prop.name)}); keep the column with @map`
         )
         continue
       }
-      scalars.set(prop.name, { field: prop, column, baseType: ft, attrs })
+      scalars.set(prop.name, { field: prop, key, column, baseType: ft, attrs })
     }
     scalarsOf.set(name, scalars)
   }
@@ -338,6 +356,15 @@ export const prismaToRaws = (source: string, file: string): { raws: Array<RawEnt
     const scalars = scalarsOf.get(name)!
     const fks = fksOf.get(name)!
     const doc: Record<string, unknown> = { entity: name }
+    const givenTable = naming === "prisma" ? name : options.tables?.get(name)
+    if (givenTable !== undefined) doc.table = givenTable
+    let table = givenTable
+    for (const q of model.properties) {
+      if (q.type === "attribute" && q.group === undefined && q.name === "map") table = stringLiteral(argsOf(q).positional[0] ?? argsOf(q).named.get("name")) ?? table
+    }
+    /** Prisma's index names, in `prisma` naming (else the loader names indexes). */
+    const indexName = (columns: ReadonlyArray<string>, unique: boolean): Record<string, string> =>
+      naming === "prisma" && table !== undefined ? { name: `${table}_${columns.join("_")}_${unique ? "key" : "idx"}`.slice(0, 63) } : {}
     const description = descriptions.get(name)
     if (description !== undefined && description !== "") doc.description = description
     const fields: Record<string, Record<string, unknown>> = {}
@@ -408,7 +435,10 @@ export const prismaToRaws = (source: string, file: string): { raws: Array<RawEnt
           case "map":
             break
           case "unique":
-            if (!isId) def.unique = true
+            if (!isId) {
+              def.unique = true
+              if (naming === "prisma") indexes.push({ fields: [s.key], unique: true, ...indexName([s.column], true) })
+            }
             break
           case "updatedAt":
             if (type !== "datetime") problems.push(`${at}: @updatedAt applies to DateTime fields only`)
@@ -444,9 +474,10 @@ export const prismaToRaws = (source: string, file: string): { raws: Array<RawEnt
       }
       const fk = fks.get(s.field.name)
       if (fk !== undefined) {
-        def.foreign_key = { entity: fk.entity, field: fk.target.column, on_delete: fk.onDelete, relation: fk.relation }
+        def.foreign_key = { entity: fk.entity, field: fk.target.field.name, on_delete: fk.onDelete, relation: fk.relation }
       }
-      fields[s.column] = def
+      if (s.column !== s.key) def.column = s.column
+      fields[s.key] = def
     }
 
     for (const prop of model.properties) {
@@ -467,13 +498,18 @@ export const prismaToRaws = (source: string, file: string): { raws: Array<RawEnt
             problems.push(`${at}: expected a list of fields`)
             break
           }
+          const keys: Array<string> = []
           const cols: Array<string> = []
           for (const n of names) {
             const s = scalars.get(n)
             if (s === undefined) problems.push(`${at}: ${name} has no scalar field ${n}`)
-            else cols.push(s.column)
+            else {
+              keys.push(s.key)
+              cols.push(s.column)
+            }
           }
-          if (cols.length === names.length) indexes.push(prop.name === "unique" ? { fields: cols, unique: true } : { fields: cols })
+          const unique = prop.name === "unique"
+          if (keys.length === names.length) indexes.push({ fields: keys, ...(unique ? { unique } : {}), ...indexName(cols, unique) })
           break
         }
         case "id":
@@ -527,19 +563,19 @@ const defaultValue = (v: Value | Func | undefined, type: string, values: Readonl
 }
 
 /** Reads a schema.prisma file into raw entity documents. */
-export const readPrismaSchema = (file: string): { raws: Array<RawEntity>; problems: Array<string> } => {
+export const readPrismaSchema = (file: string, options: PrismaOptions = {}): { raws: Array<RawEntity>; problems: Array<string> } => {
   let source: string
   try {
     source = fs.readFileSync(file, "utf8")
   } catch (e) {
     return { raws: [], problems: [`${file}: cannot read the Prisma schema (${(e as NodeJS.ErrnoException).code ?? "error"})`] }
   }
-  return prismaToRaws(source, file)
+  return prismaToRaws(source, file, options)
 }
 
 /** The registry of a schema.prisma's models; throws EntityLoadError with every problem. */
-export const loadPrismaRegistry = (file: string): EntityRegistryShape => {
-  const { raws, problems } = readPrismaSchema(file)
+export const loadPrismaRegistry = (file: string, options: PrismaOptions = {}): EntityRegistryShape => {
+  const { raws, problems } = readPrismaSchema(file, options)
   if (problems.length > 0) throw new EntityLoadError(problems)
   const built = buildRegistry(raws)
   if (built.registry === undefined) throw new EntityLoadError(built.problems)

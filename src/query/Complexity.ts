@@ -4,7 +4,9 @@
  * updateMany or deleteMany request is
  *
  *     10 × filter nodes                 every node of the parsed filter tree: and/or/not groups and
- *                                       each condition (eq, gt, in, contains, isNull, …)
+ *                                       each condition (eq, gt, in, contains, isNull, …); a
+ *                                       condition with mode "insensitive" counts twice (its folded
+ *                                       column can use no index)
  *   +  1 × values of in / notIn lists   each bound value costs an index probe or a comparison
  *   +  1 × characters of each contains /  a LIKE pattern cannot use an index: every row is
  *          startsWith / endsWith pattern  scanned and matched, and matching costs per character
@@ -62,15 +64,17 @@ const walk = (n: FilterNode, acc: { nodes: number; values: number; chars: number
       walk(n.node, acc, false)
       return
     case "In":
-      acc.nodes++
+      acc.nodes += n.insensitive === true ? 2 : 1
       acc.values += n.values.length
       return
     case "Like":
-      acc.nodes++
+      acc.nodes += n.insensitive === true ? 2 : 1
       // Code points, as the entity's string lengths are counted.
       for (const _ of n.value) acc.chars++
       return
     case "Cmp":
+      acc.nodes += n.insensitive === true ? 2 : 1
+      return
     case "IsNull":
       acc.nodes++
       return

@@ -14,6 +14,8 @@ export type DbFailure =
   | { readonly kind: "unavailable"; readonly reason: string }
   /** The database's own statement time limit (statement_timeout, max_statement_time) stopped it. */
   | { readonly kind: "timeout" }
+  /** The entity's table or one of its columns does not exist (not migrated, e.g. auto_migrate: false). */
+  | { readonly kind: "missingSchema" }
   | { readonly kind: "other" }
 
 interface DriverError {
@@ -90,6 +92,11 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
   if (CONNECTION_CODES.has(code) || code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_IOERR")) {
     return { kind: "unavailable", reason: code.startsWith("SQLITE") ? "the database is busy or cannot be written" : "the database connection failed" }
   }
+  // undefined_table / undefined_column, ER_NO_SUCH_TABLE / ER_BAD_FIELD_ERROR, SQLite's "no such …"
+  if (code === "42P01" || code === "42703" || code === "ER_NO_SUCH_TABLE" || code === "ER_BAD_FIELD_ERROR" || cause.errno === 1146 || cause.errno === 1054) {
+    return { kind: "missingSchema" }
+  }
+  if (code.startsWith("SQLITE_ERROR") && /^no such (table|column)/.test(message)) return { kind: "missingSchema" }
   if (/Connection terminated|connection is closed|Cannot enqueue|Pool is closed|timeout exceeded when trying to connect/i.test(message + " " + String(error.message))) {
     return { kind: "unavailable", reason: "the database connection failed" }
   }
@@ -120,6 +127,11 @@ export const toRequestError = (
     case "timeout":
       // The database's limit equals performance.query_timeout (layers/Database.ts).
       return new Timeout({ timeoutMs })
+    case "missingSchema":
+      return new Unavailable({
+        reason: `the database has no table or column for ${entity.name} yet: run \`dbal-daemon migrate\` (or set database.auto_migrate: true)`,
+        cause: error
+      })
     case "other":
       return new Internal({ cause: error })
   }

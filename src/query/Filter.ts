@@ -20,9 +20,9 @@ export type FilterNode =
   | { readonly _tag: "And"; readonly nodes: ReadonlyArray<FilterNode> }
   | { readonly _tag: "Or"; readonly nodes: ReadonlyArray<FilterNode> }
   | { readonly _tag: "Not"; readonly node: FilterNode }
-  | { readonly _tag: "Cmp"; readonly field: FieldDef; readonly op: CmpOp; readonly value: unknown }
-  | { readonly _tag: "In"; readonly field: FieldDef; readonly values: ReadonlyArray<unknown>; readonly negate: boolean }
-  | { readonly _tag: "Like"; readonly field: FieldDef; readonly op: LikeOp; readonly value: string }
+  | { readonly _tag: "Cmp"; readonly field: FieldDef; readonly op: CmpOp; readonly value: unknown; readonly insensitive?: true }
+  | { readonly _tag: "In"; readonly field: FieldDef; readonly values: ReadonlyArray<unknown>; readonly negate: boolean; readonly insensitive?: true }
+  | { readonly _tag: "Like"; readonly field: FieldDef; readonly op: LikeOp; readonly value: string; readonly insensitive?: true }
   | { readonly _tag: "IsNull"; readonly field: FieldDef; readonly isNull: boolean }
 
 export const TRUE: FilterNode = { _tag: "And", nodes: [] }
@@ -41,9 +41,19 @@ export interface FilterLimits {
 
 export const defaultFilterLimits: FilterLimits = { maxDepth: 16, maxNodes: 500, maxInList: 1000 }
 
-const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "notIn", "contains", "startsWith", "endsWith", "isNull"] as const
+const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "notIn", "contains", "startsWith", "endsWith", "isNull", "mode"] as const
 const ORDERED_TYPES = new Set(["uuid", "string", "text", "email", "enum", "integer", "datetime"])
 const TEXT_TYPES = new Set(["string", "text", "email", "enum"])
+/** Free text: what `mode: "insensitive"` applies to (enum values and ids are exact names). */
+const FREE_TEXT_TYPES = new Set(["string", "text", "email"])
+const INSENSITIVE_OPS = new Set(["eq", "ne", "in", "notIn", "contains", "startsWith", "endsWith"])
+
+/**
+ * The case folding of `mode: "insensitive"`: the letters A-Z become a-z, nothing else changes.
+ * It is what SQLite's lower() does, and what the other dialects are made to do (see `folded`),
+ * so that the three give the same rows; É and é stay different everywhere.
+ */
+export const foldCase = (s: string): string => s.replace(/[A-Z]/g, (c) => c.toLowerCase())
 
 class Issues {
   readonly list: Array<FieldIssue> = []
@@ -103,9 +113,27 @@ const parseField = (f: FieldDef, spec: unknown, at: string, issues: Issues): Fil
     return undefined
   }
   const nodes: Array<FilterNode> = []
+  const mode = spec.mode
+  let insensitive = false
+  if (mode !== undefined) {
+    if (mode !== "insensitive" && mode !== "default") issues.add(`${at}.mode`, `must be "insensitive" or "default"`)
+    else if (mode === "insensitive") {
+      if (!FREE_TEXT_TYPES.has(f.type)) issues.add(`${at}.mode`, `only applies to string, text and email fields`)
+      else if (!keys.some((k) => INSENSITIVE_OPS.has(k))) issues.add(`${at}.mode`, `needs one of eq, ne, in, notIn, contains, startsWith, endsWith`)
+      else insensitive = true
+    }
+    if (keys.length === 1) {
+      if (mode === "default") issues.add(`${at}.mode`, `needs one of eq, ne, in, notIn, contains, startsWith, endsWith`)
+      return undefined
+    }
+  }
+  /** The flag for nodes whose values are folded (`foldCase`) here and whose column is folded in SQL. */
+  const folding = insensitive ? ({ insensitive: true } as const) : {}
+  const fold = (v: unknown): unknown => (insensitive && typeof v === "string" ? foldCase(v) : v)
   for (const op of keys) {
     const arg = spec[op]
     const here = `${at}.${op}`
+    if (op === "mode") continue
     issues.nodes++
     switch (op) {
       case "eq":
@@ -122,9 +150,13 @@ const parseField = (f: FieldDef, spec: unknown, at: string, issues: Issues): Fil
           issues.add(here, `${f.type} fields cannot be ordered`)
           break
         }
+        if (op !== "eq" && op !== "ne" && insensitive) {
+          issues.add(here, `mode "insensitive" does not apply to ${op}`)
+          break
+        }
         const v = operand(f, arg)
         if (Either.isLeft(v)) issues.add(here, v.left)
-        else nodes.push({ _tag: "Cmp", field: f, op, value: v.right })
+        else nodes.push({ _tag: "Cmp", field: f, op, value: fold(v.right), ...folding })
         break
       }
       case "in":
@@ -145,10 +177,10 @@ const parseField = (f: FieldDef, spec: unknown, at: string, issues: Issues): Fil
         arg.forEach((x, i) => {
           const v = operand(f, x)
           if (Either.isLeft(v)) issues.add(`${here}[${i}]`, v.left)
-          else values.push(v.right)
+          else values.push(fold(v.right))
         })
         issues.nodes += values.length
-        nodes.push({ _tag: "In", field: f, values, negate: op === "notIn" })
+        nodes.push({ _tag: "In", field: f, values, negate: op === "notIn", ...folding })
         break
       }
       case "contains":
@@ -160,7 +192,7 @@ const parseField = (f: FieldDef, spec: unknown, at: string, issues: Issues): Fil
         }
         const v = operand(f, arg)
         if (Either.isLeft(v)) issues.add(here, v.left)
-        else nodes.push({ _tag: "Like", field: f, op, value: v.right as string })
+        else nodes.push({ _tag: "Like", field: f, op, value: fold(v.right) as string, ...folding })
         break
       }
       case "isNull":
@@ -249,6 +281,25 @@ const likePattern = (op: LikeOp, v: string): string => {
 
 const CMP: Record<CmpOp, string> = { eq: "=", ne: "<>", gt: ">", gte: ">=", lt: "<", lte: "<=" }
 
+const UPPER_ASCII = [..."ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+
+/**
+ * A text column with A-Z folded to a-z and nothing else (`foldCase`), on each dialect:
+ * - SQLite: lower() (it knows only A-Z);
+ * - PostgreSQL: lower() under the "C" collation (only A-Z there too, whatever the column's
+ *   collation; the cast also covers enum types);
+ * - MySQL/MariaDB: LOWER() knows every alphabet and compares with the column's collation
+ *   (case-insensitive in tables the daemon did not make), so the column is taken as bytes and
+ *   A-Z replaced one by one; bytes compare without collation or trailing-space padding.
+ */
+const folded = (sql: Statement.Constructor, dialect: Dialect, column: Statement.Fragment): Statement.Fragment => {
+  if (dialect === "sqlite") return sql`lower(${column})`
+  if (dialect === "pg") return sql`lower(CAST(${column} AS text) COLLATE "C")`
+  let expr = sql`CAST(${column} AS BINARY)`
+  for (const c of UPPER_ASCII) expr = sql`REPLACE(${expr}, ${sql.literal(`'${c}'`)}, ${sql.literal(`'${c.toLowerCase()}'`)})`
+  return expr
+}
+
 /**
  * Tree → SQL fragment. `qualify` prefixes columns with a table alias (for joins). Every value
  * is a bound parameter; every identifier comes from the field definitions.
@@ -259,7 +310,8 @@ export const compileFilter = (
   node: FilterNode,
   qualify?: string
 ): Statement.Fragment => {
-  const col = (f: FieldDef) => (qualify === undefined ? sql(f.column) : sql`${sql(qualify)}.${sql(f.column)}`)
+  const plain = (f: FieldDef) => (qualify === undefined ? sql(f.column) : sql`${sql(qualify)}.${sql(f.column)}`)
+  const col = (f: FieldDef, insensitive?: true) => (insensitive === true ? folded(sql, dialect, sql`${plain(f)}`) : plain(f))
   const go = (n: FilterNode): Statement.Fragment => {
     switch (n._tag) {
       case "And":
@@ -270,12 +322,12 @@ export const compileFilter = (
       case "Not":
         return sql`NOT (${go(n.node)})`
       case "Cmp":
-        return sql`${col(n.field)} ${sql.literal(CMP[n.op])} ${encodeValue(dialect, n.field, n.value)}`
+        return sql`${col(n.field, n.insensitive)} ${sql.literal(CMP[n.op])} ${encodeValue(dialect, n.field, n.value)}`
       case "In":
         if (n.values.length === 0) return sql.literal(n.negate ? "1=1" : "1=0")
-        return sql`${col(n.field)} ${sql.literal(n.negate ? "NOT IN" : "IN")} ${sql.in(n.values.map((v) => encodeValue(dialect, n.field, v)))}`
+        return sql`${col(n.field, n.insensitive)} ${sql.literal(n.negate ? "NOT IN" : "IN")} ${sql.in(n.values.map((v) => encodeValue(dialect, n.field, v)))}`
       case "Like":
-        return sql`${col(n.field)} LIKE ${likePattern(n.op, n.value)} ESCAPE '!'`
+        return sql`${col(n.field, n.insensitive)} LIKE ${likePattern(n.op, n.value)} ESCAPE '!'`
       case "IsNull":
         return sql`${col(n.field)} ${sql.literal(n.isNull ? "IS NULL" : "IS NOT NULL")}`
     }

@@ -207,6 +207,54 @@ for (const dialect of DIALECTS) {
       expect(await count("User", { id: { in: [lower.id, upper.id] } })).toBe(2)
     })
 
+    it('mode "insensitive" folds A-Z (and nothing else) in eq, ne, in, notIn, contains, startsWith, endsWith', async () => {
+      const tag = uid()
+      const TAG = tag.toUpperCase()
+      const scope = { description: `ci-${tag}` }
+      const titles = [`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`, `mixed ${tag} `, `Émile ${tag}`, `émile ${tag}`, `Straße ${tag}`, `STRASSE ${tag}`, `50%_OFF ${tag}`]
+      const ids = new Map<string, unknown>()
+      for (const t of titles) ids.set(t, (await fx.page({ title: t, ...scope })).id)
+      const titlesOf = async (title: Rec) =>
+        (await ok<ListResult>("list", ["PageView", { filter: { ...scope, title }, sort: { title: "asc" }, limit: 100 }])).data.map((r) => r.title).sort()
+      const ci = (over: Rec) => titlesOf({ ...over, mode: "insensitive" })
+      const sorted = (...t: Array<string>) => [...t].sort()
+      expect(await ci({ eq: `mixed ${tag}` })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`))
+      expect(await ci({ eq: `MiXeD ${TAG}` })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`))
+      expect(await ci({ ne: `mixed ${tag}` })).toHaveLength(titles.length - 3)
+      expect(await ci({ in: [`MIXED ${tag}`, `émile ${TAG}`] })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`, `émile ${tag}`))
+      expect(await ci({ notIn: [`MIXED ${tag}`, `émile ${TAG}`] })).toHaveLength(titles.length - 4)
+      expect(await ci({ contains: "IXED" })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`, `mixed ${tag} `))
+      expect(await ci({ startsWith: "mIx", endsWith: ` ${TAG}` })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`))
+      // only A-Z fold: É/é, ß/SS stay different on every dialect
+      expect(await ci({ startsWith: "émile" })).toEqual([`émile ${tag}`])
+      expect(await ci({ startsWith: "ÉMILE" })).toEqual([`Émile ${tag}`])
+      expect(await ci({ contains: "straße" })).toEqual([`Straße ${tag}`])
+      expect(await ci({ contains: "strasse" })).toEqual([`STRASSE ${tag}`])
+      // wildcards stay literal, trailing spaces significant
+      expect(await ci({ contains: "%_off" })).toEqual([`50%_OFF ${tag}`])
+      expect(await ci({ contains: "%x" })).toEqual([])
+      expect(await ci({ eq: `MIXED ${tag} ` })).toEqual([`mixed ${tag} `])
+      // the default mode (said or not) stays case-sensitive
+      expect(await titlesOf({ contains: "IXED" })).toEqual([`MIXED ${TAG}`])
+      expect(await titlesOf({ contains: "IXED", mode: "default" })).toEqual([`MIXED ${TAG}`])
+      expect(await titlesOf({ eq: `mixed ${tag}` })).toEqual([`mixed ${tag}`])
+      // the folded pattern combines with other conditions and with NOT / OR
+      expect((await ok<ListResult>("list", ["PageView", { filter: { ...scope, NOT: { title: { contains: "mixed", mode: "insensitive" } } } }])).total).toBe(titles.length - 4)
+      expect(await count("PageView", { ...scope, OR: [{ title: { startsWith: "STRA", mode: "insensitive" } }, { title: { endsWith: "OFF " + TAG, mode: "insensitive" } }] })).toBe(3)
+      // mode only on free text, only with the operators it applies to, only its two values
+      for (const bad of [
+        { level: { eq: 1, mode: "insensitive" } },
+        { id: { eq: ids.get(`Mixed ${tag}`), mode: "insensitive" } },
+        { title: { gt: "a", mode: "insensitive" } },
+        { title: { mode: "insensitive" } },
+        { title: { eq: "a", mode: "INSENSITIVE" } }
+      ]) {
+        const e = await fail(422, "list", ["PageView", { filter: bad }])
+        expect(fieldNames(e).some((f) => /^filter\.(level|id|title)\.(mode|gt)$/.test(f)), JSON.stringify(e)).toBe(true)
+      }
+      await fail(422, "list", ["Workflow", { filter: { trigger: { eq: "manual", mode: "insensitive" } } }])
+    })
+
     it("trailing spaces are significant in equality, uniqueness and order", async () => {
       const tag = uid()
       const a = await fx.page({ title: `pad${tag}`, description: "pad" })

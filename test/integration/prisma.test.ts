@@ -12,6 +12,7 @@ import { startInProcess } from "../support/inprocess.js"
 import { createDatabase, daemonConfig, serviceAuth, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
 import { type Answer, DIALECTS, expectIsoUtc, expectUuidV4, type Rec, uid } from "./harness.js"
 
+/** metabuilder's schema.prisma (a copy: the project reads nothing outside itself). */
 const METABUILDER_PRISMA = fileURLToPath(new URL("../fixtures/metabuilder/backends/prisma/schema.prisma", import.meta.url))
 
 interface ListResult {

@@ -233,6 +233,28 @@ security:
   })
 })
 
+describe("dbal-daemon check-config: entities without access rules", () => {
+  it("warns (stderr, exit 0) about entities that only service tokens can use, until a rule names them", async () => {
+    write("open/entities/note.yaml", "entity: Note\nfields:\n  id: {type: uuid, primary: true, generated: true}\n  text: {type: text}\n")
+    write("open/entities/memo.yaml", "entity: Memo\nfields:\n  id: {type: uuid, primary: true, generated: true}\n")
+    write("open/entities/secret.yaml", "entity: Secret\nacl:\n  read: {system: true}\nfields:\n  id: {type: uuid, primary: true, generated: true}\n")
+    const config = write("open/daemon.yaml", "database: {adapter: sqlite, connection: {filename: db.sqlite}}\nentities: {dir: entities}\n")
+    const r = await cli(["check-config", `--config=${config}`])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^configuration OK/m)
+    expect(lines(r.stderr)).toEqual([
+      "warning: 2 entities have no access rules and can be used by service tokens only: Memo, Note (give them an acl: block, or rules in security.acl.rules_file)"
+    ])
+    write("open/rules.yaml", "rules:\n  - {roles: user, entities: Note, operations: read}\n")
+    const withRules = write("open/daemon2.yaml", "database: {adapter: sqlite, connection: {filename: db.sqlite}}\nentities: {dir: entities}\nsecurity:\n  acl: {rules_file: rules.yaml}\n")
+    const r2 = await cli(["check-config", `--config=${withRules}`])
+    expect(r2.status, r2.stderr).toBe(0)
+    expect(lines(r2.stderr)).toEqual([
+      "warning: 1 entity has no access rules and can be used by service tokens only: Memo (give it an acl: block, or rules in security.acl.rules_file)"
+    ])
+  })
+})
+
 describe("dbal-daemon migrate", () => {
   it("creates the tables of a new SQLite file; a second run changes nothing", async () => {
     const first = await cli(["migrate", `--config=${daemonConfig}`])

@@ -8,6 +8,7 @@ import { loadRegistry } from "../../src/entity/Load.js"
 import type { EntityDef } from "../../src/entity/Model.js"
 import { toWireError } from "../../src/Errors.js"
 import { compileFilter, type FilterNode, hasFieldCondition, parseFilter } from "../../src/query/Filter.js"
+import { complexity, FILTER_NODE_COST } from "../../src/query/Complexity.js"
 
 const registry = loadRegistry(fileURLToPath(new URL("../../config/entities", import.meta.url)))
 const entity = (name: string): EntityDef => {
@@ -486,5 +487,34 @@ describe("compileFilter: semantics on SQLite", () => {
         { pageId: PAGE, OR: [{ order: 3 }, { parentId: null }] }
       ])
     ).toEqual([["1"], ["2", "3", "4"], ["2", "3"], ["2", "3"], ["2", "3", "4"], ["1", "2", "3", "4"], ["1", "4"]])
+  })
+})
+
+describe('mode "insensitive"', () => {
+  it("folds the operands here (A-Z only) and the column in SQL, and binds them as parameters", async () => {
+    expect(await compiled(User, { username: { contains: "Ab%É", mode: "insensitive" } })).toEqual({
+      text: `lower("username") LIKE ? ESCAPE '!'`,
+      params: ["%ab!%É%"]
+    })
+    expect(await compiled(User, { email: { in: ["A@X", "b@y"], mode: "insensitive" } })).toEqual({ text: `lower("email") IN (?,?)`, params: ["a@x", "b@y"] })
+    // the default mode leaves both sides alone
+    expect(await compiled(User, { username: { eq: "Ab", mode: "default" } })).toEqual({ text: `"username" = ?`, params: ["Ab"] })
+  })
+
+  it("is refused on non-text fields, with ordering operators, alone, and with other values", () => {
+    expect(fieldsOf(PageView, { level: { eq: 1, mode: "insensitive" } })).toEqual(["filter.level.mode"])
+    expect(fieldsOf(User, { role: { eq: "user", mode: "insensitive" } })).toEqual(["filter.role.mode"])
+    expect(fieldsOf(User, { username: { gt: "a", mode: "insensitive" } })).toEqual(["filter.username.mode"])
+    expect(fieldsOf(User, { username: { eq: "a", gt: "a", mode: "insensitive" } })).toEqual(["filter.username.gt"])
+    expect(fieldsOf(User, { username: { mode: "insensitive" } })).toEqual(["filter.username.mode"])
+    expect(fieldsOf(User, { username: { mode: "default" } })).toEqual(["filter.username.mode"])
+    expect(fieldsOf(User, { username: { eq: "a", mode: "Insensitive" } })).toEqual(["filter.username.mode"])
+  })
+
+  it("counts twice in the complexity score (the folded column uses no index)", () => {
+    const plain = complexity({ filter: parsed(User, { username: { contains: "a" }, email: { in: ["x", "y"] } }) })
+    const folded = complexity({ filter: parsed(User, { username: { contains: "a", mode: "insensitive" }, email: { in: ["x", "y"], mode: "insensitive" } }) })
+    expect(folded.filterNodes).toBe(plain.filterNodes + 2)
+    expect(folded.total).toBe(plain.total + 2 * FILTER_NODE_COST)
   })
 })

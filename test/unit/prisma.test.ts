@@ -10,15 +10,19 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
 import { schemaDdl } from "../../src/entity/Ddl.js"
-import { buildRegistry, EntityLoadError, loadRegistry } from "../../src/entity/Load.js"
+import { buildRegistry, EntityLoadError, loadRegistry, yamlTables } from "../../src/entity/Load.js"
 import type { EntityDef, EntityRegistryShape, FieldDef } from "../../src/entity/Model.js"
 import { loadPrismaRegistry, prismaToRaws, readPrismaSchema } from "../../src/entity/Prisma.js"
 import { validateCreate } from "../../src/entity/Validate.js"
 
+/** metabuilder's schema.prisma (a copy: the project reads nothing outside itself). */
 const METABUILDER_PRISMA = fileURLToPath(new URL("../fixtures/metabuilder/backends/prisma/schema.prisma", import.meta.url))
 const YAML_DIR = fileURLToPath(new URL("../../config/entities", import.meta.url))
 
-const prisma = loadPrismaRegistry(METABUILDER_PRISMA)
+/** In snake_case naming, over the shipped YAML's tables: the daemon's own database. */
+const prisma = loadPrismaRegistry(METABUILDER_PRISMA, { naming: "snake_case", tables: yamlTables(YAML_DIR) })
+/** In Prisma's naming (the default): the database `prisma migrate` makes of the file. */
+const prismaNamed = loadPrismaRegistry(METABUILDER_PRISMA)
 const yaml = loadRegistry(YAML_DIR)
 
 const entity = (r: EntityRegistryShape, name: string): EntityDef => {
@@ -57,19 +61,44 @@ describe("metabuilder's schema.prisma (test/fixtures)", () => {
     expect([...prisma.entities.keys()].sort()).toEqual([...yaml.entities.keys()].sort())
   })
 
-  it("names tables with the loader's snake_case plural rule (no @@map in the file)", () => {
-    const tables = Object.fromEntries([...prisma.entities.values()].map((e) => [e.name, e.table]))
-    expect(tables).toEqual({
+  it("in snake_case naming, gets the same tables as the shipped YAML entities (no @@map in the file)", () => {
+    const tables = (r: EntityRegistryShape) => Object.fromEntries([...r.entities.values()].map((e) => [e.name, e.table]))
+    expect(tables(prisma)).toEqual({
       User: "users",
       Credential: "credentials",
       Session: "sessions",
       PageView: "page_views",
       // config/entities/component_hierarchy.yaml says `table: component_hierarchy`
-      ComponentHierarchy: "component_hierarchies",
+      ComponentHierarchy: "component_hierarchy",
       Workflow: "workflows",
       LuaScript: "lua_scripts",
       Package: "packages"
     })
+    expect(tables(prisma)).toEqual(tables(yaml))
+    // without a YAML definition of the entity: the snake_case plural of its name
+    const alone = loadPrismaRegistry(METABUILDER_PRISMA, { naming: "snake_case" })
+    expect(tables(alone)).toEqual({ ...tables(yaml), ComponentHierarchy: "component_hierarchies" })
+  })
+
+  it("in Prisma's naming (the default), names tables, columns and unique indexes as prisma migrate does", () => {
+    for (const e of prismaNamed.entities.values()) {
+      expect(e.table).toBe(e.name)
+      for (const f of e.fields) expect(f.column, `${e.name}.${f.name}`).toBe(f.name)
+      // the wire is the same whatever the naming
+      expect(e.fields.map((f) => f.name)).toEqual(entity(prisma, e.name).fields.map((f) => f.name))
+    }
+    expect(entity(prismaNamed, "User").indexes.map((i) => [i.name, i.unique])).toEqual([
+      ["User_username_key", true],
+      ["User_email_key", true]
+    ])
+    expect(entity(prismaNamed, "Package").indexes.map((i) => i.name)).toEqual(["Package_name_version_key", "Package_isInstalled_idx"])
+    expect(entity(prismaNamed, "ComponentHierarchy").indexes.map((i) => i.name)).toEqual([
+      "ComponentHierarchy_pageId_idx",
+      "ComponentHierarchy_parentId_idx",
+      "ComponentHierarchy_pageId_order_idx"
+    ])
+    expect(entity(prismaNamed, "Workflow").orderField?.column).toBe("createdAt")
+    expect(entity(prismaNamed, "Workflow").ownerField?.column).toBe("createdBy")
   })
 
   it("has the same wire names and columns as the YAML entities, in the same order", () => {
@@ -219,7 +248,7 @@ describe("metabuilder's schema.prisma (test/fixtures)", () => {
   it("gives DDL on the three dialects and validates like a YAML entity", () => {
     for (const d of ["sqlite", "pg", "mysql"] as const) {
       const ddl = schemaDdl(d, prisma).join("\n")
-      expect(ddl).toContain("component_hierarchies")
+      expect(ddl).toContain("component_hierarchy")
       expect(ddl).toMatch(/ON DELETE CASCADE/)
       expect(ddl).toMatch(/ON DELETE SET NULL/)
     }
@@ -347,7 +376,7 @@ describe("broken or unsupported Prisma input", () => {
       "bad.prisma:6: Shop.blob: type Bytes is not supported (supported: String, Int, Boolean, DateTime, Json and enums)",
       "bad.prisma:7: Shop.tags: lists of scalars or enums (String[]) are not supported (use Json)",
       "bad.prisma:8: Shop.geo: type Unsupported(...) is not supported",
-      'bad.prisma:11: Shop.userID: the daemon derives wire names from columns: column "user_id" would be called "userId" on the wire, not "userID"; rename the field or set @map("<snake_case of it>")',
+      'bad.prisma:11: Shop.userID: field names must be camelCase words (lower-case first letter, no runs of capitals: "userId" rather than "userID"); keep the column with @map',
       "bad.prisma:12: Shop.nope: unknown type Gadget",
       "bad.prisma:9: Shop.seq: @default(autoincrement()) is not supported",
       "bad.prisma:10: Shop.token: @default(uuid()) is not supported on a field that is not the @id",
@@ -399,7 +428,7 @@ model C {
 
   it("passes on what only buildRegistry knows, with the file, line and model", () => {
     expect(problemsOf(`model Thing {\n  id String @id\n  @@map("Bad-Table")\n}\n`)).toEqual([
-      "bad.prisma:1 (model Thing): table: expected a snake_case identifier, at most 63 characters"
+      "bad.prisma:1 (model Thing): table: expected an identifier (letters, digits, _), at most 63 characters"
     ])
     expect(problemsOf(`model Thing {\n  id String @id\n  name String\n}\nmodel Other {\n  id String @id\n  thingName String\n  thing Thing @relation(fields: [thingName], references: [name])\n}\n`)).toEqual([
       "bad.prisma:5 (model Other): fields.thing_name.foreign_key.field: Thing.name must be primary or unique"
