@@ -55,6 +55,17 @@ export const ConnectionConfig = Schema.Struct({
   filename: Schema.optionalWith(NonEmpty, { exact: true }),
   /** sqlite: how long a writer waits for the lock, in milliseconds. */
   busy_timeout: opt(NonNegativeInt, () => 5000),
+  /**
+   * sqlite: threads that run reads outside transactions, each with its own connection (WAL), beside
+   * the one writer thread; a `:memory:` database uses the writer alone (docs/operations.md).
+   */
+  readers: opt(
+    PositiveInt.annotations({
+      description:
+        "sqlite: worker threads that run reads outside transactions (each its own connection, WAL), beside the one writer thread that runs writes and transactions. No statement runs on the thread that serves connections. Ignored for :memory: (one thread)."
+    }),
+    () => 2
+  ),
   host: Schema.optionalWith(NonEmpty, { exact: true }),
   port: Schema.optionalWith(Port, { exact: true }),
   database: Schema.optionalWith(NonEmpty, { exact: true }),
@@ -67,7 +78,7 @@ export const ConnectionConfig = Schema.Struct({
 
 export const DatabaseConfig = Schema.Struct({
   adapter: opt(Adapter, () => "sqlite" as const),
-  connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, ssl_mode: "disable" as const })),
+  connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, readers: 2, ssl_mode: "disable" as const })),
   pool_size: Schema.optionalWith(PositiveInt, { exact: true }),
   /** Connect timeout, milliseconds (an unreachable database answers 503 after this). */
   timeout: opt(PositiveInt, () => 5000),
