@@ -138,7 +138,15 @@ export const make = (options: SqliteClientOptions): Effect.Effect<SqlClient.SqlC
     const idleReaders = yield* Effect.forEach(Array.from({ length: memory ? 0 : options.readers }), () => opened(start("reader")), {
       concurrency: "unbounded"
     })
-    const readerSlots = yield* Effect.makeSemaphore(idleReaders.length)
+    /** Requests waiting for a reader, first come first served. */
+    const waiting: Array<(thread: SqliteThread) => void> = []
+    /** A reader that finished its request (or a new one): to the next waiting request, else idle. */
+    const release = (thread: SqliteThread) => {
+      if (!live.has(thread)) return
+      const next = waiting.shift()
+      if (next === undefined) idleReaders.push(thread)
+      else next(thread)
+    }
     /** Held by a transaction for its whole length, and by each statement sent to the writer outside one. */
     const writerLock = yield* Effect.makeSemaphore(1)
     /** Texts a reader refused (they write): sent to the writer directly. */
@@ -153,7 +161,7 @@ export const make = (options: SqliteClientOptions): Effect.Effect<SqlClient.SqlC
       const fresh = start(role)
       if (role === "writer") {
         if (writer === thread) writer = fresh
-      } else idleReaders.push(fresh)
+      } else release(fresh)
       return Effect.logWarning(
         `SQLite: a statement was abandoned before it finished (query_timeout or the caller went away); its ${role} thread was replaced and ends when the statement returns`
       )
@@ -190,31 +198,50 @@ export const make = (options: SqliteClientOptions): Effect.Effect<SqlClient.SqlC
     const onWriter = (sql: string, params: ReadonlyArray<unknown>, mode: Mode) =>
       writerLock.withPermits(1)(Effect.suspend(() => Effect.flatMap(ask(currentWriter(), sql, params, mode), result)))
 
-    const onReader = (sql: string, params: ReadonlyArray<unknown>, mode: Mode) =>
-      Effect.flatMap(
-        readerSlots.withPermits(1)(
-          Effect.suspend(() => {
-            let thread = idleReaders.pop()!
+    /**
+     * A reader's answer: the first idle reader, or the first to finish. (No semaphore: this is
+     * the path of almost every request, and one Effect.async for the wait and the answer is the
+     * cheapest; interrupted while waiting, the request leaves the queue; while running, its reader
+     * is replaced.)
+     */
+    const askReader = (sql: string, params: ReadonlyArray<unknown>, mode: Mode): Effect.Effect<Reply> =>
+      Effect.withFiberRuntime((fiber) => {
+        const safeIntegers = Context.get(fiber.currentContext, SqlClient.SafeIntegers)
+        return Effect.async<Reply>((resume) => {
+          let running: { thread: SqliteThread; id: number } | undefined
+          const run = (taken: SqliteThread) => {
+            let thread = taken
             if (thread.stopped) {
+              // It stopped by itself (it could not open the database, or crashed): a new one.
               live.delete(thread)
               thread = start("reader")
             }
-            const taken = thread
-            return Effect.ensuring(
-              ask(taken, sql, params, mode),
-              Effect.sync(() => {
-                if (live.has(taken)) idleReaders.push(taken)
-              })
-            )
+            const id = thread.send({ sql, params, mode, safeIntegers }, (reply) => {
+              release(thread)
+              resume(Effect.succeed(reply))
+            })
+            running = { thread, id }
+          }
+          const idle = idleReaders.pop()
+          if (idle === undefined) waiting.push(run)
+          else run(idle)
+          return Effect.suspend(() => {
+            if (running === undefined) {
+              waiting.splice(waiting.indexOf(run), 1)
+              return Effect.void
+            }
+            return running.thread.forget(running.id) ? replace(running.thread) : Effect.void
           })
-        ),
-        (reply) => {
-          if (!("writer" in reply)) return result(reply)
-          if (writes.size >= 1000) writes.clear()
-          writes.add(sql)
-          return onWriter(sql, params, mode)
-        }
-      )
+        })
+      })
+
+    const onReader = (sql: string, params: ReadonlyArray<unknown>, mode: Mode) =>
+      Effect.flatMap(askReader(sql, params, mode), (reply) => {
+        if (!("writer" in reply)) return result(reply)
+        if (writes.size >= 1000) writes.clear()
+        writes.add(sql)
+        return onWriter(sql, params, mode)
+      })
 
     /** Outside transactions: reads to a reader, the rest to the writer. */
     const route = (sql: string, params: ReadonlyArray<unknown>, mode: Mode) =>
@@ -264,5 +291,8 @@ export const sqliteLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient,
   const c = cfg.database.connection
   const filename = c.filename!
   if (filename !== ":memory:") fs.mkdirSync(path.dirname(filename), { recursive: true })
-  return Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout: c.busy_timeout, readers: c.readers })).pipe(Layer.provide(Reactivity.layer))
+  // A writer waits for SQLite's lock at most half of what a request may take: SQLITE_BUSY (503,
+  // retryable) comes before the request's 504 would abandon the waiting thread (and replace it).
+  const busyTimeout = Math.min(c.busy_timeout, Math.floor(cfg.performance.query_timeout / 2))
+  return Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout, readers: c.readers })).pipe(Layer.provide(Reactivity.layer))
 }
