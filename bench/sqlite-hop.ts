@@ -21,7 +21,7 @@ const reads = Number(process.argv[3] ?? 5000)
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-sqlite-hop-"))
 const filename = path.join(dir, "bench.sqlite")
 
-const clients = {
+const clients: Record<string, Layer.Layer<SqlClient.SqlClient, unknown>> = {
   "on the event loop (SqliteClient)": SqliteClient.layer({ filename }),
   "worker thread (layers/db/Sqlite.ts)": Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout: 5000, readers: 2 })).pipe(Layer.provide(Reactivity.layer))
 }
