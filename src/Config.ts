@@ -88,6 +88,12 @@ export const ConnectionConfig = Schema.Struct({
   busy_timeout: opt(NonNegativeInt, () => 5000).annotations({
     description: "SQLite: how long a writer waits for the lock, in milliseconds."
   }),
+  readers: opt(PositiveInt, () => 2).annotations({
+    description:
+      "SQLite: worker threads that run reads outside transactions (each its own connection, WAL), beside the one writer " +
+      "thread that runs writes and transactions. No statement runs on the thread that serves connections. Ignored for " +
+      "`:memory:` (one thread) ([SQLite](operations.md#sqlite-worker-threads-one-writer-query_timeout))."
+  }),
   host: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description: "PostgreSQL/MySQL: the server, **required** for postgresql and mysql."
   }),
@@ -118,7 +124,7 @@ export const DatabaseConfig = Schema.Struct({
       "The database server: `mysql` serves MySQL 8 and MariaDB ([Database " +
       "adapters](entities.md#database-adapters))."
   }),
-  connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, ssl_mode: "disable" as const })).annotations({
+  connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, readers: 2, ssl_mode: "disable" as const })).annotations({
     description: "How to reach the database."
   }),
   pool_size: Schema.optionalWith(PositiveInt, { exact: true }).annotations({

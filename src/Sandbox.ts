@@ -1,7 +1,8 @@
 /**
  * `security.sandbox: strict`: the daemon runs under Node's permission model. Reads are limited to
  * the application, configuration, entity, rules, certificate and key paths; writes to the audit
- * folder and the SQLite file's folder; no child processes and no worker threads. The process
+ * folder and the SQLite file's folder; no child processes; worker threads only for SQLite (its
+ * statements run on them, layers/db/Sqlite.ts), none for the other adapters. The process
  * that reads the configuration starts the sandboxed daemon as its only child (running the build
  * of `npm run build`, since the TypeScript loader itself needs a child process) and relays
  * signals and the exit code. As root it refuses unless `security.sandbox_allow_root: true`.
@@ -60,6 +61,8 @@ export const sandboxFlags = (cfg: DaemonConfig): Array<string> => {
     "--no-warnings=ExperimentalWarning",
     // better-sqlite3 is a native addon, loaded by the SQLite client.
     "--allow-addons",
+    // SQLite statements run on worker threads (the database is in-process).
+    ...(cfg.database.adapter === "sqlite" ? ["--allow-worker"] : []),
     ...read.map((p) => `--allow-fs-read=${p}`),
     ...write.map((p) => `--allow-fs-write=${p}`)
   ]

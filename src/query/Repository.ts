@@ -424,12 +424,17 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       if (existing.length > 0) return yield* updateWhere(entity, byField(field, value), updateValues, access)
       return yield* create(entity, createValues, createAccess)
     })
-    return attempt.pipe(
+    const guarded = attempt.pipe(
       Effect.catchIf(
         (e): e is RequestError => e._tag === "Conflict" && e.fields.includes(field.name),
         () => updateWhere(entity, byField(field, value), updateValues, access)
       )
     )
+    // SQLite has one writer connection: in a transaction (which holds it) the look-up and the
+    // write cannot interleave with a concurrent upsert's. Without it, the concurrent create's
+    // unique violation may name another unique field (SQLite reports one violated index, in its
+    // own order), which the Conflict above cannot recognise.
+    return db.dialect === "sqlite" ? sql.withTransaction(guarded).pipe(Effect.catchTag("SqlError", writeError(entity, [createValues]))) : guarded
   }
 
   return {

@@ -7,9 +7,9 @@
  * - MySQL / MariaDB: every pool connection runs `SET SESSION max_statement_time` (MariaDB,
  *   seconds, every statement) or `max_execution_time` (MySQL, milliseconds, read-only SELECTs)
  *   when it is opened; the interrupted statement itself keeps running until that bound.
- * - SQLite: better-sqlite3 is synchronous and cannot be interrupted; a statement runs to its end
- *   (writers wait at most `busy_timeout` for the lock) and the 504 is answered as soon as it
- *   yields back to the event loop.
+ * - SQLite: statements run on worker threads (layers/db/Sqlite.ts); an interrupted statement's
+ *   thread is terminated and replaced, so the 504 comes at the bound (the statement itself runs
+ *   to its end in the old thread, which then closes its connection: docs/operations.md).
  */
 import { Effect, Fiber, FiberId, Runtime, RuntimeFlags } from "effect"
 import { Timeout } from "../Errors.js"

@@ -1,8 +1,8 @@
 /**
  * security.sandbox: strict — the daemon runs under Node's permission model with the paths of
  * its configuration only. Proves: the daemon serves in the sandbox; the sandbox's own flags
- * refuse reads and writes outside the allowed paths, child processes and workers; root is refused
- * unless allowed.
+ * refuse reads and writes outside the allowed paths and child processes, and allow worker threads
+ * only on SQLite (its statements run on them); root is refused unless allowed.
  */
 import { Effect } from "effect"
 import { spawnSync } from "node:child_process"
@@ -105,11 +105,25 @@ describe("strict sandbox", () => {
       expect(fs.existsSync(path.join(dir, "outside"))).toBe(false)
     })
 
-    it("refuse child processes and worker threads", async () => {
+    it("refuse child processes", async () => {
       const child = await run(`try { require("child_process").spawnSync("true"); console.log("spawned") } catch (e) { console.log(e.code) }`)
       expect(child.stdout.trim()).toBe("ERR_ACCESS_DENIED")
-      const worker = await run(`try { new (require("worker_threads").Worker)("1", { eval: true }); console.log("worker") } catch (e) { console.log(e.code) }`)
-      expect(worker.stdout.trim()).toBe("ERR_ACCESS_DENIED")
+    })
+
+    const startWorker = `try { const w = new (require("worker_threads").Worker)("require('worker_threads').parentPort.postMessage('up')", { eval: true }); w.once("message", (m) => { console.log(m); w.terminate() }) } catch (e) { console.log(e.code) }`
+
+    it("allow worker threads on SQLite (its statements run on them)", async () => {
+      const worker = await run(startWorker)
+      expect(worker.stdout.trim()).toBe("up")
+    })
+
+    it("refuse worker threads on the other adapters", async () => {
+      const file = configFor("  sandbox_allow_root: true")
+      fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("{adapter: sqlite, connection: {filename: data/db.sqlite}, auto_migrate: true}", "{adapter: postgresql, connection: {host: 127.0.0.1, database: x, user: x}}"))
+      const cfg = await Effect.runPromise(loadConfig(file))
+      expect(cfg.database.adapter).toBe("postgresql")
+      const r = spawnSync(process.execPath, [...sandboxFlags(cfg), "-e", startWorker], { cwd: dir, encoding: "utf8", timeout: 30_000 })
+      expect(r.stdout.trim()).toBe("ERR_ACCESS_DENIED")
     })
   })
 })
