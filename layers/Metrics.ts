@@ -17,7 +17,7 @@
  */
 import { Effect, Metric, MetricKeyType, type MetricPair, MetricState, Option } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import { authFailures, connectionsTotal, rateLimited } from "../src/Metrics.js"
+import { authFailures, authLockouts, connectionsTotal, rateLimited } from "../src/Metrics.js"
 import { Database } from "../src/services/Database.js"
 
 type Kind = "counter" | "gauge" | "histogram" | "summary"
@@ -204,7 +204,7 @@ const databaseSeries = Effect.flatMap(Effect.serviceOption(Database), (db) =>
 )
 
 /** Unlabelled counters exist from the start (at 0), not only after their first increment. */
-const registerUnlabelled = Effect.all([Metric.value(connectionsTotal), Metric.value(rateLimited), Metric.value(authFailures)], {
+const registerUnlabelled = Effect.all([Metric.value(connectionsTotal), Metric.value(rateLimited), Metric.value(authFailures), Metric.value(authLockouts)], {
   discard: true
 })
 

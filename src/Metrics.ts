@@ -58,6 +58,11 @@ export const authFailures = Metric.counter("dbal_auth_failures_total", {
   incremental: true
 })
 
+export const authLockouts = Metric.counter("dbal_auth_lockouts_total", {
+  description: "Remote addresses locked out by the failed-authentication throttle (each lockout counted once)",
+  incremental: true
+})
+
 const auditRecordsKey = MetricKey.counter("dbal_audit_records_total", {
   description: "Audit records: ok (a write's record on disk), queued (a read's record, written with the next batch), failed",
   incremental: true
