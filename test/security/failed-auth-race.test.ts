@@ -46,7 +46,7 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
             auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }], failed_auth: { burst: BURST, per_minute: 1 } }
           }
         })}`
-      ])
+      ], { timeoutMs: 90_000 })
     })
     afterAll(async () => {
       for (const s of sockets) await s.close()
