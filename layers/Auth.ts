@@ -7,15 +7,17 @@
  *   the current role. Remembered at most `session_cache_ttl` seconds, forgotten at once when the
  *   daemon writes Session or User, and the expiry is checked on every request.
  * `auth.user_id`, when given, must name the principal. Failed attempts are counted per remote
- * address; past `failed_auth` the address gets 429 before its token is even looked at.
+ * address (see makeFailedAuthThrottle); past `failed_auth` the address gets 429 before its token
+ * is even looked at.
  */
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Cause, Effect, Exit, Layer, Metric, Option, Redacted } from "effect"
 import * as jose from "jose"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as fs from "node:fs"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { RateLimited, Unauthorized, Unavailable } from "../src/Errors.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
+import { authLockouts } from "../src/Metrics.js"
 import { decodeValue } from "../src/query/Codec.js"
 import { storableText } from "../src/entity/Validate.js"
 import { Auth, type Credentials } from "../src/services/Auth.js"
@@ -85,6 +87,81 @@ export const makeJwtVerifier = async (cfg: DaemonConfig["security"]["auth"]["jwt
   return undefined
 }
 
+/**
+ * The failed-authentication throttle of this process: a token bucket per remote address. Every
+ * attempt takes (reserves) a token before its credential is looked at and gives it back when the
+ * credential is accepted: attempts in flight at once (pipelined on one connection, or on many)
+ * cannot all pass a check made before any of them had failed. An attempt that finds the bucket
+ * empty while attempts of its address are still in flight waits for them, since their tokens may
+ * come back; with none in flight it is refused. The moment an address's bucket runs empty is
+ * logged (WARN) and counted once per lockout.
+ */
+export const makeFailedAuthThrottle = (cfg: DaemonConfig["security"]["auth"]["failed_auth"], now: () => number = Date.now) => {
+  const bucket = makeMemory({ requestsPerMinute: cfg.per_minute, burst: cfg.burst })
+  const inFlight = new Map<string, { count: number; readonly waiters: Array<() => void> }>()
+  const lockedUntil = new Map<string, number>()
+  const refused = (retryAfter: number) => new RateLimited({ retryAfter, reason: "too many failed authentications from this address" })
+
+  const reserve = (address: string): Effect.Effect<void, RateLimited> =>
+    Effect.suspend(() => {
+      const limited = bucket.check(address, true)
+      const pending = inFlight.get(address)
+      if (limited === undefined) {
+        if (pending === undefined) inFlight.set(address, { count: 1, waiters: [] })
+        else pending.count++
+        return Effect.void
+      }
+      if (pending === undefined) return Effect.fail(refused(limited.retryAfter))
+      const settled = Effect.async<void>((resume) => {
+        const wake = () => resume(Effect.void)
+        pending.waiters.push(wake)
+        return Effect.sync(() => {
+          const i = pending.waiters.indexOf(wake)
+          if (i >= 0) pending.waiters.splice(i, 1)
+        })
+      })
+      return Effect.zipRight(settled, reserve(address))
+    })
+
+  const lockedOut = (address: string): Effect.Effect<void> => {
+    const limited = bucket.check(address, false)
+    const t = now()
+    if (limited === undefined || (lockedUntil.get(address) ?? 0) > t) return Effect.void
+    if (lockedUntil.size >= 10_000) for (const [a, until] of lockedUntil) if (until <= t) lockedUntil.delete(a)
+    lockedUntil.set(address, t + limited.retryAfter * 1000)
+    return Effect.zipRight(
+      Metric.increment(authLockouts),
+      Effect.logWarning(
+        `failed authentications: address ${address} is locked out (every request from it gets 429 for about ${limited.retryAfter} s; failed_auth burst ${cfg.burst}, per_minute ${cfg.per_minute})`
+      )
+    )
+  }
+
+  const settle = (address: string, failed: boolean): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const pending = inFlight.get(address)
+      if (pending !== undefined) {
+        pending.count--
+        if (pending.count <= 0) inFlight.delete(address)
+        for (const wake of pending.waiters.splice(0)) wake()
+      }
+      if (!failed) {
+        bucket.refund(address)
+        return Effect.void
+      }
+      return lockedOut(address)
+    })
+
+  /** Runs `attempt` under the throttle: a 401 it fails with is charged to `address`. */
+  const guard = <A, E extends { readonly _tag: string }>(address: string, attempt: Effect.Effect<A, E>): Effect.Effect<A, E | RateLimited> =>
+    Effect.zipRight(
+      reserve(address),
+      Effect.onExit(attempt, (exit) => settle(address, Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), (e) => e._tag === "Unauthorized")))
+    )
+
+  return { guard }
+}
+
 interface CachedSession {
   readonly userId: string
   readonly role: UserRole
@@ -139,7 +216,7 @@ export const make = Effect.gen(function* () {
       cache.clear()
     }
   })
-  const failures = makeMemory({ requestsPerMinute: authCfg.failed_auth.per_minute, burst: authCfg.failed_auth.burst })
+  const throttle = makeFailedAuthThrottle(authCfg.failed_auth)
 
   const matchUser = (principal: Principal, creds: Credentials): Effect.Effect<Principal, Unauthorized> =>
     creds.userId !== undefined && creds.userId !== principal.userId
@@ -193,19 +270,16 @@ export const make = Effect.gen(function* () {
     })
 
   const authenticate = (creds: Credentials, remoteAddress: string): Effect.Effect<Principal, Unauthorized | Unavailable | RateLimited> =>
-    Effect.suspend((): Effect.Effect<Principal, Unauthorized | Unavailable | RateLimited> => {
-      const throttled = failures.check(remoteAddress, false)
-      if (throttled !== undefined) {
-        return Effect.fail(new RateLimited({ retryAfter: throttled.retryAfter, reason: "too many failed authentications from this address" }))
-      }
-      // A service token is decided here and now (no Effect.gen: it is on every request's path).
-      const svc = service(creds)
-      const principal =
-        svc !== undefined
+    throttle.guard(
+      remoteAddress,
+      Effect.suspend((): Effect.Effect<Principal, Unauthorized | Unavailable> => {
+        // A service token is decided here and now (no Effect.gen: it is on every request's path).
+        const svc = service(creds)
+        return svc !== undefined
           ? matchUser(svc, creds)
           : Effect.flatMap(verifyJwt !== undefined && JWT_SHAPE.test(creds.token) ? jwt(verifyJwt, creds) : session(creds), (p) => matchUser(p, creds))
-      return Effect.tapError(principal, (e) => (e._tag === "Unauthorized" ? Effect.sync(() => failures.check(remoteAddress, true)) : Effect.void))
-    })
+      })
+    )
 
   return { authenticate }
 })

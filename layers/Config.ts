@@ -160,6 +160,10 @@ const crossChecks = (doc: Record<string, unknown>): Array<string> => {
   if (cluster.changes === "postgresql" && adapter !== "postgresql") {
     more.push("cluster.changes: postgresql needs database.adapter postgresql (use redis otherwise)")
   }
+  const server = record(doc.server)
+  if (server.proxy_protocol === true && !(Array.isArray(server.trusted_proxies) && server.trusted_proxies.length > 0)) {
+    more.push("server.proxy_protocol: needs server.trusted_proxies (only a trusted proxy may send a PROXY header)")
+  }
   const security = record(doc.security)
   const tokens = record(security.auth).service_tokens
   const names = Array.isArray(tokens) ? tokens.map((t) => record(t).name) : []

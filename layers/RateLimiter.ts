@@ -65,7 +65,12 @@ export const makeMemory = (opts: { requestsPerMinute: number; burst: number; now
       const limited = check(key, true, cost)
       return limited === undefined ? Effect.void : Effect.fail(limited)
     })
-  return { consume, check, size: () => buckets.size }
+  /** Gives back a token that `check(key, true)` took for a reservation that was not needed. */
+  const refund = (key: string) => {
+    const b = buckets.get(key)
+    if (b !== undefined) b.tokens = Math.min(opts.burst, b.tokens + 1)
+  }
+  return { consume, check, refund, size: () => buckets.size }
 }
 
 /** Token bucket on Redis's clock. Returns {allowed, tokens left}. */

@@ -10,6 +10,11 @@
  *   connection (further frames wait with the socket paused), idle timeout, ping/pong heartbeat
  *   that drops dead peers, and a bound on a slow reader's unsent bytes (the connection is dropped
  *   rather than buffered without limit).
+ * - Client address: the peer's, or, when the peer is in `server.trusted_proxies`, the one its
+ *   PROXY header (`server.proxy_protocol`) or X-Forwarded-For names (src/net/ClientAddress.ts).
+ *   Connection limits, failed-auth throttling and audit records use it.
+ * - Credentials at the handshake (src/net/HandshakeCredentials.ts): checked before the upgrade
+ *   (refused with HTTP 401/429/503), then bound to the connection like `authenticate`.
  * - Each frame runs in its own fiber; a failing request never closes the connection.
  * - Shutdown (scope close, on SIGTERM/SIGINT): stop accepting, /readyz 503, let in-flight
  *   requests finish within `shutdown_grace`, then close sockets with 1001.
@@ -19,6 +24,7 @@ import { X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as https from "node:https"
+import type * as net from "node:net"
 import type { AddressInfo } from "node:net"
 import type * as tls from "node:tls"
 import { WebSocketServer as WsServer, type WebSocket } from "ws"
@@ -27,6 +33,9 @@ import { BadRequest, toWireError } from "../src/Errors.js"
 import { activeConnections, connectionsRefused, connectionsTotal, ready, tlsCertificateExpiry } from "../src/Metrics.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { encodeError } from "../src/rpc/Protocol.js"
+import { clientFromForwardedFor, makeTrustedProxies, normalizeAddress } from "../src/net/ClientAddress.js"
+import { handshakeCredential, SUBPROTOCOL } from "../src/net/HandshakeCredentials.js"
+import { parseProxyHeader } from "../src/net/ProxyProtocol.js"
 import { requestRuntime } from "../src/query/Timeout.js"
 import { parseTraceparent, type TraceParent } from "../src/Spans.js"
 import { Database } from "../src/services/Database.js"
@@ -191,31 +200,140 @@ export const layer = Layer.scoped(
       )
     if (s.tls.enabled) process.on("SIGHUP", onHup)
 
-    const wss = new WsServer({ noServer: true, maxPayload: maxPayload * HARD_LIMIT_FACTOR, perMessageDeflate: false })
+    const wss = new WsServer({
+      noServer: true,
+      maxPayload: maxPayload * HARD_LIMIT_FACTOR,
+      perMessageDeflate: false,
+      // A browser sends its credential as the subprotocol dbal.bearer.<token> and offers `dbal`
+      // beside it; the answer names `dbal`, never the credential (answers get logged too).
+      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false)
+    })
 
-    const refuse = (socket: import("node:stream").Duplex, status: number, reason: string) => {
+    const refuse = (socket: import("node:stream").Duplex, status: number, reason: string, headers: Record<string, string> = {}) => {
       runSync(Metric.increment(Metric.tagged(connectionsRefused, "reason", reason)))
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\n${extra}Content-Length: 0\r\n\r\n`)
       socket.destroy()
+    }
+
+    const trusted = makeTrustedProxies(s.trusted_proxies)
+    /** Client addresses read from PROXY headers, by the socket that carried them. */
+    const proxiedFrom = new WeakMap<object, string>()
+    const peerOf = (socket: net.Socket): string => {
+      // Under TLS the request's socket wraps the one the PROXY header came on.
+      const raw = (socket as net.Socket & { readonly _parent?: object })._parent
+      return proxiedFrom.get(socket) ?? (raw === undefined ? undefined : proxiedFrom.get(raw)) ?? normalizeAddress(socket.remoteAddress ?? "unknown")
+    }
+    const clientAddress = (req: http.IncomingMessage): string => {
+      const peer = peerOf(req.socket)
+      const forwarded = req.headersDistinct["x-forwarded-for"]
+      return forwarded === undefined || !trusted.trusts(peer) ? peer : clientFromForwardedFor(peer, forwarded, trusted)
+    }
+
+    /**
+     * PROXY protocol (`server.proxy_protocol`): before the HTTP (or TLS) server sees a socket, its
+     * first bytes are read. A trusted proxy must start with a PROXY header, whose client address
+     * then stands for the peer's; any other peer that starts with one is refused (it could name
+     * any address), and its other bytes go through untouched.
+     */
+    if (s.proxy_protocol) {
+      const serve = server.listeners("connection") as Array<(socket: net.Socket) => void>
+      server.removeAllListeners("connection")
+      server.on("connection", (socket: net.Socket) => {
+        const peer = normalizeAddress(socket.remoteAddress ?? "unknown")
+        const mustSend = trusted.trusts(peer)
+        let received: Buffer = Buffer.alloc(0)
+        const stop = () => {
+          clearTimeout(timer)
+          socket.off("data", onData)
+        }
+        const drop = (reason: string) => {
+          stop()
+          runSync(Metric.increment(Metric.tagged(connectionsRefused, "reason", reason)))
+          if (s.tls.enabled) return socket.destroy()
+          socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+          setTimeout(() => socket.destroy(), 2000).unref()
+        }
+        const handOver = (rest: Buffer, client: string | undefined) => {
+          stop()
+          socket.pause()
+          if (client !== undefined) proxiedFrom.set(socket, normalizeAddress(client))
+          if (rest.length > 0) socket.unshift(rest)
+          for (const listener of serve) listener.call(server, socket)
+          socket.resume()
+        }
+        const onData = (chunk: Buffer) => {
+          received = received.length === 0 ? chunk : Buffer.concat([received, chunk])
+          const header = parseProxyHeader(received)
+          switch (header.kind) {
+            case "incomplete":
+              return
+            case "invalid":
+              return drop("proxy_header_invalid")
+            case "absent":
+              return mustSend ? drop("proxy_header_missing") : handOver(received, undefined)
+            case "local":
+            case "proxied":
+              if (!mustSend) return drop("proxy_header_untrusted")
+              return handOver(received.subarray(header.length), header.kind === "proxied" ? header.source : undefined)
+          }
+        }
+        const timer = setTimeout(() => drop("proxy_header_timeout"), 10_000)
+        timer.unref()
+        socket.on("error", () => socket.destroy())
+        socket.once("close", () => clearTimeout(timer))
+        socket.on("data", onData)
+      })
+    }
+
+    const release = (address: string) => {
+      const n = (perAddress.get(address) ?? 1) - 1
+      if (n <= 0) perAddress.delete(address)
+      else perAddress.set(address, n)
     }
 
     server.on("upgrade", (req, socket, head) => {
       socket.on("error", () => socket.destroy())
-      const address = req.socket.remoteAddress ?? "unknown"
+      const address = clientAddress(req)
       if (state !== "ready") return refuse(socket, 503, "draining")
       if (clients.size >= s.max_connections) return refuse(socket, 503, "max_connections")
       if ((perAddress.get(address) ?? 0) >= s.max_connections_per_address) return refuse(socket, 429, "max_connections_per_address")
-      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, address, parseTraceparent(req.headers.traceparent)))
+      if (socket.destroyed) return
+      // Counted from here to the socket's end, so that handshakes waiting on their credential
+      // check count too, and a handshake `ws` refuses gives its place back.
+      perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
+      socket.once("close", () => release(address))
+      const traceparent = parseTraceparent(req.headers.traceparent)
+      const conn: Connection = { remoteAddress: address, auth: undefined, ...(traceparent === undefined ? {} : { traceparent }) }
+      const upgrade = () => {
+        if (!socket.destroyed) wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, conn))
+      }
+      // The request's URL may carry a token: it is read here and nowhere logged.
+      const credential = handshakeCredential(req.headers, req.url, cfg.security.auth.query_token)
+      if (credential.kind === "none") return upgrade()
+      if (credential.kind === "unusable") return refuse(socket, 401, "unauthorized", { "WWW-Authenticate": 'Bearer realm="dbal"' })
+      runFork(
+        handler.authenticateConnection(conn, { token: credential.token }).pipe(
+          Effect.matchEffect({
+            onSuccess: () => Effect.sync(upgrade),
+            onFailure: (e) =>
+              Effect.sync(() => {
+                if (e._tag === "RateLimited") return refuse(socket, 429, "failed_auth", { "Retry-After": String(e.retryAfter) })
+                if (e._tag === "Unauthorized") return refuse(socket, 401, "unauthorized", { "WWW-Authenticate": 'Bearer realm="dbal"' })
+                return refuse(socket, 503, "unavailable")
+              })
+          })
+        )
+      )
     })
 
-    const onConnection = (ws: WebSocket, address: string, traceparent: TraceParent | undefined) => {
+    const onConnection = (ws: WebSocket, conn: Connection) => {
+      const address = conn.remoteAddress
       total++
       const client: Client = { ws, address, alive: true, lastFrameAt: Date.now() }
       clients.add(client)
-      perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
       runSync(Metric.increment(connectionsTotal))
       runSync(Metric.set(activeConnections, clients.size))
-      const conn: Connection = { remoteAddress: address, auth: undefined, ...(traceparent === undefined ? {} : { traceparent }) }
       let inFlight = 0
       const waiting: Array<string> = []
       // Writing to a closed socket can wait forever: only write while open. A reader that lets
@@ -271,9 +389,6 @@ export const layer = Layer.scoped(
       })
       ws.on("close", () => {
         clients.delete(client)
-        const n = (perAddress.get(address) ?? 1) - 1
-        if (n <= 0) perAddress.delete(address)
-        else perAddress.set(address, n)
         runSync(Metric.set(activeConnections, clients.size))
         waiting.length = 0
         if (clients.size === 0) onEmpty?.()

@@ -4,6 +4,7 @@
  * Secrets decode to `Redacted` so that they never reach a log line or a JSON dump.
  */
 import { Context, Redacted, Schema } from "effect"
+import { parseCidr } from "./net/ClientAddress.js"
 
 const Port = Schema.Int.pipe(Schema.between(0, 65535, { message: () => "a port number between 0 and 65535" }))
 const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "a positive integer" }))
@@ -73,6 +74,24 @@ export const ServerConfig = Schema.Struct({
   }),
   tls: opt(TlsConfig, () => TlsConfig.make({})).annotations({
     description: "TLS and mutual TLS ([TLS](operations.md#tls-and-mutual-tls))."
+  }),
+  trusted_proxies: opt(
+    Schema.Array(
+      NonEmpty.pipe(Schema.filter((s) => parseCidr(s) !== undefined, { message: () => "a CIDR block (e.g. 10.0.0.0/8, 2001:db8::/32) or an IP address" }))
+    ),
+    () => []
+  ).annotations({
+    description:
+      "CIDR blocks of the proxies and load balancers in front of the daemon. Only a peer inside one may name the client: its " +
+      "X-Forwarded-For (read from the right, skipping trusted hops) or, with `proxy_protocol`, its PROXY header gives the " +
+      "address that audit records, failed-auth throttling and `max_connections_per_address` use. Default: none (the peer's " +
+      "own address; forwarding headers ignored) ([Trusted proxies](security.md#trusted-proxies))."
+  }),
+  proxy_protocol: opt(Schema.Boolean, () => false).annotations({
+    description:
+      "Read a PROXY protocol header (v1 or v2) at the start of every connection from a trusted proxy " +
+      "(`server.trusted_proxies`), which must then send one; a connection from any other peer that starts with one is " +
+      "refused. Enable it only together with the proxy's own setting."
   })
 }).annotations({ parseOptions: strict })
 
@@ -221,6 +240,12 @@ export const AuthConfig = Schema.Struct({
   jwt: opt(JwtConfig, () => JwtConfig.make({})).annotations({ description: "JSON Web Tokens." }),
   failed_auth: opt(FailedAuthConfig, () => FailedAuthConfig.make({})).annotations({
     description: "The bound on failed authentications per remote address."
+  }),
+  query_token: opt(Schema.Boolean, () => false).annotations({
+    description:
+      "Accept a credential in the `token` query parameter of the WebSocket URL (for clients that can set nothing but the " +
+      "URL, such as metabuilder's bridge). Off by default: URLs end up in proxy logs and browser history. With it off, a " +
+      "URL carrying `token` is refused with 401. The daemon never logs the URL ([Handshake credentials](security.md#credentials-at-the-handshake))."
   })
 }).annotations({ parseOptions: strict })
 

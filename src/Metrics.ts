@@ -58,6 +58,11 @@ export const authFailures = Metric.counter("dbal_auth_failures_total", {
   incremental: true
 })
 
+export const authLockouts = Metric.counter("dbal_auth_lockouts_total", {
+  description: "Remote addresses locked out by the failed-authentication throttle (each lockout counted once)",
+  incremental: true
+})
+
 const auditRecordsKey = MetricKey.counter("dbal_audit_records_total", {
   description: "Audit records: ok (a write's record on disk), queued (a read's record, written with the next batch), failed",
   incremental: true
@@ -99,11 +104,6 @@ const principalRejectionsKey = MetricKey.counter("dbal_principal_rejections_tota
 export const principalRejectionsOf = (principal: string, code: number) =>
   labelledCounter(principalRejectionsKey, { principal, code: String(code) })
 
-/** Incremented by the authentication layer when a remote address is locked out after failed authentications. */
-export const authLockouts = Metric.counter("dbal_auth_lockouts_total", {
-  description: "Remote addresses locked out after too many failed authentications",
-  incremental: true
-})
 
 const aclRulesReloadsKey = MetricKey.counter("dbal_acl_rules_reloads_total", {
   description: "Reloads of the access rules file, by result (success, or failure: the previous rules stay in force)",

@@ -7,7 +7,7 @@
 import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
 import * as os from "node:os"
 import { AppConfig } from "../Config.js"
-import { BadRequest, errorName, Internal, type RequestError, toWireError, Unauthorized } from "../Errors.js"
+import { BadRequest, errorName, Internal, type RateLimited, type RequestError, toWireError, Unauthorized, type Unavailable } from "../Errors.js"
 import { EntityRegistry } from "../entity/Model.js"
 import {
   authFailures,
@@ -51,6 +51,12 @@ const sameCredentials = (a: Credentials | undefined, b: Credentials): a is Crede
 export interface RpcHandlerShape {
   /** Answers one text frame; never fails. */
   readonly handle: (conn: Connection, frame: string) => Effect.Effect<string>
+  /**
+   * Checks credentials presented when the connection was opened (at the HTTP upgrade) and, when
+   * they are accepted, binds them to the connection as `authenticate` does: later frames may omit
+   * `auth`, and the credentials are still checked on each of them. Audited as operation `connect`.
+   */
+  readonly authenticateConnection: (conn: Connection, creds: Credentials) => Effect.Effect<Principal, Unauthorized | RateLimited | Unavailable>
 }
 
 export class RpcHandler extends Context.Tag("dbal/RpcHandler")<RpcHandler, RpcHandlerShape>() {}
@@ -252,7 +258,41 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  return { handle } satisfies RpcHandlerShape
+  const authenticateConnection = (conn: Connection, creds: Credentials): Effect.Effect<Principal, Unauthorized | RateLimited | Unavailable> => {
+    const started = performance.now()
+    return Effect.onExit(
+      Effect.tap(auth.authenticate(creds, conn.remoteAddress), () =>
+        Effect.sync(() => {
+          conn.auth = creds
+        })
+      ),
+      (exit) => {
+        const principal = Exit.isSuccess(exit) ? exit.value : undefined
+        const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        if (Exit.isFailure(exit) && error === undefined) return Effect.void
+        if (error?._tag === "RateLimited") rateLimited.unsafeUpdate(1, [])
+        if (error?._tag === "Unauthorized") authFailures.unsafeUpdate(1, [])
+        const wire = error === undefined ? undefined : toWireError(error)
+        const record: AuditRecord = {
+          timestamp: new Date().toISOString(),
+          replica,
+          requestId: null,
+          userId: principal?.userId ?? null,
+          role: principal?.role ?? null,
+          operation: "connect",
+          entity: null,
+          success: error === undefined,
+          ...(error === undefined || wire === undefined ? {} : { errorCode: wire.code, error: errorName(error) }),
+          ...(wire?.details === undefined ? {} : { details: wire.details }),
+          durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+          remoteAddress: conn.remoteAddress
+        }
+        return Effect.catchAll(audit.record(record, false), (e) => Effect.logError("audit record could not be written", e.reason))
+      }
+    )
+  }
+
+  return { handle, authenticateConnection } satisfies RpcHandlerShape
 })
 
 export const layer = Layer.effect(RpcHandler, make)
