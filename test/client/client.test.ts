@@ -215,6 +215,9 @@ describe("production mode: timeouts and unreachable daemons", () => {
   it("fails a request that gets no answer with Timeout (client default and per call)", async () => {
     const c = new DBALClient({ mode: "production", endpoint: `ws://127.0.0.1:${serverPort}`, auth, requestTimeoutMs: 150 })
     try {
+      // Connected first: this test is about a request that gets no answer, not about connecting
+      // (which, on a loaded machine, can itself take longer than 150 ms).
+      await within(5_000, "connect", c.connect())
       const started = Date.now()
       const e = await within(5_000, "stalled request", rejection(c.users.count()))
       expect(e.kind).toBe("Timeout")
