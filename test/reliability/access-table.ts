@@ -38,7 +38,7 @@ export const ENTITY_METHODS = [
 export type EntityMethod = (typeof ENTITY_METHODS)[number]
 
 /** The methods that name no entity: checked per principal (transaction also wraps every cell). */
-export const OTHER_METHODS = ["authenticate", "getCapabilities", "transaction"] as const
+export const OTHER_METHODS = ["authenticate", "getCapabilities", "getSchema", "transaction"] as const
 
 /**
  * A: allowed, reaches any row.

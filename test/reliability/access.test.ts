@@ -733,12 +733,20 @@ for (const dialect of DIALECTS) {
         const creds = kind === "anonymous" ? { token: `not-a-session-${uid()}` } : kind === "system" ? serviceAuth : env.people[kind].auth
         const who = await call(env, c, "authenticate", [creds])
         const caps = await call(env, c, "getCapabilities", [])
-        others += 2
+        const schema = await call(env, c, "getSchema", [])
+        others += 3
         if (kind === "anonymous") {
           if (who.error?.code !== 401) mismatches.push(`authenticate without valid credentials: ${brief(who)}`)
           if (caps.error?.code !== 401) mismatches.push(`getCapabilities without credentials: ${brief(caps)}`)
-          tally.U += 2
+          if (schema.error?.code !== 401) mismatches.push(`getSchema without credentials: ${brief(schema)}`)
+          tally.U += 3
         } else {
+          // getSchema lists what the principal may use: every entity for system, never the
+          // system-only Credential for anyone else.
+          const names = isRec(schema.result) && Array.isArray(schema.result.entities) ? schema.result.entities.map((e: unknown) => (isRec(e) ? e.name : undefined)) : undefined
+          const schemaOk = names !== undefined && (kind === "system" ? ENTITIES.every((e) => names.includes(e)) : !names.includes("Credential"))
+          if (!schemaOk) mismatches.push(`getSchema as ${kind}: ${brief(schema)}`)
+          tally.A += 1
           const expected = { authenticated: true, userId: kind === "system" ? "tests" : env.people[kind].id, role: kind }
           if (!isDeepStrictEqual(who.result, expected)) mismatches.push(`authenticate as ${kind}: ${brief(who)}`)
           if (!(isRec(caps.result) && Array.isArray(caps.result.methods))) mismatches.push(`getCapabilities as ${kind}: ${brief(caps)}`)
