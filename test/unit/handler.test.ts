@@ -5,12 +5,12 @@
  * in-memory SQLite database where a request must run.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Cause, Effect, Exit, Layer } from "effect"
 import * as DatabaseLive from "../../layers/Database.js"
 import * as Entities from "../../layers/Entities.js"
 import { type Connection, layer as handlerLayer, RpcHandler } from "../../src/rpc/Handler.js"
 import type { Acl } from "../../src/services/Acl.js"
-import type { Auth } from "../../src/services/Auth.js"
+import { Auth } from "../../src/services/Auth.js"
 import { Database } from "../../src/services/Database.js"
 import type { RateLimiter } from "../../src/services/RateLimiter.js"
 import type { Answer, Rec } from "../support/types.js"
@@ -90,6 +90,20 @@ const newUser = () => {
   const s = `${Date.now().toString(36)}${++seq}`
   return { username: `u_${s}`, email: `u_${s}@example.com` }
 }
+
+describe("makeTestLayer", () => {
+  it.effect("uses the methods given; any other dies naming the service and the method", () =>
+    Effect.gen(function* () {
+      const given = yield* Effect.provide(
+        Effect.flatMap(Auth, (a) => a.authenticate({ token: "t" }, "r")),
+        makeTestLayer(Auth)({ authenticate: () => Effect.succeed(testPrincipal) })
+      )
+      expect(given).toEqual(testPrincipal)
+      const exit = yield* Effect.exit(Effect.provide(Effect.flatMap(Auth, (a) => a.authenticate({ token: "t" }, "r")), makeTestLayer(Auth)({})))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      expect(String(Exit.isFailure(exit) ? Cause.squash(exit.cause) : "")).toContain('dbal/Auth: method "authenticate" is not implemented')
+    }))
+})
 
 describe("handler pipeline without a database", () => {
   it.effect("a request without credentials is 401 and audited without a principal", () =>
