@@ -179,6 +179,24 @@ describe("handler pipeline without a database", () => {
       expect((yield* auditOf(a.id)).record).toMatchObject({ success: false, errorCode: 500, error: "INTERNAL_ERROR" })
     }).pipe(Effect.provide(handlerWith())))
 
+  it.effect("credentials at the upgrade: accepted ones are bound, each attempt audited as connect", () =>
+    Effect.gen(function* () {
+      const handler = yield* RpcHandler
+      const refused = newConnection()
+      const failed = yield* Effect.flip(handler.authenticateConnection(refused, { token: "wrong" }))
+      expect(failed._tag).toBe("Unauthorized")
+      expect(refused.auth).toBeUndefined()
+      const conn = newConnection()
+      const principal = yield* handler.authenticateConnection(conn, { token: "the-token" })
+      expect(principal).toEqual(testPrincipal)
+      expect(conn.auth).toEqual({ token: "the-token" })
+      const connects = (yield* AuditTrail).entries.filter((e) => e.record.operation === "connect").map((e) => e.record)
+      expect(connects).toMatchObject([
+        { success: false, errorCode: 401, userId: null, requestId: null },
+        { success: true, userId: testPrincipal.userId, requestId: null }
+      ])
+    }).pipe(Effect.provide(handlerWith({ auth: AuthTest.token("the-token") }))))
+
   it.effect("authenticate binds the credentials to the connection for later frames", () =>
     Effect.gen(function* () {
       const conn = newConnection()
