@@ -4,28 +4,18 @@
  * frame through the real RpcHandler and parses its answer. Each suite file runs its tests once
  * per dialect with identical expectations.
  */
-import { randomBytes } from "node:crypto"
 import { ManagedRuntime } from "effect"
 import { afterAll, beforeAll, expect } from "vitest"
 import { startInProcess } from "../support/inprocess.js"
 import type { RpcHandler } from "../../src/rpc/Handler.js"
+import { uid } from "../support/ids.js"
+import type { Answer, Rec, WireError } from "../support/types.js"
 import { createDatabase, daemonConfig, type DialectName, serviceAuth, type TestDatabase, writeConfig } from "../support/services.js"
 
 export const DIALECTS = ["sqlite", "postgresql", "mysql"] as const satisfies ReadonlyArray<DialectName>
 
-export interface WireErrorShape {
-  readonly code: number
-  readonly message: string
-  readonly details?: Record<string, unknown>
-}
-
-export interface Answer {
-  readonly id: unknown
-  readonly result?: unknown
-  readonly error?: WireErrorShape
-}
-
-export type Rec = Record<string, unknown>
+export type { Answer, Rec }
+export { uid }
 
 export interface Harness {
   /** Sends one request and returns the parsed answer (never throws on an error answer). */
@@ -35,14 +25,10 @@ export interface Harness {
   /** Calls and expects success; returns the result. */
   readonly ok: <T = unknown>(method: string, params?: ReadonlyArray<unknown>) => Promise<T>
   /** Calls and expects an error with this code; returns the error. */
-  readonly fail: (code: number, method: string, params?: ReadonlyArray<unknown>) => Promise<WireErrorShape>
+  readonly fail: (code: number, method: string, params?: ReadonlyArray<unknown>) => Promise<WireError>
   /** Number of rows of an entity matching a filter (as system). */
   readonly count: (entity: string, filter?: Rec) => Promise<number>
 }
-
-let seq = 0
-/** A short random suffix that is valid in usernames, slugs and names (lower-case letters and digits). */
-export const uid = (): string => `${randomBytes(4).toString("hex")}${(++seq).toString(36)}`
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
@@ -55,7 +41,7 @@ export const expectIsoUtc = (v: unknown) => {
 }
 
 /** Nothing of SQL, driver messages or stack traces in an error answer. */
-export const expectNoLeak = (e: WireErrorShape | undefined) => {
+export const expectNoLeak = (e: WireError | undefined) => {
   const text = JSON.stringify(e ?? {})
   const patterns = [
     /SELECT/i, /INSERT/i, /\bUPDATE\b/, /\bDELETE\b/, /\bWHERE\b/, /\bFROM\b/, / {4}at /, /\bSQLITE_/, /\bER_[A-Z_]+/, /violates/i,
@@ -66,11 +52,11 @@ export const expectNoLeak = (e: WireErrorShape | undefined) => {
   }
 }
 
-export const fieldsOf = (e: WireErrorShape): ReadonlyArray<{ field: string; error: string }> =>
+export const fieldsOf = (e: WireError): ReadonlyArray<{ field: string; error: string }> =>
   ((e.details?.fields ?? []) as ReadonlyArray<{ field: string; error: string }>)
 
 /** The names in details.fields (422: `{field}` items; 409: plain field names). */
-export const fieldNames = (e: WireErrorShape): ReadonlyArray<string> =>
+export const fieldNames = (e: WireError): ReadonlyArray<string> =>
   ((e.details?.fields ?? []) as ReadonlyArray<unknown>).map((f) => (typeof f === "string" ? f : String((f as { field: unknown }).field)))
 
 /**
@@ -112,7 +98,7 @@ export const useDaemon = (dialect: DialectName): Harness => {
     return a.result as T
   }
 
-  const fail = async (code: number, method: string, params: ReadonlyArray<unknown> = []): Promise<WireErrorShape> => {
+  const fail = async (code: number, method: string, params: ReadonlyArray<unknown> = []): Promise<WireError> => {
     const a = await call(method, params)
     expect(a.error, `${method} ${JSON.stringify(params).slice(0, 300)} answered ${JSON.stringify(a.result)?.slice(0, 300)}`).toBeDefined()
     expect(a.error!.code, JSON.stringify(a.error)).toBe(code)

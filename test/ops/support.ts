@@ -8,9 +8,10 @@ import * as path from "node:path"
 import { Layer, Logger, LogLevel, ManagedRuntime } from "effect"
 import { live } from "../../layers/Main.js"
 import { ServerInfo, type ServerInfoShape } from "../../layers/WebSocketServer.js"
+import type { Rec } from "../support/types.js"
 import { createDatabase, daemonConfig, type TestDatabase, tempDir } from "../support/services.js"
 
-export type Rec = Record<string, unknown>
+export type { Rec }
 
 export interface InProcessDaemon {
   readonly port: number

@@ -11,30 +11,17 @@ import { ManagedRuntime } from "effect"
 import { expect } from "vitest"
 import { core } from "../../layers/Main.js"
 import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
+import { uid } from "../support/ids.js"
+import type { Answer, Rec, WireError } from "../support/types.js"
 import { createDatabase, daemonConfig, type DialectName, serviceAuth, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
 
-export type Rec = Record<string, unknown>
+export type { Answer, Rec, WireError }
+export { uid }
 export type Auth = { readonly token: string; readonly user_id: string }
 
 export const ACL_DIALECTS = ["sqlite", "postgresql"] as const satisfies ReadonlyArray<DialectName>
 export const USER_ROLES = ["user", "admin", "god", "supergod"] as const
 export type UserRole = (typeof USER_ROLES)[number]
-
-export interface WireError {
-  readonly code: number
-  readonly message: string
-  readonly details?: Record<string, unknown>
-}
-
-export interface Answer {
-  readonly id: unknown
-  readonly result?: unknown
-  readonly error?: WireError
-}
-
-let seq = 0
-/** A short random suffix valid in usernames, slugs and names. */
-export const uid = (): string => `${randomBytes(4).toString("hex")}${(++seq).toString(36)}`
 
 export interface Principal {
   readonly id: string

@@ -14,15 +14,15 @@ import WebSocket from "ws"
 import { live } from "../../layers/Main.js"
 import { ServerInfo } from "../../layers/WebSocketServer.js"
 import type { Answer, Client } from "../support/daemon.js"
+import { uid } from "../support/ids.js"
+import type { Rec } from "../support/types.js"
 import { type TestDatabase, daemonConfig, serviceAuth, tempDir } from "../support/services.js"
 
-export type Rec = Record<string, unknown>
+export type { Rec }
+export { uid }
 export type Auth = Record<string, unknown>
 
 export const DIALECTS = ["sqlite", "postgresql", "mysql"] as const
-
-let seq = 0
-export const uid = (): string => `${randomBytes(4).toString("hex")}${(++seq).toString(36)}`
 
 /** Writes `config` (JSON is YAML) into `dir` as config.yaml and returns the file. */
 export const writeConfigIn = (dir: string, config: Rec): string => {

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import WebSocket from "ws"
+import type { Answer } from "./types.js"
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
 
@@ -127,11 +128,7 @@ export const startDaemon = (
     })
   })
 
-export interface Answer {
-  readonly id: unknown
-  readonly result?: unknown
-  readonly error?: { code: number; message: string; details?: Record<string, unknown> }
-}
+export type { Answer }
 
 export interface Client {
   readonly ws: WebSocket
