@@ -231,6 +231,11 @@ export const AuthConfig = Schema.Struct({
       "Tokens that act as the service role `system` (what an application's own backend uses, for example to " +
       "create sessions)."
   }),
+  rotation_overlap: opt(NonNegativeInt, () => 300).annotations({
+    description:
+      "Seconds a service token stays valid after a reload (SIGHUP) removed or replaced it, so that clients can move to " +
+      "the new one ([Rotating credentials](operations.md#rotating-credentials))."
+  }),
   print_service_tokens: opt(Schema.Boolean, () => false).annotations({
     description: "Development only: print the service tokens at start, so that a first request is easy."
   }),
