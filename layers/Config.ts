@@ -368,6 +368,8 @@ export const loadConfig = (
     const connection = {
       ...conn,
       ...(password === undefined ? {} : { password }),
+      // Resolved, since the PostgreSQL pool reads it again for every new connection.
+      ...(typeof passwordFile === "string" && passwordFile !== "" ? { password_file: credential(passwordFile) } : {}),
       ...(conn.filename === undefined || conn.filename === ":memory:" ? {} : { filename: resolveFrom(base, conn.filename) })
     }
     const tls = cfg.server.tls
