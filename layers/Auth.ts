@@ -98,7 +98,10 @@ export const makeServiceTokens = (
 
 type Verify = (token: string) => Promise<jose.JWTVerifyResult>
 
-/** Builds the JWT verifier from the configuration (keys are read once, at start). */
+/**
+ * Builds the JWT verifier from the configuration: keys of files are read once, at start; a
+ * `jwks_url` is fetched when needed and again when a token names a key it does not hold.
+ */
 export const makeJwtVerifier = async (cfg: DaemonConfig["security"]["auth"]["jwt"]): Promise<Verify | undefined> => {
   if (!cfg.enabled) return undefined
   const options: jose.JWTVerifyOptions = {
@@ -106,6 +109,15 @@ export const makeJwtVerifier = async (cfg: DaemonConfig["security"]["auth"]["jwt
     clockTolerance: cfg.clock_tolerance,
     ...(cfg.issuer === undefined ? {} : { issuer: cfg.issuer }),
     ...(cfg.audience === undefined ? {} : { audience: cfg.audience })
+  }
+  if (cfg.jwks_url !== undefined) {
+    // jose caches the set, and fetches it again for a key id it does not hold (a rotation).
+    const jwks = jose.createRemoteJWKSet(new URL(cfg.jwks_url), {
+      cacheMaxAge: cfg.jwks_cache_max_age * 1000,
+      cooldownDuration: cfg.jwks_cooldown * 1000,
+      timeoutDuration: 5000
+    })
+    return (token) => jose.jwtVerify(token, jwks, options)
   }
   if (cfg.jwks_file !== undefined) {
     const jwks = jose.createLocalJWKSet(JSON.parse(fs.readFileSync(cfg.jwks_file, "utf8")) as jose.JSONWebKeySet)
@@ -210,6 +222,16 @@ export const makeFailedAuthThrottle = (cfg: DaemonConfig["security"]["auth"]["fa
   return { guard }
 }
 
+/**
+ * A failure to fetch `jwks_url` (network, timeout, not 200, not a key set), which says nothing
+ * about the token: answered 503 and not charged as a failed authentication.
+ */
+const keySetUnreachable = (e: unknown): boolean =>
+  e instanceof jose.errors.JWKSTimeout ||
+  e instanceof jose.errors.JWKSInvalid ||
+  (e instanceof jose.errors.JOSEError && e.code === "ERR_JOSE_GENERIC") ||
+  !(e instanceof jose.errors.JOSEError)
+
 interface CachedSession {
   readonly userId: string
   readonly role: UserRole
@@ -277,10 +299,10 @@ export const make = Effect.gen(function* () {
     return match === undefined ? undefined : { userId: match, role: "system", via: "service-token" }
   }
 
-  const jwt = (verify: Verify, creds: Credentials): Effect.Effect<Principal, Unauthorized> =>
+  const jwt = (verify: Verify, creds: Credentials): Effect.Effect<Principal, Unauthorized | Unavailable> =>
     Effect.tryPromise({ try: () => verify(creds.token), catch: (e) => e }).pipe(
       Effect.mapError((e) =>
-        new Unauthorized({
+        authCfg.jwt.jwks_url !== undefined && keySetUnreachable(e) ? new Unavailable({ reason: "JWTs cannot be checked: the key set (jwks_url) cannot be fetched" }) : new Unauthorized({
           reason: e instanceof jose.errors.JWTExpired ? "the token has expired" : e instanceof jose.errors.JWTClaimValidationFailed ? `the token's ${e.claim} claim is not accepted` : "the token's signature or format is not valid"
         })
       ),
