@@ -6,15 +6,19 @@
  * - Session tokens: a row of Session (`token`, `userId`, `expiresAt`) joined to its User for
  *   the current role. Remembered at most `session_cache_ttl` seconds, forgotten at once when the
  *   daemon writes Session or User, and the expiry is checked on every request.
+ * Service tokens are re-read from the configuration file (and its `token_file`s) on SIGHUP; a
+ * token the new file no longer has stays valid for `rotation_overlap` seconds, so that clients
+ * can move to the new one without a request failing.
  * `auth.user_id`, when given, must name the principal. Failed attempts are counted per remote
  * address (see makeFailedAuthThrottle); past `failed_auth` the address gets 429 before its token
  * is even looked at.
  */
-import { Cause, Effect, Exit, Layer, Metric, Option, Redacted } from "effect"
+import { Cause, Effect, Exit, Layer, Metric, Option, Redacted, Runtime } from "effect"
 import * as jose from "jose"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as fs from "node:fs"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
+import { loadConfig } from "./Config.js"
 import { RateLimited, Unauthorized, Unavailable } from "../src/Errors.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
 import { authLockouts } from "../src/Metrics.js"
@@ -48,9 +52,56 @@ const MAX_CACHED_SESSIONS = 10_000
 
 const isUserRole = (r: unknown): r is UserRole => typeof r === "string" && (UserRoles as ReadonlyArray<string>).includes(r)
 
+interface ServiceDigest {
+  readonly name: string
+  readonly digest: Buffer
+}
+
+const digestsOf = (tokens: ReadonlyArray<{ readonly name: string; readonly token: Redacted.Redacted<string> }>): ReadonlyArray<ServiceDigest> =>
+  tokens.map((t) => ({ name: t.name, digest: digest(Redacted.value(t.token)) }))
+
+/**
+ * The service tokens in force: the current ones, and the ones a reload removed, each valid until
+ * its overlap ends. A token the reload keeps (or brings back) is current, never retired.
+ */
+export const makeServiceTokens = (
+  initial: ReadonlyArray<{ readonly name: string; readonly token: Redacted.Redacted<string> }>,
+  now: () => number = Date.now
+) => {
+  let current = digestsOf(initial)
+  let retired: ReadonlyArray<ServiceDigest & { readonly until: number }> = []
+  const has = (list: ReadonlyArray<ServiceDigest>, d: Buffer) => list.some((s) => s.digest.equals(d))
+
+  /** Puts `next` in force; the tokens it drops stay valid for `overlapMs`. */
+  const replace = (next: ReadonlyArray<{ readonly name: string; readonly token: Redacted.Redacted<string> }>, overlapMs: number) => {
+    const t = now()
+    const nextDigests = digestsOf(next)
+    const dropped = current.filter((c) => !has(nextDigests, c.digest)).map((c) => ({ ...c, until: t + overlapMs }))
+    retired = [...retired.filter((r) => r.until > t), ...dropped].filter((r) => r.until > t && !has(nextDigests, r.digest))
+    current = nextDigests
+    return { current: current.length, retired: dropped.length }
+  }
+
+  /** The name of the token with this digest, when it is in force. */
+  const match = (d: Buffer): string | undefined => {
+    // Every current token is compared (constant time each), so that the time does not say which matched.
+    let name: string | undefined
+    for (const s of current) if (timingSafeEqual(s.digest, d)) name = s.name
+    if (name !== undefined || retired.length === 0) return name
+    const t = now()
+    for (const r of retired) if (r.until > t && timingSafeEqual(r.digest, d)) name = r.name
+    return name
+  }
+
+  return { replace, match }
+}
+
 type Verify = (token: string) => Promise<jose.JWTVerifyResult>
 
-/** Builds the JWT verifier from the configuration (keys are read once, at start). */
+/**
+ * Builds the JWT verifier from the configuration: keys of files are read once, at start; a
+ * `jwks_url` is fetched when needed and again when a token names a key it does not hold.
+ */
 export const makeJwtVerifier = async (cfg: DaemonConfig["security"]["auth"]["jwt"]): Promise<Verify | undefined> => {
   if (!cfg.enabled) return undefined
   const options: jose.JWTVerifyOptions = {
@@ -58,6 +109,15 @@ export const makeJwtVerifier = async (cfg: DaemonConfig["security"]["auth"]["jwt
     clockTolerance: cfg.clock_tolerance,
     ...(cfg.issuer === undefined ? {} : { issuer: cfg.issuer }),
     ...(cfg.audience === undefined ? {} : { audience: cfg.audience })
+  }
+  if (cfg.jwks_url !== undefined) {
+    // jose caches the set, and fetches it again for a key id it does not hold (a rotation).
+    const jwks = jose.createRemoteJWKSet(new URL(cfg.jwks_url), {
+      cacheMaxAge: cfg.jwks_cache_max_age * 1000,
+      cooldownDuration: cfg.jwks_cooldown * 1000,
+      timeoutDuration: 5000
+    })
+    return (token) => jose.jwtVerify(token, jwks, options)
   }
   if (cfg.jwks_file !== undefined) {
     const jwks = jose.createLocalJWKSet(JSON.parse(fs.readFileSync(cfg.jwks_file, "utf8")) as jose.JSONWebKeySet)
@@ -162,6 +222,16 @@ export const makeFailedAuthThrottle = (cfg: DaemonConfig["security"]["auth"]["fa
   return { guard }
 }
 
+/**
+ * A failure to fetch `jwks_url` (network, timeout, not 200, not a key set), which says nothing
+ * about the token: answered 503 and not charged as a failed authentication.
+ */
+const keySetUnreachable = (e: unknown): boolean =>
+  e instanceof jose.errors.JWKSTimeout ||
+  e instanceof jose.errors.JWKSInvalid ||
+  (e instanceof jose.errors.JOSEError && e.code === "ERR_JOSE_GENERIC") ||
+  !(e instanceof jose.errors.JOSEError)
+
 interface CachedSession {
   readonly userId: string
   readonly role: UserRole
@@ -202,7 +272,8 @@ export const make = Effect.gen(function* () {
   const changes = yield* Changes
   const authCfg = cfg.security.auth
   // Digests have equal lengths, so the comparison time does not depend on the token's length.
-  const services = authCfg.service_tokens.map((t) => ({ name: t.name, digest: digest(Redacted.value(t.token)) }))
+  const services = makeServiceTokens(authCfg.service_tokens)
+  yield* reloadOnHangup(cfg, services)
   const verifyJwt = yield* Effect.promise(() => makeJwtVerifier(authCfg.jwt))
   const lookup = sessionLookup(db, registry)
   const ttlMs = authCfg.session_cache_ttl * 1000
@@ -224,16 +295,14 @@ export const make = Effect.gen(function* () {
       : Effect.succeed(principal)
 
   const service = (creds: Credentials): Principal | undefined => {
-    const d = digestOf(creds)
-    let match: string | undefined
-    for (const s of services) if (timingSafeEqual(s.digest, d)) match = s.name
+    const match = services.match(digestOf(creds))
     return match === undefined ? undefined : { userId: match, role: "system", via: "service-token" }
   }
 
-  const jwt = (verify: Verify, creds: Credentials): Effect.Effect<Principal, Unauthorized> =>
+  const jwt = (verify: Verify, creds: Credentials): Effect.Effect<Principal, Unauthorized | Unavailable> =>
     Effect.tryPromise({ try: () => verify(creds.token), catch: (e) => e }).pipe(
       Effect.mapError((e) =>
-        new Unauthorized({
+        authCfg.jwt.jwks_url !== undefined && keySetUnreachable(e) ? new Unavailable({ reason: "JWTs cannot be checked: the key set (jwks_url) cannot be fetched" }) : new Unauthorized({
           reason: e instanceof jose.errors.JWTExpired ? "the token has expired" : e instanceof jose.errors.JWTClaimValidationFailed ? `the token's ${e.claim} claim is not accepted` : "the token's signature or format is not valid"
         })
       ),
@@ -284,4 +353,27 @@ export const make = Effect.gen(function* () {
   return { authenticate }
 })
 
-export const layer = Layer.effect(Auth, make)
+/**
+ * SIGHUP re-reads the configuration file and puts its service tokens in force (the old ones that
+ * it drops stay valid for its `rotation_overlap`). A file that does not load changes nothing and
+ * is logged. Only a daemon that has a configuration file listens (not the in-process client).
+ */
+const reloadOnHangup = Effect.fn("Auth.reloadOnHangup")(function* (cfg: DaemonConfig, services: ReturnType<typeof makeServiceTokens>) {
+  if (!fs.existsSync(cfg.sourcePath)) return
+  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+  const reload = loadConfig(cfg.sourcePath).pipe(
+    Effect.flatMap((next) => {
+      const auth = next.security.auth
+      const n = services.replace(auth.service_tokens, auth.rotation_overlap * 1000)
+      return Effect.logInfo(
+        `service tokens reloaded: ${n.current} in force` + (n.retired > 0 ? `, ${n.retired} replaced (still valid for ${auth.rotation_overlap} s)` : "")
+      )
+    }),
+    Effect.catchAll((e) => Effect.logError(`service tokens not reloaded, keeping the current ones: ${e.problems.join("; ")}`))
+  )
+  const onHup = () => runFork(reload)
+  process.on("SIGHUP", onHup)
+  yield* Effect.addFinalizer(() => Effect.sync(() => process.off("SIGHUP", onHup)))
+})
+
+export const layer = Layer.scoped(Auth, make)

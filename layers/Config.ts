@@ -279,8 +279,8 @@ const jwtChecks = (cfg: ConfigFile, credential: (p: string) => string): Array<st
     out.push("security.auth.jwt.algorithms: expected either HS* algorithms (secret) or public-key ones, not both")
   }
   if (hmac.length > 0 && jwt.secret === undefined) out.push(`security.auth.jwt.secret: expected a secret for ${hmac.join(", ")}`)
-  if (asymmetric.length > 0 && jwt.public_key_file === undefined && jwt.jwks_file === undefined) {
-    out.push(`security.auth.jwt.public_key_file: expected a public key file (or jwks_file) for ${asymmetric.join(", ")}`)
+  if (asymmetric.length > 0 && jwt.public_key_file === undefined && jwt.jwks_file === undefined && jwt.jwks_url === undefined) {
+    out.push(`security.auth.jwt.public_key_file: expected a public key file (or jwks_file, or jwks_url) for ${asymmetric.join(", ")}`)
   }
   for (const key of ["public_key_file", "jwks_file"] as const) {
     const f = jwt[key]
@@ -368,6 +368,8 @@ export const loadConfig = (
     const connection = {
       ...conn,
       ...(password === undefined ? {} : { password }),
+      // Resolved, since the PostgreSQL pool reads it again for every new connection.
+      ...(typeof passwordFile === "string" && passwordFile !== "" ? { password_file: credential(passwordFile) } : {}),
       ...(conn.filename === undefined || conn.filename === ":memory:" ? {} : { filename: resolveFrom(base, conn.filename) })
     }
     const tls = cfg.server.tls

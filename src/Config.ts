@@ -200,6 +200,19 @@ export const JwtConfig = Schema.Struct({
   jwks_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description: "…or a JSON Web Key Set file (`{\"keys\": [...]}`), which wins over `public_key_file`."
   }),
+  jwks_url: Schema.optionalWith(NonEmpty.pipe(Schema.pattern(/^https?:\/\/\S+$/, { message: () => "an http(s) URL" })), { exact: true }).annotations({
+    description:
+      "…or the URL of a JSON Web Key Set (an identity provider's `jwks_uri`), which wins over both: fetched when first " +
+      "needed, kept `jwks_cache_max_age` seconds, and fetched again at once (at most once per `jwks_cooldown` seconds) when " +
+      "a token names a key it does not hold, so that the provider's key rotations need no restart. While it cannot be " +
+      "fetched, JWTs get 503 ([Rotating credentials](operations.md#rotating-credentials))."
+  }),
+  jwks_cache_max_age: opt(PositiveInt, () => 600).annotations({
+    description: "Seconds the key set of `jwks_url` is used before it is fetched again."
+  }),
+  jwks_cooldown: opt(NonNegativeInt, () => 30).annotations({
+    description: "Seconds at least between two fetches of `jwks_url` that a token with an unknown key (`kid`) causes."
+  }),
   issuer: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description: "When set, the `iss` every token must carry."
   }),
@@ -230,6 +243,11 @@ export const AuthConfig = Schema.Struct({
     description:
       "Tokens that act as the service role `system` (what an application's own backend uses, for example to " +
       "create sessions)."
+  }),
+  rotation_overlap: opt(NonNegativeInt, () => 300).annotations({
+    description:
+      "Seconds a service token stays valid after a reload (SIGHUP) removed or replaced it, so that clients can move to " +
+      "the new one ([Rotating credentials](operations.md#rotating-credentials))."
   }),
   print_service_tokens: opt(Schema.Boolean, () => false).annotations({
     description: "Development only: print the service tokens at start, so that a first request is easy."

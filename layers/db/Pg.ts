@@ -2,12 +2,12 @@
 import { PgClient } from "@effect/sql-pg"
 import type { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { createHash } from "node:crypto"
 import pg from "pg"
 import type { DaemonConfig } from "../../src/Config.js"
 import { PooledQuery, type PooledResult } from "../../src/services/Database.js"
-import { APPLICATION_NAME, connectTimeoutMs, poolSize } from "./settings.js"
+import { APPLICATION_NAME, connectionPassword, connectTimeoutMs, poolSize } from "./settings.js"
 
 /**
  * PostgreSQL through our own pg.Pool: the options PgClient.layer would set, plus the server-side
@@ -16,6 +16,7 @@ import { APPLICATION_NAME, connectTimeoutMs, poolSize } from "./settings.js"
 export const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | PooledQuery, SqlError> => {
   const c = cfg.database.connection
   const connectMs = connectTimeoutMs(cfg)
+  const password = connectionPassword(c)
   const acquire = Effect.gen(function* () {
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
@@ -25,7 +26,7 @@ export const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | Po
           ...(c.port === undefined ? {} : { port: c.port }),
           database: c.database!,
           user: c.user!,
-          ...(c.password === undefined ? {} : { password: Redacted.value(c.password) }),
+          ...(password === undefined ? {} : { password }),
           ...(c.ssl_mode === "disable" ? {} : { ssl: { rejectUnauthorized: c.ssl_mode === "verify-full" } }),
           max: poolSize(cfg),
           connectionTimeoutMillis: connectMs,
