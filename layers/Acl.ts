@@ -20,7 +20,7 @@ import { Forbidden } from "../src/Errors.js"
 import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
 import { FALSE, type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
 import { Acl, type Decision } from "../src/services/Acl.js"
-import { atLeast, type Principal, type Role, roleRank, UserRoles } from "../src/services/Principal.js"
+import { atLeast, isUserRole, type Principal, type Role, roleRank } from "../src/services/Principal.js"
 import { isRecord } from "../src/Json.js"
 
 export { aclChecks }
@@ -87,7 +87,7 @@ export const parseRules = (doc: unknown, registry: EntityRegistryShape): { rules
     if (roles === undefined || entities === undefined || ops === undefined) {
       return void problems.push(`${at}: roles, entities and operations are required`)
     }
-    for (const r of roles) if (r !== "*" && !(UserRoles as ReadonlyArray<string>).includes(r)) problems.push(`${at}.roles: unknown role ${r}`)
+    for (const r of roles) if (r !== "*" && !isUserRole(r)) problems.push(`${at}.roles: unknown role ${r}`)
     for (const e of entities) if (e !== "*" && !registry.entities.has(e)) problems.push(`${at}.entities: unknown entity ${e}`)
     for (const o of ops) if (o !== "*" && !(OPERATIONS as ReadonlyArray<string>).includes(o)) problems.push(`${at}.operations: unknown operation ${o} (create, read, update, delete, *)`)
     const effect = raw.effect ?? "allow"
@@ -158,7 +158,7 @@ const or = (nodes: ReadonlyArray<FilterNode>): FilterNode =>
 const rankGuard = (entity: EntityDef, principal: Principal, op: AclOperation): FilterNode => {
   const role = entity.byName.get("role")
   if (role === undefined || role.type !== "enum" || (op !== "update" && op !== "delete")) return TRUE
-  const allowed = (role.values ?? []).filter((v) => (UserRoles as ReadonlyArray<string>).includes(v) && roleRank(v as Role) <= roleRank(principal.role))
+  const allowed = (role.values ?? []).filter((v) => isUserRole(v) && roleRank(v) <= roleRank(principal.role))
   return { _tag: "In", field: role, values: allowed, negate: false }
 }
 
