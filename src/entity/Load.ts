@@ -15,6 +15,7 @@ import {
   type FieldDef,
   FieldTypes,
   type FieldType,
+  isAclOperation,
   type IndexDef,
   type OnDelete,
   snakeToCamel
@@ -106,7 +107,7 @@ const parseAcl = (raw: unknown, at: string, problems: Array<string>): Partial<Re
     return out
   }
   for (const [op, rule] of Object.entries(raw)) {
-    if (op !== "create" && op !== "read" && op !== "update" && op !== "delete") {
+    if (!isAclOperation(op)) {
       problems.push(`${at}.${op}: unknown operation (expected create, read, update or delete)`)
       continue
     }
