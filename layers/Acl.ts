@@ -17,10 +17,10 @@ import { AppConfig } from "../src/Config.js"
 import { childSpan } from "../src/Spans.js"
 import { aclChecks, aclChecksOf, aclRulesReloadsOf } from "../src/Metrics.js"
 import { Forbidden } from "../src/Errors.js"
-import { type AclOperation, EntityRegistry, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
+import { type AclOperation, AclOperations, EntityRegistry, isAclOperation, type EntityDef, type EntityRegistryShape, type FieldDef } from "../src/entity/Model.js"
 import { FALSE, type FilterNode, parseFilter, TRUE } from "../src/query/Filter.js"
 import { Acl, type Decision } from "../src/services/Acl.js"
-import { atLeast, type Principal, type Role, roleRank, UserRoles } from "../src/services/Principal.js"
+import { atLeast, isUserRole, type Principal, type Role, roleRank } from "../src/services/Principal.js"
 import { isRecord } from "../src/Json.js"
 
 export { aclChecks }
@@ -31,7 +31,6 @@ const denied = aclChecksOf("denied")
 const reloadsOk = aclRulesReloadsOf("success")
 const reloadsFailed = aclRulesReloadsOf("failure")
 
-const OPERATIONS: ReadonlyArray<AclOperation> = ["create", "read", "update", "delete"]
 const PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"
 
 export interface Rule {
@@ -87,9 +86,9 @@ export const parseRules = (doc: unknown, registry: EntityRegistryShape): { rules
     if (roles === undefined || entities === undefined || ops === undefined) {
       return void problems.push(`${at}: roles, entities and operations are required`)
     }
-    for (const r of roles) if (r !== "*" && !(UserRoles as ReadonlyArray<string>).includes(r)) problems.push(`${at}.roles: unknown role ${r}`)
+    for (const r of roles) if (r !== "*" && !isUserRole(r)) problems.push(`${at}.roles: unknown role ${r}`)
     for (const e of entities) if (e !== "*" && !registry.entities.has(e)) problems.push(`${at}.entities: unknown entity ${e}`)
-    for (const o of ops) if (o !== "*" && !(OPERATIONS as ReadonlyArray<string>).includes(o)) problems.push(`${at}.operations: unknown operation ${o} (create, read, update, delete, *)`)
+    for (const o of ops) if (o !== "*" && !isAclOperation(o)) problems.push(`${at}.operations: unknown operation ${o} (create, read, update, delete, *)`)
     const effect = raw.effect ?? "allow"
     if (effect !== "allow" && effect !== "deny") problems.push(`${at}.effect: expected allow or deny`)
     const scope = entities.includes("*") ? [...registry.entities.values()] : entities.map((e) => registry.entities.get(e)).filter((e): e is EntityDef => e !== undefined)
@@ -110,7 +109,7 @@ export const parseRules = (doc: unknown, registry: EntityRegistryShape): { rules
     rules.push({
       roles: roles.includes("*") ? "*" : new Set(roles),
       entities: entities.includes("*") ? "*" : new Set(entities),
-      operations: new Set(ops.includes("*") ? OPERATIONS : (ops as Array<AclOperation>)),
+      operations: new Set(ops.includes("*") ? AclOperations : (ops as Array<AclOperation>)),
       effect: effect === "deny" ? "deny" : "allow",
       bindsUser: raw.filter !== undefined && JSON.stringify(raw.filter).includes('"$user.'),
       ...(raw.filter === undefined ? {} : { filter: raw.filter }),
@@ -158,7 +157,7 @@ const or = (nodes: ReadonlyArray<FilterNode>): FilterNode =>
 const rankGuard = (entity: EntityDef, principal: Principal, op: AclOperation): FilterNode => {
   const role = entity.byName.get("role")
   if (role === undefined || role.type !== "enum" || (op !== "update" && op !== "delete")) return TRUE
-  const allowed = (role.values ?? []).filter((v) => (UserRoles as ReadonlyArray<string>).includes(v) && roleRank(v as Role) <= roleRank(principal.role))
+  const allowed = (role.values ?? []).filter((v) => isUserRole(v) && roleRank(v) <= roleRank(principal.role))
   return { _tag: "In", field: role, values: allowed, negate: false }
 }
 

@@ -20,6 +20,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
+import { columnType, type Dialect, quoteIdent } from "../src/entity/Ddl.js"
 import { auditFilesDeletedOf, auditRecordsOf } from "../src/Metrics.js"
 import { isSandboxed } from "../src/Sandbox.js"
 import { Unavailable } from "../src/Errors.js"
@@ -289,10 +290,10 @@ const failedRecords = auditRecordsOf("failed")
 const unavailable = () => new Unavailable({ reason: "the audit log cannot be written" })
 
 /** DDL of the optional audit table (one JSON document per row). */
-export const auditTableDdl = (dialect: "sqlite" | "pg" | "mysql", table: string): string => {
-  const q = (s: string) => (dialect === "mysql" ? `\`${s}\`` : `"${s}"`)
-  const json = dialect === "pg" ? "jsonb" : dialect === "mysql" ? "JSON" : "TEXT"
-  const ts = dialect === "pg" ? "timestamptz(3)" : dialect === "mysql" ? "DATETIME(3)" : "TEXT"
+export const auditTableDdl = (dialect: Dialect, table: string): string => {
+  const q = (s: string) => quoteIdent(dialect, s)
+  const json = columnType(dialect, { type: "json" })
+  const ts = columnType(dialect, { type: "datetime" })
   const id = dialect === "sqlite" ? "INTEGER PRIMARY KEY AUTOINCREMENT" : dialect === "pg" ? "bigserial PRIMARY KEY" : "BIGINT AUTO_INCREMENT PRIMARY KEY"
   return `CREATE TABLE IF NOT EXISTS ${q(table)} (${q("id")} ${id}, ${q("at")} ${ts} NOT NULL, ${q("record")} ${json} NOT NULL)`
 }

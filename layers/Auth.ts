@@ -27,7 +27,7 @@ import { storableText } from "../src/entity/Validate.js"
 import { Auth, type Credentials } from "../src/services/Auth.js"
 import { Changes } from "../src/services/Changes.js"
 import { Database, type DatabaseShape } from "../src/services/Database.js"
-import { type Principal, type UserRole, UserRoles } from "../src/services/Principal.js"
+import { isUserRole, type Principal, type UserRole } from "../src/services/Principal.js"
 import { makeMemory } from "./RateLimiter.js"
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
@@ -50,7 +50,6 @@ const digestOf = (creds: Credentials): Buffer => {
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 const MAX_CACHED_SESSIONS = 10_000
 
-const isUserRole = (r: unknown): r is UserRole => typeof r === "string" && (UserRoles as ReadonlyArray<string>).includes(r)
 
 interface ServiceDigest {
   readonly name: string

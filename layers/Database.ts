@@ -26,7 +26,7 @@ import { SqlClient, type Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { type ConfigError, Effect, Layer } from "effect"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
-import { createIndexes, createTable, type Dialect, schemaDdl } from "../src/entity/Ddl.js"
+import { createIndexes, createTable, type Dialect, dialectOf, schemaDdl } from "../src/entity/Ddl.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
 import { Database, type DatabaseShape, PooledQuery, type PooledResult } from "../src/services/Database.js"
 
@@ -90,9 +90,6 @@ export const executeVia =
   (statement) =>
     routed(pooled, statement, () => Effect.map(statement.raw, affectedRows), (r) => r.rowCount ?? 0)
 
-const dialectOf = (cfg: DaemonConfig): Dialect =>
-  cfg.database.adapter === "postgresql" ? "pg" : cfg.database.adapter === "mysql" ? "mysql" : "sqlite"
-
 /**
  * `utf8mb4_bin` is a PAD SPACE collation on MySQL and MariaDB: 'a' = 'a ' there, so a filter, a
  * unique index and ORDER BY ignore trailing spaces, unlike PostgreSQL's "C" and SQLite's BINARY.
@@ -144,7 +141,7 @@ export const migrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: En
 
 export const layer = Layer.unwrapEffect(
   Effect.map(AppConfig, (cfg) => {
-    const dialect = dialectOf(cfg)
+    const dialect = dialectOf(cfg.database.adapter)
     const database = Layer.effect(
       Database,
       Effect.gen(function* () {

@@ -143,7 +143,7 @@ export const DatabaseConfig = Schema.Struct({
       "The database server: `mysql` serves MySQL 8 and MariaDB ([Database " +
       "adapters](entities.md#database-adapters))."
   }),
-  connection: opt(ConnectionConfig, () => ({ busy_timeout: 5000, readers: 2, ssl_mode: "disable" as const })).annotations({
+  connection: opt(ConnectionConfig, () => ConnectionConfig.make({})).annotations({
     description: "How to reach the database."
   }),
   pool_size: Schema.optionalWith(PositiveInt, { exact: true }).annotations({
@@ -395,12 +395,22 @@ export const SecurityConfig = Schema.Struct({
   rate_limit: opt(RateLimitConfig, () => RateLimitConfig.make({})).annotations({
     description: "Request rate limits per principal."
   }),
-  acl: opt(AclConfig, () => ({ cache_ttl: 300 })).annotations({
+  acl: opt(AclConfig, () => AclConfig.make({})).annotations({
     description: "Access rules beyond the entities' defaults."
   }),
   auth: opt(AuthConfig, () => AuthConfig.make({})).annotations({
     description: "Authentication ([Authentication](security.md#authentication))."
   })
+}).annotations({ parseOptions: strict })
+
+export const RetryConfig = Schema.Struct({
+  max_retries: opt(NonNegativeInt, () => 3).annotations({
+    description: "Retries of one transient failure (`0`: none)."
+  }),
+  initial_delay_ms: opt(PositiveInt, () => 100).annotations({
+    description: "First delay in milliseconds; doubled at each retry, jittered ×0.8–1.2…"
+  }),
+  max_delay_ms: opt(PositiveInt, () => 5000).annotations({ description: "…and capped at this many milliseconds." })
 }).annotations({ parseOptions: strict })
 
 export const PerformanceConfig = Schema.Struct({
@@ -431,18 +441,7 @@ export const PerformanceConfig = Schema.Struct({
   max_transaction_ops: opt(PositiveInt, () => 100).annotations({
     description: "Most operations one `transaction` may hold."
   }),
-  retry: opt(
-    Schema.Struct({
-      max_retries: opt(NonNegativeInt, () => 3).annotations({
-        description: "Retries of one transient failure (`0`: none)."
-      }),
-      initial_delay_ms: opt(PositiveInt, () => 100).annotations({
-        description: "First delay in milliseconds; doubled at each retry, jittered ×0.8–1.2…"
-      }),
-      max_delay_ms: opt(PositiveInt, () => 5000).annotations({ description: "…and capped at this many milliseconds." })
-    }).annotations({ parseOptions: strict }),
-    () => ({ max_retries: 3, initial_delay_ms: 100, max_delay_ms: 5000 })
-  ).annotations({
+  retry: opt(RetryConfig, () => RetryConfig.make({})).annotations({
     description:
       "Retries of transient database failures: reads always, writes only when nothing can have been applied " +
       "([Retries](operations.md#retries))."
@@ -518,10 +517,10 @@ export const ConfigFile = Schema.Struct({
   performance: opt(PerformanceConfig, () => PerformanceConfig.make({})).annotations({
     description: "Bounds on requests, pages, retries and the result cache."
   }),
-  entities: opt(EntitiesConfig, () => ({ prisma_naming: "prisma" as const })).annotations({
+  entities: opt(EntitiesConfig, () => EntitiesConfig.make({})).annotations({
     description: "Where the entity definitions come from ([Entities](entities.md))."
   }),
-  logging: opt(LoggingConfig, () => ({ level: "info" as const })).annotations({ description: "Log lines." }),
+  logging: opt(LoggingConfig, () => LoggingConfig.make({})).annotations({ description: "Log lines." }),
   tracing: opt(TracingConfig, () => TracingConfig.make({})).annotations({ description: "OpenTelemetry spans." }),
   cluster: opt(ClusterConfig, () => ClusterConfig.make({})).annotations({
     description: "Several replicas behind one address ([Replicas](deployment.md#replicas))."

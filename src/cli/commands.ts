@@ -23,6 +23,7 @@ import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Cause, Console, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import { AppConfig } from "../Config.js"
+import { dialectOf } from "../entity/Ddl.js"
 import { isSandboxed, runSandboxed, sandboxProblem } from "../Sandbox.js"
 import { UserRoles } from "../services/Principal.js"
 import { version } from "../version.js"
@@ -124,8 +125,7 @@ const migrateProgram = (file: string) =>
   Effect.gen(function* () {
     const cfg = yield* ConfigLayer.loadConfig(file)
     const registry = yield* EntitiesLayer.fromConfig(cfg)
-    const dialect = cfg.database.adapter === "postgresql" ? "pg" : cfg.database.adapter === "mysql" ? "mysql" : "sqlite"
-    yield* Effect.flatMap(SqlClient.SqlClient, (sql) => DatabaseLayer.migrate(sql, dialect, registry)).pipe(
+    yield* Effect.flatMap(SqlClient.SqlClient, (sql) => DatabaseLayer.migrate(sql, dialectOf(cfg.database.adapter), registry)).pipe(
       Effect.provide(DatabaseLayer.sqlClientLayer(cfg)),
       Effect.provide(Logger.minimumLogLevel(levels[cfg.logging.level]))
     )

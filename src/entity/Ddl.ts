@@ -4,13 +4,28 @@
  * timestamps with millisecond precision, JSON stored as JSON (jsonb, JSON, TEXT).
  * Identifiers come only from the registry (checked by the loader to be snake_case).
  */
+import type { Adapter } from "../Config.js"
 import type { EntityDef, EntityRegistryShape, FieldDef } from "./Model.js"
 
 export type Dialect = "sqlite" | "pg" | "mysql"
 
-const q = (dialect: Dialect, ident: string): string => (dialect === "mysql" ? `\`${ident}\`` : `"${ident}"`)
+/** The SQL dialect each `database.adapter` speaks (one to one). */
+const dialects: { readonly [A in Adapter]: Dialect } = { sqlite: "sqlite", postgresql: "pg", mysql: "mysql" }
 
-const columnType = (dialect: Dialect, f: FieldDef): string => {
+export const dialectOf = (adapter: Adapter): Dialect => dialects[adapter]
+
+/** The `database.adapter` name of a dialect: the name clients see. */
+const adapters = Object.fromEntries(Object.entries(dialects).map(([adapter, dialect]) => [dialect, adapter])) as { readonly [D in Dialect]: Adapter }
+
+export const adapterOf = (dialect: Dialect): Adapter => adapters[dialect]
+
+/** An identifier quoted for DDL text; identifiers come only from the registry (snake_case), so nothing is escaped. */
+export const quoteIdent = (dialect: Dialect, ident: string): string => (dialect === "mysql" ? `\`${ident}\`` : `"${ident}"`)
+
+const q = quoteIdent
+
+/** The column type a field type is stored as (also the audit table's, layers/AuditLog.ts). */
+export const columnType = (dialect: Dialect, f: Pick<FieldDef, "type" | "maxLength">): string => {
   switch (f.type) {
     case "uuid":
       return dialect === "pg" ? "uuid" : dialect === "mysql" ? "CHAR(36)" : "TEXT"

@@ -15,13 +15,13 @@ import {
   type FieldDef,
   FieldTypes,
   type FieldType,
+  isAclOperation,
   type IndexDef,
   type OnDelete,
   snakeToCamel
 } from "./Model.js"
 import { isRecord } from "../Json.js"
-
-export const Roles = ["user", "admin", "god", "supergod"] as const
+import { isUserRole, UserRoles } from "../services/Principal.js"
 
 const FIELD_KEYS = new Set([
   "type", "primary", "generated", "required", "optional", "nullable", "unique", "min_length", "max_length",
@@ -107,7 +107,7 @@ const parseAcl = (raw: unknown, at: string, problems: Array<string>): Partial<Re
     return out
   }
   for (const [op, rule] of Object.entries(raw)) {
-    if (op !== "create" && op !== "read" && op !== "update" && op !== "delete") {
+    if (!isAclOperation(op)) {
       problems.push(`${at}.${op}: unknown operation (expected create, read, update or delete)`)
       continue
     }
@@ -121,15 +121,15 @@ const parseAcl = (raw: unknown, at: string, problems: Array<string>): Partial<Re
       if (k === "role") {
         const list = Array.isArray(v) ? v : [v]
         for (const r of list) {
-          if (typeof r === "string" && (Roles as ReadonlyArray<string>).includes(r)) roles.push(r)
-          else problems.push(`${at}.${op}.role: unknown role ${JSON.stringify(r)} (expected one of ${Roles.join(", ")})`)
+          if (typeof r === "string" && isUserRole(r)) roles.push(r)
+          else problems.push(`${at}.${op}.role: unknown role ${JSON.stringify(r)} (expected one of ${UserRoles.join(", ")})`)
         }
       } else if (v !== true) {
         problems.push(`${at}.${op}.${k}: expected true`)
       } else if (k === "public") pub = true
       else if (k === "system") system = true
       else if (k === "self") self = true
-      else if ((Roles as ReadonlyArray<string>).includes(k)) roles.push(k)
+      else if (isUserRole(k)) roles.push(k)
       else problems.push(`${at}.${op}.${k}: unknown rule (expected public, system, self, role or a role name)`)
     }
     out[op] = { public: pub, system, self, roles }

@@ -65,7 +65,10 @@ export interface AclDefault {
   readonly roles: ReadonlyArray<string>
 }
 
-export type AclOperation = "create" | "read" | "update" | "delete"
+export const AclOperations = ["create", "read", "update", "delete"] as const
+export type AclOperation = (typeof AclOperations)[number]
+
+export const isAclOperation = (v: unknown): v is AclOperation => typeof v === "string" && (AclOperations as ReadonlyArray<string>).includes(v)
 
 export interface EntityDef {
   readonly name: string

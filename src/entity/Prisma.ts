@@ -60,7 +60,8 @@ import {
   type Value,
   VisitorClassFactory
 } from "@mrleebo/prisma-ast"
-import { buildRegistry, EntityLoadError, Roles } from "./Load.js"
+import { buildRegistry, EntityLoadError } from "./Load.js"
+import { UserRoles } from "../services/Principal.js"
 import { camelToSnake, type EntityRegistryShape, snakeToCamel } from "./Model.js"
 
 /** The documents `buildRegistry` takes (the YAML loader's shape). */
@@ -383,7 +384,7 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
             // The daemon's own contract: User.role is what sessions authenticate with and what
             // no_role_escalation and the rank guard compare, and those only act on an enum.
             type = "enum"
-            def.values = [...Roles]
+            def.values = [...UserRoles]
           } else if (name === "Session" && s.field.name === "userId" && !fks.has("userId")) {
             // Also the daemon's contract: sessions authenticate by joining Session.userId to
             // User.id, which is a uuid; a String there breaks that join on PostgreSQL.

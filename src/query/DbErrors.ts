@@ -6,6 +6,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Conflict, Internal, Timeout, Unavailable, ValidationFailed, type RequestError } from "../Errors.js"
 import type { EntityDef } from "../entity/Model.js"
+import { transience } from "./Retry.js"
 
 export type DbFailure =
   | { readonly kind: "unique"; readonly fields: ReadonlyArray<string> }
@@ -25,11 +26,8 @@ interface DriverError {
   readonly message?: unknown
 }
 
-const CONNECTION_CODES = new Set([
-  "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH", "EAI_AGAIN",
-  "PROTOCOL_CONNECTION_LOST", "ER_CON_COUNT_ERROR", "PROTOCOL_SEQUENCE_TIMEOUT", "ER_SERVER_SHUTDOWN",
-  "57P01", "57P02", "57P03", "53300", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY"
-])
+/** SQLite cannot take the statement now (not retried: see Retry.ts); the server drivers' codes are Retry.ts's `transience`. */
+const SQLITE_UNAVAILABLE = new Set(["SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY"])
 
 const fieldsOfIndex = (entity: EntityDef, name: string): ReadonlyArray<string> =>
   entity.indexes.find((i) => i.name === name)?.fields.map((f) => f.name) ?? []
@@ -57,13 +55,14 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
   const cause = (error.cause ?? {}) as DriverError
   const code = typeof cause.code === "string" ? cause.code : String(cause.code ?? "")
   const message = typeof cause.message === "string" ? cause.message : ""
+  const transient = transience(error)
   // PostgreSQL (SQLSTATE codes)
   if (code === "23505") return { kind: "unique", fields: narrowest(entity, fieldsOfIndex(entity, String(cause.constraint ?? ""))) }
   if (code === "23503") return { kind: "foreignKey" }
   if (code === "23514" || code === "23502" || code === "22001" || code === "22P02" || code === "22021") return { kind: "constraint" }
   if (code.startsWith("08")) return { kind: "unavailable", reason: "the database connection failed" }
   // Retried first (Retry.ts); still failing after the retries: transient, so 503 (retryable).
-  if (code === "40001" || code === "40P01" || code === "55P03" || code === "ER_LOCK_DEADLOCK" || code === "ER_LOCK_WAIT_TIMEOUT") {
+  if (transient === "rolledBack") {
     return { kind: "unavailable", reason: "the database could not complete the statement because of concurrent transactions; retry" }
   }
   // 57014 query_canceled (statement_timeout); MariaDB 1969 max_statement_time; MySQL 3024 max_execution_time
@@ -89,9 +88,10 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
   }
   if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") return { kind: "foreignKey" }
   if (code.startsWith("SQLITE_CONSTRAINT")) return { kind: "constraint" }
-  if (CONNECTION_CODES.has(code) || code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_IOERR")) {
-    return { kind: "unavailable", reason: code.startsWith("SQLITE") ? "the database is busy or cannot be written" : "the database connection failed" }
+  if (SQLITE_UNAVAILABLE.has(code) || code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_IOERR")) {
+    return { kind: "unavailable", reason: "the database is busy or cannot be written" }
   }
+  if (transient !== undefined) return { kind: "unavailable", reason: "the database connection failed" }
   // undefined_table / undefined_column, ER_NO_SUCH_TABLE / ER_BAD_FIELD_ERROR, SQLite's "no such …"
   if (code === "42P01" || code === "42703" || code === "ER_NO_SUCH_TABLE" || code === "ER_BAD_FIELD_ERROR" || cause.errno === 1146 || cause.errno === 1054) {
     return { kind: "missingSchema" }

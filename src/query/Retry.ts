@@ -28,6 +28,7 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Schedule } from "effect"
+import { RetryConfig } from "../Config.js"
 
 export interface RetrySettings {
   readonly max_retries: number
@@ -35,8 +36,8 @@ export interface RetrySettings {
   readonly max_delay_ms: number
 }
 
-/** The retry strategy of metabuilder's error table (docs/operations.md, "Retries"). */
-export const defaultRetrySettings: RetrySettings = { max_retries: 3, initial_delay_ms: 100, max_delay_ms: 5000 }
+/** The retry strategy of metabuilder's error table (docs/operations.md, "Retries"): `performance.retry`'s defaults. */
+export const defaultRetrySettings: RetrySettings = RetryConfig.make({})
 
 export type Transience = "notSent" | "rolledBack" | "lost"
 export type Unit = "read" | "write"

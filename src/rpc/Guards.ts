@@ -6,9 +6,8 @@ import { Effect } from "effect"
 import { Forbidden } from "../Errors.js"
 import type { EntityDef } from "../entity/Model.js"
 import type { Values } from "../entity/Validate.js"
-import { type Principal, type Role, roleRank, UserRoles } from "../services/Principal.js"
+import { isUserRole, type Principal, roleRank } from "../services/Principal.js"
 
-const isRole = (v: unknown): v is Role => typeof v === "string" && (UserRoles as ReadonlyArray<string>).includes(v)
 
 export const checkNoRoleEscalation = (principal: Principal, entity: EntityDef, records: ReadonlyArray<Values>): Effect.Effect<void, Forbidden> => {
   if (principal.role === "system") return Effect.void
@@ -16,7 +15,7 @@ export const checkNoRoleEscalation = (principal: Principal, entity: EntityDef, r
   if (field === undefined || field.type !== "enum") return Effect.void
   for (const values of records) {
     const v = values.get(field)
-    if (isRole(v) && roleRank(v) > roleRank(principal.role)) {
+    if (isUserRole(v) && roleRank(v) > roleRank(principal.role)) {
       return Effect.fail(new Forbidden({ reason: `no_role_escalation: cannot set role '${v}' above your own ('${principal.role}')` }))
     }
   }

@@ -13,6 +13,7 @@
 import { Effect, Either } from "effect"
 import type { DaemonConfig } from "../Config.js"
 import { BadRequest, Forbidden, NotFound, type RequestError, TransactionOpFailed, Unavailable, ValidationFailed } from "../Errors.js"
+import { adapterOf } from "../entity/Ddl.js"
 import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, validateCreate, validateCreateMany, validateUpdate, type Values } from "../entity/Validate.js"
 import { checkComplexity, type ComplexityRequest } from "../query/Complexity.js"
@@ -695,7 +696,7 @@ export const writtenEntities = (method: Method, params: ReadonlyArray<unknown>):
 
 export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
   adapter: ctx.db.adapter,
-  dialect: ctx.db.dialect === "pg" ? "postgresql" : ctx.db.dialect,
+  dialect: adapterOf(ctx.db.dialect),
   features: {
     transactions: true,
     joins: true,

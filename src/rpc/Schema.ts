@@ -7,11 +7,9 @@
  */
 import { Effect, Either } from "effect"
 import type { Forbidden } from "../Errors.js"
-import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
+import { type AclOperation, AclOperations, type EntityDef, type EntityRegistryShape, type FieldDef } from "../entity/Model.js"
 import type { AclShape, Decision } from "../services/Acl.js"
 import type { Principal } from "../services/Principal.js"
-
-export const SchemaOperations: ReadonlyArray<AclOperation> = ["create", "read", "update", "delete"]
 
 /** The caller's decision for each operation on one entity: allowed (with its fields) or refused. */
 export type EntityDecisions = Readonly<Record<AclOperation, Decision | Forbidden>>
@@ -100,7 +98,7 @@ export const describeSchema = (registry: EntityRegistryShape, decisions: Readonl
     const d = decisions.get(entity.name)
     if (d === undefined) continue
     const ops: Partial<Record<AclOperation, Decision>> = {}
-    for (const op of SchemaOperations) {
+    for (const op of AclOperations) {
       const x = d[op]
       if (allowed(x)) ops[op] = x
     }
@@ -125,7 +123,7 @@ export const describeSchema = (registry: EntityRegistryShape, decisions: Readonl
       return {
         name: entity.name,
         description: entity.description,
-        operations: SchemaOperations.filter((op) => ops[op] !== undefined),
+        operations: AclOperations.filter((op) => ops[op] !== undefined),
         fields: fields.map(({ f, r, c, u }) => describeField(f, r, c, u)),
         relations
       }
@@ -139,7 +137,7 @@ export const decisionsOf = (acl: AclShape, registry: EntityRegistryShape, princi
     const out = new Map<string, EntityDecisions>()
     for (const entity of registry.entities.values()) {
       const pairs: Array<readonly [AclOperation, Decision | Forbidden]> = []
-      for (const op of SchemaOperations) {
+      for (const op of AclOperations) {
         const d = yield* Effect.either(acl.decide(principal, entity, op))
         pairs.push([op, Either.isRight(d) ? d.right : d.left])
       }

@@ -3,6 +3,8 @@ export const UserRoles = ["user", "admin", "god", "supergod"] as const
 export type UserRole = (typeof UserRoles)[number]
 export type Role = UserRole | "system"
 
+export const isUserRole = (v: unknown): v is UserRole => typeof v === "string" && (UserRoles as ReadonlyArray<string>).includes(v)
+
 export interface Principal {
   readonly userId: string
   readonly role: Role

@@ -65,6 +65,22 @@ describe("transience", () => {
     expect(t._tag === "Timeout" && t.timeoutMs).toBe(300)
     expect(classify(entity, new SqlError({ cause: Object.assign(new Error("max_statement_time exceeded"), { errno: 1969 }), message: "x" })).kind).toBe("timeout")
   })
+
+  it("every failure the retries count as transient is 503 once they are spent, whatever table it came from", () => {
+    const entity = { name: "User", indexes: [], fields: [] } as unknown as EntityDef
+    const transient = [
+      err("ENETUNREACH"),
+      err("ER_TOO_MANY_USER_CONNECTIONS"),
+      err("ER_SERVER_SHUTDOWN_IN_PROGRESS"),
+      err("08003"),
+      new SqlError({ cause: new Error("no pool"), message: "Failed to acquire connection" }),
+      new SqlError({ cause: new Error("Can't add new command when connection is in closed state"), message: "Failed to execute statement" })
+    ]
+    for (const e of transient) {
+      expect(transience(e)).toBeDefined()
+      expect(toRequestError(entity, e)._tag).toBe("Unavailable")
+    }
+  })
 })
 
 describe("withRetry on the TestClock", () => {

@@ -6,7 +6,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
-import { type Dialect, schemaDdl } from "../../src/entity/Ddl.js"
+import { adapterOf, type Dialect, dialectOf, schemaDdl } from "../../src/entity/Ddl.js"
 import { buildRegistry, EntityLoadError, loadRegistry, readEntityFiles } from "../../src/entity/Load.js"
 import type { EntityDef, FieldDef } from "../../src/entity/Model.js"
 import { checkValue, validateCreate, validateCreateMany, validateUpdate, type Values } from "../../src/entity/Validate.js"
@@ -558,5 +558,12 @@ describe("schemaDdl", () => {
     expect(result.indexes).toBe(ddl.filter((s) => s.startsWith("CREATE INDEX")).length)
     expect(result.badRole).toBe(true)
     expect(result.orphan).toBe(true)
+  })
+})
+
+describe("dialectOf / adapterOf", () => {
+  it("maps each adapter to the dialect it speaks and back", () => {
+    expect([dialectOf("sqlite"), dialectOf("postgresql"), dialectOf("mysql")]).toEqual(["sqlite", "pg", "mysql"])
+    expect([adapterOf("sqlite"), adapterOf("pg"), adapterOf("mysql")]).toEqual(["sqlite", "postgresql", "mysql"])
   })
 })
