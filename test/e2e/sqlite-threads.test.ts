@@ -29,11 +29,12 @@ const PAGES = 60_000
 const FILLER = "lorem ipsum dolor sit amet "
 
 /**
- * 48 `contains` conditions of 60 characters (the review's count) that match nothing, each almost
- * matching at every repetition of the titles' filler: seconds of work for one count.
+ * 96 `contains` conditions of 60 characters (twice the review's count, so that one count outlasts
+ * query_timeout on a fast machine too) that match nothing, each almost matching at every
+ * repetition of the titles' filler: seconds of work for one count.
  */
 const slowFilter = {
-  OR: Array.from({ length: 48 }, (_, i) => ({ title: { contains: `${FILLER.repeat(3).slice(0, 55)}#${String(i).padStart(4, "0")}` } }))
+  OR: Array.from({ length: 96 }, (_, i) => ({ title: { contains: `${FILLER.repeat(3).slice(0, 55)}#${String(i).padStart(4, "0")}` } }))
 }
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
