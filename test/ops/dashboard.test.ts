@@ -9,7 +9,6 @@
  * Without openssl (for the certificate) the test is skipped with a line saying why, unless
  * DBAL_REQUIRE_SERVICES=1, where it fails.
  */
-import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as https from "node:https"
@@ -17,17 +16,10 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as YAML from "yaml"
 import { type Client, connect, type Daemon, root, startDaemon } from "../support/daemon.js"
-import { createDatabase, daemonConfig, requireServices, serviceAuth, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
+import { createDatabase, daemonConfig, serviceAuth, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
+import { checkOpenssl, openssl } from "../support/openssl.js"
 
-const opensslMissing = (): string | undefined => {
-  const r = spawnSync("openssl", ["version"], { encoding: "utf8", timeout: 10_000 })
-  return r.error !== undefined ? `openssl is not installed (${r.error.message})` : r.status === 0 ? undefined : `openssl version exited with ${r.status}`
-}
-const missing = opensslMissing()
-if (missing !== undefined) {
-  if (requireServices) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${missing}`)
-  console.warn(`skipping the dashboard/rules metric check: ${missing}`)
-}
+const missing = checkOpenssl("the dashboard/rules metric check")
 
 interface Panel {
   readonly type: string
@@ -132,11 +124,7 @@ describe.skipIf(missing !== undefined)("every metric of a panel or a rule is exp
   const dir = tempDir("dashboard")
 
   beforeAll(async () => {
-    const openssl = (args: ReadonlyArray<string>) => {
-      const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8", timeout: 30_000 })
-      if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`)
-    }
-    openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.crt",
+    openssl(dir, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.crt",
       "-days", "30", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
     const ca = fs.readFileSync(path.join(dir, "server.crt"))
     db = await createDatabase("postgresql")

@@ -15,30 +15,17 @@
  * Without openssl the suite is skipped with a line saying why (a failure with
  * DBAL_REQUIRE_SERVICES=1).
  */
-import { spawnSync } from "node:child_process"
 import { randomBytes, X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as tls from "node:tls"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Client, connect, type Daemon, startDaemon } from "../support/daemon.js"
-import { createDatabase, daemonConfig, requireServices, type TestDatabase, serviceAuth, tempDir } from "../support/services.js"
+import { createDatabase, daemonConfig, type TestDatabase, serviceAuth, tempDir } from "../support/services.js"
+import { checkOpenssl, openssl } from "../support/openssl.js"
 import { type InProcessDaemon, startInProcess } from "./support.js"
 
-const opensslMissing = (): string | undefined => {
-  const r = spawnSync("openssl", ["version"], { encoding: "utf8", timeout: 10_000 })
-  return r.error !== undefined ? `openssl is not installed (${r.error.message})` : r.status === 0 ? undefined : `openssl version exited with ${r.status}`
-}
-const missing = opensslMissing()
-if (missing !== undefined) {
-  if (requireServices) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${missing}`)
-  console.warn(`skipping the TLS tests: ${missing}`)
-}
-
-const openssl = (dir: string, args: ReadonlyArray<string>) => {
-  const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8", timeout: 30_000 })
-  if (r.status !== 0) throw new Error(`openssl ${args.join(" ")} failed: ${r.stderr}`)
-}
+const missing = checkOpenssl("the TLS tests")
 
 /** A P-256 key and a certificate for `cn`, self-signed (a CA) or signed by `ca` with `ext`. */
 const makeCert = (dir: string, name: string, cn: string, opts: { ca?: string; ext?: string } = {}) => {
