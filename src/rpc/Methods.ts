@@ -200,6 +200,15 @@ const lookupValue = (f: FieldDef, raw: unknown, at = "value"): Effect.Effect<unk
   return Either.isLeft(r) ? Effect.fail(ValidationFailed.one(at, r.left)) : Effect.succeed(r.right)
 }
 
+/**
+ * The `*ByField` methods' lookup: a unique field the caller may read (403 otherwise), and its
+ * value (undefined: a malformed id, which finds nothing).
+ */
+const readableLookup = (entity: EntityDef, name: string, raw: unknown, readable: ReadonlyArray<FieldDef>) =>
+  Effect.flatMap(uniqueField(entity, name, "field"), (f) =>
+    Effect.flatMap(lookupValue(f, raw), (v) => Effect.as(checkReadable(readable, [f]), { f, v }))
+  )
+
 const parseSort = (entity: EntityDef, raw: unknown): Effect.Effect<Array<SortKey>, ValidationFailed> => {
   if (raw === undefined || raw === null) return Effect.succeed([])
   const items = Array.isArray(raw) ? raw : [raw]
@@ -479,9 +488,7 @@ const findByFieldMethod: Runner = onEntity({
   decide: decideRead,
   run: (ctx, entity, name, d, p) =>
     Effect.gen(function* () {
-      const f = yield* uniqueField(entity, name, "field")
-      const v = yield* lookupValue(f, p[2])
-      yield* checkReadable(d.readable, [f])
+      const { f, v } = yield* readableLookup(entity, name, p[2], d.readable)
       if (v === undefined) return { result: null, entity: entity.name }
       const result = yield* cachedRead(ctx, "findByField", p, [{ entity, access: d }], ctx.repo.findFirst(entity, ctx.repo.byField(f, v), d))
       return { result, entity: entity.name, recordIds: ids(result) }
@@ -520,9 +527,7 @@ const updateByFieldMethod: Runner = onEntity({
   decide: decideWrite("update"),
   run: (ctx, entity, name, { decision, view }, p) =>
     Effect.gen(function* () {
-      const f = yield* uniqueField(entity, name, "field")
-      const v = yield* lookupValue(f, p[2])
-      yield* checkReadable(view.readable, [f])
+      const { f, v } = yield* readableLookup(entity, name, p[2], view.readable)
       const values = yield* fromEither(validateUpdate(entity, p[3]))
       yield* checkWritable(ctx, entity, decision, [values])
       if (v === undefined) return yield* new NotFound({ entity: entity.name })
@@ -537,9 +542,7 @@ const deleteByFieldMethod: Runner = onEntity({
   decide: decideWrite("delete"),
   run: (ctx, entity, name, { decision, view }, p) =>
     Effect.gen(function* () {
-      const f = yield* uniqueField(entity, name, "field")
-      const v = yield* lookupValue(f, p[2])
-      yield* checkReadable(view.readable, [f])
+      const { f, v } = yield* readableLookup(entity, name, p[2], view.readable)
       if (v === undefined) return yield* new NotFound({ entity: entity.name })
       const result = yield* ctx.repo.deleteWhere(entity, ctx.repo.byField(f, v), decision)
       return { result, entity: entity.name }
