@@ -8,7 +8,7 @@
 import { Layer, ManagedRuntime, Runtime } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { core } from "../layers/Main.js"
+import { core } from "../app/Application.js"
 import * as Tracing from "../layers/Tracing.js"
 import { requestRuntime } from "../src/query/Timeout.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"

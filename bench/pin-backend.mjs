@@ -18,7 +18,9 @@ export const pinBackendTo = (cpu) => async (client) => {
   let comm = "no such process"
   try {
     comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim()
-  } catch {}
+  } catch {
+    // No such process: reported below.
+  }
   if (comm !== "postgres") throw new Error(`backend pid ${pid} is not a local postgres process (${comm})`)
   await execFileP("taskset", ["-pc", String(cpu), String(pid)])
 }

@@ -1,20 +1,36 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx (a runtime dependency, so production installs with
-// `npm ci --omit=dev` start too). With DBAL_COMPILED=1, or when only the build is shipped,
-// runs the output of `npm run build` (dist/) instead.
-import { existsSync } from "node:fs"
+// Runs the compiled daemon (dist/, made by `npm run build`, which `npm install` runs) when it is a
+// build of the current sources, or when DBAL_COMPILED=1 or only the build is shipped (the image,
+// systemd). Otherwise — sources edited since the last build, in development — runs the TypeScript
+// sources through tsx, a development dependency. DBAL_COMPILED=0 forces the sources.
 import { dirname, join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import { buildState } from "./build-state.mjs"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
-const compiled = join(root, "dist", "src", "main.js")
-const source = join(root, "src", "main.ts")
+const state = buildState(root)
+const wantCompiled =
+  process.env.DBAL_COMPILED === "1" || (process.env.DBAL_COMPILED !== "0" && (state.fresh || !state.hasSources))
+
+const fromSources = async () => {
+  try {
+    const { register } = await import("tsx/esm/api")
+    register()
+  } catch {
+    return undefined
+  }
+  return import(pathToFileURL(join(root, "app", "main.ts")).href)
+}
+
 let mod
-if (existsSync(compiled) && (process.env.DBAL_COMPILED === "1" || !existsSync(source))) {
-  mod = await import(pathToFileURL(compiled).href)
-} else {
-  const { register } = await import("tsx/esm/api")
-  register()
-  mod = await import(pathToFileURL(source).href)
+if (wantCompiled && state.built) mod = await import(pathToFileURL(state.entry).href)
+else mod = await fromSources()
+if (mod === undefined && state.built) {
+  process.stderr.write("dbal-daemon: the build in dist/ is older than the sources and tsx is not installed: running the build\n")
+  mod = await import(pathToFileURL(state.entry).href)
+}
+if (mod === undefined) {
+  process.stderr.write("dbal-daemon: no build in dist/ and tsx is not installed: run `npm run build` (needs the dev dependencies)\n")
+  process.exit(1)
 }
 mod.main(process.argv.slice(2))

@@ -149,9 +149,12 @@ FROM build
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.client.json ./
 COPY src ./src
 COPY layers ./layers
+COPY app ./app
+COPY bin ./bin
+COPY scripts/build.mjs ./scripts/build.mjs
 RUN npm run build
 
 FROM runtime
@@ -172,7 +175,7 @@ USER 10001:10001
 
 RUNTIME="$WORK/runtime"
 APP="$RUNTIME/app"
-[ -f "$APP/dist/src/main.js" ] || fail "the build stage produced no dist/src/main.js"
+[ -f "$APP/dist/app/main.js" ] || fail "the build stage produced no dist/app/main.js"
 [ ! -e "$APP/src" ] || fail "the runtime stage must not contain the TypeScript sources"
 [ ! -e "$APP/node_modules/typescript" ] || fail "the runtime stage has dev dependencies (typescript)"
 [ ! -e "$APP/node_modules/vitest" ] || fail "the runtime stage has dev dependencies (vitest)"

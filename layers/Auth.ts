@@ -28,7 +28,7 @@ import { Auth, type Credentials } from "../src/services/Auth.js"
 import { Changes } from "../src/services/Changes.js"
 import { Database, type DatabaseShape } from "../src/services/Database.js"
 import { isUserRole, type Principal, type UserRole } from "../src/services/Principal.js"
-import { makeMemory } from "./RateLimiter.js"
+import { makeMemory } from "../src/limits/TokenBucket.js"
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
 /**

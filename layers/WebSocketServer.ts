@@ -19,7 +19,7 @@
  * - Shutdown (scope close, on SIGTERM/SIGINT): stop accepting, /readyz 503, let in-flight
  *   requests finish within `shutdown_grace`, then close sockets with 1001.
  */
-import { Context, Effect, Fiber, Layer, Metric, Runtime, Schema } from "effect"
+import { Effect, Fiber, Layer, Metric, Runtime, Schema } from "effect"
 import { X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
@@ -37,10 +37,11 @@ import { clientFromForwardedFor, makeTrustedProxies, normalizeAddress } from "..
 import { handshakeCredential, SUBPROTOCOL } from "../src/net/HandshakeCredentials.js"
 import { parseProxyHeader } from "../src/net/ProxyProtocol.js"
 import { requestRuntime } from "../src/query/Timeout.js"
-import { parseTraceparent, type TraceParent } from "../src/Spans.js"
+import { parseTraceparent } from "../src/Spans.js"
 import { Database } from "../src/services/Database.js"
+import { ServerInfo } from "../src/services/ServerInfo.js"
 import { version } from "../src/version.js"
-import { renderPrometheus } from "./Metrics.js"
+import { renderPrometheus } from "../src/PrometheusText.js"
 
 export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
   address: Schema.String,
@@ -50,17 +51,6 @@ export class ListenError extends Schema.TaggedError<ListenError>()("ListenError"
     return `cannot listen on ${this.address}: ${this.reason}`
   }
 }
-
-export interface ServerInfoShape {
-  readonly port: number
-  readonly host: string
-  readonly tls: boolean
-  readonly connections: () => { readonly active: number; readonly total: number }
-  /** Re-reads the TLS certificate files (what SIGHUP does). */
-  readonly reloadTls: Effect.Effect<void, Error>
-}
-
-export class ServerInfo extends Context.Tag("dbal/ServerInfo")<ServerInfo, ServerInfoShape>() {}
 
 /** Frames up to this multiple of `max_payload` are read and refused with 400; larger ones close the connection (1009). */
 export const HARD_LIMIT_FACTOR = 4

@@ -1,6 +1,6 @@
 /**
  * The daemon's metrics, defined once. Counters are `incremental` so that they export as
- * Prometheus counters; layers/Metrics.ts renders every Effect metric in the text format.
+ * Prometheus counters; src/PrometheusText.ts renders every Effect metric in the text format.
  */
 import { Metric, MetricBoundaries, MetricKey, MetricLabel } from "effect"
 

@@ -68,7 +68,7 @@ export const sandboxFlags = (cfg: DaemonConfig): Array<string> => {
   ]
 }
 
-export const compiledEntry = path.join(packageRoot, "dist", "src", "main.js")
+export const compiledEntry = path.join(packageRoot, "dist", "app", "main.js")
 
 /** Why the sandbox cannot start, or undefined. */
 export const sandboxProblem = (cfg: DaemonConfig): string | undefined => {

@@ -9,9 +9,12 @@ import type * as Scope from "effect/Scope"
 import { ClientBase, type DBALClientConfig, type PromiseAccessors } from "./core.js"
 import { accessors, type Entities } from "./entities.js"
 
-// The accessors (users, pages, …) are set by ClientBase's constructor; this declares their types.
+// The accessors (users, pages, …) are set by ClientBase's constructor; this declares their types
+// (a class cannot declare members that its base class's constructor assigns from a table).
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface DBALClient extends PromiseAccessors<Entities, typeof accessors> {}
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- see the interface above
 export class DBALClient extends ClientBase<Entities, typeof accessors> {
   constructor(config: DBALClientConfig) {
     super(config, accessors)

@@ -232,17 +232,16 @@ interface InProcessModule {
 }
 
 /**
- * The in-process daemon (Node only). From the sources (tsx, vitest) it is the sibling
- * inprocess.ts; from the daemon's build (dist/src/client) the sibling inprocess.js; from the
- * compiled client (dist/client) the daemon's build (dist/src/client/inprocess.js) when there is
- * one, else its sources through tsx (a runtime dependency of the package, as
- * bin/dbal-daemon.mjs uses it). The specifiers are computed so that bundlers leave the daemon
- * out of a browser bundle.
+ * The in-process daemon (Node only), app/inprocess of the daemon's composition root. From the
+ * sources (tsx, vitest) its .ts; from the daemon's build (dist/src/client) or the compiled client
+ * (dist/client) the build's dist/app/inprocess.js when there is one, else its sources through tsx
+ * (a development dependency: installed wherever the sources are used). The specifiers are
+ * computed so that bundlers leave the daemon out of a browser bundle.
  */
 const loadInProcess = async (): Promise<InProcessModule> => {
   const here = import.meta.url
-  if (here.endsWith(".ts")) return (await import(new URL("./inprocess.ts", here).href)) as InProcessModule
-  for (const candidate of ["./inprocess.js", "../src/client/inprocess.js"]) {
+  if (here.endsWith(".ts")) return (await import(new URL("../../app/inprocess.ts", here).href)) as InProcessModule
+  for (const candidate of ["../../app/inprocess.js", "../app/inprocess.js"]) {
     try {
       return (await import(new URL(candidate, here).href)) as InProcessModule
     } catch (e) {
@@ -252,7 +251,7 @@ const loadInProcess = async (): Promise<InProcessModule> => {
   const tsxApi = "tsx/esm/api"
   const { register } = (await import(tsxApi)) as { register: () => unknown }
   register()
-  return (await import(new URL("../../src/client/inprocess.ts", here).href)) as InProcessModule
+  return (await import(new URL("../../app/inprocess.ts", here).href)) as InProcessModule
 }
 
 /**

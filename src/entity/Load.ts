@@ -186,7 +186,7 @@ const parseField = (
   const optional = bool("optional") || bool("nullable")
   if (required && optional) problems.push(`${at}: a field cannot be both required and optional`)
   const autoUpdate = bool("auto_update")
-  let minLength = int("min_length")
+  const minLength = int("min_length")
   let maxLength = int("max_length")
   let min = int("min")
   let max = int("max")

@@ -4,7 +4,7 @@
  * and span around it and an audit record after it. Every failure is a tagged error mapped once
  * by `toWireError`; nothing here can close the connection.
  */
-import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
+import { Cause, Context, Effect, Exit, Option } from "effect"
 import * as os from "node:os"
 import { AppConfig } from "../Config.js"
 import { BadRequest, errorName, Internal, type RateLimited, type RequestError, toWireError, Unauthorized, type Unavailable } from "../Errors.js"
@@ -295,4 +295,3 @@ export const make = Effect.gen(function* () {
   return { handle, authenticateConnection } satisfies RpcHandlerShape
 })
 
-export const layer = Layer.effect(RpcHandler, make)

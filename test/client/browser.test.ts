@@ -128,7 +128,7 @@ describe.skipIf(!haveChromium)("the client in headless Chromium", () => {
 
   it("the bundle holds no Node module (no ws, no in-process daemon)", () => {
     expect(bundleText).not.toMatch(/from\s*["']node:|require\(["'](ws|fs|net)["']\)/)
-    // Text of src/client/inprocess.ts and of ws: neither is in the bundle.
+    // Text of app/inprocess.ts and of ws: neither is in the bundle.
     expect(bundleText).not.toContain("refused its service token")
     expect(bundleText).not.toContain("WebSocketServer")
     expect(bundleText).toContain("createClient")

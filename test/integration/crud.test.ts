@@ -37,7 +37,6 @@ for (const dialect of DIALECTS) {
         ok<ListResult>("list", ["PageView", { ...options, filter: { AND: [{ title: { startsWith: `${tag}-` } }, (options.filter as Rec | undefined) ?? {}] } }])
       return { tag, made, list }
     }
-    const titles = (r: ListResult) => r.data.map((d) => d.title)
 
     it("getCapabilities names the configured adapter and dialect", async () => {
       const caps = await ok<Rec>("getCapabilities", [])

@@ -5,7 +5,7 @@
  */
 import { Effect, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { core } from "../../layers/Main.js"
+import { core } from "../../app/Application.js"
 import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
 import { Database } from "../../src/services/Database.js"
 import { createDatabase, daemonConfig, serviceAuth, skipDialect, type TestDatabase, writeConfig } from "../support/services.js"

@@ -21,6 +21,7 @@ import * as Database from "../../layers/Database.js"
 import * as Entities from "../../layers/Entities.js"
 import * as ResultCache from "../../layers/ResultCache.js"
 import * as Handler from "../../src/rpc/Handler.js"
+import * as HandlerLayer from "../../layers/RpcHandler.js"
 import { requestRuntime } from "../../src/query/Timeout.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { readAudit } from "../security/audit-helpers.js"
@@ -58,7 +59,7 @@ describe("a request stuck past query_timeout", () => {
     )
     const base = Layer.provideMerge(Database.layer, Layer.provideMerge(Entities.layer, Config.layer(file)))
     const services = Layer.provideMerge(Layer.mergeAll(Auth.layer, Acl.layer, stuckLimiter(state), AuditLog.layer, ResultCache.layer), Changes.layer)
-    rt = ManagedRuntime.make(Layer.provideMerge(Layer.provideMerge(Handler.layer, services), base)) as ManagedRuntime.ManagedRuntime<Handler.RpcHandler, unknown>
+    rt = ManagedRuntime.make(Layer.provideMerge(Layer.provideMerge(HandlerLayer.layer, services), base)) as ManagedRuntime.ManagedRuntime<Handler.RpcHandler, unknown>
     await rt.runPromise(Handler.RpcHandler)
   })
   afterAll(async () => {

@@ -17,7 +17,6 @@ for (const source of ["env", "file"] as const) {
     let db: TestDatabase
     let daemon: Daemon
     const dir = tempDir("secrets")
-    const secret = source === "env" ? PASSWORD_ENV : PASSWORD_FILE
 
     beforeAll(async () => {
       db = await createDatabase("postgresql")

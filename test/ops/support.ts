@@ -1,13 +1,13 @@
 /**
  * Shared setup of the operations suites: an in-process daemon (the live layers of
- * layers/Main.ts in a ManagedRuntime, a real server on a free port, SQLite in a temp folder),
+ * app/Application.ts in a ManagedRuntime, a real server on a free port, SQLite in a temp folder),
  * HTTP GETs with a bound, and the Prometheus text parsed into series.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Layer, Logger, LogLevel, ManagedRuntime } from "effect"
-import { live } from "../../layers/Main.js"
-import { ServerInfo, type ServerInfoShape } from "../../layers/WebSocketServer.js"
+import { live } from "../../app/Application.js"
+import { ServerInfo, type ServerInfoShape } from "../../src/services/ServerInfo.js"
 import type { Rec } from "../support/types.js"
 import { createDatabase, daemonConfig, type TestDatabase, tempDir } from "../support/services.js"
 

@@ -11,8 +11,8 @@ import { ManagedRuntime } from "effect"
 import * as jose from "jose"
 import { expect } from "vitest"
 import WebSocket from "ws"
-import { live } from "../../layers/Main.js"
-import { ServerInfo } from "../../layers/WebSocketServer.js"
+import { live } from "../../app/Application.js"
+import { ServerInfo } from "../../src/services/ServerInfo.js"
 import type { Answer, Client } from "../support/daemon.js"
 import { uid } from "../support/ids.js"
 import type { Rec } from "../support/types.js"
@@ -44,7 +44,7 @@ export interface InProcessDaemon {
   readonly dispose: () => Promise<void>
 }
 
-/** The live application (layers/Main.ts `live`) in this process, listening on a free port. */
+/** The live application (app/Application.ts `live`) in this process, listening on a free port. */
 export const startInProcess = async (config: Rec, dir: string = tempDir("security")): Promise<InProcessDaemon> => {
   const file = writeConfigIn(dir, config)
   const rt = ManagedRuntime.make(live(file))

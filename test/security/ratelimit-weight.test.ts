@@ -7,7 +7,7 @@
  * exactly 5 requests.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeMemory } from "../../layers/RateLimiter.js"
+import { makeMemory } from "../../src/limits/TokenBucket.js"
 import { requestWeight, ROWS_PER_TOKEN } from "../../src/rpc/Methods.js"
 import { type Client, connect } from "../support/daemon.js"
 import { createDatabase, SERVICE_TOKEN, serviceAuth, skipDialect, type TestDatabase } from "../support/services.js"

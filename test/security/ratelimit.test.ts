@@ -6,7 +6,7 @@
  */
 import { Redis } from "ioredis"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeMemory } from "../../layers/RateLimiter.js"
+import { makeMemory } from "../../src/limits/TokenBucket.js"
 import { type Answer, type Client, connect, type Daemon, startDaemon } from "../support/daemon.js"
 import { createDatabase, SERVICE_TOKEN, serviceAuth, skipDialect, type TestDatabase, writeConfig } from "../support/services.js"
 import {

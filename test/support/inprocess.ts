@@ -3,7 +3,7 @@
  * configuration file, and frames answered by the real RpcHandler on one connection.
  */
 import { ManagedRuntime } from "effect"
-import { core } from "../../layers/Main.js"
+import { core } from "../../app/Application.js"
 import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
 
 export interface InProcess {

@@ -108,6 +108,7 @@ describe("dbal-daemon --version / --help / usage errors", () => {
     const r = await cli(["--help"])
     expect(r.status, r.stderr).toBe(0)
     for (const c of ["serve", "migrate", "check-config", "token session", "token jwt", "--config", "--version"]) expect(r.stdout).toContain(c)
+    // eslint-disable-next-line no-control-regex -- ESC starts an ANSI colour sequence
     expect(r.stdout).not.toMatch(/\u001b\[/)
   })
 

@@ -12,7 +12,7 @@ import { Effect } from "effect"
 import * as http from "node:http"
 import * as https from "node:https"
 import * as net from "node:net"
-import type { DaemonConfig } from "../Config.js"
+import type { DaemonConfig } from "../../src/Config.js"
 import { problem } from "./errors.js"
 
 const TIMEOUT_MS = 3000

@@ -6,7 +6,7 @@
  *   dbal-daemon healthcheck [--config=FILE]  exit 0 when the daemon of that configuration answers /livez
  *   dbal-daemon migrate [--config=FILE]      create missing tables and indexes, then exit
  *   dbal-daemon check-config [--config=FILE] check configuration, entities and rules; no database
- *   dbal-daemon generate --out=FILE.ts [--config=FILE] [--import=MODULE]  typed client module (src/cli/generate.ts)
+ *   dbal-daemon generate --out=FILE.ts [--config=FILE] [--import=MODULE]  typed client module (app/cli/generate.ts)
  *   dbal-daemon token session --user U [--ttl 24h] [--config=FILE]
  *   dbal-daemon token jwt --sub ID --role R [--ttl 1h] [--config=FILE]
  *   dbal-daemon --version | --help | COMMAND --help
@@ -22,16 +22,16 @@ import { CliConfig, Command, HelpDoc, Options, ValidationError } from "@effect/c
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Cause, Console, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
-import { AppConfig } from "../Config.js"
-import { dialectOf } from "../entity/Ddl.js"
-import { isSandboxed, runSandboxed, sandboxProblem } from "../Sandbox.js"
-import { UserRoles } from "../services/Principal.js"
-import { version } from "../version.js"
+import { AppConfig } from "../../src/Config.js"
+import { dialectOf } from "../../src/entity/Ddl.js"
+import { isSandboxed, runSandboxed, sandboxProblem } from "../../src/Sandbox.js"
+import { UserRoles } from "../../src/services/Principal.js"
+import { version } from "../../src/version.js"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as DatabaseLayer from "../../layers/Database.js"
 import * as EntitiesLayer from "../../layers/Entities.js"
 import * as Logging from "../../layers/Logging.js"
-import * as Main from "../../layers/Main.js"
+import * as Application from "../Application.js"
 import { checkConfig, formatSummary } from "./checkConfig.js"
 import { generateCommand } from "./generate.js"
 import { CliFailure, describeCause, problem } from "./errors.js"
@@ -105,7 +105,7 @@ const serveProgram = (file: string, argv: ReadonlyArray<string>, env: Record<str
       return yield* Effect.sync(() => process.exit(code))
     }
     if (isSandboxed()) yield* Effect.logInfo("strict sandbox: running under the Node permission model")
-    const app = Main.live(file, env)
+    const app = Application.live(file, env)
     const announce = Layer.effectDiscard(
       Effect.gen(function* () {
         const c = yield* AppConfig

@@ -11,15 +11,15 @@
 import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { PrismaNaming } from "../entity/Prisma.js"
+import type { PrismaNaming } from "../../src/entity/Prisma.js"
 import * as YAML from "yaml"
-import type { DaemonConfig } from "../Config.js"
-import type { EntityRegistryShape } from "../entity/Model.js"
-import { isSandboxed, sandboxProblem } from "../Sandbox.js"
-import { parseRules, type Rule } from "../../layers/Acl.js"
+import type { DaemonConfig } from "../../src/Config.js"
+import type { EntityRegistryShape } from "../../src/entity/Model.js"
+import { isSandboxed, sandboxProblem } from "../../src/Sandbox.js"
+import { parseRules, type Rule } from "../../src/access/Policy.js"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as EntitiesLayer from "../../layers/Entities.js"
-import { isRecord } from "../Json.js"
+import { isRecord } from "../../src/Json.js"
 
 export interface CheckReport {
   readonly problems: ReadonlyArray<string>

@@ -1,5 +1,5 @@
 /**
- * Command line (src/cli/commands.ts, @effect/cli):
+ * Command line (app/cli/commands.ts, @effect/cli):
  *   dbal-daemon [serve] [--config=FILE]        run the daemon (default file: config/development.yaml)
  *   dbal-daemon migrate [--config=FILE]        create missing tables and indexes, then exit
  *   dbal-daemon check-config [--config=FILE]   check configuration, entities and rules (no database)

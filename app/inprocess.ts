@@ -8,13 +8,13 @@
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
 import { Effect, Exit, Fiber, ManagedRuntime, ParseResult, Schema } from "effect"
-import * as ConfigLayer from "../../layers/Config.js"
-import * as Main from "../../layers/Main.js"
-import { ConfigFile, type DaemonConfig } from "../Config.js"
-import { type Connection, RpcHandler, type RpcHandlerShape } from "../rpc/Handler.js"
-import type { ConnectionSettings, InProcessOptions } from "./core.js"
-import { DbalError } from "./errors.js"
-import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, StateCell, type Transport, withTimeout } from "./transport.js"
+import * as ConfigLayer from "../layers/Config.js"
+import * as Application from "./Application.js"
+import { ConfigFile, type DaemonConfig } from "../src/Config.js"
+import { type Connection, RpcHandler, type RpcHandlerShape } from "../src/rpc/Handler.js"
+import type { ConnectionSettings, InProcessOptions } from "../src/client/core.js"
+import { DbalError } from "../src/client/errors.js"
+import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, StateCell, type Transport, withTimeout } from "../src/client/transport.js"
 
 export type Adapter = InProcessOptions["adapter"]
 export type { ConnectionSettings, InProcessOptions }
@@ -74,12 +74,8 @@ export const buildConfig = (o: InProcessOptions, token: string): DaemonConfig | 
   return { ...cfg, sourcePath: path.join(process.cwd(), "<dbal-client>"), entitiesDir: dir }
 }
 
-/**
- * The daemon's `core` layers (layers/Main.ts) with the configuration given as a value instead of
- * read from a file. Mirrors Main.core: keep the two in step (see the report: Main.ts should
- * export this composition so that it is written once).
- */
-export const coreLayer = (config: DaemonConfig) => Main.coreWith(ConfigLayer.layerValue(config))
+/** The daemon's `core` layers (app/Application.ts) with the configuration given as a value instead of read from a file. */
+export const coreLayer = (config: DaemonConfig) => Application.coreWith(ConfigLayer.layerValue(config))
 
 interface Running {
   readonly runtime: ManagedRuntime.ManagedRuntime<RpcHandler, unknown>

@@ -9,15 +9,15 @@
 import { Effect, Redacted } from "effect"
 import * as jose from "jose"
 import { randomBytes } from "node:crypto"
-import type { DaemonConfig } from "../Config.js"
-import { EntityRegistry } from "../entity/Model.js"
-import { isUuid } from "../entity/Validate.js"
-import { type Connection, RpcHandler } from "../rpc/Handler.js"
-import type { UserRole } from "../services/Principal.js"
+import type { DaemonConfig } from "../../src/Config.js"
+import { EntityRegistry } from "../../src/entity/Model.js"
+import { isUuid } from "../../src/entity/Validate.js"
+import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
+import type { UserRole } from "../../src/services/Principal.js"
 import * as ConfigLayer from "../../layers/Config.js"
-import * as Main from "../../layers/Main.js"
+import * as Application from "../Application.js"
 import { problem } from "./errors.js"
-import { isRecord } from "../Json.js"
+import { isRecord } from "../../src/Json.js"
 
 /** Name of the service token used when the configuration has none (it lives in this process only). */
 const EPHEMERAL_SERVICE = "dbal-cli"
@@ -92,7 +92,7 @@ export const createSession = (cfg: DaemonConfig, user: string, ttlSeconds: numbe
     const created = yield* call("create", ["Session", { userId, token, expiresAt }])
     if (created.error !== undefined) return yield* problem(explain("creating the Session", created.error))
     return { token, userId, expiresAt } satisfies CreatedSession
-  }).pipe(Effect.provide(Main.coreWith(ConfigLayer.layerValue(config))))
+  }).pipe(Effect.provide(Application.coreWith(ConfigLayer.layerValue(config))))
 }
 
 export interface MintedJwt {

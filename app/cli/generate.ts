@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { Effect, type Option } from "effect"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as EntitiesLayer from "../../layers/Entities.js"
-import { generateClientModule } from "../codegen/client.js"
+import { generateClientModule } from "../../src/codegen/client.js"
 import { problem } from "./errors.js"
 
 export const generateProgram = (file: string, outFile: string, importFrom: string) =>

@@ -27,8 +27,8 @@ import {
   authLockouts,
   connectionsTotal,
   rateLimited
-} from "../src/Metrics.js"
-import { Database, type PoolStats } from "../src/services/Database.js"
+} from "./Metrics.js"
+import { Database, type PoolStats } from "./services/Database.js"
 
 type Kind = "counter" | "gauge" | "histogram" | "summary"
 
