@@ -1,13 +1,12 @@
 /**
- * Shared setup of the operations suites: an in-process daemon (the live layers of
- * app/Application.ts in a ManagedRuntime, a real server on a free port, SQLite in a temp folder),
+ * Shared setup of the operations suites: an in-process daemon (test/support/inprocess.ts
+ * `startServing`: a real server on a free port, SQLite in a temp folder),
  * HTTP GETs with a bound, and the Prometheus text parsed into series.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Layer, Logger, LogLevel, ManagedRuntime } from "effect"
-import { live } from "../../app/Application.js"
-import { ServerInfo, type ServerInfoShape } from "../../src/services/ServerInfo.js"
+import type { ServerInfoShape } from "../../src/services/ServerInfo.js"
+import { startServing } from "../support/inprocess.js"
 import type { Rec } from "../support/types.js"
 import { createDatabase, daemonConfig, type TestDatabase, tempDir } from "../support/services.js"
 
@@ -33,18 +32,15 @@ export const startInProcess = async (
   const db = await createDatabase("sqlite")
   const file = path.join(dir, "config.yaml")
   fs.writeFileSync(file, JSON.stringify(daemonConfig(db, overrides(dir)), null, 2))
-  // Only warnings and errors of the daemon reach the test output.
-  const rt = ManagedRuntime.make(Layer.provide(live(file), Logger.minimumLogLevel(LogLevel.Warning)))
-  const cleanup = async () => {
-    await rt.dispose()
+  const removeFiles = async () => {
     await db.drop()
     fs.rmSync(dir, { recursive: true, force: true })
   }
   try {
-    const info = await rt.runPromise(ServerInfo)
-    return { port: info.port, info, dir, db, dispose: cleanup }
+    const s = await startServing(file, { quiet: true })
+    return { port: s.port, info: s.info, dir, db, dispose: () => s.dispose().finally(removeFiles) }
   } catch (e) {
-    await cleanup()
+    await removeFiles()
     throw e
   }
 }

@@ -1,16 +1,15 @@
 /**
- * Shared setup of the access-rule suites (acl*.test.ts): the daemon's core layers in a
- * ManagedRuntime (as test/integration/harness.ts builds them) answering frames through the real
- * RpcHandler, a database per suite, principals of each user role with session tokens, record
+ * Shared setup of the access-rule suites (acl*.test.ts): the daemon's core layers in this process
+ * (test/support/inprocess.ts) answering frames through the real RpcHandler, a database per suite, principals of each user role with session tokens, record
  * factories for the eight entities, and rules-file writing. No sleeps: waits are bounded polls.
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { ManagedRuntime } from "effect"
+import type { ManagedRuntime } from "effect"
 import { expect } from "vitest"
-import { core } from "../../app/Application.js"
-import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
+import type { RpcHandler } from "../../src/rpc/Handler.js"
+import { type InProcess, startInProcess } from "../support/inprocess.js"
 import { uid } from "../support/ids.js"
 import type { Answer, Rec, WireError } from "../support/types.js"
 import { createDatabase, daemonConfig, type DialectName, serviceAuth, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
@@ -78,22 +77,20 @@ export const startAclDaemon = async (dialect: DialectName, opts: AclDaemonOption
     ...(opts.neverExpose === undefined ? {} : { never_expose: opts.neverExpose })
   }
   const file = writeConfig({ ...base, security }, dir)
-  const rt = ManagedRuntime.make(core(file))
-  let handler: RpcHandler["Type"]
+  let daemon: InProcess
   try {
-    handler = await rt.runPromise(RpcHandler)
+    daemon = await startInProcess(file)
   } catch (e) {
-    await rt.dispose()
     await db.drop()
     fs.rmSync(dir, { recursive: true, force: true })
     throw e
   }
-  const conn: Connection = { remoteAddress: "127.0.0.1", auth: undefined }
+  const rt = daemon.runtime
   let next = 0
 
   const call: AclDaemon["call"] = async (method, params, auth = serviceAuth) => {
     const id = `a${++next}`
-    const text = await rt.runPromise(handler.handle(conn, JSON.stringify({ id, method, params, auth })))
+    const text = await daemon.handle(JSON.stringify({ id, method, params, auth }))
     const a = JSON.parse(text) as Answer
     expect(a.id).toBe(id)
     return a
@@ -119,7 +116,7 @@ export const startAclDaemon = async (dialect: DialectName, opts: AclDaemonOption
   return {
     dialect,
     rulesFile,
-    runtime: rt as unknown as ManagedRuntime.ManagedRuntime<RpcHandler, unknown>,
+    runtime: rt,
     call,
     ok,
     fail,

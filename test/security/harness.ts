@@ -7,12 +7,10 @@
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { ManagedRuntime } from "effect"
 import * as jose from "jose"
 import { expect } from "vitest"
 import WebSocket from "ws"
-import { live } from "../../app/Application.js"
-import { ServerInfo } from "../../src/services/ServerInfo.js"
+import { startServing } from "../support/inprocess.js"
 import type { Answer, Client } from "../support/daemon.js"
 import { uid } from "../support/ids.js"
 import type { Rec } from "../support/types.js"
@@ -46,15 +44,8 @@ export interface InProcessDaemon {
 
 /** The live application (app/Application.ts `live`) in this process, listening on a free port. */
 export const startInProcess = async (config: Rec, dir: string = tempDir("security")): Promise<InProcessDaemon> => {
-  const file = writeConfigIn(dir, config)
-  const rt = ManagedRuntime.make(live(file))
-  try {
-    const info = await rt.runPromise(ServerInfo)
-    return { port: info.port, dir, dispose: () => rt.dispose() }
-  } catch (e) {
-    await rt.dispose()
-    throw e
-  }
+  const s = await startServing(writeConfigIn(dir, config))
+  return { port: s.port, dir, dispose: s.dispose }
 }
 
 /**
