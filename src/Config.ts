@@ -130,7 +130,7 @@ export const ConnectionConfig = Schema.Struct({
   }),
   password_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description:
-      "A file holding the database password (a trailing newline is ignored; wins over `password`), e.g. a mounted Kubernetes Secret. A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential/LoadCredentialEncrypted), else against the configuration file's folder."
+      "A file holding the database password (a trailing newline is ignored; wins over `password`), e.g. a mounted Kubernetes Secret. Read again for every new connection, so a rotated password needs no restart ([The database password](operations.md#the-database-password)). A relative path is resolved against $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential/LoadCredentialEncrypted), else against the configuration file's folder."
   }),
   ssl_mode: opt(Schema.Literal("disable", "require", "verify-full"), () => "disable" as const).annotations({
     description: "`require`: encrypted, certificate not verified; `verify-full`: encrypted, certificate verified."

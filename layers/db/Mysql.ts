@@ -4,11 +4,11 @@ import { MysqlClient } from "@effect/sql-mysql2"
 import { SqlClient } from "@effect/sql"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, Redacted, Stream } from "effect"
+import { Context, Effect, Layer, Runtime, Stream } from "effect"
 import * as Mysql from "mysql2"
 import type { DaemonConfig } from "../../src/Config.js"
 import { type PoolStats, PooledQuery } from "../../src/services/Database.js"
-import { connectTimeoutMs, poolSize } from "./settings.js"
+import { connectTimeoutMs, type LoginPassword, logPasswordSwitch, loginPassword, poolSize } from "./settings.js"
 type MysqlFlavour = "mariadb" | "mysql"
 
 /** The statement that bounds every statement of a new connection. */
@@ -21,13 +21,27 @@ type MysqlTarget = Mysql.Pool | Mysql.PoolConnection
 
 const mysqlRun = (target: MysqlTarget, method: "execute" | "query", sql: string, params: ReadonlyArray<unknown>, rowsAsArray = false) =>
   Effect.async<unknown, SqlError>((resume) => {
-    const cb = (cause: unknown, results: unknown) => {
-      if (cause) resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
-      else resume(Effect.succeed(results))
-    }
     const options = { sql, values: [...params], rowsAsArray }
-    if (method === "execute") target.execute(options, cb)
-    else target.query(options, cb)
+    const run = (conn: MysqlTarget, done: () => void) => {
+      const cb = (cause: unknown, results: unknown) => {
+        if (cause) resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
+        else resume(Effect.succeed(results))
+      }
+      const command = method === "execute" ? conn.execute(options, cb) : conn.query(options, cb)
+      command.once("end", done)
+    }
+    if (!("getConnection" in target)) return run(target, () => undefined)
+    // As mysql2's pool.execute, with a failure to get a connection said so (Retry.ts: nothing was
+    // sent, so it is retried, writes included): a refused login during a password rotation, say.
+    target.getConnection((cause, conn) => {
+      if (cause) return resume(Effect.fail(new SqlError({ cause, message: "Failed to acquire connection" })))
+      try {
+        run(conn, () => conn.release())
+      } catch (e) {
+        conn.release()
+        resume(Effect.fail(new SqlError({ cause: e, message: "Failed to execute statement" })))
+      }
+    })
   })
 
 const rowsOf = (results: unknown): ReadonlyArray<never> => (Array.isArray(results) ? (results as Array<never>) : [])
@@ -59,6 +73,44 @@ const mysqlConnection = (target: MysqlTarget): Connection => ({
     )
 })
 
+/** ER_ACCESS_DENIED_ERROR: the server refused the login (for a user that exists: its password). */
+const ACCESS_DENIED = "ER_ACCESS_DENIED_ERROR"
+
+const reportLogin = (logins: LoginPassword, password: string, error: unknown) => {
+  if (!error) logins.report(password, true)
+  else if ((error as { code?: unknown }).code === ACCESS_DENIED) logins.report(password, false)
+}
+
+/**
+ * `password_file` read again for each new connection of the pool (see LoginPassword). mysql2 gives
+ * a new connection a copy of the pool's connection settings, password included, when getConnection
+ * opens it, and has no hook before that; so getConnection is wrapped: when it is about to open a
+ * connection (no idle one, room for another) the password is read, put into the pool's settings,
+ * and the server's answer to that login is reported. Connections already open keep their session.
+ *
+ * Whether a call opens a connection is read from the pool's queues (mysqlPoolStats). Were they
+ * gone in a later mysql2, every getConnection would read the file first (slower, still correct)
+ * and no login would be reported (no switch to the previous password).
+ */
+const readPasswordPerConnection = (pool: Mysql.Pool, logins: LoginPassword, limit: number): void => {
+  const settings = (pool as unknown as { readonly config: { readonly connectionConfig: { password?: string } } }).config.connectionConfig
+  const getConnection = pool.getConnection.bind(pool)
+  pool.getConnection = (callback) => {
+    const before = mysqlPoolStats(pool)
+    if (before.idle > 0 || before.total >= limit) return getConnection(callback)
+    void logins.next().then((password) => {
+      if (password !== undefined) settings.password = password
+      const total = mysqlPoolStats(pool).total
+      let opened = false
+      getConnection((error, conn) => {
+        if (opened && password !== undefined) reportLogin(logins, password, error)
+        callback(error, conn)
+      })
+      opened = mysqlPoolStats(pool).total > total
+    })
+  }
+}
+
 /**
  * MySQL / MariaDB through our own mysql2 pool, so that each new connection gets its statement time
  * limit before it is handed out (a command queued in the 'connection' event runs before the first
@@ -72,7 +124,6 @@ export const mysqlLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient |
     ...(c.port === undefined ? {} : { port: c.port }),
     database: c.database!,
     user: c.user!,
-    ...(c.password === undefined ? {} : { password: Redacted.value(c.password) }),
     timezone: "Z",
     charset: "UTF8MB4_BIN",
     jsonStrings: true,
@@ -82,13 +133,17 @@ export const mysqlLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient |
   }
   const connectFailed = (cause: unknown) => new SqlError({ cause, message: "MysqlClient: Failed to connect" })
   const make = Effect.gen(function* () {
+    const runtime = yield* Effect.runtime<never>()
+    const logins = loginPassword(c, (to) => Runtime.runFork(runtime)(logPasswordSwitch(to)))
+    const password = yield* Effect.promise(logins.next)
     // The flavour decides the statement limit's variable; this first connection also checks that
     // the database answers at all.
     const flavour = yield* Effect.async<MysqlFlavour, SqlError>((resume) => {
-      const probe = Mysql.createConnection(options)
+      const probe = Mysql.createConnection({ ...options, ...(password === undefined ? {} : { password }) })
       probe.on("error", () => undefined)
       probe.query("SELECT VERSION() AS v", (err: unknown, rows: unknown) => {
         probe.destroy()
+        if (password !== undefined) reportLogin(logins, password, err)
         if (err) return resume(Effect.fail(connectFailed(err)))
         const v = String((rowsOf(rows)[0] as { v?: unknown } | undefined)?.v ?? "")
         resume(Effect.succeed(/mariadb/i.test(v) ? "mariadb" : "mysql"))
@@ -97,10 +152,11 @@ export const mysqlLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient |
     const limit = mysqlStatementLimit(flavour, cfg.performance.query_timeout)
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const p = Mysql.createPool({ ...options, connectionLimit: poolSize(cfg), maxIdle: 0 })
+        const p = Mysql.createPool({ ...options, ...(password === undefined ? {} : { password }), connectionLimit: poolSize(cfg), maxIdle: 0 })
         p.on("connection", (conn) => {
           conn.query(limit, () => undefined)
         })
+        if (c.password_file !== undefined) readPasswordPerConnection(p, logins, poolSize(cfg))
         return p
       }),
       (p) => Effect.async<void>((resume) => p.end(() => resume(Effect.void)))

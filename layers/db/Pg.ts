@@ -2,12 +2,12 @@
 import { PgClient } from "@effect/sql-pg"
 import type { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Runtime } from "effect"
 import { createHash } from "node:crypto"
 import pg from "pg"
 import type { DaemonConfig } from "../../src/Config.js"
 import { PooledQuery, type PooledResult } from "../../src/services/Database.js"
-import { APPLICATION_NAME, connectionPassword, connectTimeoutMs, poolSize } from "./settings.js"
+import { APPLICATION_NAME, connectTimeoutMs, type LoginPassword, logPasswordSwitch, loginPassword, poolSize } from "./settings.js"
 
 /**
  * PostgreSQL through our own pg.Pool: the options PgClient.layer would set, plus the server-side
@@ -16,17 +16,19 @@ import { APPLICATION_NAME, connectionPassword, connectTimeoutMs, poolSize } from
 export const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | PooledQuery, SqlError> => {
   const c = cfg.database.connection
   const connectMs = connectTimeoutMs(cfg)
-  const password = connectionPassword(c)
   const acquire = Effect.gen(function* () {
+    const runtime = yield* Effect.runtime<never>()
+    const logins = loginPassword(c, (to) => Runtime.runFork(runtime)(logPasswordSwitch(to)))
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const p = new pg.Pool({
-          Client: PreparingClient,
+          Client: reportingLogins(logins),
           host: c.host!,
           ...(c.port === undefined ? {} : { port: c.port }),
           database: c.database!,
           user: c.user!,
-          ...(password === undefined ? {} : { password }),
+          // pg calls it only when the server asks for a password, once per new connection.
+          ...(c.password === undefined && c.password_file === undefined ? {} : { password: async () => (await logins.next()) ?? "" }),
           ...(c.ssl_mode === "disable" ? {} : { ssl: { rejectUnauthorized: c.ssl_mode === "verify-full" } }),
           max: poolSize(cfg),
           connectionTimeoutMillis: connectMs,
@@ -177,3 +179,28 @@ class PreparingClient extends pg.Client {
     return forward.call(this, query)
   }
 }
+
+/** invalid_password: the server refused the password of a login. */
+const INVALID_PASSWORD = "28P01"
+
+/**
+ * The pool's client class, telling `logins` what the server answered to each password login (pg
+ * keeps the password it sent in `password` once it has asked the function for it).
+ */
+const reportingLogins = (logins: LoginPassword) =>
+  class extends PreparingClient {
+    override connect(...args: Array<unknown>): never {
+      const [callback] = args
+      const forward = super.connect as unknown as (...a: Array<unknown>) => never
+      // The pool always connects with a callback.
+      if (typeof callback !== "function") return forward.apply(this, args)
+      return forward.call(this, (error: (Error & { code?: unknown }) | null | undefined) => {
+        const sent: unknown = this.password
+        if (typeof sent === "string") {
+          if (error === null || error === undefined) logins.report(sent, true)
+          else if (error.code === INVALID_PASSWORD) logins.report(sent, false)
+        }
+        ;(callback as (e?: Error | null) => void)(error)
+      })
+    }
+  }

@@ -28,6 +28,9 @@ describe("transience", () => {
     expect(transience(err("57P03"))).toBe("notSent")
     expect(transience(err("ER_CON_COUNT_ERROR"))).toBe("notSent")
     expect(transience(new SqlError({ cause: new Error("timeout exceeded when trying to connect"), message: "Failed to acquire connection" }))).toBe("notSent")
+    // A login refused (a password rotation not finished): no connection, nothing sent.
+    expect(transience(err("28P01", "password authentication failed", "Failed to acquire connection"))).toBe("notSent")
+    expect(transience(err("ER_ACCESS_DENIED_ERROR", "Access denied", "Failed to acquire connection"))).toBe("notSent")
     expect(transience(err("40001"))).toBe("rolledBack")
     expect(transience(err("40P01"))).toBe("rolledBack")
     expect(transience(err("55P03"))).toBe("rolledBack")

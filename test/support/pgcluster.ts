@@ -94,8 +94,12 @@ const asPostgresSync = (cmd: string, args: ReadonlyArray<string>): void => {
   execFileSync("runuser", asPostgresArgs(cmd, args), { stdio: "ignore", timeout: 30_000 })
 }
 
-/** Makes, starts and returns a private cluster. `maxConnections` defaults to 30. */
-export const createPgCluster = async (opts: { prefix?: string; maxConnections?: number } = {}): Promise<PgCluster> => {
+/**
+ * Makes, starts and returns a private cluster. `maxConnections` defaults to 30. With
+ * `passwordLogins`, TCP logins of every role but `postgres` must give their password
+ * (scram-sha-256), as on a production server; `postgres` and the socket stay trusted.
+ */
+export const createPgCluster = async (opts: { prefix?: string; maxConnections?: number; passwordLogins?: boolean } = {}): Promise<PgCluster> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dbal-${opts.prefix ?? "pgcluster"}-`))
   const data = path.join(dir, "data")
   const logFile = path.join(dir, "server.log")
@@ -162,6 +166,13 @@ export const createPgCluster = async (opts: { prefix?: string; maxConnections?: 
     execFileSync("chown", ["postgres:postgres", dir])
     port = await freePort()
     await asPostgres("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+    if (opts.passwordLogins === true) {
+      // Written as root into the postgres-owned file: its owner and mode stay.
+      fs.writeFileSync(
+        path.join(data, "pg_hba.conf"),
+        "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+      )
+    }
     await start()
   } catch (e) {
     await destroy()
