@@ -1,8 +1,8 @@
 /**
- * What the worker thread hop costs a SQLite read by id: the same statement through
- * @effect/sql-sqlite-node's SqliteClient (better-sqlite3 on the calling thread, as before) and
- * through the daemon's client (layers/db/Sqlite.ts: a reader thread), in alternating rounds on
- * one database file. Prints the median and mean per-read latency of each round, and the medians of
+ * What the executor process hop costs a SQLite read by id: the same statement through
+ * @effect/sql-sqlite-node's SqliteClient (better-sqlite3 on the calling thread) and through the
+ * daemon's client (layers/db/Sqlite.ts: a reader process), in alternating rounds on one database
+ * file. Prints the median and mean per-read latency of each round, and the medians of
  * the rounds.
  *
  *   npx tsx bench/sqlite-hop.ts [rounds=6] [reads per round=5000]
@@ -23,7 +23,7 @@ const filename = path.join(dir, "bench.sqlite")
 
 const clients: Record<string, Layer.Layer<SqlClient.SqlClient, unknown>> = {
   "on the event loop (SqliteClient)": SqliteClient.layer({ filename }),
-  "worker thread (layers/db/Sqlite.ts)": Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout: 5000, readers: 2 })).pipe(Layer.provide(Reactivity.layer))
+  "executor process (layers/db/Sqlite.ts)": Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout: 5000, readers: 2 })).pipe(Layer.provide(Reactivity.layer))
 }
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!

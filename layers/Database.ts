@@ -13,8 +13,8 @@
  *   MySQL `max_execution_time` (milliseconds, read-only SELECTs only), set by `SET SESSION` on each
  *   new connection of our own mysql2 pool (MysqlClient hides its pool, so the client is built here
  *   with the same SqlClient.make; the flavour is read once with SELECT VERSION() before the pool
- *   opens). SQLite statements run on worker threads (layers/db/Sqlite.ts): the 504 comes at the
- *   bound, and the thread of the abandoned statement is terminated and replaced.
+ *   opens). SQLite statements run in executor processes (layers/db/Sqlite.ts): the 504 comes at
+ *   the bound, and the process of the abandoned statement is killed (ending it) and replaced.
  * - Connection attempts are bounded by min(database.timeout, performance.query_timeout); a
  *   refused connection fails at once. A pool slot is waited for at most that long (pg's
  *   connectionTimeoutMillis covers the queue too; mysql2 opens connections up to the pool size and

@@ -109,9 +109,10 @@ export const ConnectionConfig = Schema.Struct({
   }),
   readers: opt(PositiveInt, () => 2).annotations({
     description:
-      "SQLite: worker threads that run reads outside transactions (each its own connection, WAL), beside the one writer " +
-      "thread that runs writes and transactions. No statement runs on the thread that serves connections. Ignored for " +
-      "`:memory:` (one thread) ([SQLite](operations.md#sqlite-worker-threads-one-writer-query_timeout))."
+      "SQLite: executor processes that run reads outside transactions (each its own connection, WAL), beside the one writer " +
+      "process that runs writes and transactions. No statement runs on the thread that serves connections, and " +
+      "`performance.query_timeout` ends a statement by killing its process. Ignored for `:memory:` (one process) " +
+      "([SQLite](operations.md#sqlite-executor-processes-one-writer-query_timeout))."
   }),
   host: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description: "PostgreSQL/MySQL: the server, **required** for postgresql and mysql."

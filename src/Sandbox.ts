@@ -1,11 +1,13 @@
 /**
  * `security.sandbox: strict`: the daemon runs under Node's permission model. Reads are limited to
  * the application, configuration, entity, rules, certificate and key paths; writes to the audit
- * folder and the SQLite file's folder; no child processes; worker threads only for SQLite (its
- * statements run on them, layers/db/Sqlite.ts), none for the other adapters. The process
- * that reads the configuration starts the sandboxed daemon as its only child (running the build
- * of `npm run build`, since the TypeScript loader itself needs a child process) and relays
- * signals and the exit code. As root it refuses unless `security.sandbox_allow_root: true`.
+ * folder and the SQLite file's folder; no worker threads; child processes only for SQLite (its
+ * statements run in executor processes, layers/db/Sqlite.ts), none for the other adapters. Each
+ * executor is started with its own flags (`executorFlags`), narrower than the daemon's: the
+ * package and the database folder, nothing else. The process that reads the configuration
+ * starts the sandboxed daemon as its only child (running the build of `npm run build`, since the
+ * TypeScript loader itself needs a child process) and relays signals and the exit code. As root
+ * it refuses unless `security.sandbox_allow_root: true`.
  */
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -59,12 +61,30 @@ export const sandboxFlags = (cfg: DaemonConfig): Array<string> => {
   return [
     ...permissionFlags(process.versions.node),
     "--no-warnings=ExperimentalWarning",
-    // better-sqlite3 is a native addon, loaded by the SQLite client.
+    // Native addons: better-sqlite3 (loaded by the SQLite executors, which get the flag too) and
+    // the optional native parts of dependencies.
     "--allow-addons",
-    // SQLite statements run on worker threads (the database is in-process).
-    ...(cfg.database.adapter === "sqlite" ? ["--allow-worker"] : []),
+    // SQLite statements run in executor processes, started with executorFlags.
+    ...(cfg.database.adapter === "sqlite" ? ["--allow-child-process"] : []),
     ...read.map((p) => `--allow-fs-read=${p}`),
     ...write.map((p) => `--allow-fs-write=${p}`)
+  ]
+}
+
+/**
+ * The node flags of a SQLite executor process under the sandbox: it loads its script and
+ * better-sqlite3 from the package, reads and writes the database's folder (the file, its WAL and
+ * shared-memory files), and may start no process and no thread.
+ */
+export const executorFlags = (cfg: DaemonConfig): Array<string> => {
+  const c = cfg.database.connection
+  const dir = c.filename !== undefined && c.filename !== ":memory:" ? path.dirname(c.filename) : undefined
+  return [
+    ...permissionFlags(process.versions.node),
+    "--no-warnings=ExperimentalWarning",
+    "--allow-addons",
+    `--allow-fs-read=${packageRoot}`,
+    ...(dir === undefined ? [] : [`--allow-fs-read=${dir}`, `--allow-fs-write=${dir}`])
   ]
 }
 

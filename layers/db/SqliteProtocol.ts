@@ -1,6 +1,6 @@
-/** Messages between the SQLite client (layers/db/Sqlite.ts) and its threads (SqliteWorker.js). */
+/** Messages between the SQLite client (layers/db/Sqlite.ts) and its executor processes (SqliteExecutor.js). */
 
-export interface WorkerSettings {
+export interface ExecutorSettings {
   readonly filename: string
   /** `writer`: read-write, WAL; `reader`: reads only (`PRAGMA query_only`). */
   readonly role: "writer" | "reader"
@@ -23,6 +23,8 @@ export interface Request {
   readonly mode: Mode
   /** SqlClient.SafeIntegers: integers as bigint. */
   readonly safeIntegers: boolean
+  /** Some parameter is tagged (layers/db/SqliteWire.js). */
+  readonly tagged?: true
 }
 
 export interface DriverFailure {
@@ -32,10 +34,11 @@ export interface DriverFailure {
 }
 
 /**
- * The answer to request `id` (id 0: the connection opened, or failed to). `writer`: a reader was
- * sent a statement that does not only read.
+ * The answer to request `id` (id 0: the connection opened, or failed to). `tagged`: some value of
+ * `ok` is tagged (layers/db/SqliteWire.js). `writer`: a reader was sent a statement that does not
+ * only read.
  */
 export type Reply =
-  | { readonly id: number; readonly ok: unknown }
+  | { readonly id: number; readonly ok: unknown; readonly tagged?: true }
   | { readonly id: number; readonly error: DriverFailure; readonly stage: "open" | "prepare" | "execute" }
   | { readonly id: number; readonly writer: true }

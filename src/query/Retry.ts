@@ -18,8 +18,8 @@
  * - writes: only `notSent` and `rolledBack`, and only around a unit that is either one autocommit
  *   statement or one whole `sql.withTransaction` (the transaction is retried as a whole). A write
  *   whose connection was `lost` is never retried: it could be applied twice.
- * SQLite's SQLITE_BUSY is not retried: better-sqlite3 already waited `busy_timeout` (on its
- * worker thread) before reporting it.
+ * SQLite's SQLITE_BUSY is not retried: better-sqlite3 already waited `busy_timeout` (in its
+ * executor process) before reporting it.
  *
  * How (`backoff`): exponential from `initial_delay_ms`, factor 2, jittered (×0.8–1.2), each delay
  * capped at `max_delay_ms`, at most `max_retries` retries (so `max_retries + 1` tries). The request

@@ -7,9 +7,10 @@
  * - MySQL / MariaDB: every pool connection runs `SET SESSION max_statement_time` (MariaDB,
  *   seconds, every statement) or `max_execution_time` (MySQL, milliseconds, read-only SELECTs)
  *   when it is opened; the interrupted statement itself keeps running until that bound.
- * - SQLite: statements run on worker threads (layers/db/Sqlite.ts); an interrupted statement's
- *   thread is terminated and replaced, so the 504 comes at the bound (the statement itself runs
- *   to its end in the old thread, which then closes its connection: docs/operations.md).
+ * - SQLite: statements run in executor processes (layers/db/Sqlite.ts); an interrupted
+ *   statement's process is killed, which ends the statement and releases its locks (a transaction
+ *   it had not committed leaves nothing), and replaced; the 504 comes at the bound, once the
+ *   process is gone (docs/operations.md).
  */
 import { Effect, Fiber, FiberId, Runtime, RuntimeFlags } from "effect"
 import { Timeout } from "../Errors.js"

@@ -150,12 +150,12 @@ for (const { dialect, sleep } of sleeps) {
   })
 }
 
-describe("sqlite: a statement that outruns query_timeout answers 504 at the bound (its worker thread is replaced)", () => {
+describe("sqlite: a statement that outruns query_timeout answers 504 at the bound (its executor process is killed and replaced)", () => {
   it.each(fibers)("a statement that outruns query_timeout answers Timeout ($kind)", async ({ run }) => {
     const db = await createDatabase("sqlite")
     const rt = ManagedRuntime.make(sqlClientLayer(configFor(db))) as ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>
     try {
-      // A recursive CTE that takes well over the bound (on a reader thread).
+      // A recursive CTE that takes well over the bound (in a reader process).
       const slow = Effect.flatMap(SqlClient.SqlClient, (sql) =>
         sql.unsafe(
           "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) AS n FROM c"

@@ -1,18 +1,23 @@
 /**
  * security.sandbox: strict — the daemon runs under Node's permission model with the paths of
- * its configuration only. Proves: the daemon serves in the sandbox; the sandbox's own flags
- * refuse reads and writes outside the allowed paths and child processes, and allow worker threads
- * only on SQLite (its statements run on them); root is refused unless allowed.
+ * its configuration only. Proves: the daemon serves in the sandbox, its SQLite executor processes
+ * run under the permission model with their own narrower flags, and query_timeout still kills a
+ * slow statement's executor there; the sandbox's own flags refuse reads and writes outside the
+ * allowed paths and worker threads, and allow child processes only on SQLite (its executors); the
+ * executors' flags allow the package and the database folder and nothing else; root is refused
+ * unless allowed.
  */
 import { Effect } from "effect"
-import { spawnSync } from "node:child_process"
+import { execFile, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadConfig } from "../../layers/Config.js"
-import { permissionFlags, sandboxFlags } from "../../src/Sandbox.js"
+import { executorFlags, permissionFlags, sandboxFlags } from "../../src/Sandbox.js"
 import { connect, root, startDaemon } from "../support/daemon.js"
+import { executorSet, type ProcessInfo, running } from "../support/processes.js"
 import { SERVICE_TOKEN, serviceAuth, tempDir } from "../support/services.js"
+import { seedPages, slowFilter } from "../support/slowSqlite.js"
 
 const dir = tempDir("sandbox")
 const configFor = (extra: string) => {
@@ -31,12 +36,17 @@ ${extra}`
   return file
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   // Strict mode runs the build (the TypeScript loader needs a child process); `npm install` made
-  // one, so this compiles only when the sources changed since.
-  const r = spawnSync(process.execPath, ["scripts/build.mjs", "--if-stale"], { cwd: root, encoding: "utf8", timeout: 300_000 })
-  expect(r.status, r.stderr).toBe(0)
-}, 150_000)
+  // one, so this compiles only when the sources changed since. Not spawnSync: a build of a minute
+  // on a loaded machine would block this worker's event loop past vitest's own timeout for talking to it.
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
+    execFile(process.execPath, ["scripts/build.mjs", "--if-stale"], { cwd: root, encoding: "utf8", timeout: 280_000 }, (error, _stdout, stderr) =>
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : null, stderr })
+    )
+  )
+  expect(r.code, r.stderr).toBe(0)
+}, 300_000)
 
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
@@ -63,8 +73,20 @@ describe("strict sandbox", () => {
     expect(r.stdout).not.toMatch(/listening/)
   })
 
-  it("serves requests under the permission model", async () => {
-    const d = await startDaemon([`--config=${configFor("  sandbox_allow_root: true")}`])
+  /** An executor runs under the permission model, may load addons, and may start nothing. */
+  const expectSandboxed = (e: ProcessInfo) => {
+    const flags = e.argv.slice(1, e.argv.findIndex((a) => a.endsWith("SqliteExecutor.js")))
+    expect(flags).toContain(permissionFlags(process.versions.node)[0])
+    expect(flags).toContain("--allow-addons")
+    expect(flags).toContain(`--allow-fs-write=${path.join(dir, "data")}`)
+    expect(flags.filter((f) => f.startsWith("--allow-fs-write="))).toHaveLength(1)
+    expect(flags).not.toContain("--allow-child-process")
+    expect(flags).not.toContain("--allow-worker")
+  }
+
+  it("serves requests under the permission model; its SQLite executors are sandboxed too, and query_timeout kills them", async () => {
+    const config = configFor("  sandbox_allow_root: true\nperformance: {query_timeout: 2000, max_query_complexity: 100000}")
+    const d = await startDaemon([`--config=${config}`])
     try {
       expect(d.output()).toMatch(/strict sandbox: running under the Node permission model/)
       const c = await connect(d.port, serviceAuth)
@@ -72,8 +94,22 @@ describe("strict sandbox", () => {
       expect(created.error).toBeUndefined()
       const id = (created.result as { id: string }).id
       expect((await c.call("read", ["User", id])).result).toMatchObject({ username: "sandboxed" })
-      await c.close()
       expect(fs.statSync(path.join(dir, "audit", "audit.log")).size).toBeGreaterThan(0)
+      const executors = await executorSet(d.process.pid!)
+      for (const e of executors) expectSandboxed(e)
+      // A count that outlasts query_timeout: 504, and the reader that ran it is killed and
+      // replaced by a new one, sandboxed as well.
+      expect((await c.call("create", ["PageView", { slug: "template", title: "Template", level: 1, layout: {} }])).error).toBeUndefined()
+      seedPages(path.join(dir, "data", "db.sqlite"), 40_000)
+      const slow = await c.call("count", ["PageView", slowFilter])
+      expect(slow.error?.code, JSON.stringify(slow)).toBe(504)
+      expect(executors.filter((e) => !running(e.pid)).map((e) => e.role)).toEqual(["reader"])
+      const replaced = await executorSet(d.process.pid!)
+      const fresh = replaced.filter((e) => !executors.some((old) => old.pid === e.pid))
+      expect(fresh.map((e) => e.role)).toEqual(["reader"])
+      expectSandboxed(fresh[0]!)
+      expect((await c.call("read", ["User", id])).result).toMatchObject({ username: "sandboxed" })
+      await c.close()
     } finally {
       expect(await d.stop("SIGTERM")).toBe(0)
     }
@@ -106,25 +142,62 @@ describe("strict sandbox", () => {
       expect(fs.existsSync(path.join(dir, "outside"))).toBe(false)
     })
 
-    it("refuse child processes", async () => {
-      const child = await run(`try { require("child_process").spawnSync("true"); console.log("spawned") } catch (e) { console.log(e.code) }`)
-      expect(child.stdout.trim()).toBe("ERR_ACCESS_DENIED")
-    })
-
+    const spawnChild = `try { require("child_process").spawnSync("true"); console.log("spawned") } catch (e) { console.log(e.code) }`
     const startWorker = `try { const w = new (require("worker_threads").Worker)("require('worker_threads').parentPort.postMessage('up')", { eval: true }); w.once("message", (m) => { console.log(m); w.terminate() }) } catch (e) { console.log(e.code) }`
-
-    it("allow worker threads on SQLite (its statements run on them)", async () => {
-      const worker = await run(startWorker)
-      expect(worker.stdout.trim()).toBe("up")
-    })
-
-    it("refuse worker threads on the other adapters", async () => {
+    const postgresConfig = async () => {
       const file = configFor("  sandbox_allow_root: true")
       fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("{adapter: sqlite, connection: {filename: data/db.sqlite}, auto_migrate: true}", "{adapter: postgresql, connection: {host: 127.0.0.1, database: x, user: x}}"))
       const cfg = await Effect.runPromise(loadConfig(file))
       expect(cfg.database.adapter).toBe("postgresql")
-      const r = spawnSync(process.execPath, [...sandboxFlags(cfg), "-e", startWorker], { cwd: dir, encoding: "utf8", timeout: 30_000 })
+      return cfg
+    }
+
+    it("allow child processes on SQLite (its statements run in executor processes)", async () => {
+      expect((await run(spawnChild)).stdout.trim()).toBe("spawned")
+    })
+
+    it("refuse child processes on the other adapters", async () => {
+      const r = spawnSync(process.execPath, [...sandboxFlags(await postgresConfig()), "-e", spawnChild], { cwd: dir, encoding: "utf8", timeout: 30_000 })
       expect(r.stdout.trim()).toBe("ERR_ACCESS_DENIED")
+    })
+
+    it("refuse worker threads, on SQLite and on the other adapters", async () => {
+      expect((await run(startWorker)).stdout.trim()).toBe("ERR_ACCESS_DENIED")
+      const r = spawnSync(process.execPath, [...sandboxFlags(await postgresConfig()), "-e", startWorker], { cwd: dir, encoding: "utf8", timeout: 30_000 })
+      expect(r.stdout.trim()).toBe("ERR_ACCESS_DENIED")
+    })
+  })
+
+  describe("the SQLite executors' flags", () => {
+    const configFile = configFor("  sandbox_allow_root: true")
+    const run = async (code: string) => {
+      const cfg = await Effect.runPromise(loadConfig(configFile))
+      for (const d of ["audit", "data"]) fs.mkdirSync(path.join(dir, d), { recursive: true })
+      return spawnSync(process.execPath, [...executorFlags(cfg), "-e", code], { cwd: dir, encoding: "utf8", timeout: 30_000 })
+    }
+    const attempt = (what: string) => `try { ${what}; console.log("done") } catch (e) { console.log(e.code) }`
+
+    it("allow loading better-sqlite3 and writing a database in the database folder", async () => {
+      const Sqlite = JSON.stringify(path.join(root, "node_modules", "better-sqlite3"))
+      const file = JSON.stringify(path.join(dir, "data", "probe.sqlite"))
+      const r = await run(attempt(`const db = new (require(${Sqlite}))(${file}); db.pragma("journal_mode = WAL"); db.exec("CREATE TABLE IF NOT EXISTS t (x)"); db.close()`))
+      expect(r.stdout.trim(), r.stderr).toBe("done")
+    })
+
+    it("refuse reading the configuration or anything outside the package and the database folder", async () => {
+      expect((await run(attempt(`require("fs").readFileSync(${JSON.stringify(configFile)})`))).stdout.trim()).toBe("ERR_ACCESS_DENIED")
+      expect((await run(attempt(`require("fs").readFileSync("/etc/passwd")`))).stdout.trim()).toBe("ERR_ACCESS_DENIED")
+    })
+
+    it("refuse writing outside the database folder (the audit folder included)", async () => {
+      const probe = path.join(dir, "audit", "executor-probe")
+      expect((await run(attempt(`require("fs").writeFileSync(${JSON.stringify(probe)}, "x")`))).stdout.trim()).toBe("ERR_ACCESS_DENIED")
+      expect(fs.existsSync(probe)).toBe(false)
+    })
+
+    it("refuse child processes and worker threads", async () => {
+      expect((await run(attempt(`require("child_process").spawnSync("true")`))).stdout.trim()).toBe("ERR_ACCESS_DENIED")
+      expect((await run(attempt(`new (require("worker_threads").Worker)("1", { eval: true })`))).stdout.trim()).toBe("ERR_ACCESS_DENIED")
     })
   })
 })
