@@ -220,7 +220,7 @@ const parseSort = (entity: EntityDef, raw: unknown): Effect.Effect<Array<SortKey
     for (const [name, dir] of Object.entries(item)) {
       const f = entity.byName.get(name)
       if (f === undefined || f.neverExpose) issues.push({ field: `${at}.${name}`, error: `unknown field of ${entity.name}` })
-      else if (f.type === "json") issues.push({ field: `${at}.${name}`, error: "JSON fields cannot be sorted" })
+      else if (f.type === "json" || f.type === "string_list") issues.push({ field: `${at}.${name}`, error: `${f.type === "json" ? "JSON fields" : "lists"} cannot be sorted` })
       else if (dir !== "asc" && dir !== "desc") issues.push({ field: `${at}.${name}`, error: 'must be "asc" or "desc"' })
       else if (!keys.some((k) => k.field === f)) keys.push({ field: f, direction: dir })
     }
@@ -274,7 +274,17 @@ const listOptions = (ctx: MethodContext, entity: EntityDef, o: Record<string, un
     return { page, limit, filter, sort, include }
   })
 
-const ids = (r: unknown): ReadonlyArray<string> => (isRecord(r) && typeof r.id === "string" ? [r.id] : [])
+/** The id of an answered record, as the audit record names it (text: integer ids too). */
+const idsOf = (entity: EntityDef, r: unknown): ReadonlyArray<string> => {
+  const id = isRecord(r) ? r[entity.primaryKey.name] : undefined
+  return typeof id === "string" || typeof id === "number" ? [String(id)] : []
+}
+
+/** params[i] as a record id: a string, or an integer (autoincrement ids); else 400. */
+const idAt = (p: ReadonlyArray<unknown>, i: number): Effect.Effect<string | number, BadRequest> =>
+  typeof p[i] === "string" || (typeof p[i] === "number" && Number.isSafeInteger(p[i]))
+    ? Effect.succeed(p[i] as string | number)
+    : Effect.fail(new BadRequest({ reason: `params[${i}] must be the record id (a string, or an integer for numbered ids)` }))
 
 /** params[i] as a string, else 400 with `what`. */
 const stringAt = (p: ReadonlyArray<unknown>, i: number, what: string): Effect.Effect<string, BadRequest> =>
@@ -397,36 +407,36 @@ const createMethod: Runner = onEntity({
       const values = yield* fromEither(validateCreate(entity, p[1]))
       yield* checkWritable(ctx, entity, decision, [values], [p[1]])
       const result = yield* ctx.repo.create(entity, values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
 const readMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
-  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decode: (p) => idAt(p, 1),
   decide: decideRead,
   run: (ctx, entity, id, d, p) =>
-    Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({ result, entity: entity.name, recordIds: [id] }))
+    Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
 })
 
 const updateMethod: Runner = onEntity({
   params: [3, 3, "[entity, id, data]"],
-  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decode: (p) => idAt(p, 1),
   decide: decideWrite("update"),
   run: (ctx, entity, id, { decision, view }, p) =>
     Effect.gen(function* () {
       const values = yield* fromEither(validateUpdate(entity, p[2]))
       yield* checkWritable(ctx, entity, decision, [values])
       const result = yield* ctx.repo.update(entity, id, values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: [id] }
+      return { result, entity: entity.name, recordIds: [String(id)] }
     })
 })
 
 const deleteMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
-  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decode: (p) => idAt(p, 1),
   decide: (ctx, entity) => decide(ctx, entity, "delete"),
-  run: (ctx, entity, id, d) => Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [id] }))
+  run: (ctx, entity, id, d) => Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
 })
 
 const listMethod: Runner = onEntity({
@@ -478,7 +488,7 @@ const findFirstMethod: Runner = onEntity({
       yield* admitComplexity(ctx, { filter })
       yield* checkReadable(d.readable, fieldsOf(filter))
       const result = yield* cachedRead(ctx, "findFirst", p, [{ entity, access: d }], ctx.repo.findFirst(entity, filter, d))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
@@ -491,7 +501,7 @@ const findByFieldMethod: Runner = onEntity({
       const { f, v } = yield* readableLookup(entity, name, p[2], d.readable)
       if (v === undefined) return { result: null, entity: entity.name }
       const result = yield* cachedRead(ctx, "findByField", p, [{ entity, access: d }], ctx.repo.findFirst(entity, ctx.repo.byField(f, v), d))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
@@ -517,7 +527,7 @@ const upsertMethod: Runner = onEntity({
       yield* checkWritable(ctx, entity, du, [updateValues])
       const value = createValues.get(f)
       const result = yield* ctx.repo.upsert(entity, f, value, createValues, updateValues, writeAccess(du, view), writeAccess(dc, view))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
@@ -532,7 +542,7 @@ const updateByFieldMethod: Runner = onEntity({
       yield* checkWritable(ctx, entity, decision, [values])
       if (v === undefined) return yield* new NotFound({ entity: entity.name })
       const result = yield* ctx.repo.updateWhere(entity, ctx.repo.byField(f, v), values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
