@@ -379,11 +379,11 @@ export const compileFilter = (
    * A bound value. MySQL compares a number column with a string as doubles (53 bits), so BigInt
    * and Decimal values, which travel as strings, are cast to the column's kind there.
    */
+  const casts = (f: FieldDef) => dialect === "mysql" && (f.type === "bigint" || f.type === "decimal")
   const param = (f: FieldDef, v: unknown): Statement.Fragment => {
     const encoded = encodeValue(dialect, f, v)
-    if (dialect === "mysql" && f.type === "bigint") return sql`CAST(${encoded} AS SIGNED)`
-    if (dialect === "mysql" && f.type === "decimal") return sql`CAST(${encoded} AS DECIMAL(65,30))`
-    return sql`${encoded}`
+    if (!casts(f)) return sql`${encoded}`
+    return f.type === "bigint" ? sql`CAST(${encoded} AS SIGNED)` : sql`CAST(${encoded} AS DECIMAL(65,30))`
   }
   const go = (n: FilterNode): Statement.Fragment => {
     switch (n._tag) {
@@ -398,8 +398,10 @@ export const compileFilter = (
         return sql`${col(n.field, n.insensitive)} ${sql.literal(CMP[n.op])} ${param(n.field, n.value)}`
       case "In": {
         if (n.values.length === 0) return sql.literal(n.negate ? "1=1" : "1=0")
-        const list = sql.join(", ", false)(n.values.map((v) => param(n.field, v)))
-        return sql`${col(n.field, n.insensitive)} ${sql.literal(n.negate ? "NOT IN" : "IN")} (${list})`
+        const list = casts(n.field)
+          ? sql`(${sql.join(", ", false)(n.values.map((v) => param(n.field, v)))})`
+          : sql.in(n.values.map((v) => encodeValue(dialect, n.field, v)))
+        return sql`${col(n.field, n.insensitive)} ${sql.literal(n.negate ? "NOT IN" : "IN")} ${list}`
       }
       // Lists of strings are PostgreSQL arrays (the loader refuses them on the other dialects).
       case "Has":

@@ -280,11 +280,14 @@ const idsOf = (entity: EntityDef, r: unknown): ReadonlyArray<string> => {
   return typeof id === "string" || typeof id === "number" ? [String(id)] : []
 }
 
-/** params[i] as a record id: a string, or an integer (autoincrement ids); else 400. */
-const idAt = (p: ReadonlyArray<unknown>, i: number): Effect.Effect<string | number, BadRequest> =>
-  typeof p[i] === "string" || (typeof p[i] === "number" && Number.isSafeInteger(p[i]))
-    ? Effect.succeed(p[i] as string | number)
-    : Effect.fail(new BadRequest({ reason: `params[${i}] must be the record id (a string, or an integer for numbered ids)` }))
+/** params[i] as a record id: a string, or also an integer for an entity the database numbers; else 400. */
+const idAt = (p: ReadonlyArray<unknown>, i: number, entity: EntityDef): Effect.Effect<string | number, BadRequest> => {
+  const v = p[i]
+  if (typeof v === "string") return Effect.succeed(v)
+  const numbered = entity.primaryKey.type === "integer"
+  if (numbered && typeof v === "number" && Number.isSafeInteger(v)) return Effect.succeed(v)
+  return Effect.fail(new BadRequest({ reason: `params[${i}] must be the record id (${numbered ? "an integer" : "a string"})` }))
+}
 
 /** params[i] as a string, else 400 with `what`. */
 const stringAt = (p: ReadonlyArray<unknown>, i: number, what: string): Effect.Effect<string, BadRequest> =>
@@ -296,7 +299,7 @@ const stringAt = (p: ReadonlyArray<unknown>, i: number, what: string): Effect.Ef
  */
 interface EntityMethod<P, D> {
   readonly params: readonly [min: number, max: number, shape: string]
-  readonly decode: (p: ReadonlyArray<unknown>) => Effect.Effect<P, BadRequest>
+  readonly decode: (p: ReadonlyArray<unknown>, entity: EntityDef) => Effect.Effect<P, BadRequest>
   readonly decide: (ctx: MethodContext, entity: EntityDef) => Effect.Effect<D, Forbidden>
   readonly run: (ctx: MethodContext, entity: EntityDef, params: P, decided: D, raw: ReadonlyArray<unknown>) => Effect.Effect<Outcome, RequestError>
 }
@@ -308,7 +311,7 @@ const onEntity =
   (ctx, raw) =>
     Effect.flatMap(arity(raw, m.params[0], m.params[1], m.params[2]), () =>
       Effect.flatMap(entityOf(ctx, raw[0]), (entity) =>
-        Effect.flatMap(m.decode(raw), (params) => Effect.flatMap(m.decide(ctx, entity), (decided) => m.run(ctx, entity, params, decided, raw)))
+        Effect.flatMap(m.decode(raw, entity), (params) => Effect.flatMap(m.decide(ctx, entity), (decided) => m.run(ctx, entity, params, decided, raw)))
       )
     )
 
@@ -413,7 +416,7 @@ const createMethod: Runner = onEntity({
 
 const readMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
-  decode: (p) => idAt(p, 1),
+  decode: (p, entity) => idAt(p, 1, entity),
   decide: decideRead,
   run: (ctx, entity, id, d, p) =>
     Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
@@ -421,7 +424,7 @@ const readMethod: Runner = onEntity({
 
 const updateMethod: Runner = onEntity({
   params: [3, 3, "[entity, id, data]"],
-  decode: (p) => idAt(p, 1),
+  decode: (p, entity) => idAt(p, 1, entity),
   decide: decideWrite("update"),
   run: (ctx, entity, id, { decision, view }, p) =>
     Effect.gen(function* () {
@@ -434,7 +437,7 @@ const updateMethod: Runner = onEntity({
 
 const deleteMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
-  decode: (p) => idAt(p, 1),
+  decode: (p, entity) => idAt(p, 1, entity),
   decide: (ctx, entity) => decide(ctx, entity, "delete"),
   run: (ctx, entity, id, d) => Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
 })
