@@ -283,6 +283,28 @@ for (const dialect of DIALECTS) {
       else expect(String(stored[0]?.v).replace(/(\.\d{3})\d*Z$/, "$1Z")).toBe(mine.createdAt)
     })
 
+    it("creates many, upserts and runs transactions on numbered ids", async () => {
+      const c = await customer()
+      const orders = [1, 2, 3].map((number) => ({ customerId: c.id, number, region: "eu", total: `${number}.25` }))
+      expect(await ok<number>("createMany", ["Order", orders])).toBe(3)
+      const listed = await ok<{ data: ReadonlyArray<Rec> }>("list", ["Order", { filter: { customerId: c.id }, sort: { number: "asc" } }])
+      expect(listed.data.map((o) => [typeof o.id, o.number, o.total])).toEqual([["number", 1, "1.25"], ["number", 2, "2.25"], ["number", 3, "3.25"]])
+      const email = `up_${uid()}@example.com`
+      const created = await ok("upsert", ["Customer", "email", email, { name: "Up", balance: "1", score: 1 }, { name: "Up again" }])
+      expect(typeof created.id).toBe("number")
+      const updated = await ok("upsert", ["Customer", "email", email, { name: "Up", balance: "1", score: 1 }, { name: "Up again" }])
+      expect(updated).toMatchObject({ id: created.id, name: "Up again" })
+      const [k, o] = await ok<ReadonlyArray<Rec>>("transaction", [
+        [
+          { method: "create", params: ["Customer", { email: `tx_${uid()}@example.com`, name: "Tx", balance: "2", score: 2 }] },
+          { method: "create", params: ["Order", { customerId: c.id, number: 4, region: "us", total: "4" }] }
+        ]
+      ])
+      expect(typeof k!.id).toBe("number")
+      expect(await ok("read", ["Order", o!.id])).toMatchObject({ number: 4, customerId: c.id })
+      expect(await ok<number>("deleteMany", ["Order", { customerId: c.id }])).toBe(4)
+    })
+
     it.runIf(dialect === "mysql")("bounds strings by Prisma's VARCHAR(191) on MySQL", async () => {
       const e = await fail(422, "create", ["Customer", { email: `x_${uid()}@example.com`, name: "n".repeat(192), balance: "1", score: 1 }])
       expect(JSON.stringify(e.details)).toContain("at most 191 characters")
@@ -292,6 +314,53 @@ for (const dialect of DIALECTS) {
     it("created and altered nothing in the database", async () => {
       expect(await snapshot(raw!, dialect)).toEqual(before)
       expect(await raw!.tables()).toEqual(["Coupon", "Customer", "orders"])
+    })
+  })
+}
+
+for (const dialect of DIALECTS) {
+  describe.skipIf(await skipDialect(dialect))(`${dialect}: the same schema.prisma, tables made by the daemon (auto_migrate)`, () => {
+    let db: TestDatabase | undefined
+    let raw: RawDb | undefined
+    let daemon: InProcess | undefined
+    let next = 0
+
+    beforeAll(async () => {
+      db = await createDatabase(dialect)
+      raw = await rawDb(db)
+      const file = writeConfig(daemonConfig(db, { entities: { prisma_schema: schemaOf(dialect) } }), tempDir("prisma-app-migrate"))
+      daemon = await startInProcess(file)
+    })
+    afterAll(async () => {
+      await daemon?.runtime.dispose()
+      await raw?.close()
+      await db?.drop()
+    })
+
+    const ok = async <T = Rec>(method: string, params: ReadonlyArray<unknown>): Promise<T> => {
+      const a = JSON.parse(await daemon!.handle(JSON.stringify({ id: ++next, method, params, auth: serviceAuth }))) as Answer
+      expect(a.error, `${method}: ${JSON.stringify(a.error)}`).toBeUndefined()
+      return a.result as T
+    }
+
+    it("creates the tables with Prisma's names and column kinds, and serves them alike", async () => {
+      expect(await raw!.tables()).toEqual(["Coupon", "Customer", "orders"])
+      const big = "9223372036854775807"
+      const decimal = dialect === "sqlite" ? "-1234.5678" : "-12345678901234567890.123456789012345678901234567891"
+      const c = await ok("create", ["Customer", { email: `m_${uid()}@example.com`, name: "M", balance: decimal, visits: big, score: 0.5, ...(dialect === "postgresql" ? { tags: ["a"] } : {}) }])
+      const d = await ok("create", ["Customer", { email: `m_${uid()}@example.com`, name: "N", balance: "0", score: 1 }])
+      expect(typeof c.id).toBe("number")
+      expect(d.id).toBe((c.id as number) + 1)
+      expect(await ok("read", ["Customer", c.id])).toMatchObject({ balance: decimal, visits: big, score: 0.5, code: expect.stringMatching(CUID) })
+      expect((await ok<{ total: number }>("list", ["Customer", { filter: { visits: { gte: big } } }])).total).toBe(1)
+      const o = await ok("create", ["Order", { customerId: c.id, number: 1, region: "eu", total: "5" }])
+      const listed = await ok<{ data: ReadonlyArray<Rec> }>("list", ["Order", { filter: { id: o.id }, include: ["customer"] }])
+      expect(listed.data[0]?.customer).toMatchObject({ id: c.id })
+      if (dialect === "postgresql") expect((await ok<{ total: number }>("list", ["Customer", { filter: { tags: { has: "a" } } }])).total).toBe(1)
+      if (dialect === "sqlite") {
+        const kinds = await raw!.query(`SELECT typeof("createdAt") AS t, typeof("visits") AS v FROM "Customer" WHERE id = ${c.id as number}`)
+        expect(kinds[0]).toEqual({ t: "integer", v: "integer" })
+      }
     })
   })
 }
