@@ -63,6 +63,14 @@ describe("test/fixtures/prisma-app: the daemon's reading of the schema", () => {
     expect(pg.primaryKey).toMatchObject({ name: "id", type: "integer", autoIncrement: true, generated: true })
     expect(pg.byName.get("ref")).toMatchObject({ type: "uuid", defaultFn: "uuid", required: false })
     expect(pg.byName.get("code")).toMatchObject({ type: "string", defaultFn: "cuid", required: false })
+    // the daemon's start knows the adapter: it stops there, naming the field
+    const sqlite = await createDatabase("sqlite")
+    try {
+      const file = writeConfig(daemonConfig(sqlite, { entities: { prisma_schema: schemaOf("postgresql") } }), tempDir("prisma-app-lists"))
+      await expect(startInProcess(file)).rejects.toThrow(/Customer\.tags: String\[\] is supported on PostgreSQL only/)
+    } finally {
+      await sqlite.drop()
+    }
     // the same entities get the same tables, whatever the dialect
     const my = loadPrismaRegistry(schemaOf("mysql"), { dialect: "mysql" })
     expect([...my.entities.values()].map((e) => e.table).sort()).toEqual(["Coupon", "Customer", "orders"])
