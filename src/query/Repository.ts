@@ -1,6 +1,7 @@
 /**
  * The SQL of every method, written once for the three dialects. Ids are generated here and
- * rows are read back by id, so nothing relies on RETURNING (MySQL 8 has none). Every statement
+ * rows are read back by id, so nothing relies on RETURNING (MySQL 8 has none) — except the ids
+ * a database numbers itself (autoincrement), which come back from the INSERT. Every statement
  * is built from registry identifiers and bound parameters; writes that touch several rows run in
  * one transaction.
  */
