@@ -13,7 +13,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { PrismaNaming } from "../../src/entity/Prisma.js"
 import * as YAML from "yaml"
-import type { DaemonConfig } from "../../src/Config.js"
+import type { Adapter, DaemonConfig } from "../../src/Config.js"
 import type { EntityRegistryShape } from "../../src/entity/Model.js"
 import { isSandboxed, sandboxProblem } from "../../src/Sandbox.js"
 import { parseRules, type Rule } from "../../src/access/Policy.js"
@@ -40,6 +40,8 @@ interface Targets {
   readonly entitiesDir: string
   readonly prismaSchema?: string
   readonly entities?: { readonly prisma_naming?: PrismaNaming }
+  /** The adapter, when the whole configuration decoded: the entities are checked for its dialect. */
+  readonly database?: { readonly adapter: Adapter }
   readonly rulesFile?: string
 }
 
@@ -148,6 +150,7 @@ export const checkConfig = (file: string, env: Record<string, string | undefined
             entitiesDir: cfg.entitiesDir,
             ...(cfg.prismaSchema === undefined ? {} : { prismaSchema: cfg.prismaSchema }),
             entities: cfg.entities,
+            database: cfg.database,
             ...(cfg.security.acl.rules_file === undefined ? {} : { rulesFile: cfg.security.acl.rules_file })
           }
     if (targets === undefined) return { problems }

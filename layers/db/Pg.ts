@@ -9,6 +9,20 @@ import type { DaemonConfig } from "../../src/Config.js"
 import { PooledQuery, type PooledResult } from "../../src/services/Database.js"
 import { APPLICATION_NAME, connectTimeoutMs, type LoginPassword, logPasswordSwitch, loginPassword, poolSize } from "./settings.js"
 
+/** `timestamp` (without time zone): the OID whose values pg would read in the process's local time. */
+const TIMESTAMP_OID = 1114
+
+/**
+ * The driver's type parsers, except that TIMESTAMP values (Prisma's DateTime columns, which hold
+ * UTC) are read as UTC whatever the process's time zone; the daemon's own columns are timestamptz.
+ */
+const utcTimestamps: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === TIMESTAMP_OID && format !== "binary"
+      ? (text: string) => new Date(`${text.replace(" ", "T")}Z`)
+      : pg.types.getTypeParser(oid, format ?? "text")) as pg.CustomTypesConfig["getTypeParser"]
+}
+
 /**
  * PostgreSQL through our own pg.Pool: the options PgClient.layer would set, plus the server-side
  * `statement_timeout` of every connection.
@@ -33,7 +47,8 @@ export const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | Po
           max: poolSize(cfg),
           connectionTimeoutMillis: connectMs,
           application_name: APPLICATION_NAME,
-          statement_timeout: cfg.performance.query_timeout
+          statement_timeout: cfg.performance.query_timeout,
+          types: utcTimestamps
         })
         // An idle client that loses its connection is dropped by the pool; nothing to do here.
         p.on("error", () => undefined)

@@ -38,17 +38,36 @@ interface TextOperators<V> extends Ordered<V> {
   readonly startsWith?: string
   readonly endsWith?: string
 }
+/**
+ * Free text also matches without regard to case (A-Z as a-z) with `mode: "insensitive"`, on
+ * eq, ne, in, notIn, contains, startsWith and endsWith.
+ */
+interface StringOperators extends TextOperators<string> {
+  readonly mode?: "insensitive" | "default"
+}
 
 /**
  * A condition on one field: a plain value means equality, `null` means "is null", an object
  * holds operators (several in one object are ANDed).
  */
-export type StringFilter = string | null | TextOperators<string>
+export type StringFilter = string | null | StringOperators
 export type EnumFilter<V extends string> = V | null | TextOperators<V>
 export type UuidFilter = string | null | Ordered<string>
 export type NumberFilter = number | null | Ordered<number>
 export type BooleanFilter = boolean | null | Equality<boolean>
 export type DateTimeFilter = DateTime | null | Ordered<DateTime>
+/** BigInt and Decimal values: strings of digits ("9007199254740993", "12.50"), compared as numbers. */
+export type ExactNumberFilter = string | null | Ordered<string>
+/** A list of strings (PostgreSQL): has one value, has every one, has at least one, is empty. */
+export type StringListFilter =
+  | null
+  | {
+      readonly has?: string
+      readonly hasEvery?: ReadonlyArray<string>
+      readonly hasSome?: ReadonlyArray<string>
+      readonly isEmpty?: boolean
+      readonly isNull?: boolean
+    }
 /** JSON fields can only be tested for null. */
 export type JsonFilter = null | { readonly isNull?: boolean }
 

@@ -40,9 +40,7 @@ const enumName = (e: EntityDef, f: FieldDef): string => `${e.name}${pascal(f.nam
 
 /** The TypeScript type of a field's value (without null). */
 const valueType = (e: EntityDef, f: FieldDef): string => {
-  // A string switch: field types added to the model later fall back to JSON values.
-  const t: string = f.type
-  switch (t) {
+  switch (f.type) {
     case "uuid":
     case "string":
     case "text":
@@ -52,9 +50,8 @@ const valueType = (e: EntityDef, f: FieldDef): string => {
       return enumName(e, f)
     case "integer":
     case "float":
-    case "double":
       return "number"
-    // Exact numbers beyond double precision travel as strings.
+    // Exact numbers beyond a double's 53 bits travel as strings.
     case "decimal":
     case "bigint":
       return "string"
@@ -62,17 +59,15 @@ const valueType = (e: EntityDef, f: FieldDef): string => {
       return "boolean"
     case "datetime":
       return "dbal.DateTime"
-    case "string[]":
-    case "string_array":
+    case "string_list":
       return "ReadonlyArray<string>"
-    default:
+    case "json":
       return "dbal.JsonValue"
   }
 }
 
 const filterType = (e: EntityDef, f: FieldDef): string => {
-  const t: string = f.type
-  switch (t) {
+  switch (f.type) {
     case "uuid":
       return "dbal.UuidFilter"
     case "string":
@@ -83,24 +78,22 @@ const filterType = (e: EntityDef, f: FieldDef): string => {
       return `dbal.EnumFilter<${enumName(e, f)}>`
     case "integer":
     case "float":
-    case "double":
       return "dbal.NumberFilter"
     case "decimal":
     case "bigint":
-      return "dbal.UuidFilter"
+      return "dbal.ExactNumberFilter"
     case "boolean":
       return "dbal.BooleanFilter"
     case "datetime":
       return "dbal.DateTimeFilter"
-    default:
+    case "string_list":
+      return "dbal.StringListFilter"
+    case "json":
       return "dbal.JsonFilter"
   }
 }
 
-const orderable = (f: FieldDef): boolean => {
-  const t: string = f.type
-  return t !== "json" && t !== "string[]" && t !== "string_array"
-}
+const orderable = (f: FieldDef): boolean => f.type !== "json" && f.type !== "string_list"
 
 const nullable = (f: FieldDef, type: string): string => (f.nullable ? `${type} | null` : type)
 

@@ -25,7 +25,10 @@ export const quoteIdent = (dialect: Dialect, ident: string): string => (dialect 
 const q = quoteIdent
 
 /** The column type a field type is stored as (also the audit table's, layers/AuditLog.ts). */
-export const columnType = (dialect: Dialect, f: Pick<FieldDef, "type" | "maxLength">): string => {
+export const columnType = (
+  dialect: Dialect,
+  f: Pick<FieldDef, "type" | "maxLength"> & Partial<Pick<FieldDef, "autoIncrement" | "precision" | "scale" | "epochMillis">>
+): string => {
   switch (f.type) {
     case "uuid":
       return dialect === "pg" ? "uuid" : dialect === "mysql" ? "CHAR(36)" : "TEXT"
@@ -38,11 +41,21 @@ export const columnType = (dialect: Dialect, f: Pick<FieldDef, "type" | "maxLeng
     case "text":
       return dialect === "pg" ? `text COLLATE "C"` : dialect === "mysql" ? "MEDIUMTEXT" : "TEXT"
     case "integer":
+      if (f.autoIncrement === true) return dialect === "pg" ? "serial" : dialect === "mysql" ? "INT AUTO_INCREMENT" : "INTEGER"
       return dialect === "pg" ? "integer" : dialect === "mysql" ? "INT" : "INTEGER"
+    // As Prisma's migrate makes them (BigInt, Decimal, Float, String[]).
+    case "bigint":
+      return "BIGINT"
+    case "decimal":
+      return dialect === "sqlite" ? "DECIMAL" : `DECIMAL(${f.precision ?? 65},${f.scale ?? 30})`
+    case "float":
+      return dialect === "pg" ? "DOUBLE PRECISION" : dialect === "mysql" ? "DOUBLE" : "REAL"
+    case "string_list":
+      return "TEXT[]"
     case "boolean":
       return dialect === "pg" ? "boolean" : dialect === "mysql" ? "BOOLEAN" : "INTEGER"
     case "datetime":
-      return dialect === "pg" ? "timestamptz(3)" : dialect === "mysql" ? "DATETIME(3)" : "TEXT"
+      return dialect === "pg" ? "timestamptz(3)" : dialect === "mysql" ? "DATETIME(3)" : f.epochMillis === true ? "DATETIME" : "TEXT"
     case "json":
       return dialect === "pg" ? "jsonb" : dialect === "mysql" ? "JSON" : "TEXT"
   }
@@ -83,7 +96,7 @@ export const createTable = (dialect: Dialect, entity: EntityDef, registry: Entit
   for (const f of entity.fields) {
     const parts = [q(dialect, f.column), columnType(dialect, f)]
     if (!f.nullable) parts.push("NOT NULL")
-    if (f.primary) parts.push("PRIMARY KEY")
+    if (f.primary) parts.push(f.autoIncrement === true && dialect === "sqlite" ? "PRIMARY KEY AUTOINCREMENT" : "PRIMARY KEY")
     for (const c of checks(dialect, f)) parts.push(`CHECK (${c})`)
     lines.push(parts.join(" "))
   }

@@ -6,8 +6,11 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as YAML from "yaml"
+import type { Dialect } from "./Ddl.js"
 import {
   type AclDefault,
+  type DefaultFn,
+  DefaultFns,
   type AclOperation,
   camelToSnake,
   type EntityDef,
@@ -25,7 +28,8 @@ import { isUserRole, UserRoles } from "../services/Principal.js"
 
 const FIELD_KEYS = new Set([
   "type", "primary", "generated", "required", "optional", "nullable", "unique", "min_length", "max_length",
-  "pattern", "min", "max", "values", "default", "immutable", "auto_update", "foreign_key", "description", "sensitive", "column"
+  "pattern", "min", "max", "values", "default", "immutable", "auto_update", "foreign_key", "description", "sensitive", "column",
+  "auto_increment", "default_fn", "precision", "scale", "sqlite_datetime"
 ])
 const ENTITY_KEYS = new Set(["entity", "table", "version", "description", "fields", "indexes", "acl", "security", "ttl", "owner_field", "client"])
 const IDENT = /^[a-z][a-z0-9_]{0,62}$/
@@ -38,6 +42,11 @@ const ENTITY_NAME = /^[A-Z][A-Za-z0-9]{0,62}$/
 /** Strings that take part in an index need a bounded length on MySQL; this is their default. */
 const INDEXED_STRING_MAX = 255
 const INT32 = { min: -2147483648, max: 2147483647 }
+/** DECIMAL's precision and scale when a definition names none: Prisma's DECIMAL(65,30). */
+const DECIMAL_DEFAULT = { precision: 65, scale: 30 }
+/** The digits SQLite keeps of a DECIMAL that is not an integer (it stores a REAL). */
+const SQLITE_DECIMAL_DIGITS = 15
+const STRING_TYPES: ReadonlySet<FieldType> = new Set(["uuid", "string", "text"])
 
 interface RawEntity {
   readonly file: string
@@ -219,6 +228,32 @@ const parseField = (
   if (minLength !== undefined && maxLength !== undefined && minLength > maxLength) problems.push(`${at}: min_length exceeds max_length`)
   if (min !== undefined && max !== undefined && min > max) problems.push(`${at}: min exceeds max`)
 
+  const autoIncrement = bool("auto_increment")
+  if (autoIncrement && !(primary && t === "integer")) problems.push(`${at}.auto_increment: applies to an integer primary key only`)
+  let defaultFn: DefaultFn | undefined
+  if (raw.default_fn !== undefined) {
+    if (typeof raw.default_fn !== "string" || !(DefaultFns as ReadonlyArray<string>).includes(raw.default_fn)) {
+      problems.push(`${at}.default_fn: expected one of ${DefaultFns.join(", ")}`)
+    } else if (!STRING_TYPES.has(t) || (t === "uuid" && raw.default_fn !== "uuid")) {
+      problems.push(`${at}.default_fn: ${raw.default_fn} makes ${raw.default_fn === "uuid" ? "uuid, string or text" : "string or text"} values, not ${t}`)
+    } else if (raw.default !== undefined) problems.push(`${at}: default and default_fn cannot both be given`)
+    else defaultFn = raw.default_fn as DefaultFn
+  }
+  let precision: number | undefined
+  let scale: number | undefined
+  if (t === "decimal") {
+    precision = int("precision") ?? DECIMAL_DEFAULT.precision
+    scale = int("scale") ?? Math.min(DECIMAL_DEFAULT.scale, precision)
+    if (precision < 1 || precision > 65) problems.push(`${at}.precision: expected 1 to 65 digits`)
+    if (scale < 0 || scale > 30 || scale > precision) problems.push(`${at}.scale: expected 0 to 30 digits, at most the precision`)
+  } else if (raw.precision !== undefined || raw.scale !== undefined) problems.push(`${at}: precision and scale apply to decimal fields only`)
+  let epochMillis = false
+  if (raw.sqlite_datetime !== undefined) {
+    if (t !== "datetime") problems.push(`${at}.sqlite_datetime: applies to datetime fields only`)
+    else if (raw.sqlite_datetime !== "iso" && raw.sqlite_datetime !== "epoch_ms") problems.push(`${at}.sqlite_datetime: expected iso or epoch_ms`)
+    else epochMillis = raw.sqlite_datetime === "epoch_ms"
+  }
+
   let fkRaw: PendingField["fkRaw"]
   if (raw.foreign_key !== undefined) {
     const fk = raw.foreign_key
@@ -238,7 +273,7 @@ const parseField = (
       problems.push(`${at}.column: expected an identifier (letters, digits, _), at most 63 characters`)
     } else column = raw.column
   }
-  const nullable = !(required || primary || generated || autoUpdate)
+  const nullable = !(required || primary || generated || autoUpdate || autoIncrement)
   if (fkRaw?.onDelete === "set_null" && !nullable) problems.push(`${at}.foreign_key.on_delete: set_null needs an optional field`)
   const field: PendingField = {
     key: snake,
@@ -246,10 +281,15 @@ const parseField = (
     column,
     type: t,
     primary,
-    generated,
+    generated: generated || autoIncrement,
+    ...(autoIncrement ? { autoIncrement: true as const } : {}),
+    ...(defaultFn === undefined ? {} : { defaultFn }),
+    ...(precision === undefined ? {} : { precision }),
+    ...(scale === undefined ? {} : { scale }),
+    ...(epochMillis ? { epochMillis: true as const } : {}),
     immutable: bool("immutable") || primary,
     autoUpdate,
-    required: required && raw.default === undefined && !generated,
+    required: required && raw.default === undefined && defaultFn === undefined && !generated && !autoIncrement,
     nullable,
     unique: bool("unique") || primary,
     sensitive: bool("sensitive"),
@@ -263,12 +303,24 @@ const parseField = (
     ...(raw.default === undefined ? {} : { default: raw.default }),
     ...(fkRaw === undefined ? {} : { fkRaw })
   }
-  if (primary && t !== "uuid") problems.push(`${at}.type: primary keys must be uuid (the daemon generates UUID v4 ids)`)
+  if (primary && !(t === "uuid" || (t === "integer" && autoIncrement) || (t === "string" && defaultFn !== undefined))) {
+    problems.push(
+      `${at}.type: a primary key is a uuid (the daemon makes UUID v4 ids), an integer with auto_increment (the database numbers the rows) or a string with default_fn (uuid or cuid)`
+    )
+  }
   return field
 }
 
+export interface RegistryOptions {
+  /**
+   * The dialect the entities will be served on, when known: types a dialect cannot store are
+   * refused (lists of strings outside PostgreSQL) and SQLite's DECIMAL precision is enforced.
+   */
+  readonly dialect?: Dialect
+}
+
 /** Builds the registry from already-read documents; returns every problem found. */
-export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: EntityRegistryShape; problems: Array<string> } => {
+export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryOptions = {}): { registry?: EntityRegistryShape; problems: Array<string> } => {
   const problems: Array<string> = []
   interface Pending {
     readonly file: string
@@ -304,7 +356,12 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
     const fields: Array<PendingField> = []
     for (const [snake, rawField] of Object.entries(doc.fields)) {
       const f = parseField(snake, rawField, `${file}: fields.${snake}`, problems, never)
-      if (f !== undefined) fields.push(f)
+      if (f === undefined) continue
+      if (f.type === "string_list" && options.dialect !== undefined && options.dialect !== "pg") {
+        problems.push(`${file}: fields.${snake}: lists of strings (string_list, Prisma's String[]) are stored on PostgreSQL only, not on ${options.dialect === "mysql" ? "MySQL/MariaDB" : "SQLite"}`)
+        continue
+      }
+      fields.push(f.type === "decimal" && options.dialect === "sqlite" ? { ...f, significantDigits: SQLITE_DECIMAL_DIGITS } : f)
     }
     for (const n of never) if (!fields.some((f) => f.key === n)) problems.push(`${file}: security.never_expose: no field ${n}`)
     // `client: {accessor: name}`: the generated client's accessor for this entity (default: lower-camel plural).
@@ -386,7 +443,7 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>): { registry?: Enti
     // Strings in an index get a bounded length so that MySQL can index them; the bound is
     // enforced on every dialect so that behaviour stays identical.
     const indexed = new Set(indexes.flatMap((i) => i.fields.map((f) => f.column)))
-    for (const f of fields) if (f.foreignKey !== undefined) indexed.add(f.column)
+    for (const f of fields) if (f.foreignKey !== undefined || f.primary) indexed.add(f.column)
     const bounded = fields.map((f) =>
       f.type === "string" && f.maxLength === undefined && indexed.has(f.column) ? { ...f, maxLength: INDEXED_STRING_MAX } : f
     )
@@ -461,10 +518,10 @@ export const yamlTables = (dir: string): Map<string, string> => {
   return out
 }
 
-export const loadRegistry = (dir: string): EntityRegistryShape => {
+export const loadRegistry = (dir: string, options: RegistryOptions = {}): EntityRegistryShape => {
   const { raws, problems } = readEntityFiles(dir)
   if (problems.length > 0) throw new EntityLoadError(problems)
-  const built = buildRegistry(raws)
+  const built = buildRegistry(raws, options)
   if (built.registry === undefined) throw new EntityLoadError(built.problems)
   return built.registry
 }

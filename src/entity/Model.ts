@@ -4,8 +4,14 @@
  */
 import { Context } from "effect"
 
-export const FieldTypes = ["uuid", "string", "text", "email", "enum", "integer", "boolean", "datetime", "json"] as const
+export const FieldTypes = [
+  "uuid", "string", "text", "email", "enum", "integer", "bigint", "decimal", "float", "boolean", "datetime", "json", "string_list"
+] as const
 export type FieldType = (typeof FieldTypes)[number]
+
+/** What makes a value the daemon fills in: a UUID v4, or a cuid (Prisma's `cuid()`, 25 characters). */
+export const DefaultFns = ["uuid", "cuid"] as const
+export type DefaultFn = (typeof DefaultFns)[number]
 
 export type OnDelete = "cascade" | "restrict" | "set_null" | "no_action"
 
@@ -25,6 +31,16 @@ export interface FieldDef {
   readonly column: string
   readonly type: FieldType
   readonly primary: boolean
+  /**
+   * An integer primary key the database assigns (SERIAL, AUTO_INCREMENT, SQLite's rowid): left
+   * out of INSERT, read back after it.
+   */
+  readonly autoIncrement?: true
+  /**
+   * Values the daemon makes: on a primary key, how its ids are made (a uuid primary key without
+   * it gets UUID v4); on another field, its value on create when the caller sends none.
+   */
+  readonly defaultFn?: DefaultFn
   /** Set by the daemon (ids, createdAt); a caller may not send it. */
   readonly generated: boolean
   /** Cannot be changed by update. */
@@ -42,6 +58,16 @@ export interface FieldDef {
   readonly min?: number
   readonly max?: number
   readonly values?: ReadonlyArray<string>
+  /** decimal: digits in all (precision) and after the point (scale), as DECIMAL(p, s). */
+  readonly precision?: number
+  readonly scale?: number
+  /**
+   * decimal: significant digits the column keeps exactly (SQLite stores a DECIMAL as a REAL
+   * when it is not an integer: 15); more is refused rather than rounded.
+   */
+  readonly significantDigits?: number
+  /** datetime on SQLite: stored as integer milliseconds since the epoch (Prisma's format), not ISO-8601 text. */
+  readonly epochMillis?: true
   readonly default?: unknown
   readonly foreignKey?: ForeignKey
   /** Never written to logs or audit records. */

@@ -10,27 +10,38 @@
  *               table of the same entity / the snake_case plural of the name (snake_case)
  *   column      `@map("column")`, else by `PrismaNaming`: the field name or its snake_case; the
  *               wire name is the field name, which must be camelCase words (userId, not userID)
- *   String      string; uuid when the field is the @id, has @db.Uuid or @default(uuid()), or is the
+ *   String      string; uuid when the field has @db.Uuid or @default(uuid()), or is the
  *               scalar of a relation to a uuid field; text with @db.Text; max_length n with
- *               @db.VarChar(n) / @db.Char(n). Names are not used to guess types (an `email`
+ *               @db.VarChar(n) / @db.Char(n), and 191 on MySQL in `prisma` naming (Prisma's
+ *               VARCHAR(191)). Names are not used to guess types (an `email`
  *               String stays a string: Prisma says nothing about its format), with one exception:
  *               User.role as a String becomes the enum of the daemon's roles (user, admin, god,
  *               supergod), because sessions, no_role_escalation and the rank guard rely on it
  *               and ignore a role field that is not an enum; and Session.userId as a String
  *               without a relation becomes a uuid (no foreign key is invented), because sessions
  *               are checked by joining it to User.id
- *   Int         integer (32-bit range)      Boolean  boolean     DateTime  datetime
+ *   Int         integer (32-bit range)      BigInt   bigint (a string on the wire)
+ *   Float       float                       Decimal  decimal (a string on the wire; DECIMAL(65,30)
+ *                                                    or @db.Decimal(p, s))
+ *   Boolean     boolean                     DateTime datetime (in `prisma` naming, stored on
+ *                                                    SQLite as epoch milliseconds, as Prisma does)
  *   Json        json                        enum E   enum with E's values
- *   Float, Decimal, BigInt, Bytes, Unsupported(...), composite types, lists of scalars or enums:
- *               not supported (problem)
+ *   String[]    string_list: PostgreSQL only (Prisma has no scalar lists elsewhere); an omitted
+ *               list is stored empty
+ *   Bytes, Unsupported(...), composite types, other lists: not supported (problem)
  *   `?`         optional; otherwise required (a default makes it not required on create)
- *   @id         primary + generated (ids are always UUID v4 made by the daemon, whatever the
- *               @default: uuid(), cuid() or none); @@id (composite ids) is not supported
+ *   @id         primary + generated: String @id @default(uuid()) → uuid, UUID v4 made by the
+ *               daemon; String @id @default(cuid()) → string, a cuid made by the daemon; String
+ *               @id without a default → string, UUID v4 made by the daemon; Int @id
+ *               @default(autoincrement()) → integer numbered by the database (ids on the wire
+ *               are numbers). Other ids, and @@id (composite ids), are not supported
  *   @unique     unique                      @@unique / @@index  indexes (unique or not)
  *   @default(now())   generated + immutable (set by the daemon on create, e.g. createdAt)
  *   @updatedAt        auto_update
- *   @default(literal) default (strings, numbers, booleans, enum values, JSON text for Json)
- *   @default(autoincrement() | dbgenerated(...) | cuid() / uuid() on a non-id field | ...): problem
+ *   @default(uuid() | cuid()) on another field: made by the daemon when a create sends none
+ *               (Prisma's client makes them, so the table has no default)
+ *   @default(literal) default (strings, numbers, booleans, enum values, JSON text for Json, lists)
+ *   @default(autoincrement() outside an Int @id | dbgenerated(...) | uuid(7) | ...): problem
  *   relation fields (whose type is another model) are no columns: @relation(fields: [x],
  *               references: [y], onDelete: ...) becomes x's foreign_key {entity, field: y,
  *               on_delete, relation: the relation field's name}; without onDelete, Prisma's default applies: SetNull when x is optional,
@@ -60,7 +71,9 @@ import {
   type Value,
   VisitorClassFactory
 } from "@mrleebo/prisma-ast"
+import type { Dialect } from "./Ddl.js"
 import { buildRegistry, EntityLoadError } from "./Load.js"
+import { canonicalBigInt, canonicalDecimal } from "./Numbers.js"
 import { UserRoles } from "../services/Principal.js"
 import { camelToSnake, type EntityRegistryShape, snakeToCamel } from "./Model.js"
 
@@ -69,8 +82,10 @@ export type RawEntity = Parameters<typeof buildRegistry>[0][number]
 
 type OnDeleteRaw = "cascade" | "restrict" | "set_null" | "no_action"
 
-const SCALARS = new Set(["String", "Int", "Boolean", "DateTime", "Json"])
-const UNSUPPORTED_SCALARS = new Set(["Float", "Decimal", "BigInt", "Bytes"])
+const SCALARS = new Set(["String", "Int", "BigInt", "Float", "Decimal", "Boolean", "DateTime", "Json"])
+const UNSUPPORTED_SCALARS = new Set(["Bytes"])
+/** Prisma's String on MySQL: VARCHAR(191) unless a native type says otherwise. */
+const MYSQL_STRING_MAX = 191
 const ON_DELETE: Record<string, OnDeleteRaw> = { Cascade: "cascade", Restrict: "restrict", SetNull: "set_null", NoAction: "no_action" }
 
 let parserPair: { parser: PrismaParser; visitor: InstanceType<ReturnType<typeof VisitorClassFactory>> } | undefined
@@ -150,6 +165,12 @@ export type PrismaNaming = "prisma" | "snake_case"
 
 export interface PrismaOptions {
   readonly naming?: PrismaNaming
+  /**
+   * The dialect served, when known: in `prisma` naming the columns are taken as `prisma migrate`
+   * makes them there (MySQL: String is VARCHAR(191); SQLite: DateTime holds epoch milliseconds),
+   * and what the dialect cannot store is refused (String[] outside PostgreSQL).
+   */
+  readonly dialect?: Dialect
   /** Entity name → table, for models without @@map in `snake_case` naming (see `yamlTables`). */
   readonly tables?: ReadonlyMap<string, string>
 }
@@ -228,15 +249,19 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
         continue
       }
       if (UNSUPPORTED_SCALARS.has(ft)) {
-        problems.push(`${at}: type ${ft} is not supported (supported: String, Int, Boolean, DateTime, Json and enums)`)
+        problems.push(`${at}: type ${ft} is not supported (supported: String, Int, BigInt, Float, Decimal, Boolean, DateTime, Json, enums and String[])`)
         continue
       }
       if (!SCALARS.has(ft) && !enums.has(ft)) {
         problems.push(`${at}: unknown type ${ft}`)
         continue
       }
-      if (prop.array === true) {
-        problems.push(`${at}: lists of scalars or enums (${ft}[]) are not supported (use Json)`)
+      if (prop.array === true && ft !== "String") {
+        problems.push(`${at}: lists of scalars or enums other than String[] (${ft}[]) are not supported (use Json)`)
+        continue
+      }
+      if (prop.array === true && options.dialect !== undefined && options.dialect !== "pg") {
+        problems.push(`${at}: String[] is supported on PostgreSQL only (Prisma has no scalar lists on ${options.dialect === "mysql" ? "MySQL" : "SQLite"}; use Json)`)
         continue
       }
       const mapAttr = attrs.find((a) => a.group === undefined && a.name === "map")
@@ -260,9 +285,9 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
 
   const isUuidScalar = (s: ScalarInfo): boolean =>
     s.baseType === "String" &&
+    s.field.array !== true &&
     s.attrs.some(
       (a) =>
-        (a.group === undefined && a.name === "id") ||
         (a.group === "db" && a.name === "Uuid") ||
         (a.group === undefined && a.name === "default" && isFunc(argsOf(a).positional[0]) && (argsOf(a).positional[0] as Func).name === "uuid")
     )
@@ -377,10 +402,16 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
       const def: Record<string, unknown> = {}
       const attr = (n: string, group?: string) => s.attrs.find((a) => a.name === n && a.group === group)
       const isId = attr("id") !== undefined
+      const defaultFunc = ((): Func | undefined => {
+        const d = attr("default")
+        const v = d === undefined ? undefined : argsOf(d).positional[0]
+        return isFunc(v) ? v : undefined
+      })()
       let type: string
       switch (s.baseType) {
         case "String":
-          if (name === "User" && s.field.name === "role" && !isUuid(name, s)) {
+          if (s.field.array === true) type = "string_list"
+          else if (name === "User" && s.field.name === "role" && !isUuid(name, s)) {
             // The daemon's own contract: User.role is what sessions authenticate with and what
             // no_role_escalation and the rank guard compare, and those only act on an enum.
             type = "enum"
@@ -394,11 +425,23 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
         case "Int":
           type = "integer"
           break
+        case "BigInt":
+          type = "bigint"
+          break
+        case "Float":
+          type = "float"
+          break
+        case "Decimal":
+          type = "decimal"
+          break
         case "Boolean":
           type = "boolean"
           break
         case "DateTime":
           type = "datetime"
+          // Prisma's SQLite connector writes DateTime as integer milliseconds; tables named as
+          // Prisma names them are taken to be Prisma's (snake_case tables are the daemon's own).
+          if (naming === "prisma") def.sqlite_datetime = "epoch_ms"
           break
         case "Json":
           type = "json"
@@ -408,15 +451,24 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
           def.values = enumValues(enums.get(s.baseType)!, at)
       }
       def.type = type
+      if (type === "string" && naming === "prisma" && options.dialect === "mysql") def.max_length = MYSQL_STRING_MAX
       if (isId) {
-        if (s.baseType !== "String") {
-          problems.push(`${at}: @id must be a String (the daemon generates UUID v4 ids)`)
-          ok = false
-        }
         def.primary = true
         def.generated = true
-      } else if (s.field.optional === true) def.optional = true
+        if (s.baseType === "Int") {
+          if (defaultFunc?.name === "autoincrement") def.auto_increment = true
+          else {
+            problems.push(`${at}: an Int @id needs @default(autoincrement()) (the daemon does not take ids from callers)`)
+            ok = false
+          }
+        } else if (s.baseType !== "String") {
+          problems.push(`${at}: @id must be a String or an Int @default(autoincrement()) (${s.baseType} ids are not supported)`)
+          ok = false
+        } else if (type === "string") def.default_fn = defaultFunc?.name === "cuid" ? "cuid" : "uuid"
+      } else if (s.field.optional === true || type === "string_list") def.optional = true
       else def.required = true
+      // Prisma's client fills an omitted list with nothing: an empty list, not NULL.
+      if (type === "string_list" && attr("default") === undefined) def.default = []
       for (const a of s.attrs) {
         const label = attrLabel(a)
         if (a.group === "db") {
@@ -424,7 +476,14 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
             const n = Number(argsOf(a).positional[0])
             if (!Number.isSafeInteger(n) || n <= 0) problems.push(`${at}: ${label}: expected a positive length`)
             else def.max_length = n
-          }
+          } else if (a.name === "Decimal" && type === "decimal") {
+            const [p, q] = argsOf(a).positional.map(Number)
+            if (!Number.isSafeInteger(p) || !Number.isSafeInteger(q)) problems.push(`${at}: ${label}: expected (precision, scale)`)
+            else {
+              def.precision = p
+              def.scale = q
+            }
+          } else if (a.name === "Text" && type === "string" && naming === "prisma") delete def.max_length
           continue // other native types: the daemon picks column types itself
         }
         if (a.group !== undefined) {
@@ -450,16 +509,21 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
           case "default": {
             const v = argsOf(a).positional[0]
             if (isFunc(v)) {
+              const noArgs = (v.params ?? []).length === 0
               if (v.name === "now" && type === "datetime") {
                 def.generated = true
                 def.immutable = true
                 delete def.required
                 delete def.optional
-              } else if ((v.name === "uuid" || v.name === "cuid") && isId) {
-                // the daemon generates the id
+              } else if (isId && noArgs && (v.name === "uuid" || v.name === "cuid" || (v.name === "autoincrement" && s.baseType === "Int"))) {
+                // the id: made by the daemon (uuid, cuid) or by the database (autoincrement)
+              } else if (!isId && noArgs && (v.name === "uuid" || v.name === "cuid") && (type === "string" || type === "uuid" || type === "text")) {
+                // Made by Prisma's client, not the database: the daemon makes it when none is sent.
+                def.default_fn = v.name
+                delete def.required
               } else {
                 problems.push(
-                  `${at}: @default(${v.name}()) is not supported${v.name === "uuid" || v.name === "cuid" ? " on a field that is not the @id" : ""}`
+                  `${at}: @default(${v.name}(${noArgs ? "" : "..."})) is not supported${v.name === "autoincrement" ? " on a field that is not an Int @id" : ""}`
                 )
               }
               break
@@ -530,6 +594,11 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
 
 /** A default literal for a field of `type`: `{ok: value}` or "why". */
 const defaultValue = (v: Value | Func | undefined, type: string, values: ReadonlyArray<string> | undefined): { ok: unknown } | string => {
+  if (type === "string_list") {
+    const items: ReadonlyArray<unknown> | undefined = Array.isArray(v) ? v : typeof v === "object" && v !== null && (v as { type?: unknown }).type === "array" ? (v as { args: ReadonlyArray<unknown> }).args : undefined
+    const strings = items?.map(stringLiteral)
+    return strings === undefined || strings.some((x) => x === undefined) ? "expected a list of strings" : { ok: strings }
+  }
   if (typeof v !== "string") return "expected a literal value"
   const str = stringLiteral(v)
   switch (type) {
@@ -540,6 +609,18 @@ const defaultValue = (v: Value | Func | undefined, type: string, values: Readonl
     case "integer": {
       const n = Number(v)
       return /^-?\d+$/.test(v) && Number.isSafeInteger(n) ? { ok: n } : "expected an integer"
+    }
+    case "bigint": {
+      const r = canonicalBigInt(str ?? v)
+      return "ok" in r ? { ok: r.ok } : `expected an integer (${r.error})`
+    }
+    case "decimal": {
+      const r = canonicalDecimal(str ?? v, {})
+      return "ok" in r ? { ok: r.ok } : "expected a decimal number"
+    }
+    case "float": {
+      const n = Number(v)
+      return /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(v) && Number.isFinite(n) ? { ok: n } : "expected a number"
     }
     case "boolean":
       return v === "true" ? { ok: true } : v === "false" ? { ok: false } : "expected true or false"
@@ -578,7 +659,7 @@ export const readPrismaSchema = (file: string, options: PrismaOptions = {}): { r
 export const loadPrismaRegistry = (file: string, options: PrismaOptions = {}): EntityRegistryShape => {
   const { raws, problems } = readPrismaSchema(file, options)
   if (problems.length > 0) throw new EntityLoadError(problems)
-  const built = buildRegistry(raws)
+  const built = buildRegistry(raws, options.dialect === undefined ? {} : { dialect: options.dialect })
   if (built.registry === undefined) throw new EntityLoadError(built.problems)
   return built.registry
 }

@@ -8,6 +8,8 @@ import { Either, ParseResult, Schema } from "effect"
 import { FieldIssue, ValidationFailed } from "../Errors.js"
 import type { EntityDef, FieldDef } from "./Model.js"
 import { isRecord } from "../Json.js"
+import { generate } from "./Generate.js"
+import { canonicalBigInt, canonicalDecimal } from "./Numbers.js"
 
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
@@ -86,6 +88,17 @@ const text = (f: FieldDef): Schema.Schema<string, unknown> => {
   return s as unknown as Schema.Schema<string, unknown>
 }
 
+/** A number that travels as a string: its canonical text, or the message of `check`. */
+const exact = (check: (v: unknown) => { ok: string } | { error: string }): Schema.Schema<unknown, unknown> =>
+  Schema.transformOrFail(Schema.Unknown, Schema.String, {
+    strict: true,
+    decode: (v, _, ast) => {
+      const r = check(v)
+      return "ok" in r ? ParseResult.succeed(r.ok) : ParseResult.fail(new ParseResult.Type(ast, v, r.error))
+    },
+    encode: (s) => ParseResult.succeed(s)
+  }) as unknown as Schema.Schema<unknown, unknown>
+
 /** The Schema of one field's value (without null: nullability is a record-level rule). */
 export const fieldSchema = (f: FieldDef): Schema.Schema<unknown, unknown> => {
   switch (f.type) {
@@ -112,6 +125,19 @@ export const fieldSchema = (f: FieldDef): Schema.Schema<unknown, unknown> => {
         Schema.filter((v) => (v >= min && v <= max) || `must be between ${min} and ${max}`)
       ) as unknown as Schema.Schema<unknown, unknown>
     }
+    case "bigint":
+      return exact((v) => canonicalBigInt(v))
+    case "decimal":
+      return exact((v) => canonicalDecimal(v, f))
+    case "float":
+      return Schema.Number.annotations({ message: () => "must be a number" }).pipe(
+        Schema.filter((v) => Number.isFinite(v) || "must be a finite number")
+      ) as unknown as Schema.Schema<unknown, unknown>
+    case "string_list":
+      return Schema.Array(text({ ...f, type: "string" })).annotations({ message: () => "must be a list of strings" }) as unknown as Schema.Schema<
+        unknown,
+        unknown
+      >
     case "boolean":
       return Schema.Boolean.annotations({ message: () => "must be true or false" }) as unknown as Schema.Schema<unknown, unknown>
     case "datetime":
@@ -179,6 +205,11 @@ const collect = (
       if (values.has(f) || f.generated || f.primary || f.autoUpdate) continue
       if (f.default !== undefined) {
         values.set(f, structuredClone(f.default))
+        continue
+      }
+      // Prisma's uuid() and cuid() defaults are made by its client, so the table has no default.
+      if (f.defaultFn !== undefined) {
+        values.set(f, generate(f.defaultFn))
         continue
       }
       if (f.required && !issues.some((i) => i.field === (at === "data" ? f.name : `${at}.${f.name}`))) {

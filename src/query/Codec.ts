@@ -4,6 +4,7 @@
  */
 import type { Dialect } from "../entity/Ddl.js"
 import type { EntityDef, FieldDef } from "../entity/Model.js"
+import { parseDecimal } from "../entity/Numbers.js"
 
 export type Row = Record<string, unknown>
 export type WireRecord = Record<string, unknown>
@@ -16,18 +17,41 @@ export const encodeValue = (dialect: Dialect, f: FieldDef, value: unknown): unkn
       return dialect === "pg" ? value : value ? 1 : 0
     case "datetime": {
       const d = value instanceof Date ? value : new Date(String(value))
-      return dialect === "sqlite" ? d.toISOString() : d
+      // PostgreSQL gets the UTC text: a Date would be sent in the process's local time, which a
+      // TIMESTAMP column (Prisma's, without time zone) keeps as its wall-clock value.
+      if (dialect === "sqlite") return f.epochMillis === true ? d.getTime() : d.toISOString()
+      return dialect === "pg" ? d.toISOString() : d
     }
     case "json":
       return JSON.stringify(value)
+    case "string_list":
+      return Array.isArray(value) ? pgArrayLiteral(value.map(String)) : value
     default:
       return value
   }
 }
 
+/** A PostgreSQL array literal of strings (every element quoted, so NULL, commas and braces are text). */
+export const pgArrayLiteral = (items: ReadonlyArray<string>): string =>
+  `{${items.map((s) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`).join(",")}}`
+
+/** Date-time text SQLite's CURRENT_TIMESTAMP and Prisma's defaults write: UTC without a "T". */
+const SQL_DATETIME = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(Z|[+-]\d{2}:?\d{2})?$/
+
+/**
+ * A stored date-time → ISO-8601 UTC. Besides Dates and ISO text, what other writers leave in a
+ * column: integer milliseconds since the epoch (Prisma on SQLite) and "YYYY-MM-DD HH:MM:SS" (UTC).
+ */
 const toDate = (raw: unknown): string => {
-  const d = raw instanceof Date ? raw : new Date(String(raw))
-  return d.toISOString()
+  let d: Date
+  if (raw instanceof Date) d = raw
+  else if (typeof raw === "number" || typeof raw === "bigint" || (typeof raw === "string" && /^-?\d+$/.test(raw))) d = new Date(Number(raw))
+  else {
+    const text = String(raw)
+    const m = SQL_DATETIME.exec(text)
+    d = new Date(m === null ? text : `${m[1]}T${m[2]}${m[3] ?? "Z"}`)
+  }
+  return Number.isNaN(d.getTime()) ? String(raw) : d.toISOString()
 }
 
 /** A value read from the database → its wire form. */
@@ -39,7 +63,12 @@ export const decodeValue = (dialect: Dialect, f: FieldDef, raw: unknown): unknow
     case "datetime":
       return toDate(raw)
     case "integer":
+    case "float":
       return typeof raw === "number" ? raw : Number(raw)
+    case "bigint":
+      return String(raw)
+    case "decimal":
+      return parseDecimal(String(raw))?.text ?? String(raw)
     case "json":
       return typeof raw === "string" && dialect !== "pg" ? JSON.parse(raw) : raw
     default:

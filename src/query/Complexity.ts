@@ -76,7 +76,12 @@ const walk = (n: FilterNode, acc: { nodes: number; values: number; chars: number
       acc.nodes += n.insensitive === true ? 2 : 1
       return
     case "IsNull":
+    case "IsEmpty":
       acc.nodes++
+      return
+    case "Has":
+      acc.nodes++
+      acc.values += n.values.length
       return
   }
 }

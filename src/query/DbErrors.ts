@@ -59,7 +59,8 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
   // PostgreSQL (SQLSTATE codes)
   if (code === "23505") return { kind: "unique", fields: narrowest(entity, fieldsOfIndex(entity, String(cause.constraint ?? ""))) }
   if (code === "23503") return { kind: "foreignKey" }
-  if (code === "23514" || code === "23502" || code === "22001" || code === "22P02" || code === "22021") return { kind: "constraint" }
+  // 22003: a number out of the column's range
+  if (code === "23514" || code === "23502" || code === "22001" || code === "22P02" || code === "22021" || code === "22003") return { kind: "constraint" }
   if (code.startsWith("08")) return { kind: "unavailable", reason: "the database connection failed" }
   // Retried first (Retry.ts); still failing after the retries: transient, so 503 (retryable).
   if (transient === "rolledBack") {
@@ -86,7 +87,8 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
     const cols = m === null ? [] : m[1]!.split(",").map((s) => s.trim().split(".").pop() ?? "")
     return { kind: "unique", fields: narrowest(entity, fieldsOfColumns(entity, cols)) }
   }
-  if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") return { kind: "foreignKey" }
+  // ON DELETE RESTRICT (Prisma's default for a required relation) fails as a trigger would.
+  if (code === "SQLITE_CONSTRAINT_FOREIGNKEY" || (code === "SQLITE_CONSTRAINT_TRIGGER" && /^FOREIGN KEY constraint failed/.test(message))) return { kind: "foreignKey" }
   if (code.startsWith("SQLITE_CONSTRAINT")) return { kind: "constraint" }
   if (SQLITE_UNAVAILABLE.has(code) || code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_IOERR")) {
     return { kind: "unavailable", reason: "the database is busy or cannot be written" }

@@ -10,6 +10,7 @@ import { FieldIssue, ValidationFailed } from "../Errors.js"
 import type { Dialect } from "../entity/Ddl.js"
 import type { EntityDef, FieldDef } from "../entity/Model.js"
 import { isoDateTimeMillis, isUuid, storableText } from "../entity/Validate.js"
+import { canonicalBigInt, parseDecimal } from "../entity/Numbers.js"
 import { encodeValue } from "./Codec.js"
 import { isRecord } from "../Json.js"
 
@@ -24,6 +25,11 @@ export type FilterNode =
   | { readonly _tag: "In"; readonly field: FieldDef; readonly values: ReadonlyArray<unknown>; readonly negate: boolean; readonly insensitive?: true }
   | { readonly _tag: "Like"; readonly field: FieldDef; readonly op: LikeOp; readonly value: string; readonly insensitive?: true }
   | { readonly _tag: "IsNull"; readonly field: FieldDef; readonly isNull: boolean }
+  | { readonly _tag: "Has"; readonly field: FieldDef; readonly op: ListOp; readonly values: ReadonlyArray<string> }
+  | { readonly _tag: "IsEmpty"; readonly field: FieldDef; readonly isEmpty: boolean }
+
+/** Operators of lists of strings (Prisma's scalar list filters): one element, all of them, any of them. */
+export type ListOp = "has" | "hasEvery" | "hasSome"
 
 export const TRUE: FilterNode = { _tag: "And", nodes: [] }
 export const FALSE: FilterNode = { _tag: "Or", nodes: [] }
@@ -42,7 +48,8 @@ export interface FilterLimits {
 export const defaultFilterLimits: FilterLimits = { maxDepth: 16, maxNodes: 500, maxInList: 1000 }
 
 const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "notIn", "contains", "startsWith", "endsWith", "isNull", "mode"] as const
-const ORDERED_TYPES = new Set(["uuid", "string", "text", "email", "enum", "integer", "datetime"])
+const LIST_OPERATORS = ["has", "hasEvery", "hasSome", "isEmpty", "isNull"] as const
+const ORDERED_TYPES = new Set(["uuid", "string", "text", "email", "enum", "integer", "bigint", "decimal", "float", "datetime"])
 const TEXT_TYPES = new Set(["string", "text", "email", "enum"])
 /** Free text: what `mode: "insensitive"` applies to (enum values and ids are exact names). */
 const FREE_TEXT_TYPES = new Set(["string", "text", "email"])
@@ -84,6 +91,18 @@ export const operand = (f: FieldDef, v: unknown): Either.Either<unknown, string>
       return typeof v === "number" && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647
         ? Either.right(v)
         : Either.left("must be an integer between -2147483648 and 2147483647")
+    case "bigint": {
+      const r = canonicalBigInt(v)
+      return "ok" in r ? Either.right(r.ok) : Either.left(r.error)
+    }
+    case "decimal": {
+      const d = typeof v === "string" ? parseDecimal(v.trim()) : typeof v === "number" && Number.isFinite(v) ? parseDecimal(String(v)) : undefined
+      return d === undefined ? Either.left('must be a decimal number as a string, e.g. "12.50"') : Either.right(d.text)
+    }
+    case "float":
+      return typeof v === "number" && Number.isFinite(v) ? Either.right(v) : Either.left("must be a finite number")
+    case "string_list":
+      return typeof v === "string" && storableText(v) ? Either.right(v) : Either.left("must be a string")
     case "boolean":
       return typeof v === "boolean" ? Either.right(v) : Either.left("must be true or false")
     case "datetime":
@@ -95,9 +114,53 @@ export const operand = (f: FieldDef, v: unknown): Either.Either<unknown, string>
   }
 }
 
+/** A condition on a list of strings: {has}, {hasEvery}, {hasSome}, {isEmpty}, {isNull}, or null. */
+const parseListField = (f: FieldDef, spec: unknown, at: string, issues: Issues): FilterNode | undefined => {
+  const expected = `expected operators of a list (${LIST_OPERATORS.join(", ")})`
+  if (!isRecord(spec) || Object.keys(spec).length === 0) return void issues.add(at, expected)
+  const nodes: Array<FilterNode> = []
+  for (const [op, arg] of Object.entries(spec)) {
+    const here = `${at}.${op}`
+    issues.nodes++
+    switch (op) {
+      case "has": {
+        const v = operand(f, arg)
+        if (Either.isLeft(v)) issues.add(here, v.left)
+        else nodes.push({ _tag: "Has", field: f, op, values: [v.right as string] })
+        break
+      }
+      case "hasEvery":
+      case "hasSome": {
+        if (!Array.isArray(arg) || arg.length > defaultFilterLimits.maxInList) {
+          issues.add(here, `must be a list of at most ${defaultFilterLimits.maxInList} strings`)
+          break
+        }
+        const values: Array<string> = []
+        arg.forEach((x, i) => {
+          const v = operand(f, x)
+          if (Either.isLeft(v)) issues.add(`${here}[${i}]`, v.left)
+          else values.push(v.right as string)
+        })
+        issues.nodes += values.length
+        nodes.push({ _tag: "Has", field: f, op, values })
+        break
+      }
+      case "isEmpty":
+      case "isNull":
+        if (typeof arg !== "boolean") issues.add(here, "must be true or false")
+        else nodes.push(op === "isEmpty" ? { _tag: "IsEmpty", field: f, isEmpty: arg } : { _tag: "IsNull", field: f, isNull: arg })
+        break
+      default:
+        issues.add(here, `unknown operator: ${expected}`)
+    }
+  }
+  return nodes.length === 1 ? nodes[0] : { _tag: "And", nodes }
+}
+
 const parseField = (f: FieldDef, spec: unknown, at: string, issues: Issues): FilterNode | undefined => {
   issues.nodes++
   if (spec === null) return { _tag: "IsNull", field: f, isNull: true }
+  if (f.type === "string_list") return parseListField(f, spec, at, issues)
   if (Array.isArray(spec)) {
     issues.add(at, "a list is not a value: use {in: [...]}")
     return undefined
@@ -312,6 +375,16 @@ export const compileFilter = (
 ): Statement.Fragment => {
   const plain = (f: FieldDef) => (qualify === undefined ? sql(f.column) : sql`${sql(qualify)}.${sql(f.column)}`)
   const col = (f: FieldDef, insensitive?: true) => (insensitive === true ? folded(sql, dialect, sql`${plain(f)}`) : plain(f))
+  /**
+   * A bound value. MySQL compares a number column with a string as doubles (53 bits), so BigInt
+   * and Decimal values, which travel as strings, are cast to the column's kind there.
+   */
+  const casts = (f: FieldDef) => dialect === "mysql" && (f.type === "bigint" || f.type === "decimal")
+  const param = (f: FieldDef, v: unknown): Statement.Fragment => {
+    const encoded = encodeValue(dialect, f, v)
+    if (!casts(f)) return sql`${encoded}`
+    return f.type === "bigint" ? sql`CAST(${encoded} AS SIGNED)` : sql`CAST(${encoded} AS DECIMAL(65,30))`
+  }
   const go = (n: FilterNode): Statement.Fragment => {
     switch (n._tag) {
       case "And":
@@ -322,10 +395,20 @@ export const compileFilter = (
       case "Not":
         return sql`NOT (${go(n.node)})`
       case "Cmp":
-        return sql`${col(n.field, n.insensitive)} ${sql.literal(CMP[n.op])} ${encodeValue(dialect, n.field, n.value)}`
-      case "In":
+        return sql`${col(n.field, n.insensitive)} ${sql.literal(CMP[n.op])} ${param(n.field, n.value)}`
+      case "In": {
         if (n.values.length === 0) return sql.literal(n.negate ? "1=1" : "1=0")
-        return sql`${col(n.field, n.insensitive)} ${sql.literal(n.negate ? "NOT IN" : "IN")} ${sql.in(n.values.map((v) => encodeValue(dialect, n.field, v)))}`
+        const list = casts(n.field)
+          ? sql`(${sql.join(", ", false)(n.values.map((v) => param(n.field, v)))})`
+          : sql.in(n.values.map((v) => encodeValue(dialect, n.field, v)))
+        return sql`${col(n.field, n.insensitive)} ${sql.literal(n.negate ? "NOT IN" : "IN")} ${list}`
+      }
+      // Lists of strings are PostgreSQL arrays (the loader refuses them on the other dialects).
+      case "Has":
+        if (n.op === "has") return sql`${n.values[0] ?? ""} = ANY(${plain(n.field)})`
+        return sql`${plain(n.field)} ${sql.literal(n.op === "hasEvery" ? "@>" : "&&")} CAST(${encodeValue(dialect, n.field, n.values)} AS text[])`
+      case "IsEmpty":
+        return sql`cardinality(${plain(n.field)}) ${sql.literal(n.isEmpty ? "= 0" : "> 0")}`
       case "Like":
         return sql`${col(n.field, n.insensitive)} LIKE ${likePattern(n.op, n.value)} ESCAPE '!'`
       case "IsNull":

@@ -1,6 +1,7 @@
 /**
  * The SQL of every method, written once for the three dialects. Ids are generated here and
- * rows are read back by id, so nothing relies on RETURNING (MySQL 8 has none). Every statement
+ * rows are read back by id, so nothing relies on RETURNING (MySQL 8 has none) — except the ids
+ * a database numbers itself (autoincrement), which come back from the INSERT. Every statement
  * is built from registry identifiers and bound parameters; writes that touch several rows run in
  * one transaction.
  */
@@ -8,10 +9,11 @@ import type { Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
+import { generate } from "../entity/Generate.js"
 import { FieldIssue, Forbidden, NotFound, type RequestError, ValidationFailed } from "../Errors.js"
 import type { Dialect } from "../entity/Ddl.js"
 import type { EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
-import { isUuid, type Values } from "../entity/Validate.js"
+import { isUuid, storableText, type Values } from "../entity/Validate.js"
 import type { DatabaseShape } from "../services/Database.js"
 import { decodeRow, encodeValue, type Row, type WireRecord, wireOfValues } from "./Codec.js"
 import { classify, toRequestError } from "./DbErrors.js"
@@ -50,6 +52,41 @@ const INSERT_CHUNK = 200
 
 const columns = (sql: Statement.Constructor, fields: ReadonlyArray<FieldDef>) =>
   sql.join(", ", false)(fields.map((f) => sql`${sql(f.column)}`))
+
+/**
+ * A column as a SELECT reads it. SQLite answers a BIGINT or DECIMAL as a JavaScript number,
+ * which loses digits past 2^53: there it is read as text (the exact integer, or the 15 digits
+ * SQLite keeps of a REAL).
+ */
+const readColumn = (sql: Statement.Constructor, dialect: Dialect, f: FieldDef, alias?: string, as: string = f.column) => {
+  const c = alias === undefined ? sql`${sql(f.column)}` : sql`${sql(alias)}.${sql(f.column)}`
+  return dialect === "sqlite" && (f.type === "bigint" || f.type === "decimal") ? sql`CAST(${c} AS TEXT) AS ${sql(as)}` : alias === undefined && as === f.column ? c : sql`${c} AS ${sql(as)}`
+}
+
+const selectList = (sql: Statement.Constructor, dialect: Dialect, fields: ReadonlyArray<FieldDef>) =>
+  sql.join(", ", false)(fields.map((f) => readColumn(sql, dialect, f)))
+
+/**
+ * A primary key value as a request names it, or undefined when no record can have it (the
+ * record is then not found): a UUID, an integer (autoincrement ids; digits in a string too) or
+ * a string.
+ */
+export const pkValue = (entity: EntityDef, raw: unknown): unknown => {
+  const pk = entity.primaryKey
+  switch (pk.type) {
+    case "uuid":
+      return typeof raw === "string" && isUuid(raw) ? raw.toLowerCase() : undefined
+    case "integer": {
+      const n = typeof raw === "number" ? raw : typeof raw === "string" && /^-?\d{1,10}$/.test(raw) ? Number(raw) : Number.NaN
+      return Number.isSafeInteger(n) && n >= -2147483648 && n <= 2147483647 ? n : undefined
+    }
+    default:
+      return typeof raw === "string" && raw !== "" && storableText(raw) && raw.length <= (pk.maxLength ?? 255) ? raw : undefined
+  }
+}
+
+/** The fields an INSERT names: all but an autoincrement key, which the database assigns. */
+const insertedFields = (entity: EntityDef) => entity.fields.filter((f) => f.autoIncrement !== true)
 
 const orderBy = (sql: Statement.Constructor, entity: EntityDef, sort: ReadonlyArray<SortKey>, alias?: string) => {
   const keys: Array<SortKey> = [...sort]
@@ -123,7 +160,7 @@ const chunked = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<
  * A write may not leave a row outside the rows its author may write (for example a user giving
  * their record to someone else): checked inside the write's transaction, which a 403 rolls back.
  */
-const stillAdmitted = (db: DatabaseShape, entity: EntityDef, ids: ReadonlyArray<string>, rowFilter: FilterNode) =>
+const stillAdmitted = (db: DatabaseShape, entity: EntityDef, ids: ReadonlyArray<unknown>, rowFilter: FilterNode) =>
   Effect.gen(function* () {
     if (isTrue(rowFilter) || ids.length === 0) return
     const { sql, dialect } = db
@@ -143,7 +180,8 @@ const stillAdmitted = (db: DatabaseShape, entity: EntityDef, ids: ReadonlyArray<
 const completeForCreate = (entity: EntityDef, values: Values, now: Date): Values => {
   const out: Values = new Map(values)
   for (const f of entity.fields) {
-    if (f.primary) out.set(f, randomUUID())
+    if (f.autoIncrement === true) continue
+    if (f.primary) out.set(f, f.defaultFn === undefined ? randomUUID() : generate(f.defaultFn))
     else if (f.generated && f.type === "datetime") out.set(f, now)
     else if (f.autoUpdate && !out.has(f)) out.set(f, f.type === "datetime" ? now : null)
     else if (!out.has(f)) out.set(f, null)
@@ -159,30 +197,37 @@ const completeForUpdate = (entity: EntityDef, values: Values, now: Date): Values
 
 const selectWhere = (db: DatabaseShape, entity: EntityDef, access: Access, where: FilterNode, limit?: number) => {
   const { sql, dialect } = db
-  return sql<Row>`SELECT ${columns(sql, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${
+  return sql<Row>`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${
     limit === undefined ? sql.literal("") : sql` ORDER BY ${orderBy(sql, entity, [])} LIMIT ${intLiteral(sql, limit)}`
   }`
 }
 
-const byPk = (entity: EntityDef, id: string): FilterNode => ({ _tag: "Cmp", field: entity.primaryKey, op: "eq", value: id })
+const byPk = (entity: EntityDef, id: unknown): FilterNode => ({ _tag: "Cmp", field: entity.primaryKey, op: "eq", value: id })
 const byField = (f: FieldDef, v: unknown): FilterNode => ({ _tag: "Cmp", field: f, op: "eq", value: v })
 
 const decodeAll = (dialect: Dialect, entity: EntityDef, access: Access, rows: ReadonlyArray<Row>) =>
   rows.map((r) => decodeRow(dialect, entity, r, access.readable))
 
-const insertRows = (db: DatabaseShape, entity: EntityDef, records: ReadonlyArray<Values>) => {
+const insertStatement = (db: DatabaseShape, entity: EntityDef, records: ReadonlyArray<Values>) => {
   const { sql, dialect } = db
-  const fields = entity.fields
-  return Effect.forEach(
-    chunked(records, INSERT_CHUNK),
-    (chunk) => {
-      const rows = chunk.map((rec) =>
-        sql`(${sql.join(", ", false)(fields.map((f) => sql`${encodeValue(dialect, f, rec.get(f) ?? null)}`))})`
-      )
-      return db.execute(sql`INSERT INTO ${sql(entity.table)} (${columns(sql, fields)}) VALUES ${sql.join(", ", false)(rows)}`)
-    },
-    { discard: true }
-  )
+  const fields = insertedFields(entity)
+  const rows = records.map((rec) => sql`(${sql.join(", ", false)(fields.map((f) => sql`${encodeValue(dialect, f, rec.get(f) ?? null)}`))})`)
+  return sql`INSERT INTO ${sql(entity.table)} (${columns(sql, fields)}) VALUES ${sql.join(", ", false)(rows)}`
+}
+
+const insertRows = (db: DatabaseShape, entity: EntityDef, records: ReadonlyArray<Values>) =>
+  Effect.forEach(chunked(records, INSERT_CHUNK), (chunk) => db.execute(insertStatement(db, entity, chunk)), { discard: true })
+
+/**
+ * Inserts one record whose key the database assigns (autoincrement) and answers that key:
+ * RETURNING on PostgreSQL and SQLite, the insert id of the statement's own result on MySQL
+ * (MySQL 8 has no RETURNING; LAST_INSERT_ID would need the same connection).
+ */
+const insertReturningKey = (db: DatabaseShape, entity: EntityDef, record: Values): Effect.Effect<unknown, SqlError> => {
+  const { sql } = db
+  const pk = entity.primaryKey
+  if (db.dialect === "mysql") return Effect.map(insertStatement(db, entity, [record]).raw, (r) => (r as { insertId?: unknown } | null)?.insertId)
+  return Effect.map(db.query(sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${sql(pk.column)}`), (rows) => rows[0]?.[pk.column])
 }
 
 const setClause = (db: DatabaseShape, values: Values) =>
@@ -210,30 +255,35 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const readError = (entity: EntityDef) => (e: SqlError) => toRequestError(entity, e, undefined, timeoutMs)
   const writeError = (entity: EntityDef, written: ReadonlyArray<Values>) => mapWriteError(db, registry, entity, written, timeoutMs)
 
-  const read = (entity: EntityDef, id: string, access: Access) =>
-    !isUuid(id)
+  const read = (entity: EntityDef, rawId: unknown, access: Access) => {
+    const id = pkValue(entity, rawId)
+    return id === undefined
       ? Effect.fail(new NotFound({ entity: entity.name }))
-      : db.query(selectWhere(db, entity, access, byPk(entity, id.toLowerCase()))).pipe(
+      : db.query(selectWhere(db, entity, access, byPk(entity, id))).pipe(
           retryRead,
           Effect.mapError(readError(entity)),
           Effect.flatMap((rows) =>
             rows[0] === undefined ? Effect.fail(new NotFound({ entity: entity.name })) : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
           )
         )
+  }
 
   const create = (entity: EntityDef, values: Values, access: Access) =>
     Effect.gen(function* () {
       const record = completeForCreate(entity, values, new Date())
-      const id = record.get(entity.primaryKey) as string
-      const insert = insertRows(db, entity, [record])
-      const write: Effect.Effect<void, SqlError | Forbidden> = isTrue(access.rowFilter)
+      const pk = entity.primaryKey
+      // The key: made here, or assigned by the database as the row is inserted.
+      const insert: Effect.Effect<unknown, SqlError> =
+        pk.autoIncrement === true ? insertReturningKey(db, entity, record) : Effect.as(insertRows(db, entity, [record]), record.get(pk))
+      const write: Effect.Effect<unknown, SqlError | Forbidden> = isTrue(access.rowFilter)
         ? insert
-        : sql.withTransaction(Effect.zipRight(insert, stillAdmitted(db, entity, [id], access.rowFilter)))
-      yield* write.pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+        : sql.withTransaction(Effect.tap(insert, (key) => stillAdmitted(db, entity, [key], access.rowFilter)))
+      const id = yield* write.pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+      if (pk.autoIncrement === true) record.set(pk, id)
       // The row is committed: a read-back that fails (the database went away in between) must not
       // turn the acknowledged write into a 503 that a client would retry. The answer is then made
       // from the values written (the database's own normal form, e.g. JSON key order, is lost).
-      const rows = yield* db.query(sql<Row>`SELECT ${columns(sql, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ${id}`).pipe(
+      const rows = yield* db.query(sql<Row>`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${id}`).pipe(
         retryRead,
         Effect.option
       )
@@ -247,8 +297,13 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       if (items.length === 0) return 0
       const now = new Date()
       const records = items.map((v) => completeForCreate(entity, v, now))
-      const ids = records.map((r) => r.get(entity.primaryKey) as string)
-      yield* sql.withTransaction(Effect.zipRight(insertRows(db, entity, records), stillAdmitted(db, entity, ids, rowFilter))).pipe(
+      // Keys the database assigns are known only row by row; they are needed only to check the
+      // row filter, so rows go in one statement each only then.
+      const inserted: Effect.Effect<ReadonlyArray<unknown>, SqlError> =
+        entity.primaryKey.autoIncrement === true && !isTrue(rowFilter)
+          ? Effect.forEach(records, (r) => insertReturningKey(db, entity, r))
+          : Effect.as(insertRows(db, entity, records), records.map((r) => r.get(entity.primaryKey)))
+      yield* sql.withTransaction(Effect.flatMap(inserted, (ids) => stillAdmitted(db, entity, ids, rowFilter))).pipe(
         retryWrite,
         Effect.catchTag("SqlError", writeError(entity, items))
       )
@@ -264,8 +319,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         Effect.gen(function* () {
           const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
           const first = found[0]
-          if (first === undefined) return Option.none<string>()
-          const rowId = String(first[pk.column])
+          if (first === undefined) return Option.none<unknown>()
+          const rowId = first[pk.column]
           yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${sql(pk.column)} = ${rowId}`
           yield* stillAdmitted(db, entity, [rowId], access.rowFilter)
           return Option.some(rowId)
@@ -275,8 +330,10 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       return yield* read(entity, id.value, { rowFilter: TRUE, readable: access.readable })
     })
 
-  const update = (entity: EntityDef, id: string, values: Values, access: Access) =>
-    isUuid(id) ? updateWhere(entity, byPk(entity, id.toLowerCase()), values, access) : Effect.fail(new NotFound({ entity: entity.name }))
+  const update = (entity: EntityDef, rawId: unknown, values: Values, access: Access) => {
+    const id = pkValue(entity, rawId)
+    return id !== undefined ? updateWhere(entity, byPk(entity, id), values, access) : Effect.fail(new NotFound({ entity: entity.name }))
+  }
 
   const deleteWhere = (entity: EntityDef, where: FilterNode, access: Access) =>
     Effect.gen(function* () {
@@ -286,7 +343,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
           const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
           const first = found[0]
           if (first === undefined) return false
-          yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${String(first[pk.column])}`
+          yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${first[pk.column] as string | number}`
           return true
         })
       ).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
@@ -294,13 +351,15 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       return true as const
     })
 
-  const remove = (entity: EntityDef, id: string, access: Access) =>
-    isUuid(id) ? deleteWhere(entity, byPk(entity, id.toLowerCase()), access) : Effect.fail(new NotFound({ entity: entity.name }))
+  const remove = (entity: EntityDef, rawId: unknown, access: Access) => {
+    const id = pkValue(entity, rawId)
+    return id !== undefined ? deleteWhere(entity, byPk(entity, id), access) : Effect.fail(new NotFound({ entity: entity.name }))
+  }
 
   const list = (entity: EntityDef, filter: FilterNode, sort: ReadonlyArray<SortKey>, page: number, limit: number, access: Access) =>
     Effect.gen(function* () {
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
-      const rows = yield* db.query(sql<Row>`SELECT ${columns(sql, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`)
+      const rows = yield* db.query(sql<Row>`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`)
       const total = yield* db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${where}`)
       return { data: decodeAll(dialect, entity, access, rows), total: Number(total[0]?.n ?? 0) } satisfies Page
     }).pipe(retryRead, Effect.mapError(readError(entity)))
@@ -322,13 +381,13 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const main = "t0"
       const col = (alias: string, f: FieldDef) => sql`${sql(alias)}.${sql(f.column)}`
-      const selectList = [
-        ...selected(entity, access.readable).map((f) => sql`${col(main, f)} AS ${sql(`${main}__${f.column}`)}`),
+      const items = [
+        ...selected(entity, access.readable).map((f) => readColumn(sql, dialect, f, main, `${main}__${f.column}`)),
         ...includes.flatMap((inc, i) => {
           const a = `r${i}`
           return [
             sql`${col(a, inc.target.primaryKey)} AS ${sql(`${a}__present`)}`,
-            ...inc.access.readable.map((f) => sql`${col(a, f)} AS ${sql(`${a}__${f.column}`)}`)
+            ...inc.access.readable.map((f) => readColumn(sql, dialect, f, a, `${a}__${f.column}`))
           ]
         })
       ]
@@ -338,7 +397,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       })
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter), main)
       const rows = yield* db.query(
-        sql<Row>`SELECT ${sql.join(", ", false)(selectList)} FROM ${sql(entity.table)} ${sql(main)}${sql.join("", false)(joins)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort, main)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
+        sql<Row>`SELECT ${sql.join(", ", false)(items)} FROM ${sql(entity.table)} ${sql(main)}${sql.join("", false)(joins)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort, main)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
       )
       const total = yield* db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`)
       const pick = (row: Row, prefix: string, fields: ReadonlyArray<FieldDef>): Row =>
@@ -384,7 +443,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       .withTransaction(
         Effect.gen(function* () {
           const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}${forUpdate(db)}`
-          const ids = found.map((r) => String(r[pk.column]))
+          const ids = found.map((r) => r[pk.column])
           for (const chunk of chunked(ids, ID_CHUNK)) {
             const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
             yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, idIn)}`

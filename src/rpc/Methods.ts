@@ -220,7 +220,7 @@ const parseSort = (entity: EntityDef, raw: unknown): Effect.Effect<Array<SortKey
     for (const [name, dir] of Object.entries(item)) {
       const f = entity.byName.get(name)
       if (f === undefined || f.neverExpose) issues.push({ field: `${at}.${name}`, error: `unknown field of ${entity.name}` })
-      else if (f.type === "json") issues.push({ field: `${at}.${name}`, error: "JSON fields cannot be sorted" })
+      else if (f.type === "json" || f.type === "string_list") issues.push({ field: `${at}.${name}`, error: `${f.type === "json" ? "JSON fields" : "lists"} cannot be sorted` })
       else if (dir !== "asc" && dir !== "desc") issues.push({ field: `${at}.${name}`, error: 'must be "asc" or "desc"' })
       else if (!keys.some((k) => k.field === f)) keys.push({ field: f, direction: dir })
     }
@@ -274,7 +274,20 @@ const listOptions = (ctx: MethodContext, entity: EntityDef, o: Record<string, un
     return { page, limit, filter, sort, include }
   })
 
-const ids = (r: unknown): ReadonlyArray<string> => (isRecord(r) && typeof r.id === "string" ? [r.id] : [])
+/** The id of an answered record, as the audit record names it (text: integer ids too). */
+const idsOf = (entity: EntityDef, r: unknown): ReadonlyArray<string> => {
+  const id = isRecord(r) ? r[entity.primaryKey.name] : undefined
+  return typeof id === "string" || typeof id === "number" ? [String(id)] : []
+}
+
+/** params[i] as a record id: a string, or also an integer for an entity the database numbers; else 400. */
+const idAt = (p: ReadonlyArray<unknown>, i: number, entity: EntityDef): Effect.Effect<string | number, BadRequest> => {
+  const v = p[i]
+  if (typeof v === "string") return Effect.succeed(v)
+  const numbered = entity.primaryKey.type === "integer"
+  if (numbered && typeof v === "number" && Number.isSafeInteger(v)) return Effect.succeed(v)
+  return Effect.fail(new BadRequest({ reason: `params[${i}] must be the record id (${numbered ? "an integer" : "a string"})` }))
+}
 
 /** params[i] as a string, else 400 with `what`. */
 const stringAt = (p: ReadonlyArray<unknown>, i: number, what: string): Effect.Effect<string, BadRequest> =>
@@ -286,7 +299,7 @@ const stringAt = (p: ReadonlyArray<unknown>, i: number, what: string): Effect.Ef
  */
 interface EntityMethod<P, D> {
   readonly params: readonly [min: number, max: number, shape: string]
-  readonly decode: (p: ReadonlyArray<unknown>) => Effect.Effect<P, BadRequest>
+  readonly decode: (p: ReadonlyArray<unknown>, entity: EntityDef) => Effect.Effect<P, BadRequest>
   readonly decide: (ctx: MethodContext, entity: EntityDef) => Effect.Effect<D, Forbidden>
   readonly run: (ctx: MethodContext, entity: EntityDef, params: P, decided: D, raw: ReadonlyArray<unknown>) => Effect.Effect<Outcome, RequestError>
 }
@@ -298,7 +311,7 @@ const onEntity =
   (ctx, raw) =>
     Effect.flatMap(arity(raw, m.params[0], m.params[1], m.params[2]), () =>
       Effect.flatMap(entityOf(ctx, raw[0]), (entity) =>
-        Effect.flatMap(m.decode(raw), (params) => Effect.flatMap(m.decide(ctx, entity), (decided) => m.run(ctx, entity, params, decided, raw)))
+        Effect.flatMap(m.decode(raw, entity), (params) => Effect.flatMap(m.decide(ctx, entity), (decided) => m.run(ctx, entity, params, decided, raw)))
       )
     )
 
@@ -397,36 +410,36 @@ const createMethod: Runner = onEntity({
       const values = yield* fromEither(validateCreate(entity, p[1]))
       yield* checkWritable(ctx, entity, decision, [values], [p[1]])
       const result = yield* ctx.repo.create(entity, values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
 const readMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
-  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decode: (p, entity) => idAt(p, 1, entity),
   decide: decideRead,
   run: (ctx, entity, id, d, p) =>
-    Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({ result, entity: entity.name, recordIds: [id] }))
+    Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
 })
 
 const updateMethod: Runner = onEntity({
   params: [3, 3, "[entity, id, data]"],
-  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decode: (p, entity) => idAt(p, 1, entity),
   decide: decideWrite("update"),
   run: (ctx, entity, id, { decision, view }, p) =>
     Effect.gen(function* () {
       const values = yield* fromEither(validateUpdate(entity, p[2]))
       yield* checkWritable(ctx, entity, decision, [values])
       const result = yield* ctx.repo.update(entity, id, values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: [id] }
+      return { result, entity: entity.name, recordIds: [String(id)] }
     })
 })
 
 const deleteMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
-  decode: (p) => stringAt(p, 1, "the record id (a string)"),
+  decode: (p, entity) => idAt(p, 1, entity),
   decide: (ctx, entity) => decide(ctx, entity, "delete"),
-  run: (ctx, entity, id, d) => Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [id] }))
+  run: (ctx, entity, id, d) => Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
 })
 
 const listMethod: Runner = onEntity({
@@ -478,7 +491,7 @@ const findFirstMethod: Runner = onEntity({
       yield* admitComplexity(ctx, { filter })
       yield* checkReadable(d.readable, fieldsOf(filter))
       const result = yield* cachedRead(ctx, "findFirst", p, [{ entity, access: d }], ctx.repo.findFirst(entity, filter, d))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
@@ -491,7 +504,7 @@ const findByFieldMethod: Runner = onEntity({
       const { f, v } = yield* readableLookup(entity, name, p[2], d.readable)
       if (v === undefined) return { result: null, entity: entity.name }
       const result = yield* cachedRead(ctx, "findByField", p, [{ entity, access: d }], ctx.repo.findFirst(entity, ctx.repo.byField(f, v), d))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
@@ -517,7 +530,7 @@ const upsertMethod: Runner = onEntity({
       yield* checkWritable(ctx, entity, du, [updateValues])
       const value = createValues.get(f)
       const result = yield* ctx.repo.upsert(entity, f, value, createValues, updateValues, writeAccess(du, view), writeAccess(dc, view))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 
@@ -532,7 +545,7 @@ const updateByFieldMethod: Runner = onEntity({
       yield* checkWritable(ctx, entity, decision, [values])
       if (v === undefined) return yield* new NotFound({ entity: entity.name })
       const result = yield* ctx.repo.updateWhere(entity, ctx.repo.byField(f, v), values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: ids(result) }
+      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
 

@@ -213,7 +213,7 @@ security:
       `${config}: server.port: expected number, got "not-a-port"`,
       `${config}: database.pool_sise: unknown key (check its spelling and section)`,
       `${entity}: fields.Bad-Name: field names must be snake_case identifiers (a-z, 0-9, _), at most 63 characters`,
-      `${entity}: fields.size.type: expected one of uuid, string, text, email, enum, integer, boolean, datetime, json`,
+      `${entity}: fields.size.type: expected one of uuid, string, text, email, enum, integer, bigint, decimal, float, boolean, datetime, json, string_list`,
       `${rules}: rules[0].colour: unknown key`,
       `${rules}: rules[0].roles: unknown role wizard`,
       `${rules}: rules[0].operations: unknown operation fly (create, read, update, delete, *)`

@@ -7,9 +7,12 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
+import { execFile } from "node:child_process"
+import { promisify } from "node:util"
 import { generateProgram } from "../../app/cli/generate.js"
 import { accessorOf, defaultAccessor, generateClientModule } from "../../src/codegen/client.js"
 import { loadRegistry } from "../../src/entity/Load.js"
+import { loadPrismaRegistry } from "../../src/entity/Prisma.js"
 import type { EntityDef, EntityRegistryShape } from "../../src/entity/Model.js"
 import { root } from "../support/daemon.js"
 import { tempDir } from "../support/services.js"
@@ -91,6 +94,48 @@ describe("generate", () => {
     expect(declaration(text, "export interface Note {")).toContain("readonly id: number")
     expect(declaration(text, "export interface UserTypes {")).toContain("readonly id: string")
   })
+
+  it("types a Prisma app's models as the daemon answers them (test/fixtures/prisma-app), checked by tsc", async () => {
+    const registry = loadPrismaRegistry(path.join(root, "test", "fixtures", "prisma-app", "postgresql", "schema.prisma"), { dialect: "pg" })
+    const text = code(registry, path.join(root, "src", "client", "runtime.js"))
+    const record = declaration(text, "export interface Customer {")
+    for (const line of ["id: number", "balance: string", "visits: string", "score: number", "tags: ReadonlyArray<string> | null", 'status: CustomerStatus']) {
+      expect(record).toContain(`readonly ${line}`)
+    }
+    const create = declaration(text, "export interface CustomerCreate {")
+    expect(create).not.toMatch(/readonly (id|createdAt|updatedAt)\b/)
+    expect(create).toContain("readonly ref?: string")
+    expect(create).toContain("readonly code?: string")
+    expect(declaration(text, "export interface CustomerWhere")).toContain("readonly visits?: dbal.ExactNumberFilter")
+    expect(declaration(text, "export interface CustomerTypes {")).toContain("readonly id: number")
+    expect(declaration(text, "export interface CouponTypes {")).toContain("readonly id: string")
+    // The generated module and a program that uses it, through the type checker.
+    const dir = tempDir("codegen-prisma")
+    fs.writeFileSync(path.join(dir, "db.ts"), text)
+    fs.writeFileSync(
+      path.join(dir, "app.ts"),
+      `import type { Client, Customer, CustomerCreate, CustomerWhere } from "./db.js"
+declare const db: Client
+declare const c: Customer
+export const read: [number, string, string, number] = [c.id, c.balance, c.visits, c.score]
+export const create: CustomerCreate = { email: "a@example.com", name: "n", balance: "1.50", score: 1, tags: ["vip"] }
+export const where: CustomerWhere = { email: { eq: "A@EXAMPLE.COM", mode: "insensitive" }, tags: { has: "vip", isEmpty: false }, visits: { gt: "9007199254740993" } }
+export const reads = db.customers.read(1)
+// @ts-expect-error the database numbers the ids
+export const withId: CustomerCreate = { id: 1, email: "a@example.com", name: "n", balance: "1.50", score: 1 }
+// @ts-expect-error Decimal values are strings
+export const badBalance: CustomerCreate = { email: "a@example.com", name: "n", balance: 1.5, score: 1 }
+// @ts-expect-error mode applies to free text only
+export const badMode: CustomerWhere = { score: { eq: 1, mode: "insensitive" } }
+// @ts-expect-error Customer ids are numbers
+export const badRead = db.customers.read("x")
+`
+    )
+    const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc")
+    const args = ["--strict", "--noEmit", "--skipLibCheck", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "--typeRoots", path.join(root, "node_modules", "@types"), "app.ts"]
+    const out = await promisify(execFile)(process.execPath, [tsc, ...args], { cwd: dir, timeout: 300_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? "failed" }))
+    expect(out.stdout).toBe("")
+  }, 300_000)
 
   it("refuses accessor names that clash", () => {
     const registry = loadRegistry(SHIPPED)

@@ -172,7 +172,7 @@ describe("buildRegistry / readEntityFiles: broken definitions", () => {
   })
 
   it("reports an unknown field type with file and key path", () => {
-    expect(problemsOf(owner(), item({ price: { type: "float" } }))).toEqual([
+    expect(problemsOf(owner(), item({ price: { type: "money" } }))).toEqual([
       expect.stringMatching(/^\/defs\/1\.yaml: fields\.price\.type: expected one of uuid, string/)
     ])
   })
@@ -243,7 +243,7 @@ describe("buildRegistry / readEntityFiles: broken definitions", () => {
   it("reports every problem at once", () => {
     expect(
       problemsOf(owner(), {
-        ...item({ a: { type: "float" }, bCamel: { type: "string" }, c: { type: "string", pattern: "(" } }),
+        ...item({ a: { type: "money" }, bCamel: { type: "string" }, c: { type: "string", pattern: "(" } }),
         acl: { read: { role: "root" } }
       })
     ).toHaveLength(4)

@@ -286,7 +286,8 @@ enum Kind {
     const p = entity(r, "Person")
     expect(p.table).toBe("people")
     expect(p.description).toBe("People who sign in.\nSecond line.")
-    expect(p.byName.get("id")).toMatchObject({ type: "uuid", primary: true, generated: true })
+    // cuid() ids are cuids, made by the daemon (rows a Prisma client made keep theirs)
+    expect(p.byName.get("id")).toMatchObject({ type: "string", primary: true, generated: true, defaultFn: "cuid" })
     expect(p.byName.get("nick")).toMatchObject({ type: "string", maxLength: 40, unique: true })
     expect(p.byName.get("bio")).toMatchObject({ type: "text", nullable: true })
     expect(p.byName.get("kind")).toMatchObject({ type: "enum", values: ["staff", "guest"], default: "staff", required: false })
@@ -306,7 +307,8 @@ enum Kind {
       "model Tag { \r\n  id   String @id @db.Char(36)\r\n  name String @unique @db.VarChar(20)\r\n  ownerId String?\r\n  owner Tag? @relation(\"o\", fields: [ownerId], references: [id], onUpdate: Cascade)\r\n  owned Tag[] @relation(\"o\")\r\n}\r\n"
     )
     expect(entity(r, "Tag").byName.get("name")).toMatchObject({ type: "string", maxLength: 20 })
-    expect(entity(r, "Tag").byName.get("ownerId")).toMatchObject({ type: "uuid", foreignKey: { entity: "Tag", field: "id", onDelete: "set_null", relation: "owner" } })
+    expect(entity(r, "Tag").byName.get("id")).toMatchObject({ type: "string", primary: true, defaultFn: "uuid" })
+    expect(entity(r, "Tag").byName.get("ownerId")).toMatchObject({ type: "string", foreignKey: { entity: "Tag", field: "id", onDelete: "set_null", relation: "owner" } })
   })
 
   it("applies the daemon's contract to User.role and Session.userId only", () => {
@@ -355,14 +357,14 @@ describe("broken or unsupported Prisma input", () => {
   it("names the file, line, model and field of every unsupported field", () => {
     const problems = problemsOf(`model Shop {
   id       String   @id @default(uuid())
-  price    Float
-  total    Decimal
-  big      BigInt
+  price    Float    @default(1.5)
+  total    Decimal  @default("x")
+  big      BigInt   @id
   blob     Bytes
-  tags     String[]
+  ints     Int[]
   geo      Unsupported("point")
   seq      Int      @default(autoincrement())
-  token    String   @default(uuid())
+  token    String   @default(uuid(7))
   userID   String
   nope     Gadget
   wrong    Boolean  @default("yes")
@@ -370,16 +372,15 @@ describe("broken or unsupported Prisma input", () => {
 }
 `)
     expect(problems).toEqual([
-      "bad.prisma:3: Shop.price: type Float is not supported (supported: String, Int, Boolean, DateTime, Json and enums)",
-      "bad.prisma:4: Shop.total: type Decimal is not supported (supported: String, Int, Boolean, DateTime, Json and enums)",
-      "bad.prisma:5: Shop.big: type BigInt is not supported (supported: String, Int, Boolean, DateTime, Json and enums)",
-      "bad.prisma:6: Shop.blob: type Bytes is not supported (supported: String, Int, Boolean, DateTime, Json and enums)",
-      "bad.prisma:7: Shop.tags: lists of scalars or enums (String[]) are not supported (use Json)",
+      "bad.prisma:6: Shop.blob: type Bytes is not supported (supported: String, Int, BigInt, Float, Decimal, Boolean, DateTime, Json, enums and String[])",
+      "bad.prisma:7: Shop.ints: lists of scalars or enums other than String[] (Int[]) are not supported (use Json)",
       "bad.prisma:8: Shop.geo: type Unsupported(...) is not supported",
       'bad.prisma:11: Shop.userID: field names must be camelCase words (lower-case first letter, no runs of capitals: "userId" rather than "userID"); keep the column with @map',
       "bad.prisma:12: Shop.nope: unknown type Gadget",
-      "bad.prisma:9: Shop.seq: @default(autoincrement()) is not supported",
-      "bad.prisma:10: Shop.token: @default(uuid()) is not supported on a field that is not the @id",
+      "bad.prisma:4: Shop.total: @default: expected a decimal number",
+      "bad.prisma:5: Shop.big: @id must be a String or an Int @default(autoincrement()) (BigInt ids are not supported)",
+      "bad.prisma:9: Shop.seq: @default(autoincrement()) is not supported on a field that is not an Int @id",
+      "bad.prisma:10: Shop.token: @default(uuid(...)) is not supported",
       "bad.prisma:13: Shop.wrong: @default: expected true or false",
       "bad.prisma:1: Shop: @@schema: not supported"
     ])
@@ -415,7 +416,7 @@ model C {
       "bad.prisma:14: B.d: @relation: fields: B has no scalar field missing",
       "bad.prisma:1: A: @@id: composite ids are not supported (use a String @id and @@unique)",
       "bad.prisma:7: B: @@index: B has no scalar field ghost",
-      "bad.prisma:20: C.n: @id must be a String (the daemon generates UUID v4 ids)"
+      "bad.prisma:20: C.n: an Int @id needs @default(autoincrement()) (the daemon does not take ids from callers)"
     ])
   })
 
@@ -455,14 +456,14 @@ model C {
       expect((e as EntityLoadError).problems).toEqual([`${missing}: cannot read the Prisma schema (ENOENT)`])
     }
     const bad = path.join(tmpRoot, "bad.prisma")
-    fs.writeFileSync(bad, "model A {\n  id String @id\n  f Float\n  b Bytes\n}\n")
+    fs.writeFileSync(bad, "model A {\n  id String @id\n  f Float[]\n  b Bytes\n}\n")
     try {
       loadPrismaRegistry(bad)
       expect.unreachable()
     } catch (e) {
       expect((e as EntityLoadError).problems).toEqual([
-        `${bad}:3: A.f: type Float is not supported (supported: String, Int, Boolean, DateTime, Json and enums)`,
-        `${bad}:4: A.b: type Bytes is not supported (supported: String, Int, Boolean, DateTime, Json and enums)`
+        `${bad}:3: A.f: lists of scalars or enums other than String[] (Float[]) are not supported (use Json)`,
+        `${bad}:4: A.b: type Bytes is not supported (supported: String, Int, BigInt, Float, Decimal, Boolean, DateTime, Json, enums and String[])`
       ])
     }
   })
