@@ -2,7 +2,7 @@
 // then stamps dist/ so that bin/dbal-daemon.mjs knows the build matches the sources.
 // With --if-stale (npm start) it does nothing when the build is already fresh.
 import { spawnSync } from "node:child_process"
-import { mkdirSync, utimesSync, writeFileSync } from "node:fs"
+import { mkdirSync, rmSync, utimesSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { buildState } from "../bin/build-state.mjs"
@@ -11,6 +11,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 if (process.argv.includes("--if-stale") && buildState(root).fresh) process.exit(0)
 const started = Date.now()
 const tsc = join(root, "node_modules", "typescript", "bin", "tsc")
+// A file removed or renamed in the sources must not live on in the build.
+for (const out of ["src", "layers", "app", "client", ".build-stamp"]) rmSync(join(root, "dist", out), { recursive: true, force: true })
 for (const project of ["tsconfig.build.json", "tsconfig.client.json"]) {
   const r = spawnSync(process.execPath, [tsc, "-p", project], { cwd: root, stdio: "inherit" })
   if (r.status !== 0) process.exit(r.status ?? 1)
