@@ -13,6 +13,7 @@ import * as Config from "./Config.js"
 import * as Database from "./Database.js"
 import * as Entities from "./Entities.js"
 import * as RateLimiter from "./RateLimiter.js"
+import * as Realtime from "./Realtime.js"
 import * as ResultCache from "./ResultCache.js"
 import * as Tracing from "./Tracing.js"
 import * as WebSocketServer from "./WebSocketServer.js"
@@ -25,7 +26,8 @@ export const coreWith = <E>(config: Layer.Layer<AppConfig, E>) => {
   const withEntities = Layer.provideMerge(Entities.layer, config)
   const withDatabase = Layer.provideMerge(Database.layer, withEntities)
   const services = Layer.provideMerge(Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer, ResultCache.layer), Changes.layer)
-  return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, services), withDatabase)
+  const withRealtime = Layer.provideMerge(Realtime.layer, services)
+  return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, withRealtime), withDatabase)
 }
 
 /**
