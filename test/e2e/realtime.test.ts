@@ -247,7 +247,7 @@ describe("realtime: lifecycle and limits", () => {
     ;(slow.ws as unknown as { _socket: { pause: () => void } })._socket.pause()
     const big = "x".repeat(60_000)
     const ids: Array<string> = []
-    for (let i = 0; i < 40 && (await metric('dbal_realtime_subscriptions_ended_total{reason="slow"}')) === slowBefore; i++) {
+    for (let i = 0; i < 400 && (await metric('dbal_realtime_subscriptions_ended_total{reason="slow"}')) === slowBefore; i++) {
       ids.push((await ok<{ id: string }>(system, "create", ["PageView", page(tag, 1, { description: big })])).id)
     }
     expect(await metric('dbal_realtime_subscriptions_ended_total{reason="slow"}')).toBe(slowBefore + 1)
