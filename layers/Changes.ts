@@ -115,6 +115,11 @@ export const layer = Layer.scoped(
         if (ch === channel) onRemote(payload)
       })
       yield* Effect.promise(() => sub.subscribe(channel).catch(() => undefined))
+      // Announcements are not queued while Redis is away (they would arrive late and out of
+      // order): the publishing connection is given a moment to be ready before the daemon serves.
+      yield* Effect.promise(
+        () => new Promise<void>((ready) => (pub.status === "ready" ? ready() : (pub.once("ready", () => ready()), setTimeout(ready, 3000).unref())))
+      )
       yield* Effect.addFinalizer(() => Effect.sync(() => (pub.disconnect(), sub.disconnect())))
       broadcast = (entity, rows) =>
         Effect.forEach(

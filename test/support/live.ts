@@ -41,17 +41,17 @@ export const connectLive = (port: number, defaultAuth?: Rec): Promise<LiveClient
     const closeWaiters: Array<(code: number) => void> = []
     let next = 0
     ws.on("message", (data) => {
-      const frame = JSON.parse(String(data)) as Answer & Partial<Pushed>
+      const frame = JSON.parse(String(data)) as Rec
       if (!("id" in frame) && typeof frame.subscription === "string") {
         const list = pushed.get(frame.subscription) ?? []
-        list.push(frame as Pushed)
+        list.push(frame as unknown as Pushed)
         pushed.set(frame.subscription, list)
         for (const w of [...watchers]) w()
         return
       }
       const r = pending.get(frame.id)
       pending.delete(frame.id)
-      r?.ok(frame)
+      r?.ok(frame as unknown as Answer)
     })
     ws.on("close", (code) => {
       closeCode = code
