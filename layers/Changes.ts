@@ -1,6 +1,7 @@
 /**
- * Changes layer: writes made through the daemon, announced by entity name to the listeners of
- * this process (at once) and, with `cluster.changes`, to every other replica:
+ * Changes layer: writes made through the daemon, announced by entity name (with the rows they
+ * touched, src/realtime/Announce.ts) to the listeners of this process (at once) and, with
+ * `cluster.changes`, to every other replica:
  * - postgresql: `SELECT pg_notify(channel, payload)` on the served database, and one dedicated
  *   connection that LISTENs (re-established with backoff if it drops);
  * - redis: PUBLISH / SUBSCRIBE on `cluster.redis_url`.
