@@ -146,7 +146,6 @@ const main = async () => {
             acl: { rules_file: rules },
             auth: { service_tokens: [{ name: "bench", token: SERVICE_TOKEN }], failed_auth: { burst: 10000, per_minute: 10000 } }
           },
-          logging: { level: "warning" },
           realtime: { max_subscriptions_per_connection: 1000, max_subscriptions_per_principal: 100_000, max_buffered_bytes: 64 * 1024 * 1024 }
         },
         dir
