@@ -50,6 +50,9 @@ interface Sub {
   readonly owner: string
   principal: Principal
   live: boolean
+  /** Its view as of `viewGeneration` (saves a key per subscriber and event). */
+  view: View | null | undefined
+  viewGeneration: number
 }
 
 type Job = { readonly _tag: "change"; readonly change: EntityChange; readonly at: number } | { readonly _tag: "recheck" }
@@ -76,6 +79,7 @@ export const make = Effect.gen(function* () {
   let total = 0
   /** Read decisions by entity × principal; null: refused. Emptied at every credential check. */
   const views = new Map<string, View | null>()
+  let viewGeneration = 0
   const jobs = yield* Queue.unbounded<Job>()
   const offer = (job: Job) => void Queue.unsafeOffer(jobs, job)
 
@@ -169,7 +173,9 @@ export const make = Effect.gen(function* () {
         credentials: who.credentials,
         owner,
         principal: who.principal,
-        live: true
+        live: true,
+        view: undefined,
+        viewGeneration: -1
       }
       conn.subs.set(id, sub)
       conns.set(who.channel, conn)
@@ -197,6 +203,7 @@ export const make = Effect.gen(function* () {
   /** Checks every subscriber's credentials (once per distinct credential) and read access. */
   const recheck = Effect.gen(function* () {
     views.clear()
+    viewGeneration++
     const groups = new Map<string, Array<Sub>>()
     for (const s of liveSubs()) {
       const k = credentialKey(s.credentials)
@@ -248,8 +255,15 @@ export const make = Effect.gen(function* () {
     let sent = 0
     for (const sub of subs) {
       if (!sub.live) continue
-      const view = views.get(viewKey(sub.entity, sub.principal))
-      if (view === undefined || view === null) continue
+      if (sub.viewGeneration !== viewGeneration) {
+        sub.view = views.get(viewKey(sub.entity, sub.principal))
+        sub.viewGeneration = viewGeneration
+      }
+      const view = sub.view
+      if (view === undefined || view === null) {
+        sub.viewGeneration = -1
+        continue
+      }
       const d = decide(view, sub.filter, change, after)
       if (d === undefined) continue
       let record = idOnly

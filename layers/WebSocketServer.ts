@@ -355,9 +355,22 @@ export const layer = Layer.scoped(
         done = true
         for (const f of hooks.splice(0)) f()
       }
+      // The frames pushed in one turn of the event loop (one change fanned out to this
+      // connection's subscriptions) leave in one write: the socket is corked until the next tick.
+      let corked: net.Socket | undefined
+      const uncork = () => {
+        corked?.uncork()
+        corked = undefined
+      }
       const channel: PushChannel = {
         push: (frame) => {
           if (over || ws === undefined || ws.readyState !== ws.OPEN) return "closed"
+          if (corked === undefined) {
+            // `ws` keeps its socket private; corking it only batches what `send` writes.
+            corked = (ws as unknown as { readonly _socket?: net.Socket })._socket
+            corked?.cork()
+            process.nextTick(uncork)
+          }
           ws.send(frame)
           if (ws.bufferedAmount <= cfg.realtime.max_buffered_bytes) return "sent"
           over = true
