@@ -88,23 +88,25 @@ for (const transport of ["postgresql", "redis"] as const) {
       await ok(writer, "update", ["PageView", p.id, { level: 2, isActive: false }])
       await ok(writer, "delete", ["PageView", p.id])
 
-      // Out of view at level 4 (a delete), back in at level 2 (a create), then deleted.
-      const forAlice = await asAlice.upTo(sa, (x) => x.event === "delete")
-      const rest = await asAlice.upTo(sa, (x) => x.event === "delete")
-      expect(eventsOf([...forAlice, ...rest])).toEqual([
-        ["create", p.id],
-        ["delete", p.id],
-        ["create", p.id],
-        ["delete", p.id]
-      ])
-      for (const f of [...forAlice, ...rest]) expect(f.record).not.toHaveProperty("isActive")
+      // Each event carries the row as replica b reads it after hearing of the write, which can be
+      // a later state when b lags (docs/realtime.md, "Ordering"): what must hold is that alice
+      // sees only states she may read, only her fields, and ends with the delete.
+      const marker = await ok<{ id: string }>(writer, "create", ["PageView", page(tag, 1)])
+      const all = (await asAlice.upTo(sa, (x) => x.record?.id === marker.id)).slice(0, -1)
+      expect(all.length, JSON.stringify(all)).toBeGreaterThan(0)
+      expect(all.at(-1)?.event).toBe("delete")
+      for (const f of all) {
+        expect(f.record?.id).toBe(p.id)
+        expect(f.record).not.toHaveProperty("isActive")
+        if (f.event !== "delete") expect(Number(f.record?.level)).toBeLessThanOrEqual(2)
+      }
       const forAdmin = await asAdmin.upTo(sb, (x) => x.event === "delete")
-      expect(eventsOf(forAdmin).map(([e]) => e)).toEqual(["create", "update", "update", "delete"])
-      expect(forAdmin[2]!.record).toMatchObject({ level: 2, isActive: false })
-      // One read per change (4 writes) on replica b, for its two subscribers; fewer when batched.
+      expect(forAdmin[0]?.event).toBe("create")
+      expect(forAdmin.slice(1, -1).every((x) => x.event === "update")).toBe(true)
+      // One read per change (5 writes with the marker) on replica b, for its two subscribers; fewer when batched.
       const fetches = (await metric(1, "dbal_realtime_fetches_total")) - fetchesBefore
       expect(fetches).toBeGreaterThanOrEqual(1)
-      expect(fetches).toBeLessThanOrEqual(4)
+      expect(fetches).toBeLessThanOrEqual(5)
     })
 
     it("reads each change once per replica, whatever the number of subscribers", async () => {
@@ -138,23 +140,20 @@ for (const transport of ["postgresql", "redis"] as const) {
       const marker = await ok<{ id: string }>(writer, "create", ["PageView", page(tag, 1)])
 
       const forAlice = await asAlice.upTo(sa, (x) => x.record?.id === marker.id)
-      expect(eventsOf(forAlice)).toEqual([
-        ["create", shown.id],
-        ["delete", shown.id],
-        ["create", marker.id]
-      ])
-      expect(forAlice[0]!.record?.description).toBe(big)
+      // Never the row she could not read; the other one ends with its delete (its create may be
+      // missing when b read it after it had already moved out of her view).
+      expect(forAlice.filter((x) => x.record?.id === hidden.id)).toEqual([])
+      const shownForAlice = forAlice.filter((x) => x.record?.id === shown.id)
+      expect(shownForAlice.at(-1)?.event, JSON.stringify(eventsOf(forAlice))).toBe("delete")
+      for (const x of shownForAlice) if (x.event === "create") expect(x.record?.description).toBe(big)
       const forAdmin = await asAdmin.upTo(sb, (x) => x.record?.id === marker.id)
-      expect(eventsOf(forAdmin)).toEqual([
-        ["create", hidden.id],
-        ["create", shown.id],
-        ["update", shown.id],
-        ["delete", hidden.id],
-        ["delete", shown.id],
-        ["create", marker.id]
-      ])
-      // The delete carries at least the id (the whole row when its before image travelled whole).
-      expect(forAdmin[4]!.record?.id).toBe(shown.id)
+      for (const target of [hidden.id, shown.id]) {
+        const mine = forAdmin.filter((x) => x.record?.id === target)
+        expect(mine[0]?.event, JSON.stringify(eventsOf(forAdmin))).toBe("create")
+        expect(mine.at(-1)?.event).toBe("delete")
+        // The delete carries at least the id (the whole row when its before image travelled whole).
+        expect(mine.at(-1)?.record?.id).toBe(target)
+      }
     })
 
     it("a session deleted through one replica ends its subscriptions on the other with one error frame", async () => {
