@@ -13,6 +13,7 @@ import * as Config from "../layers/Config.js"
 import * as Database from "../layers/Database.js"
 import * as Entities from "../layers/Entities.js"
 import * as RateLimiter from "../layers/RateLimiter.js"
+import * as Realtime from "../layers/Realtime.js"
 import * as ResultCache from "../layers/ResultCache.js"
 import * as Tracing from "../layers/Tracing.js"
 import * as WebSocketServer from "../layers/WebSocketServer.js"
@@ -25,7 +26,8 @@ export const coreWith = <E>(config: Layer.Layer<AppConfig, E>) => {
   const withEntities = Layer.provideMerge(Entities.layer, config)
   const withDatabase = Layer.provideMerge(Database.layer, withEntities)
   const services = Layer.provideMerge(Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer, ResultCache.layer), Changes.layer)
-  return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, services), withDatabase)
+  const withRealtime = Layer.provideMerge(Realtime.layer, services)
+  return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, withRealtime), withDatabase)
 }
 
 /**

@@ -309,7 +309,7 @@ export const make = Effect.gen(function* () {
         const role = payload[authCfg.jwt.role_claim]
         if (typeof payload.sub !== "string" || payload.sub.length === 0) return Effect.fail(new Unauthorized({ reason: "the token has no subject (sub)" }))
         if (!isUserRole(role)) return Effect.fail(new Unauthorized({ reason: `the token's ${authCfg.jwt.role_claim} claim is not a user role` }))
-        return Effect.succeed<Principal>({ userId: payload.sub, role, via: "jwt" })
+        return Effect.succeed<Principal>({ userId: payload.sub, role, via: "jwt", ...(typeof payload.exp === "number" ? { expiresAt: payload.exp * 1000 } : {}) })
       })
     )
 
@@ -334,22 +334,22 @@ export const make = Effect.gen(function* () {
         }
       }
       if (!(entry.expiresAt > now)) return yield* new Unauthorized({ reason: "unknown or expired token" })
-      return { userId: entry.userId, role: entry.role, via: "session" } satisfies Principal
+      return { userId: entry.userId, role: entry.role, via: "session", expiresAt: entry.expiresAt } satisfies Principal
+    })
+
+  const recheck = (creds: Credentials): Effect.Effect<Principal, Unauthorized | Unavailable> =>
+    Effect.suspend((): Effect.Effect<Principal, Unauthorized | Unavailable> => {
+      // A service token is decided here and now (no Effect.gen: it is on every request's path).
+      const svc = service(creds)
+      return svc !== undefined
+        ? matchUser(svc, creds)
+        : Effect.flatMap(verifyJwt !== undefined && JWT_SHAPE.test(creds.token) ? jwt(verifyJwt, creds) : session(creds), (p) => matchUser(p, creds))
     })
 
   const authenticate = (creds: Credentials, remoteAddress: string): Effect.Effect<Principal, Unauthorized | Unavailable | RateLimited> =>
-    throttle.guard(
-      remoteAddress,
-      Effect.suspend((): Effect.Effect<Principal, Unauthorized | Unavailable> => {
-        // A service token is decided here and now (no Effect.gen: it is on every request's path).
-        const svc = service(creds)
-        return svc !== undefined
-          ? matchUser(svc, creds)
-          : Effect.flatMap(verifyJwt !== undefined && JWT_SHAPE.test(creds.token) ? jwt(verifyJwt, creds) : session(creds), (p) => matchUser(p, creds))
-      })
-    )
+    throttle.guard(remoteAddress, recheck(creds))
 
-  return { authenticate }
+  return { authenticate, recheck }
 })
 
 /**

@@ -1,6 +1,7 @@
 /**
- * Changes layer: writes made through the daemon, announced by entity name to the listeners of
- * this process (at once) and, with `cluster.changes`, to every other replica:
+ * Changes layer: writes made through the daemon, announced by entity name (with the rows they
+ * touched, src/realtime/Announce.ts) to the listeners of this process (at once) and, with
+ * `cluster.changes`, to every other replica:
  * - postgresql: `SELECT pg_notify(channel, payload)` on the served database, and one dedicated
  *   connection that LISTENs (re-established with backoff if it drops);
  * - redis: PUBLISH / SUBSCRIBE on `cluster.redis_url`.
@@ -10,22 +11,15 @@ import { Effect, Layer, Redacted } from "effect"
 import { randomUUID } from "node:crypto"
 import type pg from "pg"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
-import { Changes } from "../src/services/Changes.js"
+import { EntityRegistry } from "../src/entity/Model.js"
+import { decodeAnnouncement, encodeAnnouncements } from "../src/realtime/Announce.js"
+import { Changes, type EntityChange, type RowChange } from "../src/services/Changes.js"
 import { Database } from "../src/services/Database.js"
 
-interface Message {
-  readonly origin: string
-  readonly entity: string
-}
-
-const parse = (payload: string): Message | undefined => {
-  try {
-    const m = JSON.parse(payload) as Partial<Message>
-    return typeof m.origin === "string" && typeof m.entity === "string" ? { origin: m.origin, entity: m.entity } : undefined
-  } catch {
-    return undefined
-  }
-}
+/** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more. */
+const PG_PAYLOAD_LIMIT = 7900
+/** Redis has no such limit; this one keeps a bulk write's announcements to a few messages. */
+const REDIS_PAYLOAD_LIMIT = 256 * 1024
 
 /** Keeps one LISTEN connection open; returns its closer. */
 const pgListener = (driver: typeof pg, cfg: DaemonConfig, channel: string, onMessage: (payload: string) => void, onError: (e: unknown) => void) => {
@@ -78,28 +72,39 @@ export const layer = Layer.scoped(
   Changes,
   Effect.gen(function* () {
     const cfg = yield* AppConfig
+    const registry = yield* EntityRegistry
     const origin = randomUUID()
     const listeners: Array<(entity: string) => void> = []
-    const local = (entity: string) => {
+    const rowListeners: Array<(change: EntityChange) => void> = []
+    // Fields that never leave the process in an announcement: sensitive and never_expose ones.
+    const hidden = new Map<string, Set<string>>()
+    for (const e of registry.entities.values()) hidden.set(e.name, new Set(e.fields.filter((f) => f.sensitive || f.neverExpose).map((f) => f.name)))
+    for (const ref of cfg.security.never_expose) {
+      const [entity, field] = ref.split(".") as [string, string]
+      hidden.get(entity)?.add(field)
+    }
+    const local = (entity: string, rows: ReadonlyArray<RowChange> | undefined, isLocal: boolean) => {
       for (const l of listeners) l(entity)
+      if (rows !== undefined && rows.length > 0) for (const l of rowListeners) l({ entity, rows, local: isLocal })
     }
     const onRemote = (payload: string) => {
-      const m = parse(payload)
-      if (m !== undefined && m.origin !== origin) local(m.entity)
+      const m = decodeAnnouncement(payload)
+      if (m !== undefined && m.origin !== origin) local(m.entity, m.rows, false)
     }
     const channel = cfg.cluster.channel
-    let broadcast: (entity: string) => Effect.Effect<void> = () => Effect.void
+    let broadcast: (entity: string, rows: ReadonlyArray<RowChange> | undefined) => Effect.Effect<void> = () => Effect.void
 
     if (cfg.cluster.changes === "postgresql") {
       const db = yield* Database
       const driver = (yield* Effect.promise(() => import("pg"))).default
       const close = pgListener(driver, cfg, channel, onRemote, () => undefined)
       yield* Effect.addFinalizer(() => Effect.promise(close))
-      broadcast = (entity) =>
-        db.sql`SELECT pg_notify(${channel}, ${JSON.stringify({ origin, entity } satisfies Message)})`.pipe(
-          Effect.catchAll((e) => Effect.logWarning("change not announced to the other replicas", e.message)),
-          Effect.asVoid
-        )
+      broadcast = (entity, rows) =>
+        Effect.forEach(
+          encodeAnnouncements(origin, entity, rows, PG_PAYLOAD_LIMIT, hidden.get(entity)),
+          (payload) => db.sql`SELECT pg_notify(${channel}, ${payload})`,
+          { discard: true }
+        ).pipe(Effect.catchAll((e) => Effect.logWarning("change not announced to the other replicas", e.message)))
     } else if (cfg.cluster.changes === "redis") {
       const options = { enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 1000 }
       const { Redis } = yield* Effect.promise(() => import("ioredis"))
@@ -111,17 +116,24 @@ export const layer = Layer.scoped(
         if (ch === channel) onRemote(payload)
       })
       yield* Effect.promise(() => sub.subscribe(channel).catch(() => undefined))
+      // Announcements are not queued while Redis is away (they would arrive late and out of
+      // order): the publishing connection is given a moment to be ready before the daemon serves.
+      yield* Effect.promise(
+        () => new Promise<void>((ready) => (pub.status === "ready" ? ready() : (pub.once("ready", () => ready()), setTimeout(ready, 3000).unref())))
+      )
       yield* Effect.addFinalizer(() => Effect.sync(() => (pub.disconnect(), sub.disconnect())))
-      broadcast = (entity) =>
-        Effect.tryPromise(() => pub.publish(channel, JSON.stringify({ origin, entity } satisfies Message))).pipe(
-          Effect.catchAll(() => Effect.logWarning("change not announced to the other replicas (redis)")),
-          Effect.asVoid
-        )
+      broadcast = (entity, rows) =>
+        Effect.forEach(
+          encodeAnnouncements(origin, entity, rows, REDIS_PAYLOAD_LIMIT, hidden.get(entity)),
+          (payload) => Effect.tryPromise(() => pub.publish(channel, payload)),
+          { discard: true }
+        ).pipe(Effect.catchAll(() => Effect.logWarning("change not announced to the other replicas (redis)")))
     }
 
     return {
-      publish: (entity) => Effect.zipRight(Effect.sync(() => local(entity)), broadcast(entity)),
-      subscribe: (listener) => Effect.sync(() => void listeners.push(listener))
+      publish: (entity, rows) => Effect.zipRight(Effect.sync(() => local(entity, rows, true)), broadcast(entity, rows)),
+      subscribe: (listener) => Effect.sync(() => void listeners.push(listener)),
+      subscribeRows: (listener) => Effect.sync(() => void rowListeners.push(listener))
     }
   })
 )

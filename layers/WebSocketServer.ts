@@ -31,6 +31,7 @@ import { WebSocketServer as WsServer, type WebSocket } from "ws"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { BadRequest, toWireError } from "../src/Errors.js"
 import { activeConnections, connectionsRefused, connectionsTotal, ready, tlsCertificateExpiry } from "../src/Metrics.js"
+import type { PushChannel } from "../src/services/Realtime.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { encodeError } from "../src/rpc/Protocol.js"
 import { clientFromForwardedFor, makeTrustedProxies, normalizeAddress } from "../src/net/ClientAddress.js"
@@ -54,6 +55,11 @@ export class ListenError extends Schema.TaggedError<ListenError>()("ListenError"
 
 /** Frames up to this multiple of `max_payload` are read and refused with 400; larger ones close the connection (1009). */
 export const HARD_LIMIT_FACTOR = 4
+
+/** The close code of a subscriber dropped for leaving more than `realtime.max_buffered_bytes` of events unread. */
+export const SLOW_SUBSCRIBER_CLOSE = 4008
+/** How long a dropped slow subscriber gets to read what was queued before its close frame. */
+const SLOW_SUBSCRIBER_GRACE_MS = 10_000
 
 type State = "starting" | "ready" | "draining"
 
@@ -294,10 +300,16 @@ export const layer = Layer.scoped(
       perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
       socket.once("close", () => release(address))
       const traceparent = parseTraceparent(req.headers.traceparent)
-      const conn: Connection = { remoteAddress: address, auth: undefined, ...(traceparent === undefined ? {} : { traceparent }) }
+      const pushed = makeChannel()
+      const conn: Connection = { remoteAddress: address, auth: undefined, channel: pushed.channel, ...(traceparent === undefined ? {} : { traceparent }) }
       const upgrade = () => {
-        if (!socket.destroyed) wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, conn))
+        if (socket.destroyed) return pushed.ended()
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          pushed.attach(ws)
+          onConnection(ws, conn)
+        })
       }
+      socket.once("close", () => pushed.ended())
       // The request's URL may carry a token: it is read here and nowhere logged.
       const credential = handshakeCredential(req.headers, req.url, cfg.security.auth.query_token)
       if (credential.kind === "none") return upgrade()
@@ -316,6 +328,61 @@ export const layer = Layer.scoped(
         )
       )
     })
+
+    /**
+     * The connection's push side (subscriptions' events). Events are held to
+     * `realtime.max_buffered_bytes` unread: past it the connection is closed with 4008 (what was
+     * queued before the close frame still goes out) and cut after a grace; nothing waits on a slow
+     * reader, so the others are not slowed down.
+     */
+    const makeChannel = () => {
+      let ws: WebSocket | undefined
+      let over = false
+      let done = false
+      const hooks: Array<() => void> = []
+      const ended = () => {
+        if (done) return
+        done = true
+        for (const f of hooks.splice(0)) f()
+      }
+      // The frames pushed in one turn of the event loop (one change fanned out to this
+      // connection's subscriptions) leave in one write: the socket is corked until the next tick.
+      let corked: net.Socket | undefined
+      const uncork = () => {
+        corked?.uncork()
+        corked = undefined
+      }
+      const channel: PushChannel = {
+        push: (frame) => {
+          if (over || ws === undefined || ws.readyState !== ws.OPEN) return "closed"
+          if (corked === undefined) {
+            // `ws` keeps its socket private; corking it only batches what `send` writes.
+            corked = (ws as unknown as { readonly _socket?: net.Socket })._socket
+            corked?.cork()
+            process.nextTick(uncork)
+          }
+          ws.send(frame)
+          if (ws.bufferedAmount <= cfg.realtime.max_buffered_bytes) return "sent"
+          over = true
+          const slow = ws
+          slow.close(SLOW_SUBSCRIBER_CLOSE, "slow subscriber: too many unread events")
+          setTimeout(() => slow.terminate(), SLOW_SUBSCRIBER_GRACE_MS).unref()
+          return "slow"
+        },
+        onClose: (f) => {
+          if (done) f()
+          else hooks.push(f)
+        }
+      }
+      return {
+        channel,
+        attach: (socket: WebSocket) => {
+          ws = socket
+          socket.once("close", ended)
+        },
+        ended
+      }
+    }
 
     const onConnection = (ws: WebSocket, conn: Connection) => {
       const address = conn.remoteAddress

@@ -505,6 +505,31 @@ export const ClusterConfig = Schema.Struct({
   })
 }).annotations({ parseOptions: strict })
 
+export const RealtimeConfig = Schema.Struct({
+  enabled: opt(Schema.Boolean, () => true).annotations({
+    description:
+      "Live changes over the WebSocket (`subscribe`, [Realtime](realtime.md)). On, writes read the rows they " +
+      "update or delete before changing them (for the events' access checks) and announce the rows they touched; " +
+      "off, `subscribe` answers 501."
+  }),
+  max_subscriptions_per_connection: opt(PositiveInt, () => 100).annotations({
+    description: "Subscriptions one connection may hold; `subscribe` past it answers 429."
+  }),
+  max_subscriptions_per_principal: opt(PositiveInt, () => 1000).annotations({
+    description: "Subscriptions one principal (user id) may hold on this replica, over all its connections; past it 429."
+  }),
+  max_buffered_bytes: opt(PositiveInt, () => 4 * 1024 * 1024).annotations({
+    description:
+      "Bytes of events a subscriber may leave unread before its connection is closed with code 4008 (it never " +
+      "slows the others down)."
+  }),
+  revalidate_interval: opt(PositiveInt, () => 30).annotations({
+    description:
+      "Seconds between checks of every subscriber's credentials (expiry, deletion, role); they are also checked " +
+      "at once when a Session or User is written, and when a session expires."
+  })
+}).annotations({ parseOptions: strict })
+
 export const ConfigFile = Schema.Struct({
   server: opt(ServerConfig, () => ServerConfig.make({})).annotations({
     description: "The listener: the WebSocket and the HTTP endpoints on one port."
@@ -525,6 +550,9 @@ export const ConfigFile = Schema.Struct({
   tracing: opt(TracingConfig, () => TracingConfig.make({})).annotations({ description: "OpenTelemetry spans." }),
   cluster: opt(ClusterConfig, () => ClusterConfig.make({})).annotations({
     description: "Several replicas behind one address ([Replicas](deployment.md#replicas))."
+  }),
+  realtime: opt(RealtimeConfig, () => RealtimeConfig.make({})).annotations({
+    description: "Subscriptions to live changes ([Realtime](realtime.md))."
   })
 }).annotations({ parseOptions: strict })
 

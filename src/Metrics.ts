@@ -118,3 +118,35 @@ export const tlsCertificateExpiry = Metric.gauge("dbal_tls_certificate_expiry_ti
 export const ready = Metric.gauge("dbal_ready", {
   description: "1 while the daemon accepts connections (started, not draining), else 0; /readyz also needs the database"
 })
+
+export const realtimeSubscriptions = Metric.gauge("dbal_realtime_subscriptions", {
+  description: "Live subscriptions held on this replica"
+})
+
+export const realtimeSubscribers = Metric.gauge("dbal_realtime_subscribed_connections", {
+  description: "Connections holding at least one subscription"
+})
+
+export const realtimeEvents = Metric.counter("dbal_realtime_events_total", {
+  description: "Events pushed to subscribers (one per subscription that received one)",
+  incremental: true
+})
+
+export const realtimeFetches = Metric.counter("dbal_realtime_fetches_total", {
+  description: "Queries made to read changed rows for subscribers (at most one per change per replica, whatever the number of subscribers)",
+  incremental: true
+})
+
+const realtimeEndedKey = MetricKey.counter("dbal_realtime_subscriptions_ended_total", {
+  description:
+    "Subscriptions ended by the daemon, by reason: slow (the connection left more than realtime.max_buffered_bytes unread), " +
+    "revoked (credentials expired or deleted, or read access withdrawn)",
+  incremental: true
+})
+export const realtimeEndedOf = (reason: "slow" | "revoked") => labelledCounter(realtimeEndedKey, { reason })
+
+export const realtimeDelivery = Metric.histogram(
+  "dbal_realtime_delivery_seconds",
+  MetricBoundaries.fromIterable([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]),
+  "Seconds from a change being heard on this replica (written here, or announced by another) to its last event being pushed"
+)

@@ -18,10 +18,17 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Stream from "effect/Stream"
 import { DbalError } from "./errors.js"
 import { StateCell, type CallOptions, type ConnectionState, type Transport } from "./transport.js"
 import type { AnyEntity, Capabilities, EntityTypes, ListOptions, ListResult, RelationName, SchemaResult, TransactionOp, WithIncludes } from "./types.js"
 import { makeWsTransport, type ReconnectOptions, type SocketOptions } from "./ws.js"
+import { type SubscribeOptions, type Subscription, type SubscriptionEvent, subscriptionIterable, subscriptionStream } from "./live.js"
+
+export type { SubscribeOptions, Subscription, SubscriptionEvent } from "./live.js"
+
+/** The events of a subscription to entity `T`. */
+export type EntityEvent<T extends EntityTypes> = SubscriptionEvent<T["record"], T["id"]>
 
 /** Connection settings of a database server (or `{filename}` for SQLite). */
 export interface ConnectionSettings {
@@ -124,6 +131,12 @@ export interface EntityEffectApi<T extends EntityTypes> {
   /** Number deleted; the filter must test at least one field (422 otherwise). */
   readonly deleteMany: (filter: T["where"], options?: CallOptions) => Effect.Effect<number, DbalError>
   readonly count: (filter?: T["where"], options?: CallOptions) => Effect.Effect<number, DbalError>
+  /**
+   * Live changes of the rows matching `filter` that the caller may read, as a Stream: it
+   * subscribes when run and unsubscribes when it ends; it fails when the connection drops (kind
+   * ConnectionLost) or the daemon ends the subscription (e.g. 401 when the session expired).
+   */
+  readonly subscribe: (options?: SubscribeOptions<T["where"]>, callOptions?: CallOptions) => Stream.Stream<EntityEvent<T>, DbalError>
 }
 
 /** The same methods as Promises (rejecting with DbalError). */
@@ -149,6 +162,8 @@ export interface EntityApi<T extends EntityTypes> {
   readonly updateMany: (filter: T["where"], data: T["update"], options?: CallOptions) => Promise<number>
   readonly deleteMany: (filter: T["where"], options?: CallOptions) => Promise<number>
   readonly count: (filter?: T["where"], options?: CallOptions) => Promise<number>
+  /** Live changes as an AsyncIterable (`for await (const e of db.users.subscribe())`); see EntityEffectApi.subscribe. */
+  readonly subscribe: (options?: SubscribeOptions<T["where"]>, callOptions?: CallOptions) => Subscription<EntityEvent<T>>
 }
 
 /** A generated module's entity table: entity name → its types. */
@@ -208,7 +223,8 @@ const entityEffects = <T extends EntityTypes>(t: Transport, entity: string): Ent
     createMany: (data, o) => call("createMany", [data], o),
     updateMany: (filter, data, o) => call("updateMany", [filter, data], o),
     deleteMany: (filter, o) => call("deleteMany", [filter], o),
-    count: (filter, o) => call("count", opt(filter), o)
+    count: (filter, o) => call("count", opt(filter), o),
+    subscribe: (options, o) => subscriptionStream(t, entity, options, o)
   }
 }
 
@@ -219,11 +235,13 @@ export const runToPromise = <A>(effect: Effect.Effect<A, DbalError>): Promise<A>
     throw Cause.squash(exit.cause)
   })
 
-const promised = <T extends EntityTypes>(e: EntityEffectApi<T>): EntityApi<T> => {
+const promised = <T extends EntityTypes>(e: EntityEffectApi<T>, t: Transport, entity: string): EntityApi<T> => {
   const out: Record<string, unknown> = {}
   for (const [name, fn] of Object.entries(e) as Array<[string, (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, DbalError>]>) {
+    if (name === "subscribe") continue
     out[name] = (...args: ReadonlyArray<unknown>) => runToPromise(fn(...args))
   }
+  out.subscribe = (options?: SubscribeOptions<unknown>, o?: CallOptions) => subscriptionIterable(t, entity, options, o)
   return out as unknown as EntityApi<T>
 }
 
@@ -361,11 +379,11 @@ export class ClientBase<E extends EntityTable<E>, A extends AccessorTable<E, A>>
     }
     this.effect = { ...effects, ...methods } as unknown as EffectClient<E, A>
     const self = this as unknown as Record<string, unknown>
-    for (const [accessor, api] of Object.entries(effects)) self[accessor] = promised(api)
+    for (const [accessor, entity] of Object.entries(accessors) as Array<[string, string]>) self[accessor] = promised(effects[accessor]!, t, entity)
     const promisedByEntity = new Map<string, EntityApi<EntityTypes>>()
     this.entity = ((name: string) => {
       let p = promisedByEntity.get(name)
-      if (p === undefined) promisedByEntity.set(name, (p = promised(forEntity(name))))
+      if (p === undefined) promisedByEntity.set(name, (p = promised(forEntity(name), t, name)))
       return p
     }) as ClientBase<E, A>["entity"]
   }

@@ -22,8 +22,22 @@ export interface CallOptions {
  */
 export type ConnectionState = "idle" | "connecting" | "ready" | "reconnecting" | "closed"
 
+/** Receives the frames the daemon pushes for one subscription. */
+export interface PushWatcher {
+  /** An event or the subscription's ending error, as sent (`{subscription, event, record}` or `{subscription, error}`). */
+  readonly frame: (frame: Readonly<Record<string, unknown>>) => void
+  /** The connection dropped: the subscription is gone with it. */
+  readonly lost: (reason: string) => void
+}
+
 export interface Transport {
   readonly request: (method: string, params: ReadonlyArray<unknown>, options?: CallOptions) => Effect.Effect<unknown, DbalError>
+  /**
+   * Routes the frames pushed for subscription `id` to `watcher` (frames that came before the call
+   * included: an event may overtake the answer to `subscribe`); returns the function that stops.
+   * Absent where nothing is pushed (the in-process transport).
+   */
+  readonly watch?: (id: string, watcher: PushWatcher) => () => void
   /** Connects (and authenticates) now instead of at the first request. */
   readonly connect: Effect.Effect<void, DbalError>
   readonly close: Effect.Effect<void>

@@ -16,7 +16,7 @@
  */
 import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"
-import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, StateCell, type Transport } from "./transport.js"
+import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, type PushWatcher, StateCell, type Transport } from "./transport.js"
 
 export interface ReconnectOptions {
   /** First delay after a drop, milliseconds (default 200). */
@@ -51,6 +51,10 @@ export interface SocketOptions {
   readonly headers?: Readonly<Record<string, string>>
   readonly [option: string]: unknown
 }
+
+/** Bounds on pushed frames kept for subscriptions whose `subscribe` answer has not come yet. */
+const MAX_UNCLAIMED_SUBSCRIPTIONS = 64
+const MAX_UNCLAIMED_FRAMES = 1000
 
 const CONNECTING = 0
 const OPEN = 1
@@ -146,6 +150,47 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
   let retryTimer: ReturnType<typeof setTimeout> | undefined
   const waiting = new Map<number, Waiter>()
   const inFlight = new Map<number, InFlight>()
+  const watchers = new Map<string, PushWatcher>()
+  /** Pushed frames of subscriptions nobody watches yet (their `subscribe` answer is on its way); bounded. */
+  const unclaimed = new Map<string, Array<Readonly<Record<string, unknown>>>>()
+
+  const onPushed = (text: string) => {
+    let raw: unknown
+    try {
+      raw = JSON.parse(text)
+    } catch {
+      return
+    }
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return
+    const frame = raw as Readonly<Record<string, unknown>>
+    if (typeof frame.subscription !== "string") return
+    const w = watchers.get(frame.subscription)
+    if (w !== undefined) return w.frame(frame)
+    let list = unclaimed.get(frame.subscription)
+    if (list === undefined) {
+      if (unclaimed.size >= MAX_UNCLAIMED_SUBSCRIPTIONS) unclaimed.delete(unclaimed.keys().next().value!)
+      unclaimed.set(frame.subscription, (list = []))
+    }
+    if (list.length < MAX_UNCLAIMED_FRAMES) list.push(frame)
+  }
+
+  const loseWatchers = (reason: string) => {
+    unclaimed.clear()
+    for (const [id, w] of [...watchers]) {
+      watchers.delete(id)
+      w.lost(reason)
+    }
+  }
+
+  const watch = (id: string, watcher: PushWatcher): (() => void) => {
+    const early = unclaimed.get(id) ?? []
+    unclaimed.delete(id)
+    watchers.set(id, watcher)
+    for (const f of early) watcher.frame(f)
+    return () => {
+      if (watchers.get(id) === watcher) watchers.delete(id)
+    }
+  }
 
   const failWaiting = (make: (method: string) => DbalError) => {
     for (const w of [...waiting.values()]) w.fail(make("connect"))
@@ -246,7 +291,8 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
         return
       }
       const parsed = decodeAnswer("", text)
-      if (parsed === undefined || typeof parsed.id !== "number") return
+      if (parsed === undefined) return onPushed(text)
+      if (typeof parsed.id !== "number") return
       const r = inFlight.get(parsed.id)
       if (r === undefined) return
       inFlight.delete(parsed.id)
@@ -259,6 +305,7 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
       const why = `connection closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
       if (authenticated) lastProblem = why
       failInFlight(closed ? "the client was closed" : why)
+      loseWatchers(closed ? "the client was closed" : why)
       if (closed) return
       if (refused) {
         state.set("idle")
@@ -380,6 +427,7 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
 
   return {
     request,
+    watch,
     connect,
     close,
     state: (): ConnectionState => state.get(),

@@ -14,8 +14,10 @@ import { FieldIssue, Forbidden, NotFound, type RequestError, ValidationFailed } 
 import type { Dialect } from "../entity/Ddl.js"
 import type { EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, storableText, type Values } from "../entity/Validate.js"
+import type { RowChange } from "../services/Changes.js"
 import type { DatabaseShape } from "../services/Database.js"
 import { decodeRow, encodeValue, type Row, type WireRecord, wireOfValues } from "./Codec.js"
+import { capturing, note } from "./Capture.js"
 import { classify, toRequestError } from "./DbErrors.js"
 import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
 import { defaultRetrySettings, type RetrySettings, withRetry } from "./Retry.js"
@@ -237,6 +239,9 @@ const setClause = (db: DatabaseShape, values: Values) =>
 
 const forUpdate = (db: DatabaseShape) => db.sql.literal(db.dialect === "sqlite" ? "" : " FOR UPDATE")
 
+/** What an update or delete locks and reads first: the id, or the whole row when its before image is announced. */
+const lockedColumns = (entity: EntityDef, capture: boolean) => (capture ? entity.exposed : [entity.primaryKey])
+
 export interface RepositoryOptions {
   /** performance.retry: transient failures retried (Retry.ts says which, for reads and writes). */
   readonly retry?: RetrySettings
@@ -254,6 +259,11 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const retryWrite = withRetry(settings, "write")
   const readError = (entity: EntityDef) => (e: SqlError) => toRequestError(entity, e, undefined, timeoutMs)
   const writeError = (entity: EntityDef, written: ReadonlyArray<Values>) => mapWriteError(db, registry, entity, written, timeoutMs)
+  /** A locked row as an announced change: with its before image when the whole row was read. */
+  const beforeOf = (op: "update" | "delete", entity: EntityDef, row: Row, capture: boolean): RowChange => {
+    const id = String(row[entity.primaryKey.column])
+    return capture ? { op, id, before: decodeRow(dialect, entity, row, entity.exposed) } : { op, id }
+  }
 
   const read = (entity: EntityDef, rawId: unknown, access: Access) => {
     const id = pkValue(entity, rawId)
@@ -280,6 +290,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         : sql.withTransaction(Effect.tap(insert, (key) => stillAdmitted(db, entity, [key], access.rowFilter)))
       const id = yield* write.pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
       if (pk.autoIncrement === true) record.set(pk, id)
+      yield* note(entity, [{ op: "create", id: String(id) }])
       // The row is committed: a read-back that fails (the database went away in between) must not
       // turn the acknowledged write into a 503 that a client would retry. The answer is then made
       // from the values written (the database's own normal form, e.g. JSON key order, is lost).
@@ -298,15 +309,18 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       const now = new Date()
       const records = items.map((v) => completeForCreate(entity, v, now))
       // Keys the database assigns are known only row by row; they are needed only to check the
-      // row filter, so rows go in one statement each only then.
+      // row filter and to announce the rows to realtime subscribers, so rows go in one statement
+      // each only then.
+      const capture = yield* capturing
       const inserted: Effect.Effect<ReadonlyArray<unknown>, SqlError> =
-        entity.primaryKey.autoIncrement === true && !isTrue(rowFilter)
+        entity.primaryKey.autoIncrement === true && (!isTrue(rowFilter) || capture)
           ? Effect.forEach(records, (r) => insertReturningKey(db, entity, r))
           : Effect.as(insertRows(db, entity, records), records.map((r) => r.get(entity.primaryKey)))
-      yield* sql.withTransaction(Effect.flatMap(inserted, (ids) => stillAdmitted(db, entity, ids, rowFilter))).pipe(
+      const ids = yield* sql.withTransaction(Effect.flatMap(inserted, (ids) => Effect.as(stillAdmitted(db, entity, ids, rowFilter), ids))).pipe(
         retryWrite,
         Effect.catchTag("SqlError", writeError(entity, items))
       )
+      yield* note(entity, ids.map((id) => ({ op: "create" as const, id: String(id) })))
       return records.length
     })
 
@@ -315,19 +329,21 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const fields = completeForUpdate(entity, values, new Date())
       const pk = entity.primaryKey
-      const id = yield* sql.withTransaction(
+      const capture = yield* capturing
+      const found = yield* sql.withTransaction(
         Effect.gen(function* () {
-          const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
-          const first = found[0]
-          if (first === undefined) return Option.none<unknown>()
-          const rowId = first[pk.column]
+          const rows = yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
+          const first = rows[0]
+          if (first === undefined) return Option.none<Row>()
+          const rowId = first[pk.column] as string | number
           yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${sql(pk.column)} = ${rowId}`
           yield* stillAdmitted(db, entity, [rowId], access.rowFilter)
-          return Option.some(rowId)
+          return Option.some(first)
         })
       ).pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
-      if (Option.isNone(id)) return yield* new NotFound({ entity: entity.name })
-      return yield* read(entity, id.value, { rowFilter: TRUE, readable: access.readable })
+      if (Option.isNone(found)) return yield* new NotFound({ entity: entity.name })
+      yield* note(entity, [beforeOf("update", entity, found.value, capture)])
+      return yield* read(entity, found.value[pk.column], { rowFilter: TRUE, readable: access.readable })
     })
 
   const update = (entity: EntityDef, rawId: unknown, values: Values, access: Access) => {
@@ -338,16 +354,18 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const deleteWhere = (entity: EntityDef, where: FilterNode, access: Access) =>
     Effect.gen(function* () {
       const pk = entity.primaryKey
+      const capture = yield* capturing
       const deleted = yield* sql.withTransaction(
         Effect.gen(function* () {
-          const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
+          const found = yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
           const first = found[0]
-          if (first === undefined) return false
+          if (first === undefined) return Option.none<Row>()
           yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${first[pk.column] as string | number}`
-          return true
+          return Option.some(first)
         })
       ).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
-      if (!deleted) return yield* new NotFound({ entity: entity.name })
+      if (Option.isNone(deleted)) return yield* new NotFound({ entity: entity.name })
+      yield* note(entity, [beforeOf("delete", entity, deleted.value, capture)])
       return true as const
     })
 
@@ -429,37 +447,63 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       Effect.mapError(readError(entity))
     )
 
-  const updateMany = (entity: EntityDef, filter: FilterNode, values: Values, access: Access) => {
+  const updateMany = (entity: EntityDef, filter: FilterNode, values: Values, access: Access) =>
+    Effect.flatMap(capturing, (capture) => updateManyWith(entity, filter, values, access, capture))
+
+  const updateManyWith = (entity: EntityDef, filter: FilterNode, values: Values, access: Access, capture: boolean) => {
     const fields = completeForUpdate(entity, values, new Date())
-    if (isTrue(access.rowFilter)) {
+    if (isTrue(access.rowFilter) && !capture) {
       return db.execute(sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, filter)}`).pipe(
         retryWrite,
         Effect.catchAll(writeError(entity, [values]))
       )
     }
-    // Narrowed by a row filter: the rows are fixed first, then each must still be admitted.
+    // Narrowed by a row filter (or announced row by row): the rows are fixed first, then each
+    // must still be admitted.
     const pk = entity.primaryKey
     return sql
       .withTransaction(
         Effect.gen(function* () {
-          const found = yield* sql<Row>`SELECT ${sql(pk.column)} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}${forUpdate(db)}`
-          const ids = found.map((r) => r[pk.column])
+          const found = yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}${forUpdate(db)}`
+          const ids = found.map((r) => r[pk.column] as string | number)
           for (const chunk of chunked(ids, ID_CHUNK)) {
             const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
             yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, idIn)}`
           }
           yield* stillAdmitted(db, entity, ids, access.rowFilter)
-          return ids.length
+          return found
         })
       )
-      .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+      .pipe(
+        retryWrite,
+        Effect.catchTag("SqlError", writeError(entity, [values])),
+        Effect.flatMap((found) => Effect.as(note(entity, found.map((r) => beforeOf("update", entity, r, capture))), found.length))
+      )
   }
 
   const deleteMany = (entity: EntityDef, filter: FilterNode, access: Access) =>
-    db.execute(sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`).pipe(
-      retryWrite,
-      Effect.catchAll(writeError(entity, []))
-    )
+    Effect.flatMap(capturing, (capture) => {
+      const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
+      if (!capture) return db.execute(sql`DELETE FROM ${sql(entity.table)} WHERE ${where}`).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
+      // Announced row by row: the rows (as they were) are fixed first, then deleted by id.
+      const pk = entity.primaryKey
+      return sql
+        .withTransaction(
+          Effect.gen(function* () {
+            const found = yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${where}${forUpdate(db)}`
+            for (const chunk of chunked(found.map((r) => r[pk.column] as string | number), ID_CHUNK)) {
+              const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
+              yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, idIn)}`
+            }
+            return found
+          })
+        )
+        .pipe(
+          retryWrite,
+          Effect.catchAll(writeError(entity, [])),
+          Effect.flatMap((found) => Effect.as(note(entity, found.map((r) => beforeOf("delete", entity, r, true))), found.length))
+        )
+    })
 
   /**
    * Update the row whose unique field has this value, or create it. A concurrent create of the

@@ -24,12 +24,14 @@ import { withQueryTimeout } from "../query/Timeout.js"
 import { Acl } from "../services/Acl.js"
 import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
 import { Auth, type Credentials } from "../services/Auth.js"
-import { Changes } from "../services/Changes.js"
+import { Changes, type RowChange } from "../services/Changes.js"
+import { type PushChannel, Realtime, type RealtimeShape } from "../services/Realtime.js"
+import { type Collector, collecting } from "../query/Capture.js"
 import { ResultCache } from "../services/ResultCache.js"
 import { Database } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { RateLimiter } from "../services/RateLimiter.js"
-import { entityNameOf, type MethodContext, type Outcome, requestWeight, runMethod, WriteMethods, writtenEntities } from "./Methods.js"
+import { entityNameOf, type LiveHandle, type MethodContext, type Outcome, requestWeight, runMethod, WriteMethods, writtenEntities } from "./Methods.js"
 import { decodeCredentials, decodeFrame, encodeError, encodeResult, isRejected, type Method, Methods, type Request } from "./Protocol.js"
 
 /** State of one WebSocket connection that requests may read and `authenticate` may set. */
@@ -44,6 +46,8 @@ export interface Connection {
   sentAuth?: Credentials
   /** The `traceparent` header of the WebSocket upgrade: the trace of requests that bring none. */
   readonly traceparent?: TraceParent
+  /** Where the daemon pushes frames on this connection (subscriptions' events); absent in process. */
+  readonly channel?: PushChannel
 }
 
 const sameCredentials = (a: Credentials | undefined, b: Credentials): a is Credentials => a !== undefined && a.token === b.token && a.userId === b.userId
@@ -122,6 +126,7 @@ export const make = Effect.gen(function* () {
   const audit = yield* AuditLog
   const changes = yield* Changes
   const cache = yield* ResultCache
+  const realtime: RealtimeShape | undefined = config.realtime.enabled ? Option.getOrUndefined(yield* Effect.serviceOption(Realtime)) : undefined
   const repo = makeRepository(db, registry, { retry: config.performance.retry, queryTimeoutMs: config.performance.query_timeout })
   const replica = config.cluster.replica_name ?? os.hostname()
   const timeoutMs = config.performance.query_timeout
@@ -153,13 +158,43 @@ export const make = Effect.gen(function* () {
       })
     )
 
-  const runRequest = (req: Request, method: Exclude<Method, "authenticate">, principal: Principal): Effect.Effect<Outcome, RequestError> => {
-    const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache }
+  const liveOf = (conn: Connection, principal: Principal, credentials: Credentials): LiveHandle | undefined => {
+    const channel = conn.channel
+    if (realtime === undefined || channel === undefined) return undefined
+    return {
+      subscribe: (entity, filter) => realtime.subscribe({ channel, principal, credentials }, entity, filter),
+      unsubscribe: (id) => realtime.unsubscribe(channel, id)
+    }
+  }
+
+  const runRequest = (
+    conn: Connection,
+    req: Request,
+    method: Exclude<Method, "authenticate">,
+    principal: Principal,
+    creds: Credentials
+  ): Effect.Effect<Outcome, RequestError> => {
+    const live = method === "subscribe" || method === "unsubscribe" ? liveOf(conn, principal, creds) : undefined
+    const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache, ...(live === undefined ? {} : { live }) }
     const written = new Set(writtenEntities(method, req.params))
     const run = runMethod(ctx, method, req.params)
     if (written.size === 0) return run
-    // Announced whatever the outcome (a timed-out write may still have committed).
-    return Effect.ensuring(run, Effect.forEach(written, (e) => changes.publish(e), { discard: true }))
+    // Announced whatever the outcome (a timed-out write may still have committed): the
+    // receivers read the rows back, and announce only what they find.
+    if (!config.realtime.enabled) return Effect.ensuring(run, Effect.forEach(written, (e) => changes.publish(e), { discard: true }))
+    const into: Collector = []
+    return Effect.ensuring(
+      collecting(run, into),
+      Effect.suspend(() => {
+        const rows = new Map<string, Array<RowChange>>()
+        for (const c of into) {
+          const list = rows.get(c.entity)
+          if (list === undefined) rows.set(c.entity, [...c.rows])
+          else list.push(...c.rows)
+        }
+        return Effect.forEach(new Set([...written, ...rows.keys()]), (e) => changes.publish(e, rows.get(e)), { discard: true })
+      })
+    )
   }
 
   const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void): Effect.Effect<Outcome, RequestError> =>
@@ -172,7 +207,7 @@ export const make = Effect.gen(function* () {
           return Effect.succeed({ result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome)
         }
         // A write that could not be recorded must not run (fail closed); reads follow the policy.
-        return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(req, method, principal))
+        return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(conn, req, method, principal, creds))
       })
     })
 
@@ -196,7 +231,7 @@ export const make = Effect.gen(function* () {
         userId: principal?.userId ?? null,
         role: principal?.role ?? null,
         operation: req.method,
-        entity: outcome?.entity ?? entityNameOf(req.params),
+        entity: outcome?.entity ?? (req.method === "unsubscribe" ? null : entityNameOf(req.params)),
         ...(outcome !== undefined
           ? outcome.recordIds === undefined ? {} : { recordIds: outcome.recordIds }
           : target === undefined ? {} : { recordIds: [target] }),

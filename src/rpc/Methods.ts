@@ -12,7 +12,7 @@
  */
 import { Effect, Either } from "effect"
 import type { DaemonConfig } from "../Config.js"
-import { BadRequest, Forbidden, NotFound, type RequestError, TransactionOpFailed, Unavailable, ValidationFailed } from "../Errors.js"
+import { BadRequest, Forbidden, NotFound, NotSupported, type RequestError, TransactionOpFailed, Unavailable, ValidationFailed } from "../Errors.js"
 import { adapterOf } from "../entity/Ddl.js"
 import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, validateCreate, validateCreateMany, validateUpdate, type Values } from "../entity/Validate.js"
@@ -42,6 +42,14 @@ export interface MethodContext {
    * limit, `performance.max_query_complexity`.
    */
   readonly spent?: { score: number }
+  /** The connection's subscriptions (src/services/Realtime.ts); absent where nothing can be pushed (realtime off, in-process client). */
+  readonly live?: LiveHandle
+}
+
+/** `subscribe` and `unsubscribe` on the requesting connection, as its principal. */
+export interface LiveHandle {
+  readonly subscribe: (entity: EntityDef, filter: FilterNode) => Effect.Effect<string, RequestError>
+  readonly unsubscribe: (id: string) => Effect.Effect<true, RequestError>
 }
 
 /** What makes two decisions give the same answer: the row filter (values included) and the fields. */
@@ -624,6 +632,41 @@ const countMethod: Runner = onEntity({
     })
 })
 
+const SUBSCRIBE_OPTIONS = new Set(["filter"])
+
+const noLive = () => new NotSupported({ feature: "subscriptions (they need a WebSocket connection to the daemon, and realtime.enabled)" })
+
+/**
+ * `subscribe [entity, {filter?}]`: the same order as a read (the read decision first, 403), then
+ * the filter is checked as a list's (422, fields the caller may not read: 403, complexity).
+ */
+const subscribeMethod: Runner = onEntity({
+  params: [1, 2, "[entity, {filter?}]"],
+  decode: (p) =>
+    p[1] !== undefined && p[1] !== null && !isRecord(p[1])
+      ? Effect.fail(new BadRequest({ reason: "params[1] must be an options object {filter}" }))
+      : Effect.succeed((p[1] ?? {}) as Record<string, unknown>),
+  decide: decideRead,
+  run: (ctx, entity, options, d) =>
+    Effect.gen(function* () {
+      for (const k of Object.keys(options)) if (!SUBSCRIBE_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown subscribe option (expected filter)")
+      const filter = yield* filterOf(entity, options.filter, "filter")
+      yield* admitComplexity(ctx, { filter })
+      yield* checkReadable(d.readable, fieldsOf(filter))
+      if (ctx.live === undefined) return yield* noLive()
+      const id = yield* ctx.live.subscribe(entity, filter)
+      return { result: { subscription: id }, entity: entity.name }
+    })
+})
+
+const unsubscribeMethod: Runner = (ctx, p) =>
+  Effect.gen(function* () {
+    yield* arity(p, 1, 1, '["<subscription id>"]')
+    const id = yield* stringAt(p, 0, "the subscription id (a string)")
+    if (ctx.live === undefined) return yield* noLive()
+    return { result: yield* ctx.live.unsubscribe(id) }
+  })
+
 const getCapabilitiesMethod: Runner = (ctx, p) => Effect.map(arity(p, 0, 0, "[] (none)"), () => ({ result: capabilities(ctx) }))
 
 const getSchemaMethod: Runner = (ctx, p) =>
@@ -686,7 +729,9 @@ export const MethodTable: { readonly [M in Method]: MethodSpec } = {
   count: { writes: false, inTransaction: true, run: countMethod },
   getCapabilities: { writes: false, inTransaction: false, run: getCapabilitiesMethod },
   getSchema: { writes: false, inTransaction: false, run: getSchemaMethod },
-  transaction: { writes: true, inTransaction: false, run: transactionMethod }
+  transaction: { writes: true, inTransaction: false, run: transactionMethod },
+  subscribe: { writes: false, inTransaction: false, run: subscribeMethod },
+  unsubscribe: { writes: false, inTransaction: false, run: unsubscribeMethod }
 }
 
 const methodNames = Object.keys(MethodTable) as ReadonlyArray<Method>
@@ -720,7 +765,8 @@ export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
     ttl: false,
     jsonQueries: false,
     aggregations: false,
-    relations: true
+    relations: true,
+    realtime: ctx.config.realtime.enabled
   },
   methods: [...methodNames],
   limits: {
@@ -730,7 +776,8 @@ export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
     maxTransactionOps: ctx.config.performance.max_transaction_ops,
     maxPayloadBytes: ctx.config.server.max_payload,
     maxInFlightPerConnection: ctx.config.server.max_in_flight,
-    queryTimeoutMs: ctx.config.performance.query_timeout
+    queryTimeoutMs: ctx.config.performance.query_timeout,
+    maxSubscriptionsPerConnection: ctx.config.realtime.max_subscriptions_per_connection
   }
 })
 

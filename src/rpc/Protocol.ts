@@ -26,7 +26,9 @@ export const Methods = [
   "count",
   "getCapabilities",
   "getSchema",
-  "transaction"
+  "transaction",
+  "subscribe",
+  "unsubscribe"
 ] as const
 export type Method = (typeof Methods)[number]
 

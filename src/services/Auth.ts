@@ -17,6 +17,11 @@ export interface AuthShape {
     credentials: Credentials,
     remoteAddress: string
   ) => Effect.Effect<Principal, Unauthorized | RateLimited | Unavailable>
+  /**
+   * Checks credentials accepted before, again (a live subscription's): the same checks as
+   * `authenticate`, without the failed-authentication throttle (nobody is guessing a token here).
+   */
+  readonly recheck: (credentials: Credentials) => Effect.Effect<Principal, Unauthorized | Unavailable>
 }
 
 export class Auth extends Context.Tag("dbal/Auth")<Auth, AuthShape>() {}

@@ -10,6 +10,8 @@ export interface Principal {
   readonly role: Role
   /** How the principal authenticated (for the audit log). */
   readonly via: "service-token" | "session" | "jwt"
+  /** When the credential stops being valid (ms since the epoch): a session's expiresAt, a JWT's exp. */
+  readonly expiresAt?: number
 }
 
 /** `user < admin < god < supergod`; `system` is above every user role. */

@@ -587,6 +587,10 @@ const makeGenerators = (o: GenOpts) => {
           return withKit((k) => fc.tuple(k.entity, k.filter, k.data))
         case "deleteMany":
           return withKit((k) => fc.tuple(k.entity, k.filter))
+        case "subscribe":
+          return withKit((k) => fc.oneof(fc.tuple(k.entity), fc.tuple(k.entity, fc.record({ filter: k.filter }, { requiredKeys: [] }))))
+        case "unsubscribe":
+          return fc.tuple(fc.oneof(fc.uuid(), value))
         case "transaction": {
           const op = fc.oneof(
             { weight: 8, arbitrary: fc.constantFrom(...Methods.filter((x) => x !== "transaction" && x !== "authenticate")).chain((x) => paramsOf(x).map((params) => ({ method: x, params }))) },
