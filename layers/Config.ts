@@ -24,7 +24,7 @@ export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError"
   }
 }
 
-export const defaultConfigPath = path.join(packageRoot, "config", "development.yaml")
+export { defaultConfigPath } from "../src/paths.js"
 export const defaultEntitiesDir = path.join(packageRoot, "config", "entities")
 
 const placeholder = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
