@@ -474,12 +474,18 @@ export const planMigration = (dialect: Dialect, registry: EntityRegistryShape, l
     const changes = tableChanges(dialect, entity, table, registry)
     if (changes.length === 0) continue
     if (dialect === "sqlite" && changes.some((c) => c.statements.length === 0)) {
-      // One rebuild does every change of the table (those SQLite can make in place too).
+      // A rebuild makes the table exactly as defined, so it does every change of the table. When
+      // only destructive changes need it, the additive ones are made in place first, so that they
+      // are not held back with it (auto_migrate leaves destructive steps out).
+      const onlyDestructive = changes.every((c) => c.statements.length > 0 || c.kind === "destructive")
+      const inPlace = onlyDestructive ? changes.filter((c) => c.kind === "additive") : []
+      for (const c of inPlace) steps.push({ kind: c.kind, phase: c.phase, table: entity.table, reason: c.reason, statements: c.statements })
+      const rest = changes.filter((c) => !inPlace.includes(c))
       steps.push({
-        kind: changes.some((c) => c.kind === "destructive") ? "destructive" : "additive",
+        kind: rest.some((c) => c.kind === "destructive") ? "destructive" : "additive",
         phase: Phase.Build,
         table: entity.table,
-        reason: `rebuild table ${entity.table}: ${changes.map((c) => c.reason).join("; ")}`,
+        reason: `rebuild table ${entity.table}: ${rest.map((c) => c.reason).join("; ")}`,
         statements: rebuild(entity, table, registry)
       })
       continue
