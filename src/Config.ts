@@ -158,7 +158,8 @@ export const DatabaseConfig = Schema.Struct({
       "answers 503 after it."
   }),
   auto_migrate: opt(Schema.Boolean, () => false).annotations({
-    description: "Create missing tables and indexes at start ([Migrations](entities.md#migrations))."
+    description:
+      "At start, apply the additive steps of `dbal-daemon migrate` (new tables, columns, indexes, foreign keys, wider types); destructive ones are logged, not applied ([Migrations](entities.md#migrations)). false: create and alter nothing."
   })
 }).annotations({ parseOptions: strict })
 
