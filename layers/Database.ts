@@ -105,7 +105,8 @@ const autoMigrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: Entit
   Effect.gen(function* () {
     const audit = cfg.security.audit.sql_table
     const r = yield* migrate(sql, dialect, registry, { destructive: "skip", keep: audit === undefined ? [] : [audit] })
-    if (r.applied.length > 0) yield* Effect.logInfo(`auto_migrate applied: ${r.applied.map((s) => s.reason).join("; ")}`)
+    // Debug: dbal_migrations records it, and the in-process client (development mode) would print it into the application's output.
+    if (r.applied.length > 0) yield* Effect.logDebug(`auto_migrate applied: ${r.applied.map((s) => s.reason).join("; ")}`)
     if (r.skipped.length > 0) {
       yield* Effect.logWarning(
         `auto_migrate did not apply ${r.skipped.length} destructive change${r.skipped.length === 1 ? "" : "s"} (see dbal-daemon migrate --plan): ${r.skipped.map((s) => s.reason).join("; ")}`

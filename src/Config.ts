@@ -3,7 +3,9 @@
  * key path, and yields the typed `DaemonConfig` the rest of the daemon reads through `AppConfig`.
  * Secrets decode to `Redacted` so that they never reach a log line or a JSON dump.
  */
-import { Context, Redacted, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import { parseCidr } from "./net/ClientAddress.js"
 
 const Port = Schema.Int.pipe(Schema.between(0, 65535, { message: () => "a port number between 0 and 65535" }))
