@@ -1,7 +1,7 @@
 /**
  * Database layer: one SqlClient chosen by `database.adapter` (sqlite, postgresql, mysql), set up
- * so that the three behave alike (UTC, binary string comparison, foreign keys enforced), and the
- * migration that creates what is missing.
+ * so that the three behave alike (UTC, binary string comparison, foreign keys enforced), and
+ * `auto_migrate` at start: the additive steps of the migration plan (layers/db/Migrate.ts).
  *
  * Operations (timeouts and outages):
  * - Every connection carries the database's own statement time limit, equal to

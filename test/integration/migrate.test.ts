@@ -278,5 +278,28 @@ for (const dialect of DIALECTS) {
       expect(recs[3]!.steps.map((x) => x.reason)).toEqual(["add column posts.summary"])
       expect(recs[3]!.destructive).toBe(false)
     })
+
+    it("a failing step: PostgreSQL and SQLite roll the whole plan back; MySQL keeps the statements before it and says how many", async () => {
+      // Two rows with the same title, then definitions that add a column (additive) and make the title unique (fails).
+      await raw!.exec(`INSERT INTO posts (id, title, author_id, views) VALUES ('b0000000-0000-4000-8000-000000000002', 'hello', NULL, 1)`)
+      const unique = POST_V2.replace("title: {type: string, required: true, max_length: 200}", "title: {type: string, required: true, max_length: 200, unique: true}").replace(
+        "  summary: {type: text, optional: true}\n",
+        "  summary: {type: text, optional: true}\n  subtitle: {type: text, optional: true}\n"
+      )
+      const r = await cli(["migrate", "--allow-destructive", `--config=${configFor("v5", unique)}`])
+      expect(r.status).toBe(1)
+      const line = r.stderr.split("\n").find((l) => l.startsWith("dbal-daemon: migration failed at")) ?? r.stderr
+      expect(line).toContain(`migration failed at "add unique index posts.uq_posts_title on (title) (fails if existing rows have duplicates)"`)
+      expect(line).not.toMatch(/CREATE|ALTER|    at /)
+      const columns = (await schemaOf(raw!, dialect)).columns
+      if (dialect === "mysql") {
+        expect(line).toMatch(/; 1 statement was applied before it \(MySQL\/MariaDB commit each DDL statement/)
+        expect(columns).toContain("subtitle")
+      } else {
+        expect(line).toMatch(/; nothing was applied \(rolled back\)$/)
+        expect(columns).not.toContain("subtitle")
+      }
+      expect(await records(raw!)).toHaveLength(4)
+    })
   })
 }
