@@ -13,7 +13,7 @@
  * columns, referenced table and columns, ON DELETE). CHECK constraints (enum values, integer
  * bounds) and column defaults are not compared.
  */
-import { columnClause, columnType, createIndexes, createTable, type Dialect, foreignKeyClause, quoteIdent, references } from "./Ddl.js"
+import { columnClause, columnType, createIndexes, createTable, type Dialect, fkName, foreignKeyClause, quoteIdent, references } from "./Ddl.js"
 import type { EntityDef, EntityRegistryShape, FieldDef, IndexDef, OnDelete } from "./Model.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -281,6 +281,7 @@ const tableChanges = (dialect: Dialect, entity: EntityDef, live: LiveTable, regi
   const add = (kind: StepKind, phase: Phase, reason: string, statements: ReadonlyArray<string>) => out.push({ kind, phase, reason, statements })
   const sqlite = dialect === "sqlite"
   const liveColumns = new Map(live.columns.map((c) => [c.name, c]))
+  /** Columns this plan adds, and `fk:<column>` for foreign keys it adds with them. */
   const added = new Set<string>()
 
   for (const f of entity.fields) {
@@ -289,7 +290,7 @@ const tableChanges = (dialect: Dialect, entity: EntityDef, live: LiveTable, regi
     if (c === undefined) {
       added.add(f.column)
       const fill = defaultLiteral(dialect, f)
-      const fk = f.foreignKey === undefined ? undefined : `CONSTRAINT ${quoteIdent(dialect, `fk_${t}_${f.column}`.slice(0, 63))} ${references(dialect, f, registry)}`
+      const fk = f.foreignKey === undefined ? undefined : `CONSTRAINT ${quoteIdent(dialect, fkName(entity, f))} ${references(dialect, f, registry)}`
       if (f.nullable) {
         // SQLite adds a nullable column with its foreign key in place; the others add the constraint after (Constrain).
         add("additive", Phase.Build, `add column ${t}.${f.column}`, [
