@@ -1,15 +1,16 @@
 /**
  * Command line (app/cli/commands.ts, @effect/cli):
  *   dbal-daemon [serve] [--config=FILE]        run the daemon (default file: config/development.yaml)
- *   dbal-daemon migrate [--config=FILE]        create missing tables and indexes, then exit
+ *   dbal-daemon migrate [--plan] [--allow-destructive] [--config=FILE]   bring the database to the definitions
  *   dbal-daemon check-config [--config=FILE]   check configuration, entities and rules (no database)
  *   dbal-daemon token session|jwt ...          development credentials
  *   dbal-daemon --version | --help | COMMAND --help
  * Problems are printed one per line; exit code 1 for problems, 2 for usage errors, 0 otherwise
  * (also after SIGTERM/SIGINT while serving: graceful shutdown).
  */
-import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Exit } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { run } from "./cli/commands.js"
 
 export { CliFailure } from "./cli/errors.js"

@@ -13,12 +13,18 @@ const wantCompiled =
   process.env.DBAL_COMPILED === "1" || (process.env.DBAL_COMPILED !== "0" && (state.fresh || !state.hasSources))
 
 const fromSources = async () => {
+  let register
   try {
-    const { register } = await import("tsx/esm/api")
-    register()
+    ;({ register } = await import("tsx/esm/api"))
   } catch {
     return undefined
   }
+  // The packages every command loads, imported before tsx's loader hooks are registered: the
+  // hooks then see only the project's own modules, not each of the ~600 files of these packages
+  // (a round trip to the hooks' thread apiece: most of the start-up time from the sources). The
+  // sources importing them later get the same module instances (same resolved URLs).
+  await Promise.all(["effect/Effect", "effect/Schema", "effect/Layer", "@effect/cli/Command", "@effect/platform-node/NodeRuntime"].map((m) => import(m)))
+  register()
   return import(pathToFileURL(join(root, "app", "main.ts")).href)
 }
 

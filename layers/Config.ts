@@ -4,7 +4,11 @@
  * `DBAL_DATABASE__POOL_SIZE=5`, `DBAL_SERVER__TLS__ENABLED=true`), decoded by the `ConfigFile`
  * Schema. Every problem is reported at once, one line each, naming the key path.
  */
-import { Effect, Layer, ParseResult, Redacted, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -24,7 +28,7 @@ export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError"
   }
 }
 
-export const defaultConfigPath = path.join(packageRoot, "config", "development.yaml")
+export { defaultConfigPath } from "../src/paths.js"
 export const defaultEntitiesDir = path.join(packageRoot, "config", "entities")
 
 const placeholder = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g

@@ -1,7 +1,7 @@
 /**
  * Database layer: one SqlClient chosen by `database.adapter` (sqlite, postgresql, mysql), set up
- * so that the three behave alike (UTC, binary string comparison, foreign keys enforced), and the
- * migration that creates what is missing.
+ * so that the three behave alike (UTC, binary string comparison, foreign keys enforced), and
+ * `auto_migrate` at start: the additive steps of the migration plan (layers/db/Migrate.ts).
  *
  * Operations (timeouts and outages):
  * - Every connection carries the database's own statement time limit, equal to
@@ -26,7 +26,9 @@ import { SqlClient, type Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { type ConfigError, Effect, Layer } from "effect"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
-import { createIndexes, createTable, type Dialect, dialectOf, schemaDdl } from "../src/entity/Ddl.js"
+import { type Dialect, dialectOf } from "../src/entity/Ddl.js"
+import * as Migrations from "./db/Migrate.js"
+import type { MigrateOptions } from "./db/Migrate.js"
 import { EntityRegistry, type EntityRegistryShape } from "../src/entity/Model.js"
 import { Database, type DatabaseShape, PooledQuery, type PooledResult } from "../src/services/Database.js"
 
@@ -91,53 +93,26 @@ export const executeVia =
     routed(pooled, statement, () => Effect.map(statement.raw, affectedRows), (r) => r.rowCount ?? 0)
 
 /**
- * `utf8mb4_bin` is a PAD SPACE collation on MySQL and MariaDB: 'a' = 'a ' there, so a filter, a
- * unique index and ORDER BY ignore trailing spaces, unlike PostgreSQL's "C" and SQLite's BINARY.
- * The NO PAD binary collation (code point order, every character significant) has another name on
- * each server: MySQL 8.0.17+ `utf8mb4_0900_bin`, MariaDB 10.2+ `utf8mb4_nopad_bin`. Older servers
- * keep `utf8mb4_bin`.
+ * Brings the database to the definitions (layers/db/Migrate.ts). By default as `auto_migrate`
+ * does at start: the additive steps only; destructive ones are left for `dbal-daemon migrate
+ * --allow-destructive` and returned as `skipped`.
  */
-const noPadBinaryCollation = (sql: SqlClient.SqlClient) =>
-  sql<{ name: string }>`SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN ('utf8mb4_0900_bin', 'utf8mb4_nopad_bin')`.pipe(
-    Effect.map((rows) => {
-      const names = rows.map((r) => r.name)
-      return names.includes("utf8mb4_0900_bin") ? "utf8mb4_0900_bin" : names.includes("utf8mb4_nopad_bin") ? "utf8mb4_nopad_bin" : "utf8mb4_bin"
-    })
-  )
+export const migrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: EntityRegistryShape, options: MigrateOptions = { destructive: "skip" }) =>
+  Migrations.migrate(sql, dialect, registry, options)
 
-
-/**
- * Creates missing tables and indexes; never drops or alters anything. The statement time limit of
- * requests does not apply to it (an index built on a large table may take longer): PostgreSQL runs
- * it in one transaction with `SET LOCAL statement_timeout = 0`, MariaDB runs each DDL statement as
- * `SET STATEMENT max_statement_time = 0 FOR ...` (MySQL's max_execution_time bounds SELECTs only).
- */
-export const migrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: EntityRegistryShape) =>
+/** `auto_migrate` at start: additive steps applied and logged; destructive ones logged, not applied. */
+const autoMigrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: EntityRegistryShape, cfg: DaemonConfig) =>
   Effect.gen(function* () {
-    if (dialect === "pg") {
-      yield* sql.withTransaction(
-        Effect.gen(function* () {
-          yield* sql.unsafe("SET LOCAL statement_timeout = 0")
-          for (const stmt of schemaDdl(dialect, registry)) yield* sql.unsafe(stmt)
-        })
+    const audit = cfg.security.audit.sql_table
+    const r = yield* migrate(sql, dialect, registry, { destructive: "skip", keep: audit === undefined ? [] : [audit] })
+    // Debug: dbal_migrations records it, and the in-process client (development mode) would print it into the application's output.
+    if (r.applied.length > 0) yield* Effect.logDebug(`auto_migrate applied: ${r.applied.map((s) => s.reason).join("; ")}`)
+    if (r.skipped.length > 0) {
+      yield* Effect.logWarning(
+        `auto_migrate did not apply ${r.skipped.length} destructive change${r.skipped.length === 1 ? "" : "s"} (see dbal-daemon migrate --plan): ${r.skipped.map((s) => s.reason).join("; ")}`
       )
-      return
     }
-    if (dialect !== "mysql") {
-      for (const stmt of schemaDdl(dialect, registry)) yield* sql.unsafe(stmt)
-      return
-    }
-    const version = yield* sql<{ v: unknown }>`SELECT VERSION() AS v`
-    const unbounded = /mariadb/i.test(String(version[0]?.v ?? "")) ? (stmt: string) => `SET STATEMENT max_statement_time = 0 FOR ${stmt}` : (stmt: string) => stmt
-    const collation = yield* noPadBinaryCollation(sql)
-    // MySQL 8 has no CREATE INDEX IF NOT EXISTS: look the indexes up.
-    for (const entity of registry.creationOrder) {
-      yield* sql.unsafe(unbounded(createTable(dialect, entity, registry, collation)))
-      const existing = yield* sql<{ name: string }>`SELECT DISTINCT INDEX_NAME AS name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ${entity.table}`
-      const names = new Set(existing.map((r) => r.name))
-      for (const ix of createIndexes(dialect, entity)) if (!names.has(ix.name)) yield* sql.unsafe(unbounded(ix.sql))
-    }
-  }).pipe(Effect.withSpan("migrate"))
+  })
 
 export const layer = Layer.unwrapEffect(
   Effect.map(AppConfig, (cfg) => {
@@ -148,7 +123,7 @@ export const layer = Layer.unwrapEffect(
         const sql = yield* SqlClient.SqlClient
         const pooled = yield* PooledQuery
         const registry = yield* EntityRegistry
-        if (cfg.database.auto_migrate) yield* migrate(sql, dialect, registry)
+        if (cfg.database.auto_migrate) yield* autoMigrate(sql, dialect, registry, cfg)
         const ping = Effect.suspend(() => {
           const t0 = performance.now()
           return sql.unsafe("SELECT 1").pipe(Effect.map(() => Math.round((performance.now() - t0) * 1000) / 1000))

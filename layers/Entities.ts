@@ -3,7 +3,9 @@
  * `entities.prisma_schema` is set, from that schema.prisma's models (src/entity/Prisma.ts);
  * a broken definition stops the start.
  */
-import { Effect, Layer, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { type Dialect, dialectOf } from "../src/entity/Ddl.js"
 import { EntityLoadError, loadRegistry, yamlTables } from "../src/entity/Load.js"

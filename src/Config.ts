@@ -3,7 +3,9 @@
  * key path, and yields the typed `DaemonConfig` the rest of the daemon reads through `AppConfig`.
  * Secrets decode to `Redacted` so that they never reach a log line or a JSON dump.
  */
-import { Context, Redacted, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import { parseCidr } from "./net/ClientAddress.js"
 
 const Port = Schema.Int.pipe(Schema.between(0, 65535, { message: () => "a port number between 0 and 65535" }))
@@ -159,7 +161,8 @@ export const DatabaseConfig = Schema.Struct({
       "answers 503 after it."
   }),
   auto_migrate: opt(Schema.Boolean, () => false).annotations({
-    description: "Create missing tables and indexes at start ([Migrations](entities.md#migrations))."
+    description:
+      "At start, apply the additive steps of `dbal-daemon migrate` (new tables, columns, indexes, foreign keys, wider types); destructive ones are logged, not applied ([Migrations](entities.md#migrations)). false: create and alter nothing."
   })
 }).annotations({ parseOptions: strict })
 

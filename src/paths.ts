@@ -14,3 +14,6 @@ const findRoot = (start: string): string => {
 }
 
 export const packageRoot: string = findRoot(path.dirname(fileURLToPath(import.meta.url)))
+
+/** The configuration the commands read without --config (here so that --help loads nothing else). */
+export const defaultConfigPath: string = path.join(packageRoot, "config", "development.yaml")

@@ -20,6 +20,8 @@ import { parseRules, type Rule } from "../../src/access/Policy.js"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as EntitiesLayer from "../../layers/Entities.js"
 import { isRecord } from "../../src/Json.js"
+import { CliFailure } from "./errors.js"
+import { out } from "./output.js"
 
 export interface CheckReport {
   readonly problems: ReadonlyArray<string>
@@ -196,3 +198,14 @@ export const formatSummary = (summary: NonNullable<CheckReport["summary"]>): Rea
   `  entities: ${summary.entities} (${summary.entitiesFrom})`,
   `  rules: ${summary.rulesFile === undefined ? "0 (no rules file: the entities' own acl blocks apply)" : `${summary.rules} (${summary.rulesFile})`}`
 ]
+
+/** The command: problems (exit code 1) or the summary on stdout, warnings on stderr. */
+export const checkConfigProgram = (file: string) =>
+  Effect.gen(function* () {
+    const report = yield* checkConfig(file)
+    if (report.problems.length > 0) return yield* new CliFailure({ lines: report.problems, exitCode: 1, bare: true })
+    if (report.summary !== undefined) yield* out(formatSummary(report.summary))
+    if (report.warnings !== undefined && report.warnings.length > 0) {
+      yield* Effect.sync(() => process.stderr.write(report.warnings!.map((l) => `${l}\n`).join("")))
+    }
+  })

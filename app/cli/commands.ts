@@ -4,7 +4,7 @@
  *   dbal-daemon [serve] [--config=FILE] [--host=H] [--port=N]   run the daemon (default: config/development.yaml)
  *   dbal-daemon init                         write a starter configuration in the current folder
  *   dbal-daemon healthcheck [--config=FILE]  exit 0 when the daemon of that configuration answers /livez
- *   dbal-daemon migrate [--config=FILE]      create missing tables and indexes, then exit
+ *   dbal-daemon migrate [--plan] [--allow-destructive] [--config=FILE]   bring the database to the definitions
  *   dbal-daemon check-config [--config=FILE] check configuration, entities and rules; no database
  *   dbal-daemon generate --out=FILE.ts [--config=FILE] [--import=MODULE]  typed client module (app/cli/generate.ts)
  *   dbal-daemon token session --user U [--ttl 24h] [--config=FILE]
@@ -14,47 +14,43 @@
  * @effect/cli's own options that mean nothing here (--wizard, --completions, --log-level: the
  * log level is the configuration's) are refused as unknown, and --help lists only ours.
  *
+ * Each command's program is imported when that command runs (./serve.ts, ./migrate.ts, …): --help,
+ * generate and check-config do not load the daemon's layers, the database drivers or the server.
+ *
  * `--config` (`-c`) is accepted before the command too (`--config=FILE migrate`). Every failure
  * is printed as one line per problem on stderr, prefixed `dbal-daemon: ` (check-config's
  * problems start with their file instead); exit code 1 for problems, 2 for usage errors.
  */
-import { CliConfig, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
-import { NodeContext } from "@effect/platform-node"
-import { SqlClient } from "@effect/sql"
-import { Cause, Console, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
-import { AppConfig } from "../../src/Config.js"
-import { dialectOf } from "../../src/entity/Ddl.js"
-import { isSandboxed, runSandboxed, sandboxProblem } from "../../src/Sandbox.js"
+import * as CliConfig from "@effect/cli/CliConfig"
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as Cause from "effect/Cause"
+import type * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { defaultConfigPath } from "../../src/paths.js"
 import { UserRoles } from "../../src/services/Principal.js"
 import { version } from "../../src/version.js"
-import * as ConfigLayer from "../../layers/Config.js"
-import * as DatabaseLayer from "../../layers/Database.js"
-import * as EntitiesLayer from "../../layers/Entities.js"
-import * as Logging from "../../layers/Logging.js"
-import * as Application from "../Application.js"
-import { checkConfig, formatSummary } from "./checkConfig.js"
-import { generateCommand } from "./generate.js"
-import { CliFailure, describeCause, problem } from "./errors.js"
-import { checkLiveness } from "./healthcheck.js"
-import { init } from "./init.js"
-import { createSession, mintJwt } from "./token.js"
+import { CliFailure, describeCause } from "./errors.js"
 import { parseTtl } from "./ttl.js"
 
 const NAME = "dbal-daemon"
 
-const levels = { debug: LogLevel.Debug, info: LogLevel.Info, warning: LogLevel.Warning, error: LogLevel.Error } as const
-
-/** Log lines of the one-shot commands go to stderr, so that stdout holds their output only. */
-const stderrLogging = Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logging.jsonWithTrace))
-
-const out = (lines: ReadonlyArray<string>) => Effect.sync(() => process.stdout.write(lines.map((l) => `${l}\n`).join("")))
+/** A command's program, imported when the command runs. */
+const lazy = <M, A, E, R>(load: () => Promise<M>, program: (m: M) => Effect.Effect<A, E, R>) => Effect.flatMap(Effect.promise(load), program)
 
 // ---------------------------------------------------------------------------------------------
 // Options
 
 const configOption = Options.text("config").pipe(
   Options.withAlias("c"),
-  Options.withDescription(`Configuration file (default: ${ConfigLayer.defaultConfigPath})`),
+  Options.withDescription(`Configuration file (default: ${defaultConfigPath})`),
   Options.optional
 )
 
@@ -95,88 +91,10 @@ const serveEnv = (host: Option.Option<string>, port: Option.Option<number>): Rec
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-const serveProgram = (file: string, argv: ReadonlyArray<string>, env: Record<string, string | undefined> = process.env) =>
-  Effect.gen(function* () {
-    const cfg = yield* ConfigLayer.loadConfig(file, env)
-    if (cfg.security.sandbox === "strict" && !isSandboxed()) {
-      const reason = sandboxProblem(cfg)
-      if (reason !== undefined) return yield* problem(reason)
-      const code = yield* Effect.uninterruptible(Effect.promise(() => runSandboxed(cfg, argv)))
-      return yield* Effect.sync(() => process.exit(code))
-    }
-    if (isSandboxed()) yield* Effect.logInfo("strict sandbox: running under the Node permission model")
-    const app = Application.live(file, env)
-    const announce = Layer.effectDiscard(
-      Effect.gen(function* () {
-        const c = yield* AppConfig
-        if (c.security.auth.print_service_tokens) {
-          for (const t of c.security.auth.service_tokens) {
-            process.stdout.write(`development service token ${JSON.stringify(t.name)}: ${Redacted.value(t.token)}\n`)
-          }
-        }
-      })
-    )
-    return yield* Layer.launch(Layer.provide(announce, app).pipe(Layer.merge(app))).pipe(
-      Effect.provide(Logger.minimumLogLevel(levels[cfg.logging.level]))
-    )
-  }).pipe(Effect.provide(Logging.layer))
-
-const migrateProgram = (file: string) =>
-  Effect.gen(function* () {
-    const cfg = yield* ConfigLayer.loadConfig(file)
-    const registry = yield* EntitiesLayer.fromConfig(cfg)
-    yield* Effect.flatMap(SqlClient.SqlClient, (sql) => DatabaseLayer.migrate(sql, dialectOf(cfg.database.adapter), registry)).pipe(
-      Effect.provide(DatabaseLayer.sqlClientLayer(cfg)),
-      Effect.provide(Logger.minimumLogLevel(levels[cfg.logging.level]))
-    )
-    yield* out([`migrated: ${registry.creationOrder.map((e) => e.table).join(", ")}`])
-  }).pipe(Effect.provide(stderrLogging))
-
-const initProgram = (dir: string) =>
-  Effect.gen(function* () {
-    const r = yield* init(dir)
-    yield* out([
-      `wrote ${r.configFile}`,
-      `wrote ${r.tokenFile} (the service token, mode 0600)`,
-      "start the daemon with:",
-      `  dbal-daemon serve --config=${r.configFile}`
-    ])
-  })
-
-const healthcheckProgram = (file: string) =>
-  Effect.gen(function* () {
-    const cfg = yield* ConfigLayer.loadConfig(file)
-    yield* checkLiveness(cfg)
-  })
-
-const checkConfigProgram = (file: string) =>
-  Effect.gen(function* () {
-    const report = yield* checkConfig(file)
-    if (report.problems.length > 0) return yield* new CliFailure({ lines: report.problems, exitCode: 1, bare: true })
-    if (report.summary !== undefined) yield* out(formatSummary(report.summary))
-    if (report.warnings !== undefined && report.warnings.length > 0) {
-      yield* Effect.sync(() => process.stderr.write(report.warnings!.map((l) => `${l}\n`).join("")))
-    }
-  })
-
-const sessionProgram = (file: string, user: string, ttl: number) =>
-  Effect.gen(function* () {
-    const cfg = yield* ConfigLayer.loadConfig(file)
-    const s = yield* createSession(cfg, user, ttl).pipe(Effect.provide(Logger.minimumLogLevel(levels[cfg.logging.level])))
-    yield* out([`token: ${s.token}`, `user_id: ${s.userId}`, `expires_at: ${s.expiresAt}`])
-  }).pipe(Effect.provide(stderrLogging))
-
-const jwtProgram = (file: string, sub: string, role: (typeof UserRoles)[number], ttl: number) =>
-  Effect.gen(function* () {
-    const cfg = yield* ConfigLayer.loadConfig(file)
-    const t = yield* mintJwt(cfg, sub, role, ttl)
-    yield* out([`token: ${t.token}`, `user_id: ${sub}`, `expires_at: ${t.expiresAt}`])
-  })
-
 /** The command tree; `argv` (as given) is what a strict-sandbox relaunch passes on. */
 export const makeCommand = (argv: ReadonlyArray<string>) => {
   const root = Command.make(NAME, { config: configOption }, ({ config }) =>
-    serveProgram(Option.getOrElse(config, () => ConfigLayer.defaultConfigPath), argv)
+    lazy(() => import("./serve.js"), (m) => m.serveProgram(Option.getOrElse(config, () => defaultConfigPath), argv))
   ).pipe(
     Command.withDescription(
       "Secure database access daemon: a WebSocket JSON-RPC gateway. Without a command: serve. `--help` after a command describes it; `--version` prints the version."
@@ -186,33 +104,46 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
   /** The file of the subcommand's --config, else the one given before the command, else the default. */
   const configFile = (own: Option.Option<string>) =>
     Effect.map(root, (parent) =>
-      Option.getOrElse(Option.orElse(own, () => parent.config), () => ConfigLayer.defaultConfigPath)
+      Option.getOrElse(Option.orElse(own, () => parent.config), () => defaultConfigPath)
     )
 
   const serve = Command.make("serve", { config: configOption, host: hostOption, port: portOption }, ({ config, host, port }) =>
-    Effect.flatMap(configFile(config), (file) => serveProgram(file, argv, serveEnv(host, port)))
+    Effect.flatMap(configFile(config), (file) => lazy(() => import("./serve.js"), (m) => m.serveProgram(file, argv, serveEnv(host, port))))
   ).pipe(Command.withDescription("Run the daemon (the default command)."))
 
-  const initCommand = Command.make("init", {}, () => initProgram(process.cwd())).pipe(
+  const initCommand = Command.make("init", {}, () => lazy(() => import("./init.js"), (m) => m.initProgram(process.cwd()))).pipe(
     Command.withDescription(
       `Write a starter configuration into the current folder: dbal-daemon.yaml (SQLite, paths relative to it) and service-token (a generated service token, mode 0600). Never overwrites a file.`
     )
   )
 
   const healthcheck = Command.make("healthcheck", { config: configOption }, ({ config }) =>
-    Effect.flatMap(configFile(config), healthcheckProgram)
+    Effect.flatMap(configFile(config), (file) => lazy(() => import("./healthcheck.js"), (m) => m.healthcheckProgram(file)))
   ).pipe(
     Command.withDescription(
       "Exit 0 when the daemon of this configuration answers GET /livez on its configured host and port (for a container HEALTHCHECK), else 1."
     )
   )
 
-  const migrate = Command.make("migrate", { config: configOption }, ({ config }) => Effect.flatMap(configFile(config), migrateProgram)).pipe(
-    Command.withDescription("Create the missing tables and indexes of the entities, then exit (never drops or alters anything).")
+  const migrate = Command.make(
+    "migrate",
+    {
+      config: configOption,
+      plan: Options.boolean("plan").pipe(Options.withDescription("Print the SQL that would bring the database to the definitions, per step, and change nothing")),
+      allowDestructive: Options.boolean("allow-destructive").pipe(
+        Options.withDescription("Also apply destructive changes (dropped columns and tables, narrowed types, new NOT NULL or unique constraints); without it a plan that has any is refused whole")
+      )
+    },
+    ({ config, plan, allowDestructive }) =>
+      Effect.flatMap(configFile(config), (file) => lazy(() => import("./migrate.js"), (m) => m.migrateProgram(file, { plan, allowDestructive })))
+  ).pipe(
+    Command.withDescription(
+      "Bring the database to the entity definitions: create missing tables, columns, indexes and foreign keys, widen types, and record what was applied in dbal_migrations. Destructive changes are refused unless --allow-destructive is given."
+    )
   )
 
   const check = Command.make("check-config", { config: configOption }, ({ config }) =>
-    Effect.flatMap(configFile(config), checkConfigProgram)
+    Effect.flatMap(configFile(config), (file) => lazy(() => import("./checkConfig.js"), (m) => m.checkConfigProgram(file)))
   ).pipe(
     Command.withDescription(
       "Check the configuration, the entity definitions and the access rules file without connecting to the database: every problem on its own line, exit code 1 when there is any."
@@ -226,7 +157,7 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
       user: Options.text("user").pipe(Options.withDescription("The user's id or username")),
       ttl: ttlOption("24h")
     },
-    ({ config, user, ttl }) => Effect.flatMap(configFile(config), (file) => sessionProgram(file, user, ttl))
+    ({ config, user, ttl }) => Effect.flatMap(configFile(config), (file) => lazy(() => import("./token.js"), (m) => m.sessionProgram(file, user, ttl)))
   ).pipe(
     Command.withDescription(
       "Create a session for a user (a Session row, written through the daemon's layers as the system principal) and print its token and the user id. Needs the database."
@@ -241,7 +172,7 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
       role: Options.choice("role", UserRoles).pipe(Options.withDescription("The user's role (the configured role claim)")),
       ttl: ttlOption("1h")
     },
-    ({ config, sub, role, ttl }) => Effect.flatMap(configFile(config), (file) => jwtProgram(file, sub, role, ttl))
+    ({ config, sub, role, ttl }) => Effect.flatMap(configFile(config), (file) => lazy(() => import("./token.js"), (m) => m.jwtProgram(file, sub, role, ttl)))
   ).pipe(
     Command.withDescription(
       "Print a JWT for a user, signed with the configured HS* secret (security.auth.jwt: secret, issuer, audience, role_claim)."
@@ -253,7 +184,23 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
     Command.withSubcommands([session, jwt])
   )
 
-  const generate = generateCommand(configOption, configFile)
+  const generate = Command.make(
+    "generate",
+    {
+      config: configOption,
+      out: Options.text("out").pipe(Options.withDescription("The TypeScript module to write (e.g. src/db.ts)")),
+      importFrom: Options.text("import").pipe(
+        Options.withDescription("The module the generated code imports the client from (default dbal-daemon/client)"),
+        Options.withDefault("dbal-daemon/client")
+      )
+    },
+    ({ config, out, importFrom }) =>
+      Effect.flatMap(configFile(config), (file) => lazy(() => import("./generate.js"), (m) => m.generateProgram(file, out, importFrom)))
+  ).pipe(
+    Command.withDescription(
+      "Write a typed client module for the entities of the configuration (entities folder or schema.prisma): records, inputs, filters, relations and createClient(config). Needs no database."
+    )
+  )
 
   return root.pipe(Command.withSubcommands([serve, initCommand, healthcheck, migrate, check, token, generate]))
 }
@@ -270,7 +217,7 @@ const COMMANDS: Record<string, ReadonlyArray<string>> = {
 }
 /** Options that take a value (`--name value` or `--name=value`). */
 const VALUED = new Set(["--config", "-c", "--user", "--ttl", "--sub", "--role", "--host", "--port", "--out", "--import"])
-const FLAGS = new Set(["--help", "-h", "--version"])
+const FLAGS = new Set(["--help", "-h", "--version", "--plan", "--allow-destructive"])
 /** @effect/cli's built-in options that mean nothing for this program. */
 const MEANINGLESS = new Set(["--wizard", "--completions", "--log-level"])
 
@@ -336,7 +283,8 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, unknown>
     // Help without the parser's built-ins (--help and --version are named in the description)
     // and without its type filler ("A user-defined piece of text.").
     Effect.provide(CliConfig.layer({ showBuiltIns: false, showTypes: false })),
-    Effect.provide(NodeContext.layer),
+    // What @effect/cli needs (CliApp.Environment), without NodeContext's command executor and workers.
+    Effect.provide(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)),
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
       const failure = Cause.failureOption(cause)

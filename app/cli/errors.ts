@@ -3,7 +3,9 @@
  * traces, no Effect cause dumps. Exit codes: 1 for problems (configuration, database, ...), 2 for
  * usage errors (unknown command or option, bad option value).
  */
-import { Cause, Option, Schema } from "effect"
+import * as Cause from "effect/Cause"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 
 export class CliFailure extends Schema.TaggedError<CliFailure>()("CliFailure", {
   lines: Schema.Array(Schema.String),
@@ -22,7 +24,7 @@ export const problem = (...lines: ReadonlyArray<string>) => new CliFailure({ lin
 /** A usage error (exit code 2). */
 export const usage = (line: string) => new CliFailure({ lines: [line], exitCode: 2 })
 
-const tagged = ["ConfigError", "EntitiesError", "ListenError", "RulesFileError", "StartupError"]
+const tagged = ["ConfigError", "EntitiesError", "ListenError", "RulesFileError", "StartupError", "MigrationFailed", "MigrationRefused"]
 
 /** The error of a layer or command as lines (the messages of the daemon's tagged errors). */
 export const describe = (e: unknown): ReadonlyArray<string> => {

@@ -13,6 +13,7 @@ import * as http from "node:http"
 import * as https from "node:https"
 import * as net from "node:net"
 import type { DaemonConfig } from "../../src/Config.js"
+import * as ConfigLayer from "../../layers/Config.js"
 import { problem } from "./errors.js"
 
 const TIMEOUT_MS = 3000
@@ -53,3 +54,6 @@ export const checkLiveness = (cfg: DaemonConfig) =>
     },
     catch: (e) => problem(`not alive on ${cfg.server.host}:${cfg.server.port}: ${e instanceof Error ? e.message : String(e)}`)
   })
+
+/** The command: the configuration's daemon answers /livez, or exit code 1. */
+export const healthcheckProgram = (file: string) => Effect.flatMap(ConfigLayer.loadConfig(file), checkLiveness)

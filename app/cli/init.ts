@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { problem } from "./errors.js"
+import { out } from "./output.js"
 
 export const CONFIG_FILE = "dbal-daemon.yaml"
 export const TOKEN_FILE = "service-token"
@@ -67,4 +68,16 @@ export const init = (dir: string): Effect.Effect<InitResult, ReturnType<typeof p
       catch: (e) => problem(`cannot write the starter configuration in ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
     })
     return { configFile, tokenFile }
+  })
+
+/** The command: writes the files into `dir` and says how to start. */
+export const initProgram = (dir: string) =>
+  Effect.gen(function* () {
+    const r = yield* init(dir)
+    yield* out([
+      `wrote ${r.configFile}`,
+      `wrote ${r.tokenFile} (the service token, mode 0600)`,
+      "start the daemon with:",
+      `  dbal-daemon serve --config=${r.configFile}`
+    ])
   })

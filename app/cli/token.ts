@@ -6,7 +6,7 @@
  * - `token jwt`: a JWT signed with the configured HS* secret, issuer, audience and role claim.
  * Tokens are printed on stdout (that is the point) and never logged.
  */
-import { Effect, Redacted } from "effect"
+import { Effect, Logger, Redacted } from "effect"
 import * as jose from "jose"
 import { randomBytes } from "node:crypto"
 import type { DaemonConfig } from "../../src/Config.js"
@@ -17,6 +17,7 @@ import type { UserRole } from "../../src/services/Principal.js"
 import * as ConfigLayer from "../../layers/Config.js"
 import * as Application from "../Application.js"
 import { problem } from "./errors.js"
+import { levels, out, stderrLogging } from "./output.js"
 import { isRecord } from "../../src/Json.js"
 
 /** Name of the service token used when the configuration has none (it lives in this process only). */
@@ -132,4 +133,20 @@ export const mintJwt = (cfg: DaemonConfig, sub: string, role: UserRole, ttlSecon
       catch: (e) => problem(`token jwt: cannot sign (${e instanceof Error ? e.message : String(e)})`)
     })
     return { token, algorithm: alg, expiresAt: new Date(exp * 1000).toISOString() } satisfies MintedJwt
+  })
+
+/** `token session`: prints the token, the user id and the expiry. */
+export const sessionProgram = (file: string, user: string, ttl: number) =>
+  Effect.gen(function* () {
+    const cfg = yield* ConfigLayer.loadConfig(file)
+    const s = yield* createSession(cfg, user, ttl).pipe(Effect.provide(Logger.minimumLogLevel(levels[cfg.logging.level])))
+    yield* out([`token: ${s.token}`, `user_id: ${s.userId}`, `expires_at: ${s.expiresAt}`])
+  }).pipe(Effect.provide(stderrLogging))
+
+/** `token jwt`: prints the JWT, the user id and the expiry. */
+export const jwtProgram = (file: string, sub: string, role: UserRole, ttl: number) =>
+  Effect.gen(function* () {
+    const cfg = yield* ConfigLayer.loadConfig(file)
+    const t = yield* mintJwt(cfg, sub, role, ttl)
+    yield* out([`token: ${t.token}`, `user_id: ${sub}`, `expires_at: ${t.expiresAt}`])
   })

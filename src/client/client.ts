@@ -3,10 +3,8 @@
  * `dbal-daemon generate` from config/entities), as a class so that `new DBALClient(config)` and
  * `DBALClient.scoped(config)` work as before. For other entities generate a module of your own.
  */
-// Subpath imports: a consumer's type check then reads these modules' declarations, not all of effect's.
 import * as Effect from "effect/Effect"
-import type * as Scope from "effect/Scope"
-import { ClientBase, type DBALClientConfig, type PromiseAccessors } from "./core.js"
+import { ClientBase, type ClientEffect, type ClientScope, type DBALClientConfig, type PromiseAccessors } from "./core.js"
 import { accessors, type Entities } from "./entities.js"
 
 // The accessors (users, pages, …) are set by ClientBase's constructor; this declares their types
@@ -20,11 +18,11 @@ export class DBALClient extends ClientBase<Entities, typeof accessors> {
     super(config, accessors)
   }
 
-  /** A client closed when the scope closes. */
-  static scoped(config: DBALClientConfig): Effect.Effect<DBALClient, never, Scope.Scope> {
+  /** A client closed when the scope closes (an Effect: typed with "dbal-daemon/client/effect" imported). */
+  static scoped(config: DBALClientConfig): ClientEffect<DBALClient, never, ClientScope> {
     return Effect.acquireRelease(
       Effect.sync(() => new DBALClient(config)),
-      (c) => c.effect.close
-    )
+      (c) => Effect.promise(() => c.close())
+    ) as unknown as ClientEffect<DBALClient, never, ClientScope>
   }
 }

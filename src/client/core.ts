@@ -20,12 +20,14 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Stream from "effect/Stream"
 import { DbalError } from "./errors.js"
-import { StateCell, type CallOptions, type ConnectionState, type Transport } from "./transport.js"
+import type { CallOptions, ConnectionState } from "./options.js"
+import { StateCell, type Transport } from "./transport.js"
 import type { AnyEntity, Capabilities, EntityTypes, ListOptions, ListResult, RelationName, SchemaResult, TransactionOp, WithIncludes } from "./types.js"
-import { makeWsTransport, type ReconnectOptions, type SocketOptions } from "./ws.js"
-import { type SubscribeOptions, type Subscription, type SubscriptionEvent, subscriptionIterable, subscriptionStream } from "./live.js"
+import type { ReconnectOptions, SocketOptions, SubscribeOptions, Subscription, SubscriptionEvent } from "./options.js"
+import { makeWsTransport } from "./ws.js"
+import { subscriptionIterable, subscriptionStream } from "./live.js"
 
-export type { SubscribeOptions, Subscription, SubscriptionEvent } from "./live.js"
+export type { SubscribeOptions, Subscription, SubscriptionEvent } from "./options.js"
 
 /** The events of a subscription to entity `T`. */
 export type EntityEvent<T extends EntityTypes> = SubscriptionEvent<T["record"], T["id"]>
@@ -102,41 +104,63 @@ export type LookupValue<T extends EntityTypes, F extends LookupField<T>> = F ext
 /** createData of upsert: the unique field may be left out (it is set to uniqueValue). */
 export type UpsertCreate<T extends EntityTypes, F extends string> = Omit<T["create"], F> & Partial<T["create"]>
 
+/**
+ * The types of the Effect API (`client.effect`, `DBALClient.scoped`), filled in by
+ * "dbal-daemon/client/effect" (effect.ts): a program that imports it sees effect's Effect and
+ * Scope here; one that uses the Promise API only does not make its type checker read effect's
+ * declarations (most of a consumer's type-check time).
+ */
+export interface EffectTypes<A, E, R> {}
+export interface StreamTypes<A, E> {}
+export interface ScopeTypes {}
+
+/** What `client.effect` returns without "dbal-daemon/client/effect" imported: a reminder, not an Effect. */
+export interface EffectTypesNotImported {
+  readonly "import dbal-daemon/client/effect to type the Effect API": never
+}
+
+/** effect's `Effect.Effect<A, E, R>` once "dbal-daemon/client/effect" is imported. */
+export type ClientEffect<A, E = never, R = never> = EffectTypes<A, E, R> extends { readonly effect: infer T } ? T : EffectTypesNotImported
+/** effect's `Stream.Stream<A, E>` once "dbal-daemon/client/effect" is imported. */
+export type ClientStream<A, E = never> = StreamTypes<A, E> extends { readonly stream: infer T } ? T : EffectTypesNotImported
+/** effect's `Scope.Scope` once "dbal-daemon/client/effect" is imported. */
+export type ClientScope = ScopeTypes extends { readonly scope: infer S } ? S : EffectTypesNotImported
+
 /** The methods of one entity, as Effects. */
 export interface EntityEffectApi<T extends EntityTypes> {
-  readonly create: (data: T["create"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
+  readonly create: (data: T["create"], options?: CallOptions) => ClientEffect<T["record"], DbalError>
   /** Fails with code 404 when there is no such record. */
-  readonly read: (id: T["id"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
-  readonly update: (id: T["id"], data: T["update"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
-  readonly delete: (id: T["id"], options?: CallOptions) => Effect.Effect<boolean, DbalError>
+  readonly read: (id: T["id"], options?: CallOptions) => ClientEffect<T["record"], DbalError>
+  readonly update: (id: T["id"], data: T["update"], options?: CallOptions) => ClientEffect<T["record"], DbalError>
+  readonly delete: (id: T["id"], options?: CallOptions) => ClientEffect<boolean, DbalError>
   readonly list: <const I extends RelationName<T> = never>(
     options?: ListOptions<T, I>,
     callOptions?: CallOptions
-  ) => Effect.Effect<ListResult<WithIncludes<T, I>>, DbalError>
-  readonly findFirst: (filter?: T["where"], options?: CallOptions) => Effect.Effect<T["record"] | null, DbalError>
-  readonly findByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => Effect.Effect<T["record"] | null, DbalError>
+  ) => ClientEffect<ListResult<WithIncludes<T, I>>, DbalError>
+  readonly findFirst: (filter?: T["where"], options?: CallOptions) => ClientEffect<T["record"] | null, DbalError>
+  readonly findByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => ClientEffect<T["record"] | null, DbalError>
   readonly upsert: <F extends T["unique"]>(
     uniqueField: F,
     uniqueValue: LookupValue<T, F>,
     createData: UpsertCreate<T, F>,
     updateData: T["update"],
     options?: CallOptions
-  ) => Effect.Effect<T["record"], DbalError>
-  readonly updateByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, data: T["update"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
-  readonly deleteByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => Effect.Effect<boolean, DbalError>
+  ) => ClientEffect<T["record"], DbalError>
+  readonly updateByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, data: T["update"], options?: CallOptions) => ClientEffect<T["record"], DbalError>
+  readonly deleteByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => ClientEffect<boolean, DbalError>
   /** Number created. */
-  readonly createMany: (data: ReadonlyArray<T["create"]>, options?: CallOptions) => Effect.Effect<number, DbalError>
+  readonly createMany: (data: ReadonlyArray<T["create"]>, options?: CallOptions) => ClientEffect<number, DbalError>
   /** Number updated; the filter must test at least one field (422 otherwise). */
-  readonly updateMany: (filter: T["where"], data: T["update"], options?: CallOptions) => Effect.Effect<number, DbalError>
+  readonly updateMany: (filter: T["where"], data: T["update"], options?: CallOptions) => ClientEffect<number, DbalError>
   /** Number deleted; the filter must test at least one field (422 otherwise). */
-  readonly deleteMany: (filter: T["where"], options?: CallOptions) => Effect.Effect<number, DbalError>
-  readonly count: (filter?: T["where"], options?: CallOptions) => Effect.Effect<number, DbalError>
+  readonly deleteMany: (filter: T["where"], options?: CallOptions) => ClientEffect<number, DbalError>
+  readonly count: (filter?: T["where"], options?: CallOptions) => ClientEffect<number, DbalError>
   /**
    * Live changes of the rows matching `filter` that the caller may read, as a Stream: it
    * subscribes when run and unsubscribes when it ends; it fails when the connection drops (kind
    * ConnectionLost) or the daemon ends the subscription (e.g. 401 when the session expired).
    */
-  readonly subscribe: (options?: SubscribeOptions<T["where"]>, callOptions?: CallOptions) => Stream.Stream<EntityEvent<T>, DbalError>
+  readonly subscribe: (options?: SubscribeOptions<T["where"]>, callOptions?: CallOptions) => ClientStream<EntityEvent<T>, DbalError>
 }
 
 /** The same methods as Promises (rejecting with DbalError). */
@@ -184,17 +208,17 @@ export interface EffectClientMethods<E extends EntityTable<E>> {
     <N extends keyof E & string>(name: N): EntityEffectApi<E[N]>
     (name: string): EntityEffectApi<AnyEntity>
   }
-  readonly getCapabilities: (options?: CallOptions) => Effect.Effect<Capabilities, DbalError>
+  readonly getCapabilities: (options?: CallOptions) => ClientEffect<Capabilities, DbalError>
   /** The entities and fields this caller may use (the `getSchema` method). */
-  readonly getSchema: (options?: CallOptions) => Effect.Effect<SchemaResult, DbalError>
+  readonly getSchema: (options?: CallOptions) => ClientEffect<SchemaResult, DbalError>
   /**
    * Runs the operations all or nothing, in order, each checked by the access rules as if sent
    * alone; the results come back in the same order. A failure's `details.operation` is its index.
    */
-  readonly transaction: (ops: ReadonlyArray<TransactionOp>, options?: CallOptions) => Effect.Effect<ReadonlyArray<unknown>, DbalError>
+  readonly transaction: (ops: ReadonlyArray<TransactionOp>, options?: CallOptions) => ClientEffect<ReadonlyArray<unknown>, DbalError>
   /** Connects (production) or starts the in-process daemon (development) now rather than at the first request. */
-  readonly connect: Effect.Effect<void, DbalError>
-  readonly close: Effect.Effect<void>
+  readonly connect: ClientEffect<void, DbalError>
+  readonly close: ClientEffect<void>
 }
 
 export type EffectClient<E extends EntityTable<E>, A extends AccessorTable<E, A>> = EffectAccessors<E, A> & EffectClientMethods<E>
@@ -205,7 +229,40 @@ export const reservedAccessors: ReadonlyArray<string> = [
   "onConnectionStateChange", "transport", "constructor", "scoped", "then"
 ]
 
-const entityEffects = <T extends EntityTypes>(t: Transport, entity: string): EntityEffectApi<T> => {
+/** EntityEffectApi as the implementation sees it (with effect's types, which the public declarations leave to effect.ts). */
+interface EntityEffects<T extends EntityTypes> {
+  readonly create: (data: T["create"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
+  /** Fails with code 404 when there is no such record. */
+  readonly read: (id: T["id"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
+  readonly update: (id: T["id"], data: T["update"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
+  readonly delete: (id: T["id"], options?: CallOptions) => Effect.Effect<boolean, DbalError>
+  readonly list: <const I extends RelationName<T> = never>(
+    options?: ListOptions<T, I>,
+    callOptions?: CallOptions
+  ) => Effect.Effect<ListResult<WithIncludes<T, I>>, DbalError>
+  readonly findFirst: (filter?: T["where"], options?: CallOptions) => Effect.Effect<T["record"] | null, DbalError>
+  readonly findByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => Effect.Effect<T["record"] | null, DbalError>
+  readonly upsert: <F extends T["unique"]>(
+    uniqueField: F,
+    uniqueValue: LookupValue<T, F>,
+    createData: UpsertCreate<T, F>,
+    updateData: T["update"],
+    options?: CallOptions
+  ) => Effect.Effect<T["record"], DbalError>
+  readonly updateByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, data: T["update"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
+  readonly deleteByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => Effect.Effect<boolean, DbalError>
+  /** Number created. */
+  readonly createMany: (data: ReadonlyArray<T["create"]>, options?: CallOptions) => Effect.Effect<number, DbalError>
+  /** Number updated; the filter must test at least one field (422 otherwise). */
+  readonly updateMany: (filter: T["where"], data: T["update"], options?: CallOptions) => Effect.Effect<number, DbalError>
+  /** Number deleted; the filter must test at least one field (422 otherwise). */
+  readonly deleteMany: (filter: T["where"], options?: CallOptions) => Effect.Effect<number, DbalError>
+  readonly count: (filter?: T["where"], options?: CallOptions) => Effect.Effect<number, DbalError>
+  readonly subscribe: (options?: SubscribeOptions<T["where"]>, callOptions?: CallOptions) => Stream.Stream<EntityEvent<T>, DbalError>
+}
+
+
+const entityEffects = <T extends EntityTypes>(t: Transport, entity: string): EntityEffects<T> => {
   const call = <R>(method: string, params: ReadonlyArray<unknown>, options?: CallOptions) =>
     t.request(method, [entity, ...params], options) as Effect.Effect<R, DbalError>
   const opt = (v: unknown): ReadonlyArray<unknown> => (v === undefined ? [] : [v])
@@ -229,13 +286,13 @@ const entityEffects = <T extends EntityTypes>(t: Transport, entity: string): Ent
 }
 
 /** Runs an Effect of the client; rejects with the DbalError itself (not a FiberFailure). */
-export const runToPromise = <A>(effect: Effect.Effect<A, DbalError>): Promise<A> =>
+const runToPromise = <A>(effect: Effect.Effect<A, DbalError>): Promise<A> =>
   Effect.runPromiseExit(effect).then((exit) => {
     if (Exit.isSuccess(exit)) return exit.value
     throw Cause.squash(exit.cause)
   })
 
-const promised = <T extends EntityTypes>(e: EntityEffectApi<T>, t: Transport, entity: string): EntityApi<T> => {
+const promised = <T extends EntityTypes>(e: EntityEffects<T>, t: Transport, entity: string): EntityApi<T> => {
   const out: Record<string, unknown> = {}
   for (const [name, fn] of Object.entries(e) as Array<[string, (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, DbalError>]>) {
     if (name === "subscribe") continue
@@ -353,13 +410,19 @@ export class ClientBase<E extends EntityTable<E>, A extends AccessorTable<E, A>>
   readonly effect: EffectClient<E, A>
   readonly mode: "development" | "production"
   private readonly transport: Transport
+  /** The client's own Effects, as the implementation sees them. */
+  private readonly fx: {
+    readonly getCapabilities: (options?: CallOptions) => Effect.Effect<Capabilities, DbalError>
+    readonly getSchema: (options?: CallOptions) => Effect.Effect<SchemaResult, DbalError>
+    readonly transaction: (ops: ReadonlyArray<TransactionOp>, options?: CallOptions) => Effect.Effect<ReadonlyArray<unknown>, DbalError>
+  }
 
   constructor(config: DBALClientConfig, accessors: A) {
     this.mode = config.mode
     const t = makeTransport(config)
     this.transport = t
-    const effects: Record<string, EntityEffectApi<EntityTypes>> = {}
-    const byEntity = new Map<string, EntityEffectApi<EntityTypes>>()
+    const effects: Record<string, EntityEffects<EntityTypes>> = {}
+    const byEntity = new Map<string, EntityEffects<EntityTypes>>()
     const forEntity = (name: string) => {
       let e = byEntity.get(name)
       if (e === undefined) byEntity.set(name, (e = entityEffects(t, name)))
@@ -369,14 +432,12 @@ export class ClientBase<E extends EntityTable<E>, A extends AccessorTable<E, A>>
       if (reservedAccessors.includes(accessor)) throw new TypeError(`accessor ${accessor} is a member of the client: give ${entity} another client.accessor`)
       effects[accessor] = forEntity(entity)
     }
-    const methods: EffectClientMethods<EntityTable<Record<string, EntityTypes>>> = {
-      entity: ((name: string) => forEntity(name)) as EffectClientMethods<EntityTable<Record<string, EntityTypes>>>["entity"],
-      getCapabilities: (options) => t.request("getCapabilities", [], options) as Effect.Effect<Capabilities, DbalError>,
-      getSchema: (options) => t.request("getSchema", [], options) as Effect.Effect<SchemaResult, DbalError>,
-      transaction: (ops, options) => t.request("transaction", [ops], options) as Effect.Effect<ReadonlyArray<unknown>, DbalError>,
-      connect: t.connect,
-      close: t.close
+    this.fx = {
+      getCapabilities: (options?: CallOptions) => t.request("getCapabilities", [], options) as Effect.Effect<Capabilities, DbalError>,
+      getSchema: (options?: CallOptions) => t.request("getSchema", [], options) as Effect.Effect<SchemaResult, DbalError>,
+      transaction: (ops: ReadonlyArray<TransactionOp>, options?: CallOptions) => t.request("transaction", [ops], options) as Effect.Effect<ReadonlyArray<unknown>, DbalError>
     }
+    const methods = { entity: (name: string) => forEntity(name), ...this.fx, connect: t.connect, close: t.close }
     this.effect = { ...effects, ...methods } as unknown as EffectClient<E, A>
     const self = this as unknown as Record<string, unknown>
     for (const [accessor, entity] of Object.entries(accessors) as Array<[string, string]>) self[accessor] = promised(effects[accessor]!, t, entity)
@@ -395,27 +456,27 @@ export class ClientBase<E extends EntityTable<E>, A extends AccessorTable<E, A>>
   }
 
   getCapabilities(options?: CallOptions): Promise<Capabilities> {
-    return runToPromise(this.effect.getCapabilities(options))
+    return runToPromise(this.fx.getCapabilities(options))
   }
 
   /** The entities and fields this caller may use. */
   getSchema(options?: CallOptions): Promise<SchemaResult> {
-    return runToPromise(this.effect.getSchema(options))
+    return runToPromise(this.fx.getSchema(options))
   }
 
   /** All or nothing: see `EffectClient.transaction`. */
   transaction(ops: ReadonlyArray<TransactionOp>, options?: CallOptions): Promise<ReadonlyArray<unknown>> {
-    return runToPromise(this.effect.transaction(ops, options))
+    return runToPromise(this.fx.transaction(ops, options))
   }
 
   /** Connects now (production) or starts the in-process daemon (development); otherwise the first request does. */
   connect(): Promise<void> {
-    return runToPromise(this.effect.connect)
+    return runToPromise(this.transport.connect)
   }
 
   /** Fails what is still waiting, stops reconnecting, releases the connection or the in-process daemon. */
   close(): Promise<void> {
-    return runToPromise(this.effect.close)
+    return runToPromise(this.transport.close)
   }
 
   get connectionState(): ConnectionState {

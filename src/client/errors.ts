@@ -20,7 +20,7 @@ export interface FieldError {
   readonly error: string
 }
 
-export class DbalError extends Data.TaggedError("DbalError")<{
+interface DbalErrorFields {
   readonly kind: DbalErrorKind
   /** The daemon's error code (docs/protocol.md, "Errors") for kind "Server"; 502/503/504 for the client's own kinds. */
   readonly code: number
@@ -29,7 +29,16 @@ export class DbalError extends Data.TaggedError("DbalError")<{
   readonly details?: Readonly<Record<string, unknown>>
   /** The protocol method of the failed request. */
   readonly method?: string
-}> {
+}
+
+/**
+ * Data.TaggedError at run time (an Effect error: `yield*`-able in Effect.gen, compared by value),
+ * declared without effect's types so that a consumer's type check does not read them; importing
+ * "dbal-daemon/client/effect" declares it as effect's YieldableError again (effect.ts).
+ */
+const TaggedError = Data.TaggedError("DbalError") as unknown as new (fields: DbalErrorFields) => Error & { readonly _tag: "DbalError" } & Readonly<DbalErrorFields>
+
+export class DbalError extends TaggedError {
   /** 422: the fields the daemon refused; 409: the conflicting field names (as `{field, error: "conflict"}`). */
   get fields(): ReadonlyArray<FieldError> {
     const raw = this.details?.fields

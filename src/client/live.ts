@@ -11,20 +11,9 @@ import * as Stream from "effect/Stream"
 import { DbalError } from "./errors.js"
 import type { CallOptions, Transport } from "./transport.js"
 
-/** One change, as the subscriber may see it. A delete's record holds at least the id. */
-export type SubscriptionEvent<R, I = string> =
-  | { readonly event: "create" | "update"; readonly record: R }
-  | { readonly event: "delete"; readonly record: Partial<R> & { readonly id: I } }
+import type { SubscribeOptions, Subscription } from "./options.js"
 
-export interface SubscribeOptions<W> {
-  /** Only rows matching this filter (the same language as `list`'s). */
-  readonly filter?: W
-}
-
-/** A subscription as an AsyncIterable (`for await`); breaking out of the loop or `close()` ends it. */
-export interface Subscription<E> extends AsyncIterable<E> {
-  readonly close: () => Promise<void>
-}
+export type { SubscribeOptions, Subscription, SubscriptionEvent } from "./options.js"
 
 interface Sink<E> {
   readonly event: (e: E) => void

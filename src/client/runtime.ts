@@ -5,5 +5,4 @@
 export * from "./core.js"
 export * from "./types.js"
 export { DbalError, isDbalError, type DbalErrorKind, type FieldError } from "./errors.js"
-export type { CallOptions, ConnectionState } from "./transport.js"
-export type { ReconnectOptions, SocketOptions } from "./ws.js"
+export type { CallOptions, ConnectionState, ReconnectOptions, SocketOptions } from "./options.js"

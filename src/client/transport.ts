@@ -5,22 +5,12 @@
  */
 import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"
+import type { CallOptions, ConnectionState } from "./options.js"
+
+export type { CallOptions, ConnectionState } from "./options.js"
 
 /** A plain JSON object (not null, not an array). The client keeps its own copy: it ships without the daemon's sources. */
 const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
-
-export interface CallOptions {
-  /** Client-side bound on this request, milliseconds (default: the client's `requestTimeoutMs`). */
-  readonly timeoutMs?: number
-}
-
-/**
- * idle: not connected and not trying (before the first request, or after the reconnect attempts
- * ran out or authentication was refused; the next request connects again) · connecting: first
- * connection or authentication in progress · ready · reconnecting: the connection dropped, a
- * new one is being tried with backoff · closed: `close()` was called.
- */
-export type ConnectionState = "idle" | "connecting" | "ready" | "reconnecting" | "closed"
 
 /** Receives the frames the daemon pushes for one subscription. */
 export interface PushWatcher {

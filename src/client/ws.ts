@@ -16,18 +16,10 @@
  */
 import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"
+import type { ReconnectOptions, SocketOptions } from "./options.js"
 import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, type PushWatcher, StateCell, type Transport } from "./transport.js"
 
-export interface ReconnectOptions {
-  /** First delay after a drop, milliseconds (default 200). */
-  readonly initialDelayMs?: number
-  /** Largest delay between attempts (default 10 000). */
-  readonly maxDelayMs?: number
-  /** Growth of the delay per failed attempt (default 2). */
-  readonly factor?: number
-  /** Attempts in a row before giving up until the next request (default: unbounded). */
-  readonly maxAttempts?: number
-}
+export type { ReconnectOptions, SocketOptions } from "./options.js"
 
 export interface WsTransportOptions {
   readonly endpoint: string
@@ -39,17 +31,6 @@ export interface WsTransportOptions {
   readonly reconnect?: ReconnectOptions | false
   /** Passed to `new WebSocket` of `ws` (TLS: ca, cert, key, servername, rejectUnauthorized, …). */
   readonly socketOptions?: SocketOptions
-}
-
-/** Options of `ws`'s WebSocket (Node only): given, the client uses `ws` rather than the platform's WebSocket. */
-export interface SocketOptions {
-  readonly ca?: unknown
-  readonly cert?: unknown
-  readonly key?: unknown
-  readonly servername?: string
-  readonly rejectUnauthorized?: boolean
-  readonly headers?: Readonly<Record<string, string>>
-  readonly [option: string]: unknown
 }
 
 /** Bounds on pushed frames kept for subscriptions whose `subscribe` answer has not come yet. */

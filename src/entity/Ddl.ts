@@ -90,23 +90,36 @@ const onDelete = (f: FieldDef): string => {
 
 export const fkName = (entity: EntityDef, f: FieldDef): string => `fk_${entity.table}_${f.column}`.slice(0, 63)
 
+/**
+ * A column's definition as in CREATE TABLE (also ALTER TABLE ADD/MODIFY COLUMN, src/entity/MigrationPlan.ts).
+ * `nullable` overrides the field's (a column added with a default is filled first, then made NOT NULL).
+ */
+export const columnClause = (dialect: Dialect, f: FieldDef, options: { readonly nullable?: boolean; readonly primary?: boolean } = {}): string => {
+  const parts = [q(dialect, f.column), columnType(dialect, f)]
+  if (!(options.nullable ?? f.nullable)) parts.push("NOT NULL")
+  if (f.primary && options.primary !== false) parts.push(f.autoIncrement === true && dialect === "sqlite" ? "PRIMARY KEY AUTOINCREMENT" : "PRIMARY KEY")
+  for (const c of checks(dialect, f)) parts.push(`CHECK (${c})`)
+  return parts.join(" ")
+}
+
+/** The referenced table and column of a foreign key field, and its ON DELETE clause. */
+export const references = (dialect: Dialect, f: FieldDef, registry: EntityRegistryShape): string => {
+  const target = registry.entities.get(f.foreignKey!.entity)!
+  const tf = target.byName.get(f.foreignKey!.field)!
+  return `REFERENCES ${q(dialect, target.table)} (${q(dialect, tf.column)})${onDelete(f)}`
+}
+
+/** `CONSTRAINT fk_… FOREIGN KEY (…) REFERENCES …` of a foreign key field. */
+export const foreignKeyClause = (dialect: Dialect, entity: EntityDef, f: FieldDef, registry: EntityRegistryShape): string =>
+  `CONSTRAINT ${q(dialect, fkName(entity, f))} FOREIGN KEY (${q(dialect, f.column)}) ${references(dialect, f, registry)}`
+
 /** `collation`: MySQL's table collation (binary; NO PAD where the server has one). */
 export const createTable = (dialect: Dialect, entity: EntityDef, registry: EntityRegistryShape, collation = "utf8mb4_bin"): string => {
   const lines: Array<string> = []
-  for (const f of entity.fields) {
-    const parts = [q(dialect, f.column), columnType(dialect, f)]
-    if (!f.nullable) parts.push("NOT NULL")
-    if (f.primary) parts.push(f.autoIncrement === true && dialect === "sqlite" ? "PRIMARY KEY AUTOINCREMENT" : "PRIMARY KEY")
-    for (const c of checks(dialect, f)) parts.push(`CHECK (${c})`)
-    lines.push(parts.join(" "))
-  }
+  for (const f of entity.fields) lines.push(columnClause(dialect, f))
   for (const f of entity.fields) {
     if (f.foreignKey === undefined) continue
-    const target = registry.entities.get(f.foreignKey.entity)!
-    const tf = target.byName.get(f.foreignKey.field)!
-    lines.push(
-      `CONSTRAINT ${q(dialect, fkName(entity, f))} FOREIGN KEY (${q(dialect, f.column)}) REFERENCES ${q(dialect, target.table)} (${q(dialect, tf.column)})${onDelete(f)}`
-    )
+    lines.push(foreignKeyClause(dialect, entity, f, registry))
   }
   // MySQL 8 has no CREATE INDEX IF NOT EXISTS: its indexes are declared with the table.
   if (dialect === "mysql") {

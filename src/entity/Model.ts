@@ -2,7 +2,7 @@
  * The entity model the daemon serves. Entities are data: loaded from YAML definitions, they are
  * the only source of table and column identifiers the query builder may use.
  */
-import { Context } from "effect"
+import * as Context from "effect/Context"
 
 export const FieldTypes = [
   "uuid", "string", "text", "email", "enum", "integer", "bigint", "decimal", "float", "boolean", "datetime", "json", "string_list"

@@ -83,6 +83,26 @@ export function misuse(): void {
 }
 `
 
+/** The Effect API, typed by dbal-daemon/client/effect (an Effect of the generated entities, a scoped client, DbalError as an Effect error). */
+const EFFECT_APP = `import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type {} from "dbal-daemon/client/effect"
+import { DBALClient, DbalError } from "dbal-daemon/client"
+import { createClient, type Note } from "./db.js"
+
+const db = createClient({ mode: "production", endpoint: "ws://127.0.0.1:1", auth: { token: "t" } })
+export const created: Effect.Effect<Note, DbalError> = db.effect.notes.create({ userId: "u", title: "t" })
+export const scoped: Effect.Effect<DBALClient, never, Scope.Scope> = DBALClient.scoped({ mode: "production", endpoint: "ws://x", auth: { token: "t" } })
+export const titled = Effect.gen(function* () {
+  const n = yield* db.effect.notes.read("x")
+  if (n.title === "") return yield* DbalError.protocol("read", "empty")
+  return n.title
+})
+export const code = db.effect.notes.read("x").pipe(Effect.catchTag("DbalError", (e) => Effect.succeed(e.code)))
+// @ts-expect-error title is required
+export const bad = db.effect.notes.create({ userId: "u" })
+`
+
 /** Development mode under plain node: the compiled client starts the daemon in process. */
 const DEV_APP = `import { createClient } from "./out/db.js"
 const db = createClient({ mode: "development", adapter: "sqlite", database: process.env.DB_FILE, entitiesDir: process.env.ENTITIES })
@@ -126,6 +146,8 @@ describe("a consumer of the compiled client", () => {
     generateMs = performance.now() - started
     fs.writeFileSync(path.join(dir, "app.ts"), APP)
     fs.writeFileSync(path.join(dir, "dev.mjs"), DEV_APP)
+    fs.writeFileSync(path.join(dir, "effect-app.ts"), EFFECT_APP)
+    fs.symlinkSync(path.join(root, "node_modules", "effect"), path.join(dir, "node_modules", "effect"))
   }, 600_000)
 
   afterAll(async () => {
@@ -154,7 +176,7 @@ describe("a consumer of the compiled client", () => {
       [TSC, "--strict", "--lib", "es2022", "--skipLibCheck", "false", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "--outDir", "out", "app.ts"],
       { cwd: dir, timeout: 300_000 }
     ).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`, stderr: "" }))
-    console.log(`consumer typecheck + emit (db.ts, app.ts, the client's and effect's .d.ts): ${(performance.now() - started).toFixed(0)} ms`)
+    console.log(`consumer typecheck + emit (db.ts, app.ts, the client's .d.ts, @types/node): ${(performance.now() - started).toFixed(0)} ms`)
     expect(tsc.stdout).toBe("")
     const env = { ...process.env, ENDPOINT: `ws://127.0.0.1:${daemon!.port}`, TOKEN: user.token, USER_ID: user.id, OTHER_ID: otherId }
     const plain = await run(process.execPath, [path.join(dir, "out", "app.js")], { cwd: dir, env, timeout: 120_000 })
@@ -167,6 +189,18 @@ describe("a consumer of the compiled client", () => {
     const b = JSON.parse(platform.stdout) as Rec
     expect(b).toMatchObject({ status: "published", refused: 403, counted: 2 })
     expect(b.platformSockets).toBeGreaterThanOrEqual(1)
+  }, 600_000)
+
+  it("types the Effect API with dbal-daemon/client/effect imported; without it, the Promise API does not read effect's declarations", async () => {
+    const tscArgs = ["--strict", "--lib", "es2022", "--skipLibCheck", "false", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "--noEmit", "--listFiles"]
+    const check = (file: string) =>
+      run(process.execPath, [TSC, ...tscArgs, file], { cwd: dir, timeout: 300_000 }).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`, stderr: "" }))
+    const fx = await check("effect-app.ts")
+    expect(fx.stdout.split("\n").filter((l) => /error TS/.test(l))).toEqual([])
+    expect(fx.stdout).toMatch(/effect\/dist\/dts\/Effect\.d\.ts/)
+    const plain = await check("app.ts")
+    expect(plain.stdout.split("\n").filter((l) => /error TS/.test(l))).toEqual([])
+    expect(plain.stdout).not.toMatch(/effect\/dist\/dts/)
   }, 600_000)
 
   it("runs development mode under plain node (the daemon in process)", async () => {

@@ -6,6 +6,8 @@ import { randomBytes } from "node:crypto"
 import { Effect, Either } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { DBALClient, DbalError, type User } from "../../src/client/index.js"
+// The Effect API's types (client.effect, DBALClient.scoped).
+import type {} from "../../src/client/effect.js"
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
