@@ -25,7 +25,10 @@ export const core = (configFile: string, env?: Record<string, string | undefined
 export const coreWith = <E>(config: Layer.Layer<AppConfig, E>) => {
   const withEntities = Layer.provideMerge(Entities.layer, config)
   const withDatabase = Layer.provideMerge(Database.layer, withEntities)
-  const services = Layer.provideMerge(Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer, ResultCache.layer), Changes.layer)
+  const services = Layer.provideMerge(
+    Layer.mergeAll(Auth.layer, Acl.layer, RateLimiter.layer, AuditLog.layer, ResultCache.layer),
+    Changes.layer
+  )
   const withRealtime = Layer.provideMerge(Realtime.layer, services)
   return Layer.provideMerge(Layer.provideMerge(RpcHandler.layer, withRealtime), withDatabase)
 }

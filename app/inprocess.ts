@@ -14,7 +14,15 @@ import { ConfigFile, type DaemonConfig } from "../src/Config.js"
 import { type Connection, RpcHandler, type RpcHandlerShape } from "../src/rpc/Handler.js"
 import type { ConnectionSettings, InProcessOptions } from "../src/client/core.js"
 import { DbalError } from "../src/client/errors.js"
-import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, StateCell, type Transport, withTimeout } from "../src/client/transport.js"
+import {
+  type CallOptions,
+  type ConnectionState,
+  decodeAnswer,
+  encodeRequest,
+  StateCell,
+  type Transport,
+  withTimeout
+} from "../src/client/transport.js"
 
 export type Adapter = InProcessOptions["adapter"]
 export type { ConnectionSettings, InProcessOptions }
@@ -52,7 +60,8 @@ const connectionSection = (adapter: Adapter, database: string | ConnectionSettin
 export const buildConfig = (o: InProcessOptions, token: string): DaemonConfig | string => {
   const user = (o.settings ?? {}) as Record<string, unknown>
   const defaults = { security: { audit_log: false, rate_limit: { enabled: false } } }
-  const userTokens = (((user.security as Record<string, unknown> | undefined)?.auth as Record<string, unknown> | undefined)?.service_tokens ?? []) as ReadonlyArray<unknown>
+  const userTokens = (((user.security as Record<string, unknown> | undefined)?.auth as Record<string, unknown> | undefined)
+    ?.service_tokens ?? []) as ReadonlyArray<unknown>
   const doc = merge(merge(defaults, user), {
     database: {
       adapter: o.adapter,
@@ -105,7 +114,10 @@ export const makeInProcessTransport = (options: InProcessOptions): Transport => 
       const handler = await runtime.runPromise(RpcHandler)
       const conn: Connection = { remoteAddress: "in-process", auth: undefined }
       // The same handshake as over the wire: the connection authenticates once.
-      const answer = decodeAnswer("authenticate", await runtime.runPromise(handler.handle(conn, encodeRequest(++seq, "authenticate", [{ token, user_id: SERVICE_NAME }]))))
+      const answer = decodeAnswer(
+        "authenticate",
+        await runtime.runPromise(handler.handle(conn, encodeRequest(++seq, "authenticate", [{ token, user_id: SERVICE_NAME }])))
+      )
       if (answer === undefined || !answer.outcome.ok) throw new Error(`the in-process daemon refused its service token`)
       if (closed) throw new Error("the client was closed")
       state.set("ready")
@@ -129,7 +141,10 @@ export const makeInProcessTransport = (options: InProcessOptions): Transport => 
         })
       }
       const p = starting
-      return Effect.tryPromise({ try: () => p, catch: (e) => DbalError.notConnected(method, `the in-process daemon could not start: ${describe(e)}`) })
+      return Effect.tryPromise({
+        try: () => p,
+        catch: (e) => DbalError.notConnected(method, `the in-process daemon could not start: ${describe(e)}`)
+      })
     })
 
   const request = (method: string, params: ReadonlyArray<unknown>, callOptions?: CallOptions): Effect.Effect<unknown, DbalError> =>
@@ -150,7 +165,8 @@ export const makeInProcessTransport = (options: InProcessOptions): Transport => 
         }).pipe(
           Effect.flatMap((text) => {
             const a = decodeAnswer(method, text)
-            if (a === undefined || a.id !== id) return Effect.fail(DbalError.protocol(method, "the handler's answer does not match the request"))
+            if (a === undefined || a.id !== id)
+              return Effect.fail(DbalError.protocol(method, "the handler's answer does not match the request"))
             return a.outcome.ok ? Effect.succeed(a.outcome.value) : Effect.fail(a.outcome.error)
           })
         )

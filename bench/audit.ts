@@ -60,7 +60,12 @@ const measure = async (dialect: DialectName, mode: Mode): Promise<{ rps: number;
     stop = true
     await Promise.all(loops)
     const auditFile = path.join(dir, "audit", "audit.log")
-    const auditLines = fs.existsSync(auditFile) ? fs.readFileSync(auditFile, "utf8").split("\n").filter((l) => l !== "").length : 0
+    const auditLines = fs.existsSync(auditFile)
+      ? fs
+          .readFileSync(auditFile, "utf8")
+          .split("\n")
+          .filter((l) => l !== "").length
+      : 0
     return { rps: ok / elapsed, errors, auditLines }
   } finally {
     for (const c of clients) await c.close()
@@ -74,7 +79,11 @@ const median = (xs: ReadonlyArray<number>) => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
-const load = () => os.loadavg().map((l) => l.toFixed(2)).join(" ")
+const load = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ")
 
 console.log(`${CLIENTS} clients, ${SECONDS} s per run, ${ROUNDS} rounds, ${os.cpus().length} CPUs, load average at start ${load()}`)
 const results: Array<{ dialect: DialectName; mode: Mode; rps: number }> = []
@@ -89,7 +98,9 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
       const mode = MODES[(k + round) % MODES.length]!
       const r = await measure(dialect, mode)
       results.push({ dialect, mode, rps: r.rps })
-      console.log(`${dialect.padEnd(10)} round ${round + 1} ${mode.padEnd(17)} ${r.rps.toFixed(0).padStart(7)} creates/s  (${r.errors} errors, ${r.auditLines} audit lines)`)
+      console.log(
+        `${dialect.padEnd(10)} round ${round + 1} ${mode.padEnd(17)} ${r.rps.toFixed(0).padStart(7)} creates/s  (${r.errors} errors, ${r.auditLines} audit lines)`
+      )
     }
   }
 }
@@ -100,7 +111,9 @@ for (const dialect of new Set(results.map((r) => r.dialect))) {
   const off = of("audit off")
   const nofsync = of("audit, fsync off")
   const fsync = of("audit, fsync on")
-  console.log(`${dialect.padEnd(10)} audit off ${off.toFixed(0)}/s, audit fsync off ${nofsync.toFixed(0)}/s, audit fsync on ${fsync.toFixed(0)}/s`)
+  console.log(
+    `${dialect.padEnd(10)} audit off ${off.toFixed(0)}/s, audit fsync off ${nofsync.toFixed(0)}/s, audit fsync on ${fsync.toFixed(0)}/s`
+  )
   console.log(
     `${"".padEnd(10)} fsync on / audit off = ${(fsync / off).toFixed(2)}, fsync off / audit off = ${(nofsync / off).toFixed(2)}, fsync on / fsync off = ${(fsync / nofsync).toFixed(2)}`
   )

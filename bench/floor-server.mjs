@@ -25,7 +25,11 @@ import { pinBackendTo } from "./pin-backend.mjs"
 
 const [url, poolSize, text, pinCpu = ""] = process.argv.slice(2)
 const pinned = pinCpu !== ""
-const pool = new pg.Pool({ connectionString: url, max: Number(poolSize), ...(pinned ? { onConnect: pinBackendTo(pinCpu), idleTimeoutMillis: 0 } : {}) })
+const pool = new pg.Pool({
+  connectionString: url,
+  max: Number(poolSize),
+  ...(pinned ? { onConnect: pinBackendTo(pinCpu), idleTimeoutMillis: 0 } : {})
+})
 if (pinned) {
   try {
     execFileSync("taskset", ["-a", "-pc", pinCpu, String(process.pid)], { stdio: ["ignore", "ignore", "pipe"] })

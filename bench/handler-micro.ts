@@ -18,18 +18,24 @@ const N = Number(process.env.MICRO_N ?? 5000)
 const db = await createDatabase(process.env.MICRO_DB === "postgresql" ? "postgresql" : "sqlite")
 const dir = tempDir("micro")
 const rules = path.join(dir, "rules.yaml")
-fs.writeFileSync(rules, JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] }))
+fs.writeFileSync(
+  rules,
+  JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] })
+)
 const base = daemonConfig(db)
-const file = writeConfig({
-  ...base,
-  security: {
-    audit_log: process.env.MICRO_AUDIT !== "0",
-    audit_log_path: path.join(dir, "audit.log"),
-    acl: { rules_file: rules },
-    rate_limit: { enabled: process.env.MICRO_RATE_LIMIT !== "0", requests_per_minute: 1e9, burst: 1e9 },
-    auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }] }
-  }
-}, dir)
+const file = writeConfig(
+  {
+    ...base,
+    security: {
+      audit_log: process.env.MICRO_AUDIT !== "0",
+      audit_log_path: path.join(dir, "audit.log"),
+      acl: { rules_file: rules },
+      rate_limit: { enabled: process.env.MICRO_RATE_LIMIT !== "0", requests_per_minute: 1e9, burst: 1e9 },
+      auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }] }
+    }
+  },
+  dir
+)
 // As the daemon runs: with its tracing layer (spans off unless exported).
 const rt = ManagedRuntime.make(Layer.provideMerge(Tracing.layer, core(file)))
 const handler = await rt.runPromise(RpcHandler)
@@ -48,6 +54,8 @@ const t0 = process.cpuUsage()
 const w0 = performance.now()
 for (let i = 0; i < N; i++) await call("read", ["PageView", page.id], asUser)
 const cpu = process.cpuUsage(t0)
-console.log(`${N} reads: ${(((cpu.user + cpu.system) / N)).toFixed(0)} µs CPU and ${(((performance.now() - w0) * 1000) / N).toFixed(0)} µs wall per request`)
+console.log(
+  `${N} reads: ${((cpu.user + cpu.system) / N).toFixed(0)} µs CPU and ${(((performance.now() - w0) * 1000) / N).toFixed(0)} µs wall per request`
+)
 await rt.dispose()
 await db.drop()

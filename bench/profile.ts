@@ -141,7 +141,10 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLTo
   const newest = newestProfile(target)
   const pidOf = (f: string) => /\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f)?.[1]
   const siblings = fs.statSync(target).isDirectory()
-    ? fs.readdirSync(target).filter((f) => f.endsWith(".cpuprofile") && pidOf(f) === pidOf(newest)).map((f) => path.join(target, f))
+    ? fs
+        .readdirSync(target)
+        .filter((f) => f.endsWith(".cpuprofile") && pidOf(f) === pidOf(newest))
+        .map((f) => path.join(target, f))
     : [newest]
   const busiest = siblings.map((f) => summarize(f, top)).sort((a, b) => b.busyMs - a.busyMs)[0]!
   console.log(formatSummary(busiest))

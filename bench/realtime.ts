@@ -95,7 +95,8 @@ const metric = async (port: number, name: string): Promise<number> => {
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1))
 }
 
-const quantile = (sorted: ReadonlyArray<number>, q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN
+const quantile = (sorted: ReadonlyArray<number>, q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN
 
 const settle = () => new Promise((r) => setTimeout(r, 1000))
 
@@ -131,26 +132,36 @@ const main = async () => {
   const db = await createDatabase("postgresql")
   const dir = tempDir("bench-realtime")
   const rules = path.join(dir, "rules.yaml")
-  fs.writeFileSync(rules, "rules:\n  - roles: user\n    entities: PageView\n    operations: read\n    filter: { level: { lte: 3 } }\n    read_fields: [id, slug, title, level, layout]\n")
+  fs.writeFileSync(
+    rules,
+    "rules:\n  - roles: user\n    entities: PageView\n    operations: read\n    filter: { level: { lte: 3 } }\n    read_fields: [id, slug, title, level, layout]\n"
+  )
   let daemon: Daemon | undefined
   const conns: Array<Conn> = []
   try {
-    daemon = await startDaemon([
-      `--config=${writeConfig(
-        {
-          server: { host: "127.0.0.1", port: 0, max_connections: 2000, max_connections_per_address: 2000 },
-          database: { ...(db.databaseConfig as Rec), pool_size: 20 },
-          security: {
-            audit_log: false,
-            rate_limit: { enabled: false },
-            acl: { rules_file: rules },
-            auth: { service_tokens: [{ name: "bench", token: SERVICE_TOKEN }], failed_auth: { burst: 10000, per_minute: 10000 } }
+    daemon = await startDaemon(
+      [
+        `--config=${writeConfig(
+          {
+            server: { host: "127.0.0.1", port: 0, max_connections: 2000, max_connections_per_address: 2000 },
+            database: { ...(db.databaseConfig as Rec), pool_size: 20 },
+            security: {
+              audit_log: false,
+              rate_limit: { enabled: false },
+              acl: { rules_file: rules },
+              auth: { service_tokens: [{ name: "bench", token: SERVICE_TOKEN }], failed_auth: { burst: 10000, per_minute: 10000 } }
+            },
+            realtime: {
+              max_subscriptions_per_connection: 1000,
+              max_subscriptions_per_principal: 100_000,
+              max_buffered_bytes: 64 * 1024 * 1024
+            }
           },
-          realtime: { max_subscriptions_per_connection: 1000, max_subscriptions_per_principal: 100_000, max_buffered_bytes: 64 * 1024 * 1024 }
-        },
-        dir
-      )}`
-    ], { timeoutMs: 120_000 })
+          dir
+        )}`
+      ],
+      { timeoutMs: 120_000 }
+    )
     const port = daemon.port
     const pid = daemon.process.pid!
     const system = await open(port, { token: SERVICE_TOKEN, user_id: "bench" })
@@ -176,11 +187,20 @@ const main = async () => {
     const rssBefore = rssMb(pid)
     const tpBefore = await throughput(readers, String(target.id), system, String(churn.id))
 
-    const filters: Array<Rec | undefined> = [undefined, { filter: { title: tag } }, { filter: { level: { lte: 3 } } }, { filter: { AND: [{ title: { startsWith: "rt-" } }, { level: { gte: 1 } }] } }]
+    const filters: Array<Rec | undefined> = [
+      undefined,
+      { filter: { title: tag } },
+      { filter: { level: { lte: 3 } } },
+      { filter: { AND: [{ title: { startsWith: "rt-" } }, { level: { gte: 1 } }] } }
+    ]
     const t0 = performance.now()
     await Promise.all(
       conns.map(async (c, i) => {
-        for (let s = 0; s < PER_CONNECTION; s++) await ok(c, "subscribe", ["PageView", ...(filters[(i + s) % filters.length] === undefined ? [] : [filters[(i + s) % filters.length]])])
+        for (let s = 0; s < PER_CONNECTION; s++)
+          await ok(c, "subscribe", [
+            "PageView",
+            ...(filters[(i + s) % filters.length] === undefined ? [] : [filters[(i + s) % filters.length]])
+          ])
       })
     )
     const subscribeSeconds = (performance.now() - t0) / 1000
@@ -204,10 +224,13 @@ const main = async () => {
         }
       })
       sent = performance.now()
-      page = page === undefined || k % 2 === 0
-        ? await ok(system, "create", ["PageView", { slug: `${tag}-${k}`, title: tag, level: 1 + (k % 3), layout: { k } }])
-        : await ok(system, "update", ["PageView", String(page.id), { layout: { k } }])
-      const timeout = new Promise<void>((_, fail) => setTimeout(() => fail(new Error(`change ${k}: ${expected} events missing after 30 s`)), 30_000).unref())
+      page =
+        page === undefined || k % 2 === 0
+          ? await ok(system, "create", ["PageView", { slug: `${tag}-${k}`, title: tag, level: 1 + (k % 3), layout: { k } }])
+          : await ok(system, "update", ["PageView", String(page.id), { layout: { k } }])
+      const timeout = new Promise<void>((_, fail) =>
+        setTimeout(() => fail(new Error(`change ${k}: ${expected} events missing after 30 s`)), 30_000).unref()
+      )
       await Promise.race([done, timeout])
     }
     for (const c of conns) c.onPush = undefined
@@ -239,12 +262,33 @@ const main = async () => {
     const row = (k: string, v: string, target: string) => console.log(`| ${k} | ${v} | ${target} |`)
     console.log("| measure | result | target |\n| --- | --- | --- |")
     row("subscriptions", `${subscriptions} (${CONNECTIONS} × ${PER_CONNECTION}), made in ${subscribeSeconds.toFixed(1)} s`, "10,000")
-    row("delivery p50 / p99 / max", `${result.delivery.p50Ms.toFixed(1)} / ${result.delivery.p99Ms.toFixed(1)} / ${result.delivery.maxMs?.toFixed(1)} ms (${deliveries} deliveries)`, "p99 ≤ 100 ms")
-    row("daemon-side fan-out (mean)", `${((result.delivery.daemonSum / Math.max(1, result.delivery.daemonCount)) * 1000).toFixed(1)} ms`, "—")
-    row("row reads per change", `${result.queries.perChange} (per subscriber: ${result.queries.perSubscriberPerChange.toExponential(1)})`, "0 per subscriber")
+    row(
+      "delivery p50 / p99 / max",
+      `${result.delivery.p50Ms.toFixed(1)} / ${result.delivery.p99Ms.toFixed(1)} / ${result.delivery.maxMs?.toFixed(1)} ms (${deliveries} deliveries)`,
+      "p99 ≤ 100 ms"
+    )
+    row(
+      "daemon-side fan-out (mean)",
+      `${((result.delivery.daemonSum / Math.max(1, result.delivery.daemonCount)) * 1000).toFixed(1)} ms`,
+      "—"
+    )
+    row(
+      "row reads per change",
+      `${result.queries.perChange} (per subscriber: ${result.queries.perSubscriberPerChange.toExponential(1)})`,
+      "0 per subscriber"
+    )
     row("RSS", `${rssBefore.toFixed(0)} → ${rssAfter.toFixed(0)} MB (+${result.memory.deltaMb.toFixed(0)} MB)`, "≤ +100 MB")
-    row("reads/s, writer at " + RATE + "/s", `${tpBefore.toFixed(0)} → ${tpAfter.toFixed(0)} (${(result.throughput.ratio * 100).toFixed(0)} %)`, "≥ 90 %")
-    console.log(`\nwritten to ${path.relative(root, OUT)}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`)
+    row(
+      "reads/s, writer at " + RATE + "/s",
+      `${tpBefore.toFixed(0)} → ${tpAfter.toFixed(0)} (${(result.throughput.ratio * 100).toFixed(0)} %)`,
+      "≥ 90 %"
+    )
+    console.log(
+      `\nwritten to ${path.relative(root, OUT)}; load average ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(" ")}`
+    )
   } finally {
     for (const c of conns) c.ws.terminate()
     await daemon?.stop()

@@ -106,7 +106,10 @@ const uptime = () => {
   try {
     return execSync("uptime", { encoding: "utf8" }).trim()
   } catch {
-    return `load average: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`
+    return `load average: ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(", ")}`
   }
 }
 const median = (xs: ReadonlyArray<number>) => {
@@ -128,12 +131,18 @@ const rssKb = (pid: number): { rss: number; hwm: number } => {
 const log = (s: string) => console.log(s)
 let seq = 0
 const uniq = () => `${randomBytes(3).toString("hex")}-${(++seq).toString(36)}`
-const pageData = (i: number, prefix = "b") => ({ slug: `${prefix}/${uniq()}`, title: `bench page ${i}`, level: 1 + (i % 5), layout: { blocks: [{ type: "text", n: i }] } })
+const pageData = (i: number, prefix = "b") => ({
+  slug: `${prefix}/${uniq()}`,
+  title: `bench page ${i}`,
+  level: 1 + (i % 5),
+  layout: { blocks: [{ type: "text", n: i }] }
+})
 
 /** One call through the daemon; an error answer is a failure of the benchmark. */
 const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {
   const a = await c.call(method, params)
-  if (a.error !== undefined) throw new Error(`${method} failed: ${a.error.code} ${a.error.message} ${JSON.stringify(a.error.details ?? {})}`)
+  if (a.error !== undefined)
+    throw new Error(`${method} failed: ${a.error.code} ${a.error.message} ${JSON.stringify(a.error.details ?? {})}`)
   return a.result
 }
 const right = <A, E>(e: Either.Either<A, E>): A => {
@@ -205,7 +214,9 @@ const loadStart = uptime()
 const t0 = performance.now()
 log(`dbal-daemon benchmark — ${os.cpus().length} CPUs, node ${process.version}`)
 log(`uptime at start: ${loadStart}`)
-log(`rounds ${ROUNDS}, ${ITER} single-row / ${ITER_JOIN} join / ${ITER_BULK} bulk requests per round and side, pool ${POOL}, daemon ${COMPILED ? "compiled (tsc)" : "through tsx (as npm start)"}${PROFILE ? ", profiled (--cpu-prof)" : ""}`)
+log(
+  `rounds ${ROUNDS}, ${ITER} single-row / ${ITER_JOIN} join / ${ITER_BULK} bulk requests per round and side, pool ${POOL}, daemon ${COMPILED ? "compiled (tsc)" : "through tsx (as npm start)"}${PROFILE ? ", profiled (--cpu-prof)" : ""}`
+)
 
 const db = await createDatabase("postgresql")
 const dir = tempDir("bench")
@@ -230,7 +241,10 @@ try {
   // Rules: the benchmark user (role god) sees and writes only active pages — a row filter on
   // every PageView operation (reads, the create/update re-check, deletes, the join's include).
   const rulesFile = path.join(dir, "bench_rules.yaml")
-  fs.writeFileSync(rulesFile, JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] }, null, 2))
+  fs.writeFileSync(
+    rulesFile,
+    JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] }, null, 2)
+  )
   const daemonConfigFor = (cacheEnabled: boolean, name: string): string => {
     const cdir = path.join(dir, name)
     fs.mkdirSync(cdir, { recursive: true })
@@ -262,7 +276,12 @@ try {
     execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(buildDir)}`, { cwd: root, stdio: "inherit" })
   }
   const entry = COMPILED
-    ? ["--input-type=module", "-e", `import(${JSON.stringify(`file://${path.join(buildDir, "src", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`, "--"]
+    ? [
+        "--input-type=module",
+        "-e",
+        `import(${JSON.stringify(`file://${path.join(buildDir, "src", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`,
+        "--"
+      ]
     : [path.join(root, "bin", "dbal-daemon.mjs")]
   const start = (config: string, profile: boolean) =>
     startDaemon([`--config=${config}`], {
@@ -274,9 +293,15 @@ try {
   // The benchmark user and its session, created through the daemon with the service token.
   const service = await connect(daemon.port, { token: SERVICE_TOKEN, user_id: "bench" })
   clients.push(service)
-  const user = (await ok(service, "create", ["User", { username: `bench_${randomBytes(4).toString("hex")}`, email: `bench_${randomBytes(4).toString("hex")}@example.com`, role: "god" }])) as { id: string }
+  const user = (await ok(service, "create", [
+    "User",
+    { username: `bench_${randomBytes(4).toString("hex")}`, email: `bench_${randomBytes(4).toString("hex")}@example.com`, role: "god" }
+  ])) as { id: string }
   const sessionToken = randomBytes(24).toString("hex")
-  await ok(service, "create", ["Session", { userId: user.id, token: sessionToken, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }])
+  await ok(service, "create", [
+    "Session",
+    { userId: user.id, token: sessionToken, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }
+  ])
   const userAuth = { token: sessionToken, user_id: user.id }
   const openUser = async (port: number): Promise<Client> => {
     const c = await connect(port)
@@ -294,24 +319,58 @@ try {
   const sql = await rt.runPromise(SqlClient.SqlClient)
   // Statements through @effect/sql-pg, as the issue defines Direct DB (the daemon itself takes the
   // pool directly for statements outside transactions: layers/db/Pg.ts).
-  const dbShape: DatabaseShape = { sql, dialect: "pg", adapter: "postgresql", ping: Effect.succeed(0), query: queryVia(undefined), execute: executeVia(undefined) }
+  const dbShape: DatabaseShape = {
+    sql,
+    dialect: "pg",
+    adapter: "postgresql",
+    ping: Effect.succeed(0),
+    query: queryVia(undefined),
+    execute: executeVia(undefined)
+  }
   const repo = makeRepository(dbShape, registry, { retry: cfg.performance.retry, queryTimeoutMs: cfg.performance.query_timeout })
   const entity = (n: string): EntityDef => registry.entities.get(n)!
   const pv = entity("PageView")
   const ch = entity("ComponentHierarchy")
   const pvAccess: Access = { rowFilter: right(parseFilter(pv, { isActive: true })), readable: pv.exposed }
   const pageField = ch.fields.find((f) => f.foreignKey?.relation === "page")!
-  const include: Include = { name: "page", field: pageField, target: pv, targetField: pv.byName.get(pageField.foreignKey!.field)!, access: pvAccess }
+  const include: Include = {
+    name: "page",
+    field: pageField,
+    target: pv,
+    targetField: pv.byName.get(pageField.foreignKey!.field)!,
+    access: pvAccess
+  }
   const chAccess = fullAccess(ch)
   const run = <A, E>(e: Effect.Effect<A, E, SqlClient.SqlClient>) => rt.runPromise(e)
 
   // Seed: pages to read and update, components for the join.
-  await run(repo.createMany(pv, right(validateCreateMany(pv, Array.from({ length: SEED_PAGES }, (_, i) => pageData(i)))), TRUE))
+  await run(
+    repo.createMany(
+      pv,
+      right(
+        validateCreateMany(
+          pv,
+          Array.from({ length: SEED_PAGES }, (_, i) => pageData(i))
+        )
+      ),
+      TRUE
+    )
+  )
   const pageIds = (await run(sql<{ id: string }>`SELECT id FROM page_views WHERE is_active`)).map((r) => r.id)
   await run(
     repo.createMany(
       ch,
-      right(validateCreateMany(ch, Array.from({ length: SEED_COMPONENTS }, (_, i) => ({ [pageField.name]: pageIds[i % pageIds.length], componentType: "text", order: i, props: { i } })))),
+      right(
+        validateCreateMany(
+          ch,
+          Array.from({ length: SEED_COMPONENTS }, (_, i) => ({
+            [pageField.name]: pageIds[i % pageIds.length],
+            componentType: "text",
+            order: i,
+            props: { i }
+          }))
+        )
+      ),
       TRUE
     )
   )
@@ -350,9 +409,13 @@ try {
   const rawRead = readOn(rawPool)
   /** A bare server process (bench/floor-server.mjs); with `pinCpu`, it and its backends on that CPU. */
   const startFloorServer = async (poolSize: number, pinCpu?: number) => {
-    const child = spawn(process.execPath, [path.join(root, "bench", "floor-server.mjs"), pgUrl, String(poolSize), floorSql, ...(pinCpu === undefined ? [] : [String(pinCpu)])], {
-      stdio: ["ignore", "pipe", "inherit"]
-    })
+    const child = spawn(
+      process.execPath,
+      [path.join(root, "bench", "floor-server.mjs"), pgUrl, String(poolSize), floorSql, ...(pinCpu === undefined ? [] : [String(pinCpu)])],
+      {
+        stdio: ["ignore", "pipe", "inherit"]
+      }
+    )
     process.once("exit", () => child.kill("SIGKILL"))
     const port = await new Promise<number>((resolve, reject) => {
       child.once("exit", (code) => reject(new Error(`the floor server exited (${code})`)))
@@ -403,7 +466,8 @@ try {
     }
     const affinity = affinityOf(process.pid, process.pid)
     const allowed = affinity === undefined ? [] : cpuList(affinity)
-    if (os.cpus().length < 2 || allowed.length < 2) return `fewer than 2 CPUs: ${os.cpus().length} CPUs, this process allowed on ${affinity ?? "?"}`
+    if (os.cpus().length < 2 || allowed.length < 2)
+      return `fewer than 2 CPUs: ${os.cpus().length} CPUs, this process allowed on ${affinity ?? "?"}`
     const cpu = allowed[0]!
     try {
       pinSelf(cpu)()
@@ -442,7 +506,10 @@ try {
   const pinned = typeof placementSetUp === "string" ? undefined : placementSetUp
   const placementWhy = typeof placementSetUp === "string" ? placementSetUp : ""
   if (pinned === undefined) log(`placement: not measured (${placementWhy})`)
-  else log(`placement: this process, a second bare server and both pools' PostgreSQL backends pinned to CPU ${pinned.cpu} for the one-vCPU sides`)
+  else
+    log(
+      `placement: this process, a second bare server and both pools' PostgreSQL backends pinned to CPU ${pinned.cpu} for the one-vCPU sides`
+    )
   /** Runs f with this process (all threads) on the pinned CPU, and puts it back after. */
   const onOneCpu = async (p: Pinned, f: () => Promise<void>) => {
     const restore = pinSelf(p.cpu)
@@ -466,7 +533,13 @@ try {
   // timing: otherwise the side that runs second works on a table 3,000 rows larger, and the
   // write's access check (a COUNT over the 100 ids with the row filter) is planned on the
   // statistics of the seeded table, so it scans the whole table and the sides are not comparable.
-  const removeBulkRows = () => run(Effect.zipRight(sql`DELETE FROM ${sql(pv.table)} WHERE ${sql(pv.byName.get("slug")!.column)} LIKE 'bulk/%'`, sql.unsafe(`VACUUM "${pv.table}"`)))
+  const removeBulkRows = () =>
+    run(
+      Effect.zipRight(
+        sql`DELETE FROM ${sql(pv.table)} WHERE ${sql(pv.byName.get("slug")!.column)} LIKE 'bulk/%'`,
+        sql.unsafe(`VACUUM "${pv.table}"`)
+      )
+    )
 
   interface Op {
     readonly name: string
@@ -475,7 +548,12 @@ try {
     readonly daemon: () => Promise<unknown>
   }
   const ops: ReadonlyArray<Op> = [
-    { name: "SELECT", iterations: ITER, direct: () => run(repo.read(pv, nextPage(), pvAccess)), daemon: () => ok(userClient, "read", ["PageView", nextPage()]) },
+    {
+      name: "SELECT",
+      iterations: ITER,
+      direct: () => run(repo.read(pv, nextPage(), pvAccess)),
+      daemon: () => ok(userClient, "read", ["PageView", nextPage()])
+    },
     {
       name: "INSERT",
       iterations: ITER,
@@ -530,7 +608,8 @@ try {
   await timed(floorWarm, floorSides.raw)
   await timed(floorWarm, floorSides.floor)
   const floorRounds: Record<keyof typeof floorSides, Array<number>> = { raw: [], floor: [] }
-  const pinnedSides: typeof floorSides | undefined = pinned === undefined ? undefined : { raw: () => readOn(pinned.pool)(nextPage()), floor: () => floorRead(pinned.client, nextPage()) }
+  const pinnedSides: typeof floorSides | undefined =
+    pinned === undefined ? undefined : { raw: () => readOn(pinned.pool)(nextPage()), floor: () => floorRead(pinned.client, nextPage()) }
   const pinnedRounds: Record<keyof typeof floorSides, Array<number>> = { raw: [], floor: [] }
   if (pinned !== undefined && pinnedSides !== undefined)
     await onOneCpu(pinned, async () => {
@@ -650,7 +729,8 @@ try {
       const order: ReadonlyArray<Side> = r % 2 === 0 ? ["direct", "daemon"] : ["daemon", "direct"]
       for (const side of order) tpRounds.get(n)![side].push(await throughputOnce(side, n))
     }
-    for (const side of r % 2 === 0 ? (["raw", "floor"] as const) : (["floor", "raw"] as const)) floorTp[side].push(await throughputOnce(side, 32))
+    for (const side of r % 2 === 0 ? (["raw", "floor"] as const) : (["floor", "raw"] as const))
+      floorTp[side].push(await throughputOnce(side, 32))
     log(`throughput round ${r + 1}/${ROUNDS} done`)
   }
   const throughput = CLIENT_COUNTS.map((n) => {
@@ -667,7 +747,12 @@ try {
     }
   })
   const tp32Direct = throughput.find((t) => t.clients === 32)!
-  const selectP50 = { raw: median(floorRounds.raw), floor: median(floorRounds.floor), addedUs: median(floorRounds.floor) - median(floorRounds.raw), addedUsRounds: floorRounds.floor.map((f, i) => f - floorRounds.raw[i]!) }
+  const selectP50 = {
+    raw: median(floorRounds.raw),
+    floor: median(floorRounds.floor),
+    addedUs: median(floorRounds.floor) - median(floorRounds.raw),
+    addedUsRounds: floorRounds.floor.map((f, i) => f - floorRounds.raw[i]!)
+  }
   const placement =
     pinned === undefined
       ? { measured: false as const, reason: placementWhy }
@@ -730,7 +815,13 @@ try {
   }
   await sleep(1500)
   const loaded = rssKb(pid)
-  const memory = { idleMb: idle.rss / 1024, connectionsMb: loaded.rss / 1024, peakMb: loaded.hwm / 1024, connections: conns.length, perConnectionKb: (loaded.rss - idle.rss) / Math.max(1, conns.length) }
+  const memory = {
+    idleMb: idle.rss / 1024,
+    connectionsMb: loaded.rss / 1024,
+    peakMb: loaded.hwm / 1024,
+    connections: conns.length,
+    perConnectionKb: (loaded.rss - idle.rss) / Math.max(1, conns.length)
+  }
   log(`memory: idle ${memory.idleMb.toFixed(1)} MB, ${conns.length} connections ${memory.connectionsMb.toFixed(1)} MB`)
   await Promise.all(conns.map((c) => c.close()))
   clients.length = 0
@@ -788,21 +879,35 @@ try {
     )
   }
   lines.push(`\n### Throughput (reads by id, one request in flight per client; median of ${ROUNDS} rounds)\n`)
-  lines.push("| Clients | Direct DB req/s | Via Daemon req/s | Daemon / Direct | CPU per request: direct (bench process) / daemon process |")
+  lines.push(
+    "| Clients | Direct DB req/s | Via Daemon req/s | Daemon / Direct | CPU per request: direct (bench process) / daemon process |"
+  )
   lines.push("|---:|---:|---:|---:|---:|")
   for (const t of throughput) {
-    lines.push(`| ${t.clients} | ${t.direct.toFixed(0)} | ${t.daemon.toFixed(0)} | ${(t.ratio * 100).toFixed(0)} % | ${t.cpuUsPerRequest.direct.toFixed(0)} µs / ${t.cpuUsPerRequest.daemon.toFixed(0)} µs |`)
+    lines.push(
+      `| ${t.clients} | ${t.direct.toFixed(0)} | ${t.daemon.toFixed(0)} | ${(t.ratio * 100).toFixed(0)} % | ${t.cpuUsPerRequest.direct.toFixed(0)} µs / ${t.cpuUsPerRequest.daemon.toFixed(0)} µs |`
+    )
   }
-  lines.push(`\n### Transport floor (a bare ws + pg server process: no authentication, access rules, rate limit, audit or Effect; same rounds)\n`)
+  lines.push(
+    `\n### Transport floor (a bare ws + pg server process: no authentication, access rules, rate limit, audit or Effect; same rounds)\n`
+  )
   lines.push("| Measure | In this process (pg) | Bare server process | Bare server adds |")
   lines.push("|---|---:|---:|---:|")
-  lines.push(`| SELECT by id p50 | ${us(floor.selectP50.raw)} | ${us(floor.selectP50.floor)} | ${sign(floor.selectP50.addedUs)}${us(Math.abs(floor.selectP50.addedUs))} |`)
+  lines.push(
+    `| SELECT by id p50 | ${us(floor.selectP50.raw)} | ${us(floor.selectP50.floor)} | ${sign(floor.selectP50.addedUs)}${us(Math.abs(floor.selectP50.addedUs))} |`
+  )
   if (floor.placement.measured) {
     const o = floor.placement.oneVcpu
-    lines.push(`| SELECT by id p50, all processes on one vCPU (this process, the server, their PostgreSQL backends on CPU ${floor.placement.cpu}) | ${us(o.raw)} | ${us(o.floor)} | ${sign(o.addedUs)}${us(Math.abs(o.addedUs))} |`)
+    lines.push(
+      `| SELECT by id p50, all processes on one vCPU (this process, the server, their PostgreSQL backends on CPU ${floor.placement.cpu}) | ${us(o.raw)} | ${us(o.floor)} | ${sign(o.addedUs)}${us(Math.abs(o.addedUs))} |`
+    )
   }
-  lines.push(`| Reads/s at 32 clients | ${floor.throughput32.raw.toFixed(0)} | ${floor.throughput32.floor.toFixed(0)} | ${(floor.throughput32.floorOfRaw * 100).toFixed(0)} % of raw pg, ${(floor.throughput32.floorOfDirect * 100).toFixed(0)} % of Direct DB |`)
-  lines.push(`| CPU per read at 32 clients (this process / server process) | ${floor.throughput32.cpuUsPerRequest.raw.toFixed(0)} µs | ${floor.throughput32.cpuUsPerRequest.floor.toFixed(0)} µs | |`)
+  lines.push(
+    `| Reads/s at 32 clients | ${floor.throughput32.raw.toFixed(0)} | ${floor.throughput32.floor.toFixed(0)} | ${(floor.throughput32.floorOfRaw * 100).toFixed(0)} % of raw pg, ${(floor.throughput32.floorOfDirect * 100).toFixed(0)} % of Direct DB |`
+  )
+  lines.push(
+    `| CPU per read at 32 clients (this process / server process) | ${floor.throughput32.cpuUsPerRequest.raw.toFixed(0)} µs | ${floor.throughput32.cpuUsPerRequest.floor.toFixed(0)} µs | |`
+  )
   if (!floor.placement.measured) lines.push(`\nplacement: not measured (${floor.placement.reason})`)
   else {
     const p = floor.placement
@@ -817,7 +922,9 @@ try {
   lines.push("| Measure | Value |")
   lines.push("|---|---:|")
   lines.push(`| Daemon RSS idle | ${memory.idleMb.toFixed(1)} MB |`)
-  lines.push(`| Daemon RSS with ${memory.connections} idle authenticated connections | ${memory.connectionsMb.toFixed(1)} MB (≈ ${memory.perConnectionKb.toFixed(1)} kB each) |`)
+  lines.push(
+    `| Daemon RSS with ${memory.connections} idle authenticated connections | ${memory.connectionsMb.toFixed(1)} MB (≈ ${memory.perConnectionKb.toFixed(1)} kB each) |`
+  )
   lines.push(`| Cache hit p50 (repeated list) | ${us(cache.hitP50)} |`)
   lines.push(`| Cache miss p50 (same list after an invalidating write) | ${us(cache.missP50)} |`)
   lines.push(`| Miss / hit | ${cache.ratio.toFixed(1)}× |`)
@@ -827,10 +934,18 @@ try {
   const bulk = latency.find((l) => l.operation === "Bulk (100)")!
   const tp32 = throughput.find((t) => t.clients === 32)!
   const targets = [
-    ...single.map((l) => ({ target: `${l.operation}: added p50 ≤ 150 µs`, measured: `${l.overheadUs.toFixed(0)} µs`, met: l.overheadUs <= 150 })),
+    ...single.map((l) => ({
+      target: `${l.operation}: added p50 ≤ 150 µs`,
+      measured: `${l.overheadUs.toFixed(0)} µs`,
+      met: l.overheadUs <= 150
+    })),
     { target: "Bulk (100): overhead ≤ 10 %", measured: `${bulk.overheadPct.toFixed(1)} %`, met: bulk.overheadPct <= 10 },
     { target: "Throughput at 32 clients ≥ 60 % of direct", measured: `${(tp32.ratio * 100).toFixed(0)} %`, met: tp32.ratio >= 0.6 },
-    { target: "RSS with 1,000 idle connections ≤ 150 MB", measured: `${memory.connectionsMb.toFixed(1)} MB`, met: memory.connectionsMb <= 150 && memory.connections >= 1000 },
+    {
+      target: "RSS with 1,000 idle connections ≤ 150 MB",
+      measured: `${memory.connectionsMb.toFixed(1)} MB`,
+      met: memory.connectionsMb <= 150 && memory.connections >= 1000
+    },
     { target: "Cache hit ≥ 3× faster than a miss", measured: `${cache.ratio.toFixed(1)}×`, met: cache.ratio >= 3 }
   ]
   lines.push("\n### Targets\n")
@@ -838,7 +953,9 @@ try {
   lines.push("|---|---:|:---:|")
   for (const t of targets) lines.push(`| ${t.target} | ${t.measured} | ${t.met ? "yes" : "**no**"} |`)
   lines.push(`\nuptime at start: ${loadStart}\nuptime at end:   ${loadEnd}`)
-  lines.push(`total ${((performance.now() - t0) / 1000).toFixed(0)} s${PROFILE ? " (daemon profiled: its numbers include the profiler's cost)" : ""}`)
+  lines.push(
+    `total ${((performance.now() - t0) / 1000).toFixed(0)} s${PROFILE ? " (daemon profiled: its numbers include the profiler's cost)" : ""}`
+  )
   log(lines.join("\n"))
 
   let profile: ReturnType<typeof summarize> | undefined
@@ -858,11 +975,32 @@ try {
     JSON.stringify(
       {
         date: new Date().toISOString(),
-        machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "", node: process.version, uptimeStart: loadStart, uptimeEnd: loadEnd },
+        machine: {
+          cpus: os.cpus().length,
+          model: os.cpus()[0]?.model ?? "",
+          node: process.version,
+          uptimeStart: loadStart,
+          uptimeEnd: loadEnd
+        },
         daemon: { compiled: COMPILED, nodeFlags: NODE_FLAGS },
-        settings: { rounds: ROUNDS, iterations: ITER, iterationsJoin: ITER_JOIN, iterationsBulk: ITER_BULK, warmup: WARMUP, floorWarmup: FLOOR_WARMUP, placement: PLACEMENT, throughputSeconds: TP_SECONDS, pool: POOL, connections: CONNS, profiled: PROFILE, compiled: COMPILED, auditFsync: AUDIT_FSYNC },
+        settings: {
+          rounds: ROUNDS,
+          iterations: ITER,
+          iterationsJoin: ITER_JOIN,
+          iterationsBulk: ITER_BULK,
+          warmup: WARMUP,
+          floorWarmup: FLOOR_WARMUP,
+          placement: PLACEMENT,
+          throughputSeconds: TP_SECONDS,
+          pool: POOL,
+          connections: CONNS,
+          profiled: PROFILE,
+          compiled: COMPILED,
+          auditFsync: AUDIT_FSYNC
+        },
         setup: {
-          direct: "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, every statement through @effect/sql-pg, with the access decision the daemon computes for the user",
+          direct:
+            "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, every statement through @effect/sql-pg, with the access decision the daemon computes for the user",
           daemon: `separate process; session token of a god user; ACL row filter isActive=true on PageView; rate limit on; audit file ${AUDIT_FSYNC ? "with" : "WITHOUT"} fsync`
         },
         unit: "µs (latency), requests/s (throughput), MB (memory)",

@@ -23,7 +23,9 @@ const filename = path.join(dir, "bench.sqlite")
 
 const clients: Record<string, Layer.Layer<SqlClient.SqlClient, unknown>> = {
   "on the event loop (SqliteClient)": SqliteClient.layer({ filename }),
-  "executor process (layers/db/Sqlite.ts)": Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout: 5000, readers: 2 })).pipe(Layer.provide(Reactivity.layer))
+  "executor process (layers/db/Sqlite.ts)": Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout: 5000, readers: 2 })).pipe(
+    Layer.provide(Reactivity.layer)
+  )
 }
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
@@ -40,13 +42,19 @@ const main = async () => {
     })
   )
   await setup.dispose()
-  const runtimes = Object.entries(clients).map(([name, layer]) => ({ name, rt: ManagedRuntime.make(layer), perRead: [] as Array<number>, mean: [] as Array<number> }))
+  const runtimes = Object.entries(clients).map(([name, layer]) => ({
+    name,
+    rt: ManagedRuntime.make(layer),
+    perRead: [] as Array<number>,
+    mean: [] as Array<number>
+  }))
   for (let round = 0; round < rounds; round++) {
     for (const c of round % 2 === 0 ? runtimes : [...runtimes].reverse()) {
       const [us, mean] = await c.rt.runPromise(
         Effect.gen(function* () {
           const sql = yield* SqlClient.SqlClient
-          const one = (i: number) => sql`SELECT id, slug, title, level FROM pages WHERE id = ${`id-${String((i % 10000) + 1).padStart(5, "0")}`}`
+          const one = (i: number) =>
+            sql`SELECT id, slug, title, level FROM pages WHERE id = ${`id-${String((i % 10000) + 1).padStart(5, "0")}`}`
           for (let i = 0; i < 200; i++) yield* one(i)
           const each: Array<number> = []
           for (let i = 0; i < reads; i++) {

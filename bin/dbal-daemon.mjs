@@ -9,8 +9,7 @@ import { buildState } from "./build-state.mjs"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const state = buildState(root)
-const wantCompiled =
-  process.env.DBAL_COMPILED === "1" || (process.env.DBAL_COMPILED !== "0" && (state.fresh || !state.hasSources))
+const wantCompiled = process.env.DBAL_COMPILED === "1" || (process.env.DBAL_COMPILED !== "0" && (state.fresh || !state.hasSources))
 
 const fromSources = async () => {
   let register
@@ -23,7 +22,9 @@ const fromSources = async () => {
   // hooks then see only the project's own modules, not each of the ~600 files of these packages
   // (a round trip to the hooks' thread apiece: most of the start-up time from the sources). The
   // sources importing them later get the same module instances (same resolved URLs).
-  await Promise.all(["effect/Effect", "effect/Schema", "effect/Layer", "@effect/cli/Command", "@effect/platform-node/NodeRuntime"].map((m) => import(m)))
+  await Promise.all(
+    ["effect/Effect", "effect/Schema", "effect/Layer", "@effect/cli/Command", "@effect/platform-node/NodeRuntime"].map((m) => import(m))
+  )
   register()
   return import(pathToFileURL(join(root, "app", "main.ts")).href)
 }

@@ -51,7 +51,8 @@ export const make = Effect.gen(function* () {
     if (file === undefined) return { rules: [], problems: [] }
     try {
       const doc = YAML.parseDocument(fs.readFileSync(file, "utf8"))
-      if (doc.errors.length > 0) return { rules: [], problems: doc.errors.map((e) => `line ${e.linePos?.[0].line ?? "?"}: YAML syntax error`) }
+      if (doc.errors.length > 0)
+        return { rules: [], problems: doc.errors.map((e) => `line ${e.linePos?.[0].line ?? "?"}: YAML syntax error`) }
       return parseRules(doc.toJS(), registry)
     } catch (e) {
       return { rules: [], problems: [`cannot read it (${(e as NodeJS.ErrnoException).code ?? "error"})`] }

@@ -208,9 +208,11 @@ export class FileSink {
     const buf = Buffer.from(text, "utf8")
     try {
       // write(2) may take only part of the buffer (a filling disk): write the rest, or fail.
-      for (let off = 0; off < buf.length; ) {
+      for (let off = 0; off < buf.length;) {
         const at = off
-        const n = await new Promise<number>((resolve, reject) => fs.write(fd, buf, at, buf.length - at, null, (err, w) => (err === null ? resolve(w) : reject(err))))
+        const n = await new Promise<number>((resolve, reject) =>
+          fs.write(fd, buf, at, buf.length - at, null, (err, w) => (err === null ? resolve(w) : reject(err)))
+        )
         if (n <= 0) throw new Error("the audit file took no bytes")
         off += n
       }
@@ -294,7 +296,12 @@ export const auditTableDdl = (dialect: Dialect, table: string): string => {
   const q = (s: string) => quoteIdent(dialect, s)
   const json = columnType(dialect, { type: "json" })
   const ts = columnType(dialect, { type: "datetime" })
-  const id = dialect === "sqlite" ? "INTEGER PRIMARY KEY AUTOINCREMENT" : dialect === "pg" ? "bigserial PRIMARY KEY" : "BIGINT AUTO_INCREMENT PRIMARY KEY"
+  const id =
+    dialect === "sqlite"
+      ? "INTEGER PRIMARY KEY AUTOINCREMENT"
+      : dialect === "pg"
+        ? "bigserial PRIMARY KEY"
+        : "BIGINT AUTO_INCREMENT PRIMARY KEY"
   return `CREATE TABLE IF NOT EXISTS ${q(table)} (${q("id")} ${id}, ${q("at")} ${ts} NOT NULL, ${q("record")} ${json} NOT NULL)`
 }
 
@@ -320,15 +327,22 @@ export const layer = Layer.scoped(
             Effect.try({
               try: () => new FileSink(fromConfig(cfg, file, logRemoval)),
               catch: (e) =>
-                new Unavailable({ reason: `security.audit_log_path: cannot open ${file} (${(e as NodeJS.ErrnoException).code ?? "error"})` })
+                new Unavailable({
+                  reason: `security.audit_log_path: cannot open ${file} (${(e as NodeJS.ErrnoException).code ?? "error"})`
+                })
             }),
             // Records the file still cannot take at shutdown go to the log output (stdout, collected
             // by journald / the container runtime) rather than nowhere.
             (s) =>
-              Effect.flatMap(Effect.promise(() => s.close()), (lost) =>
-                lost.length === 0
-                  ? Effect.void
-                  : Effect.logError(`the audit log could not be written before shutdown: ${lost.length} records follow`, lost.map(asLogged))
+              Effect.flatMap(
+                Effect.promise(() => s.close()),
+                (lost) =>
+                  lost.length === 0
+                    ? Effect.void
+                    : Effect.logError(
+                        `the audit log could not be written before shutdown: ${lost.length} records follow`,
+                        lost.map(asLogged)
+                      )
               )
           )
     const table = cfg.security.audit.sql_table
@@ -378,8 +392,20 @@ export const layer = Layer.scoped(
     // a log that cannot be written at start (full disk, /dev/full) would let the first write run
     // and commit before failing its own record. A failure leaves it retained and the log unhealthy.
     if (sink !== undefined) {
-      const start: AuditRecord = { timestamp: new Date().toISOString(), replica: cfg.cluster.replica_name ?? os.hostname(), requestId: null, userId: null, role: null, operation: "daemon.start", entity: null, success: true, durationMs: 0 }
-      yield* record(start, true).pipe(Effect.catchAll(() => Effect.logError("the audit log cannot be written: writes are refused until it can")))
+      const start: AuditRecord = {
+        timestamp: new Date().toISOString(),
+        replica: cfg.cluster.replica_name ?? os.hostname(),
+        requestId: null,
+        userId: null,
+        role: null,
+        operation: "daemon.start",
+        entity: null,
+        success: true,
+        durationMs: 0
+      }
+      yield* record(start, true).pipe(
+        Effect.catchAll(() => Effect.logError("the audit log cannot be written: writes are refused until it can"))
+      )
     }
 
     return { record, ready } satisfies AuditLogShape

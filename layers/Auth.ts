@@ -50,14 +50,14 @@ const digestOf = (creds: Credentials): Buffer => {
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 const MAX_CACHED_SESSIONS = 10_000
 
-
 interface ServiceDigest {
   readonly name: string
   readonly digest: Buffer
 }
 
-const digestsOf = (tokens: ReadonlyArray<{ readonly name: string; readonly token: Redacted.Redacted<string> }>): ReadonlyArray<ServiceDigest> =>
-  tokens.map((t) => ({ name: t.name, digest: digest(Redacted.value(t.token)) }))
+const digestsOf = (
+  tokens: ReadonlyArray<{ readonly name: string; readonly token: Redacted.Redacted<string> }>
+): ReadonlyArray<ServiceDigest> => tokens.map((t) => ({ name: t.name, digest: digest(Redacted.value(t.token)) }))
 
 /**
  * The service tokens in force: the current ones, and the ones a reload removed, each valid until
@@ -133,11 +133,15 @@ export const makeJwtVerifier = async (cfg: DaemonConfig["security"]["auth"]["jwt
     }
     if (keys.size === 0) throw new Error("security.auth.jwt.public_key_file: the key fits none of security.auth.jwt.algorithms")
     return (token) =>
-      jose.jwtVerify(token, (header) => {
-        const key = keys.get(header.alg ?? "")
-        if (key === undefined) throw new jose.errors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`)
-        return key
-      }, options)
+      jose.jwtVerify(
+        token,
+        (header) => {
+          const key = keys.get(header.alg ?? "")
+          if (key === undefined) throw new jose.errors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`)
+          return key
+        },
+        options
+      )
   }
   if (cfg.secret !== undefined) {
     const key = new TextEncoder().encode(Redacted.value(cfg.secret))
@@ -212,10 +216,15 @@ export const makeFailedAuthThrottle = (cfg: DaemonConfig["security"]["auth"]["fa
     })
 
   /** Runs `attempt` under the throttle: a 401 it fails with is charged to `address`. */
-  const guard = <A, E extends { readonly _tag: string }>(address: string, attempt: Effect.Effect<A, E>): Effect.Effect<A, E | RateLimited> =>
+  const guard = <A, E extends { readonly _tag: string }>(
+    address: string,
+    attempt: Effect.Effect<A, E>
+  ): Effect.Effect<A, E | RateLimited> =>
     Effect.zipRight(
       reserve(address),
-      Effect.onExit(attempt, (exit) => settle(address, Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), (e) => e._tag === "Unauthorized")))
+      Effect.onExit(attempt, (exit) =>
+        settle(address, Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), (e) => e._tag === "Unauthorized"))
+      )
     )
 
   return { guard }
@@ -245,12 +254,21 @@ const sessionLookup = (db: DatabaseShape, registry: EntityRegistryShape) => {
   const userId = session?.byName.get("userId")
   const expiresAt = session?.byName.get("expiresAt")
   const role = user?.byName.get("role")
-  if (session === undefined || user === undefined || token === undefined || userId === undefined || expiresAt === undefined || role === undefined) {
+  if (
+    session === undefined ||
+    user === undefined ||
+    token === undefined ||
+    userId === undefined ||
+    expiresAt === undefined ||
+    role === undefined
+  ) {
     return undefined
   }
   const { sql, dialect } = db
   return (value: string) =>
-    sql<Record<string, unknown>>`SELECT s.${sql(userId.column)} AS uid, s.${sql(expiresAt.column)} AS exp, u.${sql(role.column)} AS role FROM ${sql(session.table)} s JOIN ${sql(user.table)} u ON u.${sql(user.primaryKey.column)} = s.${sql(userId.column)} WHERE s.${sql(token.column)} = ${value}`.pipe(
+    sql<
+      Record<string, unknown>
+    >`SELECT s.${sql(userId.column)} AS uid, s.${sql(expiresAt.column)} AS exp, u.${sql(role.column)} AS role FROM ${sql(session.table)} s JOIN ${sql(user.table)} u ON u.${sql(user.primaryKey.column)} = s.${sql(userId.column)} WHERE s.${sql(token.column)} = ${value}`.pipe(
       Effect.map((rows) => {
         const r = rows[0]
         if (r === undefined || !isUserRole(r.role)) return Option.none<{ userId: string; role: UserRole; expiresAt: number }>()
@@ -301,15 +319,29 @@ export const make = Effect.gen(function* () {
   const jwt = (verify: Verify, creds: Credentials): Effect.Effect<Principal, Unauthorized | Unavailable> =>
     Effect.tryPromise({ try: () => verify(creds.token), catch: (e) => e }).pipe(
       Effect.mapError((e) =>
-        authCfg.jwt.jwks_url !== undefined && keySetUnreachable(e) ? new Unavailable({ reason: "JWTs cannot be checked: the key set (jwks_url) cannot be fetched" }) : new Unauthorized({
-          reason: e instanceof jose.errors.JWTExpired ? "the token has expired" : e instanceof jose.errors.JWTClaimValidationFailed ? `the token's ${e.claim} claim is not accepted` : "the token's signature or format is not valid"
-        })
+        authCfg.jwt.jwks_url !== undefined && keySetUnreachable(e)
+          ? new Unavailable({ reason: "JWTs cannot be checked: the key set (jwks_url) cannot be fetched" })
+          : new Unauthorized({
+              reason:
+                e instanceof jose.errors.JWTExpired
+                  ? "the token has expired"
+                  : e instanceof jose.errors.JWTClaimValidationFailed
+                    ? `the token's ${e.claim} claim is not accepted`
+                    : "the token's signature or format is not valid"
+            })
       ),
       Effect.flatMap(({ payload }) => {
         const role = payload[authCfg.jwt.role_claim]
-        if (typeof payload.sub !== "string" || payload.sub.length === 0) return Effect.fail(new Unauthorized({ reason: "the token has no subject (sub)" }))
-        if (!isUserRole(role)) return Effect.fail(new Unauthorized({ reason: `the token's ${authCfg.jwt.role_claim} claim is not a user role` }))
-        return Effect.succeed<Principal>({ userId: payload.sub, role, via: "jwt", ...(typeof payload.exp === "number" ? { expiresAt: payload.exp * 1000 } : {}) })
+        if (typeof payload.sub !== "string" || payload.sub.length === 0)
+          return Effect.fail(new Unauthorized({ reason: "the token has no subject (sub)" }))
+        if (!isUserRole(role))
+          return Effect.fail(new Unauthorized({ reason: `the token's ${authCfg.jwt.role_claim} claim is not a user role` }))
+        return Effect.succeed<Principal>({
+          userId: payload.sub,
+          role,
+          via: "jwt",
+          ...(typeof payload.exp === "number" ? { expiresAt: payload.exp * 1000 } : {})
+        })
       })
     )
 
@@ -343,7 +375,9 @@ export const make = Effect.gen(function* () {
       const svc = service(creds)
       return svc !== undefined
         ? matchUser(svc, creds)
-        : Effect.flatMap(verifyJwt !== undefined && JWT_SHAPE.test(creds.token) ? jwt(verifyJwt, creds) : session(creds), (p) => matchUser(p, creds))
+        : Effect.flatMap(verifyJwt !== undefined && JWT_SHAPE.test(creds.token) ? jwt(verifyJwt, creds) : session(creds), (p) =>
+            matchUser(p, creds)
+          )
     })
 
   const authenticate = (creds: Credentials, remoteAddress: string): Effect.Effect<Principal, Unauthorized | Unavailable | RateLimited> =>
@@ -365,7 +399,8 @@ const reloadOnHangup = Effect.fn("Auth.reloadOnHangup")(function* (cfg: DaemonCo
       const auth = next.security.auth
       const n = services.replace(auth.service_tokens, auth.rotation_overlap * 1000)
       return Effect.logInfo(
-        `service tokens reloaded: ${n.current} in force` + (n.retired > 0 ? `, ${n.retired} replaced (still valid for ${auth.rotation_overlap} s)` : "")
+        `service tokens reloaded: ${n.current} in force` +
+          (n.retired > 0 ? `, ${n.retired} replaced (still valid for ${auth.rotation_overlap} s)` : "")
       )
     }),
     Effect.catchAll((e) => Effect.logError(`service tokens not reloaded, keeping the current ones: ${e.problems.join("; ")}`))

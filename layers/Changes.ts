@@ -22,7 +22,13 @@ const PG_PAYLOAD_LIMIT = 7900
 const REDIS_PAYLOAD_LIMIT = 256 * 1024
 
 /** Keeps one LISTEN connection open; returns its closer. */
-const pgListener = (driver: typeof pg, cfg: DaemonConfig, channel: string, onMessage: (payload: string) => void, onError: (e: unknown) => void) => {
+const pgListener = (
+  driver: typeof pg,
+  cfg: DaemonConfig,
+  channel: string,
+  onMessage: (payload: string) => void,
+  onError: (e: unknown) => void
+) => {
   const c = cfg.database.connection
   let client: pg.Client | undefined
   let stopped = false
@@ -78,7 +84,8 @@ export const layer = Layer.scoped(
     const rowListeners: Array<(change: EntityChange) => void> = []
     // Fields that never leave the process in an announcement: sensitive and never_expose ones.
     const hidden = new Map<string, Set<string>>()
-    for (const e of registry.entities.values()) hidden.set(e.name, new Set(e.fields.filter((f) => f.sensitive || f.neverExpose).map((f) => f.name)))
+    for (const e of registry.entities.values())
+      hidden.set(e.name, new Set(e.fields.filter((f) => f.sensitive || f.neverExpose).map((f) => f.name)))
     for (const ref of cfg.security.never_expose) {
       const [entity, field] = ref.split(".") as [string, string]
       hidden.get(entity)?.add(field)
@@ -119,7 +126,10 @@ export const layer = Layer.scoped(
       // Announcements are not queued while Redis is away (they would arrive late and out of
       // order): the publishing connection is given a moment to be ready before the daemon serves.
       yield* Effect.promise(
-        () => new Promise<void>((ready) => (pub.status === "ready" ? ready() : (pub.once("ready", () => ready()), setTimeout(ready, 3000).unref())))
+        () =>
+          new Promise<void>((ready) =>
+            pub.status === "ready" ? ready() : (pub.once("ready", () => ready()), setTimeout(ready, 3000).unref())
+          )
       )
       yield* Effect.addFinalizer(() => Effect.sync(() => (pub.disconnect(), sub.disconnect())))
       broadcast = (entity, rows) =>
@@ -131,7 +141,11 @@ export const layer = Layer.scoped(
     }
 
     return {
-      publish: (entity, rows) => Effect.zipRight(Effect.sync(() => local(entity, rows, true)), broadcast(entity, rows)),
+      publish: (entity, rows) =>
+        Effect.zipRight(
+          Effect.sync(() => local(entity, rows, true)),
+          broadcast(entity, rows)
+        ),
       subscribe: (listener) => Effect.sync(() => void listeners.push(listener)),
       subscribeRows: (listener) => Effect.sync(() => void rowListeners.push(listener))
     }

@@ -75,11 +75,7 @@ const parseScalar = (text: string): unknown => {
 }
 
 /** `DBAL_DATABASE__POOL_SIZE=5` sets `database.pool_size`. */
-const applyEnvOverrides = (
-  doc: Record<string, unknown>,
-  env: Record<string, string | undefined>,
-  coerced: Map<string, string>
-) => {
+const applyEnvOverrides = (doc: Record<string, unknown>, env: Record<string, string | undefined>, coerced: Map<string, string>) => {
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith("DBAL_") || value === undefined || !name.includes("__")) continue
     const keys = name.slice("DBAL_".length).toLowerCase().split("__")
@@ -107,7 +103,8 @@ const restoreStrings = (doc: Record<string, unknown>, error: ParseResult.ParseEr
     const text = coerced.get(formatPath(issue.path))
     if (text === undefined || issue.path.length === 0 || !/^Expected string,/.test(issue.message)) continue
     let node: unknown = doc
-    for (const k of issue.path.slice(0, -1)) node = node !== null && typeof node === "object" ? (node as Record<PropertyKey, unknown>)[k] : undefined
+    for (const k of issue.path.slice(0, -1))
+      node = node !== null && typeof node === "object" ? (node as Record<PropertyKey, unknown>)[k] : undefined
     if (node === null || typeof node !== "object") continue
     ;(node as Record<PropertyKey, unknown>)[issue.path[issue.path.length - 1]!] = text
     restored = true
@@ -172,7 +169,8 @@ const crossChecks = (doc: Record<string, unknown>): Array<string> => {
   const tokens = record(security.auth).service_tokens
   const names = Array.isArray(tokens) ? tokens.map((t) => record(t).name) : []
   names.forEach((n, i) => {
-    if (typeof n === "string" && names.indexOf(n) !== i) more.push(`security.auth.service_tokens[${i}].name: duplicate name ${JSON.stringify(n)}`)
+    if (typeof n === "string" && names.indexOf(n) !== i)
+      more.push(`security.auth.service_tokens[${i}].name: duplicate name ${JSON.stringify(n)}`)
   })
   return more
 }
@@ -311,10 +309,7 @@ const jwtChecks = (cfg: ConfigFile, credential: (p: string) => string): Array<st
 }
 
 /** Reads, substitutes, overrides and decodes one configuration file. */
-export const loadConfig = (
-  file: string,
-  env: Record<string, string | undefined> = process.env
-): Effect.Effect<DaemonConfig, ConfigError> =>
+export const loadConfig = (file: string, env: Record<string, string | undefined> = process.env): Effect.Effect<DaemonConfig, ConfigError> =>
   Effect.gen(function* () {
     const sourcePath = path.resolve(file)
     const fail = (problems: Array<string>) => Effect.fail(new ConfigError({ file: sourcePath, problems }))
@@ -326,9 +321,7 @@ export const loadConfig = (
     }
     const parsed = YAML.parseDocument(text)
     if (parsed.errors.length > 0) {
-      return yield* fail(
-        parsed.errors.map((e) => `line ${e.linePos?.[0].line ?? "?"}: YAML syntax error: ${e.code}`)
-      )
+      return yield* fail(parsed.errors.map((e) => `line ${e.linePos?.[0].line ?? "?"}: YAML syntax error: ${e.code}`))
     }
     const raw: unknown = parsed.toJS() ?? {}
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
@@ -404,8 +397,7 @@ export const loadConfig = (
     } satisfies DaemonConfig
   })
 
-export const layer = (file: string, env?: Record<string, string | undefined>) =>
-  Layer.effect(AppConfig, loadConfig(file, env))
+export const layer = (file: string, env?: Record<string, string | undefined>) => Layer.effect(AppConfig, loadConfig(file, env))
 
 /** For tests that are about something else. */
 export const layerValue = (config: DaemonConfig) => Layer.succeed(AppConfig, config)

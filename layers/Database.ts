@@ -36,7 +36,10 @@ export { connectTimeoutMs } from "./db/settings.js"
 
 const noPooledQuery = Layer.succeed(PooledQuery, { run: undefined })
 
-/** The SqlClient for the configured adapter, and its direct path (PooledQuery: `run` on PostgreSQL only, pool counts on PostgreSQL and MySQL). */
+/**
+ * The SqlClient for the configured adapter, and its direct path (PooledQuery: `run` on PostgreSQL
+ * only, pool counts on PostgreSQL and MySQL).
+ */
 export const sqlClientLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | PooledQuery, SqlError | ConfigError.ConfigError> =>
   // Each adapter's driver is loaded only when it is configured (less memory, fewer native addons).
   Layer.unwrapEffect(
@@ -84,21 +87,35 @@ const affectedRows = (raw: unknown): number => {
 export const queryVia =
   (pooled: PooledQuery["Type"]["run"]): DatabaseShape["query"] =>
   <A extends object>(statement: Statement.Statement<A>) =>
-    routed(pooled, statement, () => statement, (r) => r.rows as ReadonlyArray<A>)
+    routed(
+      pooled,
+      statement,
+      () => statement,
+      (r) => r.rows as ReadonlyArray<A>
+    )
 
 /** `DatabaseShape.execute`, routed as `routed` says. */
 export const executeVia =
   (pooled: PooledQuery["Type"]["run"]): DatabaseShape["execute"] =>
   (statement) =>
-    routed(pooled, statement, () => Effect.map(statement.raw, affectedRows), (r) => r.rowCount ?? 0)
+    routed(
+      pooled,
+      statement,
+      () => Effect.map(statement.raw, affectedRows),
+      (r) => r.rowCount ?? 0
+    )
 
 /**
  * Brings the database to the definitions (layers/db/Migrate.ts). By default as `auto_migrate`
  * does at start: the additive steps only; destructive ones are left for `dbal-daemon migrate
  * --allow-destructive` and returned as `skipped`.
  */
-export const migrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: EntityRegistryShape, options: MigrateOptions = { destructive: "skip" }) =>
-  Migrations.migrate(sql, dialect, registry, options)
+export const migrate = (
+  sql: SqlClient.SqlClient,
+  dialect: Dialect,
+  registry: EntityRegistryShape,
+  options: MigrateOptions = { destructive: "skip" }
+) => Migrations.migrate(sql, dialect, registry, options)
 
 /** `auto_migrate` at start: additive steps applied and logged; destructive ones logged, not applied. */
 const autoMigrate = (sql: SqlClient.SqlClient, dialect: Dialect, registry: EntityRegistryShape, cfg: DaemonConfig) =>

@@ -32,15 +32,17 @@ export const fromDir = (dir: string, dialect?: Dialect) => load(() => loadRegist
 /** The models of a schema.prisma as entities (no default access rules: see src/entity/Prisma.ts). */
 export const fromPrisma = (file: string, naming: PrismaNaming = "prisma", entitiesDir?: string, dialect?: Dialect) =>
   // The Prisma parser is loaded only when a schema.prisma is configured.
-  Effect.flatMap(Effect.promise(() => import("../src/entity/Prisma.js")), ({ loadPrismaRegistry }) =>
-    load(() =>
-      loadPrismaRegistry(file, {
-        naming,
-        ...(dialect === undefined ? {} : { dialect }),
-        // snake_case naming: the models keep the tables their YAML definitions name (one rule for both sources)
-        ...(naming === "snake_case" && entitiesDir !== undefined ? { tables: yamlTables(entitiesDir) } : {})
-      })
-    )
+  Effect.flatMap(
+    Effect.promise(() => import("../src/entity/Prisma.js")),
+    ({ loadPrismaRegistry }) =>
+      load(() =>
+        loadPrismaRegistry(file, {
+          naming,
+          ...(dialect === undefined ? {} : { dialect }),
+          // snake_case naming: the models keep the tables their YAML definitions name (one rule for both sources)
+          ...(naming === "snake_case" && entitiesDir !== undefined ? { tables: yamlTables(entitiesDir) } : {})
+        })
+      )
   )
 
 /** The registry a configuration names: its Prisma schema when set, else its entities folder. */

@@ -31,8 +31,7 @@ const stringifyBounded = (obj: unknown): string => {
   })
 }
 
-const errorToJSON = (u: unknown): unknown =>
-  u instanceof Error && !("toJSON" in u) ? { ...u, name: u.name, message: u.message } : u
+const errorToJSON = (u: unknown): unknown => (u instanceof Error && !("toJSON" in u) ? { ...u, name: u.name, message: u.message } : u)
 
 /**
  * With the tracer off (spans not exported), a span opened inside a request is a placeholder with

@@ -51,7 +51,9 @@ export interface Limits {
 
 export const limitsFor = (cfg: DaemonConfig["security"]["rate_limit"], role: Role): Limits => {
   const r = cfg.roles[role]
-  return r === undefined ? { requestsPerMinute: cfg.requests_per_minute, burst: cfg.burst } : { requestsPerMinute: r.requests_per_minute, burst: r.burst }
+  return r === undefined
+    ? { requestsPerMinute: cfg.requests_per_minute, burst: cfg.burst }
+    : { requestsPerMinute: r.requests_per_minute, burst: r.burst }
 }
 
 const memoryStore = (cfg: DaemonConfig["security"]["rate_limit"]) => {
@@ -120,7 +122,9 @@ export const makeRedis = (cfg: DaemonConfig["security"]["rate_limit"]) =>
     const consume = (key: string, role: Role, cost = 1): Effect.Effect<void, RateLimited | Unavailable> => {
       const l = limitsFor(cfg, role)
       const perMs = l.requestsPerMinute / 60_000
-      return Effect.tryPromise(() => bucket.dbalBucket(`${cfg.key_prefix}${role}:${key}`, String(perMs), String(l.burst), String(cost))).pipe(
+      return Effect.tryPromise(() =>
+        bucket.dbalBucket(`${cfg.key_prefix}${role}:${key}`, String(perMs), String(l.burst), String(cost))
+      ).pipe(
         Effect.timeout("500 millis"),
         Effect.matchEffect({
           onSuccess: ([allowed, tokens, charged]): Effect.Effect<void, RateLimited | Unavailable> => {
@@ -135,7 +139,9 @@ export const makeRedis = (cfg: DaemonConfig["security"]["rate_limit"]) =>
           },
           onFailure: (): Effect.Effect<void, RateLimited | Unavailable> => {
             // Logged once per outage, not per request.
-            const warn = degraded ? Effect.void : Effect.logWarning(`rate-limit store does not answer: on_store_error=${cfg.on_store_error}`)
+            const warn = degraded
+              ? Effect.void
+              : Effect.logWarning(`rate-limit store does not answer: on_store_error=${cfg.on_store_error}`)
             degraded = true
             return Effect.zipRight(warn, policy(key, role, cost))
           }

@@ -21,7 +21,14 @@ import { AppConfig } from "../src/Config.js"
 import { Forbidden, NotFound, RateLimited, type RequestError, toWireError } from "../src/Errors.js"
 import { EntityRegistry, type EntityDef } from "../src/entity/Model.js"
 import { isUuid } from "../src/entity/Validate.js"
-import { realtimeDelivery, realtimeEndedOf, realtimeEvents, realtimeFetches, realtimeSubscribers, realtimeSubscriptions } from "../src/Metrics.js"
+import {
+  realtimeDelivery,
+  realtimeEndedOf,
+  realtimeEvents,
+  realtimeFetches,
+  realtimeSubscribers,
+  realtimeSubscriptions
+} from "../src/Metrics.js"
 import { decodeRow, type Row } from "../src/query/Codec.js"
 import { compileFilter, type FilterNode } from "../src/query/Filter.js"
 import { compileMatch } from "../src/query/FilterMatch.js"
@@ -124,11 +131,14 @@ export const make = Effect.gen(function* () {
     if (at >= nextAt && timer !== undefined) return
     if (timer !== undefined) clearTimeout(timer)
     nextAt = at
-    timer = setTimeout(() => {
-      timer = undefined
-      nextAt = Number.POSITIVE_INFINITY
-      offer({ _tag: "recheck" })
-    }, Math.max(0, at - Date.now()))
+    timer = setTimeout(
+      () => {
+        timer = undefined
+        nextAt = Number.POSITIVE_INFINITY
+        offer({ _tag: "recheck" })
+      },
+      Math.max(0, at - Date.now())
+    )
     timer.unref()
   }
   const expiryOf = (p: Principal) => (p.expiresAt === undefined ? Number.POSITIVE_INFINITY : p.expiresAt + 1)
@@ -156,11 +166,15 @@ export const make = Effect.gen(function* () {
     Effect.suspend(() => {
       const existing = conns.get(who.channel)
       if ((existing?.subs.size ?? 0) >= cfg.max_subscriptions_per_connection) {
-        return Effect.fail(new RateLimited({ retryAfter: 1, reason: `at most ${cfg.max_subscriptions_per_connection} subscriptions per connection` }))
+        return Effect.fail(
+          new RateLimited({ retryAfter: 1, reason: `at most ${cfg.max_subscriptions_per_connection} subscriptions per connection` })
+        )
       }
       const owner = who.principal.userId
       if ((perPrincipal.get(owner) ?? 0) >= cfg.max_subscriptions_per_principal) {
-        return Effect.fail(new RateLimited({ retryAfter: 1, reason: `at most ${cfg.max_subscriptions_per_principal} subscriptions per principal` }))
+        return Effect.fail(
+          new RateLimited({ retryAfter: 1, reason: `at most ${cfg.max_subscriptions_per_principal} subscriptions per principal` })
+        )
       }
       const conn: Conn = existing ?? { channel: who.channel, subs: new Map() }
       const id = crypto.randomUUID()
@@ -273,7 +287,12 @@ export const make = Effect.gen(function* () {
         if (d.from === "after") {
           record = cached.after ??= JSON.stringify(project(entity, view, after!))
           // Nothing this subscriber can see changed (a no-op update, a rolled-back write).
-          if (d.event === "update" && completeBefore !== undefined && (cached.before ??= JSON.stringify(project(entity, view, completeBefore))) === record) continue
+          if (
+            d.event === "update" &&
+            completeBefore !== undefined &&
+            (cached.before ??= JSON.stringify(project(entity, view, completeBefore))) === record
+          )
+            continue
         } else record = cached.before ??= JSON.stringify(project(entity, view, change.before!))
       }
       const result = sub.conn.channel.push(`${sub.head}${d.event}","record":${record}}`)

@@ -207,7 +207,9 @@ export const layer = Layer.scoped(
 
     const refuse = (socket: import("node:stream").Duplex, status: number, reason: string, headers: Record<string, string> = {}) => {
       runSync(Metric.increment(Metric.tagged(connectionsRefused, "reason", reason)))
-      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")
+      const extra = Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join("")
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\n${extra}Content-Length: 0\r\n\r\n`)
       socket.destroy()
     }
@@ -218,7 +220,11 @@ export const layer = Layer.scoped(
     const peerOf = (socket: net.Socket): string => {
       // Under TLS the request's socket wraps the one the PROXY header came on.
       const raw = (socket as net.Socket & { readonly _parent?: object })._parent
-      return proxiedFrom.get(socket) ?? (raw === undefined ? undefined : proxiedFrom.get(raw)) ?? normalizeAddress(socket.remoteAddress ?? "unknown")
+      return (
+        proxiedFrom.get(socket) ??
+        (raw === undefined ? undefined : proxiedFrom.get(raw)) ??
+        normalizeAddress(socket.remoteAddress ?? "unknown")
+      )
     }
     const clientAddress = (req: http.IncomingMessage): string => {
       const peer = peerOf(req.socket)
@@ -301,7 +307,12 @@ export const layer = Layer.scoped(
       socket.once("close", () => release(address))
       const traceparent = parseTraceparent(req.headers.traceparent)
       const pushed = makeChannel()
-      const conn: Connection = { remoteAddress: address, auth: undefined, channel: pushed.channel, ...(traceparent === undefined ? {} : { traceparent }) }
+      const conn: Connection = {
+        remoteAddress: address,
+        auth: undefined,
+        channel: pushed.channel,
+        ...(traceparent === undefined ? {} : { traceparent })
+      }
       const upgrade = () => {
         if (socket.destroyed) return pushed.ended()
         wss.handleUpgrade(req, socket, head, (ws) => {
@@ -427,7 +438,9 @@ export const layer = Layer.scoped(
         // Decoded straight from the received buffer (no intermediate copy); an ArrayBuffer is wrapped, not copied.
         const text = Array.isArray(data)
           ? Buffer.concat(data).toString("utf8")
-          : Buffer.isBuffer(data) ? data.toString("utf8") : Buffer.from(data).toString("utf8")
+          : Buffer.isBuffer(data)
+            ? data.toString("utf8")
+            : Buffer.from(data).toString("utf8")
         if (inFlight >= s.max_in_flight) {
           waiting.push(text)
           ws.pause()

@@ -25,9 +25,7 @@ export const TlsConfig = Schema.Struct({
     description: "PEM certificate chain of the server: required when `enabled`, checked at start, re-read on SIGHUP."
   }),
   key_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
-    description:
-      "PEM private key of the server, unencrypted, matching the certificate: required when `enabled`, " +
-      "re-read on SIGHUP."
+    description: "PEM private key of the server, unencrypted, matching the certificate: required when `enabled`, " + "re-read on SIGHUP."
   }),
   ca_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description: "PEM CA bundle: when set, every client must present a certificate it signed (mutual TLS)."
@@ -42,7 +40,7 @@ export const ServerConfig = Schema.Struct({
   port: opt(Port, () => 50051).annotations({
     description:
       "Port of the WebSocket and of the HTTP endpoints, which share it; `0` picks a free port (printed in " +
-      "the \"listening on\" log line)."
+      'the "listening on" log line).'
   }),
   max_payload: opt(PositiveInt, () => 1024 * 1024).annotations({
     description:
@@ -79,7 +77,11 @@ export const ServerConfig = Schema.Struct({
   }),
   trusted_proxies: opt(
     Schema.Array(
-      NonEmpty.pipe(Schema.filter((s) => parseCidr(s) !== undefined, { message: () => "a CIDR block (e.g. 10.0.0.0/8, 2001:db8::/32) or an IP address" }))
+      NonEmpty.pipe(
+        Schema.filter((s) => parseCidr(s) !== undefined, {
+          message: () => "a CIDR block (e.g. 10.0.0.0/8, 2001:db8::/32) or an IP address"
+        })
+      )
     ),
     () => []
   ).annotations({
@@ -102,9 +104,7 @@ export type Adapter = typeof Adapter.Type
 
 export const ConnectionConfig = Schema.Struct({
   filename: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
-    description:
-      "SQLite: the database file, **required** for sqlite (its folder is created; `:memory:` for a " +
-      "throw-away database)."
+    description: "SQLite: the database file, **required** for sqlite (its folder is created; `:memory:` for a " + "throw-away database)."
   }),
   busy_timeout: opt(NonNegativeInt, () => 5000).annotations({
     description: "SQLite: how long a writer waits for the lock, in milliseconds."
@@ -129,7 +129,7 @@ export const ConnectionConfig = Schema.Struct({
     description: "PostgreSQL/MySQL: the user, **required** for postgresql and mysql."
   }),
   password: Schema.optionalWith(Secret, { exact: true }).annotations({
-    description: "The password: write `\"${DBAL_DB_PASSWORD}\"`, not the password itself."
+    description: 'The password: write `"${DBAL_DB_PASSWORD}"`, not the password itself.'
   }),
   password_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description:
@@ -142,17 +142,14 @@ export const ConnectionConfig = Schema.Struct({
 
 export const DatabaseConfig = Schema.Struct({
   adapter: opt(Adapter, () => "sqlite" as const).annotations({
-    description:
-      "The database server: `mysql` serves MySQL 8 and MariaDB ([Database " +
-      "adapters](entities.md#database-adapters))."
+    description: "The database server: `mysql` serves MySQL 8 and MariaDB ([Database " + "adapters](entities.md#database-adapters))."
   }),
   connection: opt(ConnectionConfig, () => ConnectionConfig.make({})).annotations({
     description: "How to reach the database."
   }),
   pool_size: Schema.optionalWith(PositiveInt, { exact: true }).annotations({
     description:
-      "Connections to PostgreSQL/MySQL per daemon process (SQLite uses one connection). Default: " +
-      "`performance.connection_pool_size`."
+      "Connections to PostgreSQL/MySQL per daemon process (SQLite uses one connection). Default: " + "`performance.connection_pool_size`."
   }),
   timeout: opt(PositiveInt, () => 5000).annotations({
     description:
@@ -175,7 +172,7 @@ export const ServiceToken = Schema.Struct({
   token: Schema.propertySignature(
     Schema.Redacted(Schema.String.pipe(Schema.minLength(16, { message: () => "a token of at least 16 characters" })))
   ).annotations({
-    description: "The token itself, at least 16 characters: take it from the environment (`\"${DBAL_SERVICE_TOKEN}\"`)."
+    description: 'The token itself, at least 16 characters: take it from the environment (`"${DBAL_SERVICE_TOKEN}"`).'
   }),
   token_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description:
@@ -202,9 +199,11 @@ export const JwtConfig = Schema.Struct({
     description: "RS256/ES256/EdDSA: a PEM public key (SPKI)…"
   }),
   jwks_file: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
-    description: "…or a JSON Web Key Set file (`{\"keys\": [...]}`), which wins over `public_key_file`."
+    description: '…or a JSON Web Key Set file (`{"keys": [...]}`), which wins over `public_key_file`.'
   }),
-  jwks_url: Schema.optionalWith(NonEmpty.pipe(Schema.pattern(/^https?:\/\/\S+$/, { message: () => "an http(s) URL" })), { exact: true }).annotations({
+  jwks_url: Schema.optionalWith(NonEmpty.pipe(Schema.pattern(/^https?:\/\/\S+$/, { message: () => "an http(s) URL" })), {
+    exact: true
+  }).annotations({
     description:
       "…or the URL of a JSON Web Key Set (an identity provider's `jwks_uri`), which wins over both: fetched when first " +
       "needed, kept `jwks_cache_max_age` seconds, and fetched again at once (at most once per `jwks_cooldown` seconds) when " +
@@ -245,8 +244,7 @@ export const FailedAuthConfig = Schema.Struct({
 export const AuthConfig = Schema.Struct({
   service_tokens: opt(Schema.Array(ServiceToken), () => []).annotations({
     description:
-      "Tokens that act as the service role `system` (what an application's own backend uses, for example to " +
-      "create sessions)."
+      "Tokens that act as the service role `system` (what an application's own backend uses, for example to " + "create sessions)."
   }),
   rotation_overlap: opt(NonNegativeInt, () => 300).annotations({
     description:
@@ -308,9 +306,7 @@ export const RateLimitConfig = Schema.Struct({
     description: "Prefix of the Redis keys (`<prefix><role>:<user id>`)."
   }),
   on_store_error: opt(Schema.Literal("local", "open", "closed"), () => "local" as const).annotations({
-    description:
-      "When Redis cannot be reached: `local` (this process's own buckets), `open` (admit), `closed` (answer " +
-      "503)."
+    description: "When Redis cannot be reached: `local` (this process's own buckets), `open` (admit), `closed` (answer " + "503)."
   }),
   max_keys: opt(PositiveInt, () => 100_000).annotations({
     description: "Memory store: most principals remembered per role (idle ones are dropped first)."
@@ -330,15 +326,13 @@ export const AclConfig = Schema.Struct({
 
 export const AuditConfig = Schema.Struct({
   stdout: opt(Schema.Boolean, () => false).annotations({
-    description: "Also write each record to stdout as `{\"audit\": {...}}` (for log collection on Kubernetes)."
+    description: 'Also write each record to stdout as `{"audit": {...}}` (for log collection on Kubernetes).'
   }),
-  sql_table: Schema.optionalWith(
-    NonEmpty.pipe(Schema.pattern(/^[a-z][a-z0-9_]{0,62}$/, { message: () => "a snake_case table name" })),
-    { exact: true }
-  ).annotations({
+  sql_table: Schema.optionalWith(NonEmpty.pipe(Schema.pattern(/^[a-z][a-z0-9_]{0,62}$/, { message: () => "a snake_case table name" })), {
+    exact: true
+  }).annotations({
     description:
-      "Also insert each record into this table of the served database (created when the daemon starts; " +
-      "columns `id`, `at`, `record`)."
+      "Also insert each record into this table of the served database (created when the daemon starts; " + "columns `id`, `at`, `record`)."
   }),
   fsync: opt(Schema.Boolean, () => true).annotations({
     description: "A write is answered only after its record is on disk (concurrent records share one fsync)."
@@ -373,9 +367,7 @@ export const AuditConfig = Schema.Struct({
 
 export const SecurityConfig = Schema.Struct({
   sandbox: opt(Schema.Literal("none", "strict"), () => "none" as const).annotations({
-    description:
-      "`strict`: run under Node's permission model ([Sandbox](operations.md#sandbox)); needs `npm run " +
-      "build`."
+    description: "`strict`: run under Node's permission model ([Sandbox](operations.md#sandbox)); needs `npm run " + "build`."
   }),
   sandbox_allow_root: opt(Schema.Boolean, () => false).annotations({
     description: "Let the strict sandbox start as root (refused otherwise)."
@@ -384,16 +376,19 @@ export const SecurityConfig = Schema.Struct({
     description: "Write an audit record for every request ([Audit log](security.md#audit-log))."
   }),
   audit_log_path: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
-    description:
-      "The JSON-lines audit file (created `0600`, missing folders `0700`); without it, records go to stdout " +
-      "only."
+    description: "The JSON-lines audit file (created `0600`, missing folders `0700`); without it, records go to stdout " + "only."
   }),
   audit: opt(AuditConfig, () => AuditConfig.make({})).annotations({
     description: "Where and how audit records are kept."
   }),
-  never_expose: opt(Schema.Array(NonEmpty.pipe(Schema.pattern(/^[A-Z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*$/, { message: () => "Entity.field (e.g. User.email)" }))), () => []).annotations({
+  never_expose: opt(
+    Schema.Array(
+      NonEmpty.pipe(Schema.pattern(/^[A-Z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*$/, { message: () => "Entity.field (e.g. User.email)" }))
+    ),
+    () => []
+  ).annotations({
     description:
-      "Fields never returned to anyone (`system` included), as `\"Entity.field\"` with wire names, in " +
+      'Fields never returned to anyone (`system` included), as `"Entity.field"` with wire names, in ' +
       "addition to the entities' own `never_expose`; a name that is not a field stops the start."
   }),
   rate_limit: opt(RateLimitConfig, () => RateLimitConfig.make({})).annotations({
@@ -466,9 +461,7 @@ export const TracingConfig = Schema.Struct({
 
 export const EntitiesConfig = Schema.Struct({
   dir: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
-    description:
-      "Folder of entity definitions (`*.yaml`/`*.yml`, searched recursively). Default: the package's " +
-      "`config/entities`."
+    description: "Folder of entity definitions (`*.yaml`/`*.yml`, searched recursively). Default: the package's " + "`config/entities`."
   }),
   prisma_schema: Schema.optionalWith(NonEmpty, { exact: true }).annotations({
     description:
@@ -478,7 +471,7 @@ export const EntitiesConfig = Schema.Struct({
   prisma_naming: opt(Schema.Literal("prisma", "snake_case"), () => "prisma" as const).annotations({
     description:
       "How tables and columns of a schema.prisma's models are named when @@map/@map say nothing. " +
-      "`prisma`: as `prisma migrate` creates them (the model's and field's own names: \"User\", \"createdAt\"). " +
+      '`prisma`: as `prisma migrate` creates them (the model\'s and field\'s own names: "User", "createdAt"). ' +
       "`snake_case`: as the daemon's YAML entities name them (snake_case columns; the table of the same entity in " +
       "`entities.dir`, else the snake_case plural of the model name)."
   })
@@ -500,7 +493,10 @@ export const ClusterConfig = Schema.Struct({
       "single replica), `postgresql` (LISTEN/NOTIFY on the served database; needs `database.adapter: " +
       "postgresql`), `redis` (pub/sub) ([Replicas](deployment.md#replicas))."
   }),
-  channel: opt(NonEmpty.pipe(Schema.pattern(/^[a-z_][a-z0-9_]{0,62}$/, { message: () => "a lower-case identifier" })), () => "dbal_changes").annotations({
+  channel: opt(
+    NonEmpty.pipe(Schema.pattern(/^[a-z_][a-z0-9_]{0,62}$/, { message: () => "a lower-case identifier" })),
+    () => "dbal_changes"
+  ).annotations({
     description: "The NOTIFY channel or Redis pub/sub channel."
   }),
   redis_url: opt(Schema.Redacted(NonEmpty), () => Redacted.make("redis://127.0.0.1:6379")).annotations({
@@ -523,8 +519,7 @@ export const RealtimeConfig = Schema.Struct({
   }),
   max_buffered_bytes: opt(PositiveInt, () => 4 * 1024 * 1024).annotations({
     description:
-      "Bytes of events a subscriber may leave unread before its connection is closed with code 4008 (it never " +
-      "slows the others down)."
+      "Bytes of events a subscriber may leave unread before its connection is closed with code 4008 (it never " + "slows the others down)."
   }),
   revalidate_interval: opt(PositiveInt, () => 30).annotations({
     description:

@@ -90,7 +90,7 @@ export const requestErrorsOf = (method: string, code: number) => labelledCounter
 
 const entityRequestsKey = MetricKey.counter("dbal_entity_requests_total", {
   description:
-    "Requests that named an entity, by entity (a name of the entity registry, or \"unknown\"), method and status (success or error)",
+    'Requests that named an entity, by entity (a name of the entity registry, or "unknown"), method and status (success or error)',
   incremental: true
 })
 export const entityRequestsOf = (entity: string, method: string, status: "success" | "error") =>
@@ -98,12 +98,11 @@ export const entityRequestsOf = (entity: string, method: string, status: "succes
 
 const principalRejectionsKey = MetricKey.counter("dbal_principal_rejections_total", {
   description:
-    "Requests of an authenticated principal refused with 403 (forbidden), 404 (not found) or 429 (rate limited), by principal and code; at most 100 principals are named, the rest count as \"_other\"",
+    'Requests of an authenticated principal refused with 403 (forbidden), 404 (not found) or 429 (rate limited), by principal and code; at most 100 principals are named, the rest count as "_other"',
   incremental: true
 })
 export const principalRejectionsOf = (principal: string, code: number) =>
   labelledCounter(principalRejectionsKey, { principal, code: String(code) })
-
 
 const aclRulesReloadsKey = MetricKey.counter("dbal_acl_rules_reloads_total", {
   description: "Reloads of the access rules file, by result (success, or failure: the previous rules stay in force)",

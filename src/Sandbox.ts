@@ -22,8 +22,10 @@ const unique = (paths: ReadonlyArray<string | undefined>) => [...new Set(paths.f
 /** Paths the daemon must read and write for this configuration. */
 export const sandboxPaths = (cfg: DaemonConfig): { read: Array<string>; write: Array<string> } => {
   const c = cfg.database.connection
-  const sqliteDir = cfg.database.adapter === "sqlite" && c.filename !== undefined && c.filename !== ":memory:" ? path.dirname(c.filename) : undefined
-  const auditDir = cfg.security.audit_log && cfg.security.audit_log_path !== undefined ? path.dirname(cfg.security.audit_log_path) : undefined
+  const sqliteDir =
+    cfg.database.adapter === "sqlite" && c.filename !== undefined && c.filename !== ":memory:" ? path.dirname(c.filename) : undefined
+  const auditDir =
+    cfg.security.audit_log && cfg.security.audit_log_path !== undefined ? path.dirname(cfg.security.audit_log_path) : undefined
   const tls = cfg.server.tls
   const jwt = cfg.security.auth.jwt
   const write = unique([auditDir, sqliteDir])

@@ -43,7 +43,8 @@ import { parseTtl } from "./ttl.js"
 const NAME = "dbal-daemon"
 
 /** A command's program, imported when the command runs. */
-const lazy = <M, A, E, R>(load: () => Promise<M>, program: (m: M) => Effect.Effect<A, E, R>) => Effect.flatMap(Effect.promise(load), program)
+const lazy = <M, A, E, R>(load: () => Promise<M>, program: (m: M) => Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.promise(load), program)
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -60,7 +61,9 @@ const ttlOption = (fallback: string) =>
     Options.withDefault(fallback),
     Options.mapEffect((text) => {
       const seconds = parseTtl(text)
-      return typeof seconds === "number" ? Effect.succeed(seconds) : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--ttl: ${seconds}`)))
+      return typeof seconds === "number"
+        ? Effect.succeed(seconds)
+        : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--ttl: ${seconds}`)))
     })
   )
 
@@ -72,7 +75,9 @@ const hostOption = Options.text("host").pipe(
 const portOption = Options.integer("port").pipe(
   Options.withDescription("Port to listen on, instead of the configuration's server.port (0: any free port)"),
   Options.mapEffect((n) =>
-    n >= 0 && n <= 65535 ? Effect.succeed(n) : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--port: ${n} is not a port number (0-65535)`)))
+    n >= 0 && n <= 65535
+      ? Effect.succeed(n)
+      : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--port: ${n} is not a port number (0-65535)`)))
   ),
   Options.optional
 )
@@ -94,7 +99,14 @@ const serveEnv = (host: Option.Option<string>, port: Option.Option<number>): Rec
 /** The command tree; `argv` (as given) is what a strict-sandbox relaunch passes on. */
 export const makeCommand = (argv: ReadonlyArray<string>) => {
   const root = Command.make(NAME, { config: configOption }, ({ config }) =>
-    lazy(() => import("./serve.js"), (m) => m.serveProgram(Option.getOrElse(config, () => defaultConfigPath), argv))
+    lazy(
+      () => import("./serve.js"),
+      (m) =>
+        m.serveProgram(
+          Option.getOrElse(config, () => defaultConfigPath),
+          argv
+        )
+    )
   ).pipe(
     Command.withDescription(
       "Secure database access daemon: a WebSocket JSON-RPC gateway. Without a command: serve. `--help` after a command describes it; `--version` prints the version."
@@ -104,21 +116,39 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
   /** The file of the subcommand's --config, else the one given before the command, else the default. */
   const configFile = (own: Option.Option<string>) =>
     Effect.map(root, (parent) =>
-      Option.getOrElse(Option.orElse(own, () => parent.config), () => defaultConfigPath)
+      Option.getOrElse(
+        Option.orElse(own, () => parent.config),
+        () => defaultConfigPath
+      )
     )
 
   const serve = Command.make("serve", { config: configOption, host: hostOption, port: portOption }, ({ config, host, port }) =>
-    Effect.flatMap(configFile(config), (file) => lazy(() => import("./serve.js"), (m) => m.serveProgram(file, argv, serveEnv(host, port))))
+    Effect.flatMap(configFile(config), (file) =>
+      lazy(
+        () => import("./serve.js"),
+        (m) => m.serveProgram(file, argv, serveEnv(host, port))
+      )
+    )
   ).pipe(Command.withDescription("Run the daemon (the default command)."))
 
-  const initCommand = Command.make("init", {}, () => lazy(() => import("./init.js"), (m) => m.initProgram(process.cwd()))).pipe(
+  const initCommand = Command.make("init", {}, () =>
+    lazy(
+      () => import("./init.js"),
+      (m) => m.initProgram(process.cwd())
+    )
+  ).pipe(
     Command.withDescription(
       `Write a starter configuration into the current folder: dbal-daemon.yaml (SQLite, paths relative to it) and service-token (a generated service token, mode 0600). Never overwrites a file.`
     )
   )
 
   const healthcheck = Command.make("healthcheck", { config: configOption }, ({ config }) =>
-    Effect.flatMap(configFile(config), (file) => lazy(() => import("./healthcheck.js"), (m) => m.healthcheckProgram(file)))
+    Effect.flatMap(configFile(config), (file) =>
+      lazy(
+        () => import("./healthcheck.js"),
+        (m) => m.healthcheckProgram(file)
+      )
+    )
   ).pipe(
     Command.withDescription(
       "Exit 0 when the daemon of this configuration answers GET /livez on its configured host and port (for a container HEALTHCHECK), else 1."
@@ -129,13 +159,22 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
     "migrate",
     {
       config: configOption,
-      plan: Options.boolean("plan").pipe(Options.withDescription("Print the SQL that would bring the database to the definitions, per step, and change nothing")),
+      plan: Options.boolean("plan").pipe(
+        Options.withDescription("Print the SQL that would bring the database to the definitions, per step, and change nothing")
+      ),
       allowDestructive: Options.boolean("allow-destructive").pipe(
-        Options.withDescription("Also apply destructive changes (dropped columns and tables, narrowed types, new NOT NULL or unique constraints); without it a plan that has any is refused whole")
+        Options.withDescription(
+          "Also apply destructive changes (dropped columns and tables, narrowed types, new NOT NULL or unique constraints); without it a plan that has any is refused whole"
+        )
       )
     },
     ({ config, plan, allowDestructive }) =>
-      Effect.flatMap(configFile(config), (file) => lazy(() => import("./migrate.js"), (m) => m.migrateProgram(file, { plan, allowDestructive })))
+      Effect.flatMap(configFile(config), (file) =>
+        lazy(
+          () => import("./migrate.js"),
+          (m) => m.migrateProgram(file, { plan, allowDestructive })
+        )
+      )
   ).pipe(
     Command.withDescription(
       "Bring the database to the entity definitions: create missing tables, columns, indexes and foreign keys, widen types, and record what was applied in dbal_migrations. Destructive changes are refused unless --allow-destructive is given."
@@ -143,7 +182,12 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
   )
 
   const check = Command.make("check-config", { config: configOption }, ({ config }) =>
-    Effect.flatMap(configFile(config), (file) => lazy(() => import("./checkConfig.js"), (m) => m.checkConfigProgram(file)))
+    Effect.flatMap(configFile(config), (file) =>
+      lazy(
+        () => import("./checkConfig.js"),
+        (m) => m.checkConfigProgram(file)
+      )
+    )
   ).pipe(
     Command.withDescription(
       "Check the configuration, the entity definitions and the access rules file without connecting to the database: every problem on its own line, exit code 1 when there is any."
@@ -157,7 +201,13 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
       user: Options.text("user").pipe(Options.withDescription("The user's id or username")),
       ttl: ttlOption("24h")
     },
-    ({ config, user, ttl }) => Effect.flatMap(configFile(config), (file) => lazy(() => import("./token.js"), (m) => m.sessionProgram(file, user, ttl)))
+    ({ config, user, ttl }) =>
+      Effect.flatMap(configFile(config), (file) =>
+        lazy(
+          () => import("./token.js"),
+          (m) => m.sessionProgram(file, user, ttl)
+        )
+      )
   ).pipe(
     Command.withDescription(
       "Create a session for a user (a Session row, written through the daemon's layers as the system principal) and print its token and the user id. Needs the database."
@@ -172,7 +222,13 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
       role: Options.choice("role", UserRoles).pipe(Options.withDescription("The user's role (the configured role claim)")),
       ttl: ttlOption("1h")
     },
-    ({ config, sub, role, ttl }) => Effect.flatMap(configFile(config), (file) => lazy(() => import("./token.js"), (m) => m.jwtProgram(file, sub, role, ttl)))
+    ({ config, sub, role, ttl }) =>
+      Effect.flatMap(configFile(config), (file) =>
+        lazy(
+          () => import("./token.js"),
+          (m) => m.jwtProgram(file, sub, role, ttl)
+        )
+      )
   ).pipe(
     Command.withDescription(
       "Print a JWT for a user, signed with the configured HS* secret (security.auth.jwt: secret, issuer, audience, role_claim)."
@@ -195,7 +251,12 @@ export const makeCommand = (argv: ReadonlyArray<string>) => {
       )
     },
     ({ config, out, importFrom }) =>
-      Effect.flatMap(configFile(config), (file) => lazy(() => import("./generate.js"), (m) => m.generateProgram(file, out, importFrom)))
+      Effect.flatMap(configFile(config), (file) =>
+        lazy(
+          () => import("./generate.js"),
+          (m) => m.generateProgram(file, out, importFrom)
+        )
+      )
   ).pipe(
     Command.withDescription(
       "Write a typed client module for the entities of the configuration (entities folder or schema.prisma): records, inputs, filters, relations and createClient(config). Needs no database."

@@ -25,7 +25,9 @@ export interface MigrateFlags {
 export const formatPlan = (adapter: string, steps: ReadonlyArray<Step>): ReadonlyArray<string> => {
   if (steps.length === 0) return [`-- ${adapter}: up to date (the database matches the definitions)`]
   const destructive = steps.filter((s) => s.kind === "destructive").length
-  const lines = [`-- ${adapter}: ${steps.length} change${steps.length === 1 ? "" : "s"} (${steps.length - destructive} additive, ${destructive} destructive)`]
+  const lines = [
+    `-- ${adapter}: ${steps.length} change${steps.length === 1 ? "" : "s"} (${steps.length - destructive} additive, ${destructive} destructive)`
+  ]
   for (const s of steps) {
     lines.push("", `-- ${s.kind === "additive" ? "additive" : "destructive (applied only with --allow-destructive)"}: ${s.reason}`)
     for (const stmt of s.statements) lines.push(`${stmt};`)

@@ -30,12 +30,13 @@ interface Answer {
 
 /** One line for a refused request (field errors included, values never). */
 const explain = (what: string, error: NonNullable<Answer["error"]>): string => {
-  const fields = isRecord(error.details) && Array.isArray(error.details.fields)
-    ? error.details.fields
-        .filter(isRecord)
-        .map((f) => `${String(f.field)}: ${String(f.error)}`)
-        .join("; ")
-    : ""
+  const fields =
+    isRecord(error.details) && Array.isArray(error.details.fields)
+      ? error.details.fields
+          .filter(isRecord)
+          .map((f) => `${String(f.field)}: ${String(f.error)}`)
+          .join("; ")
+      : ""
   return `token session: ${what}: ${String(error.code ?? "?")} ${String(error.message ?? "error")}${fields === "" ? "" : ` (${fields})`}`
 }
 
@@ -50,9 +51,7 @@ export const createSession = (cfg: DaemonConfig, user: string, ttlSeconds: numbe
   const first = cfg.security.auth.service_tokens[0]
   const service = first ?? { name: EPHEMERAL_SERVICE, token: Redacted.make(randomBytes(32).toString("base64url")) }
   const config: DaemonConfig =
-    first === undefined
-      ? { ...cfg, security: { ...cfg.security, auth: { ...cfg.security.auth, service_tokens: [service] } } }
-      : cfg
+    first === undefined ? { ...cfg, security: { ...cfg.security, auth: { ...cfg.security.auth, service_tokens: [service] } } } : cfg
   return Effect.gen(function* () {
     const registry = yield* EntityRegistry
     const handler = yield* RpcHandler
@@ -85,7 +84,9 @@ export const createSession = (cfg: DaemonConfig, user: string, ttlSeconds: numbe
       if (data[0] !== undefined) userId = String(data[0].id)
     }
     if (userId === undefined) {
-      return yield* problem(`token session: no user with ${userEntity.byName.has("username") ? "the id or username" : "the id"} ${JSON.stringify(user)}`)
+      return yield* problem(
+        `token session: no user with ${userEntity.byName.has("username") ? "the id or username" : "the id"} ${JSON.stringify(user)}`
+      )
     }
 
     const token = randomBytes(32).toString("base64url")

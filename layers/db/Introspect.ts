@@ -54,7 +54,8 @@ const pg = (sql: SqlClient.SqlClient): Effect.Effect<Parts, SqlError> =>
   Effect.gen(function* () {
     const tables = yield* sql<Row>`SELECT c.relname AS tbl FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 1`
-    const columnRows = yield* sql<Row>`SELECT c.relname AS tbl, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS typ, NOT a.attnotnull AS nul
+    const columnRows =
+      yield* sql<Row>`SELECT c.relname AS tbl, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS typ, NOT a.attnotnull AS nul
       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum`
     const indexRows = yield* sql<Row>`SELECT t.relname AS tbl, i.relname AS idx, ix.indisunique AS uniq,
@@ -74,10 +75,17 @@ const pg = (sql: SqlClient.SqlClient): Effect.Effect<Parts, SqlError> =>
     const columns = new Map<string, Array<LiveColumn>>()
     for (const r of columnRows) push(columns, String(r.tbl), { name: String(r.col), type: String(r.typ), nullable: r.nul === true })
     const indexes = new Map<string, Array<LiveIndex>>()
-    for (const r of indexRows) push(indexes, String(r.tbl), { name: String(r.idx), columns: names(r.cols), unique: r.uniq === true, constraint: r.con === true })
+    for (const r of indexRows)
+      push(indexes, String(r.tbl), { name: String(r.idx), columns: names(r.cols), unique: r.uniq === true, constraint: r.con === true })
     const foreignKeys = new Map<string, Array<LiveForeignKey>>()
     for (const r of fkRows) {
-      push(foreignKeys, String(r.tbl), { name: String(r.con), columns: names(r.cols), refTable: String(r.ref), refColumns: names(r.refcols), onDelete: onDeleteOf(String(r.del)) })
+      push(foreignKeys, String(r.tbl), {
+        name: String(r.con),
+        columns: names(r.cols),
+        refTable: String(r.ref),
+        refColumns: names(r.refcols),
+        onDelete: onDeleteOf(String(r.del))
+      })
     }
     return { tables: tables.map((r) => String(r.tbl)), columns, indexes, foreignKeys }
   })
@@ -98,7 +106,8 @@ const mysql = (sql: SqlClient.SqlClient): Effect.Effect<Parts, SqlError> =>
       WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL
       ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION`
     const columns = new Map<string, Array<LiveColumn>>()
-    for (const r of columnRows) push(columns, String(r.tbl), { name: String(r.col), type: String(r.typ), nullable: String(r.nul) === "YES" })
+    for (const r of columnRows)
+      push(columns, String(r.tbl), { name: String(r.col), type: String(r.typ), nullable: String(r.nul) === "YES" })
     const byIndex = new Map<string, { table: string; name: string; unique: boolean; columns: Array<string> }>()
     for (const r of indexRows) {
       const key = `${String(r.tbl)}\u0000${String(r.idx)}`
@@ -108,7 +117,10 @@ const mysql = (sql: SqlClient.SqlClient): Effect.Effect<Parts, SqlError> =>
     }
     const indexes = new Map<string, Array<LiveIndex>>()
     for (const ix of byIndex.values()) push(indexes, ix.table, { name: ix.name, columns: ix.columns, unique: ix.unique, constraint: false })
-    const byKey = new Map<string, { table: string; fk: { name: string; columns: Array<string>; refTable: string; refColumns: Array<string>; onDelete: OnDelete } }>()
+    const byKey = new Map<
+      string,
+      { table: string; fk: { name: string; columns: Array<string>; refTable: string; refColumns: Array<string>; onDelete: OnDelete } }
+    >()
     for (const r of fkRows) {
       const key = `${String(r.tbl)}\u0000${String(r.con)}`
       const k = byKey.get(key) ?? {
@@ -126,7 +138,9 @@ const mysql = (sql: SqlClient.SqlClient): Effect.Effect<Parts, SqlError> =>
 
 const sqlite = (sql: SqlClient.SqlClient): Effect.Effect<Parts, SqlError> =>
   Effect.gen(function* () {
-    const tables = (yield* sql<Row>`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).map((r) => String(r.name))
+    const tables = (yield* sql<Row>`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).map(
+      (r) => String(r.name)
+    )
     const columns = new Map<string, Array<LiveColumn>>()
     const indexes = new Map<string, Array<LiveIndex>>()
     const foreignKeys = new Map<string, Array<LiveForeignKey>>()
@@ -134,16 +148,29 @@ const sqlite = (sql: SqlClient.SqlClient): Effect.Effect<Parts, SqlError> =>
     for (const table of tables) {
       const cols = yield* sql<Row>`SELECT name, type, "notnull" AS nn, pk FROM pragma_table_info(${table}) ORDER BY cid`
       // A PRIMARY KEY column is NOT NULL for the daemon's tables (uuid ids), whatever the pragma says.
-      for (const c of cols) push(columns, table, { name: String(c.name), type: String(c.type), nullable: Number(c.nn) === 0 && Number(c.pk) === 0 })
-      primaryKeys.set(table, cols.filter((c) => Number(c.pk) > 0).sort((a, b) => Number(a.pk) - Number(b.pk)).map((c) => String(c.name)))
+      for (const c of cols)
+        push(columns, table, { name: String(c.name), type: String(c.type), nullable: Number(c.nn) === 0 && Number(c.pk) === 0 })
+      primaryKeys.set(
+        table,
+        cols
+          .filter((c) => Number(c.pk) > 0)
+          .sort((a, b) => Number(a.pk) - Number(b.pk))
+          .map((c) => String(c.name))
+      )
       const list = yield* sql<Row>`SELECT name, "unique" AS uniq, origin, partial FROM pragma_index_list(${table})`
       for (const ix of list) {
         if (String(ix.origin) === "pk" || Number(ix.partial) === 1) continue
         const info = yield* sql<Row>`SELECT name FROM pragma_index_info(${String(ix.name)}) ORDER BY seqno`
         if (info.some((i) => i.name === null)) continue
-        push(indexes, table, { name: String(ix.name), columns: info.map((i) => String(i.name)), unique: Number(ix.uniq) === 1, constraint: String(ix.origin) === "u" })
+        push(indexes, table, {
+          name: String(ix.name),
+          columns: info.map((i) => String(i.name)),
+          unique: Number(ix.uniq) === 1,
+          constraint: String(ix.origin) === "u"
+        })
       }
-      const fks = yield* sql<Row>`SELECT id, seq, "table" AS ref, "from" AS col, "to" AS refcol, on_delete AS del FROM pragma_foreign_key_list(${table}) ORDER BY id, seq`
+      const fks =
+        yield* sql<Row>`SELECT id, seq, "table" AS ref, "from" AS col, "to" AS refcol, on_delete AS del FROM pragma_foreign_key_list(${table}) ORDER BY id, seq`
       const byId = new Map<number, { columns: Array<string>; refTable: string; refColumns: Array<string | null>; onDelete: OnDelete }>()
       for (const r of fks) {
         const k = byId.get(Number(r.id)) ?? { columns: [], refTable: String(r.ref), refColumns: [], onDelete: onDeleteOf(String(r.del)) }

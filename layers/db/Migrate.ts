@@ -78,10 +78,16 @@ export interface MigrationResult {
  * keep `utf8mb4_bin`.
  */
 const noPadBinaryCollation = (sql: SqlClient.SqlClient) =>
-  sql<{ name: string }>`SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN ('utf8mb4_0900_bin', 'utf8mb4_nopad_bin')`.pipe(
+  sql<{
+    name: string
+  }>`SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN ('utf8mb4_0900_bin', 'utf8mb4_nopad_bin')`.pipe(
     Effect.map((rows) => {
       const names = rows.map((r) => r.name)
-      return names.includes("utf8mb4_0900_bin") ? "utf8mb4_0900_bin" : names.includes("utf8mb4_nopad_bin") ? "utf8mb4_nopad_bin" : "utf8mb4_bin"
+      return names.includes("utf8mb4_0900_bin")
+        ? "utf8mb4_0900_bin"
+        : names.includes("utf8mb4_nopad_bin")
+          ? "utf8mb4_nopad_bin"
+          : "utf8mb4_bin"
     })
   )
 
@@ -97,7 +103,10 @@ const server = (sql: SqlClient.SqlClient, dialect: Dialect): Effect.Effect<Serve
     : Effect.gen(function* () {
         const v = yield* sql<{ v: unknown }>`SELECT VERSION() AS v`
         const mariadb = /mariadb/i.test(String(v[0]?.v ?? ""))
-        return { collation: yield* noPadBinaryCollation(sql), unbounded: mariadb ? (s: string) => `SET STATEMENT max_statement_time = 0 FOR ${s}` : (s: string) => s }
+        return {
+          collation: yield* noPadBinaryCollation(sql),
+          unbounded: mariadb ? (s: string) => `SET STATEMENT max_statement_time = 0 FOR ${s}` : (s: string) => s
+        }
       })
 
 /** The steps that bring the database to the definitions (nothing is changed). */
@@ -111,7 +120,11 @@ const planWith = (sql: SqlClient.SqlClient, dialect: Dialect, registry: EntityRe
       dialect,
       registry.creationOrder.map((e) => e.table)
     ),
-    (live) => planMigration(dialect, registry, live, { keep: [MIGRATIONS_TABLE, ...keep], ...(s.collation === undefined ? {} : { collation: s.collation }) })
+    (live) =>
+      planMigration(dialect, registry, live, {
+        keep: [MIGRATIONS_TABLE, ...keep],
+        ...(s.collation === undefined ? {} : { collation: s.collation })
+      })
   )
 
 const recordTable = (dialect: Dialect, collation: string | undefined): string => {
@@ -163,15 +176,22 @@ const runSteps = (sql: SqlClient.SqlClient, steps: ReadonlyArray<Step>, s: Serve
     let applied = 0
     for (const step of steps) {
       for (const stmt of step.statements) {
-        yield* sql.unsafe(s.unbounded(stmt)).pipe(
-          Effect.mapError((e) => new MigrationFailed({ change: step.reason, reason: firstLine(e), applied: rolledBack ? 0 : applied, rolledBack }))
-        )
+        yield* sql
+          .unsafe(s.unbounded(stmt))
+          .pipe(
+            Effect.mapError(
+              (e) => new MigrationFailed({ change: step.reason, reason: firstLine(e), applied: rolledBack ? 0 : applied, rolledBack })
+            )
+          )
         applied++
       }
     }
   })
 
-const choose = (steps: ReadonlyArray<Step>, options: MigrateOptions): Effect.Effect<{ run: ReadonlyArray<Step>; skipped: ReadonlyArray<Step> }, MigrationRefused> => {
+const choose = (
+  steps: ReadonlyArray<Step>,
+  options: MigrateOptions
+): Effect.Effect<{ run: ReadonlyArray<Step>; skipped: ReadonlyArray<Step> }, MigrationRefused> => {
   const destructive = steps.filter((s) => s.kind === "destructive")
   if (destructive.length === 0 || options.destructive === "apply") return Effect.succeed({ run: steps, skipped: [] })
   if (options.destructive === "refuse") return Effect.fail(new MigrationRefused({ changes: destructive.map((s) => s.reason) }))
@@ -211,7 +231,12 @@ export const migrate = (
         const broken = yield* sql.unsafe<Record<string, unknown>>("PRAGMA foreign_key_check")
         if (broken.length > 0) {
           const tables = [...new Set(broken.map((r) => String(r.table)))].join(", ")
-          return yield* new MigrationFailed({ change: "foreign key check", reason: `rows of ${tables} refer to rows that do not exist`, applied: 0, rolledBack: true })
+          return yield* new MigrationFailed({
+            change: "foreign key check",
+            reason: `rows of ${tables} refer to rows that do not exist`,
+            applied: 0,
+            rolledBack: true
+          })
         }
       }
       const id = yield* record(sql, dialect, chosen.run, s)

@@ -152,7 +152,12 @@ export const mysqlLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient |
     const limit = mysqlStatementLimit(flavour, cfg.performance.query_timeout)
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const p = Mysql.createPool({ ...options, ...(password === undefined ? {} : { password }), connectionLimit: poolSize(cfg), maxIdle: 0 })
+        const p = Mysql.createPool({
+          ...options,
+          ...(password === undefined ? {} : { password }),
+          connectionLimit: poolSize(cfg),
+          maxIdle: 0
+        })
         p.on("connection", (conn) => {
           conn.query(limit, () => undefined)
         })

@@ -71,10 +71,13 @@ export const pgLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient | Po
   // the direct path.
   return Layer.unwrapScoped(
     Effect.map(acquire, (pool) =>
-      Layer.merge(PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: APPLICATION_NAME }), Layer.succeed(PooledQuery, {
+      Layer.merge(
+        PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: APPLICATION_NAME }),
+        Layer.succeed(PooledQuery, {
           run: pooledQuery(pool),
           stats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount })
-        }))
+        })
+      )
     )
   )
 }
@@ -136,7 +139,9 @@ const pooledQuery =
         c.once("error", onError)
         c.query(text, params as Array<unknown>, (error: Error | null, result: pg.QueryResult<object>) => {
           if (!settle()) return
-          resume(error === null ? Effect.succeed(result) : Effect.fail(new SqlError({ cause: error, message: "Failed to execute statement" })))
+          resume(
+            error === null ? Effect.succeed(result) : Effect.fail(new SqlError({ cause: error, message: "Failed to execute statement" }))
+          )
         })
       })
       return Effect.suspend(() => {
@@ -145,7 +150,10 @@ const pooledQuery =
         // Not connected yet: the connect callback gives the connection back unused.
         if (running === undefined) return Effect.void
         const processId = (running as pg.PoolClient & { readonly processID?: number }).processID
-        return Effect.ensuring(cancelStatement(pool, processId), Effect.sync(() => giveBack(running)))
+        return Effect.ensuring(
+          cancelStatement(pool, processId),
+          Effect.sync(() => giveBack(running))
+        )
       })
     })
 
@@ -186,7 +194,9 @@ class PreparingClient extends pg.Client {
   override query(...args: Array<unknown>): never {
     const [text, values, callback] = args
     const name =
-      typeof text === "string" && Array.isArray(values) && values.length <= MAX_NAMED_PARAMETERS && typeof callback === "function" ? statementName(text) : undefined
+      typeof text === "string" && Array.isArray(values) && values.length <= MAX_NAMED_PARAMETERS && typeof callback === "function"
+        ? statementName(text)
+        : undefined
     const forward = super.query as unknown as (...a: Array<unknown>) => never
     if (name === undefined) return forward.apply(this, args)
     const query = new pg.Query(text as string, values as Array<unknown>, callback as () => void) as pg.Query & { name?: string }

@@ -90,7 +90,10 @@ class SqliteExecutor {
   /** Resolves when the process has exited (or never started). */
   readonly exited: Promise<void>
 
-  constructor(readonly settings: ExecutorSettings, execArgv: ReadonlyArray<string>) {
+  constructor(
+    readonly settings: ExecutorSettings,
+    execArgv: ReadonlyArray<string>
+  ) {
     let open: (failure: DriverFailure | undefined) => void = () => undefined
     this.opened = new Promise((resolve) => (open = resolve))
     let exit: () => void = () => undefined
@@ -207,8 +210,12 @@ export interface SqliteClientOptions {
 }
 
 const opened = (executor: SqliteExecutor) =>
-  Effect.flatMap(Effect.promise(() => executor.opened), (failure) =>
-    failure === undefined ? Effect.succeed(executor) : Effect.fail(new SqlError({ cause: driverError(failure), message: "Failed to open the SQLite database" }))
+  Effect.flatMap(
+    Effect.promise(() => executor.opened),
+    (failure) =>
+      failure === undefined
+        ? Effect.succeed(executor)
+        : Effect.fail(new SqlError({ cause: driverError(failure), message: "Failed to open the SQLite database" }))
   )
 
 const isRollback = (sql: string) => /^\s*ROLLBACK\b/i.test(sql)
@@ -262,9 +269,9 @@ export const make = (options: SqliteClientOptions): Effect.Effect<SqlClient.SqlC
       } else release(fresh)
       return Effect.zipRight(
         Effect.promise(() => within(gone, KILL_WAIT_MS)),
-        Effect.logWarning(`SQLite: a statement was abandoned before it finished (query_timeout or the caller went away); its ${role} process was killed, which ended it, and replaced`).pipe(
-          Effect.annotateLogs({ role, pid: executor.pid ?? null })
-        )
+        Effect.logWarning(
+          `SQLite: a statement was abandoned before it finished (query_timeout or the caller went away); its ${role} process was killed, which ended it, and replaced`
+        ).pipe(Effect.annotateLogs({ role, pid: executor.pid ?? null }))
       )
     }
 
@@ -355,10 +362,17 @@ export const make = (options: SqliteClientOptions): Effect.Effect<SqlClient.SqlC
      * connection.
      */
     const onExecutor = (executor: SqliteExecutor) => (sql: string, params: ReadonlyArray<unknown>, mode: Mode) =>
-      Effect.suspend(() => (executor.stopped && isRollback(sql) ? Effect.succeed([]) : Effect.flatMap(ask(executor, sql, params, mode), result)))
+      Effect.suspend(() =>
+        executor.stopped && isRollback(sql) ? Effect.succeed([]) : Effect.flatMap(ask(executor, sql, params, mode), result)
+      )
 
     const connection = (run: (sql: string, params: ReadonlyArray<unknown>, mode: Mode) => Effect.Effect<unknown, SqlError>): Connection => {
-      const rows = (sql: string, params: ReadonlyArray<unknown>, mode: Mode, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) => {
+      const rows = (
+        sql: string,
+        params: ReadonlyArray<unknown>,
+        mode: Mode,
+        transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+      ) => {
         const out = run(sql, params, mode) as Effect.Effect<ReadonlyArray<object>, SqlError>
         return transformRows === undefined ? out : Effect.map(out, (r) => transformRows(r))
       }
@@ -376,7 +390,10 @@ export const make = (options: SqliteClientOptions): Effect.Effect<SqlClient.SqlC
       Effect.zipRight(
         restore(writerLock.take(1)),
         Effect.flatMap(Effect.scope, (scope) =>
-          Effect.zipRight(Scope.addFinalizer(scope, writerLock.release(1)), Effect.sync(() => connection(onExecutor(currentWriter()))))
+          Effect.zipRight(
+            Scope.addFinalizer(scope, writerLock.release(1)),
+            Effect.sync(() => connection(onExecutor(currentWriter())))
+          )
         )
       )
     )
@@ -398,5 +415,7 @@ export const sqliteLayer = (cfg: DaemonConfig): Layer.Layer<SqlClient.SqlClient,
   const busyTimeout = Math.min(c.busy_timeout, Math.floor(cfg.performance.query_timeout / 2))
   // In the strict sandbox the executors get the permission model too, with their own flags.
   const execArgv = isSandboxed() ? executorFlags(cfg) : []
-  return Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout, readers: c.readers, execArgv })).pipe(Layer.provide(Reactivity.layer))
+  return Layer.scoped(SqlClient.SqlClient, make({ filename, busyTimeout, readers: c.readers, execArgv })).pipe(
+    Layer.provide(Reactivity.layer)
+  )
 }

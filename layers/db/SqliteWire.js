@@ -87,7 +87,8 @@ export const tagResult = (result) => {
   if (typeof result !== "object" || result === null) return false
   if (!Array.isArray(result)) return mapValues(/** @type {Record<string, unknown>} */ (result), tag)
   let tagged = false
-  for (const row of result) if (typeof row === "object" && row !== null && mapValues(/** @type {Record<string, unknown>} */ (row), tag)) tagged = true
+  for (const row of result)
+    if (typeof row === "object" && row !== null && mapValues(/** @type {Record<string, unknown>} */ (row), tag)) tagged = true
   return tagged
 }
 

@@ -10,7 +10,14 @@
  * filters are OR-ed, field lists joined).
  */
 import { Either } from "effect"
-import { type AclOperation, AclOperations, isAclOperation, type EntityDef, type EntityRegistryShape, type FieldDef } from "../entity/Model.js"
+import {
+  type AclOperation,
+  AclOperations,
+  isAclOperation,
+  type EntityDef,
+  type EntityRegistryShape,
+  type FieldDef
+} from "../entity/Model.js"
 import { FALSE, type FilterNode, parseFilter, TRUE } from "../query/Filter.js"
 import type { Decision } from "../services/Acl.js"
 import { atLeast, isUserRole, type Principal, type Role, roleRank } from "../services/Principal.js"
@@ -63,7 +70,19 @@ export const parseRules = (doc: unknown, registry: EntityRegistryShape): { rules
   list.forEach((raw, i) => {
     const at = `rules[${i}]`
     if (!isRecord(raw)) return void problems.push(`${at}: expected a mapping`)
-    const known = new Set(["role", "roles", "entity", "entities", "operation", "operations", "effect", "filter", "read_fields", "write_fields", "description"])
+    const known = new Set([
+      "role",
+      "roles",
+      "entity",
+      "entities",
+      "operation",
+      "operations",
+      "effect",
+      "filter",
+      "read_fields",
+      "write_fields",
+      "description"
+    ])
     for (const k of Object.keys(raw)) if (!known.has(k)) problems.push(`${at}.${k}: unknown key`)
     const roles = names(raw.roles ?? raw.role, `${at}.roles`, problems)
     const entities = names(raw.entities ?? raw.entity, `${at}.entities`, problems)
@@ -73,10 +92,13 @@ export const parseRules = (doc: unknown, registry: EntityRegistryShape): { rules
     }
     for (const r of roles) if (r !== "*" && !isUserRole(r)) problems.push(`${at}.roles: unknown role ${r}`)
     for (const e of entities) if (e !== "*" && !registry.entities.has(e)) problems.push(`${at}.entities: unknown entity ${e}`)
-    for (const o of ops) if (o !== "*" && !isAclOperation(o)) problems.push(`${at}.operations: unknown operation ${o} (create, read, update, delete, *)`)
+    for (const o of ops)
+      if (o !== "*" && !isAclOperation(o)) problems.push(`${at}.operations: unknown operation ${o} (create, read, update, delete, *)`)
     const effect = raw.effect ?? "allow"
     if (effect !== "allow" && effect !== "deny") problems.push(`${at}.effect: expected allow or deny`)
-    const scope = entities.includes("*") ? [...registry.entities.values()] : entities.map((e) => registry.entities.get(e)).filter((e): e is EntityDef => e !== undefined)
+    const scope = entities.includes("*")
+      ? [...registry.entities.values()]
+      : entities.map((e) => registry.entities.get(e)).filter((e): e is EntityDef => e !== undefined)
     if (raw.filter !== undefined) {
       const bound = bindUser(raw.filter, { userId: PLACEHOLDER_ID, role: "user" })
       for (const e of scope) {
@@ -162,10 +184,7 @@ export const decideFor = (
   const narrow = (n: FilterNode): FilterNode => (guard === TRUE ? n : n === TRUE ? guard : { _tag: "And", nodes: [n, guard] })
 
   const matching = rules.filter(
-    (r) =>
-      (r.roles === "*" || r.roles.has(principal.role)) &&
-      (r.entities === "*" || r.entities.has(entity.name)) &&
-      r.operations.has(op)
+    (r) => (r.roles === "*" || r.roles.has(principal.role)) && (r.entities === "*" || r.entities.has(entity.name)) && r.operations.has(op)
   )
   if (matching.length > 0) {
     if (matching.some((r) => r.effect === "deny")) return denial
@@ -198,4 +217,3 @@ export const decideFor = (
   }
   return denial
 }
-

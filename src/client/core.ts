@@ -22,7 +22,17 @@ import type * as Stream from "effect/Stream"
 import { DbalError } from "./errors.js"
 import type { CallOptions, ConnectionState } from "./options.js"
 import { StateCell, type Transport } from "./transport.js"
-import type { AnyEntity, Capabilities, EntityTypes, ListOptions, ListResult, RelationName, SchemaResult, TransactionOp, WithIncludes } from "./types.js"
+import type {
+  AnyEntity,
+  Capabilities,
+  EntityTypes,
+  ListOptions,
+  ListResult,
+  RelationName,
+  SchemaResult,
+  TransactionOp,
+  WithIncludes
+} from "./types.js"
 import type { ReconnectOptions, SocketOptions, SubscribeOptions, Subscription, SubscriptionEvent } from "./options.js"
 import { makeWsTransport } from "./ws.js"
 import { subscriptionIterable, subscriptionStream } from "./live.js"
@@ -110,9 +120,12 @@ export type UpsertCreate<T extends EntityTypes, F extends string> = Omit<T["crea
  * Scope here; one that uses the Promise API only does not make its type checker read effect's
  * declarations (most of a consumer's type-check time).
  */
+/* eslint-disable @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unused-vars --
+   empty on purpose: effect.ts fills them in by declaration merging, and needs their parameters */
 export interface EffectTypes<A, E, R> {}
 export interface StreamTypes<A, E> {}
 export interface ScopeTypes {}
+/* eslint-enable @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unused-vars */
 
 /** What `client.effect` returns without "dbal-daemon/client/effect" imported: a reminder, not an Effect. */
 export interface EffectTypesNotImported {
@@ -138,7 +151,11 @@ export interface EntityEffectApi<T extends EntityTypes> {
     callOptions?: CallOptions
   ) => ClientEffect<ListResult<WithIncludes<T, I>>, DbalError>
   readonly findFirst: (filter?: T["where"], options?: CallOptions) => ClientEffect<T["record"] | null, DbalError>
-  readonly findByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => ClientEffect<T["record"] | null, DbalError>
+  readonly findByField: <F extends LookupField<T>>(
+    field: F,
+    value: LookupValue<T, F>,
+    options?: CallOptions
+  ) => ClientEffect<T["record"] | null, DbalError>
   readonly upsert: <F extends T["unique"]>(
     uniqueField: F,
     uniqueValue: LookupValue<T, F>,
@@ -146,8 +163,17 @@ export interface EntityEffectApi<T extends EntityTypes> {
     updateData: T["update"],
     options?: CallOptions
   ) => ClientEffect<T["record"], DbalError>
-  readonly updateByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, data: T["update"], options?: CallOptions) => ClientEffect<T["record"], DbalError>
-  readonly deleteByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => ClientEffect<boolean, DbalError>
+  readonly updateByField: <F extends LookupField<T>>(
+    field: F,
+    value: LookupValue<T, F>,
+    data: T["update"],
+    options?: CallOptions
+  ) => ClientEffect<T["record"], DbalError>
+  readonly deleteByField: <F extends LookupField<T>>(
+    field: F,
+    value: LookupValue<T, F>,
+    options?: CallOptions
+  ) => ClientEffect<boolean, DbalError>
   /** Number created. */
   readonly createMany: (data: ReadonlyArray<T["create"]>, options?: CallOptions) => ClientEffect<number, DbalError>
   /** Number updated; the filter must test at least one field (422 otherwise). */
@@ -170,7 +196,10 @@ export interface EntityApi<T extends EntityTypes> {
   readonly read: (id: T["id"], options?: CallOptions) => Promise<T["record"]>
   readonly update: (id: T["id"], data: T["update"], options?: CallOptions) => Promise<T["record"]>
   readonly delete: (id: T["id"], options?: CallOptions) => Promise<boolean>
-  readonly list: <const I extends RelationName<T> = never>(options?: ListOptions<T, I>, callOptions?: CallOptions) => Promise<ListResult<WithIncludes<T, I>>>
+  readonly list: <const I extends RelationName<T> = never>(
+    options?: ListOptions<T, I>,
+    callOptions?: CallOptions
+  ) => Promise<ListResult<WithIncludes<T, I>>>
   readonly findFirst: (filter?: T["where"], options?: CallOptions) => Promise<T["record"] | null>
   readonly findByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => Promise<T["record"] | null>
   readonly upsert: <F extends T["unique"]>(
@@ -180,7 +209,12 @@ export interface EntityApi<T extends EntityTypes> {
     updateData: T["update"],
     options?: CallOptions
   ) => Promise<T["record"]>
-  readonly updateByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, data: T["update"], options?: CallOptions) => Promise<T["record"]>
+  readonly updateByField: <F extends LookupField<T>>(
+    field: F,
+    value: LookupValue<T, F>,
+    data: T["update"],
+    options?: CallOptions
+  ) => Promise<T["record"]>
   readonly deleteByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => Promise<boolean>
   readonly createMany: (data: ReadonlyArray<T["create"]>, options?: CallOptions) => Promise<number>
   readonly updateMany: (filter: T["where"], data: T["update"], options?: CallOptions) => Promise<number>
@@ -225,8 +259,20 @@ export type EffectClient<E extends EntityTable<E>, A extends AccessorTable<E, A>
 
 /** Names a generated accessor may not take: they are the client's own members. */
 export const reservedAccessors: ReadonlyArray<string> = [
-  "effect", "mode", "entity", "getCapabilities", "getSchema", "transaction", "connect", "close", "connectionState",
-  "onConnectionStateChange", "transport", "constructor", "scoped", "then"
+  "effect",
+  "mode",
+  "entity",
+  "getCapabilities",
+  "getSchema",
+  "transaction",
+  "connect",
+  "close",
+  "connectionState",
+  "onConnectionStateChange",
+  "transport",
+  "constructor",
+  "scoped",
+  "then"
 ]
 
 /** EntityEffectApi as the implementation sees it (with effect's types, which the public declarations leave to effect.ts). */
@@ -241,7 +287,11 @@ interface EntityEffects<T extends EntityTypes> {
     callOptions?: CallOptions
   ) => Effect.Effect<ListResult<WithIncludes<T, I>>, DbalError>
   readonly findFirst: (filter?: T["where"], options?: CallOptions) => Effect.Effect<T["record"] | null, DbalError>
-  readonly findByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => Effect.Effect<T["record"] | null, DbalError>
+  readonly findByField: <F extends LookupField<T>>(
+    field: F,
+    value: LookupValue<T, F>,
+    options?: CallOptions
+  ) => Effect.Effect<T["record"] | null, DbalError>
   readonly upsert: <F extends T["unique"]>(
     uniqueField: F,
     uniqueValue: LookupValue<T, F>,
@@ -249,8 +299,17 @@ interface EntityEffects<T extends EntityTypes> {
     updateData: T["update"],
     options?: CallOptions
   ) => Effect.Effect<T["record"], DbalError>
-  readonly updateByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, data: T["update"], options?: CallOptions) => Effect.Effect<T["record"], DbalError>
-  readonly deleteByField: <F extends LookupField<T>>(field: F, value: LookupValue<T, F>, options?: CallOptions) => Effect.Effect<boolean, DbalError>
+  readonly updateByField: <F extends LookupField<T>>(
+    field: F,
+    value: LookupValue<T, F>,
+    data: T["update"],
+    options?: CallOptions
+  ) => Effect.Effect<T["record"], DbalError>
+  readonly deleteByField: <F extends LookupField<T>>(
+    field: F,
+    value: LookupValue<T, F>,
+    options?: CallOptions
+  ) => Effect.Effect<boolean, DbalError>
   /** Number created. */
   readonly createMany: (data: ReadonlyArray<T["create"]>, options?: CallOptions) => Effect.Effect<number, DbalError>
   /** Number updated; the filter must test at least one field (422 otherwise). */
@@ -260,7 +319,6 @@ interface EntityEffects<T extends EntityTypes> {
   readonly count: (filter?: T["where"], options?: CallOptions) => Effect.Effect<number, DbalError>
   readonly subscribe: (options?: SubscribeOptions<T["where"]>, callOptions?: CallOptions) => Stream.Stream<EntityEvent<T>, DbalError>
 }
-
 
 const entityEffects = <T extends EntityTypes>(t: Transport, entity: string): EntityEffects<T> => {
   const call = <R>(method: string, params: ReadonlyArray<unknown>, options?: CallOptions) =>
@@ -336,7 +394,13 @@ const loadInProcess = async (): Promise<InProcessModule> => {
 const sameClass = (e: DbalError): DbalError =>
   (e as unknown) instanceof DbalError
     ? e
-    : new DbalError({ kind: e.kind, code: e.code, message: e.message, ...(e.method === undefined ? {} : { method: e.method }), ...(e.details === undefined ? {} : { details: e.details }) })
+    : new DbalError({
+        kind: e.kind,
+        code: e.code,
+        message: e.message,
+        ...(e.method === undefined ? {} : { method: e.method }),
+        ...(e.details === undefined ? {} : { details: e.details })
+      })
 
 /** A transport whose module is loaded at the first use (the in-process daemon and its drivers). */
 const deferred = (load: () => Promise<Transport>): Transport => {
@@ -360,7 +424,9 @@ const deferred = (load: () => Promise<Transport>): Transport => {
       },
       catch: (e) => e
     }).pipe(
-      Effect.mapError((e) => DbalError.notConnected(method, `the in-process daemon could not be loaded: ${e instanceof Error ? e.message : String(e)}`))
+      Effect.mapError((e) =>
+        DbalError.notConnected(method, `the in-process daemon could not be loaded: ${e instanceof Error ? e.message : String(e)}`)
+      )
     )
   return {
     request: (method, params, options) =>
@@ -374,7 +440,12 @@ const deferred = (load: () => Promise<Transport>): Transport => {
       closed = true
       state.set("closed")
       const l = loaded
-      return l === undefined ? Effect.void : Effect.flatMap(Effect.promise(() => l.catch(() => undefined)), (t) => (t === undefined ? Effect.void : t.close))
+      return l === undefined
+        ? Effect.void
+        : Effect.flatMap(
+            Effect.promise(() => l.catch(() => undefined)),
+            (t) => (t === undefined ? Effect.void : t.close)
+          )
     }),
     state: () => state.get(),
     onStateChange: (l) => state.subscribe(l)
@@ -429,18 +500,21 @@ export class ClientBase<E extends EntityTable<E>, A extends AccessorTable<E, A>>
       return e
     }
     for (const [accessor, entity] of Object.entries(accessors) as Array<[string, string]>) {
-      if (reservedAccessors.includes(accessor)) throw new TypeError(`accessor ${accessor} is a member of the client: give ${entity} another client.accessor`)
+      if (reservedAccessors.includes(accessor))
+        throw new TypeError(`accessor ${accessor} is a member of the client: give ${entity} another client.accessor`)
       effects[accessor] = forEntity(entity)
     }
     this.fx = {
       getCapabilities: (options?: CallOptions) => t.request("getCapabilities", [], options) as Effect.Effect<Capabilities, DbalError>,
       getSchema: (options?: CallOptions) => t.request("getSchema", [], options) as Effect.Effect<SchemaResult, DbalError>,
-      transaction: (ops: ReadonlyArray<TransactionOp>, options?: CallOptions) => t.request("transaction", [ops], options) as Effect.Effect<ReadonlyArray<unknown>, DbalError>
+      transaction: (ops: ReadonlyArray<TransactionOp>, options?: CallOptions) =>
+        t.request("transaction", [ops], options) as Effect.Effect<ReadonlyArray<unknown>, DbalError>
     }
     const methods = { entity: (name: string) => forEntity(name), ...this.fx, connect: t.connect, close: t.close }
     this.effect = { ...effects, ...methods } as unknown as EffectClient<E, A>
     const self = this as unknown as Record<string, unknown>
-    for (const [accessor, entity] of Object.entries(accessors) as Array<[string, string]>) self[accessor] = promised(effects[accessor]!, t, entity)
+    for (const [accessor, entity] of Object.entries(accessors) as Array<[string, string]>)
+      self[accessor] = promised(effects[accessor]!, t, entity)
     const promisedByEntity = new Map<string, EntityApi<EntityTypes>>()
     this.entity = ((name: string) => {
       let p = promisedByEntity.get(name)

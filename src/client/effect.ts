@@ -32,6 +32,7 @@ declare module "./core.js" {
 }
 
 declare module "./errors.js" {
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- adds YieldableError to the class's type, nothing else
   interface DbalError extends YieldableError {}
 }
 

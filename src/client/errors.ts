@@ -36,7 +36,9 @@ interface DbalErrorFields {
  * declared without effect's types so that a consumer's type check does not read them; importing
  * "dbal-daemon/client/effect" declares it as effect's YieldableError again (effect.ts).
  */
-const TaggedError = Data.TaggedError("DbalError") as unknown as new (fields: DbalErrorFields) => Error & { readonly _tag: "DbalError" } & Readonly<DbalErrorFields>
+const TaggedError = Data.TaggedError("DbalError") as unknown as new (
+  fields: DbalErrorFields
+) => Error & { readonly _tag: "DbalError" } & Readonly<DbalErrorFields>
 
 export class DbalError extends TaggedError {
   /** 422: the fields the daemon refused; 409: the conflicting field names (as `{field, error: "conflict"}`). */
@@ -60,7 +62,13 @@ export class DbalError extends TaggedError {
   /** The same error, attributed to another method. */
   withMethod(method: string): DbalError {
     if (this.method === method) return this
-    return new DbalError({ kind: this.kind, code: this.code, message: this.message, method, ...(this.details === undefined ? {} : { details: this.details }) })
+    return new DbalError({
+      kind: this.kind,
+      code: this.code,
+      message: this.message,
+      method,
+      ...(this.details === undefined ? {} : { details: this.details })
+    })
   }
 
   static server(method: string, code: number, message: string, details?: Readonly<Record<string, unknown>>): DbalError {

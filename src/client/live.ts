@@ -23,14 +23,25 @@ interface Sink<E> {
 const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
 /** Subscribes and routes the events to `sink`; succeeds with the effect that ends it. */
-const open = <E>(t: Transport, entity: string, options: SubscribeOptions<unknown> | undefined, callOptions: CallOptions | undefined, sink: Sink<E>) =>
+const open = <E>(
+  t: Transport,
+  entity: string,
+  options: SubscribeOptions<unknown> | undefined,
+  callOptions: CallOptions | undefined,
+  sink: Sink<E>
+) =>
   Effect.gen(function* () {
     const watch = t.watch
     if (watch === undefined) {
-      return yield* Effect.fail(DbalError.server("subscribe", 501, "Feature not supported", { feature: "subscriptions need a WebSocket connection (production mode)" }))
+      return yield* Effect.fail(
+        DbalError.server("subscribe", 501, "Feature not supported", {
+          feature: "subscriptions need a WebSocket connection (production mode)"
+        })
+      )
     }
     const answer = yield* t.request("subscribe", options === undefined ? [entity] : [entity, options], callOptions)
-    if (!isRecord(answer) || typeof answer.subscription !== "string") return yield* Effect.fail(DbalError.protocol("subscribe", "an answer without a subscription id"))
+    if (!isRecord(answer) || typeof answer.subscription !== "string")
+      return yield* Effect.fail(DbalError.protocol("subscribe", "an answer without a subscription id"))
     const id = answer.subscription
     let ended = false
     const stop = watch(id, {
@@ -40,10 +51,16 @@ const open = <E>(t: Transport, entity: string, options: SubscribeOptions<unknown
           ended = true
           const e = f.error
           return sink.fail(
-            DbalError.server("subscribe", typeof e.code === "number" ? e.code : 500, typeof e.message === "string" ? e.message : "Unknown error", isRecord(e.details) ? e.details : undefined)
+            DbalError.server(
+              "subscribe",
+              typeof e.code === "number" ? e.code : 500,
+              typeof e.message === "string" ? e.message : "Unknown error",
+              isRecord(e.details) ? e.details : undefined
+            )
           )
         }
-        if ((f.event === "create" || f.event === "update" || f.event === "delete") && isRecord(f.record)) sink.event({ event: f.event, record: f.record } as E)
+        if ((f.event === "create" || f.event === "update" || f.event === "delete") && isRecord(f.record))
+          sink.event({ event: f.event, record: f.record } as E)
       },
       lost: (reason) => {
         if (ended) return
@@ -60,7 +77,12 @@ const open = <E>(t: Transport, entity: string, options: SubscribeOptions<unknown
   })
 
 /** The events of a subscription as a Stream; it subscribes when run and unsubscribes when it ends. */
-export const subscriptionStream = <E>(t: Transport, entity: string, options?: SubscribeOptions<unknown>, callOptions?: CallOptions): Stream.Stream<E, DbalError> =>
+export const subscriptionStream = <E>(
+  t: Transport,
+  entity: string,
+  options?: SubscribeOptions<unknown>,
+  callOptions?: CallOptions
+): Stream.Stream<E, DbalError> =>
   Stream.asyncScoped<E, DbalError>((emit) =>
     Effect.acquireRelease(
       open<E>(t, entity, options, callOptions, {
@@ -72,7 +94,12 @@ export const subscriptionStream = <E>(t: Transport, entity: string, options?: Su
   )
 
 /** The events of a subscription as an AsyncIterable; it subscribes at once. */
-export const subscriptionIterable = <E>(t: Transport, entity: string, options?: SubscribeOptions<unknown>, callOptions?: CallOptions): Subscription<E> => {
+export const subscriptionIterable = <E>(
+  t: Transport,
+  entity: string,
+  options?: SubscribeOptions<unknown>,
+  callOptions?: CallOptions
+): Subscription<E> => {
   const queue: Array<E> = []
   const waiters: Array<{ readonly ok: (r: IteratorResult<E>) => void; readonly fail: (e: DbalError) => void }> = []
   let failure: DbalError | undefined

@@ -58,12 +58,17 @@ export const decodeAnswer = (method: string, text: string): Answer | undefined =
     const details = isRecord(e.details) ? e.details : undefined
     return { id, outcome: { ok: false, error: DbalError.server(method, code, message, details) } }
   }
-  if (!("result" in raw)) return { id, outcome: { ok: false, error: DbalError.protocol(method, "an answer with neither result nor error") } }
+  if (!("result" in raw))
+    return { id, outcome: { ok: false, error: DbalError.protocol(method, "an answer with neither result nor error") } }
   return { id, outcome: { ok: true, value: raw.result } }
 }
 
-export const encodeRequest = (id: number | string, method: string, params: ReadonlyArray<unknown>, auth?: { token: string; user_id?: string }): string =>
-  JSON.stringify({ id, method, params, ...(auth === undefined ? {} : { auth }) })
+export const encodeRequest = (
+  id: number | string,
+  method: string,
+  params: ReadonlyArray<unknown>,
+  auth?: { token: string; user_id?: string }
+): string => JSON.stringify({ id, method, params, ...(auth === undefined ? {} : { auth }) })
 
 /** Listeners of state changes; a throwing listener does not break the transport. */
 export class StateCell {

@@ -59,15 +59,13 @@ export type DateTimeFilter = DateTime | null | Ordered<DateTime>
 /** BigInt and Decimal values: strings of digits ("9007199254740993", "12.50"), compared as numbers. */
 export type ExactNumberFilter = string | null | Ordered<string>
 /** A list of strings (PostgreSQL): has one value, has every one, has at least one, is empty. */
-export type StringListFilter =
-  | null
-  | {
-      readonly has?: string
-      readonly hasEvery?: ReadonlyArray<string>
-      readonly hasSome?: ReadonlyArray<string>
-      readonly isEmpty?: boolean
-      readonly isNull?: boolean
-    }
+export type StringListFilter = null | {
+  readonly has?: string
+  readonly hasEvery?: ReadonlyArray<string>
+  readonly hasSome?: ReadonlyArray<string>
+  readonly isEmpty?: boolean
+  readonly isNull?: boolean
+}
 /** JSON fields can only be tested for null. */
 export type JsonFilter = null | { readonly isNull?: boolean }
 
@@ -146,8 +144,20 @@ export interface ListOptions<T extends EntityTypes, I extends RelationName<T> = 
 /** One operation of `client.transaction`: a method of the protocol and its positional params. */
 export interface TransactionOp {
   readonly method:
-    | "create" | "read" | "update" | "delete" | "list" | "findFirst" | "findByField" | "upsert"
-    | "updateByField" | "deleteByField" | "createMany" | "updateMany" | "deleteMany" | "count"
+    | "create"
+    | "read"
+    | "update"
+    | "delete"
+    | "list"
+    | "findFirst"
+    | "findByField"
+    | "upsert"
+    | "updateByField"
+    | "deleteByField"
+    | "createMany"
+    | "updateMany"
+    | "deleteMany"
+    | "count"
   readonly params: ReadonlyArray<unknown>
 }
 
@@ -178,7 +188,6 @@ export interface Capabilities {
   readonly methods: ReadonlyArray<string>
   readonly limits: Readonly<Record<string, number>>
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // getSchema

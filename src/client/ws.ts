@@ -17,7 +17,15 @@
 import * as Effect from "effect/Effect"
 import { DbalError } from "./errors.js"
 import type { ReconnectOptions, SocketOptions } from "./options.js"
-import { type CallOptions, type ConnectionState, decodeAnswer, encodeRequest, type PushWatcher, StateCell, type Transport } from "./transport.js"
+import {
+  type CallOptions,
+  type ConnectionState,
+  decodeAnswer,
+  encodeRequest,
+  type PushWatcher,
+  StateCell,
+  type Transport
+} from "./transport.js"
 
 export type { ReconnectOptions, SocketOptions } from "./options.js"
 
@@ -99,14 +107,19 @@ interface InFlight {
 }
 
 /** Equal jitter: a delay in [d/2, d] for d = min(max, initial · factor^attempt). */
-export const backoffDelay = (attempt: number, o: { initialDelayMs: number; maxDelayMs: number; factor: number }, random = Math.random): number => {
+export const backoffDelay = (
+  attempt: number,
+  o: { initialDelayMs: number; maxDelayMs: number; factor: number },
+  random = Math.random
+): number => {
   const d = Math.min(o.maxDelayMs, o.initialDelayMs * Math.pow(o.factor, Math.min(attempt, 64)))
   return Math.round(d / 2 + (random() * d) / 2)
 }
 
 export const makeWsTransport = (options: WsTransportOptions): Transport => {
   const url = new URL(options.endpoint)
-  if (url.protocol !== "ws:" && url.protocol !== "wss:") throw new TypeError(`endpoint must be a ws:// or wss:// URL, got ${options.endpoint}`)
+  if (url.protocol !== "ws:" && url.protocol !== "wss:")
+    throw new TypeError(`endpoint must be a ws:// or wss:// URL, got ${options.endpoint}`)
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000
   const reconnect =
     options.reconnect === false
@@ -225,7 +238,9 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
     state.set(state.get() === "reconnecting" ? "reconnecting" : "connecting")
     let ws: Socket
     try {
-      ws = impl.isWs ? new impl.make(options.endpoint, { handshakeTimeout: connectTimeoutMs, ...options.socketOptions }) : new impl.make(options.endpoint)
+      ws = impl.isWs
+        ? new impl.make(options.endpoint, { handshakeTimeout: connectTimeoutMs, ...options.socketOptions })
+        : new impl.make(options.endpoint)
     } catch (e) {
       lastProblem = e instanceof Error ? e.message : String(e)
       scheduleReconnect()
@@ -374,7 +389,12 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
   const connect: Effect.Effect<void, DbalError> = Effect.async<void, DbalError>((resume) => {
     if (closed) return resume(Effect.fail(DbalError.notConnected("connect", "the client is closed")))
     if (state.get() === "ready" && socket?.readyState === OPEN) return resume(Effect.void)
-    const cancel = whenReady("connect", connectTimeoutMs + 1000, () => resume(Effect.void), (e) => resume(Effect.fail(e)))
+    const cancel = whenReady(
+      "connect",
+      connectTimeoutMs + 1000,
+      () => resume(Effect.void),
+      (e) => resume(Effect.fail(e))
+    )
     return Effect.sync(cancel)
   })
 

@@ -15,8 +15,20 @@ export interface GenerateOptions {
 
 /** Names a generated accessor may not take (the client's own members; see src/client/core.ts). */
 const RESERVED = new Set([
-  "effect", "mode", "entity", "getCapabilities", "getSchema", "transaction", "connect", "close", "connectionState",
-  "onConnectionStateChange", "transport", "constructor", "scoped", "then"
+  "effect",
+  "mode",
+  "entity",
+  "getCapabilities",
+  "getSchema",
+  "transaction",
+  "connect",
+  "close",
+  "connectionState",
+  "onConnectionStateChange",
+  "transport",
+  "constructor",
+  "scoped",
+  "then"
 ])
 
 const pascal = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1)
@@ -101,15 +113,24 @@ const nullable = (f: FieldDef, type: string): string => (f.nullable ? `${type} |
 const daemonSet = (f: FieldDef): boolean => f.generated || f.autoUpdate
 
 const doc = (lines: ReadonlyArray<string>, indent = ""): Array<string> =>
-  lines.length === 0 ? [] : lines.length === 1 ? [`${indent}/** ${lines[0]} */`] : [`${indent}/**`, ...lines.map((l) => `${indent} * ${l}`), `${indent} */`]
+  lines.length === 0
+    ? []
+    : lines.length === 1
+      ? [`${indent}/** ${lines[0]} */`]
+      : [`${indent}/**`, ...lines.map((l) => `${indent} * ${l}`), `${indent} */`]
 
 const fieldNotes = (f: FieldDef): Array<string> => {
   const notes: Array<string> = []
-  if (f.min !== undefined && f.max !== undefined && f.type === "integer" && !(f.min === -2147483648 && f.max === 2147483647)) notes.push(`${f.min} … ${f.max}.`)
+  if (f.min !== undefined && f.max !== undefined && f.type === "integer" && !(f.min === -2147483648 && f.max === 2147483647))
+    notes.push(`${f.min} … ${f.max}.`)
   if (f.minLength !== undefined || f.maxLength !== undefined) {
     if (f.type !== "enum") {
       notes.push(
-        f.minLength === undefined ? `At most ${f.maxLength} characters.` : f.maxLength === undefined ? `At least ${f.minLength} characters.` : `${f.minLength} … ${f.maxLength} characters.`
+        f.minLength === undefined
+          ? `At most ${f.maxLength} characters.`
+          : f.maxLength === undefined
+            ? `At least ${f.minLength} characters.`
+            : `${f.minLength} … ${f.maxLength} characters.`
       )
     }
   }
@@ -130,12 +151,19 @@ const entityCode = (e: EntityDef, registry: EntityRegistryShape): Array<string> 
   out.push(
     ...doc([
       ...(e.description === "" ? [] : [e.description]),
-      ...(hidden.length === 0 ? [] : [`${hidden.map((f) => `\`${f.name}\``).join(", ")} ${hidden.length === 1 ? "is" : "are"} never returned (never_expose).`])
+      ...(hidden.length === 0
+        ? []
+        : [`${hidden.map((f) => `\`${f.name}\``).join(", ")} ${hidden.length === 1 ? "is" : "are"} never returned (never_expose).`])
     ])
   )
   out.push(`export interface ${e.name} {`)
   for (const f of exposed) {
-    out.push(...doc(fieldNotes(f).filter((n) => !n.startsWith("Default")), "  "))
+    out.push(
+      ...doc(
+        fieldNotes(f).filter((n) => !n.startsWith("Default")),
+        "  "
+      )
+    )
     out.push(`  readonly ${prop(f.name)}: ${nullable(f, valueType(e, f))}`)
   }
   out.push("}", "")
@@ -187,7 +215,10 @@ const entityCode = (e: EntityDef, registry: EntityRegistryShape): Array<string> 
 }
 
 /** The module's text, or the problems (accessor names that clash) when there are any. */
-export const generateClientModule = (registry: EntityRegistryShape, options: GenerateOptions): { code: string } | { problems: ReadonlyArray<string> } => {
+export const generateClientModule = (
+  registry: EntityRegistryShape,
+  options: GenerateOptions
+): { code: string } | { problems: ReadonlyArray<string> } => {
   const entities = [...registry.entities.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   const problems: Array<string> = []
   const seen = new Map<string, string>()
@@ -224,6 +255,9 @@ export const generateClientModule = (registry: EntityRegistryShape, options: Gen
       "to a daemon over WebSocket. `client.entity(name)` reaches any other entity, untyped."
     ])
   )
-  lines.push("export const createClient = (config: dbal.DBALClientConfig): Client => dbal.makeClient<Entities, Accessors>(config, accessors)", "")
+  lines.push(
+    "export const createClient = (config: dbal.DBALClientConfig): Client => dbal.makeClient<Entities, Accessors>(config, accessors)",
+    ""
+  )
   return { code: lines.join("\n") }
 }

@@ -15,7 +15,9 @@ const dialects: { readonly [A in Adapter]: Dialect } = { sqlite: "sqlite", postg
 export const dialectOf = (adapter: Adapter): Dialect => dialects[adapter]
 
 /** The `database.adapter` name of a dialect: the name clients see. */
-const adapters = Object.fromEntries(Object.entries(dialects).map(([adapter, dialect]) => [dialect, adapter])) as { readonly [D in Dialect]: Adapter }
+const adapters = Object.fromEntries(Object.entries(dialects).map(([adapter, dialect]) => [dialect, adapter])) as {
+  readonly [D in Dialect]: Adapter
+}
 
 export const adapterOf = (dialect: Dialect): Adapter => adapters[dialect]
 
@@ -94,10 +96,15 @@ export const fkName = (entity: EntityDef, f: FieldDef): string => `fk_${entity.t
  * A column's definition as in CREATE TABLE (also ALTER TABLE ADD/MODIFY COLUMN, src/entity/MigrationPlan.ts).
  * `nullable` overrides the field's (a column added with a default is filled first, then made NOT NULL).
  */
-export const columnClause = (dialect: Dialect, f: FieldDef, options: { readonly nullable?: boolean; readonly primary?: boolean } = {}): string => {
+export const columnClause = (
+  dialect: Dialect,
+  f: FieldDef,
+  options: { readonly nullable?: boolean; readonly primary?: boolean } = {}
+): string => {
   const parts = [q(dialect, f.column), columnType(dialect, f)]
   if (!(options.nullable ?? f.nullable)) parts.push("NOT NULL")
-  if (f.primary && options.primary !== false) parts.push(f.autoIncrement === true && dialect === "sqlite" ? "PRIMARY KEY AUTOINCREMENT" : "PRIMARY KEY")
+  if (f.primary && options.primary !== false)
+    parts.push(f.autoIncrement === true && dialect === "sqlite" ? "PRIMARY KEY AUTOINCREMENT" : "PRIMARY KEY")
   for (const c of checks(dialect, f)) parts.push(`CHECK (${c})`)
   return parts.join(" ")
 }

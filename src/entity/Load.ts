@@ -27,11 +27,45 @@ import { isRecord } from "../Json.js"
 import { isUserRole, UserRoles } from "../services/Principal.js"
 
 const FIELD_KEYS = new Set([
-  "type", "primary", "generated", "required", "optional", "nullable", "unique", "min_length", "max_length",
-  "pattern", "min", "max", "values", "default", "immutable", "auto_update", "foreign_key", "description", "sensitive", "column",
-  "auto_increment", "default_fn", "precision", "scale", "sqlite_datetime"
+  "type",
+  "primary",
+  "generated",
+  "required",
+  "optional",
+  "nullable",
+  "unique",
+  "min_length",
+  "max_length",
+  "pattern",
+  "min",
+  "max",
+  "values",
+  "default",
+  "immutable",
+  "auto_update",
+  "foreign_key",
+  "description",
+  "sensitive",
+  "column",
+  "auto_increment",
+  "default_fn",
+  "precision",
+  "scale",
+  "sqlite_datetime"
 ])
-const ENTITY_KEYS = new Set(["entity", "table", "version", "description", "fields", "indexes", "acl", "security", "ttl", "owner_field", "client"])
+const ENTITY_KEYS = new Set([
+  "entity",
+  "table",
+  "version",
+  "description",
+  "fields",
+  "indexes",
+  "acl",
+  "security",
+  "ttl",
+  "owner_field",
+  "client"
+])
 const IDENT = /^[a-z][a-z0-9_]{0,62}$/
 /**
  * Table and column names given explicitly (`table:`, a field's `column:`, Prisma's names): also
@@ -125,7 +159,9 @@ const parseAcl = (raw: unknown, at: string, problems: Array<string>): Partial<Re
       continue
     }
     const roles: Array<string> = []
-    let pub = false, system = false, self = false
+    let pub = false,
+      system = false,
+      self = false
     for (const [k, v] of Object.entries(rule)) {
       if (k === "role") {
         const list = Array.isArray(v) ? v : [v]
@@ -235,7 +271,9 @@ const parseField = (
     if (typeof raw.default_fn !== "string" || !(DefaultFns as ReadonlyArray<string>).includes(raw.default_fn)) {
       problems.push(`${at}.default_fn: expected one of ${DefaultFns.join(", ")}`)
     } else if (!STRING_TYPES.has(t) || (t === "uuid" && raw.default_fn !== "uuid")) {
-      problems.push(`${at}.default_fn: ${raw.default_fn} makes ${raw.default_fn === "uuid" ? "uuid, string or text" : "string or text"} values, not ${t}`)
+      problems.push(
+        `${at}.default_fn: ${raw.default_fn} makes ${raw.default_fn === "uuid" ? "uuid, string or text" : "string or text"} values, not ${t}`
+      )
     } else if (raw.default !== undefined) problems.push(`${at}: default and default_fn cannot both be given`)
     else defaultFn = raw.default_fn as DefaultFn
   }
@@ -246,11 +284,13 @@ const parseField = (
     scale = int("scale") ?? Math.min(DECIMAL_DEFAULT.scale, precision)
     if (precision < 1 || precision > 65) problems.push(`${at}.precision: expected 1 to 65 digits`)
     if (scale < 0 || scale > 30 || scale > precision) problems.push(`${at}.scale: expected 0 to 30 digits, at most the precision`)
-  } else if (raw.precision !== undefined || raw.scale !== undefined) problems.push(`${at}: precision and scale apply to decimal fields only`)
+  } else if (raw.precision !== undefined || raw.scale !== undefined)
+    problems.push(`${at}: precision and scale apply to decimal fields only`)
   let epochMillis = false
   if (raw.sqlite_datetime !== undefined) {
     if (t !== "datetime") problems.push(`${at}.sqlite_datetime: applies to datetime fields only`)
-    else if (raw.sqlite_datetime !== "iso" && raw.sqlite_datetime !== "epoch_ms") problems.push(`${at}.sqlite_datetime: expected iso or epoch_ms`)
+    else if (raw.sqlite_datetime !== "iso" && raw.sqlite_datetime !== "epoch_ms")
+      problems.push(`${at}.sqlite_datetime: expected iso or epoch_ms`)
     else epochMillis = raw.sqlite_datetime === "epoch_ms"
   }
 
@@ -260,12 +300,17 @@ const parseField = (
     const onDelete = isRecord(fk) ? (fk.on_delete ?? "no_action") : undefined
     const relation = isRecord(fk) ? fk.relation : undefined
     if (
-      !isRecord(fk) || typeof fk.entity !== "string" || typeof fk.field !== "string" ||
+      !isRecord(fk) ||
+      typeof fk.entity !== "string" ||
+      typeof fk.field !== "string" ||
       !["cascade", "restrict", "set_null", "no_action"].includes(String(onDelete)) ||
       (relation !== undefined && (typeof relation !== "string" || !/^[a-z][A-Za-z0-9]{0,62}$/.test(relation)))
     ) {
-      problems.push(`${at}.foreign_key: expected {entity, field, on_delete?: cascade|restrict|set_null|no_action, relation?: camelCaseName}`)
-    } else fkRaw = { entity: fk.entity, field: fk.field, onDelete: onDelete as OnDelete, ...(typeof relation === "string" ? { relation } : {}) }
+      problems.push(
+        `${at}.foreign_key: expected {entity, field, on_delete?: cascade|restrict|set_null|no_action, relation?: camelCaseName}`
+      )
+    } else
+      fkRaw = { entity: fk.entity, field: fk.field, onDelete: onDelete as OnDelete, ...(typeof relation === "string" ? { relation } : {}) }
   }
   let column = snake
   if (raw.column !== undefined) {
@@ -320,7 +365,10 @@ export interface RegistryOptions {
 }
 
 /** Builds the registry from already-read documents; returns every problem found. */
-export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryOptions = {}): { registry?: EntityRegistryShape; problems: Array<string> } => {
+export const buildRegistry = (
+  raws: ReadonlyArray<RawEntity>,
+  options: RegistryOptions = {}
+): { registry?: EntityRegistryShape; problems: Array<string> } => {
   const problems: Array<string> = []
   interface Pending {
     readonly file: string
@@ -358,7 +406,9 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryO
       const f = parseField(snake, rawField, `${file}: fields.${snake}`, problems, never)
       if (f === undefined) continue
       if (f.type === "string_list" && options.dialect !== undefined && options.dialect !== "pg") {
-        problems.push(`${file}: fields.${snake}: lists of strings (string_list, Prisma's String[]) are stored on PostgreSQL only, not on ${options.dialect === "mysql" ? "MySQL/MariaDB" : "SQLite"}`)
+        problems.push(
+          `${file}: fields.${snake}: lists of strings (string_list, Prisma's String[]) are stored on PostgreSQL only, not on ${options.dialect === "mysql" ? "MySQL/MariaDB" : "SQLite"}`
+        )
         continue
       }
       fields.push(f.type === "decimal" && options.dialect === "sqlite" ? { ...f, significantDigits: SQLITE_DECIMAL_DIGITS } : f)
@@ -367,13 +417,21 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryO
     // `client: {accessor: name}`: the generated client's accessor for this entity (default: lower-camel plural).
     const clientRaw = doc.client
     const accessor = isRecord(clientRaw) ? clientRaw.accessor : undefined
-    if (clientRaw !== undefined && (!isRecord(clientRaw) || Object.keys(clientRaw).some((k) => k !== "accessor") || typeof accessor !== "string" || !/^[a-z][A-Za-z0-9]{0,62}$/.test(accessor))) {
+    if (
+      clientRaw !== undefined &&
+      (!isRecord(clientRaw) ||
+        Object.keys(clientRaw).some((k) => k !== "accessor") ||
+        typeof accessor !== "string" ||
+        !/^[a-z][A-Za-z0-9]{0,62}$/.test(accessor))
+    ) {
       problems.push(`${file}: client: expected {accessor: camelCaseName}`)
     }
     const primaries = fields.filter((f) => f.primary)
     if (primaries.length !== 1) problems.push(`${file}: fields: expected exactly one primary field (found ${primaries.length})`)
     pending.push({
-      file, name, table,
+      file,
+      name,
+      table,
       description: typeof doc.description === "string" ? doc.description : "",
       fields,
       indexesRaw: doc.indexes,
@@ -397,19 +455,26 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryO
       const target = byName.get(fkRaw.entity)
       const targetField = target?.fields.find((tf) => tf.key === fkRaw.field || tf.name === fkRaw.field)
       if (target === undefined) problems.push(`${p.file}: fields.${key}.foreign_key.entity: no entity ${fkRaw.entity}`)
-      else if (targetField === undefined) problems.push(`${p.file}: fields.${key}.foreign_key.field: ${fkRaw.entity} has no field ${fkRaw.field}`)
-      else if (!targetField.unique) problems.push(`${p.file}: fields.${key}.foreign_key.field: ${fkRaw.entity}.${fkRaw.field} must be primary or unique`)
+      else if (targetField === undefined)
+        problems.push(`${p.file}: fields.${key}.foreign_key.field: ${fkRaw.entity} has no field ${fkRaw.field}`)
+      else if (!targetField.unique)
+        problems.push(`${p.file}: fields.${key}.foreign_key.field: ${fkRaw.entity}.${fkRaw.field} must be primary or unique`)
       else if (targetField.type !== f.type && !(f.type === "string" && targetField.type === "string")) {
-        problems.push(`${p.file}: fields.${key}.foreign_key: type ${f.type} does not match ${fkRaw.entity}.${fkRaw.field} (${targetField.type})`)
+        problems.push(
+          `${p.file}: fields.${key}.foreign_key: type ${f.type} does not match ${fkRaw.entity}.${fkRaw.field} (${targetField.type})`
+        )
       }
       // The relation's default name: the field without its Id suffix (pageId → page), else <field>Ref.
       const relation = fkRaw.relation ?? (/[a-z0-9]Id$/.test(f.name) ? f.name.slice(0, -2) : `${f.name}Ref`)
-      return targetField === undefined ? f : { ...f, foreignKey: { entity: fkRaw.entity, field: targetField.name, onDelete: fkRaw.onDelete, relation } }
+      return targetField === undefined
+        ? f
+        : { ...f, foreignKey: { entity: fkRaw.entity, field: targetField.name, onDelete: fkRaw.onDelete, relation } }
     })
     const relationNames = fields.flatMap((f) => (f.foreignKey === undefined ? [] : [f.foreignKey.relation]))
     relationNames.forEach((r, i) => {
       if (relationNames.indexOf(r) !== i) problems.push(`${p.file}: foreign_key.relation: two relations are named ${r}`)
-      if (fields.some((f) => f.name === r)) problems.push(`${p.file}: foreign_key.relation: ${r} is also a field name (set foreign_key.relation)`)
+      if (fields.some((f) => f.name === r))
+        problems.push(`${p.file}: foreign_key.relation: ${r} is also a field name (set foreign_key.relation)`)
     })
     const fieldBySnake = new Map(fields.map((f) => [keyOf.get(f.name)!, f]))
     const indexes: Array<IndexDef> = []
@@ -418,7 +483,8 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryO
       const existing = indexes.findIndex((i) => i.fields.map((c) => c.column).join(",") === key)
       const name = given ?? constraintName(`${unique ? "uq" : "idx"}_${p.table}_${cols.map((c) => keyOf.get(c.name)!).join("_")}`)
       if (existing >= 0) {
-        if ((unique && !indexes[existing]!.unique) || (given !== undefined && unique === indexes[existing]!.unique)) indexes[existing] = { name, fields: cols, unique }
+        if ((unique && !indexes[existing]!.unique) || (given !== undefined && unique === indexes[existing]!.unique))
+          indexes[existing] = { name, fields: cols, unique }
         return
       }
       indexes.push({ name, fields: cols, unique })
@@ -428,7 +494,12 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryO
       if (!Array.isArray(p.indexesRaw)) problems.push(`${p.file}: indexes: expected a list of {fields: [...], unique?}`)
       else
         p.indexesRaw.forEach((ix: unknown, i) => {
-          if (!isRecord(ix) || !Array.isArray(ix.fields) || ix.fields.length === 0 || (ix.name !== undefined && (typeof ix.name !== "string" || !NAMED_IDENT.test(ix.name)))) {
+          if (
+            !isRecord(ix) ||
+            !Array.isArray(ix.fields) ||
+            ix.fields.length === 0 ||
+            (ix.name !== undefined && (typeof ix.name !== "string" || !NAMED_IDENT.test(ix.name)))
+          ) {
             problems.push(`${p.file}: indexes[${i}]: expected {fields: [...], unique?, name?}`)
             return
           }
@@ -455,10 +526,7 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryO
       ownerField = typeof p.ownerRaw === "string" ? bounded.find((f) => keyOf.get(f.name) === p.ownerRaw) : undefined
       if (ownerField === undefined) problems.push(`${p.file}: owner_field: expected the name of one of the entity's fields`)
     } else if (p.name === "User") ownerField = primaryKey
-    else
-      ownerField = bounded.find(
-        (f) => ["userId", "createdBy", "ownerId"].includes(f.name) && f.foreignKey?.entity === "User"
-      )
+    else ownerField = bounded.find((f) => ["userId", "createdBy", "ownerId"].includes(f.name) && f.foreignKey?.entity === "User")
     const acl = p.acl
     if (Object.values(acl).some((r) => r.self) && ownerField === undefined) {
       problems.push(`${p.file}: acl: a self rule needs an owner field (owner_field: <field>)`)
@@ -475,9 +543,7 @@ export const buildRegistry = (raws: ReadonlyArray<RawEntity>, options: RegistryO
       exposed: bounded.filter((f) => !f.neverExpose),
       ...(p.accessor === undefined ? {} : { accessor: p.accessor }),
       ...(ownerField === undefined ? {} : { ownerField }),
-      ...(bounded.find((f) => f.name === "createdAt") === undefined
-        ? {}
-        : { orderField: bounded.find((f) => f.name === "createdAt")! })
+      ...(bounded.find((f) => f.name === "createdAt") === undefined ? {} : { orderField: bounded.find((f) => f.name === "createdAt")! })
     }
     entities.set(p.name, entity)
   }

@@ -13,7 +13,17 @@
  * columns, referenced table and columns, ON DELETE). CHECK constraints (enum values, integer
  * bounds) and column defaults are not compared.
  */
-import { columnClause, columnType, createIndexes, createTable, type Dialect, fkName, foreignKeyClause, quoteIdent, references } from "./Ddl.js"
+import {
+  columnClause,
+  columnType,
+  createIndexes,
+  createTable,
+  type Dialect,
+  fkName,
+  foreignKeyClause,
+  quoteIdent,
+  references
+} from "./Ddl.js"
 import type { EntityDef, EntityRegistryShape, FieldDef, IndexDef, OnDelete } from "./Model.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -80,7 +90,10 @@ export interface PlanOptions {
   readonly collation?: string
 }
 
-/** Phases, so that a plan runs in an order every database accepts (constraints dropped before their columns, tables created before foreign keys to them). */
+/**
+ * Phases, so that a plan runs in an order every database accepts (constraints dropped before their
+ * columns, tables created before foreign keys to them).
+ */
 const enum Phase {
   DropForeignKeys = 0,
   DropUnique = 1,
@@ -126,7 +139,11 @@ export const defaultLiteral = (dialect: Dialect, f: FieldDef): string | undefine
 
 /** A type as text both sides agree on: what the database reports for what the DDL says. */
 export const canonicalType = (dialect: Dialect, type: string): string => {
-  let t = type.trim().toLowerCase().replace(/\s+/g, " ").replace(/ collate "?[a-z0-9_]+"?/g, "")
+  let t = type
+    .trim()
+    .toLowerCase()
+    .replace(/\s+/g, " ")
+    .replace(/ collate "?[a-z0-9_]+"?/g, "")
   if (dialect === "pg") {
     t = t
       .replace(/^varchar\b/, "character varying")
@@ -172,7 +189,8 @@ const shapeOf = (canonical: string): Shape => {
   if (canonical === "character varying") return { family: "string", size: Number.POSITIVE_INFINITY }
   const ints: Record<string, number> = { tinyint: 8, smallint: 16, mediumint: 24, int: 32, integer: 32, bigint: 64 }
   if (canonical in ints) return { family: "integer", size: ints[canonical]! }
-  if ((m = canonical.match(/^(?:numeric|decimal)\((\d+)(?:,\s*(\d+))?\)$/))) return { family: "numeric", size: n(m[1]) - n(m[2] ?? "0"), scale: n(m[2] ?? "0") }
+  if ((m = canonical.match(/^(?:numeric|decimal)\((\d+)(?:,\s*(\d+))?\)$/)))
+    return { family: "numeric", size: n(m[1]) - n(m[2] ?? "0"), scale: n(m[2] ?? "0") }
   const floats: Record<string, number> = { real: 32, float: 32, "double precision": 64, double: 64 }
   if (canonical in floats) return { family: "float", size: floats[canonical]! }
   return { family: "other", size: 0 }
@@ -278,7 +296,8 @@ const tableChanges = (dialect: Dialect, entity: EntityDef, live: LiveTable, regi
   const out: Array<Change> = []
   const T = quoteIdent(dialect, entity.table)
   const t = entity.table
-  const add = (kind: StepKind, phase: Phase, reason: string, statements: ReadonlyArray<string>) => out.push({ kind, phase, reason, statements })
+  const add = (kind: StepKind, phase: Phase, reason: string, statements: ReadonlyArray<string>) =>
+    out.push({ kind, phase, reason, statements })
   const sqlite = dialect === "sqlite"
   const liveColumns = new Map(live.columns.map((c) => [c.name, c]))
   /** Columns this plan adds, and `fk:<column>` for foreign keys it adds with them. */
@@ -290,7 +309,8 @@ const tableChanges = (dialect: Dialect, entity: EntityDef, live: LiveTable, regi
     if (c === undefined) {
       added.add(f.column)
       const fill = defaultLiteral(dialect, f)
-      const fk = f.foreignKey === undefined ? undefined : `CONSTRAINT ${quoteIdent(dialect, fkName(entity, f))} ${references(dialect, f, registry)}`
+      const fk =
+        f.foreignKey === undefined ? undefined : `CONSTRAINT ${quoteIdent(dialect, fkName(entity, f))} ${references(dialect, f, registry)}`
       if (f.nullable) {
         // SQLite adds a nullable column with its foreign key in place; the others add the constraint after (Constrain).
         add("additive", Phase.Build, `add column ${t}.${f.column}`, [
@@ -344,10 +364,14 @@ const tableChanges = (dialect: Dialect, entity: EntityDef, live: LiveTable, regi
       const reason = `${what} column ${t}.${f.column}: ${canonicalType(dialect, c.type)} → ${canonicalType(dialect, wanted)}`
       if (dialect === "pg") {
         const cast = wanted.replace(/ COLLATE "[^"]+"$/, "")
-        add(kind, Phase.Build, reason, [`ALTER TABLE ${T} ALTER COLUMN ${C} TYPE ${wanted}${relation === "other" ? ` USING ${C}::${cast}` : ""}`])
+        add(kind, Phase.Build, reason, [
+          `ALTER TABLE ${T} ALTER COLUMN ${C} TYPE ${wanted}${relation === "other" ? ` USING ${C}::${cast}` : ""}`
+        ])
       } else if (dialect === "mysql") {
         // MODIFY restates the whole column, NOT NULL included (its nullability is the live one until the next change).
-        add(kind, Phase.Build, reason, [`ALTER TABLE ${T} MODIFY COLUMN ${columnClause(dialect, f, { primary: false, nullable: c.nullable })}`])
+        add(kind, Phase.Build, reason, [
+          `ALTER TABLE ${T} MODIFY COLUMN ${columnClause(dialect, f, { primary: false, nullable: c.nullable })}`
+        ])
       } else add(kind, Phase.Build, reason, [])
     }
 
@@ -361,12 +385,14 @@ const tableChanges = (dialect: Dialect, entity: EntityDef, live: LiveTable, regi
           : `make column ${t}.${f.column} NOT NULL (rows where it is NULL get the default ${fill})`
       const kind: StepKind = fill === undefined ? "destructive" : "additive"
       if (dialect === "pg") add(kind, Phase.Build, reason, [...update, `ALTER TABLE ${T} ALTER COLUMN ${C} SET NOT NULL`])
-      else if (dialect === "mysql") add(kind, Phase.Build, reason, [...update, `ALTER TABLE ${T} MODIFY COLUMN ${columnClause(dialect, f, { primary: false })}`])
+      else if (dialect === "mysql")
+        add(kind, Phase.Build, reason, [...update, `ALTER TABLE ${T} MODIFY COLUMN ${columnClause(dialect, f, { primary: false })}`])
       else add(kind, Phase.Build, reason, [])
     } else if (!c.nullable && f.nullable) {
       const reason = `allow NULL in column ${t}.${f.column}`
       if (dialect === "pg") add("additive", Phase.Build, reason, [`ALTER TABLE ${T} ALTER COLUMN ${C} DROP NOT NULL`])
-      else if (dialect === "mysql") add("additive", Phase.Build, reason, [`ALTER TABLE ${T} MODIFY COLUMN ${columnClause(dialect, f, { primary: false })}`])
+      else if (dialect === "mysql")
+        add("additive", Phase.Build, reason, [`ALTER TABLE ${T} MODIFY COLUMN ${columnClause(dialect, f, { primary: false })}`])
       else add("additive", Phase.Build, reason, [])
     }
   }
@@ -375,20 +401,32 @@ const tableChanges = (dialect: Dialect, entity: EntityDef, live: LiveTable, regi
   const defined = new Set(entity.fields.map((f) => f.column))
   for (const c of live.columns) {
     if (defined.has(c.name)) continue
-    add("destructive", Phase.DropColumns, `drop column ${t}.${c.name} (not in the definitions; its data is lost)`, sqlite ? [] : [
-      `ALTER TABLE ${T} DROP COLUMN ${quoteName(dialect, c.name)}`
-    ])
+    add(
+      "destructive",
+      Phase.DropColumns,
+      `drop column ${t}.${c.name} (not in the definitions; its data is lost)`,
+      sqlite ? [] : [`ALTER TABLE ${T} DROP COLUMN ${quoteName(dialect, c.name)}`]
+    )
   }
 
   // Indexes: matched by columns and uniqueness; a definition's index whose name is taken by another index replaces it.
-  const matches = (ix: IndexDef, l: LiveIndex) => l.unique === ix.unique && sameColumns(l.columns, ix.fields.map((f) => f.column))
+  const matches = (ix: IndexDef, l: LiveIndex) =>
+    l.unique === ix.unique &&
+    sameColumns(
+      l.columns,
+      ix.fields.map((f) => f.column)
+    )
   const unmatchedLive = live.indexes.filter((l) => !entity.indexes.some((ix) => matches(ix, l)))
   const dropLive = (l: LiveIndex, reason: string) => {
     add("destructive", Phase.DropUnique, reason, sqlite && l.constraint ? [] : [dropIndex(dialect, t, l)])
   }
   for (const l of unmatchedLive) {
     const sameName = entity.indexes.find((ix) => ix.name === l.name)
-    if (sameName !== undefined) dropLive(l, `replace index ${t}.${l.name}: (${l.columns.join(", ")})${l.unique ? " unique" : ""} → (${sameName.fields.map((f) => f.column).join(", ")})${sameName.unique ? " unique" : ""}`)
+    if (sameName !== undefined)
+      dropLive(
+        l,
+        `replace index ${t}.${l.name}: (${l.columns.join(", ")})${l.unique ? " unique" : ""} → (${sameName.fields.map((f) => f.column).join(", ")})${sameName.unique ? " unique" : ""}`
+      )
     else if (l.unique) dropLive(l, `drop unique index ${t}.${l.name} on (${l.columns.join(", ")}) (not in the definitions)`)
     // A plain index the definitions do not name is kept: it loses no data, and InnoDB keeps one for each foreign key.
   }
@@ -411,10 +449,17 @@ const tableChanges = (dialect: Dialect, entity: EntityDef, live: LiveTable, regi
   for (const f of fkFields) {
     if (added.has(`fk:${f.column}`)) continue
     const w = wantedForeignKey(f, registry)
-    const same = live.foreignKeys.find((k) => sameColumns(k.columns, [f.column]) && k.refTable === w.refTable && sameColumns(k.refColumns, [w.refColumn]))
+    const same = live.foreignKeys.find(
+      (k) => sameColumns(k.columns, [f.column]) && k.refTable === w.refTable && sameColumns(k.refColumns, [w.refColumn])
+    )
     const addSql = sqlite ? [] : [`ALTER TABLE ${T} ADD ${foreignKeyClause(dialect, entity, f, registry)}`]
     if (same === undefined) {
-      add("additive", Phase.Constrain, `add foreign key ${t}.${f.column} → ${w.refTable}.${w.refColumn} (on delete ${describeOnDelete(w.onDelete)}; fails if rows refer to nothing)`, addSql)
+      add(
+        "additive",
+        Phase.Constrain,
+        `add foreign key ${t}.${f.column} → ${w.refTable}.${w.refColumn} (on delete ${describeOnDelete(w.onDelete)}; fails if rows refer to nothing)`,
+        addSql
+      )
     } else if (!onDeleteMatches(dialect, same.onDelete, w.onDelete)) {
       add(
         "destructive",
@@ -458,7 +503,12 @@ const dropOrder = (tables: ReadonlyArray<LiveTable>): ReadonlyArray<LiveTable> =
 }
 
 /** The steps that bring `live` to the definitions of `registry`, in the order they must run. */
-export const planMigration = (dialect: Dialect, registry: EntityRegistryShape, live: LiveSchema, options: PlanOptions = {}): ReadonlyArray<Step> => {
+export const planMigration = (
+  dialect: Dialect,
+  registry: EntityRegistryShape,
+  live: LiveSchema,
+  options: PlanOptions = {}
+): ReadonlyArray<Step> => {
   const steps: Array<Planned> = []
   for (const entity of registry.creationOrder) {
     const table = live.tables.get(entity.table)
@@ -468,7 +518,10 @@ export const planMigration = (dialect: Dialect, registry: EntityRegistryShape, l
         phase: Phase.Build,
         table: entity.table,
         reason: `create table ${entity.table}`,
-        statements: [createTable(dialect, entity, registry, options.collation), ...(dialect === "mysql" ? [] : createIndexes(dialect, entity).map((i) => i.sql))]
+        statements: [
+          createTable(dialect, entity, registry, options.collation),
+          ...(dialect === "mysql" ? [] : createIndexes(dialect, entity).map((i) => i.sql))
+        ]
       })
       continue
     }

@@ -5,7 +5,19 @@
 import * as Context from "effect/Context"
 
 export const FieldTypes = [
-  "uuid", "string", "text", "email", "enum", "integer", "bigint", "decimal", "float", "boolean", "datetime", "json", "string_list"
+  "uuid",
+  "string",
+  "text",
+  "email",
+  "enum",
+  "integer",
+  "bigint",
+  "decimal",
+  "float",
+  "boolean",
+  "datetime",
+  "json",
+  "string_list"
 ] as const
 export type FieldType = (typeof FieldTypes)[number]
 
@@ -94,7 +106,8 @@ export interface AclDefault {
 export const AclOperations = ["create", "read", "update", "delete"] as const
 export type AclOperation = (typeof AclOperations)[number]
 
-export const isAclOperation = (v: unknown): v is AclOperation => typeof v === "string" && (AclOperations as ReadonlyArray<string>).includes(v)
+export const isAclOperation = (v: unknown): v is AclOperation =>
+  typeof v === "string" && (AclOperations as ReadonlyArray<string>).includes(v)
 
 export interface EntityDef {
   readonly name: string

@@ -13,7 +13,7 @@ export const canonicalBigInt = (v: unknown): { ok: string } | { error: string } 
     if (!Number.isSafeInteger(v)) return { error: "must be an integer (as a string of digits beyond 2^53)" }
     n = BigInt(v)
   } else if (typeof v === "string" && /^[+-]?\d{1,40}$/.test(v)) n = BigInt(v)
-  else return { error: "must be an integer as a string of digits, e.g. \"9007199254740993\"" }
+  else return { error: 'must be an integer as a string of digits, e.g. "9007199254740993"' }
   if (n < INT64.min || n > INT64.max) return { error: "must be between -9223372036854775808 and 9223372036854775807" }
   return { ok: n.toString() }
 }
@@ -65,7 +65,7 @@ export const canonicalDecimal = (
 ): { ok: string } | { error: string } => {
   const text = typeof v === "string" ? v.trim() : typeof v === "number" && Number.isFinite(v) ? String(v) : undefined
   const d = text === undefined ? undefined : parseDecimal(text)
-  if (d === undefined) return { error: "must be a decimal number as a string, e.g. \"12.50\"" }
+  if (d === undefined) return { error: 'must be a decimal number as a string, e.g. "12.50"' }
   const scale = limits.scale ?? 30
   const precision = limits.precision ?? 65
   if (d.fracDigits > scale) return { error: `must have at most ${scale} digits after the decimal point` }

@@ -99,14 +99,19 @@ const parser = () => {
   return parserPair
 }
 
-const isFunc = (v: unknown): v is Func => typeof v === "object" && v !== null && !Array.isArray(v) && (v as { type?: unknown }).type === "function"
+const isFunc = (v: unknown): v is Func =>
+  typeof v === "object" && v !== null && !Array.isArray(v) && (v as { type?: unknown }).type === "function"
 const isKeyValue = (v: unknown): v is KeyValue =>
   typeof v === "object" && v !== null && !Array.isArray(v) && (v as { type?: unknown }).type === "keyValue"
 
 /** The values of an array argument: field names (a `name(sort: Desc)` entry gives `name`). */
 const nameList = (v: Value | KeyValue | Func | undefined): Array<string> | undefined => {
   if (typeof v !== "object" || v === null) return undefined
-  const items: ReadonlyArray<unknown> | undefined = Array.isArray(v) ? v : (v as { type?: unknown }).type === "array" ? (v as { args: ReadonlyArray<unknown> }).args : undefined
+  const items: ReadonlyArray<unknown> | undefined = Array.isArray(v)
+    ? v
+    : (v as { type?: unknown }).type === "array"
+      ? (v as { args: ReadonlyArray<unknown> }).args
+      : undefined
   if (items === undefined) return undefined
   const out: Array<string> = []
   for (const item of items) {
@@ -179,7 +184,11 @@ export interface PrismaOptions {
  * Turns a schema.prisma's text into raw entity documents (one per model). `file` names the
  * source in problem lines.
  */
-export const prismaToRaws = (source: string, file: string, options: PrismaOptions = {}): { raws: Array<RawEntity>; problems: Array<string> } => {
+export const prismaToRaws = (
+  source: string,
+  file: string,
+  options: PrismaOptions = {}
+): { raws: Array<RawEntity>; problems: Array<string> } => {
   const naming = options.naming ?? "prisma"
   const problems: Array<string> = []
   // The parser wants a line break right after `{`; trailing blanks (harmless to Prisma) would
@@ -222,7 +231,8 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
     const values: Array<string> = []
     for (const item of e.enumerators) {
       if (item.type !== "enumerator") continue
-      if ((item.attributes ?? []).length > 0) problems.push(`${at}: enum ${e.name}.${item.name}: attributes on enum values (@map) are not supported`)
+      if ((item.attributes ?? []).length > 0)
+        problems.push(`${at}: enum ${e.name}.${item.name}: attributes on enum values (@map) are not supported`)
       values.push(item.name)
     }
     if (values.length === 0) problems.push(`${at}: enum ${e.name} has no values`)
@@ -249,7 +259,9 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
         continue
       }
       if (UNSUPPORTED_SCALARS.has(ft)) {
-        problems.push(`${at}: type ${ft} is not supported (supported: String, Int, BigInt, Float, Decimal, Boolean, DateTime, Json, enums and String[])`)
+        problems.push(
+          `${at}: type ${ft} is not supported (supported: String, Int, BigInt, Float, Decimal, Boolean, DateTime, Json, enums and String[])`
+        )
         continue
       }
       if (!SCALARS.has(ft) && !enums.has(ft)) {
@@ -261,7 +273,9 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
         continue
       }
       if (prop.array === true && options.dialect !== undefined && options.dialect !== "pg") {
-        problems.push(`${at}: String[] is supported on PostgreSQL only (Prisma has no scalar lists on ${options.dialect === "mysql" ? "MySQL" : "SQLite"}; use Json)`)
+        problems.push(
+          `${at}: String[] is supported on PostgreSQL only (Prisma has no scalar lists on ${options.dialect === "mysql" ? "MySQL" : "SQLite"}; use Json)`
+        )
         continue
       }
       const mapAttr = attrs.find((a) => a.group === undefined && a.name === "map")
@@ -289,7 +303,10 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
     s.attrs.some(
       (a) =>
         (a.group === "db" && a.name === "Uuid") ||
-        (a.group === undefined && a.name === "default" && isFunc(argsOf(a).positional[0]) && (argsOf(a).positional[0] as Func).name === "uuid")
+        (a.group === undefined &&
+          a.name === "default" &&
+          isFunc(argsOf(a).positional[0]) &&
+          (argsOf(a).positional[0] as Func).name === "uuid")
     )
 
   // Relations: the scalar field that holds the key, and what it references.
@@ -300,7 +317,8 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
     readonly target: ScalarInfo
     readonly onDelete: OnDeleteRaw
   }
-  const relationOf = (f: Field) => (f.attributes ?? []).find((a) => a.type === "attribute" && a.group === undefined && a.name === "relation")
+  const relationOf = (f: Field) =>
+    (f.attributes ?? []).find((a) => a.type === "attribute" && a.group === undefined && a.name === "relation")
   const relationName = (f: Field): string | undefined => {
     const rel = relationOf(f)
     return rel === undefined ? undefined : stringLiteral(argsOf(rel).positional[0] ?? argsOf(rel).named.get("name"))
@@ -386,7 +404,8 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
     if (givenTable !== undefined) doc.table = givenTable
     let table = givenTable
     for (const q of model.properties) {
-      if (q.type === "attribute" && q.group === undefined && q.name === "map") table = stringLiteral(argsOf(q).positional[0] ?? argsOf(q).named.get("name")) ?? table
+      if (q.type === "attribute" && q.group === undefined && q.name === "map")
+        table = stringLiteral(argsOf(q).positional[0] ?? argsOf(q).named.get("name")) ?? table
     }
     /** Prisma's index names, in `prisma` naming (else the loader names indexes). */
     const indexName = (columns: ReadonlyArray<string>, unique: boolean): Record<string, string> =>
@@ -515,9 +534,18 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
                 def.immutable = true
                 delete def.required
                 delete def.optional
-              } else if (isId && noArgs && (v.name === "uuid" || v.name === "cuid" || (v.name === "autoincrement" && s.baseType === "Int"))) {
+              } else if (
+                isId &&
+                noArgs &&
+                (v.name === "uuid" || v.name === "cuid" || (v.name === "autoincrement" && s.baseType === "Int"))
+              ) {
                 // the id: made by the daemon (uuid, cuid) or by the database (autoincrement)
-              } else if (!isId && noArgs && (v.name === "uuid" || v.name === "cuid") && (type === "string" || type === "uuid" || type === "text")) {
+              } else if (
+                !isId &&
+                noArgs &&
+                (v.name === "uuid" || v.name === "cuid") &&
+                (type === "string" || type === "uuid" || type === "text")
+              ) {
                 // Made by Prisma's client, not the database: the daemon makes it when none is sent.
                 def.default_fn = v.name
                 delete def.required
@@ -595,7 +623,11 @@ export const prismaToRaws = (source: string, file: string, options: PrismaOption
 /** A default literal for a field of `type`: `{ok: value}` or "why". */
 const defaultValue = (v: Value | Func | undefined, type: string, values: ReadonlyArray<string> | undefined): { ok: unknown } | string => {
   if (type === "string_list") {
-    const items: ReadonlyArray<unknown> | undefined = Array.isArray(v) ? v : typeof v === "object" && v !== null && (v as { type?: unknown }).type === "array" ? (v as { args: ReadonlyArray<unknown> }).args : undefined
+    const items: ReadonlyArray<unknown> | undefined = Array.isArray(v)
+      ? v
+      : typeof v === "object" && v !== null && (v as { type?: unknown }).type === "array"
+        ? (v as { args: ReadonlyArray<unknown> }).args
+        : undefined
     const strings = items?.map(stringLiteral)
     return strings === undefined || strings.some((x) => x === undefined) ? "expected a list of strings" : { ok: strings }
   }

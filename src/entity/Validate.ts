@@ -134,10 +134,9 @@ export const fieldSchema = (f: FieldDef): Schema.Schema<unknown, unknown> => {
         Schema.filter((v) => Number.isFinite(v) || "must be a finite number")
       ) as unknown as Schema.Schema<unknown, unknown>
     case "string_list":
-      return Schema.Array(text({ ...f, type: "string" })).annotations({ message: () => "must be a list of strings" }) as unknown as Schema.Schema<
-        unknown,
-        unknown
-      >
+      return Schema.Array(text({ ...f, type: "string" })).annotations({
+        message: () => "must be a list of strings"
+      }) as unknown as Schema.Schema<unknown, unknown>
     case "boolean":
       return Schema.Boolean.annotations({ message: () => "must be true or false" }) as unknown as Schema.Schema<unknown, unknown>
     case "datetime":
@@ -171,12 +170,7 @@ export const checkValue = (f: FieldDef, value: unknown): Either.Either<unknown, 
 /** A validated record, keyed by wire (camelCase) field name. */
 export type Values = Map<FieldDef, unknown>
 
-const collect = (
-  entity: EntityDef,
-  data: unknown,
-  at: string,
-  mode: "create" | "update"
-): Either.Either<Values, Array<FieldIssue>> => {
+const collect = (entity: EntityDef, data: unknown, at: string, mode: "create" | "update"): Either.Either<Values, Array<FieldIssue>> => {
   const issues: Array<FieldIssue> = []
   if (!isRecord(data)) return Either.left([new FieldIssue({ field: at, error: "must be an object of field values" })])
   const values: Values = new Map()
@@ -229,10 +223,7 @@ export const validateUpdate = (entity: EntityDef, data: unknown, at = "data"): E
   Either.mapLeft(collect(entity, data, at, "update"), (fields) => new ValidationFailed({ fields }))
 
 /** Validates many records, reporting issues as `data[i].field`. */
-export const validateCreateMany = (
-  entity: EntityDef,
-  items: ReadonlyArray<unknown>
-): Either.Either<Array<Values>, ValidationFailed> => {
+export const validateCreateMany = (entity: EntityDef, items: ReadonlyArray<unknown>): Either.Either<Array<Values>, ValidationFailed> => {
   const out: Array<Values> = []
   const issues: Array<FieldIssue> = []
   items.forEach((item, i) => {

@@ -61,4 +61,3 @@ export const makeMemory = (opts: { requestsPerMinute: number; burst: number; now
   }
   return { consume, check, refund, size: () => buckets.size }
 }
-

@@ -6,7 +6,9 @@
 import { BlockList, isIP, isIPv4 } from "node:net"
 
 /** `10.0.0.0/8`, `2001:db8::/32`, or a single address (a /32 or /128). Undefined when malformed. */
-export const parseCidr = (text: string): { readonly address: string; readonly prefix: number; readonly family: "ipv4" | "ipv6" } | undefined => {
+export const parseCidr = (
+  text: string
+): { readonly address: string; readonly prefix: number; readonly family: "ipv4" | "ipv6" } | undefined => {
   const slash = text.indexOf("/")
   const address = slash < 0 ? text : text.slice(0, slash)
   const version = isIP(address)

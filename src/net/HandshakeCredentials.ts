@@ -32,7 +32,12 @@ const tokenOf = (token: string, via: "authorization" | "subprotocol" | "query"):
 /** The subprotocols a client offered (`Sec-WebSocket-Protocol`, comma-separated). */
 export const offeredSubprotocols = (headers: IncomingHttpHeaders): ReadonlyArray<string> => {
   const raw = headers["sec-websocket-protocol"]
-  return raw === undefined ? [] : raw.split(",").map((p) => p.trim()).filter((p) => p.length > 0)
+  return raw === undefined
+    ? []
+    : raw
+        .split(",")
+        .map((p) => p.trim())
+        .filter((p) => p.length > 0)
 }
 
 /** The query of a request target (`/path?a=b`), undefined without one. */
@@ -41,7 +46,11 @@ const queryOf = (url: string | undefined): URLSearchParams | undefined => {
   return q < 0 ? undefined : new URLSearchParams(url!.slice(q + 1))
 }
 
-export const handshakeCredential = (headers: IncomingHttpHeaders, url: string | undefined, queryTokenAllowed: boolean): HandshakeCredential => {
+export const handshakeCredential = (
+  headers: IncomingHttpHeaders,
+  url: string | undefined,
+  queryTokenAllowed: boolean
+): HandshakeCredential => {
   const authorization = headers.authorization
   if (authorization !== undefined) {
     const m = /^Bearer(?:[ ]+(.*))?$/i.exec(authorization.trim())
@@ -54,7 +63,11 @@ export const handshakeCredential = (headers: IncomingHttpHeaders, url: string | 
   const token = query?.get("token")
   if (token !== null && token !== undefined) {
     if (!queryTokenAllowed) {
-      return { kind: "unusable", reason: "credentials in the URL are off (security.auth.query_token); send Authorization: Bearer or the subprotocol dbal.bearer.<token>" }
+      return {
+        kind: "unusable",
+        reason:
+          "credentials in the URL are off (security.auth.query_token); send Authorization: Bearer or the subprotocol dbal.bearer.<token>"
+      }
     }
     return tokenOf(token, "query")
   }

@@ -71,7 +71,7 @@ const ipv6 = (b: Buffer, at: number): string => {
 const compressIPv6 = (groups: ReadonlyArray<string>): string => {
   let best = -1
   let bestLen = 0
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== "0") {
       i++
       continue
@@ -129,9 +129,14 @@ export const buildV1 = (source: string, sourcePort: number, destination: string,
   Buffer.from(`PROXY ${isIPv4(source) ? "TCP4" : "TCP6"} ${source} ${destination} ${sourcePort} ${destinationPort}\r\n`, "latin1")
 
 /** A v2 PROXY (or LOCAL) header for a TCP/IPv4 connection, with optional TLV bytes after the addresses. */
-export const buildV2 = (
-  opts: { readonly command?: "PROXY" | "LOCAL"; readonly source: string; readonly sourcePort: number; readonly destination: string; readonly destinationPort: number; readonly tlvs?: Buffer }
-): Buffer => {
+export const buildV2 = (opts: {
+  readonly command?: "PROXY" | "LOCAL"
+  readonly source: string
+  readonly sourcePort: number
+  readonly destination: string
+  readonly destinationPort: number
+  readonly tlvs?: Buffer
+}): Buffer => {
   const tlvs = opts.tlvs ?? Buffer.alloc(0)
   const head = Buffer.alloc(16)
   V2_SIGNATURE.copy(head)

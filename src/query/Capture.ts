@@ -33,4 +33,5 @@ export const note = (entity: EntityDef, rows: ReadonlyArray<RowChange>): Effect.
   )
 
 /** Runs `effect` collecting its changes into a new collector. */
-export const collecting = <A, E, R>(effect: Effect.Effect<A, E, R>, into: Collector): Effect.Effect<A, E, R> => Effect.locally(effect, collector, into)
+export const collecting = <A, E, R>(effect: Effect.Effect<A, E, R>, into: Collector): Effect.Effect<A, E, R> =>
+  Effect.locally(effect, collector, into)

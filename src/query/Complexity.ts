@@ -94,7 +94,17 @@ export const complexity = (q: ComplexityRequest): Complexity => {
   const filter = acc.nodes * FILTER_NODE_COST + acc.values * IN_VALUE_COST + acc.chars * PATTERN_CHAR_COST
   const sort = sortKeys * SORT_KEY_COST
   const page = Math.floor(offsetRows / OFFSET_ROWS_PER_POINT)
-  return { total: filter + sort + page, filterNodes: acc.nodes, inValues: acc.values, patternChars: acc.chars, sortKeys, offsetRows, filter, sort, page }
+  return {
+    total: filter + sort + page,
+    filterNodes: acc.nodes,
+    inValues: acc.values,
+    patternChars: acc.chars,
+    sortKeys,
+    offsetRows,
+    filter,
+    sort,
+    page
+  }
 }
 
 /**

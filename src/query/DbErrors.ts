@@ -60,7 +60,8 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
   if (code === "23505") return { kind: "unique", fields: narrowest(entity, fieldsOfIndex(entity, String(cause.constraint ?? ""))) }
   if (code === "23503") return { kind: "foreignKey" }
   // 22003: a number out of the column's range
-  if (code === "23514" || code === "23502" || code === "22001" || code === "22P02" || code === "22021" || code === "22003") return { kind: "constraint" }
+  if (code === "23514" || code === "23502" || code === "22001" || code === "22P02" || code === "22021" || code === "22003")
+    return { kind: "constraint" }
   if (code.startsWith("08")) return { kind: "unavailable", reason: "the database connection failed" }
   // Retried first (Retry.ts); still failing after the retries: transient, so 503 (retryable).
   if (transient === "rolledBack") {
@@ -75,10 +76,20 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
     const m = /for key '(?:[^'.]*\.)?([^']+)'/.exec(message)
     return { kind: "unique", fields: m === null ? [] : narrowest(entity, fieldsOfIndex(entity, m[1]!)) }
   }
-  if (code === "ER_NO_REFERENCED_ROW_2" || code === "ER_ROW_IS_REFERENCED_2" || code === "ER_NO_REFERENCED_ROW" || code === "ER_ROW_IS_REFERENCED") {
+  if (
+    code === "ER_NO_REFERENCED_ROW_2" ||
+    code === "ER_ROW_IS_REFERENCED_2" ||
+    code === "ER_NO_REFERENCED_ROW" ||
+    code === "ER_ROW_IS_REFERENCED"
+  ) {
     return { kind: "foreignKey" }
   }
-  if (code === "ER_CHECK_CONSTRAINT_VIOLATED" || code === "ER_DATA_TOO_LONG" || code === "ER_BAD_NULL_ERROR" || code === "ER_CONSTRAINT_FAILED") {
+  if (
+    code === "ER_CHECK_CONSTRAINT_VIOLATED" ||
+    code === "ER_DATA_TOO_LONG" ||
+    code === "ER_BAD_NULL_ERROR" ||
+    code === "ER_CONSTRAINT_FAILED"
+  ) {
     return { kind: "constraint" }
   }
   // SQLite
@@ -88,18 +99,30 @@ export const classify = (entity: EntityDef, error: SqlError): DbFailure => {
     return { kind: "unique", fields: narrowest(entity, fieldsOfColumns(entity, cols)) }
   }
   // ON DELETE RESTRICT (Prisma's default for a required relation) fails as a trigger would.
-  if (code === "SQLITE_CONSTRAINT_FOREIGNKEY" || (code === "SQLITE_CONSTRAINT_TRIGGER" && /^FOREIGN KEY constraint failed/.test(message))) return { kind: "foreignKey" }
+  if (code === "SQLITE_CONSTRAINT_FOREIGNKEY" || (code === "SQLITE_CONSTRAINT_TRIGGER" && /^FOREIGN KEY constraint failed/.test(message)))
+    return { kind: "foreignKey" }
   if (code.startsWith("SQLITE_CONSTRAINT")) return { kind: "constraint" }
   if (SQLITE_UNAVAILABLE.has(code) || code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_IOERR")) {
     return { kind: "unavailable", reason: "the database is busy or cannot be written" }
   }
   if (transient !== undefined) return { kind: "unavailable", reason: "the database connection failed" }
   // undefined_table / undefined_column, ER_NO_SUCH_TABLE / ER_BAD_FIELD_ERROR, SQLite's "no such …"
-  if (code === "42P01" || code === "42703" || code === "ER_NO_SUCH_TABLE" || code === "ER_BAD_FIELD_ERROR" || cause.errno === 1146 || cause.errno === 1054) {
+  if (
+    code === "42P01" ||
+    code === "42703" ||
+    code === "ER_NO_SUCH_TABLE" ||
+    code === "ER_BAD_FIELD_ERROR" ||
+    cause.errno === 1146 ||
+    cause.errno === 1054
+  ) {
     return { kind: "missingSchema" }
   }
   if (code.startsWith("SQLITE_ERROR") && /^no such (table|column)/.test(message)) return { kind: "missingSchema" }
-  if (/Connection terminated|connection is closed|Cannot enqueue|Pool is closed|timeout exceeded when trying to connect/i.test(message + " " + String(error.message))) {
+  if (
+    /Connection terminated|connection is closed|Cannot enqueue|Pool is closed|timeout exceeded when trying to connect/i.test(
+      message + " " + String(error.message)
+    )
+  ) {
     return { kind: "unavailable", reason: "the database connection failed" }
   }
   return { kind: "other" }
@@ -118,7 +141,10 @@ export const toRequestError = (
       return new Conflict({
         entity: entity.name,
         fields: failure.fields,
-        reason: failure.fields.length > 0 ? `a ${entity.name} with the same ${failure.fields.join(" and ")} already exists` : "a unique value is already taken"
+        reason:
+          failure.fields.length > 0
+            ? `a ${entity.name} with the same ${failure.fields.join(" and ")} already exists`
+            : "a unique value is already taken"
       })
     case "foreignKey":
       return new Conflict({ entity: entity.name, fields: [], reason: "the record is referenced by other records" })

@@ -22,7 +22,13 @@ export type FilterNode =
   | { readonly _tag: "Or"; readonly nodes: ReadonlyArray<FilterNode> }
   | { readonly _tag: "Not"; readonly node: FilterNode }
   | { readonly _tag: "Cmp"; readonly field: FieldDef; readonly op: CmpOp; readonly value: unknown; readonly insensitive?: true }
-  | { readonly _tag: "In"; readonly field: FieldDef; readonly values: ReadonlyArray<unknown>; readonly negate: boolean; readonly insensitive?: true }
+  | {
+      readonly _tag: "In"
+      readonly field: FieldDef
+      readonly values: ReadonlyArray<unknown>
+      readonly negate: boolean
+      readonly insensitive?: true
+    }
   | { readonly _tag: "Like"; readonly field: FieldDef; readonly op: LikeOp; readonly value: string; readonly insensitive?: true }
   | { readonly _tag: "IsNull"; readonly field: FieldDef; readonly isNull: boolean }
   | { readonly _tag: "Has"; readonly field: FieldDef; readonly op: ListOp; readonly values: ReadonlyArray<string> }
@@ -83,9 +89,7 @@ export const operand = (f: FieldDef, v: unknown): Either.Either<unknown, string>
     case "text":
     case "email":
     case "enum":
-      return typeof v === "string" && storableText(v)
-        ? Either.right(v)
-        : Either.left("must be a string")
+      return typeof v === "string" && storableText(v) ? Either.right(v) : Either.left("must be a string")
     case "integer":
       // The column is a 32-bit integer everywhere; PostgreSQL refuses to compare with more.
       return typeof v === "number" && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647
@@ -96,7 +100,8 @@ export const operand = (f: FieldDef, v: unknown): Either.Either<unknown, string>
       return "ok" in r ? Either.right(r.ok) : Either.left(r.error)
     }
     case "decimal": {
-      const d = typeof v === "string" ? parseDecimal(v.trim()) : typeof v === "number" && Number.isFinite(v) ? parseDecimal(String(v)) : undefined
+      const d =
+        typeof v === "string" ? parseDecimal(v.trim()) : typeof v === "number" && Number.isFinite(v) ? parseDecimal(String(v)) : undefined
       return d === undefined ? Either.left('must be a decimal number as a string, e.g. "12.50"') : Either.right(d.text)
     }
     case "float":
@@ -182,7 +187,8 @@ const parseField = (f: FieldDef, spec: unknown, at: string, issues: Issues): Fil
     if (mode !== "insensitive" && mode !== "default") issues.add(`${at}.mode`, `must be "insensitive" or "default"`)
     else if (mode === "insensitive") {
       if (!FREE_TEXT_TYPES.has(f.type)) issues.add(`${at}.mode`, `only applies to string, text and email fields`)
-      else if (!keys.some((k) => INSENSITIVE_OPS.has(k))) issues.add(`${at}.mode`, `needs one of eq, ne, in, notIn, contains, startsWith, endsWith`)
+      else if (!keys.some((k) => INSENSITIVE_OPS.has(k)))
+        issues.add(`${at}.mode`, `needs one of eq, ne, in, notIn, contains, startsWith, endsWith`)
       else insensitive = true
     }
     if (keys.length === 1) {
@@ -318,7 +324,11 @@ export const parseFilter = (entity: EntityDef, spec: unknown, at = "filter"): Ei
   const issues = new Issues()
   const node = parseNode(entity, spec, at, 0, issues)
   if (issues.list.length > 0 || node === undefined) {
-    return Either.left(new ValidationFailed({ fields: issues.list.length > 0 ? issues.list : [new FieldIssue({ field: at, error: "is not a valid filter" })] }))
+    return Either.left(
+      new ValidationFailed({
+        fields: issues.list.length > 0 ? issues.list : [new FieldIssue({ field: at, error: "is not a valid filter" })]
+      })
+    )
   }
   return Either.right(node)
 }
@@ -367,12 +377,7 @@ const folded = (sql: Statement.Constructor, dialect: Dialect, column: Statement.
  * Tree → SQL fragment. `qualify` prefixes columns with a table alias (for joins). Every value
  * is a bound parameter; every identifier comes from the field definitions.
  */
-export const compileFilter = (
-  sql: Statement.Constructor,
-  dialect: Dialect,
-  node: FilterNode,
-  qualify?: string
-): Statement.Fragment => {
+export const compileFilter = (sql: Statement.Constructor, dialect: Dialect, node: FilterNode, qualify?: string): Statement.Fragment => {
   const plain = (f: FieldDef) => (qualify === undefined ? sql(f.column) : sql`${sql(qualify)}.${sql(f.column)}`)
   const col = (f: FieldDef, insensitive?: true) => (insensitive === true ? folded(sql, dialect, sql`${plain(f)}`) : plain(f))
   /**

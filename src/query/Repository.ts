@@ -62,7 +62,11 @@ const columns = (sql: Statement.Constructor, fields: ReadonlyArray<FieldDef>) =>
  */
 const readColumn = (sql: Statement.Constructor, dialect: Dialect, f: FieldDef, alias?: string, as: string = f.column) => {
   const c = alias === undefined ? sql`${sql(f.column)}` : sql`${sql(alias)}.${sql(f.column)}`
-  return dialect === "sqlite" && (f.type === "bigint" || f.type === "decimal") ? sql`CAST(${c} AS TEXT) AS ${sql(as)}` : alias === undefined && as === f.column ? c : sql`${c} AS ${sql(as)}`
+  return dialect === "sqlite" && (f.type === "bigint" || f.type === "decimal")
+    ? sql`CAST(${c} AS TEXT) AS ${sql(as)}`
+    : alias === undefined && as === f.column
+      ? c
+      : sql`${c} AS ${sql(as)}`
 }
 
 const selectList = (sql: Statement.Constructor, dialect: Dialect, fields: ReadonlyArray<FieldDef>) =>
@@ -109,7 +113,8 @@ const selected = (entity: EntityDef, readable: ReadonlyArray<FieldDef>) => (read
 const intLiteral = (sql: Statement.Constructor, n: number) => sql.literal(String(Math.max(0, Math.trunc(n))))
 
 /** Maps a driver failure; a foreign-key failure of a write is resolved into which field is wrong. */
-const mapWriteError = (db: DatabaseShape, registry: EntityRegistryShape, entity: EntityDef, written: ReadonlyArray<Values>, timeoutMs = 0) =>
+const mapWriteError =
+  (db: DatabaseShape, registry: EntityRegistryShape, entity: EntityDef, written: ReadonlyArray<Values>, timeoutMs = 0) =>
   (error: SqlError): Effect.Effect<never, RequestError> => {
     const failure = classify(entity, error)
     if (failure.kind !== "foreignKey" || written.length === 0) return Effect.fail(toRequestError(entity, error, failure, timeoutMs))
@@ -139,13 +144,17 @@ const missingReferences = (
           Effect.mapError((e) => toRequestError(entity, e))
         )
         if (rows.length === 0) {
-          issues.push(new FieldIssue({ field: written.length > 1 ? `data[${i}].${f.name}` : f.name, error: `refers to a ${target.name} that does not exist` }))
+          issues.push(
+            new FieldIssue({
+              field: written.length > 1 ? `data[${i}].${f.name}` : f.name,
+              error: `refers to a ${target.name} that does not exist`
+            })
+          )
         }
       }
     }
     return issues
   })
-
 
 const isTrue = (n: FilterNode) => n._tag === "And" && n.nodes.length === 0
 
@@ -170,7 +179,9 @@ const stillAdmitted = (db: DatabaseShape, entity: EntityDef, ids: ReadonlyArray<
     let admitted = 0
     for (const chunk of chunked(ids, ID_CHUNK)) {
       const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
-      const rows = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(idIn, rowFilter))}`
+      const rows = yield* sql<{
+        n: unknown
+      }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(idIn, rowFilter))}`
       admitted += Number(rows[0]?.n ?? 0)
     }
     if (admitted < ids.length) {
@@ -228,14 +239,16 @@ const insertRows = (db: DatabaseShape, entity: EntityDef, records: ReadonlyArray
 const insertReturningKey = (db: DatabaseShape, entity: EntityDef, record: Values): Effect.Effect<unknown, SqlError> => {
   const { sql } = db
   const pk = entity.primaryKey
-  if (db.dialect === "mysql") return Effect.map(insertStatement(db, entity, [record]).raw, (r) => (r as { insertId?: unknown } | null)?.insertId)
-  return Effect.map(db.query(sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${sql(pk.column)}`), (rows) => rows[0]?.[pk.column])
+  if (db.dialect === "mysql")
+    return Effect.map(insertStatement(db, entity, [record]).raw, (r) => (r as { insertId?: unknown } | null)?.insertId)
+  return Effect.map(
+    db.query(sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${sql(pk.column)}`),
+    (rows) => rows[0]?.[pk.column]
+  )
 }
 
 const setClause = (db: DatabaseShape, values: Values) =>
-  db.sql.join(", ", false)(
-    [...values].map(([f, v]) => db.sql`${db.sql(f.column)} = ${encodeValue(db.dialect, f, v)}`)
-  )
+  db.sql.join(", ", false)([...values].map(([f, v]) => db.sql`${db.sql(f.column)} = ${encodeValue(db.dialect, f, v)}`))
 
 const forUpdate = (db: DatabaseShape) => db.sql.literal(db.dialect === "sqlite" ? "" : " FOR UPDATE")
 
@@ -273,7 +286,9 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
           retryRead,
           Effect.mapError(readError(entity)),
           Effect.flatMap((rows) =>
-            rows[0] === undefined ? Effect.fail(new NotFound({ entity: entity.name })) : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
+            rows[0] === undefined
+              ? Effect.fail(new NotFound({ entity: entity.name }))
+              : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
           )
         )
   }
@@ -294,10 +309,11 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       // The row is committed: a read-back that fails (the database went away in between) must not
       // turn the acknowledged write into a 503 that a client would retry. The answer is then made
       // from the values written (the database's own normal form, e.g. JSON key order, is lost).
-      const rows = yield* db.query(sql<Row>`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${id}`).pipe(
-        retryRead,
-        Effect.option
-      )
+      const rows = yield* db
+        .query(
+          sql<Row>`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${id}`
+        )
+        .pipe(retryRead, Effect.option)
       if (Option.isNone(rows)) return wireOfValues(record, access.readable)
       if (rows.value[0] === undefined) return yield* new NotFound({ entity: entity.name })
       return decodeRow(dialect, entity, rows.value[0], access.readable)
@@ -312,15 +328,20 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       // row filter and to announce the rows to realtime subscribers, so rows go in one statement
       // each only then.
       const capture = yield* capturing
-      const inserted: Effect.Effect<ReadonlyArray<unknown>, SqlError> =
-        entity.primaryKey.autoIncrement === true && (!isTrue(rowFilter) || capture)
-          ? Effect.forEach(records, (r) => insertReturningKey(db, entity, r))
-          : Effect.as(insertRows(db, entity, records), records.map((r) => r.get(entity.primaryKey)))
-      const ids = yield* sql.withTransaction(Effect.flatMap(inserted, (ids) => Effect.as(stillAdmitted(db, entity, ids, rowFilter), ids))).pipe(
-        retryWrite,
-        Effect.catchTag("SqlError", writeError(entity, items))
+      const inserted: Effect.Effect<ReadonlyArray<unknown>, SqlError> = entity.primaryKey.autoIncrement === true &&
+      (!isTrue(rowFilter) || capture)
+        ? Effect.forEach(records, (r) => insertReturningKey(db, entity, r))
+        : Effect.as(
+            insertRows(db, entity, records),
+            records.map((r) => r.get(entity.primaryKey))
+          )
+      const ids = yield* sql
+        .withTransaction(Effect.flatMap(inserted, (ids) => Effect.as(stillAdmitted(db, entity, ids, rowFilter), ids)))
+        .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, items)))
+      yield* note(
+        entity,
+        ids.map((id) => ({ op: "create" as const, id: String(id) }))
       )
-      yield* note(entity, ids.map((id) => ({ op: "create" as const, id: String(id) })))
       return records.length
     })
 
@@ -330,17 +351,20 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       const fields = completeForUpdate(entity, values, new Date())
       const pk = entity.primaryKey
       const capture = yield* capturing
-      const found = yield* sql.withTransaction(
-        Effect.gen(function* () {
-          const rows = yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
-          const first = rows[0]
-          if (first === undefined) return Option.none<Row>()
-          const rowId = first[pk.column] as string | number
-          yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${sql(pk.column)} = ${rowId}`
-          yield* stillAdmitted(db, entity, [rowId], access.rowFilter)
-          return Option.some(first)
-        })
-      ).pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+      const found = yield* sql
+        .withTransaction(
+          Effect.gen(function* () {
+            const rows =
+              yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
+            const first = rows[0]
+            if (first === undefined) return Option.none<Row>()
+            const rowId = first[pk.column] as string | number
+            yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${sql(pk.column)} = ${rowId}`
+            yield* stillAdmitted(db, entity, [rowId], access.rowFilter)
+            return Option.some(first)
+          })
+        )
+        .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
       if (Option.isNone(found)) return yield* new NotFound({ entity: entity.name })
       yield* note(entity, [beforeOf("update", entity, found.value, capture)])
       return yield* read(entity, found.value[pk.column], { rowFilter: TRUE, readable: access.readable })
@@ -355,15 +379,18 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const pk = entity.primaryKey
       const capture = yield* capturing
-      const deleted = yield* sql.withTransaction(
-        Effect.gen(function* () {
-          const found = yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
-          const first = found[0]
-          if (first === undefined) return Option.none<Row>()
-          yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${first[pk.column] as string | number}`
-          return Option.some(first)
-        })
-      ).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
+      const deleted = yield* sql
+        .withTransaction(
+          Effect.gen(function* () {
+            const found =
+              yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))}${forUpdate(db)}`
+            const first = found[0]
+            if (first === undefined) return Option.none<Row>()
+            yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${sql(pk.column)} = ${first[pk.column] as string | number}`
+            return Option.some(first)
+          })
+        )
+        .pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
       if (Option.isNone(deleted)) return yield* new NotFound({ entity: entity.name })
       yield* note(entity, [beforeOf("delete", entity, deleted.value, capture)])
       return true as const
@@ -377,7 +404,9 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const list = (entity: EntityDef, filter: FilterNode, sort: ReadonlyArray<SortKey>, page: number, limit: number, access: Access) =>
     Effect.gen(function* () {
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
-      const rows = yield* db.query(sql<Row>`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`)
+      const rows = yield* db.query(
+        sql<Row>`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
+      )
       const total = yield* db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${where}`)
       return { data: decodeAll(dialect, entity, access, rows), total: Number(total[0]?.n ?? 0) } satisfies Page
     }).pipe(retryRead, Effect.mapError(readError(entity)))
@@ -417,16 +446,21 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       const rows = yield* db.query(
         sql<Row>`SELECT ${sql.join(", ", false)(items)} FROM ${sql(entity.table)} ${sql(main)}${sql.join("", false)(joins)} WHERE ${where} ORDER BY ${orderBy(sql, entity, sort, main)} LIMIT ${intLiteral(sql, limit)} OFFSET ${intLiteral(sql, (page - 1) * limit)}`
       )
-      const total = yield* db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`)
+      const total = yield* db.query(
+        sql<{
+          n: unknown
+        }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`
+      )
       const pick = (row: Row, prefix: string, fields: ReadonlyArray<FieldDef>): Row =>
         Object.fromEntries(fields.map((f) => [f.column, row[`${prefix}__${f.column}`]]))
       const data = rows.map((row) => {
         const record = decodeRow(dialect, entity, pick(row, main, access.readable), access.readable)
         includes.forEach((inc, i) => {
           const a = `r${i}`
-          record[inc.name] = row[`${a}__present`] === null || row[`${a}__present`] === undefined
-            ? null
-            : decodeRow(dialect, inc.target, pick(row, a, inc.access.readable), inc.access.readable)
+          record[inc.name] =
+            row[`${a}__present`] === null || row[`${a}__present`] === undefined
+              ? null
+              : decodeRow(dialect, inc.target, pick(row, a, inc.access.readable), inc.access.readable)
         })
         return record
       })
@@ -434,11 +468,17 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     }).pipe(retryRead, Effect.mapError(readError(entity)))
 
   const count = (entity: EntityDef, filter: FilterNode, access: Access) =>
-    db.query(sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`).pipe(
-      retryRead,
-      Effect.map((rows) => Number(rows[0]?.n ?? 0)),
-      Effect.mapError(readError(entity))
-    )
+    db
+      .query(
+        sql<{
+          n: unknown
+        }>`SELECT COUNT(*) AS n FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}`
+      )
+      .pipe(
+        retryRead,
+        Effect.map((rows) => Number(rows[0]?.n ?? 0)),
+        Effect.mapError(readError(entity))
+      )
 
   const findFirst = (entity: EntityDef, filter: FilterNode, access: Access) =>
     db.query(selectWhere(db, entity, access, filter, 1)).pipe(
@@ -453,10 +493,9 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const updateManyWith = (entity: EntityDef, filter: FilterNode, values: Values, access: Access, capture: boolean) => {
     const fields = completeForUpdate(entity, values, new Date())
     if (isTrue(access.rowFilter) && !capture) {
-      return db.execute(sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, filter)}`).pipe(
-        retryWrite,
-        Effect.catchAll(writeError(entity, [values]))
-      )
+      return db
+        .execute(sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, filter)}`)
+        .pipe(retryWrite, Effect.catchAll(writeError(entity, [values])))
     }
     // Narrowed by a row filter (or announced row by row): the rows are fixed first, then each
     // must still be admitted.
@@ -464,7 +503,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     return sql
       .withTransaction(
         Effect.gen(function* () {
-          const found = yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}${forUpdate(db)}`
+          const found =
+            yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}${forUpdate(db)}`
           const ids = found.map((r) => r[pk.column] as string | number)
           for (const chunk of chunked(ids, ID_CHUNK)) {
             const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
@@ -477,21 +517,34 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       .pipe(
         retryWrite,
         Effect.catchTag("SqlError", writeError(entity, [values])),
-        Effect.flatMap((found) => Effect.as(note(entity, found.map((r) => beforeOf("update", entity, r, capture))), found.length))
+        Effect.flatMap((found) =>
+          Effect.as(
+            note(
+              entity,
+              found.map((r) => beforeOf("update", entity, r, capture))
+            ),
+            found.length
+          )
+        )
       )
   }
 
   const deleteMany = (entity: EntityDef, filter: FilterNode, access: Access) =>
     Effect.flatMap(capturing, (capture) => {
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
-      if (!capture) return db.execute(sql`DELETE FROM ${sql(entity.table)} WHERE ${where}`).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
+      if (!capture)
+        return db.execute(sql`DELETE FROM ${sql(entity.table)} WHERE ${where}`).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
       // Announced row by row: the rows (as they were) are fixed first, then deleted by id.
       const pk = entity.primaryKey
       return sql
         .withTransaction(
           Effect.gen(function* () {
-            const found = yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${where}${forUpdate(db)}`
-            for (const chunk of chunked(found.map((r) => r[pk.column] as string | number), ID_CHUNK)) {
+            const found =
+              yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${where}${forUpdate(db)}`
+            for (const chunk of chunked(
+              found.map((r) => r[pk.column] as string | number),
+              ID_CHUNK
+            )) {
               const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
               yield* sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, idIn)}`
             }
@@ -501,7 +554,15 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         .pipe(
           retryWrite,
           Effect.catchAll(writeError(entity, [])),
-          Effect.flatMap((found) => Effect.as(note(entity, found.map((r) => beforeOf("delete", entity, r, true))), found.length))
+          Effect.flatMap((found) =>
+            Effect.as(
+              note(
+                entity,
+                found.map((r) => beforeOf("delete", entity, r, true))
+              ),
+              found.length
+            )
+          )
         )
     })
 
@@ -537,7 +598,9 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     // write cannot interleave with a concurrent upsert's. Without it, the concurrent create's
     // unique violation may name another unique field (SQLite reports one violated index, in its
     // own order), which the Conflict above cannot recognise.
-    return db.dialect === "sqlite" ? sql.withTransaction(guarded).pipe(Effect.catchTag("SqlError", writeError(entity, [createValues]))) : guarded
+    return db.dialect === "sqlite"
+      ? sql.withTransaction(guarded).pipe(Effect.catchTag("SqlError", writeError(entity, [createValues])))
+      : guarded
   }
 
   return {

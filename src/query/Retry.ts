@@ -43,19 +43,38 @@ export type Transience = "notSent" | "rolledBack" | "lost"
 export type Unit = "read" | "write"
 
 const NOT_SENT = new Set([
-  "ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN",
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
   // PostgreSQL: cannot connect now (starting up / shutting down), too many connections, unable to
   // establish, connection rejected
-  "57P03", "53300", "08001", "08004",
+  "57P03",
+  "53300",
+  "08001",
+  "08004",
   // MySQL / MariaDB
-  "ER_CON_COUNT_ERROR", "ER_TOO_MANY_USER_CONNECTIONS", "ER_SERVER_SHUTDOWN_IN_PROGRESS"
+  "ER_CON_COUNT_ERROR",
+  "ER_TOO_MANY_USER_CONNECTIONS",
+  "ER_SERVER_SHUTDOWN_IN_PROGRESS"
 ])
 
 const ROLLED_BACK = new Set(["40001", "40P01", "55P03", "ER_LOCK_DEADLOCK", "ER_LOCK_WAIT_TIMEOUT"])
 
 const LOST = new Set([
-  "ECONNRESET", "EPIPE", "ETIMEDOUT", "PROTOCOL_CONNECTION_LOST", "PROTOCOL_SEQUENCE_TIMEOUT", "ER_SERVER_SHUTDOWN",
-  "57P01", "57P02", "08000", "08003", "08006", "08007"
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "PROTOCOL_CONNECTION_LOST",
+  "PROTOCOL_SEQUENCE_TIMEOUT",
+  "ER_SERVER_SHUTDOWN",
+  "57P01",
+  "57P02",
+  "08000",
+  "08003",
+  "08006",
+  "08007"
 ])
 
 interface DriverError {
@@ -74,7 +93,8 @@ export const transience = (error: SqlError): Transience | undefined => {
   if (error.message.startsWith("Failed to acquire connection")) return "notSent"
   if (/timeout exceeded when trying to connect/i.test(message)) return "notSent"
   if (LOST.has(code)) return "lost"
-  if (/Connection terminated|connection is closed|Cannot enqueue|Can't add new command when connection is in closed state/i.test(message)) return "lost"
+  if (/Connection terminated|connection is closed|Cannot enqueue|Can't add new command when connection is in closed state/i.test(message))
+    return "lost"
   return undefined
 }
 
@@ -89,7 +109,10 @@ export const backoff = (s: RetrySettings): Schedule.Schedule<unknown, unknown> =
     Schedule.intersect(Schedule.recurs(s.max_retries))
   )
 
-const shouldRetry = (unit: Unit) => (e: unknown): boolean => e instanceof SqlError && retryable(unit, transience(e))
+const shouldRetry =
+  (unit: Unit) =>
+  (e: unknown): boolean =>
+    e instanceof SqlError && retryable(unit, transience(e))
 
 /**
  * Retries `self` (a read, or a write unit: one autocommit statement or one whole transaction)
@@ -116,7 +139,8 @@ export const withRetry =
  */
 const retried = <A, E, R>(settings: RetrySettings, unit: Unit, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
   const retryable = shouldRetry(unit)
-  const noted = (e: E) => Effect.logDebug(`transient database failure (${transience(e as SqlError)}) in a ${unit}; retrying while tries remain`)
+  const noted = (e: E) =>
+    Effect.logDebug(`transient database failure (${transience(e as SqlError)}) in a ${unit}; retrying while tries remain`)
   const logged = Effect.tapError(self, (e) => (retryable(e) ? noted(e) : Effect.void))
   return Effect.catchAll(self, (first) => {
     if (!retryable(first)) return Effect.fail(first)

@@ -61,9 +61,7 @@ export const project = (entity: EntityDef, view: View, r: RowImage): Record<stri
 }
 
 export type Decided =
-  | undefined
-  | { readonly event: EventName; readonly from: "after" | "before" }
-  | { readonly event: "delete"; readonly from: "id" }
+  undefined | { readonly event: EventName; readonly from: "after" | "before" } | { readonly event: "delete"; readonly from: "id" }
 
 /**
  * The event for one subscriber. `after`: the row as fetched after the change (undefined: it is

@@ -8,8 +8,11 @@ import type { EntityDef } from "../entity/Model.js"
 import type { Values } from "../entity/Validate.js"
 import { isUserRole, type Principal, roleRank } from "../services/Principal.js"
 
-
-export const checkNoRoleEscalation = (principal: Principal, entity: EntityDef, records: ReadonlyArray<Values>): Effect.Effect<void, Forbidden> => {
+export const checkNoRoleEscalation = (
+  principal: Principal,
+  entity: EntityDef,
+  records: ReadonlyArray<Values>
+): Effect.Effect<void, Forbidden> => {
   if (principal.role === "system") return Effect.void
   const field = entity.byName.get("role")
   if (field === undefined || field.type !== "enum") return Effect.void

@@ -7,17 +7,18 @@
 import { Cause, Context, Effect, Exit, Option } from "effect"
 import * as os from "node:os"
 import { AppConfig } from "../Config.js"
-import { BadRequest, errorName, Internal, type RateLimited, type RequestError, toWireError, Unauthorized, type Unavailable } from "../Errors.js"
-import { EntityRegistry } from "../entity/Model.js"
 import {
-  authFailures,
-  durationOf,
-  entityRequestsOf,
-  principalRejectionsOf,
-  rateLimited,
-  requestErrorsOf,
-  requestsOf
-} from "../Metrics.js"
+  BadRequest,
+  errorName,
+  Internal,
+  type RateLimited,
+  type RequestError,
+  toWireError,
+  Unauthorized,
+  type Unavailable
+} from "../Errors.js"
+import { EntityRegistry } from "../entity/Model.js"
+import { authFailures, durationOf, entityRequestsOf, principalRejectionsOf, rateLimited, requestErrorsOf, requestsOf } from "../Metrics.js"
 import { makeRepository } from "../query/Repository.js"
 import { callerSpan, childSpan, parseTraceparent, requestTrace, spansExported, type TraceParent } from "../Spans.js"
 import { withQueryTimeout } from "../query/Timeout.js"
@@ -31,7 +32,16 @@ import { ResultCache } from "../services/ResultCache.js"
 import { Database } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { RateLimiter } from "../services/RateLimiter.js"
-import { entityNameOf, type LiveHandle, type MethodContext, type Outcome, requestWeight, runMethod, WriteMethods, writtenEntities } from "./Methods.js"
+import {
+  entityNameOf,
+  type LiveHandle,
+  type MethodContext,
+  type Outcome,
+  requestWeight,
+  runMethod,
+  WriteMethods,
+  writtenEntities
+} from "./Methods.js"
 import { decodeCredentials, decodeFrame, encodeError, encodeResult, isRejected, type Method, Methods, type Request } from "./Protocol.js"
 
 /** State of one WebSocket connection that requests may read and `authenticate` may set. */
@@ -50,7 +60,8 @@ export interface Connection {
   readonly channel?: PushChannel
 }
 
-const sameCredentials = (a: Credentials | undefined, b: Credentials): a is Credentials => a !== undefined && a.token === b.token && a.userId === b.userId
+const sameCredentials = (a: Credentials | undefined, b: Credentials): a is Credentials =>
+  a !== undefined && a.token === b.token && a.userId === b.userId
 
 export interface RpcHandlerShape {
   /** Answers one text frame; never fails. */
@@ -60,7 +71,10 @@ export interface RpcHandlerShape {
    * they are accepted, binds them to the connection as `authenticate` does: later frames may omit
    * `auth`, and the credentials are still checked on each of them. Audited as operation `connect`.
    */
-  readonly authenticateConnection: (conn: Connection, creds: Credentials) => Effect.Effect<Principal, Unauthorized | RateLimited | Unavailable>
+  readonly authenticateConnection: (
+    conn: Connection,
+    creds: Credentials
+  ) => Effect.Effect<Principal, Unauthorized | RateLimited | Unavailable>
 }
 
 export class RpcHandler extends Context.Tag("dbal/RpcHandler")<RpcHandler, RpcHandlerShape>() {}
@@ -78,7 +92,9 @@ const asRequestError = (cause: Cause.Cause<RequestError>): RequestError =>
  * The tagged metrics of each method, made once: tagging a metric per request builds a new key
  * (hashed and compared on every update), which showed in the profile of the request path.
  */
-const methodMetrics = new Map(Methods.map((m) => [m, { success: requestsOf(m, "success"), error: requestsOf(m, "error"), duration: durationOf(m) }] as const))
+const methodMetrics = new Map(
+  Methods.map((m) => [m, { success: requestsOf(m, "success"), error: requestsOf(m, "error"), duration: durationOf(m) }] as const)
+)
 const metricsOf = (m: Method) => methodMetrics.get(m)!
 
 /** Labelled counters made on first use and kept (the label sets are bounded, see below). */
@@ -126,7 +142,9 @@ export const make = Effect.gen(function* () {
   const audit = yield* AuditLog
   const changes = yield* Changes
   const cache = yield* ResultCache
-  const realtime: RealtimeShape | undefined = config.realtime.enabled ? Option.getOrUndefined(yield* Effect.serviceOption(Realtime)) : undefined
+  const realtime: RealtimeShape | undefined = config.realtime.enabled
+    ? Option.getOrUndefined(yield* Effect.serviceOption(Realtime))
+    : undefined
   const repo = makeRepository(db, registry, { retry: config.performance.retry, queryTimeoutMs: config.performance.query_timeout })
   const replica = config.cluster.replica_name ?? os.hostname()
   const timeoutMs = config.performance.query_timeout
@@ -181,7 +199,11 @@ export const make = Effect.gen(function* () {
     if (written.size === 0) return run
     // Announced whatever the outcome (a timed-out write may still have committed): the
     // receivers read the rows back, and announce only what they find.
-    if (!config.realtime.enabled) return Effect.ensuring(run, Effect.forEach(written, (e) => changes.publish(e), { discard: true }))
+    if (!config.realtime.enabled)
+      return Effect.ensuring(
+        run,
+        Effect.forEach(written, (e) => changes.publish(e), { discard: true })
+      )
     const into: Collector = []
     return Effect.ensuring(
       collecting(run, into),
@@ -233,8 +255,12 @@ export const make = Effect.gen(function* () {
         operation: req.method,
         entity: outcome?.entity ?? (req.method === "unsubscribe" ? null : entityNameOf(req.params)),
         ...(outcome !== undefined
-          ? outcome.recordIds === undefined ? {} : { recordIds: outcome.recordIds }
-          : target === undefined ? {} : { recordIds: [target] }),
+          ? outcome.recordIds === undefined
+            ? {}
+            : { recordIds: outcome.recordIds }
+          : target === undefined
+            ? {}
+            : { recordIds: [target] }),
         success: error === undefined,
         ...(error === undefined || wire === undefined ? {} : { errorCode: wire.code, error: errorName(error) }),
         ...(wire?.details === undefined ? {} : { details: wire.details }),
@@ -248,7 +274,8 @@ export const make = Effect.gen(function* () {
       if (error?._tag === "Unauthorized") authFailures.unsafeUpdate(1, [])
       if (wire !== undefined) {
         errorCounter(`${req.method} ${wire.code}`).unsafeUpdate(1, [])
-        if (principal !== undefined && rejectionCodes.has(wire.code)) rejectionCounter(`${principalLabel(principal.userId)} ${wire.code}`).unsafeUpdate(1, [])
+        if (principal !== undefined && rejectionCodes.has(wire.code))
+          rejectionCounter(`${principalLabel(principal.userId)} ${wire.code}`).unsafeUpdate(1, [])
       }
       // The entity label is a name of the registry: a name a client made up must not add series.
       if (record.entity !== null) {
@@ -280,7 +307,9 @@ export const make = Effect.gen(function* () {
     const caller = (req.traceparent === undefined ? undefined : parseTraceparent(req.traceparent)) ?? conn.traceparent
     const answered = exported
       ? run.pipe(
-          Effect.flatMap((exit) => Effect.flatMap(Effect.option(Effect.currentSpan), (span) => finish(exit, Option.isSome(span) ? span.value.traceId : undefined))),
+          Effect.flatMap((exit) =>
+            Effect.flatMap(Effect.option(Effect.currentSpan), (span) => finish(exit, Option.isSome(span) ? span.value.traceId : undefined))
+          ),
           Effect.withSpan(`rpc.${req.method}`, {
             attributes: { "rpc.method": req.method, "rpc.id": String(req.id) },
             captureStackTrace: false,
@@ -293,7 +322,10 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  const authenticateConnection = (conn: Connection, creds: Credentials): Effect.Effect<Principal, Unauthorized | RateLimited | Unavailable> => {
+  const authenticateConnection = (
+    conn: Connection,
+    creds: Credentials
+  ): Effect.Effect<Principal, Unauthorized | RateLimited | Unavailable> => {
     const started = performance.now()
     return Effect.onExit(
       Effect.tap(auth.authenticate(creds, conn.remoteAddress), () =>
@@ -329,4 +361,3 @@ export const make = Effect.gen(function* () {
 
   return { handle, authenticateConnection } satisfies RpcHandlerShape
 })
-

@@ -12,7 +12,16 @@
  */
 import { Effect, Either } from "effect"
 import type { DaemonConfig } from "../Config.js"
-import { BadRequest, Forbidden, NotFound, NotSupported, type RequestError, TransactionOpFailed, Unavailable, ValidationFailed } from "../Errors.js"
+import {
+  BadRequest,
+  Forbidden,
+  NotFound,
+  NotSupported,
+  type RequestError,
+  TransactionOpFailed,
+  Unavailable,
+  ValidationFailed
+} from "../Errors.js"
 import { adapterOf } from "../entity/Ddl.js"
 import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, validateCreate, validateCreateMany, validateUpdate, type Values } from "../entity/Validate.js"
@@ -54,7 +63,9 @@ export interface LiveHandle {
 
 /** What makes two decisions give the same answer: the row filter (values included) and the fields. */
 const decisionKey = (d: Access) => ({
-  f: JSON.stringify(d.rowFilter, (k, v: unknown) => (k === "field" && v !== null && typeof v === "object" && "name" in v ? (v as FieldDef).name : v)),
+  f: JSON.stringify(d.rowFilter, (k, v: unknown) =>
+    k === "field" && v !== null && typeof v === "object" && "name" in v ? (v as FieldDef).name : v
+  ),
   r: d.readable.map((f) => f.name)
 })
 
@@ -84,9 +95,7 @@ export interface Outcome {
 }
 
 const arity = (params: ReadonlyArray<unknown>, min: number, max: number, shape: string): Effect.Effect<void, BadRequest> =>
-  params.length < min || params.length > max
-    ? Effect.fail(new BadRequest({ reason: `expected params ${shape}` }))
-    : Effect.void
+  params.length < min || params.length > max ? Effect.fail(new BadRequest({ reason: `expected params ${shape}` })) : Effect.void
 
 const entityOf = (ctx: MethodContext, raw: unknown): Effect.Effect<EntityDef, RequestError> => {
   if (typeof raw !== "string") return Effect.fail(new BadRequest({ reason: "params[0] must be the entity name (a string)" }))
@@ -149,8 +158,10 @@ interface WritePlan {
   readonly view: View
 }
 
-const decideWrite = (op: AclOperation) => (ctx: MethodContext, entity: EntityDef): Effect.Effect<WritePlan, Forbidden> =>
-  Effect.flatMap(decide(ctx, entity, op), (decision) => Effect.map(viewOf(ctx, entity), (view) => ({ decision, view })))
+const decideWrite =
+  (op: AclOperation) =>
+  (ctx: MethodContext, entity: EntityDef): Effect.Effect<WritePlan, Forbidden> =>
+    Effect.flatMap(decide(ctx, entity, op), (decision) => Effect.map(viewOf(ctx, entity), (view) => ({ decision, view })))
 
 const decideRead = (ctx: MethodContext, entity: EntityDef): Effect.Effect<Decision, Forbidden> => decide(ctx, entity, "read")
 
@@ -176,7 +187,11 @@ const checkReadable = (readableFields: ReadonlyArray<FieldDef>, fields: Readonly
   const hidden = fields.find((f) => !readable.has(f))
   return hidden === undefined
     ? Effect.void
-    : Effect.fail(new Forbidden({ reason: `field '${hidden.name}' may not be read by this principal, so it cannot be filtered, sorted or looked up by` }))
+    : Effect.fail(
+        new Forbidden({
+          reason: `field '${hidden.name}' may not be read by this principal, so it cannot be filtered, sorted or looked up by`
+        })
+      )
 }
 
 /** The request's score against `performance.max_query_complexity`, shared by a transaction's operations. */
@@ -228,7 +243,8 @@ const parseSort = (entity: EntityDef, raw: unknown): Effect.Effect<Array<SortKey
     for (const [name, dir] of Object.entries(item)) {
       const f = entity.byName.get(name)
       if (f === undefined || f.neverExpose) issues.push({ field: `${at}.${name}`, error: `unknown field of ${entity.name}` })
-      else if (f.type === "json" || f.type === "string_list") issues.push({ field: `${at}.${name}`, error: `${f.type === "json" ? "JSON fields" : "lists"} cannot be sorted` })
+      else if (f.type === "json" || f.type === "string_list")
+        issues.push({ field: `${at}.${name}`, error: `${f.type === "json" ? "JSON fields" : "lists"} cannot be sorted` })
       else if (dir !== "asc" && dir !== "desc") issues.push({ field: `${at}.${name}`, error: 'must be "asc" or "desc"' })
       else if (!keys.some((k) => k.field === f)) keys.push({ field: f, direction: dir })
     }
@@ -245,7 +261,9 @@ const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<Fiel
   const names = Array.isArray(raw)
     ? raw
     : isRecord(raw)
-      ? Object.entries(raw).filter(([, v]) => v === true).map(([k]) => k)
+      ? Object.entries(raw)
+          .filter(([, v]) => v === true)
+          .map(([k]) => k)
       : undefined
   if (names === undefined || !names.every((n): n is string => typeof n === "string")) {
     return Effect.fail(ValidationFailed.one("include", 'must be a list of relation names, e.g. ["page"]'))
@@ -256,7 +274,12 @@ const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<Fiel
     const f = relations.find((r) => r.foreignKey!.relation === n)
     if (f === undefined) {
       const known = relations.map((r) => r.foreignKey!.relation)
-      return Effect.fail(ValidationFailed.one(`include.${n}`, `unknown relation of ${entity.name}${known.length > 0 ? ` (known: ${known.join(", ")})` : " (it has none)"}`))
+      return Effect.fail(
+        ValidationFailed.one(
+          `include.${n}`,
+          `unknown relation of ${entity.name}${known.length > 0 ? ` (known: ${known.join(", ")})` : " (it has none)"}`
+        )
+      )
     }
     if (!out.includes(f)) out.push(f)
   }
@@ -266,11 +289,13 @@ const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<Fiel
 /** List options after the access decision: keys, paging, filter, sort, complexity, includes. */
 const listOptions = (ctx: MethodContext, entity: EntityDef, o: Record<string, unknown>) =>
   Effect.gen(function* () {
-    for (const k of Object.keys(o)) if (!LIST_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown list option (expected filter, sort, page, limit, include)")
+    for (const k of Object.keys(o))
+      if (!LIST_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown list option (expected filter, sort, page, limit, include)")
     const max = ctx.config.performance.max_page_size
     const page = o.page ?? 1
     const limit = o.limit ?? ctx.config.performance.default_page_size
-    if (typeof page !== "number" || !Number.isSafeInteger(page) || page < 1) return yield* ValidationFailed.one("page", "must be an integer >= 1")
+    if (typeof page !== "number" || !Number.isSafeInteger(page) || page < 1)
+      return yield* ValidationFailed.one("page", "must be an integer >= 1")
     if (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit < 1 || limit > max) {
       return yield* ValidationFailed.one("limit", `must be an integer between 1 and ${max}`)
     }
@@ -309,7 +334,13 @@ interface EntityMethod<P, D> {
   readonly params: readonly [min: number, max: number, shape: string]
   readonly decode: (p: ReadonlyArray<unknown>, entity: EntityDef) => Effect.Effect<P, BadRequest>
   readonly decide: (ctx: MethodContext, entity: EntityDef) => Effect.Effect<D, Forbidden>
-  readonly run: (ctx: MethodContext, entity: EntityDef, params: P, decided: D, raw: ReadonlyArray<unknown>) => Effect.Effect<Outcome, RequestError>
+  readonly run: (
+    ctx: MethodContext,
+    entity: EntityDef,
+    params: P,
+    decided: D,
+    raw: ReadonlyArray<unknown>
+  ) => Effect.Effect<Outcome, RequestError>
 }
 
 type Runner = (ctx: MethodContext, params: ReadonlyArray<unknown>) => Effect.Effect<Outcome, RequestError>
@@ -319,7 +350,9 @@ const onEntity =
   (ctx, raw) =>
     Effect.flatMap(arity(raw, m.params[0], m.params[1], m.params[2]), () =>
       Effect.flatMap(entityOf(ctx, raw[0]), (entity) =>
-        Effect.flatMap(m.decode(raw, entity), (params) => Effect.flatMap(m.decide(ctx, entity), (decided) => m.run(ctx, entity, params, decided, raw)))
+        Effect.flatMap(m.decode(raw, entity), (params) =>
+          Effect.flatMap(m.decide(ctx, entity), (decided) => m.run(ctx, entity, params, decided, raw))
+        )
       )
     )
 
@@ -341,7 +374,8 @@ interface UpsertParams {
 const UPSERT_SHAPE = "[entity, uniqueField, uniqueValue, createData, updateData] or [entity, filter, createData, updateData]"
 
 const decodeUpsert = (p: ReadonlyArray<unknown>): Effect.Effect<UpsertParams, BadRequest> => {
-  if (p.length === 5 && typeof p[1] === "string") return Effect.succeed({ field: p[1], value: p[2], createData: p[3], updateData: p[4], at: "uniqueField" })
+  if (p.length === 5 && typeof p[1] === "string")
+    return Effect.succeed({ field: p[1], value: p[2], createData: p[3], updateData: p[4], at: "uniqueField" })
   if (p.length === 4 && isRecord(p[1])) {
     const keys = Object.keys(p[1])
     return Effect.succeed({
@@ -355,7 +389,12 @@ const decodeUpsert = (p: ReadonlyArray<unknown>): Effect.Effect<UpsertParams, Ba
   }
   return Effect.fail(
     new BadRequest({
-      reason: p.length === 5 ? "params[1] must be the unique field's name (a string)" : p.length === 4 ? "params[1] must be a filter object naming one unique field" : `expected params ${UPSERT_SHAPE}`
+      reason:
+        p.length === 5
+          ? "params[1] must be the unique field's name (a string)"
+          : p.length === 4
+            ? "params[1] must be a filter object naming one unique field"
+            : `expected params ${UPSERT_SHAPE}`
     })
   )
 }
@@ -363,13 +402,19 @@ const decodeUpsert = (p: ReadonlyArray<unknown>): Effect.Effect<UpsertParams, Ba
 /** The upsert's lookup field, after the decision: one unique field other than id, with a plain value. */
 const upsertLookup = (entity: EntityDef, u: UpsertParams): Effect.Effect<FieldDef, RequestError> => {
   if (u.field === undefined) {
-    return Effect.fail(ValidationFailed.one("filter", `must name exactly one unique field of ${entity.name} (it names ${Object.keys(u.filter ?? {}).length})`))
+    return Effect.fail(
+      ValidationFailed.one(
+        "filter",
+        `must name exactly one unique field of ${entity.name} (it names ${Object.keys(u.filter ?? {}).length})`
+      )
+    )
   }
   const at = u.at === "filter" ? `filter.${u.field}` : "uniqueField"
   return Effect.flatMap(uniqueField(entity, u.field, at), (f) => {
     if (f.primary) return Effect.fail(ValidationFailed.one(at, "ids are generated by the daemon: upsert by another unique field"))
     if (u.at === "filter") {
-      if (u.value === null || typeof u.value === "object") return Effect.fail(ValidationFailed.one(at, "must be the unique value itself (not null, an operator or a list)"))
+      if (u.value === null || typeof u.value === "object")
+        return Effect.fail(ValidationFailed.one(at, "must be the unique value itself (not null, an operator or a list)"))
       const v = operand(f, u.value)
       if (Either.isLeft(v)) return Effect.fail(ValidationFailed.one(at, v.left))
     }
@@ -389,9 +434,10 @@ export const requestWeight = (method: Method, params: ReadonlyArray<unknown>): n
     const ops = Array.isArray(params[0]) ? params[0] : []
     let total = 0
     for (const op of ops) {
-      total += isRecord(op) && typeof op.method === "string" && op.method !== "transaction" && Object.hasOwn(MethodTable, op.method)
-        ? requestWeight(op.method as Method, Array.isArray(op.params) ? op.params : [])
-        : 1
+      total +=
+        isRecord(op) && typeof op.method === "string" && op.method !== "transaction" && Object.hasOwn(MethodTable, op.method)
+          ? requestWeight(op.method as Method, Array.isArray(op.params) ? op.params : [])
+          : 1
     }
     return Math.max(1, total)
   }
@@ -427,7 +473,11 @@ const readMethod: Runner = onEntity({
   decode: (p, entity) => idAt(p, 1, entity),
   decide: decideRead,
   run: (ctx, entity, id, d, p) =>
-    Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
+    Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({
+      result,
+      entity: entity.name,
+      recordIds: [String(id)]
+    }))
 })
 
 const updateMethod: Runner = onEntity({
@@ -447,7 +497,8 @@ const deleteMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
   decode: (p, entity) => idAt(p, 1, entity),
   decide: (ctx, entity) => decide(ctx, entity, "delete"),
-  run: (ctx, entity, id, d) => Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
+  run: (ctx, entity, id, d) =>
+    Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
 })
 
 const listMethod: Runner = onEntity({
@@ -511,7 +562,13 @@ const findByFieldMethod: Runner = onEntity({
     Effect.gen(function* () {
       const { f, v } = yield* readableLookup(entity, name, p[2], d.readable)
       if (v === undefined) return { result: null, entity: entity.name }
-      const result = yield* cachedRead(ctx, "findByField", p, [{ entity, access: d }], ctx.repo.findFirst(entity, ctx.repo.byField(f, v), d))
+      const result = yield* cachedRead(
+        ctx,
+        "findByField",
+        p,
+        [{ entity, access: d }],
+        ctx.repo.findFirst(entity, ctx.repo.byField(f, v), d)
+      )
       return { result, entity: entity.name, recordIds: idsOf(entity, result) }
     })
 })
@@ -520,7 +577,9 @@ const upsertMethod: Runner = onEntity({
   params: [4, 5, UPSERT_SHAPE],
   decode: decodeUpsert,
   decide: (ctx, entity) =>
-    Effect.flatMap(decide(ctx, entity, "create"), (create) => Effect.map(decideWrite("update")(ctx, entity), (update) => ({ create, update }))),
+    Effect.flatMap(decide(ctx, entity, "create"), (create) =>
+      Effect.map(decideWrite("update")(ctx, entity), (update) => ({ create, update }))
+    ),
   run: (ctx, entity, u, { create: dc, update: { decision: du, view } }) =>
     Effect.gen(function* () {
       const f = yield* upsertLookup(entity, u)
@@ -572,7 +631,10 @@ const deleteByFieldMethod: Runner = onEntity({
 
 const createManyMethod: Runner = onEntity({
   params: [2, 2, "[entity, data[]]"],
-  decode: (p) => (Array.isArray(p[1]) ? Effect.succeed(p[1] as ReadonlyArray<unknown>) : Effect.fail(new BadRequest({ reason: "params[1] must be an array of records" }))),
+  decode: (p) =>
+    Array.isArray(p[1])
+      ? Effect.succeed(p[1] as ReadonlyArray<unknown>)
+      : Effect.fail(new BadRequest({ reason: "params[1] must be an array of records" })),
   decide: (ctx, entity) => decide(ctx, entity, "create"),
   run: (ctx, entity, records, d) =>
     Effect.gen(function* () {
@@ -649,7 +711,8 @@ const subscribeMethod: Runner = onEntity({
   decide: decideRead,
   run: (ctx, entity, options, d) =>
     Effect.gen(function* () {
-      for (const k of Object.keys(options)) if (!SUBSCRIBE_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown subscribe option (expected filter)")
+      for (const k of Object.keys(options))
+        if (!SUBSCRIBE_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown subscribe option (expected filter)")
       const filter = yield* filterOf(entity, options.filter, "filter")
       yield* admitComplexity(ctx, { filter })
       yield* checkReadable(d.readable, fieldsOf(filter))
@@ -687,7 +750,9 @@ const transactionMethod: Runner = (ctx, p) =>
       }
       const spec = Object.hasOwn(MethodTable, op.method) ? MethodTable[op.method as Method] : undefined
       if (spec === undefined || !spec.inTransaction || spec.run === undefined) {
-        return yield* new BadRequest({ reason: `ops[${i}].method ${JSON.stringify(op.method.slice(0, 64))} cannot be part of a transaction` })
+        return yield* new BadRequest({
+          reason: `ops[${i}].method ${JSON.stringify(op.method.slice(0, 64))} cannot be part of a transaction`
+        })
       }
       ops.push({ run: spec.run, params: (op.params ?? []) as ReadonlyArray<unknown> })
     }
@@ -697,13 +762,22 @@ const transactionMethod: Runner = (ctx, p) =>
     // budget for all of them.
     const { cache: _cache, ...noCache } = ctx
     const inner: MethodContext = { ...noCache, spent: { score: 0 } }
-    const outcomes = yield* ctx.db.sql.withTransaction(
-      Effect.forEach(ops, (op, index) => op.run(inner, op.params).pipe(Effect.mapError((error) => new TransactionOpFailed({ index, error }))))
-    ).pipe(
-      Effect.catchTag("SqlError", (e) =>
-        Effect.fail(new TransactionOpFailed({ index: ops.length - 1, error: new Unavailable({ reason: "the transaction could not be committed", cause: e }) }))
+    const outcomes = yield* ctx.db.sql
+      .withTransaction(
+        Effect.forEach(ops, (op, index) =>
+          op.run(inner, op.params).pipe(Effect.mapError((error) => new TransactionOpFailed({ index, error })))
+        )
       )
-    )
+      .pipe(
+        Effect.catchTag("SqlError", (e) =>
+          Effect.fail(
+            new TransactionOpFailed({
+              index: ops.length - 1,
+              error: new Unavailable({ reason: "the transaction could not be committed", cause: e })
+            })
+          )
+        )
+      )
     return {
       result: outcomes.map((o) => o.result),
       recordIds: outcomes.flatMap((o) => o.recordIds ?? [])
@@ -747,7 +821,11 @@ export const writtenEntities = (method: Method, params: ReadonlyArray<unknown>):
   if (method === "transaction") {
     const ops = Array.isArray(params[0]) ? params[0] : []
     return ops.flatMap((op: unknown) =>
-      isRecord(op) && typeof op.method === "string" && WriteMethods.has(op.method as Method) && Array.isArray(op.params) && typeof op.params[0] === "string"
+      isRecord(op) &&
+      typeof op.method === "string" &&
+      WriteMethods.has(op.method as Method) &&
+      Array.isArray(op.params) &&
+      typeof op.params[0] === "string"
         ? [op.params[0].slice(0, 64)]
         : []
     )
@@ -781,7 +859,11 @@ export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
   }
 })
 
-export const runMethod = (ctx: MethodContext, method: Exclude<Method, "authenticate">, p: ReadonlyArray<unknown>): Effect.Effect<Outcome, RequestError> =>
-  MethodTable[method].run!(ctx, p)
+export const runMethod = (
+  ctx: MethodContext,
+  method: Exclude<Method, "authenticate">,
+  p: ReadonlyArray<unknown>
+): Effect.Effect<Outcome, RequestError> => MethodTable[method].run!(ctx, p)
 
-export const entityNameOf = (params: ReadonlyArray<unknown>): string | null => (typeof params[0] === "string" ? params[0].slice(0, 64) : null)
+export const entityNameOf = (params: ReadonlyArray<unknown>): string | null =>
+  typeof params[0] === "string" ? params[0].slice(0, 64) : null

@@ -117,7 +117,15 @@ export const describeSchema = (registry: EntityRegistryShape, decisions: Readonl
         .filter(({ r, c, u }) => r || c || u)
       const relations = fields.flatMap(({ f, r }): Array<SchemaRelation> =>
         r && f.foreignKey !== undefined && readableEntity(f.foreignKey.entity)
-          ? [{ name: f.foreignKey.relation, entity: f.foreignKey.entity, field: f.name, references: f.foreignKey.field, onDelete: f.foreignKey.onDelete }]
+          ? [
+              {
+                name: f.foreignKey.relation,
+                entity: f.foreignKey.entity,
+                field: f.name,
+                references: f.foreignKey.field,
+                onDelete: f.foreignKey.onDelete
+              }
+            ]
           : []
       )
       return {

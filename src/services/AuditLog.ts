@@ -60,7 +60,9 @@ const clipIdentity = (rec: AuditRecord, name: number, requestId: number): AuditR
 
 const needsClipping = (rec: AuditRecord): boolean =>
   (typeof rec.requestId === "string" && rec.requestId.length > REQUEST_ID_MAX_CHARS) ||
-  [rec.traceId, rec.replica, rec.userId, rec.role, rec.operation, rec.entity, rec.error, rec.remoteAddress].some((s) => typeof s === "string" && s.length > NAME_MAX_CHARS) ||
+  [rec.traceId, rec.replica, rec.userId, rec.role, rec.operation, rec.entity, rec.error, rec.remoteAddress].some(
+    (s) => typeof s === "string" && s.length > NAME_MAX_CHARS
+  ) ||
   (rec.recordIds?.some((id) => id.length > NAME_MAX_CHARS) ?? false)
 
 /**

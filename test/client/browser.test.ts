@@ -75,10 +75,14 @@ describe.skipIf(!haveChromium)("the client in headless Chromium", () => {
     const dir = tempDir("browser")
     // The generated module imports the client's sources here (a consumer's imports dbal-daemon/client).
     const generated = path.join(dir, "db.ts")
-    await run(process.execPath, [BIN, "generate", `--config=${config}`, `--out=${generated}`, `--import=${path.join(root, "src", "client", "index.ts")}`], {
-      cwd: root,
-      timeout: 120_000
-    })
+    await run(
+      process.execPath,
+      [BIN, "generate", `--config=${config}`, `--out=${generated}`, `--import=${path.join(root, "src", "client", "index.ts")}`],
+      {
+        cwd: root,
+        timeout: 120_000
+      }
+    )
     fs.writeFileSync(path.join(dir, "entry.js"), SCENARIO(generated, path.join(root, "src", "client", "index.ts")))
     const bundled = await build({
       entryPoints: [path.join(dir, "entry.js")],
@@ -141,11 +145,15 @@ describe.skipIf(!haveChromium)("the client in headless Chromium", () => {
     const errors: Array<string> = []
     page.on("pageerror", (e) => errors.push(e.message))
     await page.goto(pageUrl)
-    await page.waitForFunction(() => typeof (globalThis as unknown as { scenario?: unknown }).scenario === "function", undefined, { timeout: 60_000 })
-    const r = (await page.evaluate(
-      (args) => (globalThis as unknown as { scenario: (a: unknown) => Promise<unknown> }).scenario(args),
-      { endpoint: `ws://127.0.0.1:${daemon!.port}`, token: me.token, userId: me.id, otherId: other.id }
-    )) as Rec
+    await page.waitForFunction(() => typeof (globalThis as unknown as { scenario?: unknown }).scenario === "function", undefined, {
+      timeout: 60_000
+    })
+    const r = (await page.evaluate((args) => (globalThis as unknown as { scenario: (a: unknown) => Promise<unknown> }).scenario(args), {
+      endpoint: `ws://127.0.0.1:${daemon!.port}`,
+      token: me.token,
+      userId: me.id,
+      otherId: other.id
+    })) as Rec
     expect(errors).toEqual([])
     expect(r.note).toMatchObject({ userId: me.id, title: "from the browser", status: "draft" })
     expect(String((r.note as Rec).body)).toContain("HeadlessChrome")

@@ -68,7 +68,11 @@ describe("development mode (in process, SQLite)", () => {
     const e = await rejection(c.users.count())
     expect(e.kind).toBe("NotConnected")
 
-    const broken = new DBALClient({ mode: "development", adapter: "sqlite", database: path.join(dir, "no", "such", "\u0000dir", "x.sqlite") })
+    const broken = new DBALClient({
+      mode: "development",
+      adapter: "sqlite",
+      database: path.join(dir, "no", "such", "\u0000dir", "x.sqlite")
+    })
     const b = await rejection(broken.users.count())
     expect(b.kind).toBe("NotConnected")
     await broken.close()
@@ -91,7 +95,11 @@ describe("production mode (WebSocket, real daemon on SQLite)", () => {
   clientSuite(() => new DBALClient({ mode: "production", endpoint: `ws://127.0.0.1:${daemon!.port}`, auth }))
 
   it("answers 401 for a token the daemon does not know, without reconnecting in a loop", async () => {
-    const c = new DBALClient({ mode: "production", endpoint: `ws://127.0.0.1:${daemon!.port}`, auth: { token: "wrong-token-0123456789abcdef" } })
+    const c = new DBALClient({
+      mode: "production",
+      endpoint: `ws://127.0.0.1:${daemon!.port}`,
+      auth: { token: "wrong-token-0123456789abcdef" }
+    })
     try {
       const e = await rejection(c.users.count())
       expect(e.kind).toBe("Server")
@@ -204,7 +212,8 @@ describe("production mode: timeouts and unreachable daemons", () => {
       ws.on("message", (data) => {
         const frame = JSON.parse(String(data)) as { id: unknown; method: string }
         received.push(frame.method)
-        if (frame.method === "authenticate") ws.send(JSON.stringify({ id: frame.id, result: { authenticated: true, userId: "tests", role: "system" } }))
+        if (frame.method === "authenticate")
+          ws.send(JSON.stringify({ id: frame.id, result: { authenticated: true, userId: "tests", role: "system" } }))
       })
     })
   })
@@ -268,7 +277,13 @@ describe("production mode: timeouts and unreachable daemons", () => {
 
   it("fails with NotConnected when no daemon listens", async () => {
     const port = await freePort()
-    const c = new DBALClient({ mode: "production", endpoint: `ws://127.0.0.1:${port}`, auth, requestTimeoutMs: 300, reconnect: { initialDelayMs: 20, maxDelayMs: 50 } })
+    const c = new DBALClient({
+      mode: "production",
+      endpoint: `ws://127.0.0.1:${port}`,
+      auth,
+      requestTimeoutMs: 300,
+      reconnect: { initialDelayMs: 20, maxDelayMs: 50 }
+    })
     try {
       const e = await within(5_000, "request without a daemon", rejection(c.users.count()))
       expect(e.kind).toBe("NotConnected")

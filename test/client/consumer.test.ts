@@ -83,7 +83,10 @@ export function misuse(): void {
 }
 `
 
-/** The Effect API, typed by dbal-daemon/client/effect (an Effect of the generated entities, a scoped client, DbalError as an Effect error). */
+/**
+ * The Effect API, typed by dbal-daemon/client/effect (an Effect of the generated entities, a scoped
+ * client, DbalError as an Effect error).
+ */
 const EFFECT_APP = `import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type {} from "dbal-daemon/client/effect"
@@ -173,10 +176,30 @@ describe("a consumer of the compiled client", () => {
     const started = performance.now()
     const tsc = await run(
       process.execPath,
-      [TSC, "--strict", "--lib", "es2022", "--skipLibCheck", "false", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "--outDir", "out", "app.ts"],
+      [
+        TSC,
+        "--strict",
+        "--lib",
+        "es2022",
+        "--skipLibCheck",
+        "false",
+        "--target",
+        "es2022",
+        "--module",
+        "nodenext",
+        "--moduleResolution",
+        "nodenext",
+        "--types",
+        "node",
+        "--outDir",
+        "out",
+        "app.ts"
+      ],
       { cwd: dir, timeout: 300_000 }
     ).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`, stderr: "" }))
-    console.log(`consumer typecheck + emit (db.ts, app.ts, the client's .d.ts, @types/node): ${(performance.now() - started).toFixed(0)} ms`)
+    console.log(
+      `consumer typecheck + emit (db.ts, app.ts, the client's .d.ts, @types/node): ${(performance.now() - started).toFixed(0)} ms`
+    )
     expect(tsc.stdout).toBe("")
     const env = { ...process.env, ENDPOINT: `ws://127.0.0.1:${daemon!.port}`, TOKEN: user.token, USER_ID: user.id, OTHER_ID: otherId }
     const plain = await run(process.execPath, [path.join(dir, "out", "app.js")], { cwd: dir, env, timeout: 120_000 })
@@ -185,16 +208,39 @@ describe("a consumer of the compiled client", () => {
     expect(a.owner).toMatch(/^c_/)
     expect(a.counted).toBe(1)
     // The platform's WebSocket, without ws.
-    const platform = await run(process.execPath, ["--experimental-websocket", path.join(dir, "out", "app.js")], { cwd: dir, env, timeout: 120_000 })
+    const platform = await run(process.execPath, ["--experimental-websocket", path.join(dir, "out", "app.js")], {
+      cwd: dir,
+      env,
+      timeout: 120_000
+    })
     const b = JSON.parse(platform.stdout) as Rec
     expect(b).toMatchObject({ status: "published", refused: 403, counted: 2 })
     expect(b.platformSockets).toBeGreaterThanOrEqual(1)
   }, 600_000)
 
   it("types the Effect API with dbal-daemon/client/effect imported; without it, the Promise API does not read effect's declarations", async () => {
-    const tscArgs = ["--strict", "--lib", "es2022", "--skipLibCheck", "false", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "--noEmit", "--listFiles"]
+    const tscArgs = [
+      "--strict",
+      "--lib",
+      "es2022",
+      "--skipLibCheck",
+      "false",
+      "--target",
+      "es2022",
+      "--module",
+      "nodenext",
+      "--moduleResolution",
+      "nodenext",
+      "--types",
+      "node",
+      "--noEmit",
+      "--listFiles"
+    ]
     const check = (file: string) =>
-      run(process.execPath, [TSC, ...tscArgs, file], { cwd: dir, timeout: 300_000 }).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`, stderr: "" }))
+      run(process.execPath, [TSC, ...tscArgs, file], { cwd: dir, timeout: 300_000 }).catch((e: { stdout?: string; stderr?: string }) => ({
+        stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`,
+        stderr: ""
+      }))
     const fx = await check("effect-app.ts")
     expect(fx.stdout.split("\n").filter((l) => /error TS/.test(l))).toEqual([])
     expect(fx.stdout).toMatch(/effect\/dist\/dts\/Effect\.d\.ts/)

@@ -85,7 +85,13 @@ export const clientSuite = (makeClient: () => Promise<DBALClient> | DBALClient) 
       const tree = await client.components.list({ filter: { pageId: page.id }, sort: { order: "asc" } })
       expect(tree.data.map((c) => c.componentType)).toEqual(["Grid", "Text"])
 
-      const wf = await client.workflows.create({ name: `wf-${s}`, trigger: "event", triggerConfig: { on: "signup" }, steps: [{ do: "mail" }], createdBy: admin.id })
+      const wf = await client.workflows.create({
+        name: `wf-${s}`,
+        trigger: "event",
+        triggerConfig: { on: "signup" },
+        steps: [{ do: "mail" }],
+        createdBy: admin.id
+      })
       expect(wf.triggerConfig).toEqual({ on: "signup" })
       expect((await client.workflows.findByField("name", `wf-${s}`))?.id).toBe(wf.id)
 
@@ -96,7 +102,11 @@ export const clientSuite = (makeClient: () => Promise<DBALClient> | DBALClient) 
 
       const pkg = await client.packages.create({ name: `pkg-${s}`, version: "1.2.3", author: "tests", manifest: { deps: {} } })
       expect(pkg.isInstalled).toBe(false)
-      const installed = await client.packages.update(pkg.id, { isInstalled: true, installedBy: admin.id, installedAt: "2025-01-02T03:04:05.000Z" })
+      const installed = await client.packages.update(pkg.id, {
+        isInstalled: true,
+        installedBy: admin.id,
+        installedAt: "2025-01-02T03:04:05.000Z"
+      })
       expect(installed.installedAt).toBe("2025-01-02T03:04:05.000Z")
 
       // Deleting the page removes its components (on_delete: cascade).
@@ -130,13 +140,22 @@ export const clientSuite = (makeClient: () => Promise<DBALClient> | DBALClient) 
     })
 
     it("filters with operators, pages and sorts", async () => {
-      const r = await client.pages.list({ filter: { slug: { startsWith: `list-${tag}-` }, level: { gte: 2 } }, sort: { level: "desc" }, limit: 2 })
+      const r = await client.pages.list({
+        filter: { slug: { startsWith: `list-${tag}-` }, level: { gte: 2 } },
+        sort: { level: "desc" },
+        limit: 2
+      })
       expect(r.total).toBe(4)
       expect(r.page).toBe(1)
       expect(r.limit).toBe(2)
       expect(r.hasMore).toBe(true)
       expect(r.data.map((p) => p.level)).toEqual([5, 4])
-      const last = await client.pages.list({ filter: { slug: { startsWith: `list-${tag}-` }, level: { gte: 2 } }, sort: { level: "desc" }, limit: 2, page: 2 })
+      const last = await client.pages.list({
+        filter: { slug: { startsWith: `list-${tag}-` }, level: { gte: 2 } },
+        sort: { level: "desc" },
+        limit: 2,
+        page: 2
+      })
       expect(last.data.map((p) => p.level)).toEqual([3, 2])
       expect(last.hasMore).toBe(false)
     })
@@ -161,7 +180,9 @@ export const clientSuite = (makeClient: () => Promise<DBALClient> | DBALClient) 
       const n = await client.users.createMany([0, 1, 2].map((i) => ({ username: `bulk_${s}_${i}`, email: `bulk_${s}_${i}@example.com` })))
       expect(n).toBe(3)
       expect(await client.users.count({ username: { startsWith: `bulk_${s}_` } })).toBe(3)
-      expect(await client.users.updateMany({ username: { startsWith: `bulk_${s}_` }, NOT: { username: `bulk_${s}_0` } }, { role: "admin" })).toBe(2)
+      expect(
+        await client.users.updateMany({ username: { startsWith: `bulk_${s}_` }, NOT: { username: `bulk_${s}_0` } }, { role: "admin" })
+      ).toBe(2)
       expect(await client.users.count({ username: { startsWith: `bulk_${s}_` }, role: "admin" })).toBe(2)
       expect(await client.users.deleteMany({ username: { startsWith: `bulk_${s}_` } })).toBe(3)
       expect(await client.users.findFirst({ username: { startsWith: `bulk_${s}_` } })).toBeNull()
@@ -202,7 +223,10 @@ export const clientSuite = (makeClient: () => Promise<DBALClient> | DBALClient) 
           { method: "create", params: ["PageView", { slug: `tx2-${s}`, title: "Tx", level: 1, layout: {} }] },
           { method: "create", params: ["PageView", { slug: `tx2-${s}`, title: "again", level: 1, layout: {} }] }
         ])
-        .then(() => undefined, (e: unknown) => e)
+        .then(
+          () => undefined,
+          (e: unknown) => e
+        )
       expect(failed).toBeInstanceOf(DbalError)
       expect((failed as DbalError).code).toBe(409)
       expect((failed as DbalError).details).toMatchObject({ operation: 1, rolledBack: true })
@@ -284,9 +308,13 @@ export const clientSuite = (makeClient: () => Promise<DBALClient> | DBALClient) 
     it("runs requests concurrently", async () => {
       const s = uid()
       const users = await Effect.runPromise(
-        Effect.forEach([0, 1, 2, 3, 4, 5, 6, 7], (i) => client.effect.users.create({ username: `par_${s}_${i}`, email: `par_${s}_${i}@example.com` }), {
-          concurrency: "unbounded"
-        })
+        Effect.forEach(
+          [0, 1, 2, 3, 4, 5, 6, 7],
+          (i) => client.effect.users.create({ username: `par_${s}_${i}`, email: `par_${s}_${i}@example.com` }),
+          {
+            concurrency: "unbounded"
+          }
+        )
       )
       expect(new Set(users.map((u) => u.id)).size).toBe(8)
       expect(await client.users.count({ username: { startsWith: `par_${s}_` } })).toBe(8)

@@ -20,9 +20,7 @@ const systemdConfig = path.join(root, "deploy", "systemd", "config.yaml")
 const shipped = YAML.parse(fs.readFileSync(systemdConfig, "utf8")) as any
 
 /** credential name -> encrypted file, from LoadCredentialEncrypted= lines. */
-const loaded = new Map(
-  [...unitText.matchAll(/^LoadCredentialEncrypted=([^:\s]+):(\S+)$/gm)].map((m) => [m[1]!, m[2]!] as const)
-)
+const loaded = new Map([...unitText.matchAll(/^LoadCredentialEncrypted=([^:\s]+):(\S+)$/gm)].map((m) => [m[1]!, m[2]!] as const))
 
 describe("deploy/systemd: credentials", () => {
   it("the unit loads, encrypted, every credential the shipped configuration reads; no secret in its environment", () => {
@@ -64,9 +62,14 @@ describe("credential files: where relative *_file paths point", () => {
   it("a missing credential is one problem naming the key; token and token_file together are refused", async () => {
     const missing = await load({ CREDENTIALS_DIRECTORY: path.join(dir, "nowhere") })
     expect(Exit.isFailure(missing)).toBe(true)
-    expect(String(Exit.isFailure(missing) ? missing.cause : "")).toContain("security.auth.service_tokens[0].token_file: cannot read it (ENOENT)")
+    expect(String(Exit.isFailure(missing) ? missing.cause : "")).toContain(
+      "security.auth.service_tokens[0].token_file: cannot read it (ENOENT)"
+    )
     const both = path.join(dir, "both.yaml")
-    fs.writeFileSync(both, "database: {adapter: sqlite, connection: {filename: x.sqlite}}\nsecurity: {auth: {service_tokens: [{name: app, token: inline-token-0000000000, token_file: service-token}]}}\n")
+    fs.writeFileSync(
+      both,
+      "database: {adapter: sqlite, connection: {filename: x.sqlite}}\nsecurity: {auth: {service_tokens: [{name: app, token: inline-token-0000000000, token_file: service-token}]}}\n"
+    )
     const r = await Effect.runPromiseExit(loadConfig(both, {}))
     expect(String(Exit.isFailure(r) ? r.cause : "loaded")).toContain("set either token or token_file, not both")
   })

@@ -62,12 +62,28 @@ describe("deploy/Dockerfile", () => {
     const copies = final("COPY").map((c) => c.args)
     expect(copies.some((c) => /^--from=\w+ \S*\/dist \.\/dist$/.test(c))).toBe(true)
     expect(copies.some((c) => /^src\b/.test(c))).toBe(false)
-    expect(final("ENV").map((e) => e.args).join(" ")).toMatch(/\bDBAL_COMPILED=1\b/)
-    expect(final("ENV").map((e) => e.args).join(" ")).toMatch(/\bNODE_ENV=production\b/)
+    expect(
+      final("ENV")
+        .map((e) => e.args)
+        .join(" ")
+    ).toMatch(/\bDBAL_COMPILED=1\b/)
+    expect(
+      final("ENV")
+        .map((e) => e.args)
+        .join(" ")
+    ).toMatch(/\bNODE_ENV=production\b/)
     // The V8 setting the benchmark measures by default (bench/run.ts), also in the other launchers.
-    expect(final("ENV").map((e) => e.args).join(" ")).toMatch(/\bNODE_OPTIONS=--max-semi-space-size=4\b/)
-    expect(fs.readFileSync(path.join(root, "deploy", "systemd", "dbal-daemon.service"), "utf8")).toMatch(/^Environment=NODE_OPTIONS=--max-semi-space-size=4$/m)
-    expect(fs.readFileSync(path.join(root, "deploy", "k8s", "deployment.yaml"), "utf8")).toMatch(/value: "[^"]*--max-semi-space-size=4[^"]*"/)
+    expect(
+      final("ENV")
+        .map((e) => e.args)
+        .join(" ")
+    ).toMatch(/\bNODE_OPTIONS=--max-semi-space-size=4\b/)
+    expect(fs.readFileSync(path.join(root, "deploy", "systemd", "dbal-daemon.service"), "utf8")).toMatch(
+      /^Environment=NODE_OPTIONS=--max-semi-space-size=4$/m
+    )
+    expect(fs.readFileSync(path.join(root, "deploy", "k8s", "deployment.yaml"), "utf8")).toMatch(
+      /value: "[^"]*--max-semi-space-size=4[^"]*"/
+    )
   })
 
   it("runs as a non-root numeric user, exposes 50051, checks /livez on the configured port without curl, reads /etc/dbal/config.yaml", () => {
@@ -77,7 +93,12 @@ describe("deploy/Dockerfile", () => {
     const hc = final("HEALTHCHECK")[0]?.args ?? ""
     // `dbal-daemon healthcheck` with the serve command's configuration: the port it checks is the
     // configured one, not a number written into the image.
-    expect(JSON.parse(hc.replace(/^.*?CMD\s+/, ""))).toEqual(["node", "/app/bin/dbal-daemon.mjs", "healthcheck", "--config=/etc/dbal/config.yaml"])
+    expect(JSON.parse(hc.replace(/^.*?CMD\s+/, ""))).toEqual([
+      "node",
+      "/app/bin/dbal-daemon.mjs",
+      "healthcheck",
+      "--config=/etc/dbal/config.yaml"
+    ])
     expect(hc).not.toMatch(/50051/)
     expect(hc).not.toMatch(/curl|wget/)
     const cmd = [...jsonArray(final("ENTRYPOINT").at(-1)), ...jsonArray(final("CMD").at(-1))]
@@ -104,16 +125,24 @@ describe("deploy/Dockerfile", () => {
       .split("\n")
       .map((l) => l.trim())
       .filter((l) => l !== "" && !l.startsWith("#"))
-    const sources = ins
-      .filter((i) => i.keyword === "COPY" && !i.args.startsWith("--from="))
-      .flatMap((i) => i.args.split(" ").slice(0, -1))
+    const sources = ins.filter((i) => i.keyword === "COPY" && !i.args.startsWith("--from=")).flatMap((i) => i.args.split(" ").slice(0, -1))
     expect(sources.length).toBeGreaterThan(0)
     for (const s of sources) {
       expect(fs.existsSync(path.join(root, s)), `${s} exists`).toBe(true)
       expect(dockerignored(patterns, s), `${s} is in the build context`).toBe(false)
     }
     expect(dockerignored(patterns, "app/main.ts")).toBe(false)
-    for (const out of ["node_modules/effect/package.json", "dist/app/main.js", "data/dbal.sqlite", ".env", "config/development.yaml", ".git/config", "test/unit/config.test.ts", "src/x.log", "config/entities/.env"]) {
+    for (const out of [
+      "node_modules/effect/package.json",
+      "dist/app/main.js",
+      "data/dbal.sqlite",
+      ".env",
+      "config/development.yaml",
+      ".git/config",
+      "test/unit/config.test.ts",
+      "src/x.log",
+      "config/entities/.env"
+    ]) {
       expect(dockerignored(patterns, out), `${out} is kept out`).toBe(true)
     }
   })

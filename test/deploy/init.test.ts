@@ -29,16 +29,23 @@ interface Run {
 /** The environment without DBAL_ overrides (a developer's must not change what is tested). */
 const cleanEnv = (): Record<string, string> => {
   const out: Record<string, string> = {}
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DBAL_") && k !== "CREDENTIALS_DIRECTORY") out[k] = v
+  for (const [k, v] of Object.entries(process.env))
+    if (v !== undefined && !k.startsWith("DBAL_") && k !== "CREDENTIALS_DIRECTORY") out[k] = v
   return out
 }
 
 const cli = (args: ReadonlyArray<string>, cwd = root): Promise<Run> =>
   new Promise((resolve, reject) => {
-    execFile(process.execPath, [path.join(root, "bin", "dbal-daemon.mjs"), ...args], { cwd, env: cleanEnv(), encoding: "utf8", timeout: 180_000, killSignal: "SIGKILL" }, (error, stdout, stderr) => {
-      if (error !== null && typeof error.code !== "number") return reject(new Error(`dbal-daemon ${args.join(" ")}: ${error.message}\n${stderr}`))
-      resolve({ status: error === null ? 0 : (error.code as number), stdout, stderr })
-    })
+    execFile(
+      process.execPath,
+      [path.join(root, "bin", "dbal-daemon.mjs"), ...args],
+      { cwd, env: cleanEnv(), encoding: "utf8", timeout: 180_000, killSignal: "SIGKILL" },
+      (error, stdout, stderr) => {
+        if (error !== null && typeof error.code !== "number")
+          return reject(new Error(`dbal-daemon ${args.join(" ")}: ${error.message}\n${stderr}`))
+        resolve({ status: error === null ? 0 : (error.code as number), stdout, stderr })
+      }
+    )
   })
 
 const daemons: Array<Daemon> = []
@@ -148,7 +155,8 @@ describe("dbal-daemon --help", () => {
   it("lists the commands and options that mean something, not the parser's built-ins", async () => {
     const r = await cli(["--help"])
     expect(r.status, r.stderr).toBe(0)
-    for (const c of ["serve", "init", "healthcheck", "migrate", "check-config", "--config", "--host", "--port"]) expect(r.stdout).toContain(c)
+    for (const c of ["serve", "init", "healthcheck", "migrate", "check-config", "--config", "--host", "--port"])
+      expect(r.stdout).toContain(c)
     for (const builtIn of ["--wizard", "--completions", "--log-level"]) expect(r.stdout).not.toContain(builtIn)
     const serve = await cli(["serve", "--help"])
     expect(serve.stdout).toContain("--host")

@@ -58,7 +58,10 @@ const volumeOf = (m: IVolumeMount): IVolume => {
 }
 /** The ConfigMap (name, key) a volume's file `base` comes from: a configMap volume or a projected one. */
 const configMapSource = (v: IVolume, base: string): { name: string; key: string } | undefined => {
-  const sources = v.configMap !== undefined ? [v.configMap] : (v.projected?.sources ?? []).flatMap((x) => (x.configMap === undefined ? [] : [x.configMap]))
+  const sources =
+    v.configMap !== undefined
+      ? [v.configMap]
+      : (v.projected?.sources ?? []).flatMap((x) => (x.configMap === undefined ? [] : [x.configMap]))
   for (const cm of sources) {
     const item = (cm.items ?? []).find((i) => i.path === base)
     if (item !== undefined) return { name: cm.name!, key: item.key }
@@ -116,7 +119,17 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 describe("deploy/k8s: Kubernetes schemas", () => {
   it("has the objects the deployment needs", () => {
     expect(objects.map((o) => o.kind).sort()).toEqual(
-      ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Job", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service"].sort()
+      [
+        "ConfigMap",
+        "ConfigMap",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Secret",
+        "Service"
+      ].sort()
     )
   })
 
@@ -247,7 +260,8 @@ describe("deploy/k8s: objects agree with each other and with the daemon's config
     const written: Array<string> = ["/tmp"]
     if (cfg.security.audit_log && cfg.security.audit_log_path !== undefined) written.push(path.posix.dirname(cfg.security.audit_log_path))
     const c = cfg.database.connection
-    if (cfg.database.adapter === "sqlite" && c.filename !== undefined && c.filename !== ":memory:") written.push(path.posix.dirname(c.filename))
+    if (cfg.database.adapter === "sqlite" && c.filename !== undefined && c.filename !== ":memory:")
+      written.push(path.posix.dirname(c.filename))
     expect(written).toContain("/var/log/dbal")
     for (const p of written) expect(isWritable(p), `${p} writable`).toBe(true)
     // The audit log's rotation fits the emptyDir.
@@ -268,8 +282,15 @@ describe("deploy/k8s: objects agree with each other and with the daemon's config
   })
 
   it("pod and container security context, resources as the spec", () => {
-    const user = dockerfile().filter((i) => i.keyword === "USER").at(-1)!.args.split(":")[0]
-    expect(podSpec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: Number(user), seccompProfile: { type: "RuntimeDefault" } })
+    const user = dockerfile()
+      .filter((i) => i.keyword === "USER")
+      .at(-1)!
+      .args.split(":")[0]
+    expect(podSpec.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: Number(user),
+      seccompProfile: { type: "RuntimeDefault" }
+    })
     expect(container.securityContext).toMatchObject({
       runAsNonRoot: true,
       runAsUser: Number(user),
@@ -315,7 +336,11 @@ describe("deploy/k8s: objects agree with each other and with the daemon's config
 
 const kubectlMissing = (): string | undefined => {
   const r = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8", timeout: 20_000 })
-  return r.error !== undefined ? `kubectl is not installed (${r.error.message})` : r.status === 0 ? undefined : `kubectl version --client exited with ${r.status}`
+  return r.error !== undefined
+    ? `kubectl is not installed (${r.error.message})`
+    : r.status === 0
+      ? undefined
+      : `kubectl version --client exited with ${r.status}`
 }
 const kubectl = kubectlMissing()
 if (kubectl !== undefined) console.warn(`skipping the kustomize rendering checks: ${kubectl}`)
@@ -338,30 +363,33 @@ describe("deploy/k8s: configuration changes roll the pods; the migration Job", (
     expect(cfg.security.acl.cache_ttl).toBeGreaterThan(0)
   })
 
-  it.skipIf(kubectl !== undefined && !requireServices)("kubectl kustomize: a change to config.yaml changes the pod template (a rollout); one to the rules does not", () => {
-    if (kubectl !== undefined) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${kubectl}`)
-    const template = (objs: Array<any>) => JSON.stringify(objs.find((o) => o.kind === "Deployment").spec.template)
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-kustomize-"))
-    try {
-      fs.cpSync(k8sDir, tmp, { recursive: true })
-      const before = render(tmp)
-      const cm = before.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("dbal-config-"))
-      expect(cm, "dbal-config with a hash suffix").toBeDefined()
-      // Every reference to it, in the Deployment and the Job, carries the same hashed name.
-      const text = JSON.stringify(before)
-      expect(text.split(`"${cm.metadata.name}"`).length - 1).toBe(3)
-      expect(text).not.toMatch(/"dbal-config"/)
-      const configFile = path.join(tmp, "config", "config.yaml")
-      fs.writeFileSync(configFile, fs.readFileSync(configFile, "utf8").replace('level: "info"', 'level: "warning"'))
-      const afterConfig = render(tmp)
-      expect(template(afterConfig)).not.toBe(template(before))
-      const rulesFile = path.join(tmp, "config", "acl_rules.yaml")
-      fs.appendFileSync(rulesFile, "  # a comment\n")
-      expect(template(render(tmp))).toBe(template(afterConfig))
-    } finally {
-      fs.rmSync(tmp, { recursive: true, force: true })
+  it.skipIf(kubectl !== undefined && !requireServices)(
+    "kubectl kustomize: a change to config.yaml changes the pod template (a rollout); one to the rules does not",
+    () => {
+      if (kubectl !== undefined) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${kubectl}`)
+      const template = (objs: Array<any>) => JSON.stringify(objs.find((o) => o.kind === "Deployment").spec.template)
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-kustomize-"))
+      try {
+        fs.cpSync(k8sDir, tmp, { recursive: true })
+        const before = render(tmp)
+        const cm = before.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("dbal-config-"))
+        expect(cm, "dbal-config with a hash suffix").toBeDefined()
+        // Every reference to it, in the Deployment and the Job, carries the same hashed name.
+        const text = JSON.stringify(before)
+        expect(text.split(`"${cm.metadata.name}"`).length - 1).toBe(3)
+        expect(text).not.toMatch(/"dbal-config"/)
+        const configFile = path.join(tmp, "config", "config.yaml")
+        fs.writeFileSync(configFile, fs.readFileSync(configFile, "utf8").replace('level: "info"', 'level: "warning"'))
+        const afterConfig = render(tmp)
+        expect(template(afterConfig)).not.toBe(template(before))
+        const rulesFile = path.join(tmp, "config", "acl_rules.yaml")
+        fs.appendFileSync(rulesFile, "  # a comment\n")
+        expect(template(render(tmp))).toBe(template(afterConfig))
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true })
+      }
     }
-  })
+  )
 
   it("the migration Job runs `migrate` with the Deployment's image, configuration, credentials and security context", () => {
     const spec = (job as any).spec
@@ -382,7 +410,11 @@ describe("deploy/k8s: configuration changes roll the pods; the migration Job", (
     for (const p of ["/etc/dbal", "/var/run/secrets/dbal"]) expect(volumeFor(p, pod, c)).toEqual(volumeFor(p, podSpec, container))
     // Every ${VAR} without a default in config.yaml is set, as for the daemon.
     const required = [...configText.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]!)
-    for (const name of required) expect((c.env ?? []).map((e) => e.name), name).toContain(name)
+    for (const name of required)
+      expect(
+        (c.env ?? []).map((e) => e.name),
+        name
+      ).toContain(name)
     expect(c.securityContext).toEqual(container.securityContext)
     expect(pod.securityContext).toEqual(podSpec.securityContext)
   })
@@ -409,6 +441,10 @@ describe("deploy/k8s/monitoring: the optional ServiceMonitor and PrometheusRule"
 
   it.skipIf(kubectl !== undefined && !requireServices)("kubectl kustomize renders it", () => {
     if (kubectl !== undefined) throw new Error(`DBAL_REQUIRE_SERVICES=1 but ${kubectl}`)
-    expect(render(dir).map((o) => o.kind).sort()).toEqual(["PrometheusRule", "ServiceMonitor"])
+    expect(
+      render(dir)
+        .map((o) => o.kind)
+        .sort()
+    ).toEqual(["PrometheusRule", "ServiceMonitor"])
   })
 })

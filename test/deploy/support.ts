@@ -116,7 +116,8 @@ interface Kustomization {
   readonly images?: Array<{ name: string }>
 }
 
-export const kustomization = (dir = k8sDir): Kustomization => YAML.parse(fs.readFileSync(path.join(dir, "kustomization.yaml"), "utf8")) as Kustomization
+export const kustomization = (dir = k8sDir): Kustomization =>
+  YAML.parse(fs.readFileSync(path.join(dir, "kustomization.yaml"), "utf8")) as Kustomization
 
 /**
  * The ConfigMaps kustomization.yaml's configMapGenerator makes (each file a key named after it),
@@ -134,16 +135,23 @@ export const generatedConfigMaps = (): Array<K8sObject> =>
 
 /** Every object of every YAML file in deploy/k8s except kustomization.yaml, and the generated ConfigMaps. */
 export const k8sObjects = (): Array<K8sObject> =>
-  [...generatedConfigMaps(), ...k8sFiles()
-    .filter((f) => f !== "kustomization.yaml")
-    .flatMap((file) =>
-      YAML.parseAllDocuments(fs.readFileSync(path.join(k8sDir, file), "utf8")).map((doc) => {
-        if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join("; ")}`)
-        return { file, ...(doc.toJS() as Omit<K8sObject, "file">) } as K8sObject
-      })
-    )].filter((o) => typeof o.kind === "string")
+  [
+    ...generatedConfigMaps(),
+    ...k8sFiles()
+      .filter((f) => f !== "kustomization.yaml")
+      .flatMap((file) =>
+        YAML.parseAllDocuments(fs.readFileSync(path.join(k8sDir, file), "utf8")).map((doc) => {
+          if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join("; ")}`)
+          return { file, ...(doc.toJS() as Omit<K8sObject, "file">) } as K8sObject
+        })
+      )
+  ].filter((o) => typeof o.kind === "string")
 
-export const k8sFiles = () => fs.readdirSync(k8sDir).filter((f) => /\.ya?ml$/.test(f)).sort()
+export const k8sFiles = () =>
+  fs
+    .readdirSync(k8sDir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
 
 export const findObject = (objects: ReadonlyArray<K8sObject>, kind: string, name?: string): K8sObject => {
   const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name))

@@ -50,7 +50,9 @@ const seconds = (v: string) => {
 
 /** config/production.yaml as the daemon reads it (the unit's --config is a copy of it). */
 const production = () =>
-  Effect.runPromise(loadConfig(path.join(root, "config", "production.yaml"), { DBAL_DB_PASSWORD: "stand-in", DBAL_SERVICE_TOKEN: "x".repeat(32) }))
+  Effect.runPromise(
+    loadConfig(path.join(root, "config", "production.yaml"), { DBAL_DB_PASSWORD: "stand-in", DBAL_SERVICE_TOKEN: "x".repeat(32) })
+  )
 
 describe("deploy/systemd/dbal-daemon.service", () => {
   it("has the three sections and runs the daemon as dbal with --config=/etc/dbal/config.yaml", () => {
@@ -91,9 +93,14 @@ describe("deploy/systemd/dbal-daemon.service", () => {
 
   it("every path the daemon writes with config/production.yaml is writable; SQLite's folder too", async () => {
     const cfg = await production()
-    const rw = one("ReadWritePaths").split(/\s+/).map((p) => p.replace(/^-/, ""))
+    const rw = one("ReadWritePaths")
+      .split(/\s+/)
+      .map((p) => p.replace(/^-/, ""))
     const audit = path.dirname(cfg.security.audit_log_path!)
-    expect(rw.some((p) => isUnder(audit, p)), `${audit} in ReadWritePaths`).toBe(true)
+    expect(
+      rw.some((p) => isUnder(audit, p)),
+      `${audit} in ReadWritePaths`
+    ).toBe(true)
     // StateDirectory= (the folder for a SQLite file) is writable and listed.
     expect(rw).toContain(`/var/lib/${one("StateDirectory")}`)
     expect(`/var/log/${one("LogsDirectory")}`).toBe(audit)
@@ -111,25 +118,28 @@ describe("deploy/systemd/dbal-daemon.service", () => {
   const analyze = spawnSync("systemd-analyze", ["--version"], { encoding: "utf8" })
   const noAnalyze = analyze.error !== undefined ? "systemd-analyze is not installed (apt package systemd)" : undefined
 
-  it.skipIf(noAnalyze !== undefined)(`systemd-analyze verify accepts it without a warning${noAnalyze === undefined ? "" : ` (skipped: ${noAnalyze})`}`, () => {
-    // verify checks that ExecStart's program exists: where node lives elsewhere, a copy of the
-    // unit names this machine's node instead.
-    let file = unitPath
-    let dir: string | undefined
-    const node = one("ExecStart").split(/\s+/)[0]!
-    if (!fs.existsSync(node)) {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-unit-"))
-      file = path.join(dir, "dbal-daemon.service")
-      fs.writeFileSync(file, unitText.replace(`ExecStart=${node} `, `ExecStart=${process.execPath} `))
+  it.skipIf(noAnalyze !== undefined)(
+    `systemd-analyze verify accepts it without a warning${noAnalyze === undefined ? "" : ` (skipped: ${noAnalyze})`}`,
+    () => {
+      // verify checks that ExecStart's program exists: where node lives elsewhere, a copy of the
+      // unit names this machine's node instead.
+      let file = unitPath
+      let dir: string | undefined
+      const node = one("ExecStart").split(/\s+/)[0]!
+      if (!fs.existsSync(node)) {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "dbal-unit-"))
+        file = path.join(dir, "dbal-daemon.service")
+        fs.writeFileSync(file, unitText.replace(`ExecStart=${node} `, `ExecStart=${process.execPath} `))
+      }
+      try {
+        const r = spawnSync("systemd-analyze", ["verify", file], { encoding: "utf8", timeout: 30_000 })
+        expect(r.status, r.stderr).toBe(0)
+        expect(`${r.stdout}${r.stderr}`.trim()).toBe("")
+      } finally {
+        if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true })
+      }
     }
-    try {
-      const r = spawnSync("systemd-analyze", ["verify", file], { encoding: "utf8", timeout: 30_000 })
-      expect(r.status, r.stderr).toBe(0)
-      expect(`${r.stdout}${r.stderr}`.trim()).toBe("")
-    } finally {
-      if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true })
-    }
-  })
+  )
 
   it.skipIf(noAnalyze !== undefined)("systemd-analyze security rates its exposure low (offline, where supported)", (ctx) => {
     const r = spawnSync("systemd-analyze", ["security", "--offline=true", "--no-pager", unitPath], { encoding: "utf8", timeout: 30_000 })

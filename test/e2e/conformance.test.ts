@@ -10,7 +10,15 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { parse } from "yaml"
 import { type Answer, type Client, connect, type Daemon, root, startDaemon } from "../support/daemon.js"
-import { createDatabase, daemonConfig, type DialectName, serviceAuth, skipDialect, type TestDatabase, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  daemonConfig,
+  type DialectName,
+  serviceAuth,
+  skipDialect,
+  type TestDatabase,
+  writeConfig
+} from "../support/services.js"
 
 const casesFile = path.resolve(root, "test", "fixtures", "metabuilder", "common", "contracts", "conformance_cases.yaml")
 

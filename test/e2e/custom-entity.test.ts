@@ -112,7 +112,11 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
         findByField: (f: string, v: unknown) => Promise<NoteRec | null>
         count: (f?: Rec) => Promise<number>
       }
-      const client = generated.createClient({ mode: "production", endpoint: `ws://127.0.0.1:${daemon!.port}`, auth: { token: bob.auth.token, userId: bob.id } }) as unknown as {
+      const client = generated.createClient({
+        mode: "production",
+        endpoint: `ws://127.0.0.1:${daemon!.port}`,
+        auth: { token: bob.auth.token, userId: bob.id }
+      }) as unknown as {
         notes: NotesApi
         entity: (n: string) => { count: (f?: Rec) => Promise<number> }
         close: () => Promise<void>

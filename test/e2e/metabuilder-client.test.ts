@@ -17,7 +17,8 @@ import { type Daemon, root, startDaemon } from "../support/daemon.js"
 import { createDatabase, daemonConfig, SERVICE_TOKEN, skipDialect, type TestDatabase, writeConfig } from "../support/services.js"
 
 type Rec = Record<string, unknown>
-type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: { message: string; code: number; details?: Rec } }
+type Outcome =
+  { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: { message: string; code: number; details?: Rec } }
 
 interface Bridge {
   readonly call: (method: string, ...args: ReadonlyArray<unknown>) => Promise<Outcome>
@@ -29,9 +30,13 @@ interface Bridge {
 
 const startBridge = (endpoint: string): Bridge => {
   const flags = typeof (globalThis as { WebSocket?: unknown }).WebSocket === "function" ? [] : ["--experimental-websocket"]
-  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [...flags, "--no-warnings", path.join(root, "test", "support", "metabuilder-bridge.mjs"), endpoint], {
-    stdio: ["pipe", "pipe", "pipe"]
-  })
+  const child: ChildProcessWithoutNullStreams = spawn(
+    process.execPath,
+    [...flags, "--no-warnings", path.join(root, "test", "support", "metabuilder-bridge.mjs"), endpoint],
+    {
+      stdio: ["pipe", "pipe", "pipe"]
+    }
+  )
   let err = ""
   child.stderr.on("data", (b: Buffer) => (err += b.toString()))
   const waiting = new Map<number, (o: Outcome) => void>()
@@ -53,7 +58,7 @@ const startBridge = (endpoint: string): Bridge => {
     })
   return {
     call,
-    ok: async <T,>(method: string, ...args: ReadonlyArray<unknown>) => {
+    ok: async <T>(method: string, ...args: ReadonlyArray<unknown>) => {
       const o = await call(method, ...args)
       expect(o, `${method} through the bridge: ${JSON.stringify(o)}`).toMatchObject({ ok: true })
       return (o as { value: T }).value
@@ -99,7 +104,23 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
     it("getCapabilities", async () => {
       const caps = await bridge.ok<Rec>("getCapabilities")
       expect(caps.adapter ?? caps.dialect).toBeDefined()
-      expect(caps.methods).toEqual(expect.arrayContaining(["create", "read", "update", "delete", "list", "findFirst", "findByField", "upsert", "updateByField", "deleteByField", "deleteMany", "createMany", "updateMany"]))
+      expect(caps.methods).toEqual(
+        expect.arrayContaining([
+          "create",
+          "read",
+          "update",
+          "delete",
+          "list",
+          "findFirst",
+          "findByField",
+          "upsert",
+          "updateByField",
+          "deleteByField",
+          "deleteMany",
+          "createMany",
+          "updateMany"
+        ])
+      )
     })
 
     it("create, read, update, list (with and without options), findFirst, findByField, updateByField, deleteByField, delete", async () => {
@@ -107,7 +128,9 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
       expect(typeof ada.id).toBe("string")
       expect(ada.username).toBe(name("ada"))
       expect((await bridge.ok<Rec>("read", "User", ada.id)).username).toBe(name("ada"))
-      expect((await bridge.ok<Rec>("update", "User", ada.id, { email: `${name("ada2")}@example.com` })).email).toBe(`${name("ada2")}@example.com`)
+      expect((await bridge.ok<Rec>("update", "User", ada.id, { email: `${name("ada2")}@example.com` })).email).toBe(
+        `${name("ada2")}@example.com`
+      )
 
       const listed = await bridge.ok<{ data: Array<Rec>; total: number }>("list", "User", { filter: { username: name("ada") }, limit: 10 })
       expect(listed.data.map((u) => u.id)).toEqual([ada.id])
@@ -154,9 +177,21 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
 
     it("upsert in the bridge's filter form [entity, {uniqueField: value}, createData, updateData]", async () => {
       const filter = { username: name("carol") }
-      const created = await bridge.ok<Rec>("upsert", "User", filter, { username: name("carol"), email: `${name("carol")}@example.com` }, { email: `${name("carol2")}@example.com` })
+      const created = await bridge.ok<Rec>(
+        "upsert",
+        "User",
+        filter,
+        { username: name("carol"), email: `${name("carol")}@example.com` },
+        { email: `${name("carol2")}@example.com` }
+      )
       expect(created.email).toBe(`${name("carol")}@example.com`)
-      const updated = await bridge.ok<Rec>("upsert", "User", filter, { username: name("carol"), email: `${name("carol")}@example.com` }, { email: `${name("carol2")}@example.com` })
+      const updated = await bridge.ok<Rec>(
+        "upsert",
+        "User",
+        filter,
+        { username: name("carol"), email: `${name("carol")}@example.com` },
+        { email: `${name("carol2")}@example.com` }
+      )
       expect(updated.id).toBe(created.id)
       expect(updated.email).toBe(`${name("carol2")}@example.com`)
     })

@@ -51,7 +51,13 @@ const userWith = async (admin: LiveClient, role: "user" | "admin" | "god"): Prom
   return { id: user.id, auth: { token, user_id: user.id }, sessionId: session.id }
 }
 
-const page = (tag: string, level: number, extra: Rec = {}) => ({ slug: `p-${tag}-${randomUUID().slice(0, 8)}`, title: tag, level, layout: { a: 1 }, ...extra })
+const page = (tag: string, level: number, extra: Rec = {}) => ({
+  slug: `p-${tag}-${randomUUID().slice(0, 8)}`,
+  title: tag,
+  level,
+  layout: { a: 1 },
+  ...extra
+})
 
 beforeAll(async () => {
   db = await createDatabase("sqlite")
@@ -117,7 +123,8 @@ describe("realtime: access per subscriber", () => {
       ["delete", high.id]
     ])
     // read_fields: only id, slug, title, level.
-    for (const f of forAlice.filter((x) => x.event === "create")) expect(Object.keys(f.record!).sort()).toEqual(["id", "level", "slug", "title"])
+    for (const f of forAlice.filter((x) => x.event === "create"))
+      expect(Object.keys(f.record!).sort()).toEqual(["id", "level", "slug", "title"])
 
     const forAdmin = await asAdmin.upTo(sb, (p) => p.event === "delete" && p.record?.id === high.id)
     expect(eventsOf(forAdmin)).toEqual([
@@ -210,7 +217,11 @@ describe("realtime: lifecycle and limits", () => {
     expect(seventh.error?.code).toBe(429)
     expect(String(seventh.error?.details?.reason)).toMatch(/per principal/)
     await one.close()
-    await until("the closed connection's subscriptions to be given back", async () => ((await two.call("subscribe", ["PageView"])).error === undefined ? true : undefined), 5000)
+    await until(
+      "the closed connection's subscriptions to be given back",
+      async () => ((await two.call("subscribe", ["PageView"])).error === undefined ? true : undefined),
+      5000
+    )
   })
 
   it("a deleted session ends its subscriptions with one error frame (401), and they get nothing after it", async () => {
@@ -226,7 +237,10 @@ describe("realtime: lifecycle and limits", () => {
     // be handled after the subscription exists); then exactly one error frame.
     for (const frames of [f1, f2]) {
       expect(frames.at(-1)?.error?.code, JSON.stringify(frames)).toBe(401)
-      expect(frames.slice(0, -1).every((f) => f.error === undefined && f.record?.id === user.id), JSON.stringify(frames)).toBe(true)
+      expect(
+        frames.slice(0, -1).every((f) => f.error === undefined && f.record?.id === user.id),
+        JSON.stringify(frames)
+      ).toBe(true)
     }
     // A later change of what they watched reaches another subscriber, and not them.
     const watcher = await open(serviceAuth)

@@ -40,7 +40,10 @@ describe("sqlite: statements run in executor processes, and query_timeout ends t
     filename = (db.databaseConfig.connection as { filename: string }).filename
     // The slow count scores far above the default limit since patterns are costed
     // (docs/security.md); this test is about a statement that runs long once admitted.
-    daemon = await startDaemon([`--config=${writeConfig({ ...daemonConfig(db), performance: { query_timeout: QUERY_TIMEOUT, max_query_complexity: 100_000 } })}`], { timeoutMs: 90_000 })
+    daemon = await startDaemon(
+      [`--config=${writeConfig({ ...daemonConfig(db), performance: { query_timeout: QUERY_TIMEOUT, max_query_complexity: 100_000 } })}`],
+      { timeoutMs: 90_000 }
+    )
     a = await connect(daemon.port, serviceAuth)
     b = await connect(daemon.port, serviceAuth)
     const page = await b.call("create", ["PageView", { slug: "template", title: "Template", level: 1, layout: {} }])
@@ -167,7 +170,11 @@ describe("sqlite: statements run in executor processes, and query_timeout ends t
       // each row growing by 2 KB: far more than SQLite's page cache, so its changes spill into
       // the WAL before it could commit.
       const started = performance.now()
-      const cut = await a.call("updateMany", ["PageView", { OR: [...slowFilter.OR, { title: { contains: "page" } }] }, { description: marker }])
+      const cut = await a.call("updateMany", [
+        "PageView",
+        { OR: [...slowFilter.OR, { title: { contains: "page" } }] },
+        { description: marker }
+      ])
       expect(cut.error?.code, JSON.stringify(cut)).toBe(504)
       expect(performance.now() - started).toBeLessThan(QUERY_TIMEOUT + 1500)
       expect(running(writer.pid)).toBe(false)

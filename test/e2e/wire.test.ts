@@ -98,7 +98,7 @@ describe("malformed frames", () => {
   })
 
   it("string ids are echoed exactly, numeric ids as numbers", async () => {
-    for (const id of ["007", "ü-1", "", "id with \"quotes\" and \\ and \n", 7, 0, -3, 1.5]) {
+    for (const id of ["007", "ü-1", "", 'id with "quotes" and \\ and \n', 7, 0, -3, 1.5]) {
       const a = await ask(s, request(id, "count", ["User"]))
       expect(a.id, JSON.stringify(a)).toStrictEqual(id)
       expect(a.result, JSON.stringify(a)).toBe(0)
@@ -127,7 +127,12 @@ describe("malformed frames", () => {
   })
 
   it("an unknown entity, or a non-string one: a client error, never 500", async () => {
-    for (const params of [["NoSuchEntity", "00000000-0000-4000-8000-000000000000"], [42, "x"], ["__proto__", "x"], ["constructor", "x"]]) {
+    for (const params of [
+      ["NoSuchEntity", "00000000-0000-4000-8000-000000000000"],
+      [42, "x"],
+      ["__proto__", "x"],
+      ["constructor", "x"]
+    ]) {
       const a = await ask(s, request("w2", "read", params))
       expect(a.id).toBe("w2")
       expect([400, 404, 422], JSON.stringify(a)).toContain(a.error?.code)
@@ -165,7 +170,14 @@ describe("authentication", () => {
 
   it("auth of the wrong shape: 400", async () => {
     const s = await open()
-    for (const auth of ["token", 5, [serviceAuth], { token: "" }, { token: 5, user_id: "tests" }, { token: serviceAuth.token, user_id: 7 }]) {
+    for (const auth of [
+      "token",
+      5,
+      [serviceAuth],
+      { token: "" },
+      { token: 5, user_id: "tests" },
+      { token: serviceAuth.token, user_id: 7 }
+    ]) {
       const a = await ask(s, request("a5", "count", ["User"], auth))
       expect(a, JSON.stringify(auth)).toMatchObject({ id: "a5", error: { code: 400 } })
     }
@@ -183,7 +195,10 @@ describe("authentication", () => {
     expect(ok.id).toBe("x2")
     const count = await ask(s, request("x3", "count", ["User"], NO_AUTH))
     expect(count).toMatchObject({ id: "x3", result: 0 })
-    const created = await ask(s, request("x4", "create", ["User", { username: "wire_auth", email: "wire_auth@example.com", role: "user" }], NO_AUTH))
+    const created = await ask(
+      s,
+      request("x4", "create", ["User", { username: "wire_auth", email: "wire_auth@example.com", role: "user" }], NO_AUTH)
+    )
     expect(created.error, JSON.stringify(created)).toBeUndefined()
 
     const other = await open()
@@ -339,7 +354,13 @@ describe("disconnects", () => {
   it("a client that leaves with requests in flight and queued does not disturb the daemon", async () => {
     for (let c = 0; c < 3; c++) {
       const s = await openSocket(daemon!.port)
-      for (let i = 0; i < 50; i++) s.send(request(`gone-${c}-${i}`, i % 2 === 0 ? "count" : "create", ["User", { username: `gone_${c}_${i}`, email: `gone_${c}_${i}@example.com`, role: "user" }]))
+      for (let i = 0; i < 50; i++)
+        s.send(
+          request(`gone-${c}-${i}`, i % 2 === 0 ? "count" : "create", [
+            "User",
+            { username: `gone_${c}_${i}`, email: `gone_${c}_${i}@example.com`, role: "user" }
+          ])
+        )
       s.ws.terminate()
       await s.closed()
     }
@@ -384,7 +405,11 @@ describe("after all of the above", () => {
     expect(answers.length).toBeGreaterThan(250)
     const leaks = answers
       .map((a) => JSON.stringify(a))
-      .filter((t) => t.includes("    at ") || /\b(SELECT|INSERT INTO|UPDATE \S+ SET|DELETE FROM)\b|SQLITE_|sqlite3?\b|UNIQUE constraint|syntax error/i.test(t))
+      .filter(
+        (t) =>
+          t.includes("    at ") ||
+          /\b(SELECT|INSERT INTO|UPDATE \S+ SET|DELETE FROM)\b|SQLITE_|sqlite3?\b|UNIQUE constraint|syntax error/i.test(t)
+      )
     expect(leaks).toEqual([])
   })
 

@@ -39,7 +39,10 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
       const base = daemonConfig(db)
       const file = writeConfig({
         ...base,
-        security: { ...(base.security as Rec), auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], session_cache_ttl: 0 } },
+        security: {
+          ...(base.security as Rec),
+          auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], session_cache_ttl: 0 }
+        },
         performance: { cache_enabled: true, cache_size_mb: 8 }
       })
       const daemon = await startInProcess(file)
@@ -74,8 +77,14 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
     })
 
     it("drops entries of an included entity when it is written", async () => {
-      const user = await ok<Rec>("create", ["User", { username: `i${randomUUID().slice(0, 8)}`, email: `i${randomUUID().slice(0, 8)}@example.com` }])
-      const wf = await ok<Rec>("create", ["Workflow", { name: `wf-${randomUUID()}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: user.id }])
+      const user = await ok<Rec>("create", [
+        "User",
+        { username: `i${randomUUID().slice(0, 8)}`, email: `i${randomUUID().slice(0, 8)}@example.com` }
+      ])
+      const wf = await ok<Rec>("create", [
+        "Workflow",
+        { name: `wf-${randomUUID()}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: user.id }
+      ])
       const q = ["Workflow", { filter: { id: wf.id }, include: ["creator"] }]
       expect((await ok<{ data: Array<Rec> }>("list", q)).data[0]!.creator).toMatchObject({ role: "user" })
       await ok("update", ["User", user.id, { role: "admin" }])
@@ -85,7 +94,10 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
     it("never serves an answer to a caller who could not have read it", async () => {
       // Two users: `self` rules make each one's User list contain only themselves.
       const mk = async () => {
-        const u = await ok<Rec>("create", ["User", { username: `s${randomUUID().slice(0, 8)}`, email: `s${randomUUID().slice(0, 8)}@example.com` }])
+        const u = await ok<Rec>("create", [
+          "User",
+          { username: `s${randomUUID().slice(0, 8)}`, email: `s${randomUUID().slice(0, 8)}@example.com` }
+        ])
         const token = `tok-${randomUUID()}`
         await ok("create", ["Session", { userId: u.id, token, expiresAt: "2099-01-01T00:00:00Z" }])
         return { id: u.id as string, auth: { token, user_id: u.id } }
@@ -107,11 +119,13 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
       const q = ["PageView", { title: tag }]
       expect(await ok<number>("count", q)).toBe(0)
       // Inside the transaction the count sees the transaction's own (then rolled back) write.
-      const r = await call("transaction", [[
-        { method: "create", params: ["PageView", { slug: `t-${tag}`, title: tag, level: 1, layout: {} }] },
-        { method: "count", params: q },
-        { method: "create", params: ["PageView", { slug: `t-${tag}`, title: tag, level: 1, layout: {} }] }
-      ]])
+      const r = await call("transaction", [
+        [
+          { method: "create", params: ["PageView", { slug: `t-${tag}`, title: tag, level: 1, layout: {} }] },
+          { method: "count", params: q },
+          { method: "create", params: ["PageView", { slug: `t-${tag}`, title: tag, level: 1, layout: {} }] }
+        ]
+      ])
       expect(r.error?.code).toBe(409)
       expect(await ok<number>("count", q)).toBe(0)
     })

@@ -27,7 +27,14 @@ describe("create: a committed row that cannot be read back", () => {
     registry = await Effect.runPromise(fromConfig(cfg))
     rt = ManagedRuntime.make(sqlClientLayer(cfg))
     const sql = await rt.runPromise(SqlClient.SqlClient)
-    shape = { sql, dialect: "sqlite", adapter: "sqlite", ping: Effect.succeed(0), query: queryVia(undefined), execute: executeVia(undefined) }
+    shape = {
+      sql,
+      dialect: "sqlite",
+      adapter: "sqlite",
+      ping: Effect.succeed(0),
+      query: queryVia(undefined),
+      execute: executeVia(undefined)
+    }
     await rt.runPromise(migrate(sql, "sqlite", registry))
   })
   afterAll(async () => {

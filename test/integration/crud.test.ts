@@ -34,7 +34,10 @@ for (const dialect of DIALECTS) {
       const made: Array<Rec> = []
       for (const [i, s] of specs.entries()) made.push(await fx.page({ title: `${tag}-${i}`, ...s }))
       const list = (options: Rec = {}) =>
-        ok<ListResult>("list", ["PageView", { ...options, filter: { AND: [{ title: { startsWith: `${tag}-` } }, (options.filter as Rec | undefined) ?? {}] } }])
+        ok<ListResult>("list", [
+          "PageView",
+          { ...options, filter: { AND: [{ title: { startsWith: `${tag}-` } }, (options.filter as Rec | undefined) ?? {}] } }
+        ])
       return { tag, made, list }
     }
 
@@ -42,12 +45,28 @@ for (const dialect of DIALECTS) {
       const caps = await ok<Rec>("getCapabilities", [])
       expect(caps.adapter).toBe(dialect)
       expect(caps.dialect).toBe(dialect)
-      expect(caps.methods).toEqual(expect.arrayContaining([
-        "create", "read", "update", "delete", "list", "findFirst", "findByField", "upsert", "updateByField", "deleteByField",
-        "createMany", "updateMany", "deleteMany", "count", "getCapabilities"
-      ]))
+      expect(caps.methods).toEqual(
+        expect.arrayContaining([
+          "create",
+          "read",
+          "update",
+          "delete",
+          "list",
+          "findFirst",
+          "findByField",
+          "upsert",
+          "updateByField",
+          "deleteByField",
+          "createMany",
+          "updateMany",
+          "deleteMany",
+          "count",
+          "getCapabilities"
+        ])
+      )
       const features = caps.features as Rec
-      for (const k of ["transactions", "joins", "fullTextSearch", "ttl", "jsonQueries", "aggregations", "relations"]) expect(typeof features[k]).toBe("boolean")
+      for (const k of ["transactions", "joins", "fullTextSearch", "ttl", "jsonQueries", "aggregations", "relations"])
+        expect(typeof features[k]).toBe("boolean")
       expect(caps.limits).toMatchObject({ defaultPageSize: 20, maxPageSize: 100 })
       await fail(400, "getCapabilities", ["extra"])
     })
@@ -55,7 +74,10 @@ for (const dialect of DIALECTS) {
     it("getSchema describes the entities this caller may use, never_expose fields unreadable", async () => {
       const caps = await ok<Rec>("getCapabilities", [])
       expect(caps.methods).toContain("getSchema")
-      const schema = await ok<{ entities: ReadonlyArray<{ name: string; fields: ReadonlyArray<Rec>; relations: ReadonlyArray<Rec> }> }>("getSchema", [])
+      const schema = await ok<{ entities: ReadonlyArray<{ name: string; fields: ReadonlyArray<Rec>; relations: ReadonlyArray<Rec> }> }>(
+        "getSchema",
+        []
+      )
       expect(schema.entities.map((e) => e.name)).toEqual(expect.arrayContaining(["User", "Credential", "PageView", "Session"]))
       const credential = schema.entities.find((e) => e.name === "Credential")!
       const hash = credential.fields.find((f) => f.name === "passwordHash")
@@ -159,9 +181,17 @@ for (const dialect of DIALECTS) {
       expect(await lv({ level: { lt: 2 ** 31 - 1, gt: 2 } })).toEqual([3, 5])
       const big = 2 ** 40
       for (const filter of [
-        { level: big }, { level: { ne: big } }, { level: { gt: big } }, { level: { gte: -big } }, { level: { lt: Number.MAX_SAFE_INTEGER } },
-        { level: { in: [big, 3] } }, { level: { notIn: [big] } }, { NOT: { level: { gt: 2 ** 31 } } }, { OR: [{ level: 1 }, { level: -(2 ** 31) - 1 }] },
-        { level: 2 ** 53 }, { level: 1.5 }
+        { level: big },
+        { level: { ne: big } },
+        { level: { gt: big } },
+        { level: { gte: -big } },
+        { level: { lt: Number.MAX_SAFE_INTEGER } },
+        { level: { in: [big, 3] } },
+        { level: { notIn: [big] } },
+        { NOT: { level: { gt: 2 ** 31 } } },
+        { OR: [{ level: 1 }, { level: -(2 ** 31) - 1 }] },
+        { level: 2 ** 53 },
+        { level: 1.5 }
       ]) {
         const e = await fail(422, "count", ["PageView", filter])
         expect(fieldNames(e)[0], JSON.stringify(filter)).toMatch(/^filter\..*level/)
@@ -205,14 +235,28 @@ for (const dialect of DIALECTS) {
       expect(await pairs({ level: "asc", description: "desc" })).toEqual(["1null", "1c", "2b", "2a", "3null"])
       expect(await pairs([{ description: "asc" }, { level: "desc" }])).toEqual(["2a", "2b", "1c", "3null", "1null"])
 
-      const cased = await pages([{ description: "b" }, { description: "A" }, { description: "a" }, { description: "B" }, { description: "_" }])
+      const cased = await pages([
+        { description: "b" },
+        { description: "A" },
+        { description: "a" },
+        { description: "B" },
+        { description: "_" }
+      ])
       expect((await cased.list({ sort: { description: "asc" } })).data.map((d) => d.description)).toEqual(["A", "B", "_", "a", "b"])
       expect((await cased.list({ sort: { description: "desc" } })).data.map((d) => d.description)).toEqual(["b", "a", "_", "B", "A"])
     })
 
     it("list pages with page/limit/hasMore/total; default limit 20; limit over 100 and page 0 are 422", async () => {
       const tag = `P${uid()}`
-      const n = await ok<number>("createMany", ["PageView", Array.from({ length: 23 }, (_, i) => ({ slug: `${tag.toLowerCase()}-${i}`, title: `${tag}-${String(i).padStart(2, "0")}`, level: 1, layout: {} }))])
+      const n = await ok<number>("createMany", [
+        "PageView",
+        Array.from({ length: 23 }, (_, i) => ({
+          slug: `${tag.toLowerCase()}-${i}`,
+          title: `${tag}-${String(i).padStart(2, "0")}`,
+          level: 1,
+          layout: {}
+        }))
+      ])
       expect(n).toBe(23)
       const filter = { title: { startsWith: `${tag}-` } }
       const first = await ok<ListResult>("list", ["PageView", { filter }])
@@ -228,9 +272,14 @@ for (const dialect of DIALECTS) {
       const p = async (page: number) => ok<ListResult>("list", ["PageView", { filter, sort, page, limit: 10 }])
       const [a, b, c, d] = await Promise.all([p(1), p(2), p(3), p(4)])
       expect([a, b, c, d].map((x) => [x.data.length, x.hasMore, x.total, x.page, x.limit])).toEqual([
-        [10, true, 23, 1, 10], [10, true, 23, 2, 10], [3, false, 23, 3, 10], [0, false, 23, 4, 10]
+        [10, true, 23, 1, 10],
+        [10, true, 23, 2, 10],
+        [3, false, 23, 3, 10],
+        [0, false, 23, 4, 10]
       ])
-      expect([...a.data, ...b.data, ...c.data].map((x) => x.title)).toEqual(Array.from({ length: 23 }, (_, i) => `${tag}-${String(i).padStart(2, "0")}`))
+      expect([...a.data, ...b.data, ...c.data].map((x) => x.title)).toEqual(
+        Array.from({ length: 23 }, (_, i) => `${tag}-${String(i).padStart(2, "0")}`)
+      )
       const exact = await ok<ListResult>("list", ["PageView", { filter, limit: 23 }])
       expect(exact.hasMore).toBe(false)
       expect((await ok<ListResult>("list", ["PageView", { filter, limit: 100 }])).data).toHaveLength(23)
@@ -276,11 +325,23 @@ for (const dialect of DIALECTS) {
       expectUuidV4(created.id)
       passMillisecond(created.updatedAt)
       const updated = await ok<Rec>("upsert", ["User", "username", `up_${s}`, { email: `other_${s}@example.com` }, { role: "admin" }])
-      expect(updated).toMatchObject({ id: created.id, username: `up_${s}`, email: `up_${s}@example.com`, role: "admin", createdAt: created.createdAt })
+      expect(updated).toMatchObject({
+        id: created.id,
+        username: `up_${s}`,
+        email: `up_${s}@example.com`,
+        role: "admin",
+        createdAt: created.createdAt
+      })
       expect(Date.parse(String(updated.updatedAt))).toBeGreaterThan(Date.parse(String(created.updatedAt)))
       expect(await count("User", { username: `up_${s}` })).toBe(1)
       await fail(422, "upsert", ["User", "role", "user", {}, { role: "admin" }])
-      await fail(422, "upsert", ["User", "username", `up2_${s}`, { username: `other_${s}`, email: `x_${s}@example.com` }, { role: "admin" }])
+      await fail(422, "upsert", [
+        "User",
+        "username",
+        `up2_${s}`,
+        { username: `other_${s}`, email: `x_${s}@example.com` },
+        { role: "admin" }
+      ])
       await fail(400, "upsert", ["User", "username", `up_${s}`, {}])
       expect(await count("User", { username: { in: [`up2_${s}`, `other_${s}`] } })).toBe(0)
     })
@@ -305,7 +366,10 @@ for (const dialect of DIALECTS) {
 
     it("createMany returns the count and inserts every record", async () => {
       const tag = uid()
-      const n = await ok<number>("createMany", ["User", [0, 1, 2].map((i) => ({ username: `m${i}_${tag}`, email: `m${i}_${tag}@example.com` }))])
+      const n = await ok<number>("createMany", [
+        "User",
+        [0, 1, 2].map((i) => ({ username: `m${i}_${tag}`, email: `m${i}_${tag}@example.com` }))
+      ])
       expect(n).toBe(3)
       const rows = await ok<ListResult>("list", ["User", { filter: { username: { endsWith: `_${tag}` } }, sort: { username: "asc" } }])
       expect(rows.data.map((r) => r.username)).toEqual([`m0_${tag}`, `m1_${tag}`, `m2_${tag}`])
@@ -343,7 +407,10 @@ for (const dialect of DIALECTS) {
       // a reference to a missing row
       const page = await fx.page()
       const comp = (i: number, pageId: unknown) => ({ pageId, componentType: `CM${tag}`, order: i, props: {} })
-      e = await fail(422, "createMany", ["ComponentHierarchy", [comp(0, page.id), comp(1, "00000000-0000-4000-8000-000000000000"), comp(2, page.id)]])
+      e = await fail(422, "createMany", [
+        "ComponentHierarchy",
+        [comp(0, page.id), comp(1, "00000000-0000-4000-8000-000000000000"), comp(2, page.id)]
+      ])
       expect(fieldNames(e)).toEqual(["data[1].pageId"])
       expect(await count("ComponentHierarchy", { componentType: `CM${tag}` })).toBe(0)
 
@@ -376,7 +443,9 @@ for (const dialect of DIALECTS) {
       expect(new Set(made.map((m) => m.id)).size).toBe(20)
       expect(await count("PageView", { title: `CC${tag}` })).toBe(20)
       const answers = await Promise.all(
-        Array.from({ length: 8 }, () => h.call("upsert", ["User", "username", `cu_${tag}`, { email: `cu_${tag}@example.com` }, { role: "admin" }]))
+        Array.from({ length: 8 }, () =>
+          h.call("upsert", ["User", "username", `cu_${tag}`, { email: `cu_${tag}@example.com` }, { role: "admin" }])
+        )
       )
       for (const a of answers) expect(a.error, JSON.stringify(a.error)).toBeUndefined()
       expect(new Set(answers.map((a) => (a.result as Rec).id)).size).toBe(1)
@@ -395,7 +464,9 @@ for (const dialect of DIALECTS) {
       expect(batch!.error?.code).toBe(409)
       for (const a of singles) expect(a.error, JSON.stringify(a.error)).toBeUndefined()
       expect(await count("PageView", { title: `ISO${tag}` })).toBe(10)
-      expect(await count("PageView", { title: `ISO${tag}`, slug: { in: Array.from({ length: 300 }, (_, i) => `iso-${tag}-${i}`) } })).toBe(0)
+      expect(await count("PageView", { title: `ISO${tag}`, slug: { in: Array.from({ length: 300 }, (_, i) => `iso-${tag}-${i}`) } })).toBe(
+        0
+      )
     })
 
     it("updateMany moves updatedAt and keeps createdAt; ids match in any letter case", async () => {
@@ -416,7 +487,10 @@ for (const dialect of DIALECTS) {
     it("fields named by reserved words (order, trigger) filter and sort; Session works with its datetimes", async () => {
       const page = await fx.page()
       for (const order of [3, 1, 2]) await ok("create", ["ComponentHierarchy", { pageId: page.id, componentType: "Item", order }])
-      const rows = await ok<ListResult>("list", ["ComponentHierarchy", { filter: { pageId: page.id, order: { gte: 2 } }, sort: { order: "desc" } }])
+      const rows = await ok<ListResult>("list", [
+        "ComponentHierarchy",
+        { filter: { pageId: page.id, order: { gte: 2 } }, sort: { order: "desc" } }
+      ])
       expect(rows.data.map((r) => r.order)).toEqual([3, 2])
       const u = await fx.user()
       const w = await fx.workflow(String(u.id), { trigger: "webhook" })
@@ -427,7 +501,9 @@ for (const dialect of DIALECTS) {
       expect(session).toMatchObject({ userId: u.id, expiresAt: "2099-01-01T00:00:00.000Z" })
       expectIsoUtc(session.lastActivity)
       expect(await count("Session", { userId: u.id, expiresAt: { gt: "2098-12-31T23:59:59Z" } })).toBe(1)
-      expect((await fail(409, "create", ["Session", { userId: u.id, token, expiresAt: "2099-01-01T00:00:00Z" }])).details?.fields).toEqual(["token"])
+      expect((await fail(409, "create", ["Session", { userId: u.id, token, expiresAt: "2099-01-01T00:00:00Z" }])).details?.fields).toEqual([
+        "token"
+      ])
       // deleting the user cascades to the session
       expect(await ok("delete", ["Workflow", w.id])).toBe(true)
       expect(await ok("delete", ["User", u.id])).toBe(true)
@@ -439,7 +515,12 @@ for (const dialect of DIALECTS) {
       const mine = { title: { startsWith: `${tag}-` } }
       expect(await ok("updateMany", ["PageView", { ...mine, level: { lte: 2 } }, { isActive: false, description: "bulk" }])).toBe(2)
       const rows = (await list({ sort: { level: "asc" } })).data
-      expect(rows.map((r) => [r.level, r.isActive, r.description])).toEqual([[1, false, "bulk"], [2, false, "bulk"], [3, true, null], [4, true, null]])
+      expect(rows.map((r) => [r.level, r.isActive, r.description])).toEqual([
+        [1, false, "bulk"],
+        [2, false, "bulk"],
+        [3, true, null],
+        [4, true, null]
+      ])
       expect(await ok("updateMany", ["PageView", { ...mine, level: 5 }, { isActive: false }])).toBe(0)
 
       for (const empty of [{}, { AND: [] }, { OR: [] }, { NOT: { AND: [] } }]) {

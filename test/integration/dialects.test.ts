@@ -23,7 +23,7 @@ const NESTED = {
   no: false,
   nothing: null,
   empty: {},
-  list: [1, "two", null, false, { deep: [[], [{}], { "ключ": "значение" }] }],
+  list: [1, "two", null, false, { deep: [[], [{}], { ключ: "значение" }] }],
   "key with spaces": "v",
   "": "empty key"
 }
@@ -42,19 +42,28 @@ for (const dialect of DIALECTS) {
       expect((await ok<ListResult>("list", ["PageView", { filter: { id: page.id } }])).data[0]!.layout).toEqual(NESTED)
       expect((await ok<Rec>("findByField", ["PageView", "slug", page.slug])).layout).toEqual(NESTED)
 
-      const comp = await ok<Rec>("create", ["ComponentHierarchy", { pageId: page.id, componentType: "Box", props: { a: [1, { b: null }], ok: true } }])
+      const comp = await ok<Rec>("create", [
+        "ComponentHierarchy",
+        { pageId: page.id, componentType: "Box", props: { a: [1, { b: null }], ok: true } }
+      ])
       expect(comp.props).toEqual({ a: [1, { b: null }], ok: true })
       const defaults = await ok<Rec>("create", ["ComponentHierarchy", { pageId: page.id, componentType: "Box" }])
       expect(defaults.props).toEqual({})
       expect(defaults.order).toBe(0)
 
       const u = await fx.user()
-      const steps = [{ id: 1, action: "send", args: ["a", 2, true, null] }, { id: 2, action: "wait", ms: 1000 }]
+      const steps = [
+        { id: 1, action: "send", args: ["a", 2, true, null] },
+        { id: 2, action: "wait", ms: 1000 }
+      ]
       const w = await fx.workflow(String(u.id), { steps, triggerConfig: { cron: "*/5 * * * *", tz: "UTC", enabled: false } })
       expect(w.steps).toEqual(steps)
       expect(w.triggerConfig).toEqual({ cron: "*/5 * * * *", tz: "UTC", enabled: false })
 
-      const lua = await ok<Rec>("create", ["LuaScript", { name: `lua-${uid()}`, code: "return 1", createdBy: u.id, allowedGlobals: ["print", "math", "string.format"] }])
+      const lua = await ok<Rec>("create", [
+        "LuaScript",
+        { name: `lua-${uid()}`, code: "return 1", createdBy: u.id, allowedGlobals: ["print", "math", "string.format"] }
+      ])
       expect(lua.allowedGlobals).toEqual(["print", "math", "string.format"])
       expect(lua.isSandboxed).toBe(true)
       expect(lua.timeoutMs).toBe(5000)
@@ -75,22 +84,37 @@ for (const dialect of DIALECTS) {
     })
 
     it("JSON numbers keep their exact values", async () => {
-      const numbers = [0.1, 0.30000000000000004, 1e300, -1e-7, 2 ** 53 - 1, -(2 ** 53) + 1, 123.456e10, 5e-324, 1.7976931348623157e308, 100, 1e21]
+      const numbers = [
+        0.1,
+        0.30000000000000004,
+        1e300,
+        -1e-7,
+        2 ** 53 - 1,
+        -(2 ** 53) + 1,
+        123.456e10,
+        5e-324,
+        1.7976931348623157e308,
+        100,
+        1e21
+      ]
       const u = await fx.user()
       const w = await fx.workflow(String(u.id), { steps: numbers, triggerConfig: { n: numbers } })
       expect(w.steps).toEqual(numbers)
       expect(w.triggerConfig).toEqual({ n: numbers })
       expect((await ok<Rec>("read", ["Workflow", w.id])).steps).toEqual(numbers)
-      const text = { s: "\u2028\u2029 \\ \" / \b\f\n\r\t \u0001 \u007f \uFFFF", "ключ": "😀" }
+      const text = { s: '\u2028\u2029 \\ " / \b\f\n\r\t \u0001 \u007f \uFFFF', ключ: "😀" }
       const w2 = await fx.workflow(String(u.id), { triggerConfig: text, steps: [text] })
       expect(w2.triggerConfig).toEqual(text)
       expect((await ok<Rec>("read", ["Workflow", w2.id])).steps).toEqual([text])
-      await fail(422, "create", ["Workflow", { name: `bad-${uid()}`, trigger: "manual", triggerConfig: { s: "\u0000" }, steps: [], createdBy: u.id }])
+      await fail(422, "create", [
+        "Workflow",
+        { name: `bad-${uid()}`, trigger: "manual", triggerConfig: { s: "\u0000" }, steps: [], createdBy: u.id }
+      ])
     })
 
     it("JSON scalars and strings that look like JSON stay what they were", async () => {
       const u = await fx.user()
-      for (const value of ["{\"a\":1}", "plain", "", 42, -0.5, true, false, [], {}, ["[]"], { s: "{}" }]) {
+      for (const value of ['{"a":1}', "plain", "", 42, -0.5, true, false, [], {}, ["[]"], { s: "{}" }]) {
         const w = await fx.workflow(String(u.id), { triggerConfig: value, steps: [value] })
         expect(w.triggerConfig, JSON.stringify(value)).toEqual(value)
         expect(w.steps).toEqual([value])
@@ -110,7 +134,9 @@ for (const dialect of DIALECTS) {
       const b = await fx.page({ title: `B${tag}`, isActive: false })
       const c = await fx.page({ title: `B${tag}` })
       expect([a.isActive, b.isActive, c.isActive]).toEqual([true, false, true])
-      const rows = (await ok<ListResult>("list", ["PageView", { filter: { title: `B${tag}` }, sort: [{ isActive: "asc" }, { slug: "asc" }] }])).data
+      const rows = (
+        await ok<ListResult>("list", ["PageView", { filter: { title: `B${tag}` }, sort: [{ isActive: "asc" }, { slug: "asc" }] }])
+      ).data
       expect(rows.map((r) => r.isActive)).toEqual([false, true, true])
       for (const r of rows) expect(typeof r.isActive).toBe("boolean")
       expect(await count("PageView", { title: `B${tag}`, isActive: false })).toBe(1)
@@ -123,7 +149,18 @@ for (const dialect of DIALECTS) {
 
     it("timestamps are ISO-8601 UTC; date-time input with an offset is stored as the same instant", async () => {
       const u = await fx.user()
-      const pkg = await ok<Rec>("create", ["Package", { name: `ts-${uid()}`, version: "0.0.1", author: "a", manifest: {}, installedAt: "2024-01-15T10:30:00+02:00", installedBy: u.id, isInstalled: true }])
+      const pkg = await ok<Rec>("create", [
+        "Package",
+        {
+          name: `ts-${uid()}`,
+          version: "0.0.1",
+          author: "a",
+          manifest: {},
+          installedAt: "2024-01-15T10:30:00+02:00",
+          installedBy: u.id,
+          isInstalled: true
+        }
+      ])
       expect(pkg.installedAt).toBe("2024-01-15T08:30:00.000Z")
       expectIsoUtc(pkg.createdAt)
       expectIsoUtc(pkg.updatedAt)
@@ -194,7 +231,9 @@ for (const dialect of DIALECTS) {
       expect(await count("User", { username: { endsWith: `SE_${tag}` } })).toBe(1)
       expect(await count("User", { username: { endsWith: `Se_${tag}` } })).toBe(0)
       expect(await count("User", { email: { endsWith: `${tag}@EXAMPLE.COM` } })).toBe(0)
-      expect(await count("User", { username: { gte: `CASE_${tag}`, lte: `case_${tag}` }, email: { endsWith: `${tag}@example.com` } })).toBe(2)
+      expect(await count("User", { username: { gte: `CASE_${tag}`, lte: `case_${tag}` }, email: { endsWith: `${tag}@example.com` } })).toBe(
+        2
+      )
       expect(await count("User", { username: { gt: `CASE_${tag}`, lt: `case_${tag}` }, email: { endsWith: `${tag}@example.com` } })).toBe(0)
       const p = await fx.page({ title: `Straße ${tag}`, description: `ÄÖÜ ${tag}` })
       expect(await count("PageView", { id: p.id, description: { contains: "äöü" } })).toBe(0)
@@ -211,17 +250,31 @@ for (const dialect of DIALECTS) {
       const tag = uid()
       const TAG = tag.toUpperCase()
       const scope = { description: `ci-${tag}` }
-      const titles = [`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`, `mixed ${tag} `, `Émile ${tag}`, `émile ${tag}`, `Straße ${tag}`, `STRASSE ${tag}`, `50%_OFF ${tag}`]
+      const titles = [
+        `Mixed ${tag}`,
+        `MIXED ${TAG}`,
+        `mixed ${tag}`,
+        `mixed ${tag} `,
+        `Émile ${tag}`,
+        `émile ${tag}`,
+        `Straße ${tag}`,
+        `STRASSE ${tag}`,
+        `50%_OFF ${tag}`
+      ]
       const ids = new Map<string, unknown>()
       for (const t of titles) ids.set(t, (await fx.page({ title: t, ...scope })).id)
       const titlesOf = async (title: Rec) =>
-        (await ok<ListResult>("list", ["PageView", { filter: { ...scope, title }, sort: { title: "asc" }, limit: 100 }])).data.map((r) => r.title).sort()
+        (await ok<ListResult>("list", ["PageView", { filter: { ...scope, title }, sort: { title: "asc" }, limit: 100 }])).data
+          .map((r) => r.title)
+          .sort()
       const ci = (over: Rec) => titlesOf({ ...over, mode: "insensitive" })
       const sorted = (...t: Array<string>) => [...t].sort()
       expect(await ci({ eq: `mixed ${tag}` })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`))
       expect(await ci({ eq: `MiXeD ${TAG}` })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`))
       expect(await ci({ ne: `mixed ${tag}` })).toHaveLength(titles.length - 3)
-      expect(await ci({ in: [`MIXED ${tag}`, `émile ${TAG}`] })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`, `émile ${tag}`))
+      expect(await ci({ in: [`MIXED ${tag}`, `émile ${TAG}`] })).toEqual(
+        sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`, `émile ${tag}`)
+      )
       expect(await ci({ notIn: [`MIXED ${tag}`, `émile ${TAG}`] })).toHaveLength(titles.length - 4)
       expect(await ci({ contains: "IXED" })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`, `mixed ${tag} `))
       expect(await ci({ startsWith: "mIx", endsWith: ` ${TAG}` })).toEqual(sorted(`Mixed ${tag}`, `MIXED ${TAG}`, `mixed ${tag}`))
@@ -239,8 +292,16 @@ for (const dialect of DIALECTS) {
       expect(await titlesOf({ contains: "IXED", mode: "default" })).toEqual([`MIXED ${TAG}`])
       expect(await titlesOf({ eq: `mixed ${tag}` })).toEqual([`mixed ${tag}`])
       // the folded pattern combines with other conditions and with NOT / OR
-      expect((await ok<ListResult>("list", ["PageView", { filter: { ...scope, NOT: { title: { contains: "mixed", mode: "insensitive" } } } }])).total).toBe(titles.length - 4)
-      expect(await count("PageView", { ...scope, OR: [{ title: { startsWith: "STRA", mode: "insensitive" } }, { title: { endsWith: "OFF " + TAG, mode: "insensitive" } }] })).toBe(3)
+      expect(
+        (await ok<ListResult>("list", ["PageView", { filter: { ...scope, NOT: { title: { contains: "mixed", mode: "insensitive" } } } }]))
+          .total
+      ).toBe(titles.length - 4)
+      expect(
+        await count("PageView", {
+          ...scope,
+          OR: [{ title: { startsWith: "STRA", mode: "insensitive" } }, { title: { endsWith: "OFF " + TAG, mode: "insensitive" } }]
+        })
+      ).toBe(3)
       // mode only on free text, only with the operators it applies to, only its two values
       for (const bad of [
         { level: { eq: 1, mode: "insensitive" } },
@@ -250,7 +311,10 @@ for (const dialect of DIALECTS) {
         { title: { eq: "a", mode: "INSENSITIVE" } }
       ]) {
         const e = await fail(422, "list", ["PageView", { filter: bad }])
-        expect(fieldNames(e).some((f) => /^filter\.(level|id|title)\.(mode|gt)$/.test(f)), JSON.stringify(e)).toBe(true)
+        expect(
+          fieldNames(e).some((f) => /^filter\.(level|id|title)\.(mode|gt)$/.test(f)),
+          JSON.stringify(e)
+        ).toBe(true)
       }
       await fail(422, "list", ["Workflow", { filter: { trigger: { eq: "manual", mode: "insensitive" } } }])
     })
@@ -269,7 +333,9 @@ for (const dialect of DIALECTS) {
       expect(await count("PageView", { title: `pad${tag}` })).toBe(3)
       expect(await count("PageView", { title: `pad${tag} ` })).toBe(1)
       // code point order: "pad" < "pad\t" < "pad "
-      const sorted = (await ok<ListResult>("list", ["PageView", { filter: { title: `pad${tag}` }, sort: { description: "asc" } }])).data.map((r) => r.id)
+      const sorted = (
+        await ok<ListResult>("list", ["PageView", { filter: { title: `pad${tag}` }, sort: { description: "asc" } }])
+      ).data.map((r) => r.id)
       expect(sorted).toEqual([a.id, c.id, b.id])
       expect(await count("PageView", { title: `pad${tag}`, description: { gt: "pad" } })).toBe(2)
       // unique values that differ only by trailing spaces are different values
@@ -291,9 +357,13 @@ for (const dialect of DIALECTS) {
         for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!
         return x.length - y.length
       })
-      const asc = (await ok<ListResult>("list", ["PageView", { filter: { title: `U${tag}` }, sort: { description: "asc" } }])).data.map((d) => d.description)
+      const asc = (await ok<ListResult>("list", ["PageView", { filter: { title: `U${tag}` }, sort: { description: "asc" } }])).data.map(
+        (d) => d.description
+      )
       expect(asc).toEqual(byCodePoint)
-      const desc = (await ok<ListResult>("list", ["PageView", { filter: { title: `U${tag}` }, sort: { description: "desc" } }])).data.map((d) => d.description)
+      const desc = (await ok<ListResult>("list", ["PageView", { filter: { title: `U${tag}` }, sort: { description: "desc" } }])).data.map(
+        (d) => d.description
+      )
       expect(desc).toEqual([...byCodePoint].reverse())
       expect(await count("PageView", { title: `U${tag}`, description: { gt: "\uFFFD" } })).toBe(2)
       expect(await count("PageView", { title: `U${tag}`, description: "" })).toBe(1)
@@ -304,7 +374,12 @@ for (const dialect of DIALECTS) {
       const values = ["100% sure", "100 percent", "a_b", "axb", "back\\slash", "backslash", "bang!", "bang", "x!%y", "x!zy", "[ab]", "a"]
       for (const description of values) await fx.page({ title: `W${tag}`, description })
       const match = async (op: string, v: string) =>
-        (await ok<ListResult>("list", ["PageView", { filter: { title: `W${tag}`, description: { [op]: v } }, sort: { description: "asc" } }])).data
+        (
+          await ok<ListResult>("list", [
+            "PageView",
+            { filter: { title: `W${tag}`, description: { [op]: v } }, sort: { description: "asc" } }
+          ])
+        ).data
           .map((d) => d.description)
           .sort()
       expect(await match("contains", "%")).toEqual(["100% sure", "x!%y"])
@@ -329,7 +404,7 @@ for (const dialect of DIALECTS) {
       const nasty = [
         "x' OR '1'='1",
         "'; DROP TABLE users; --",
-        "\"; DROP TABLE \"users\"; --",
+        '"; DROP TABLE "users"; --',
         "`; DROP TABLE `users`; --",
         "back\\slash\\' \\\" \\\\ \\n \\0 \\%",
         "O'Brien \"quoted\" 'single'",
@@ -371,8 +446,14 @@ for (const dialect of DIALECTS) {
 
     it("integers and unicode strings keep their values at the limits", async () => {
       const u = await fx.user()
-      const lo = await ok<Rec>("create", ["LuaScript", { name: `lim-${uid()}`, code: "x", createdBy: u.id, timeoutMs: 100, isSandboxed: false }])
-      const hi = await ok<Rec>("create", ["LuaScript", { name: `lim-${uid()}`, code: "x".repeat(70_000), createdBy: u.id, timeoutMs: 30000 }])
+      const lo = await ok<Rec>("create", [
+        "LuaScript",
+        { name: `lim-${uid()}`, code: "x", createdBy: u.id, timeoutMs: 100, isSandboxed: false }
+      ])
+      const hi = await ok<Rec>("create", [
+        "LuaScript",
+        { name: `lim-${uid()}`, code: "x".repeat(70_000), createdBy: u.id, timeoutMs: 30000 }
+      ])
       expect([lo.timeoutMs, hi.timeoutMs, lo.isSandboxed, hi.isSandboxed]).toEqual([100, 30000, false, true])
       expect(String(hi.code)).toHaveLength(70_000)
       await fail(422, "create", ["LuaScript", { name: `lim-${uid()}`, code: "x", createdBy: u.id, timeoutMs: 30001 }])

@@ -119,7 +119,10 @@ for (const dialect of DIALECTS) {
       const page = await fx.page()
       const other = await fx.page()
       const root = await ok<Rec>("create", ["ComponentHierarchy", { pageId: page.id, componentType: tag, order: 0, props: {} }])
-      const child = await ok<Rec>("create", ["ComponentHierarchy", { pageId: page.id, parentId: root.id, componentType: tag, order: 1, props: {} }])
+      const child = await ok<Rec>("create", [
+        "ComponentHierarchy",
+        { pageId: page.id, parentId: root.id, componentType: tag, order: 1, props: {} }
+      ])
       await ok("create", ["ComponentHierarchy", { pageId: page.id, parentId: child.id, componentType: tag, order: 2, props: {} }])
       await ok("create", ["ComponentHierarchy", { pageId: other.id, componentType: tag, order: 0, props: {} }])
       expect(await count("ComponentHierarchy", { componentType: tag })).toBe(4)
@@ -192,7 +195,10 @@ for (const dialect of DIALECTS) {
       await fail(422, "create", ["User", { username: `t_${s}`, email: `t_${s}@example.com`, role: "root" }])
       await fail(422, "create", ["Package", { name: `p${s}`, version: "1.0", author: "a", manifest: {} }])
       await fail(422, "create", ["Package", { name: `p${s}`, version: "1.0.0", author: "a", manifest: {}, installedAt: "yesterday" }])
-      await fail(422, "create", ["Package", { name: `p${s}`, version: "1.0.0", author: "a", manifest: {}, installedAt: "2024-01-01T00:00:00" }])
+      await fail(422, "create", [
+        "Package",
+        { name: `p${s}`, version: "1.0.0", author: "a", manifest: {}, installedAt: "2024-01-01T00:00:00" }
+      ])
       await fail(422, "create", ["LuaScript", { name: `l${s}`, code: "x", createdBy: MISSING, timeoutMs: 50 }])
       expect(await count("User", { username: `t_${s}` })).toBe(0)
       expect(await count("Package", { name: `p${s}` })).toBe(0)
@@ -243,8 +249,20 @@ for (const dialect of DIALECTS) {
       const p = await fx.page()
       // each of these fails
       await fail(409, "create", ["User", { username: u.username, email: `x_${tag}@example.com` }])
-      await fail(409, "createMany", ["User", [{ username: `a_${tag}`, email: `a_${tag}@example.com` }, { username: `b_${tag}`, email: u.email }]])
-      await fail(422, "createMany", ["ComponentHierarchy", [{ pageId: p.id, componentType: "x", props: {} }, { pageId: MISSING, componentType: "x", props: {} }]])
+      await fail(409, "createMany", [
+        "User",
+        [
+          { username: `a_${tag}`, email: `a_${tag}@example.com` },
+          { username: `b_${tag}`, email: u.email }
+        ]
+      ])
+      await fail(422, "createMany", [
+        "ComponentHierarchy",
+        [
+          { pageId: p.id, componentType: "x", props: {} },
+          { pageId: MISSING, componentType: "x", props: {} }
+        ]
+      ])
       await fail(409, "upsert", ["User", "username", `c_${tag}`, { email: u.email }, { role: "admin" }])
       await fail(422, "update", ["PageView", p.id, { title: "changed", level: 0 }])
       await fail(409, "update", ["User", u.id, { role: "admin", email: (await fx.user()).email }])

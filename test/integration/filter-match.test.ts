@@ -19,7 +19,24 @@ import { DIALECTS, type Rec, uid, useDaemon } from "./harness.js"
 const registry = loadRegistry(fileURLToPath(new URL("../../config/entities", import.meta.url)))
 const PageView = registry.entities.get("PageView")!
 
-const TITLES = ["alpha", "Alpha", "ALPHA", "beta", "Zeta", "émile", "Émile", "a_b", "a%b", "a!b", "😀 smile", "\uFFFD last", "zz", "ab", "a", ""]
+const TITLES = [
+  "alpha",
+  "Alpha",
+  "ALPHA",
+  "beta",
+  "Zeta",
+  "émile",
+  "Émile",
+  "a_b",
+  "a%b",
+  "a!b",
+  "😀 smile",
+  "\uFFFD last",
+  "zz",
+  "ab",
+  "a",
+  ""
+]
 const DESCRIPTIONS = [null, "some text", "Some Text", null, "x"]
 
 for (const dialect of DIALECTS) {
@@ -102,10 +119,14 @@ for (const dialect of DIALECTS) {
       expect(all).toHaveLength(TITLES.length)
       for (const filter of filters) {
         const parsed = parseFilter(PageView, filter)
-        if (Either.isLeft(parsed)) throw new Error(`test filter ${JSON.stringify(filter)} is not valid: ${JSON.stringify(parsed.left.fields)}`)
+        if (Either.isLeft(parsed))
+          throw new Error(`test filter ${JSON.stringify(filter)} is not valid: ${JSON.stringify(parsed.left.fields)}`)
         const inSql = (await h.ok<{ data: Array<Rec> }>("list", ["PageView", { filter: { AND: [scope, filter] }, limit: 100 }])).data
         const sqlIds = inSql.map((r) => r.id).sort()
-        const memIds = all.filter((r) => matches(parsed.right, r)).map((r) => r.id).sort()
+        const memIds = all
+          .filter((r) => matches(parsed.right, r))
+          .map((r) => r.id)
+          .sort()
         expect(memIds, `${dialect}: ${JSON.stringify(filter)}`).toEqual(sqlIds)
       }
     })

@@ -44,8 +44,25 @@ export const expectIsoUtc = (v: unknown) => {
 export const expectNoLeak = (e: WireError | undefined) => {
   const text = JSON.stringify(e ?? {})
   const patterns = [
-    /SELECT/i, /INSERT/i, /\bUPDATE\b/, /\bDELETE\b/, /\bWHERE\b/, /\bFROM\b/, / {4}at /, /\bSQLITE_/, /\bER_[A-Z_]+/, /violates/i,
-    /duplicate key/i, /Duplicate entry/i, /constraint failed/i, /syntax/i, /\bstack\b/i, /\.ts:\d+/, /\bpg_/, /relation "/, /sqlState/i
+    /SELECT/i,
+    /INSERT/i,
+    /\bUPDATE\b/,
+    /\bDELETE\b/,
+    /\bWHERE\b/,
+    /\bFROM\b/,
+    / {4}at /,
+    /\bSQLITE_/,
+    /\bER_[A-Z_]+/,
+    /violates/i,
+    /duplicate key/i,
+    /Duplicate entry/i,
+    /constraint failed/i,
+    /syntax/i,
+    /\bstack\b/i,
+    /\.ts:\d+/,
+    /\bpg_/,
+    /relation "/,
+    /sqlState/i
   ]
   for (const bad of patterns) {
     expect(text, `error leaks internals: ${text}`).not.toMatch(bad)
@@ -53,7 +70,7 @@ export const expectNoLeak = (e: WireError | undefined) => {
 }
 
 export const fieldsOf = (e: WireError): ReadonlyArray<{ field: string; error: string }> =>
-  ((e.details?.fields ?? []) as ReadonlyArray<{ field: string; error: string }>)
+  (e.details?.fields ?? []) as ReadonlyArray<{ field: string; error: string }>
 
 /** The names in details.fields (422: `{field}` items; 409: plain field names). */
 export const fieldNames = (e: WireError): ReadonlyArray<string> =>

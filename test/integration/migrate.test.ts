@@ -21,7 +21,15 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { root } from "../support/daemon.js"
 import { startInProcess } from "../support/inprocess.js"
 import { rawDb, type RawDb } from "../support/rawdb.js"
-import { createDatabase, daemonConfig, type DialectName, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  daemonConfig,
+  type DialectName,
+  skipDialect,
+  tempDir,
+  type TestDatabase,
+  writeConfig
+} from "../support/services.js"
 import { DIALECTS } from "./harness.js"
 
 // Each spawn loads the TypeScript sources through tsx: seconds each on a busy machine.
@@ -46,7 +54,8 @@ const cli = (args: ReadonlyArray<string>): Promise<Run> =>
       [path.join(root, "bin", "dbal-daemon.mjs"), ...args],
       { cwd: root, env: cleanEnv(), encoding: "utf8", timeout: 180_000, killSignal: "SIGKILL" },
       (error, stdout, stderr) => {
-        if (error !== null && typeof error.code !== "number") return reject(new Error(`dbal-daemon ${args.join(" ")}: ${error.message}\n${stderr}`))
+        if (error !== null && typeof error.code !== "number")
+          return reject(new Error(`dbal-daemon ${args.join(" ")}: ${error.message}\n${stderr}`))
         resolve({ status: error === null ? 0 : (error.code as number), stdout, stderr })
       }
     )
@@ -121,12 +130,20 @@ const schemaOf = async (raw: RawDb, dialect: DialectName) => {
   if (dialect === "sqlite") {
     const columns = (await raw.query(`SELECT name FROM pragma_table_info('posts') ORDER BY cid`)).map((r) => String(r.name))
     const indexes = (await raw.query(`SELECT name FROM pragma_index_list('posts')`)).map((r) => String(r.name))
-    const fks = (await raw.query(`SELECT "table" AS ref, "from" AS col, on_delete AS del FROM pragma_foreign_key_list('posts')`)).map((r) => `${String(r.col)}→${String(r.ref)} ${String(r.del)}`)
+    const fks = (await raw.query(`SELECT "table" AS ref, "from" AS col, on_delete AS del FROM pragma_foreign_key_list('posts')`)).map(
+      (r) => `${String(r.col)}→${String(r.ref)} ${String(r.del)}`
+    )
     return { columns, indexes, fks }
   }
   if (dialect === "postgresql") {
-    const columns = (await raw.query(`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'posts' ORDER BY ordinal_position`)).map((r) => String(r.name))
-    const indexes = (await raw.query(`SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'posts'`)).map((r) => String(r.name))
+    const columns = (
+      await raw.query(
+        `SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'posts' ORDER BY ordinal_position`
+      )
+    ).map((r) => String(r.name))
+    const indexes = (await raw.query(`SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'posts'`)).map(
+      (r) => String(r.name)
+    )
     const fks = (
       await raw.query(
         `SELECT kcu.column_name AS col, ccu.table_name AS ref, rc.delete_rule AS del FROM information_schema.referential_constraints rc
@@ -137,8 +154,20 @@ const schemaOf = async (raw: RawDb, dialect: DialectName) => {
     ).map((r) => `${String(r.col)}→${String(r.ref)} ${String(r.del)}`)
     return { columns, indexes, fks }
   }
-  const columns = (await raw.query(`SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'posts' ORDER BY ORDINAL_POSITION`)).map((r) => String(r.name))
-  const indexes = [...new Set((await raw.query(`SELECT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'posts'`)).map((r) => String(r.name)))]
+  const columns = (
+    await raw.query(
+      `SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'posts' ORDER BY ORDINAL_POSITION`
+    )
+  ).map((r) => String(r.name))
+  const indexes = [
+    ...new Set(
+      (
+        await raw.query(
+          `SELECT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'posts'`
+        )
+      ).map((r) => String(r.name))
+    )
+  ]
   const fks = (
     await raw.query(
       `SELECT k.COLUMN_NAME AS col, k.REFERENCED_TABLE_NAME AS ref, r.DELETE_RULE AS del FROM information_schema.KEY_COLUMN_USAGE k
@@ -174,7 +203,10 @@ for (const dialect of DIALECTS) {
       fs.mkdirSync(entities, { recursive: true })
       fs.writeFileSync(path.join(entities, "author.yaml"), AUTHOR)
       fs.writeFileSync(path.join(entities, "post.yaml"), post)
-      return writeConfig(daemonConfig(db!, { entities: { dir: entities }, database: { ...db!.databaseConfig, auto_migrate: autoMigrate } }), fs.mkdtempSync(path.join(dir, "cfg-")))
+      return writeConfig(
+        daemonConfig(db!, { entities: { dir: entities }, database: { ...db!.databaseConfig, auto_migrate: autoMigrate } }),
+        fs.mkdtempSync(path.join(dir, "cfg-"))
+      )
     }
 
     beforeAll(async () => {
@@ -204,7 +236,9 @@ for (const dialect of DIALECTS) {
       const r = await cli(["migrate", "--plan", `--config=${configFor("v2", POST_V2)}`])
       expect(r.status, r.stderr).toBe(0)
       expect(statementLines(r.stdout)).toEqual(PLAN_V2[dialect])
-      expect(r.stdout).toMatch(dialect === "sqlite" ? /^-- sqlite: 1 change \(1 additive, 0 destructive\)$/m : /: 5 changes \(5 additive, 0 destructive\)$/m)
+      expect(r.stdout).toMatch(
+        dialect === "sqlite" ? /^-- sqlite: 1 change \(1 additive, 0 destructive\)$/m : /: 5 changes \(5 additive, 0 destructive\)$/m
+      )
       expect((await schemaOf(raw!, dialect)).columns).toEqual(["id", "title", "author_id"])
       expect(await records(raw!)).toHaveLength(1)
     })
@@ -219,13 +253,22 @@ for (const dialect of DIALECTS) {
       expect(s.indexes).toContain("idx_posts_title")
       expect(s.fks).toEqual([`author_id→authors SET NULL`])
       const rows = await raw!.query(`SELECT id, title, author_id, summary, views FROM posts`)
-      expect(rows.map((x) => ({ ...x, views: Number(x.views) }))).toEqual([{ id: POST_ID, title: "hello", author_id: AUTHOR_ID, summary: null, views: 0 }])
+      expect(rows.map((x) => ({ ...x, views: Number(x.views) }))).toEqual([
+        { id: POST_ID, title: "hello", author_id: AUTHOR_ID, summary: null, views: 0 }
+      ])
       const recs = await records(raw!)
       expect(recs).toHaveLength(2)
       expect(recs[1]!.version).toMatch(/^\d+\.\d+\.\d+/)
       expect(recs[1]!.checksum).toMatch(/^[0-9a-f]{64}$/)
       expect(recs[1]!.destructive).toBe(false)
-      expect(recs[1]!.steps.flatMap((x) => x.statements).map((t) => `${t};`).join("\n").split("\n").map((l) => l.trim())).toEqual(PLAN_V2[dialect])
+      expect(
+        recs[1]!.steps
+          .flatMap((x) => x.statements)
+          .map((t) => `${t};`)
+          .join("\n")
+          .split("\n")
+          .map((l) => l.trim())
+      ).toEqual(PLAN_V2[dialect])
     })
 
     it("v2 again: up to date, nothing recorded", async () => {
@@ -244,7 +287,7 @@ for (const dialect of DIALECTS) {
       expect(r.stdout).toBe("")
       expect(r.stderr).toMatch(/^dbal-daemon: refused 1 destructive change, nothing was applied/m)
       expect(r.stderr).toContain("drop column posts.summary (not in the definitions; its data is lost)")
-      expect(r.stderr).not.toMatch(/ALTER|DROP TABLE|    at /)
+      expect(r.stderr).not.toMatch(/ALTER|DROP TABLE| {4}at /)
       expect((await schemaOf(raw!, dialect)).columns).toContain("summary")
       expect(await records(raw!)).toHaveLength(2)
     })
@@ -282,15 +325,20 @@ for (const dialect of DIALECTS) {
     it("a failing step: PostgreSQL and SQLite roll the whole plan back; MySQL keeps the statements before it and says how many", async () => {
       // Two rows with the same title, then definitions that add a column (additive) and make the title unique (fails).
       await raw!.exec(`INSERT INTO posts (id, title, author_id, views) VALUES ('b0000000-0000-4000-8000-000000000002', 'hello', NULL, 1)`)
-      const unique = POST_V2.replace("title: {type: string, required: true, max_length: 200}", "title: {type: string, required: true, max_length: 200, unique: true}").replace(
+      const unique = POST_V2.replace(
+        "title: {type: string, required: true, max_length: 200}",
+        "title: {type: string, required: true, max_length: 200, unique: true}"
+      ).replace(
         "  summary: {type: text, optional: true}\n",
         "  summary: {type: text, optional: true}\n  subtitle: {type: text, optional: true}\n"
       )
       const r = await cli(["migrate", "--allow-destructive", `--config=${configFor("v5", unique)}`])
       expect(r.status).toBe(1)
       const line = r.stderr.split("\n").find((l) => l.startsWith("dbal-daemon: migration failed at")) ?? r.stderr
-      expect(line).toContain(`migration failed at "add unique index posts.uq_posts_title on (title) (fails if existing rows have duplicates)"`)
-      expect(line).not.toMatch(/CREATE|ALTER|    at /)
+      expect(line).toContain(
+        `migration failed at "add unique index posts.uq_posts_title on (title) (fails if existing rows have duplicates)"`
+      )
+      expect(line).not.toMatch(/CREATE|ALTER| {4}at /)
       const columns = (await schemaOf(raw!, dialect)).columns
       if (dialect === "mysql") {
         expect(line).toMatch(/; 1 statement was applied before it \(MySQL\/MariaDB commit each DDL statement/)

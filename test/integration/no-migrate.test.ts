@@ -43,7 +43,9 @@ for (const dialect of DIALECTS) {
       ] as const) {
         const a = await call(method, params)
         expect(a.error?.code, JSON.stringify(a)).toBe(503)
-        expect(String(a.error?.details?.reason)).toMatch(/has no table or column for (User|PageView|Session) yet: run `dbal-daemon migrate`/)
+        expect(String(a.error?.details?.reason)).toMatch(
+          /has no table or column for (User|PageView|Session) yet: run `dbal-daemon migrate`/
+        )
         expectNoLeak(a.error)
       }
       expect(await raw!.tables()).toEqual([])

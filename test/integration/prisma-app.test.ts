@@ -13,12 +13,22 @@ import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type InProcess, startInProcess } from "../support/inprocess.js"
 import { rawDb, type RawDb } from "../support/rawdb.js"
-import { createDatabase, daemonConfig, type DialectName, serviceAuth, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  daemonConfig,
+  type DialectName,
+  serviceAuth,
+  skipDialect,
+  tempDir,
+  type TestDatabase,
+  writeConfig
+} from "../support/services.js"
 import { type Answer, DIALECTS, expectIsoUtc, expectNoLeak, expectUuidV4, fieldNames, type Rec, uid } from "./harness.js"
 
 const APP = fileURLToPath(new URL("../fixtures/prisma-app/", import.meta.url))
 const schemaOf = (dialect: DialectName) => path.join(APP, dialect, "schema.prisma")
-const migrationOf = (dialect: DialectName) => fs.readFileSync(path.join(APP, dialect, "migrations", "20240115103000_init", "migration.sql"), "utf8")
+const migrationOf = (dialect: DialectName) =>
+  fs.readFileSync(path.join(APP, dialect, "migrations", "20240115103000_init", "migration.sql"), "utf8")
 
 const CUID = /^c[0-9a-z]{24}$/
 
@@ -44,7 +54,9 @@ const snapshot = async (raw: RawDb, dialect: DialectName): Promise<unknown> => {
       indexes: await raw.query(
         "SELECT table_name, index_name, column_name, seq_in_index, non_unique FROM information_schema.statistics WHERE table_schema = DATABASE() ORDER BY 1, 2, 4"
       ),
-      tables: await raw.query("SELECT table_name, table_collation FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")
+      tables: await raw.query(
+        "SELECT table_name, table_collation FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1"
+      )
     }
   }
   return raw.query("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
@@ -158,7 +170,9 @@ for (const dialect of DIALECTS) {
       expect(given).toMatchObject({ ref: "0f8fad5b-d9cb-469f-a165-70867728950e", code: "my-own-code" })
 
       // @updatedAt: set by the daemon on every update (the stored value is first put far back)
-      await raw!.exec(`UPDATE ${q}Customer${q} SET ${q}updatedAt${q} = ${dialect === "sqlite" ? "946684800000" : "'2000-01-01 00:00:00.000'"} WHERE ${q}id${q} = ${c.id as number}`)
+      await raw!.exec(
+        `UPDATE ${q}Customer${q} SET ${q}updatedAt${q} = ${dialect === "sqlite" ? "946684800000" : "'2000-01-01 00:00:00.000'"} WHERE ${q}id${q} = ${c.id as number}`
+      )
       expect((await ok("read", ["Customer", c.id])).updatedAt).toBe("2000-01-01T00:00:00.000Z")
       const t0 = Date.now()
       const u = await ok("update", ["Customer", c.id, { name: "Renamed" }])
@@ -177,7 +191,8 @@ for (const dialect of DIALECTS) {
       const max = await customer({ visits: "9223372036854775807", balance: "-0.50", score: -3.5e-7 })
       expect(max).toMatchObject({ visits: "9223372036854775807", balance: "-0.5", score: -3.5e-7 })
       // filters compare them as numbers, exactly (MySQL would compare strings with numbers as doubles)
-      const only = (filter: Rec) => ok<{ data: ReadonlyArray<Rec>; total: number }>("list", ["Customer", { filter: { id: { in: [c.id, max.id] }, ...filter } }])
+      const only = (filter: Rec) =>
+        ok<{ data: ReadonlyArray<Rec>; total: number }>("list", ["Customer", { filter: { id: { in: [c.id, max.id] }, ...filter } }])
       expect((await only({ visits: "9007199254740993" })).data.map((r) => r.id)).toEqual([c.id])
       expect((await only({ visits: "9007199254740992" })).total).toBe(0)
       expect((await only({ visits: { gt: "9007199254740992" } })).total).toBe(2)
@@ -185,44 +200,68 @@ for (const dialect of DIALECTS) {
       expect((await only({ balance: decimal })).data.map((r) => r.id)).toEqual([c.id])
       expect((await only({ score: { gte: 0.1 } })).data.map((r) => r.id)).toEqual([c.id])
       // out of range or inexact: refused, never rounded
-      const e = await fail(422, "create", ["Customer", { email: `x_${uid()}@example.com`, name: "x", balance: "1.0000000000000000000000000000001", score: 1, visits: "9223372036854775808" }])
+      const e = await fail(422, "create", [
+        "Customer",
+        {
+          email: `x_${uid()}@example.com`,
+          name: "x",
+          balance: "1.0000000000000000000000000000001",
+          score: 1,
+          visits: "9223372036854775808"
+        }
+      ])
       expect([...fieldNames(e)].sort()).toEqual(["balance", "visits"])
       await fail(422, "create", ["Customer", { email: `x_${uid()}@example.com`, name: "x", balance: 1, score: "1", visits: 1.5 }])
       if (dialect === "sqlite") {
         // SQLite stores a DECIMAL that is not an integer as a REAL: 15 significant digits
-        const e2 = await fail(422, "create", ["Customer", { email: `x_${uid()}@example.com`, name: "x", balance: "1234567890.1234567", score: 1 }])
+        const e2 = await fail(422, "create", [
+          "Customer",
+          { email: `x_${uid()}@example.com`, name: "x", balance: "1234567890.1234567", score: 1 }
+        ])
         expect(JSON.stringify(e2.details)).toContain("at most 15 significant digits")
         const whole = await customer({ balance: "9007199254740993" })
         expect((await ok("read", ["Customer", whole.id])).balance).toBe("9007199254740993")
       }
     })
 
-    it.runIf(dialect === "postgresql")("stores String[] as TEXT[]: written, read, filtered with has, hasEvery, hasSome, isEmpty", async () => {
-      const a = await customer({ tags: ["vip", "eu", 'quote " and \\ back', "NULL", "{x,y}"] })
-      const b = await customer({ tags: ["eu"] })
-      const c = await customer()
-      expect(a.tags).toEqual(["vip", "eu", 'quote " and \\ back', "NULL", "{x,y}"])
-      const stored = await raw!.query(`SELECT tags FROM "Customer" WHERE id = ${a.id as number}`)
-      expect(stored[0]?.tags).toEqual(a.tags)
-      const ids = async (tags: Rec) =>
-        (await ok<{ data: ReadonlyArray<Rec> }>("list", ["Customer", { filter: { id: { in: [a.id, b.id, c.id] }, tags }, sort: { id: "asc" } }])).data.map((r) => r.id)
-      expect(await ids({ has: "eu" })).toEqual([a.id, b.id])
-      expect(await ids({ hasEvery: ["eu", "vip"] })).toEqual([a.id])
-      expect(await ids({ hasSome: ["vip", "nope"] })).toEqual([a.id])
-      expect(await ids({ isEmpty: true })).toEqual([c.id])
-      expect(await ids({ has: "{x,y}" })).toEqual([a.id])
-      expect((await ok("update", ["Customer", b.id, { tags: [] }])).tags).toEqual([])
-      await fail(422, "create", ["Customer", { email: `x_${uid()}@example.com`, name: "x", balance: "1", score: 1, tags: ["ok", 5] }])
-      await fail(422, "list", ["Customer", { filter: { tags: "eu" } }])
-      await fail(422, "list", ["Customer", { sort: { tags: "asc" } }])
-    })
+    it.runIf(dialect === "postgresql")(
+      "stores String[] as TEXT[]: written, read, filtered with has, hasEvery, hasSome, isEmpty",
+      async () => {
+        const a = await customer({ tags: ["vip", "eu", 'quote " and \\ back', "NULL", "{x,y}"] })
+        const b = await customer({ tags: ["eu"] })
+        const c = await customer()
+        expect(a.tags).toEqual(["vip", "eu", 'quote " and \\ back', "NULL", "{x,y}"])
+        const stored = await raw!.query(`SELECT tags FROM "Customer" WHERE id = ${a.id as number}`)
+        expect(stored[0]?.tags).toEqual(a.tags)
+        const ids = async (tags: Rec) =>
+          (
+            await ok<{ data: ReadonlyArray<Rec> }>("list", [
+              "Customer",
+              { filter: { id: { in: [a.id, b.id, c.id] }, tags }, sort: { id: "asc" } }
+            ])
+          ).data.map((r) => r.id)
+        expect(await ids({ has: "eu" })).toEqual([a.id, b.id])
+        expect(await ids({ hasEvery: ["eu", "vip"] })).toEqual([a.id])
+        expect(await ids({ hasSome: ["vip", "nope"] })).toEqual([a.id])
+        expect(await ids({ isEmpty: true })).toEqual([c.id])
+        expect(await ids({ has: "{x,y}" })).toEqual([a.id])
+        expect((await ok("update", ["Customer", b.id, { tags: [] }])).tags).toEqual([])
+        await fail(422, "create", ["Customer", { email: `x_${uid()}@example.com`, name: "x", balance: "1", score: 1, tags: ["ok", 5] }])
+        await fail(422, "list", ["Customer", { filter: { tags: "eu" } }])
+        await fail(422, "list", ["Customer", { sort: { tags: "asc" } }])
+      }
+    )
 
     it("checks enum values; matches email without regard to case with mode insensitive", async () => {
       const s = uid()
       const c = await customer({ email: `Mixed_${s}@Example.com`, status: "SUSPENDED" })
       expect(c.status).toBe("SUSPENDED")
-      if (dialect !== "sqlite") await fail(422, "create", ["Customer", { email: `x_${s}@example.com`, name: "x", balance: "1", score: 1, status: "GONE" }])
-      const found = await ok<{ data: ReadonlyArray<Rec> }>("list", ["Customer", { filter: { email: { eq: `mixed_${s}@example.COM`, mode: "insensitive" } } }])
+      if (dialect !== "sqlite")
+        await fail(422, "create", ["Customer", { email: `x_${s}@example.com`, name: "x", balance: "1", score: 1, status: "GONE" }])
+      const found = await ok<{ data: ReadonlyArray<Rec> }>("list", [
+        "Customer",
+        { filter: { email: { eq: `mixed_${s}@example.COM`, mode: "insensitive" } } }
+      ])
       expect(found.data.map((r) => r.id)).toEqual([c.id])
       expect((await ok<Rec | null>("findByField", ["Customer", "email", c.email]))?.id).toBe(c.id)
     })
@@ -254,8 +293,14 @@ for (const dialect of DIALECTS) {
       const k = await ok("create", ["Coupon", { code: `K${uid()}`, percent: 10 }])
       expect(k.id).toMatch(CUID)
       expect(await ok("read", ["Coupon", k.id])).toEqual(k)
-      await raw!.exec(`INSERT INTO ${q}Coupon${q} (${q}id${q}, ${q}code${q}, ${q}percent${q}) VALUES ('clrprisma0000a1b2c3d4e5f6', 'FROM-PRISMA', 5)`)
-      expect(await ok("read", ["Coupon", "clrprisma0000a1b2c3d4e5f6"])).toEqual({ id: "clrprisma0000a1b2c3d4e5f6", code: "FROM-PRISMA", percent: 5 })
+      await raw!.exec(
+        `INSERT INTO ${q}Coupon${q} (${q}id${q}, ${q}code${q}, ${q}percent${q}) VALUES ('clrprisma0000a1b2c3d4e5f6', 'FROM-PRISMA', 5)`
+      )
+      expect(await ok("read", ["Coupon", "clrprisma0000a1b2c3d4e5f6"])).toEqual({
+        id: "clrprisma0000a1b2c3d4e5f6",
+        code: "FROM-PRISMA",
+        percent: 5
+      })
       expect(await ok("update", ["Coupon", "clrprisma0000a1b2c3d4e5f6", { percent: 7 }])).toMatchObject({ percent: 7 })
     })
 
@@ -276,7 +321,10 @@ for (const dialect of DIALECTS) {
         updatedAt: "2024-01-15T10:30:00.123Z",
         status: "ACTIVE"
       })
-      const since = await ok<{ total: number }>("list", ["Customer", { filter: { email: "prisma@example.com", createdAt: { gte: "2024-01-15T10:30:00.123Z", lt: "2024-01-15T10:30:00.124Z" } } }])
+      const since = await ok<{ total: number }>("list", [
+        "Customer",
+        { filter: { email: "prisma@example.com", createdAt: { gte: "2024-01-15T10:30:00.123Z", lt: "2024-01-15T10:30:00.124Z" } } }
+      ])
       expect(since.total).toBe(1)
 
       const mine = await customer()
@@ -296,7 +344,11 @@ for (const dialect of DIALECTS) {
       const orders = [1, 2, 3].map((number) => ({ customerId: c.id, number, region: "eu", total: `${number}.25` }))
       expect(await ok<number>("createMany", ["Order", orders])).toBe(3)
       const listed = await ok<{ data: ReadonlyArray<Rec> }>("list", ["Order", { filter: { customerId: c.id }, sort: { number: "asc" } }])
-      expect(listed.data.map((o) => [typeof o.id, o.number, o.total])).toEqual([["number", 1, "1.25"], ["number", 2, "2.25"], ["number", 3, "3.25"]])
+      expect(listed.data.map((o) => [typeof o.id, o.number, o.total])).toEqual([
+        ["number", 1, "1.25"],
+        ["number", 2, "2.25"],
+        ["number", 3, "3.25"]
+      ])
       const email = `up_${uid()}@example.com`
       const created = await ok("upsert", ["Customer", "email", email, { name: "Up", balance: "1", score: 1 }, { name: "Up again" }])
       expect(typeof created.id).toBe("number")
@@ -356,18 +408,36 @@ for (const dialect of DIALECTS) {
       expect(await raw!.tables()).toEqual(["Coupon", "Customer", "dbal_migrations", "orders"])
       const big = "9223372036854775807"
       const decimal = dialect === "sqlite" ? "-1234.5678" : "-12345678901234567890.123456789012345678901234567891"
-      const c = await ok("create", ["Customer", { email: `m_${uid()}@example.com`, name: "M", balance: decimal, visits: big, score: 0.5, ...(dialect === "postgresql" ? { tags: ["a"] } : {}) }])
+      const c = await ok("create", [
+        "Customer",
+        {
+          email: `m_${uid()}@example.com`,
+          name: "M",
+          balance: decimal,
+          visits: big,
+          score: 0.5,
+          ...(dialect === "postgresql" ? { tags: ["a"] } : {})
+        }
+      ])
       const d = await ok("create", ["Customer", { email: `m_${uid()}@example.com`, name: "N", balance: "0", score: 1 }])
       expect(typeof c.id).toBe("number")
       expect(d.id).toBe((c.id as number) + 1)
-      expect(await ok("read", ["Customer", c.id])).toMatchObject({ balance: decimal, visits: big, score: 0.5, code: expect.stringMatching(CUID) })
+      expect(await ok("read", ["Customer", c.id])).toMatchObject({
+        balance: decimal,
+        visits: big,
+        score: 0.5,
+        code: expect.stringMatching(CUID)
+      })
       expect((await ok<{ total: number }>("list", ["Customer", { filter: { visits: { gte: big } } }])).total).toBe(1)
       const o = await ok("create", ["Order", { customerId: c.id, number: 1, region: "eu", total: "5" }])
       const listed = await ok<{ data: ReadonlyArray<Rec> }>("list", ["Order", { filter: { id: o.id }, include: ["customer"] }])
       expect(listed.data[0]?.customer).toMatchObject({ id: c.id })
-      if (dialect === "postgresql") expect((await ok<{ total: number }>("list", ["Customer", { filter: { tags: { has: "a" } } }])).total).toBe(1)
+      if (dialect === "postgresql")
+        expect((await ok<{ total: number }>("list", ["Customer", { filter: { tags: { has: "a" } } }])).total).toBe(1)
       if (dialect === "sqlite") {
-        const kinds = await raw!.query(`SELECT typeof("createdAt") AS t, typeof("visits") AS v FROM "Customer" WHERE id = ${c.id as number}`)
+        const kinds = await raw!.query(
+          `SELECT typeof("createdAt") AS t, typeof("visits") AS v FROM "Customer" WHERE id = ${c.id as number}`
+        )
         expect(kinds[0]).toEqual({ t: "integer", v: "integer" })
       }
     })

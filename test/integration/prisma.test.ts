@@ -104,7 +104,10 @@ for (const dialect of DIALECTS) {
       const s = uid()
       const page = await ok<Rec>("create", ["PageView", { slug: `c-${s}`, title: "c", level: 1, layout: "{}" }])
       const root = await ok<Rec>("create", ["ComponentHierarchy", { pageId: page.id, componentType: "Grid", props: "{}" }])
-      const child = await ok<Rec>("create", ["ComponentHierarchy", { pageId: page.id, parentId: root.id, componentType: "Text", props: "{}", order: 1 }])
+      const child = await ok<Rec>("create", [
+        "ComponentHierarchy",
+        { pageId: page.id, parentId: root.id, componentType: "Text", props: "{}", order: 1 }
+      ])
       expect(root).toMatchObject({ order: 0, parentId: null })
       expect(await ok<number>("count", ["ComponentHierarchy", { pageId: page.id }])).toBe(2)
       await fail(422, "create", ["ComponentHierarchy", { pageId: "0f8fad5b-d9cb-469f-a165-70867728950e", componentType: "X", props: "{}" }])
@@ -113,7 +116,10 @@ for (const dialect of DIALECTS) {
       await fail(404, "read", ["ComponentHierarchy", child.id])
 
       const u = await user()
-      const pkg = await ok<Rec>("create", ["Package", { name: `pkg-${s}`, version: "1.0.0", author: "a", manifest: "{}", installedBy: u.id }])
+      const pkg = await ok<Rec>("create", [
+        "Package",
+        { name: `pkg-${s}`, version: "1.0.0", author: "a", manifest: "{}", installedBy: u.id }
+      ])
       expect(pkg).toMatchObject({ isInstalled: false, installedBy: u.id })
       expect(await ok("delete", ["User", u.id])).toBe(true)
       expect(await ok<Rec>("read", ["Package", pkg.id])).toMatchObject({ installedBy: null })
@@ -137,7 +143,11 @@ for (const dialect of DIALECTS) {
       const pages = await call("list", ["PageView", {}], asAdmin)
       expect(pages.error, JSON.stringify(pages.error)).toBeUndefined()
       // no default rules: everything else is refused, the admin's own User record included
-      for (const [method, params] of [["read", ["User", admin.id]], ["count", ["Workflow"]], ["create", ["PageView", { slug: `n-${s}`, title: "n", level: 1, layout: "{}" }]]] as const) {
+      for (const [method, params] of [
+        ["read", ["User", admin.id]],
+        ["count", ["Workflow"]],
+        ["create", ["PageView", { slug: `n-${s}`, title: "n", level: 1, layout: "{}" }]]
+      ] as const) {
         const a = await call(method, params, asAdmin)
         expect(a.error?.code, `${method} ${JSON.stringify(a)}`).toBe(403)
       }

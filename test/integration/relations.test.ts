@@ -25,7 +25,10 @@ for (const dialect of DIALECTS) {
         const results = await ok<ReadonlyArray<unknown>>("transaction", [
           [
             { method: "create", params: ["PageView", { slug: `tx-${s}`, title: "T", level: 1, layout: {} }] },
-            { method: "create", params: ["Workflow", { name: `tx-${s}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: user.id }] },
+            {
+              method: "create",
+              params: ["Workflow", { name: `tx-${s}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: user.id }]
+            },
             { method: "count", params: ["PageView", { slug: `tx-${s}` }] },
             { method: "update", params: ["User", user.id, { role: "admin" }] }
           ]
@@ -54,7 +57,12 @@ for (const dialect of DIALECTS) {
       })
 
       it("reports a validation failure with the operation's position", async () => {
-        const e = await fail(422, "transaction", [[{ method: "count", params: ["User"] }, { method: "create", params: ["User", { username: "x" }] }]])
+        const e = await fail(422, "transaction", [
+          [
+            { method: "count", params: ["User"] },
+            { method: "create", params: ["User", { username: "x" }] }
+          ]
+        ])
         expect(e.details).toMatchObject({ operation: 1 })
       })
 
@@ -72,8 +80,14 @@ for (const dialect of DIALECTS) {
       it("returns each record with the records its foreign keys name, in one page", async () => {
         const page = await fx.page()
         const root = await ok<Rec>("create", ["ComponentHierarchy", { pageId: page.id, componentType: "Root", order: 0, props: {} }])
-        await ok("create", ["ComponentHierarchy", { pageId: page.id, parentId: root.id, componentType: "Child", order: 1, props: { a: 1 } }])
-        const list = await ok<ListResult>("list", ["ComponentHierarchy", { filter: { pageId: page.id }, sort: { order: "asc" }, include: ["page", "parent"] }])
+        await ok("create", [
+          "ComponentHierarchy",
+          { pageId: page.id, parentId: root.id, componentType: "Child", order: 1, props: { a: 1 } }
+        ])
+        const list = await ok<ListResult>("list", [
+          "ComponentHierarchy",
+          { filter: { pageId: page.id }, sort: { order: "asc" }, include: ["page", "parent"] }
+        ])
         expect(list.total).toBe(2)
         expect(list.data.map((r) => r.componentType)).toEqual(["Root", "Child"])
         for (const r of list.data) expect(r.page).toEqual(page)

@@ -62,7 +62,10 @@ for (const dialect of DIALECTS) {
       ]
       for (const [filter, field, error] of cases) {
         const e = await fail(422, "upsert", ["User", filter, create, { role: "admin" }])
-        expect(fieldsOf(e).map((f) => f.field), JSON.stringify(filter)).toEqual([field])
+        expect(
+          fieldsOf(e).map((f) => f.field),
+          JSON.stringify(filter)
+        ).toEqual([field])
         expect(fieldsOf(e)[0]!.error, JSON.stringify(filter)).toMatch(error)
       }
       expect(await count("User", { email: `${name}@example.com` })).toBe(0)

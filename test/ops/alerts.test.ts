@@ -44,7 +44,8 @@ const alerts = rules.groups.flatMap((g) => g.rules).filter((r): r is Rule & { al
 
 const promtoolMissing = (): string | undefined => {
   const r = spawnSync("promtool", ["--version"], { encoding: "utf8", timeout: 10_000 })
-  if (r.error !== undefined) return `promtool is not installed (${r.error.message}); install it with: apt-get install -y --no-install-recommends prometheus`
+  if (r.error !== undefined)
+    return `promtool is not installed (${r.error.message}); install it with: apt-get install -y --no-install-recommends prometheus`
   return r.status === 0 ? undefined : `promtool --version exited with ${r.status}`
 }
 const missing = promtoolMissing()
@@ -90,11 +91,21 @@ describe("deploy/prometheus/rules.yaml", () => {
     const cases = tests.tests.flatMap((t) => t.alert_rule_test ?? [])
     for (const a of alerts) {
       const mine = cases.filter((c) => c.alertname === a.alert)
-      expect(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${a.alert} fires in some test`).toBe(true)
-      expect(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${a.alert} stays quiet in some test`).toBe(true)
+      expect(
+        mine.some((c) => (c.exp_alerts ?? []).length > 0),
+        `${a.alert} fires in some test`
+      ).toBe(true)
+      expect(
+        mine.some((c) => (c.exp_alerts ?? []).length === 0),
+        `${a.alert} stays quiet in some test`
+      ).toBe(true)
     }
     // No test names an alert that does not exist.
-    for (const c of cases) expect(alerts.map((a) => a.alert), c.alertname).toContain(c.alertname)
+    for (const c of cases)
+      expect(
+        alerts.map((a) => a.alert),
+        c.alertname
+      ).toContain(c.alertname)
   })
 
   it("has the issue's alerts, each with a severity, a summary and a description", () => {

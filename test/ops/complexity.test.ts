@@ -47,7 +47,9 @@ describe("complexity score", () => {
     const over = Effect.runSyncExit(checkComplexity({ filter: inList(490) }, 1000, 510))
     expect(Exit.isFailure(over)).toBe(true)
     if (Exit.isFailure(over) && over.cause._tag === "Fail") {
-      expect(over.cause.error.fields[0]!.error).toMatch(/^transaction complexity 1010 exceeds the limit 1000: the earlier operations score 510, this one 500 /)
+      expect(over.cause.error.fields[0]!.error).toMatch(
+        /^transaction complexity 1010 exceeds the limit 1000: the earlier operations score 510, this one 500 /
+      )
     }
   })
 
@@ -113,7 +115,18 @@ describe("over the limit: 422 from the handler", () => {
     // offset (200 - 1) × 60 = 11940 rows → 119
     await expect422("list", ["User", { page: 200, limit: 60 }], "page", 119)
     // 5 sort keys = 100, plus one condition = 110
-    await expect422("list", ["User", { filter: { role: "user" }, sort: [{ username: "asc" }, { email: "asc" }, { role: "desc" }, { createdAt: "asc" }, { updatedAt: "asc" }] }], "sort", 110)
+    await expect422(
+      "list",
+      [
+        "User",
+        {
+          filter: { role: "user" },
+          sort: [{ username: "asc" }, { email: "asc" }, { role: "desc" }, { createdAt: "asc" }, { updatedAt: "asc" }]
+        }
+      ],
+      "sort",
+      110
+    )
   })
 
   it("long contains / startsWith / endsWith patterns score more: a short one runs, a long one is refused", async () => {
@@ -137,7 +150,9 @@ describe("over the limit: 422 from the handler", () => {
     const details = a.error?.details as { operation?: number; rolledBack?: boolean; fields?: Array<{ field: string; error: string }> }
     expect(details.operation).toBe(2)
     expect(details.rolledBack).toBe(true)
-    expect(details.fields?.[0]?.error).toMatch(/^transaction complexity 140 exceeds the limit 100: the earlier operations score 70, this one 70 /)
+    expect(details.fields?.[0]?.error).toMatch(
+      /^transaction complexity 140 exceeds the limit 100: the earlier operations score 70, this one 70 /
+    )
     // Rolled back: the create of operation 0 left nothing.
     expect((await call("count", ["User", { username: name }])).result).toBe(0)
     // One-condition counts score 10 each: eleven of them exceed 100, ten fit exactly.

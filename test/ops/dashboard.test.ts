@@ -38,7 +38,21 @@ const rules = YAML.parse(fs.readFileSync(path.join(root, "deploy", "prometheus",
   groups: ReadonlyArray<{ rules: ReadonlyArray<{ alert?: string; record?: string; expr: string }> }>
 }
 
-const KEYWORDS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf", "nan"])
+const KEYWORDS = new Set([
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "and",
+  "or",
+  "unless",
+  "bool",
+  "offset",
+  "inf",
+  "nan"
+])
 
 /**
  * The metric names of a PromQL expression: label matchers, strings, ranges, grouping label lists
@@ -83,7 +97,9 @@ const sampleNames = (text: string): Set<string> =>
 describe("metric names", () => {
   it("are read from PromQL expressions (functions, labels, keywords and variables are not names)", () => {
     expect(
-      metricNames('histogram_quantile(0.99, sum by (job, le) (rate(dbal_request_duration_seconds_bucket{job=~"$job", code=~"5.."}[$__rate_interval]))) > 1')
+      metricNames(
+        'histogram_quantile(0.99, sum by (job, le) (rate(dbal_request_duration_seconds_bucket{job=~"$job", code=~"5.."}[$__rate_interval]))) > 1'
+      )
     ).toEqual(["dbal_request_duration_seconds_bucket"])
     expect(metricNames("dbal_db_pool_waiting_requests > 0 and dbal_db_pool_idle_connections == 0")).toEqual([
       "dbal_db_pool_waiting_requests",
@@ -108,7 +124,10 @@ describe("the dashboard", () => {
       "event-loop lag",
       "memory"
     ]) {
-      expect(titles.some((t) => t.includes(wanted)), wanted).toBe(true)
+      expect(
+        titles.some((t) => t.includes(wanted)),
+        wanted
+      ).toBe(true)
     }
     for (const p of panels) expect(p.targets?.length ?? 0, p.title).toBeGreaterThan(0)
     expect(dashboard.uid).toBe("dbal-daemon")
@@ -124,8 +143,25 @@ describe.skipIf(missing !== undefined)("every metric of a panel or a rule is exp
   const dir = tempDir("dashboard")
 
   beforeAll(async () => {
-    openssl(dir, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.crt",
-      "-days", "30", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+    openssl(dir, [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      "server.key",
+      "-out",
+      "server.crt",
+      "-days",
+      "30",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost"
+    ])
     const ca = fs.readFileSync(path.join(dir, "server.crt"))
     db = await createDatabase("postgresql")
     const cfg = daemonConfig(db)

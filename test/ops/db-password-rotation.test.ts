@@ -93,7 +93,8 @@ const pgTarget = async (cluster: PgCluster, user: string, firstPassword: string)
         )
       ).rows.map((r) => ({ id: r.pid, since: Number(r.since), idle: r.idle })),
     kill: async (ids) => void (await admin.query("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", [ids])),
-    now: async () => Number((await admin.query<{ n: string }>("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS n")).rows[0]!.n),
+    now: async () =>
+      Number((await admin.query<{ n: string }>("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS n")).rows[0]!.n),
     stored: async () => {
       const c = cluster.client("dbal")
       await c.connect()
@@ -135,9 +136,12 @@ const mariaTarget = async (user: string, firstPassword: string): Promise<Target>
     },
     // Connection ids only grow, so they order the sessions as start times would.
     sessions: async () =>
-      ((await admin.query("SELECT ID AS id, COMMAND AS command FROM information_schema.PROCESSLIST WHERE USER = ?", [user]))[0] as Array<{ id: number; command: string }>).map(
-        (r) => ({ id: Number(r.id), since: Number(r.id), idle: r.command === "Sleep" })
-      ),
+      (
+        (await admin.query("SELECT ID AS id, COMMAND AS command FROM information_schema.PROCESSLIST WHERE USER = ?", [user]))[0] as Array<{
+          id: number
+          command: string
+        }>
+      ).map((r) => ({ id: Number(r.id), since: Number(r.id), idle: r.command === "Sleep" })),
     kill: async (ids) => {
       for (const id of ids) {
         try {
@@ -149,7 +153,8 @@ const mariaTarget = async (user: string, firstPassword: string): Promise<Target>
       }
     },
     // The largest connection id in use: every session with a larger one was opened after this call.
-    now: async () => Number(((await admin.query("SELECT MAX(ID) AS n FROM information_schema.PROCESSLIST"))[0] as Array<{ n: number }>)[0]!.n),
+    now: async () =>
+      Number(((await admin.query("SELECT MAX(ID) AS n FROM information_schema.PROCESSLIST"))[0] as Array<{ n: number }>)[0]!.n),
     stored: async () => {
       const rows = (await admin.query(`SELECT slug, id FROM ${database}.page_views`))[0] as Array<{ slug: string; id: string }>
       const m = new Map<string, Array<string>>()
@@ -222,7 +227,11 @@ const replaceSessions = async (target: Target, since: number, acked: () => numbe
     20
   )
   const served = acked()
-  await untilTrue(`${target.name}: new sessions serving`, async () => (await target.sessions()).some((s) => s.since > since) && acked() >= served + PROGRESS, STEP_BOUND)
+  await untilTrue(
+    `${target.name}: new sessions serving`,
+    async () => (await target.sessions()).some((s) => s.since > since) && acked() >= served + PROGRESS,
+    STEP_BOUND
+  )
   return killed
 }
 
@@ -284,10 +293,22 @@ const rotationUnderLoad = async (target: Target, dir: string, passwords: readonl
           }
         } else if (method === "read") {
           const id = (a.result as { id?: unknown } | null | undefined)?.id
-          outcomes.push({ kind, method, ms, ...(id === mine[n % mine.length] ? {} : { problem: `read answered ${JSON.stringify(a.result)}` }) })
+          outcomes.push({
+            kind,
+            method,
+            ms,
+            ...(id === mine[n % mine.length] ? {} : { problem: `read answered ${JSON.stringify(a.result)}` })
+          })
         } else {
           const count = typeof a.result === "number" ? a.result : (a.result as { count?: unknown } | undefined)?.count
-          outcomes.push({ kind, method, ms, ...(typeof count === "number" && count >= mine.length ? {} : { problem: `count answered ${JSON.stringify(a.result)} for ${mine.length} acknowledged` }) })
+          outcomes.push({
+            kind,
+            method,
+            ms,
+            ...(typeof count === "number" && count >= mine.length
+              ? {}
+              : { problem: `count answered ${JSON.stringify(a.result)} for ${mine.length} acknowledged` })
+          })
         }
       }
     }
@@ -353,7 +374,8 @@ const rotationUnderLoad = async (target: Target, dir: string, passwords: readonl
     expect(problems.map((o) => o.problem)).toEqual([])
     expect(readFailures.map((o) => JSON.stringify(o.answer))).toEqual([])
     // A write on a connection killed under it: 503, not retried; at most one per killed session.
-    for (const o of writeFailures) expect(o.answer?.error, JSON.stringify(o.answer)).toMatchObject({ code: 503, message: "Database unavailable" })
+    for (const o of writeFailures)
+      expect(o.answer?.error, JSON.stringify(o.answer)).toMatchObject({ code: 503, message: "Database unavailable" })
     expect(writeFailures.length).toBeLessThanOrEqual(killed)
     // Nothing applied twice, every acknowledged create stored with its id.
     expect([...stored.values()].filter((ids) => ids.length > 1)).toEqual([])
@@ -379,12 +401,16 @@ describe("database password rotation under load (PostgreSQL, password logins)", 
     await target?.destroy()
   })
 
-  it.skipIf(skip)("file first then ALTER ROLE, and ALTER ROLE then file: no read fails, no write twice, no restart", async () => {
-    const passwords = [secret(), secret(), secret()] as const
-    const cluster = await createPgCluster({ prefix: "pwrot", maxConnections: 40, passwordLogins: true })
-    target = await pgTarget(cluster, `dbal_rot_${randomBytes(4).toString("hex")}`, passwords[0])
-    await rotationUnderLoad(target, tempDir("pwrot-pg"), passwords)
-  }, 300_000)
+  it.skipIf(skip)(
+    "file first then ALTER ROLE, and ALTER ROLE then file: no read fails, no write twice, no restart",
+    async () => {
+      const passwords = [secret(), secret(), secret()] as const
+      const cluster = await createPgCluster({ prefix: "pwrot", maxConnections: 40, passwordLogins: true })
+      target = await pgTarget(cluster, `dbal_rot_${randomBytes(4).toString("hex")}`, passwords[0])
+      await rotationUnderLoad(target, tempDir("pwrot-pg"), passwords)
+    },
+    300_000
+  )
 })
 
 describe("database password rotation under load (MariaDB)", async () => {
@@ -394,9 +420,13 @@ describe("database password rotation under load (MariaDB)", async () => {
     await target?.destroy()
   })
 
-  it.skipIf(skip)("file first then ALTER USER, and ALTER USER then file: no read fails, no write twice, no restart", async () => {
-    const passwords = [secret(), secret(), secret()] as const
-    target = await mariaTarget(`dbal_rot_${randomBytes(4).toString("hex")}`, passwords[0])
-    await rotationUnderLoad(target, tempDir("pwrot-my"), passwords)
-  }, 300_000)
+  it.skipIf(skip)(
+    "file first then ALTER USER, and ALTER USER then file: no read fails, no write twice, no restart",
+    async () => {
+      const passwords = [secret(), secret(), secret()] as const
+      target = await mariaTarget(`dbal_rot_${randomBytes(4).toString("hex")}`, passwords[0])
+      await rotationUnderLoad(target, tempDir("pwrot-my"), passwords)
+    },
+    300_000
+  )
 })

@@ -56,7 +56,20 @@ const passwordProxy = async () => {
       client.off("data", onData)
       state.seen.push(password)
       if (password !== state.expected) {
-        client.end(message("E", Buffer.concat([Buffer.from("S"), cstr("FATAL"), Buffer.from("C"), cstr("28P01"), Buffer.from("M"), cstr("password authentication failed"), Buffer.from([0])])))
+        client.end(
+          message(
+            "E",
+            Buffer.concat([
+              Buffer.from("S"),
+              cstr("FATAL"),
+              Buffer.from("C"),
+              cstr("28P01"),
+              Buffer.from("M"),
+              cstr("password authentication failed"),
+              Buffer.from([0])
+            ])
+          )
+        )
         return
       }
       const upstream = net.connect(PG.port, PG.host, () => {
@@ -96,31 +109,44 @@ describe("database password_file rotation (PostgreSQL)", async () => {
     await db?.drop()
   })
 
-  it.skipIf(skip)("new connections after a rotation log in with the new password from the file", async () => {
-    const dir = tempDir("dbpw")
-    fs.writeFileSync(path.join(dir, "db-password"), "first-password-0123\n", { mode: 0o600 })
-    proxy!.state.expected = "first-password-0123"
-    const base = daemonConfig(db!)
-    const database = base.database as { connection: Record<string, unknown> }
-    const file = writeConfig({ ...base, database: { ...database, connection: { ...database.connection, port: proxy!.port, ssl_mode: "disable", password_file: "db-password" } } }, dir)
-    const cfg = await Effect.runPromise(loadConfig(file, {}))
-    const runtime = ManagedRuntime.make(pgLayer(cfg) as Layer.Layer<SqlClient.SqlClient, unknown>)
-    try {
-      const one = () => runtime.runPromiseExit(Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT 1 AS n`))
-      expect(Exit.isSuccess(await one())).toBe(true)
-      expect(proxy!.state.seen.every((p) => p === "first-password-0123")).toBe(true)
-      const before = proxy!.state.seen.length
+  it.skipIf(skip)(
+    "new connections after a rotation log in with the new password from the file",
+    async () => {
+      const dir = tempDir("dbpw")
+      fs.writeFileSync(path.join(dir, "db-password"), "first-password-0123\n", { mode: 0o600 })
+      proxy!.state.expected = "first-password-0123"
+      const base = daemonConfig(db!)
+      const database = base.database as { connection: Record<string, unknown> }
+      const file = writeConfig(
+        {
+          ...base,
+          database: {
+            ...database,
+            connection: { ...database.connection, port: proxy!.port, ssl_mode: "disable", password_file: "db-password" }
+          }
+        },
+        dir
+      )
+      const cfg = await Effect.runPromise(loadConfig(file, {}))
+      const runtime = ManagedRuntime.make(pgLayer(cfg) as Layer.Layer<SqlClient.SqlClient, unknown>)
+      try {
+        const one = () => runtime.runPromiseExit(Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT 1 AS n`))
+        expect(Exit.isSuccess(await one())).toBe(true)
+        expect(proxy!.state.seen.every((p) => p === "first-password-0123")).toBe(true)
+        const before = proxy!.state.seen.length
 
-      fs.writeFileSync(path.join(dir, "db-password"), "second-password-4567\n", { mode: 0o600 })
-      proxy!.state.expected = "second-password-4567"
-      proxy!.dropAll()
-      // The pool notices the dropped connections (or the first query on one fails) and opens new ones.
-      await until("a query on a new connection", async () => (Exit.isSuccess(await one()) ? true : undefined), 15_000)
-      const after = proxy!.state.seen.slice(before)
-      expect(after.length).toBeGreaterThan(0)
-      expect(after).toEqual(after.map(() => "second-password-4567"))
-    } finally {
-      await runtime.dispose()
-    }
-  }, 60_000)
+        fs.writeFileSync(path.join(dir, "db-password"), "second-password-4567\n", { mode: 0o600 })
+        proxy!.state.expected = "second-password-4567"
+        proxy!.dropAll()
+        // The pool notices the dropped connections (or the first query on one fails) and opens new ones.
+        await until("a query on a new connection", async () => (Exit.isSuccess(await one()) ? true : undefined), 15_000)
+        const after = proxy!.state.seen.slice(before)
+        expect(after.length).toBeGreaterThan(0)
+        expect(after).toEqual(after.map(() => "second-password-4567"))
+      } finally {
+        await runtime.dispose()
+      }
+    },
+    60_000
+  )
 })

@@ -33,7 +33,11 @@ const configFor = (db: TestDatabase, queryTimeout = QUERY_TIMEOUT): DaemonConfig
 
 /** How a test runs an effect on a runtime: in an ordinary fiber, or in a request fiber. */
 const fibers = [
-  { kind: "an interruptible fiber", run: <A, E>(rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>, e: Effect.Effect<A, E, SqlClient.SqlClient>) => rt.runPromise(e) },
+  {
+    kind: "an interruptible fiber",
+    run: <A, E>(rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>, e: Effect.Effect<A, E, SqlClient.SqlClient>) =>
+      rt.runPromise(e)
+  },
   {
     kind: "a request fiber",
     run: async <A, E>(rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>, e: Effect.Effect<A, E, SqlClient.SqlClient>) =>
@@ -68,7 +72,10 @@ for (const { dialect, sleep } of sleeps) {
       if (dialect === "postgresql") return pgSleepingStatements(name)
       const c = await mysql.createConnection({ ...MY, password: "", connectTimeout: 3000 })
       try {
-        const [rows] = await c.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE 'SELECT SLEEP(5)%'", [name])
+        const [rows] = await c.query(
+          "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE 'SELECT SLEEP(5)%'",
+          [name]
+        )
         return Number((rows as Array<{ n: number }>)[0]!.n)
       } finally {
         await c.end()
@@ -119,23 +126,28 @@ for (const { dialect, sleep } of sleeps) {
       expect(await pollUntilZero(running, 3000)).toBe(0)
     })
 
-    it.skipIf(dialect !== "postgresql").each(fibers)("PgClient's cancel stops the statement long before the server's own limit ($kind)", async ({ run }) => {
-      // Server limit 10 s, request bound 300 ms: only the cancel sent on interruption can stop it
-      // within the 2 s the poll allows.
-      const slow = ManagedRuntime.make(sqlClientLayer(configFor(db, 10_000)))
-      try {
-        const started = performance.now()
-        const outcome = await run(
-          slow as ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>,
-          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe("SELECT pg_sleep(8)").pipe(withQueryTimeout(QUERY_TIMEOUT), Effect.either))
-        )
-        expect(Either.isLeft(outcome) && outcome.left._tag).toBe("Timeout")
-        expect(performance.now() - started).toBeLessThan(1000)
-        expect(await pollUntilZero(running, 2000)).toBe(0)
-      } finally {
-        await slow.dispose()
+    it.skipIf(dialect !== "postgresql").each(fibers)(
+      "PgClient's cancel stops the statement long before the server's own limit ($kind)",
+      async ({ run }) => {
+        // Server limit 10 s, request bound 300 ms: only the cancel sent on interruption can stop it
+        // within the 2 s the poll allows.
+        const slow = ManagedRuntime.make(sqlClientLayer(configFor(db, 10_000)))
+        try {
+          const started = performance.now()
+          const outcome = await run(
+            slow as ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown>,
+            Effect.flatMap(SqlClient.SqlClient, (sql) =>
+              sql.unsafe("SELECT pg_sleep(8)").pipe(withQueryTimeout(QUERY_TIMEOUT), Effect.either)
+            )
+          )
+          expect(Either.isLeft(outcome) && outcome.left._tag).toBe("Timeout")
+          expect(performance.now() - started).toBeLessThan(1000)
+          expect(await pollUntilZero(running, 2000)).toBe(0)
+        } finally {
+          await slow.dispose()
+        }
       }
-    })
+    )
 
     it("the server stops a statement by itself even when nothing cancels it (maps to 504)", async () => {
       const started = performance.now()
@@ -157,9 +169,7 @@ describe("sqlite: a statement that outruns query_timeout answers 504 at the boun
     try {
       // A recursive CTE that takes well over the bound (in a reader process).
       const slow = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql.unsafe(
-          "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) AS n FROM c"
-        )
+        sql.unsafe("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) AS n FROM c")
       )
       // A bound far below what the statement takes, so that it surely outruns it.
       const bound = 50

@@ -17,7 +17,8 @@ import { get, type InProcessDaemon, parseSamples, startInProcess } from "./suppo
 
 const promtoolMissing = (): string | undefined => {
   const r = spawnSync("promtool", ["--version"], { encoding: "utf8", timeout: 10_000 })
-  if (r.error !== undefined) return `promtool is not installed (${r.error.message}); install it with: apt-get install -y --no-install-recommends prometheus`
+  if (r.error !== undefined)
+    return `promtool is not installed (${r.error.message}); install it with: apt-get install -y --no-install-recommends prometheus`
   return r.status === 0 ? undefined : `promtool --version exited with ${r.status}`
 }
 const missing = promtoolMissing()
@@ -35,7 +36,10 @@ describe("GET /metrics (Prometheus text format 0.0.4)", () => {
     client = await connect(daemon.port, serviceAuth)
     const suffix = randomBytes(4).toString("hex")
     for (let i = 0; i < 3; i++) {
-      const a = await client.call("create", ["User", { username: `metrics_${suffix}_${i}`, email: `m${i}_${suffix}@example.com`, role: "user" }])
+      const a = await client.call("create", [
+        "User",
+        { username: `metrics_${suffix}_${i}`, email: `m${i}_${suffix}@example.com`, role: "user" }
+      ])
       expect(a.error, JSON.stringify(a)).toBeUndefined()
     }
     const notFound = await client.call("read", ["User", "00000000-0000-4000-8000-000000000000"])
@@ -67,8 +71,14 @@ describe("GET /metrics (Prometheus text format 0.0.4)", () => {
   })
 
   it("has one HELP and one TYPE per family, sorted families, no duplicate series", () => {
-    const help = after.split("\n").filter((l) => l.startsWith("# HELP ")).map((l) => l.split(" ")[2]!)
-    const type = after.split("\n").filter((l) => l.startsWith("# TYPE ")).map((l) => l.split(" ")[2]!)
+    const help = after
+      .split("\n")
+      .filter((l) => l.startsWith("# HELP "))
+      .map((l) => l.split(" ")[2]!)
+    const type = after
+      .split("\n")
+      .filter((l) => l.startsWith("# TYPE "))
+      .map((l) => l.split(" ")[2]!)
     expect(new Set(help).size).toBe(help.length)
     expect(type).toEqual(help)
     expect([...help].sort()).toEqual(help)

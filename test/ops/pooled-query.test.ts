@@ -46,7 +46,9 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
     rt = ManagedRuntime.make(sqlClientLayer(configFor(db, 2, 10_000))) as Rt
     const { run } = await rt.runPromise(PooledQuery)
     expect(run, "the PostgreSQL adapter offers its direct path").toBeDefined()
-    await rt.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`CREATE TABLE t (id int PRIMARY KEY, doc jsonb, at timestamptz, note text)`))
+    await rt.runPromise(
+      Effect.flatMap(SqlClient.SqlClient, (sql) => sql`CREATE TABLE t (id int PRIMARY KEY, doc jsonb, at timestamptz, note text)`)
+    )
   })
   afterAll(async () => {
     await rt?.dispose()
@@ -91,12 +93,14 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
         // A statement sent to the pool would not see the uncommitted row: the read must use the
         // transaction's own connection.
         let inside: number | undefined
-        const rolledBack = yield* sql.withTransaction(
-          Effect.zipRight(sql`INSERT INTO t (id) VALUES (${10})`, count()).pipe(
-            Effect.tap((rows) => Effect.sync(() => (inside = rows[0]!.n))),
-            Effect.zipRight(Effect.fail("roll back" as const))
+        const rolledBack = yield* sql
+          .withTransaction(
+            Effect.zipRight(sql`INSERT INTO t (id) VALUES (${10})`, count()).pipe(
+              Effect.tap((rows) => Effect.sync(() => (inside = rows[0]!.n))),
+              Effect.zipRight(Effect.fail("roll back" as const))
+            )
           )
-        ).pipe(Effect.flip)
+          .pipe(Effect.flip)
         const after = yield* count()
         return { inside, rolledBack, after: after[0]!.n }
       })
@@ -111,7 +115,10 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
         const query = yield* direct
         // Both connections sleep; five more statements wait for one and are interrupted.
         const holders = yield* Effect.forEach([0, 1], () => Effect.fork(query(sql`SELECT pg_sleep(0.5) AS s`)))
-        const waiting = yield* Effect.forEach(Array.from({ length: 5 }, (_, i) => i), (i) => Effect.fork(query(sql`SELECT ${i}::int AS i`)))
+        const waiting = yield* Effect.forEach(
+          Array.from({ length: 5 }, (_, i) => i),
+          (i) => Effect.fork(query(sql`SELECT ${i}::int AS i`))
+        )
         // Forked fibers start in order at the next scheduler turn: after it, each has asked the
         // pool for the connection.
         yield* Effect.yieldNow()
@@ -136,7 +143,9 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
     // Server limit 10 s: only the cancel sent on interruption stops it within the bound.
     await untilTrue("the cancelled pg_sleep to end", async () => (await sleeping()) === 0, 2000)
     // And the connection is usable again.
-    const one = await rt.runPromise(Effect.flatMap(direct, (query) => Effect.flatMap(SqlClient.SqlClient, (sql) => query(sql<{ one: number }>`SELECT 1 AS one`))))
+    const one = await rt.runPromise(
+      Effect.flatMap(direct, (query) => Effect.flatMap(SqlClient.SqlClient, (sql) => query(sql<{ one: number }>`SELECT 1 AS one`)))
+    )
     expect(one[0]!.one).toBe(1)
   })
 
@@ -169,7 +178,10 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
         const execute = yield* directExecute
         const inserted = yield* execute(sql`INSERT INTO t (id, note) VALUES (${20}, 'a'), (${21}, 'a'), (${22}, 'b')`)
         const viaPool = yield* execute(sql`UPDATE t SET note = ${"c"} WHERE note = ${"a"} AND id >= ${20}`)
-        const viaClient = yield* Effect.map(sql`UPDATE t SET note = ${"d"} WHERE note = ${"c"} AND id >= ${20}`.raw, (r) => (r as { rowCount: number }).rowCount)
+        const viaClient = yield* Effect.map(
+          sql`UPDATE t SET note = ${"d"} WHERE note = ${"c"} AND id >= ${20}`.raw,
+          (r) => (r as { rowCount: number }).rowCount
+        )
         const none = yield* execute(sql`DELETE FROM t WHERE id = ${999}`)
         const deleted = yield* execute(sql`DELETE FROM t WHERE id >= ${20}`)
         return { inserted, viaPool, viaClient, none, deleted }
@@ -190,7 +202,9 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
         const blocker = yield* Effect.fork(query(sql`SELECT pg_sleep(1) AS blocker`))
         const interrupted = yield* Effect.fork(execute(sql`UPDATE t SET note = pg_sleep(0.3)::text WHERE id = ${30}`))
         yield* Effect.promise(() => untilTrue("both statements to run", async () => (await sleeping()) === 2, 3000))
-        const next = yield* Effect.fork(execute(sql`UPDATE t SET note = 'next' || pg_sleep(1.5)::text WHERE id = ${31}`).pipe(Effect.either))
+        const next = yield* Effect.fork(
+          execute(sql`UPDATE t SET note = 'next' || pg_sleep(1.5)::text WHERE id = ${31}`).pipe(Effect.either)
+        )
         yield* Effect.yieldNow()
         yield* Fiber.interrupt(interrupted)
         yield* Fiber.join(blocker)
@@ -198,7 +212,9 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: the direct path fo
       })
     )
     expect(victim, JSON.stringify(victim)).toEqual(Either.right(1))
-    const stored = await rt.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ note: string }>`SELECT note FROM t WHERE id = ${31}`))
+    const stored = await rt.runPromise(
+      Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ note: string }>`SELECT note FROM t WHERE id = ${31}`)
+    )
     expect(stored).toEqual([{ note: "next" }])
   })
 })

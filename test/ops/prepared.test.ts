@@ -17,7 +17,9 @@ describe.skipIf(await skipDialect("postgresql"))("prepared statements (postgresq
     db = await createDatabase("postgresql")
     const base = daemonConfig(db)
     // One connection, so that the statements below all run on it.
-    rt = ManagedRuntime.make(core(writeConfig({ ...base, database: { ...(base.database as object), pool_size: 1 } }))) as unknown as typeof rt
+    rt = ManagedRuntime.make(
+      core(writeConfig({ ...base, database: { ...(base.database as object), pool_size: 1 } }))
+    ) as unknown as typeof rt
   })
   afterAll(async () => {
     await rt?.dispose()
@@ -29,11 +31,17 @@ describe.skipIf(await skipDialect("postgresql"))("prepared statements (postgresq
     rt.runPromise(Effect.flatMap(RpcHandler, (handler) => handler.handle(conn, JSON.stringify({ id, method, params, auth: serviceAuth }))))
   const prepared = () =>
     rt.runPromise(
-      Effect.flatMap(Database, ({ sql }) => sql<{ name: string; statement: string }>`SELECT name, statement FROM pg_prepared_statements WHERE name LIKE ${"dbal_%"}`)
+      Effect.flatMap(
+        Database,
+        ({ sql }) =>
+          sql<{ name: string; statement: string }>`SELECT name, statement FROM pg_prepared_statements WHERE name LIKE ${"dbal_%"}`
+      )
     )
 
   it("prepares a statement once per connection and reuses it", async () => {
-    const created = JSON.parse(await call(1, "create", ["User", { username: "prep", email: "prep@example.com" }])) as { result: { id: string } }
+    const created = JSON.parse(await call(1, "create", ["User", { username: "prep", email: "prep@example.com" }])) as {
+      result: { id: string }
+    }
     for (let i = 0; i < 5; i++) await call(10 + i, "read", ["User", created.result.id])
     const after = await prepared()
     const reads = after.filter((p) => /^SELECT .* FROM "users" WHERE "id" = \$1$/.test(p.statement))
@@ -45,10 +53,15 @@ describe.skipIf(await skipDialect("postgresql"))("prepared statements (postgresq
   it("runs a statement with a long list of values unnamed, so that it is planned for its values", async () => {
     const ids = (n: number) => Array.from({ length: n }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`)
     for (const [i, n] of [3, 3, 40, 40].entries()) {
-      const answer = JSON.parse(await call(100 + i, "list", ["User", { filter: { id: { in: ids(n) } } }])) as { result?: unknown; error?: unknown }
+      const answer = JSON.parse(await call(100 + i, "list", ["User", { filter: { id: { in: ids(n) } } }])) as {
+        result?: unknown
+        error?: unknown
+      }
       expect(answer.error).toBeUndefined()
     }
-    const inLists = (await prepared()).filter((p) => /FROM "users" WHERE .*"id" IN \(/.test(p.statement)).map((p) => (p.statement.match(/\$\d+/g) ?? []).length)
+    const inLists = (await prepared())
+      .filter((p) => /FROM "users" WHERE .*"id" IN \(/.test(p.statement))
+      .map((p) => (p.statement.match(/\$\d+/g) ?? []).length)
     // The three-value list is prepared (its SELECT and its COUNT); no statement with forty values is.
     expect(inLists.length).toBeGreaterThan(0)
     expect(Math.max(...inLists)).toBeLessThanOrEqual(32)

@@ -33,10 +33,7 @@ const QUERY_TIMEOUT = 200
 /** A limiter that lets the first requests through and then never answers; counts interruptions. */
 const stuckLimiter = (state: { stuck: boolean; interrupted: number }) =>
   Layer.succeed(RateLimiter, {
-    consume: () =>
-      state.stuck
-        ? Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void state.interrupted++)))
-        : Effect.void
+    consume: () => (state.stuck ? Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void state.interrupted++))) : Effect.void)
   })
 
 describe("a request stuck past query_timeout", () => {
@@ -58,8 +55,14 @@ describe("a request stuck past query_timeout", () => {
       dir
     )
     const base = Layer.provideMerge(Database.layer, Layer.provideMerge(Entities.layer, Config.layer(file)))
-    const services = Layer.provideMerge(Layer.mergeAll(Auth.layer, Acl.layer, stuckLimiter(state), AuditLog.layer, ResultCache.layer), Changes.layer)
-    rt = ManagedRuntime.make(Layer.provideMerge(Layer.provideMerge(HandlerLayer.layer, services), base)) as ManagedRuntime.ManagedRuntime<Handler.RpcHandler, unknown>
+    const services = Layer.provideMerge(
+      Layer.mergeAll(Auth.layer, Acl.layer, stuckLimiter(state), AuditLog.layer, ResultCache.layer),
+      Changes.layer
+    )
+    rt = ManagedRuntime.make(Layer.provideMerge(Layer.provideMerge(HandlerLayer.layer, services), base)) as ManagedRuntime.ManagedRuntime<
+      Handler.RpcHandler,
+      unknown
+    >
     await rt.runPromise(Handler.RpcHandler)
   })
   afterAll(async () => {
@@ -82,13 +85,17 @@ describe("a request stuck past query_timeout", () => {
 
     // Not stuck: an ordinary answer in the same kind of fiber.
     state.stuck = false
-    const ok = JSON.parse(await run(handler.handle(conn, JSON.stringify({ id: "ok", method: "getCapabilities", params: [], auth: serviceAuth })))) as { result?: unknown }
+    const ok = JSON.parse(
+      await run(handler.handle(conn, JSON.stringify({ id: "ok", method: "getCapabilities", params: [], auth: serviceAuth })))
+    ) as { result?: unknown }
     expect(ok.result).toBeDefined()
 
     state.stuck = true
     const before = state.interrupted
     const started = performance.now()
-    const answer = JSON.parse(await run(handler.handle(conn, JSON.stringify({ id: requestId, method: "list", params: ["PageView"], auth: serviceAuth })))) as {
+    const answer = JSON.parse(
+      await run(handler.handle(conn, JSON.stringify({ id: requestId, method: "list", params: ["PageView"], auth: serviceAuth })))
+    ) as {
       id: string
       error?: { code: number }
     }
@@ -100,7 +107,11 @@ describe("a request stuck past query_timeout", () => {
     expect(state.interrupted).toBe(before + 1)
 
     // The record of a read is written without waiting for it: poll with a bound.
-    const record = await until(`the audit record of ${requestId}`, () => readAudit(auditFile()).find((r) => r.requestId === requestId), 5000)
+    const record = await until(
+      `the audit record of ${requestId}`,
+      () => readAudit(auditFile()).find((r) => r.requestId === requestId),
+      5000
+    )
     expect(record).toMatchObject({ operation: "list", success: false, errorCode: 504 })
   })
 })

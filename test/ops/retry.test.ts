@@ -19,7 +19,10 @@ const settings: RetrySettings = { max_retries: 3, initial_delay_ms: 100, max_del
 
 /** An effect failing with `failures[i]` on try i and succeeding after them; counts its tries. */
 const flaky = (tries: Ref.Ref<number>, failures: ReadonlyArray<SqlError>) =>
-  Effect.flatMap(Ref.getAndUpdate(tries, (n) => n + 1), (n) => (n < failures.length ? Effect.fail(failures[n]!) : Effect.succeed("done")))
+  Effect.flatMap(
+    Ref.getAndUpdate(tries, (n) => n + 1),
+    (n) => (n < failures.length ? Effect.fail(failures[n]!) : Effect.succeed("done"))
+  )
 
 describe("transience", () => {
   it("classifies driver failures", () => {
@@ -27,7 +30,9 @@ describe("transience", () => {
     expect(transience(err("ENOTFOUND"))).toBe("notSent")
     expect(transience(err("57P03"))).toBe("notSent")
     expect(transience(err("ER_CON_COUNT_ERROR"))).toBe("notSent")
-    expect(transience(new SqlError({ cause: new Error("timeout exceeded when trying to connect"), message: "Failed to acquire connection" }))).toBe("notSent")
+    expect(
+      transience(new SqlError({ cause: new Error("timeout exceeded when trying to connect"), message: "Failed to acquire connection" }))
+    ).toBe("notSent")
     // A login refused (a password rotation not finished): no connection, nothing sent.
     expect(transience(err("28P01", "password authentication failed", "Failed to acquire connection"))).toBe("notSent")
     expect(transience(err("ER_ACCESS_DENIED_ERROR", "Access denied", "Failed to acquire connection"))).toBe("notSent")
@@ -39,7 +44,9 @@ describe("transience", () => {
     expect(transience(err("ECONNRESET"))).toBe("lost")
     expect(transience(err("PROTOCOL_CONNECTION_LOST"))).toBe("lost")
     expect(transience(err("57P01"))).toBe("lost")
-    expect(transience(new SqlError({ cause: new Error("Connection terminated unexpectedly"), message: "Failed to execute statement" }))).toBe("lost")
+    expect(
+      transience(new SqlError({ cause: new Error("Connection terminated unexpectedly"), message: "Failed to execute statement" }))
+    ).toBe("lost")
     // Not transient: constraint violations, syntax, SQLite busy (busy_timeout already waited).
     expect(transience(err("23505"))).toBeUndefined()
     expect(transience(err("ER_DUP_ENTRY"))).toBeUndefined()
@@ -66,7 +73,9 @@ describe("transience", () => {
     expect(classify(entity, err("57014")).kind).toBe("timeout")
     const t = toRequestError(entity, err("57014"), undefined, 300)
     expect(t._tag === "Timeout" && t.timeoutMs).toBe(300)
-    expect(classify(entity, new SqlError({ cause: Object.assign(new Error("max_statement_time exceeded"), { errno: 1969 }), message: "x" })).kind).toBe("timeout")
+    expect(
+      classify(entity, new SqlError({ cause: Object.assign(new Error("max_statement_time exceeded"), { errno: 1969 }), message: "x" })).kind
+    ).toBe("timeout")
   })
 
   it("every failure the retries count as transient is 503 once they are spent, whatever table it came from", () => {
@@ -108,7 +117,10 @@ describe("withRetry on the TestClock", () => {
   it.effect("gives up after max_retries retries (max_retries + 1 tries) with the last failure", () =>
     Effect.gen(function* () {
       const tries = yield* Ref.make(0)
-      const always = Effect.zipRight(Ref.update(tries, (n) => n + 1), Effect.fail(err("ECONNREFUSED")))
+      const always = Effect.zipRight(
+        Ref.update(tries, (n) => n + 1),
+        Effect.fail(err("ECONNREFUSED"))
+      )
       const fiber = yield* Effect.fork(withRetry(settings, "read")(always))
       yield* TestClock.adjust("10 seconds")
       const exit = yield* Fiber.await(fiber)
@@ -145,7 +157,9 @@ describe("withRetry on the TestClock", () => {
   it.effect("a write is retried when the statement never reached the database, or was rolled back", () =>
     Effect.gen(function* () {
       const tries = yield* Ref.make(0)
-      const fiber = yield* Effect.fork(withRetry(settings, "write")(flaky(tries, [err("ECONNREFUSED"), err("40001"), err("ER_LOCK_DEADLOCK")])))
+      const fiber = yield* Effect.fork(
+        withRetry(settings, "write")(flaky(tries, [err("ECONNREFUSED"), err("40001"), err("ER_LOCK_DEADLOCK")]))
+      )
       yield* TestClock.adjust("1 second")
       expect(yield* Fiber.join(fiber)).toBe("done")
       expect(yield* Ref.get(tries)).toBe(4)

@@ -41,8 +41,11 @@ beforeAll(async () => {
   // one, so this compiles only when the sources changed since. Not spawnSync: a build of a minute
   // on a loaded machine would block this worker's event loop past vitest's own timeout for talking to it.
   const r = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
-    execFile(process.execPath, ["scripts/build.mjs", "--if-stale"], { cwd: root, encoding: "utf8", timeout: 280_000 }, (error, _stdout, stderr) =>
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : null, stderr })
+    execFile(
+      process.execPath,
+      ["scripts/build.mjs", "--if-stale"],
+      { cwd: root, encoding: "utf8", timeout: 280_000 },
+      (error, _stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : null, stderr })
     )
   )
   expect(r.code, r.stderr).toBe(0)
@@ -75,7 +78,10 @@ describe("strict sandbox", () => {
 
   /** An executor runs under the permission model, may load addons, and may start nothing. */
   const expectSandboxed = (e: ProcessInfo) => {
-    const flags = e.argv.slice(1, e.argv.findIndex((a) => a.endsWith("SqliteExecutor.js")))
+    const flags = e.argv.slice(
+      1,
+      e.argv.findIndex((a) => a.endsWith("SqliteExecutor.js"))
+    )
     expect(flags).toContain(permissionFlags(process.versions.node)[0])
     expect(flags).toContain("--allow-addons")
     expect(flags).toContain(`--allow-fs-write=${path.join(dir, "data")}`)
@@ -137,7 +143,9 @@ describe("strict sandbox", () => {
     })
 
     it("refuse a write outside the allowed paths", async () => {
-      const r = await run(`try { require("fs").writeFileSync(${JSON.stringify(path.join(dir, "outside"))}, "x"); console.log("written") } catch (e) { console.log(e.code) }`)
+      const r = await run(
+        `try { require("fs").writeFileSync(${JSON.stringify(path.join(dir, "outside"))}, "x"); console.log("written") } catch (e) { console.log(e.code) }`
+      )
       expect(r.stdout.trim()).toBe("ERR_ACCESS_DENIED")
       expect(fs.existsSync(path.join(dir, "outside"))).toBe(false)
     })
@@ -146,7 +154,15 @@ describe("strict sandbox", () => {
     const startWorker = `try { const w = new (require("worker_threads").Worker)("require('worker_threads').parentPort.postMessage('up')", { eval: true }); w.once("message", (m) => { console.log(m); w.terminate() }) } catch (e) { console.log(e.code) }`
     const postgresConfig = async () => {
       const file = configFor("  sandbox_allow_root: true")
-      fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("{adapter: sqlite, connection: {filename: data/db.sqlite}, auto_migrate: true}", "{adapter: postgresql, connection: {host: 127.0.0.1, database: x, user: x}}"))
+      fs.writeFileSync(
+        file,
+        fs
+          .readFileSync(file, "utf8")
+          .replace(
+            "{adapter: sqlite, connection: {filename: data/db.sqlite}, auto_migrate: true}",
+            "{adapter: postgresql, connection: {host: 127.0.0.1, database: x, user: x}}"
+          )
+      )
       const cfg = await Effect.runPromise(loadConfig(file))
       expect(cfg.database.adapter).toBe("postgresql")
       return cfg
@@ -157,13 +173,21 @@ describe("strict sandbox", () => {
     })
 
     it("refuse child processes on the other adapters", async () => {
-      const r = spawnSync(process.execPath, [...sandboxFlags(await postgresConfig()), "-e", spawnChild], { cwd: dir, encoding: "utf8", timeout: 30_000 })
+      const r = spawnSync(process.execPath, [...sandboxFlags(await postgresConfig()), "-e", spawnChild], {
+        cwd: dir,
+        encoding: "utf8",
+        timeout: 30_000
+      })
       expect(r.stdout.trim()).toBe("ERR_ACCESS_DENIED")
     })
 
     it("refuse worker threads, on SQLite and on the other adapters", async () => {
       expect((await run(startWorker)).stdout.trim()).toBe("ERR_ACCESS_DENIED")
-      const r = spawnSync(process.execPath, [...sandboxFlags(await postgresConfig()), "-e", startWorker], { cwd: dir, encoding: "utf8", timeout: 30_000 })
+      const r = spawnSync(process.execPath, [...sandboxFlags(await postgresConfig()), "-e", startWorker], {
+        cwd: dir,
+        encoding: "utf8",
+        timeout: 30_000
+      })
       expect(r.stdout.trim()).toBe("ERR_ACCESS_DENIED")
     })
   })
@@ -180,7 +204,11 @@ describe("strict sandbox", () => {
     it("allow loading better-sqlite3 and writing a database in the database folder", async () => {
       const Sqlite = JSON.stringify(path.join(root, "node_modules", "better-sqlite3"))
       const file = JSON.stringify(path.join(dir, "data", "probe.sqlite"))
-      const r = await run(attempt(`const db = new (require(${Sqlite}))(${file}); db.pragma("journal_mode = WAL"); db.exec("CREATE TABLE IF NOT EXISTS t (x)"); db.close()`))
+      const r = await run(
+        attempt(
+          `const db = new (require(${Sqlite}))(${file}); db.pragma("journal_mode = WAL"); db.exec("CREATE TABLE IF NOT EXISTS t (x)"); db.close()`
+        )
+      )
       expect(r.stdout.trim(), r.stderr).toBe("done")
     })
 

@@ -7,7 +7,16 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { connect, type Daemon, startDaemon } from "../support/daemon.js"
-import { createDatabase, daemonConfig, SERVICE_TOKEN, serviceAuth, skipDialect, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  daemonConfig,
+  SERVICE_TOKEN,
+  serviceAuth,
+  skipDialect,
+  type TestDatabase,
+  tempDir,
+  writeConfig
+} from "../support/services.js"
 
 const PASSWORD_ENV = "pw-from-env-7f3a9c1e5b"
 const PASSWORD_FILE = "pw-from-file-2d8e4b6a0c"
@@ -21,7 +30,7 @@ for (const source of ["env", "file"] as const) {
     beforeAll(async () => {
       db = await createDatabase("postgresql")
       const base = daemonConfig(db)
-      const connection = { ...((base.database as { connection: object }).connection) }
+      const connection = { ...(base.database as { connection: object }).connection }
       if (source === "file") fs.writeFileSync(path.join(dir, "db-password"), `${PASSWORD_FILE}\n`, { mode: 0o600 })
       const config = {
         ...base,

@@ -14,7 +14,6 @@ import WebSocket from "ws"
 import { connect, type Daemon, startDaemon } from "../support/daemon.js"
 import { createDatabase, daemonConfig, PG, serviceAuth, skipDialect, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
 
-
 const get = async (port: number, p: string) => {
   const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(5000) })
   return { status: res.status, body: (await res.json()) as Record<string, unknown> }
@@ -72,7 +71,11 @@ describe("connection limits", () => {
     const gone = closed(first, 5000)
     first.close()
     await gone
-    await untilTrue("the slot to be freed", async () => ((await get(daemon.port, "/health")).body.connections as { active: number }).active === 2, 5000)
+    await untilTrue(
+      "the slot to be freed",
+      async () => ((await get(daemon.port, "/health")).body.connections as { active: number }).active === 2,
+      5000
+    )
     const again = await open(daemon.port)
     expect(again.ws).toBeDefined()
     for (const h of [...held.slice(1), again]) h.ws?.terminate()
@@ -118,15 +121,22 @@ describe("slow readers", () => {
 
   it("drops a slow reader instead of buffering its answers without limit", async () => {
     const c = await connect(slow.port, serviceAuth)
-    const owner = (await c.call("create", ["User", { username: `slow${Date.now()}`, email: `slow${Date.now()}@example.com` }])).result as { id: string }
+    const owner = (await c.call("create", ["User", { username: `slow${Date.now()}`, email: `slow${Date.now()}@example.com` }])).result as {
+      id: string
+    }
     const script = await c.call("create", ["LuaScript", { name: `big-${Date.now()}`, code: "x".repeat(40_000), createdBy: owner.id }])
     expect(script.error).toBeUndefined()
     // Stop reading: the answers pile up in the server's send buffer.
     const socket = (c.ws as unknown as { _socket: import("node:net").Socket })._socket
     socket.pause()
     const gone = new Promise<void>((r) => c.ws.once("close", () => r()))
-    for (let i = 0; i < 200; i++) c.ws.send(JSON.stringify({ id: i, method: "list", params: ["LuaScript", { limit: 100 }], auth: serviceAuth }))
-    await untilTrue("the slow reader to be dropped", async () => ((await get(slow.port, "/health")).body.connections as { active: number }).active === 0, 15_000)
+    for (let i = 0; i < 200; i++)
+      c.ws.send(JSON.stringify({ id: i, method: "list", params: ["LuaScript", { limit: 100 }], auth: serviceAuth }))
+    await untilTrue(
+      "the slow reader to be dropped",
+      async () => ((await get(slow.port, "/health")).body.connections as { active: number }).active === 0,
+      15_000
+    )
     socket.resume()
     await gone
   })
@@ -167,14 +177,24 @@ describe.skipIf(await skipDialect("postgresql"))("graceful shutdown", () => {
     await locker.query("BEGIN")
     await locker.query("SELECT id FROM users WHERE id = $1 FOR UPDATE", [user.id])
     const pending = c.call("update", ["User", user.id, { role: "admin" }])
-    await untilTrue("the update to wait on the lock", async () => {
-      const r = await locker.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = $1", [conn])
-      return (r.rows[0] as { n: number }).n > 0
-    }, 10_000)
+    await untilTrue(
+      "the update to wait on the lock",
+      async () => {
+        const r = await locker.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = $1", [
+          conn
+        ])
+        return (r.rows[0] as { n: number }).n > 0
+      },
+      10_000
+    )
 
     const socketClosed = closed(c.ws, 30_000)
     const exited = daemon.stop("SIGTERM")
-    await untilTrue("readyz to answer 503", async () => (await get(daemon.port, "/readyz").catch(() => ({ status: 0 }))).status === 503, 10_000)
+    await untilTrue(
+      "readyz to answer 503",
+      async () => (await get(daemon.port, "/readyz").catch(() => ({ status: 0 }))).status === 503,
+      10_000
+    )
     expect((await open(daemon.port)).refused).toBe(503)
 
     await locker.query("ROLLBACK")
@@ -184,7 +204,11 @@ describe.skipIf(await skipDialect("postgresql"))("graceful shutdown", () => {
     expect(answer.result).toMatchObject({ id: user.id, role: "admin" })
     expect((await socketClosed).code).toBe(1001)
     expect(await exited).toBe(0)
-    const lines = fs.readFileSync(audit, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { operation: string; success: boolean; recordIds?: Array<string> })
+    const lines = fs
+      .readFileSync(audit, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { operation: string; success: boolean; recordIds?: Array<string> })
     expect(lines.some((l) => l.operation === "update" && l.success && l.recordIds?.includes(user.id))).toBe(true)
   })
 })

@@ -24,10 +24,7 @@ export interface InProcessDaemon {
  * Starts the live application in this process with a fresh SQLite database. `overrides(db, dir)`
  * returns top-level sections replacing the defaults of test/support/services.ts `daemonConfig`.
  */
-export const startInProcess = async (
-  prefix: string,
-  overrides: (dir: string) => Rec = () => ({})
-): Promise<InProcessDaemon> => {
+export const startInProcess = async (prefix: string, overrides: (dir: string) => Rec = () => ({})): Promise<InProcessDaemon> => {
   const dir = tempDir(prefix)
   const db = await createDatabase("sqlite")
   const file = path.join(dir, "config.yaml")

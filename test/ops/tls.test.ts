@@ -31,13 +31,43 @@ const missing = checkOpenssl("the TLS tests")
 const makeCert = (dir: string, name: string, cn: string, opts: { ca?: string; ext?: string } = {}) => {
   openssl(dir, ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}.key`])
   if (opts.ca === undefined) {
-    openssl(dir, ["req", "-x509", "-new", "-key", `${name}.key`, "-out", `${name}.crt`, "-days", "2", "-subj", `/CN=${cn}`,
-      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    openssl(dir, [
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      `${name}.key`,
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${cn}`,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign"
+    ])
   } else {
     fs.writeFileSync(path.join(dir, `${name}.ext`), opts.ext ?? "")
     openssl(dir, ["req", "-new", "-key", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`])
-    openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", `${opts.ca}.crt`, "-CAkey", `${opts.ca}.key`, "-CAcreateserial",
-      "-out", `${name}.crt`, "-days", "2", "-extfile", `${name}.ext`])
+    openssl(dir, [
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      `${opts.ca}.crt`,
+      "-CAkey",
+      `${opts.ca}.key`,
+      "-CAcreateserial",
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`
+    ])
   }
   return { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) }
 }

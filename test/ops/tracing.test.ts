@@ -74,7 +74,11 @@ const startCollector = (): Promise<Collector> =>
             }
             const timer = setTimeout(() => {
               watchers.delete(check)
-              fail(new Error(`the collector did not receive the expected spans within ${timeoutMs} ms; got ${JSON.stringify(spans().map((s) => s.name))}`))
+              fail(
+                new Error(
+                  `the collector did not receive the expected spans within ${timeoutMs} ms; got ${JSON.stringify(spans().map((s) => s.name))}`
+                )
+              )
             }, timeoutMs)
             if (!check()) watchers.add(check)
           }),
@@ -87,15 +91,17 @@ const startCollector = (): Promise<Collector> =>
     })
   })
 
-const tracedConfig = (collector: Collector, enabled: boolean) => (dir: string): Rec => ({
-  security: {
-    audit_log: true,
-    audit_log_path: path.join(dir, "audit.log"),
-    rate_limit: { enabled: false },
-    auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }] }
-  },
-  tracing: { enabled, otlp_endpoint: collector.url, service_name: "dbal-daemon-test" }
-})
+const tracedConfig =
+  (collector: Collector, enabled: boolean) =>
+  (dir: string): Rec => ({
+    security: {
+      audit_log: true,
+      audit_log_path: path.join(dir, "audit.log"),
+      rate_limit: { enabled: false },
+      auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }] }
+    },
+    tracing: { enabled, otlp_endpoint: collector.url, service_name: "dbal-daemon-test" }
+  })
 
 /** Creates a User as the service principal and returns the audit record of that request. */
 const createAndAudit = async (daemon: InProcessDaemon): Promise<{ requestId: string; traceId: string }> => {
@@ -105,7 +111,11 @@ const createAndAudit = async (daemon: InProcessDaemon): Promise<{ requestId: str
     const a = await client.call("create", ["User", { username: `trace_${s}`, email: `trace_${s}@example.com`, role: "user" }])
     expect(a.error, JSON.stringify(a)).toBeUndefined()
     const file = path.join(daemon.dir, "audit.log")
-    const records = fs.readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Rec)
+    const records = fs
+      .readFileSync(file, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Rec)
     const record = records.find((r) => r.requestId === a.id && r.operation === "create")
     expect(record, JSON.stringify(records)).toBeDefined()
     expect(record!.traceId).toMatch(/^[0-9a-f]{32}$/)
@@ -159,18 +169,30 @@ describe("span export over OTLP/HTTP", () => {
       const fromHeader = { traceId: hex(16), spanId: hex(8) }
       const socket = await openSocket(daemon.port, { traceparent: `00-${fromHeader.traceId}-${fromHeader.spanId}-01` })
       try {
-        socket.send(JSON.stringify({ id: 1, method: "create", params: ["User", user()], auth: serviceAuth, traceparent: `00-${fromFrame.traceId}-${fromFrame.spanId}-01` }))
+        socket.send(
+          JSON.stringify({
+            id: 1,
+            method: "create",
+            params: ["User", user()],
+            auth: serviceAuth,
+            traceparent: `00-${fromFrame.traceId}-${fromFrame.spanId}-01`
+          })
+        )
         expect((await socket.next()).error).toBeUndefined()
         socket.send(JSON.stringify({ id: 2, method: "create", params: ["User", user()], auth: serviceAuth }))
         expect((await socket.next()).error).toBeUndefined()
         // A malformed traceparent in the frame is ignored: the connection's applies.
-        socket.send(JSON.stringify({ id: 3, method: "create", params: ["User", user()], auth: serviceAuth, traceparent: "00-not-a-trace-01" }))
+        socket.send(
+          JSON.stringify({ id: 3, method: "create", params: ["User", user()], auth: serviceAuth, traceparent: "00-not-a-trace-01" })
+        )
         expect((await socket.next()).error).toBeUndefined()
       } finally {
         await socket.close()
       }
       const spans = await collector!.waitFor(
-        (s) => s.filter((x) => x.name === "rpc.create" && x.traceId === fromHeader.traceId).length >= 2 && s.some((x) => x.name === "rpc.create" && x.traceId === fromFrame.traceId)
+        (s) =>
+          s.filter((x) => x.name === "rpc.create" && x.traceId === fromHeader.traceId).length >= 2 &&
+          s.some((x) => x.name === "rpc.create" && x.traceId === fromFrame.traceId)
       )
       const framed = spans.filter((x) => x.name === "rpc.create" && x.traceId === fromFrame.traceId)
       expect(framed).toHaveLength(1)
@@ -179,8 +201,17 @@ describe("span export over OTLP/HTTP", () => {
       expect(headed).toHaveLength(2)
       for (const h of headed) expect(h.parentSpanId).toBe(fromHeader.spanId)
       // The audit records carry the caller's trace ids.
-      const records = fs.readFileSync(path.join(daemon.dir, "audit.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Rec)
-      expect(records.filter((r) => r.operation === "create").map((r) => r.traceId).sort()).toEqual([fromFrame.traceId, fromHeader.traceId, fromHeader.traceId].sort())
+      const records = fs
+        .readFileSync(path.join(daemon.dir, "audit.log"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Rec)
+      expect(
+        records
+          .filter((r) => r.operation === "create")
+          .map((r) => r.traceId)
+          .sort()
+      ).toEqual([fromFrame.traceId, fromHeader.traceId, fromHeader.traceId].sort())
     } finally {
       await daemon.dispose()
     }
@@ -243,7 +274,10 @@ describe("JSON log lines", () => {
           return { traceId, inner }
         })
       )
-    const [a, b] = await Effect.all([request(1), request(2)]).pipe(Effect.provide(Layer.merge(capture, Layer.setTracerEnabled(false))), Effect.runPromise)
+    const [a, b] = await Effect.all([request(1), request(2)]).pipe(
+      Effect.provide(Layer.merge(capture, Layer.setTracerEnabled(false))),
+      Effect.runPromise
+    )
     expect(a!.inner.spanId, "no span is made with the tracer off").toBe("noop")
     expect(a!.traceId).toMatch(/^[0-9a-f]{32}$/)
     expect(b!.traceId).toMatch(/^[0-9a-f]{32}$/)
@@ -268,7 +302,9 @@ describe("traceparent (W3C trace context)", () => {
     })
     expect(parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")?.sampled).toBe(false)
     // A later version may add fields.
-    expect(parseTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")?.traceId).toBe("4bf92f3577b34da6a3ce929d0e0e4736")
+    expect(parseTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")?.traceId).toBe(
+      "4bf92f3577b34da6a3ce929d0e0e4736"
+    )
     for (const bad of [
       "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
       "00-00000000000000000000000000000000-00f067aa0ba902b7-01",

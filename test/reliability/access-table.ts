@@ -32,8 +32,20 @@ export type Entity = (typeof ENTITIES)[number]
 
 /** Every method of src/rpc/Protocol.ts that names an entity, in the table's column order. */
 export const ENTITY_METHODS = [
-  "create", "read", "update", "delete", "list", "findFirst", "findByField",
-  "upsert", "updateByField", "deleteByField", "createMany", "updateMany", "deleteMany", "count"
+  "create",
+  "read",
+  "update",
+  "delete",
+  "list",
+  "findFirst",
+  "findByField",
+  "upsert",
+  "updateByField",
+  "deleteByField",
+  "createMany",
+  "updateMany",
+  "deleteMany",
+  "count"
 ] as const
 export type EntityMethod = (typeof ENTITY_METHODS)[number]
 
@@ -55,6 +67,7 @@ export const OTHER_METHODS = ["authenticate", "getCapabilities", "getSchema", "t
  */
 export type Code = "A" | "F" | "D" | "U" | "W" | "X"
 
+// eslint-disable-next-line max-len -- the column names line up with the table below
 //                                   create read update delete list findFirst findByField upsert updateByField deleteByField createMany updateMany deleteMany count
 const HEADER = "cr rd up de li ff fb us ub db cm um dm co"
 const NONE = "U  U  U  U  U  U  U  U  U  U  U  U  U  U"
@@ -66,7 +79,7 @@ const TABLE: Record<Entity, Record<Kind, string>> = {
   User: {
     anonymous: NONE,
     //         cr rd up de li ff fb us ub db cm um dm co
-    user:     "A  F  F  D  F  F  F  F  F  D  A  W  D  F", // create: any; read: self (default); update: R3; delete: admin+
+    user: "A  F  F  D  F  F  F  F  F  D  A  W  D  F", // create: any; read: self (default); update: R3; delete: admin+
     admin: ALL_ALLOWED,
     god: ALL_ALLOWED,
     supergod: ALL_ALLOWED,
@@ -77,8 +90,8 @@ const TABLE: Record<Entity, Record<Kind, string>> = {
   PageView: {
     anonymous: NONE,
     //         cr rd up de li ff fb us ub db cm um dm co
-    user:     "D  F  D  D  F  F  F  D  D  D  D  D  D  F", // read: R1 (active pages only)
-    admin:    "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: any; writes: god+
+    user: "D  F  D  D  F  F  F  D  D  D  D  D  D  F", // read: R1 (active pages only)
+    admin: "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: any; writes: god+
     god: ALL_ALLOWED,
     supergod: ALL_ALLOWED,
     system: ALL_ALLOWED
@@ -86,17 +99,17 @@ const TABLE: Record<Entity, Record<Kind, string>> = {
   ComponentHierarchy: {
     anonymous: NONE,
     //         cr rd up de li ff fb us ub db cm um dm co
-    user:     "D  D  D  D  D  D  D  D  D  D  D  D  D  D",
-    admin:    "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: admin+
-    god:      "A  A  A  A  A  A  A  X  A  A  A  A  A  A",
+    user: "D  D  D  D  D  D  D  D  D  D  D  D  D  D",
+    admin: "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: admin+
+    god: "A  A  A  A  A  A  A  X  A  A  A  A  A  A",
     supergod: "A  A  A  A  A  A  A  X  A  A  A  A  A  A",
-    system:   "A  A  A  A  A  A  A  X  A  A  A  A  A  A"
+    system: "A  A  A  A  A  A  A  X  A  A  A  A  A  A"
   },
   Workflow: {
     anonymous: NONE,
     user: ALL_DENIED,
     //         cr rd up de li ff fb us ub db cm um dm co
-    admin:    "D  F  D  D  F  F  F  D  D  D  D  D  D  F", // read: R2 (their own, without steps/triggerConfig)
+    admin: "D  F  D  D  F  F  F  D  D  D  D  D  D  F", // read: R2 (their own, without steps/triggerConfig)
     god: ALL_ALLOWED,
     supergod: ALL_ALLOWED,
     system: ALL_ALLOWED
@@ -105,7 +118,7 @@ const TABLE: Record<Entity, Record<Kind, string>> = {
     anonymous: NONE,
     user: ALL_DENIED,
     //         cr rd up de li ff fb us ub db cm um dm co
-    admin:    "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: admin+
+    admin: "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: admin+
     god: ALL_ALLOWED,
     supergod: ALL_ALLOWED,
     system: ALL_ALLOWED
@@ -115,7 +128,7 @@ const TABLE: Record<Entity, Record<Kind, string>> = {
     user: ALL_DENIED,
     admin: ALL_DENIED, // read: god+
     //         cr rd up de li ff fb us ub db cm um dm co
-    god:      "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: god+; delete: R4 deny (and supergod by default)
+    god: "D  A  D  D  A  A  A  D  D  D  D  D  D  A", // read: god+; delete: R4 deny (and supergod by default)
     supergod: ALL_ALLOWED,
     system: ALL_ALLOWED
   }

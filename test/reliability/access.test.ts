@@ -28,10 +28,32 @@ import * as path from "node:path"
 import { isDeepStrictEqual } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Answer, type Client, connect, type Daemon, root, startDaemon } from "../support/daemon.js"
-import { createDatabase, daemonConfig, type DialectName, SERVICE_TOKEN, serviceAuth, skipDialect, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  daemonConfig,
+  type DialectName,
+  SERVICE_TOKEN,
+  serviceAuth,
+  skipDialect,
+  type TestDatabase,
+  tempDir,
+  writeConfig
+} from "../support/services.js"
 import * as YAML from "yaml"
 import { Methods } from "../../src/rpc/Protocol.js"
-import { CELLS, type Code, ENTITIES, ENTITY_METHODS, type Entity, type EntityMethod, EXPECTED, type Kind, KINDS, OPERATIONS_OF, OTHER_METHODS } from "./access-table.js"
+import {
+  CELLS,
+  type Code,
+  ENTITIES,
+  ENTITY_METHODS,
+  type Entity,
+  type EntityMethod,
+  EXPECTED,
+  type Kind,
+  KINDS,
+  OPERATIONS_OF,
+  OTHER_METHODS
+} from "./access-table.js"
 import { change, KEY } from "../security/acl-support.js"
 import { report, scale } from "./figures.js"
 
@@ -122,7 +144,15 @@ const person = async (env: Base, role: UserKind): Promise<Person> => {
   const token = `sess-${randomBytes(24).toString("hex")}`
   const session = await sysOk(env, "create", ["Session", { userId: u.id, token, expiresAt: later() }])
   const id = String(u.id)
-  return { id, username: String(u.username), email: String(u.email), role, token, sessionId: String(session.id), auth: { token, user_id: id } }
+  return {
+    id,
+    username: String(u.username),
+    email: String(u.email),
+    role,
+    token,
+    sessionId: String(session.id),
+    auth: { token, user_id: id }
+  }
 }
 
 const startEnv = async (dialect: DialectName): Promise<Env> => {
@@ -218,7 +248,12 @@ const rowsBy = async (env: Base, entity: Entity, field: string, values: Readonly
 /** Creates the records as system (createMany) and returns them as system sees them, in order. */
 const bulkCreate = async (env: Base, entity: Entity, data: ReadonlyArray<Rec>): Promise<Array<Rec>> => {
   for (const part of chunks(data, 500)) await sysOk(env, "createMany", [entity, part])
-  const made = await rowsBy(env, entity, KEY[entity], data.map((d) => d[KEY[entity]]))
+  const made = await rowsBy(
+    env,
+    entity,
+    KEY[entity],
+    data.map((d) => d[KEY[entity]])
+  )
   return data.map((d) => {
     const r = made.get(String(d[KEY[entity]]))
     if (r === undefined) throw new Error(`setup: ${entity} ${String(d[KEY[entity]])} was not created`)
@@ -235,7 +270,11 @@ const createDataBatch = async (env: Env, entity: Entity, n: number): Promise<Arr
     return suffixes.map((s, i) => ({ username: users[i]!.username, passwordHash: `hash-${s}` }))
   }
   if (entity === "ComponentHierarchy") {
-    const pages = await bulkCreate(env, "PageView", suffixes.map((s) => ({ slug: `cp-${s}`, title: "P", level: 1, layout: {} })))
+    const pages = await bulkCreate(
+      env,
+      "PageView",
+      suffixes.map((s) => ({ slug: `cp-${s}`, title: "P", level: 1, layout: {} }))
+    )
     return suffixes.map((s, i) => ({ pageId: pages[i]!.id, componentType: `Box${s}`, order: 0, props: { s } }))
   }
   return suffixes.map((s) => plainData(env, entity, s))
@@ -254,8 +293,10 @@ const manyChange = (entity: Entity): Rec => (entity === "User" ? { role: "user" 
  */
 const ownRow = async (env: Env, entity: Entity, kind: Kind): Promise<Rec | undefined> => {
   if (entity === "User" && kind === "user") return { id: env.people.user.id, username: env.people.user.username }
-  if (entity === "PageView" && kind === "user") return sysOk(env, "create", ["PageView", { ...plainData(env, "PageView", uid()), isActive: true }])
-  if (entity === "Workflow" && kind === "admin") return sysOk(env, "create", ["Workflow", { ...plainData(env, "Workflow", uid()), createdBy: env.people.admin.id }])
+  if (entity === "PageView" && kind === "user")
+    return sysOk(env, "create", ["PageView", { ...plainData(env, "PageView", uid()), isActive: true }])
+  if (entity === "Workflow" && kind === "admin")
+    return sysOk(env, "create", ["Workflow", { ...plainData(env, "Workflow", uid()), createdBy: env.people.admin.id }])
   return undefined
 }
 
@@ -269,7 +310,14 @@ type Outcome =
   | { readonly tag: "odd"; readonly text: string }
 
 /** Sends alone or as the only operation of a transaction; the answer is the operation's. */
-const send = async (env: Env, c: Client, method: string, params: ReadonlyArray<unknown>, inTx: boolean, problems: Array<string>): Promise<Answer> => {
+const send = async (
+  env: Env,
+  c: Client,
+  method: string,
+  params: ReadonlyArray<unknown>,
+  inTx: boolean,
+  problems: Array<string>
+): Promise<Answer> => {
   if (!inTx) return call(env, c, method, params)
   const a = await call(env, c, "transaction", [[{ method, params }]])
   if (a.error !== undefined) {
@@ -294,7 +342,15 @@ interface Probe {
 }
 
 const CREATES: ReadonlySet<EntityMethod> = new Set(["create", "createMany"])
-const WRITES: ReadonlySet<EntityMethod> = new Set(["update", "updateByField", "updateMany", "upsert", "delete", "deleteByField", "deleteMany"])
+const WRITES: ReadonlySet<EntityMethod> = new Set([
+  "update",
+  "updateByField",
+  "updateMany",
+  "upsert",
+  "delete",
+  "deleteByField",
+  "deleteMany"
+])
 /** Methods whose probe needs fresh create data. */
 const NEEDS_DATA: ReadonlySet<EntityMethod> = new Set(["create", "createMany", "upsert"])
 
@@ -430,13 +486,26 @@ const prepare = async (env: Env, runs: ReadonlyArray<Run>): Promise<Array<Prepar
  * filtered write left its row as it was and a refused create made nothing (else "LEAK"); an
  * allowed one did what it was asked.
  */
-const checkEffects = async (env: Env, done: ReadonlyArray<{ readonly p: Prepared; readonly reached: boolean; readonly problems: Array<string> }>): Promise<void> => {
+const checkEffects = async (
+  env: Env,
+  done: ReadonlyArray<{ readonly p: Prepared; readonly reached: boolean; readonly problems: Array<string> }>
+): Promise<void> => {
   for (const entity of ENTITIES) {
     const mine = done.filter((d) => d.p.entity === entity)
     const writes = mine.filter((d) => WRITES.has(d.p.method))
     const creates = mine.filter((d) => CREATES.has(d.p.method))
-    const now = await rowsBy(env, entity, "id", writes.map((d) => d.p.row.id))
-    const made = await rowsBy(env, entity, KEY[entity], creates.map((d) => d.p.probe.made))
+    const now = await rowsBy(
+      env,
+      entity,
+      "id",
+      writes.map((d) => d.p.row.id)
+    )
+    const made = await rowsBy(
+      env,
+      entity,
+      KEY[entity],
+      creates.map((d) => d.p.probe.made)
+    )
     for (const { p, reached, problems } of creates) {
       const n = made.has(String(p.probe.made)) ? 1 : 0
       if (n !== (reached ? 1 : 0)) problems.push(`${!reached && n > 0 ? "LEAK " : ""}${n} records made, expected ${reached ? 1 : 0}`)
@@ -451,7 +520,8 @@ const checkEffects = async (env: Env, done: ReadonlyArray<{ readonly p: Prepared
       } else if (after === null) {
         problems.push("the row is gone after an update")
       } else {
-        for (const [k, v] of Object.entries(p.probe.expectChange ?? {})) if (!isDeepStrictEqual(after[k], v)) problems.push(`${k} is ${brief(after[k])}, expected ${brief(v)}`)
+        for (const [k, v] of Object.entries(p.probe.expectChange ?? {}))
+          if (!isDeepStrictEqual(after[k], v)) problems.push(`${k} is ${brief(after[k])}, expected ${brief(v)}`)
       }
     }
   }
@@ -479,32 +549,46 @@ const probe = async (env: Env, p: Prepared): Promise<{ observed: string; reached
 
 type Expect = (a: Answer) => string | undefined
 
-const refused = (code: number, reason?: RegExp): Expect => (a) =>
-  a.error?.code === code && (reason === undefined || reason.test(String(a.error.details?.reason ?? ""))) && a.result === undefined
-    ? undefined
-    : `expected ${code}${reason === undefined ? "" : ` ${String(reason)}`}`
-const answers = (what: string, ok: (r: unknown) => boolean): Expect => (a) => (a.error === undefined && ok(a.result) ? undefined : `expected ${what}`)
+const refused =
+  (code: number, reason?: RegExp): Expect =>
+  (a) =>
+    a.error?.code === code && (reason === undefined || reason.test(String(a.error.details?.reason ?? ""))) && a.result === undefined
+      ? undefined
+      : `expected ${code}${reason === undefined ? "" : ` ${String(reason)}`}`
+const answers =
+  (what: string, ok: (r: unknown) => boolean): Expect =>
+  (a) =>
+    a.error === undefined && ok(a.result) ? undefined : `expected ${what}`
 const nothing = answers("null", (r) => r === null)
 const number = (n: number) => answers(String(n), (r) => r === n)
 const pageOf = (ids: ReadonlyArray<string>) =>
-  answers(`a page of exactly [${ids.join(", ")}]`, (r) => isPage(r) && r.total === ids.length && isDeepStrictEqual(r.data.map((x) => x.id).sort(), [...ids].sort()))
+  answers(
+    `a page of exactly [${ids.join(", ")}]`,
+    (r) => isPage(r) && r.total === ids.length && isDeepStrictEqual(r.data.map((x) => x.id).sort(), [...ids].sort())
+  )
 const emptyPage = pageOf([])
 /** Every record of the page passes `ok` (and there is at least one). */
 const pageWhere = (what: string, ok: (x: Rec) => boolean) => answers(what, (r) => isPage(r) && r.data.length > 0 && r.data.every(ok))
 const recordWhere = (what: string, ok: (x: Rec) => boolean) => answers(what, (r) => isRec(r) && ok(r))
 /** A transaction whose results pass each check in turn. */
-const results = (...checks: ReadonlyArray<Expect>): Expect => (a) => {
-  if (a.error !== undefined || !Array.isArray(a.result) || a.result.length !== checks.length) return `expected ${checks.length} results`
-  const list = a.result as ReadonlyArray<unknown>
-  for (const [i, check] of checks.entries()) {
-    const p = check({ id: a.id, result: list[i] })
-    if (p !== undefined) return `result ${i}: ${p}`
+const results =
+  (...checks: ReadonlyArray<Expect>): Expect =>
+  (a) => {
+    if (a.error !== undefined || !Array.isArray(a.result) || a.result.length !== checks.length) return `expected ${checks.length} results`
+    const list = a.result as ReadonlyArray<unknown>
+    for (const [i, check] of checks.entries()) {
+      const p = check({ id: a.id, result: list[i] })
+      if (p !== undefined) return `result ${i}: ${p}`
+    }
+    return undefined
   }
-  return undefined
-}
 /** A transaction refused at operation `op` and rolled back. */
-const txRefused = (code: number, op: number): Expect => (a) =>
-  a.error?.code === code && a.error.details?.operation === op && a.error.details?.rolledBack === true ? undefined : `expected ${code} at operation ${op}, rolled back`
+const txRefused =
+  (code: number, op: number): Expect =>
+  (a) =>
+    a.error?.code === code && a.error.details?.operation === op && a.error.details?.rolledBack === true
+      ? undefined
+      : `expected ${code} at operation ${op}, rolled back`
 
 interface Attempt {
   readonly name: string
@@ -537,9 +621,22 @@ const setUpVictims = async (env: Env): Promise<Victims> => {
   const b = await person(env, "user")
   const cred = await sysOk(env, "create", ["Credential", { username: b.username, passwordHash: `bhash-${s}` }])
   const b2 = await person(env, "admin")
-  const inactivePage = await sysOk(env, "create", ["PageView", { slug: `hidden-${s}`, title: `Hidden ${s}`, level: 1, layout: { s }, isActive: false }])
+  const inactivePage = await sysOk(env, "create", [
+    "PageView",
+    { slug: `hidden-${s}`, title: `Hidden ${s}`, level: 1, layout: { s }, isActive: false }
+  ])
   const workflow = (createdBy: string, tag: string) =>
-    sysOk(env, "create", ["Workflow", { name: `wf${tag}-${s}`, description: `d${tag}-${s}`, trigger: "manual", triggerConfig: { secret: `trig${tag}-${s}` }, steps: [{ secret: `steps${tag}-${s}` }], createdBy }])
+    sysOk(env, "create", [
+      "Workflow",
+      {
+        name: `wf${tag}-${s}`,
+        description: `d${tag}-${s}`,
+        trigger: "manual",
+        triggerConfig: { secret: `trig${tag}-${s}` },
+        steps: [{ secret: `steps${tag}-${s}` }],
+        createdBy
+      }
+    ])
   const wa = await workflow(env.people.admin.id, "A")
   const wb = await workflow(b2.id, "B")
   return {
@@ -550,15 +647,35 @@ const setUpVictims = async (env: Env): Promise<Victims> => {
     wa,
     wb,
     secrets: [
-      b.id, b.username, b.email, b.token, b.sessionId, String(cred.id), `bhash-${s}`,
-      String(inactivePage.id), String(inactivePage.slug),
-      String(wb.id), String(wb.name), `dB-${s}`, `trigB-${s}`, `stepsB-${s}`,
+      b.id,
+      b.username,
+      b.email,
+      b.token,
+      b.sessionId,
+      String(cred.id),
+      `bhash-${s}`,
+      String(inactivePage.id),
+      String(inactivePage.slug),
+      String(wb.id),
+      String(wb.name),
+      `dB-${s}`,
+      `trigB-${s}`,
+      `stepsB-${s}`,
       // A2's own workflow: its hidden fields (R2 read_fields) never reach A2.
-      `trigA-${s}`, `stepsA-${s}`
+      `trigA-${s}`,
+      `stepsA-${s}`
     ],
     guarded: [
-      ["User", b.id], ["Session", b.sessionId], ["Credential", String(cred.id)], ["User", b2.id], ["PageView", String(inactivePage.id)],
-      ["Workflow", String(wa.id)], ["Workflow", String(wb.id)], ["User", env.people.user.id], ["User", env.people.god.id], ["Session", env.people.god.sessionId]
+      ["User", b.id],
+      ["Session", b.sessionId],
+      ["Credential", String(cred.id)],
+      ["User", b2.id],
+      ["PageView", String(inactivePage.id)],
+      ["Workflow", String(wa.id)],
+      ["Workflow", String(wb.id)],
+      ["User", env.people.user.id],
+      ["User", env.people.god.id],
+      ["Session", env.people.god.sessionId]
     ]
   }
 }
@@ -575,7 +692,11 @@ interface AttemptFigures {
  * Runs the attempts (pipelined), then checks that no answer carried one of the victims'
  * values and that every guarded row is unchanged. Returns the problems found.
  */
-const runAttempts = async (env: Env, v: Victims, attempts: ReadonlyArray<Attempt>): Promise<{ problems: Array<string>; figures: AttemptFigures }> => {
+const runAttempts = async (
+  env: Env,
+  v: Victims,
+  attempts: ReadonlyArray<Attempt>
+): Promise<{ problems: Array<string>; figures: AttemptFigures }> => {
   const before = new Map<string, Rec | null>()
   for (const [entity, id] of v.guarded) before.set(`${entity}:${id}`, await sysRead(env, entity, id))
   const problems: Array<string> = []
@@ -658,7 +779,8 @@ describe("the access table (access-table.ts)", () => {
         const decided = combine(row.create, row.update)
         const upsert = entity === "ComponentHierarchy" && decided !== "U" && decided !== "D" ? "X" : decided
         if (row.upsert !== upsert) problems.push(`${entity}/${kind}/upsert: ${row.upsert}, expected ${upsert}`)
-        if (row.updateMany !== row.update && !(row.updateMany === "W" && row.update === "F")) problems.push(`${entity}/${kind}/updateMany: ${row.updateMany} vs update ${row.update}`)
+        if (row.updateMany !== row.update && !(row.updateMany === "W" && row.update === "F"))
+          problems.push(`${entity}/${kind}/updateMany: ${row.updateMany} vs update ${row.update}`)
       }
     }
     expect(problems).toEqual([])
@@ -743,8 +865,12 @@ for (const dialect of DIALECTS) {
         } else {
           // getSchema lists what the principal may use: every entity for system, never the
           // system-only Credential for anyone else.
-          const names = isRec(schema.result) && Array.isArray(schema.result.entities) ? schema.result.entities.map((e: unknown) => (isRec(e) ? e.name : undefined)) : undefined
-          const schemaOk = names !== undefined && (kind === "system" ? ENTITIES.every((e) => names.includes(e)) : !names.includes("Credential"))
+          const names =
+            isRec(schema.result) && Array.isArray(schema.result.entities)
+              ? schema.result.entities.map((e: unknown) => (isRec(e) ? e.name : undefined))
+              : undefined
+          const schemaOk =
+            names !== undefined && (kind === "system" ? ENTITIES.every((e) => names.includes(e)) : !names.includes("Credential"))
           if (!schemaOk) mismatches.push(`getSchema as ${kind}: ${brief(schema)}`)
           tally.A += 1
           const expected = { authenticated: true, userId: kind === "system" ? "tests" : env.people[kind].id, role: kind }
@@ -787,14 +913,44 @@ for (const dialect of DIALECTS) {
         { name: "count", as: "user", method: "count", params: ["User"], expect: number(1) },
         { name: "count by B's id", as: "user", method: "count", params: ["User", { id: b.id }], expect: number(0) },
         { name: "findFirst by B's id", as: "user", method: "findFirst", params: ["User", { id: b.id }], expect: nothing },
-        { name: "findFirst, no filter", as: "user", method: "findFirst", params: ["User"], expect: recordWhere("A's own row", (r) => r.id === a.id) },
+        {
+          name: "findFirst, no filter",
+          as: "user",
+          method: "findFirst",
+          params: ["User"],
+          expect: recordWhere("A's own row", (r) => r.id === a.id)
+        },
         { name: "findByField username", as: "user", method: "findByField", params: ["User", "username", b.username], expect: nothing },
         { name: "findByField email", as: "user", method: "findByField", params: ["User", "email", b.email], expect: nothing },
         { name: "findByField id", as: "user", method: "findByField", params: ["User", "id", b.id], expect: nothing },
-        { name: "update B", as: "user", method: "update", params: ["User", b.id, { email: `x_${uid()}@example.com` }], expect: refused(404) },
-        { name: "updateByField username", as: "user", method: "updateByField", params: ["User", "username", b.username, { email: `x_${uid()}@example.com` }], expect: refused(404) },
-        { name: "updateByField email", as: "user", method: "updateByField", params: ["User", "email", b.email, { email: `x_${uid()}@example.com` }], expect: refused(404) },
-        { name: "upsert B's username", as: "user", method: "upsert", params: ["User", "username", b.username, { email: `x_${uid()}@example.com` }, { email: `y_${uid()}@example.com` }], expect: refused(404) },
+        {
+          name: "update B",
+          as: "user",
+          method: "update",
+          params: ["User", b.id, { email: `x_${uid()}@example.com` }],
+          expect: refused(404)
+        },
+        {
+          name: "updateByField username",
+          as: "user",
+          method: "updateByField",
+          params: ["User", "username", b.username, { email: `x_${uid()}@example.com` }],
+          expect: refused(404)
+        },
+        {
+          name: "updateByField email",
+          as: "user",
+          method: "updateByField",
+          params: ["User", "email", b.email, { email: `x_${uid()}@example.com` }],
+          expect: refused(404)
+        },
+        {
+          name: "upsert B's username",
+          as: "user",
+          method: "upsert",
+          params: ["User", "username", b.username, { email: `x_${uid()}@example.com` }, { email: `y_${uid()}@example.com` }],
+          expect: refused(404)
+        },
         { name: "delete B", as: "user", method: "delete", params: ["User", b.id], expect: refused(403) },
         { name: "deleteByField B", as: "user", method: "deleteByField", params: ["User", "username", b.username], expect: refused(403) },
         // Session and Credential: system only.
@@ -803,34 +959,139 @@ for (const dialect of DIALECTS) {
         { name: "list B's sessions", as: "user", method: "list", params: ["Session", { filter: { userId: b.id } }], expect: refused(403) },
         { name: "count B's sessions", as: "user", method: "count", params: ["Session", { userId: b.id }], expect: refused(403) },
         { name: "findFirst B's session", as: "user", method: "findFirst", params: ["Session", { userId: b.id }], expect: refused(403) },
-        { name: "create a session for B", as: "user", method: "create", params: ["Session", { userId: b.id, token: `hijack-${uid()}`, expiresAt: later() }], expect: refused(403) },
-        { name: "update B's session", as: "user", method: "update", params: ["Session", b.sessionId, { expiresAt: new Date(Date.now() - 1000).toISOString() }], expect: refused(403) },
-        { name: "take over B's token (upsert)", as: "user", method: "upsert", params: ["Session", "token", b.token, { userId: a.id, expiresAt: later() }, { userId: a.id }], expect: refused(403) },
-        { name: "updateByField B's token", as: "user", method: "updateByField", params: ["Session", "token", b.token, { userId: a.id }], expect: refused(403) },
+        {
+          name: "create a session for B",
+          as: "user",
+          method: "create",
+          params: ["Session", { userId: b.id, token: `hijack-${uid()}`, expiresAt: later() }],
+          expect: refused(403)
+        },
+        {
+          name: "update B's session",
+          as: "user",
+          method: "update",
+          params: ["Session", b.sessionId, { expiresAt: new Date(Date.now() - 1000).toISOString() }],
+          expect: refused(403)
+        },
+        {
+          name: "take over B's token (upsert)",
+          as: "user",
+          method: "upsert",
+          params: ["Session", "token", b.token, { userId: a.id, expiresAt: later() }, { userId: a.id }],
+          expect: refused(403)
+        },
+        {
+          name: "updateByField B's token",
+          as: "user",
+          method: "updateByField",
+          params: ["Session", "token", b.token, { userId: a.id }],
+          expect: refused(403)
+        },
         { name: "delete B's session", as: "user", method: "delete", params: ["Session", b.sessionId], expect: refused(403) },
-        { name: "deleteByField B's token", as: "user", method: "deleteByField", params: ["Session", "token", b.token], expect: refused(403) },
+        {
+          name: "deleteByField B's token",
+          as: "user",
+          method: "deleteByField",
+          params: ["Session", "token", b.token],
+          expect: refused(403)
+        },
         { name: "read B's credential", as: "user", method: "read", params: ["Credential", v.bCredentialId], expect: refused(403) },
-        { name: "findByField B's credential", as: "user", method: "findByField", params: ["Credential", "username", b.username], expect: refused(403) },
-        { name: "update B's credential", as: "user", method: "update", params: ["Credential", v.bCredentialId, { passwordHash: "pwned" }], expect: refused(403) },
-        { name: "updateByField B's credential", as: "user", method: "updateByField", params: ["Credential", "username", b.username, { passwordHash: "pwned" }], expect: refused(403) },
-        { name: "delete B's credential", as: "user", method: "deleteByField", params: ["Credential", "username", b.username], expect: refused(403) },
+        {
+          name: "findByField B's credential",
+          as: "user",
+          method: "findByField",
+          params: ["Credential", "username", b.username],
+          expect: refused(403)
+        },
+        {
+          name: "update B's credential",
+          as: "user",
+          method: "update",
+          params: ["Credential", v.bCredentialId, { passwordHash: "pwned" }],
+          expect: refused(403)
+        },
+        {
+          name: "updateByField B's credential",
+          as: "user",
+          method: "updateByField",
+          params: ["Credential", "username", b.username, { passwordHash: "pwned" }],
+          expect: refused(403)
+        },
+        {
+          name: "delete B's credential",
+          as: "user",
+          method: "deleteByField",
+          params: ["Credential", "username", b.username],
+          expect: refused(403)
+        },
         // Inactive pages (R1): not there for a user.
         { name: "read an inactive page", as: "user", method: "read", params: ["PageView", page.id], expect: refused(404) },
-        { name: "findByField an inactive page", as: "user", method: "findByField", params: ["PageView", "slug", page.slug], expect: nothing },
+        {
+          name: "findByField an inactive page",
+          as: "user",
+          method: "findByField",
+          params: ["PageView", "slug", page.slug],
+          expect: nothing
+        },
         { name: "findFirst an inactive page", as: "user", method: "findFirst", params: ["PageView", { slug: page.slug }], expect: nothing },
-        { name: "list inactive pages", as: "user", method: "list", params: ["PageView", { filter: { isActive: false } }], expect: emptyPage },
+        {
+          name: "list inactive pages",
+          as: "user",
+          method: "list",
+          params: ["PageView", { filter: { isActive: false } }],
+          expect: emptyPage
+        },
         { name: "count an inactive page", as: "user", method: "count", params: ["PageView", { id: page.id }], expect: number(0) },
         { name: "activate a page", as: "user", method: "update", params: ["PageView", page.id, { isActive: true }], expect: refused(403) },
         // An admin against another admin's workflows (R2).
         { name: "read B2's workflow", as: "admin", method: "read", params: ["Workflow", v.wb.id], expect: refused(404) },
-        { name: "list workflows", as: "admin", method: "list", params: ["Workflow", { limit: 100 }], expect: pageWhere("only A2's workflows", (w) => w.createdBy === env.people.admin.id) },
+        {
+          name: "list workflows",
+          as: "admin",
+          method: "list",
+          params: ["Workflow", { limit: 100 }],
+          expect: pageWhere("only A2's workflows", (w) => w.createdBy === env.people.admin.id)
+        },
         { name: "findByField B2's workflow", as: "admin", method: "findByField", params: ["Workflow", "name", v.wb.name], expect: nothing },
-        { name: "findFirst B2's workflow", as: "admin", method: "findFirst", params: ["Workflow", { createdBy: v.b2.id }], expect: nothing },
+        {
+          name: "findFirst B2's workflow",
+          as: "admin",
+          method: "findFirst",
+          params: ["Workflow", { createdBy: v.b2.id }],
+          expect: nothing
+        },
         { name: "count B2's workflows", as: "admin", method: "count", params: ["Workflow", { createdBy: v.b2.id }], expect: number(0) },
-        { name: "update B2's workflow", as: "admin", method: "update", params: ["Workflow", v.wb.id, { description: "mine now" }], expect: refused(403) },
-        { name: "take over B2's workflow (upsert)", as: "admin", method: "upsert", params: ["Workflow", "name", v.wb.name, { trigger: "manual", triggerConfig: {}, steps: [], createdBy: env.people.admin.id }, { createdBy: env.people.admin.id }], expect: refused(403) },
+        {
+          name: "update B2's workflow",
+          as: "admin",
+          method: "update",
+          params: ["Workflow", v.wb.id, { description: "mine now" }],
+          expect: refused(403)
+        },
+        {
+          name: "take over B2's workflow (upsert)",
+          as: "admin",
+          method: "upsert",
+          params: [
+            "Workflow",
+            "name",
+            v.wb.name,
+            { trigger: "manual", triggerConfig: {}, steps: [], createdBy: env.people.admin.id },
+            { createdBy: env.people.admin.id }
+          ],
+          expect: refused(403)
+        },
         { name: "delete B2's workflow", as: "admin", method: "delete", params: ["Workflow", v.wb.id], expect: refused(403) },
-        { name: "read own workflow: no hidden fields", as: "admin", method: "read", params: ["Workflow", v.wa.id], expect: recordWhere("A2's workflow without steps/triggerConfig", (w) => w.id === v.wa.id && !("steps" in w) && !("triggerConfig" in w)) }
+        {
+          name: "read own workflow: no hidden fields",
+          as: "admin",
+          method: "read",
+          params: ["Workflow", v.wa.id],
+          expect: recordWhere(
+            "A2's workflow without steps/triggerConfig",
+            (w) => w.id === v.wa.id && !("steps" in w) && !("triggerConfig" in w)
+          )
+        }
       ]
       const { problems, figures } = await runAttempts(env, v, attempts)
       reportAttempts(env, "cross-user, single-record methods", figures)
@@ -852,7 +1113,11 @@ for (const dialect of DIALECTS) {
         ["findByField", "User", ["username", b.username], (p) => (p === b ? recordWhere("B's row", (r) => r.id === b.id) : nothing)]
       ]
       const attempts: Array<Attempt> = []
-      for (const [round, p] of [[1, a], [2, b], [3, a]] as const) {
+      for (const [round, p] of [
+        [1, a],
+        [2, b],
+        [3, a]
+      ] as const) {
         for (const [method, entity, rest, expectFor] of reads) {
           attempts.push({
             name: `${method} ${brief(rest)} (round ${round})`,
@@ -891,21 +1156,78 @@ for (const dialect of DIALECTS) {
     it("include brings nothing of B's: refused where the included entity may not be read, filtered where R2 narrows", async () => {
       const attempts: Array<Attempt> = [
         { name: "sessions with their user", as: "user", method: "list", params: ["Session", { include: ["user"] }], expect: refused(403) },
-        { name: "credentials with their user", as: "user", method: "list", params: ["Credential", { include: ["user"] }], expect: refused(403) },
-        { name: "workflows with their creator", as: "user", method: "list", params: ["Workflow", { include: ["creator"] }], expect: refused(403) },
-        { name: "scripts with their creator", as: "user", method: "list", params: ["LuaScript", { include: { creator: true } }], expect: refused(403) },
-        { name: "components with their page", as: "user", method: "list", params: ["ComponentHierarchy", { include: ["page", "parent"] }], expect: refused(403) },
-        { name: "packages with their installer", as: "user", method: "list", params: ["Package", { include: ["installer"] }], expect: refused(403) },
-        { name: "credentials with their user", as: "admin", method: "list", params: ["Credential", { include: ["user"] }], expect: refused(403) },
-        { name: "sessions with their user", as: "admin", method: "list", params: ["Session", { include: ["user"], filter: { userId: v.b.id } }], expect: refused(403) },
-        { name: "sessions with their user", as: "supergod", method: "list", params: ["Session", { include: ["user"], filter: { userId: v.b.id } }], expect: refused(403) },
-        { name: "packages with their installer", as: "admin", method: "list", params: ["Package", { include: ["installer"] }], expect: refused(403) },
+        {
+          name: "credentials with their user",
+          as: "user",
+          method: "list",
+          params: ["Credential", { include: ["user"] }],
+          expect: refused(403)
+        },
+        {
+          name: "workflows with their creator",
+          as: "user",
+          method: "list",
+          params: ["Workflow", { include: ["creator"] }],
+          expect: refused(403)
+        },
+        {
+          name: "scripts with their creator",
+          as: "user",
+          method: "list",
+          params: ["LuaScript", { include: { creator: true } }],
+          expect: refused(403)
+        },
+        {
+          name: "components with their page",
+          as: "user",
+          method: "list",
+          params: ["ComponentHierarchy", { include: ["page", "parent"] }],
+          expect: refused(403)
+        },
+        {
+          name: "packages with their installer",
+          as: "user",
+          method: "list",
+          params: ["Package", { include: ["installer"] }],
+          expect: refused(403)
+        },
+        {
+          name: "credentials with their user",
+          as: "admin",
+          method: "list",
+          params: ["Credential", { include: ["user"] }],
+          expect: refused(403)
+        },
+        {
+          name: "sessions with their user",
+          as: "admin",
+          method: "list",
+          params: ["Session", { include: ["user"], filter: { userId: v.b.id } }],
+          expect: refused(403)
+        },
+        {
+          name: "sessions with their user",
+          as: "supergod",
+          method: "list",
+          params: ["Session", { include: ["user"], filter: { userId: v.b.id } }],
+          expect: refused(403)
+        },
+        {
+          name: "packages with their installer",
+          as: "admin",
+          method: "list",
+          params: ["Package", { include: ["installer"] }],
+          expect: refused(403)
+        },
         {
           name: "workflows with their creator",
           as: "admin",
           method: "list",
           params: ["Workflow", { include: ["creator"], limit: 100 }],
-          expect: pageWhere("only A2's workflows, creator A2, no hidden fields", (w) => w.createdBy === env.people.admin.id && isRec(w.creator) && w.creator.id === env.people.admin.id && !("steps" in w))
+          expect: pageWhere(
+            "only A2's workflows, creator A2, no hidden fields",
+            (w) => w.createdBy === env.people.admin.id && isRec(w.creator) && w.creator.id === env.people.admin.id && !("steps" in w)
+          )
         },
         {
           name: "B2's workflows with their creator",
@@ -914,7 +1236,13 @@ for (const dialect of DIALECTS) {
           params: ["Workflow", { include: ["creator"], filter: { OR: [{ createdBy: v.b2.id }, { name: v.wb.name }] } }],
           expect: emptyPage
         },
-        { name: "include in a transaction", as: "user", method: "transaction", params: [[{ method: "list", params: ["Workflow", { include: ["creator"] }] }]], expect: txRefused(403, 0) },
+        {
+          name: "include in a transaction",
+          as: "user",
+          method: "transaction",
+          params: [[{ method: "list", params: ["Workflow", { include: ["creator"] }] }]],
+          expect: txRefused(403, 0)
+        },
         {
           name: "include in a transaction",
           as: "admin",
@@ -933,22 +1261,106 @@ for (const dialect of DIALECTS) {
       const a = env.people.user
       const s = uid()
       const attempts: Array<Attempt> = [
-        { name: "updateMany users by B's id (role)", as: "user", method: "updateMany", params: ["User", { id: b.id }, { role: "user" }], expect: refused(403, /may not be written/) },
-        { name: "updateMany every user but A", as: "user", method: "updateMany", params: ["User", { id: { ne: a.id } }, { role: "user" }], expect: refused(403) },
-        { name: "updateMany users (email)", as: "user", method: "updateMany", params: ["User", { username: b.username }, { email: `m_${s}@example.com` }], expect: refused(422) },
+        {
+          name: "updateMany users by B's id (role)",
+          as: "user",
+          method: "updateMany",
+          params: ["User", { id: b.id }, { role: "user" }],
+          expect: refused(403, /may not be written/)
+        },
+        {
+          name: "updateMany every user but A",
+          as: "user",
+          method: "updateMany",
+          params: ["User", { id: { ne: a.id } }, { role: "user" }],
+          expect: refused(403)
+        },
+        {
+          name: "updateMany users (email)",
+          as: "user",
+          method: "updateMany",
+          params: ["User", { username: b.username }, { email: `m_${s}@example.com` }],
+          expect: refused(422)
+        },
         { name: "deleteMany users by B's id", as: "user", method: "deleteMany", params: ["User", { id: b.id }], expect: refused(403) },
         { name: "deleteMany B's sessions", as: "user", method: "deleteMany", params: ["Session", { userId: b.id }], expect: refused(403) },
-        { name: "updateMany B's sessions", as: "user", method: "updateMany", params: ["Session", { userId: b.id }, { expiresAt: later() }], expect: refused(403) },
-        { name: "createMany sessions owned by B", as: "user", method: "createMany", params: ["Session", [{ userId: b.id, token: `hijack-many-${s}`, expiresAt: later() }]], expect: refused(403) },
-        { name: "createMany a user with B's id", as: "user", method: "createMany", params: ["User", [{ id: b.id, username: `dup_${s}`, email: `dup_${s}@example.com` }]], expect: refused(422) },
-        { name: "createMany an admin", as: "user", method: "createMany", params: ["User", [{ username: `esc_${s}`, email: `esc_${s}@example.com`, role: "admin" }]], expect: refused(403, /no_role_escalation/) },
-        { name: "createMany credentials for B", as: "user", method: "createMany", params: ["Credential", [{ username: b.username, passwordHash: "pwned" }]], expect: refused(403) },
-        { name: "updateMany inactive pages", as: "user", method: "updateMany", params: ["PageView", { isActive: false }, { isActive: true }], expect: refused(403) },
-        { name: "deleteMany inactive pages", as: "user", method: "deleteMany", params: ["PageView", { isActive: false }], expect: refused(403) },
-        { name: "updateMany B2's workflows", as: "admin", method: "updateMany", params: ["Workflow", { createdBy: v.b2.id }, { isActive: false }], expect: refused(403) },
-        { name: "deleteMany B2's workflows", as: "admin", method: "deleteMany", params: ["Workflow", { createdBy: v.b2.id }], expect: refused(403) },
-        { name: "createMany workflows owned by B2", as: "admin", method: "createMany", params: ["Workflow", [{ name: `fake-${s}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: v.b2.id }]], expect: refused(403) },
-        { name: "create a workflow owned by B2", as: "admin", method: "create", params: ["Workflow", { name: `fake1-${s}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: v.b2.id }], expect: refused(403) }
+        {
+          name: "updateMany B's sessions",
+          as: "user",
+          method: "updateMany",
+          params: ["Session", { userId: b.id }, { expiresAt: later() }],
+          expect: refused(403)
+        },
+        {
+          name: "createMany sessions owned by B",
+          as: "user",
+          method: "createMany",
+          params: ["Session", [{ userId: b.id, token: `hijack-many-${s}`, expiresAt: later() }]],
+          expect: refused(403)
+        },
+        {
+          name: "createMany a user with B's id",
+          as: "user",
+          method: "createMany",
+          params: ["User", [{ id: b.id, username: `dup_${s}`, email: `dup_${s}@example.com` }]],
+          expect: refused(422)
+        },
+        {
+          name: "createMany an admin",
+          as: "user",
+          method: "createMany",
+          params: ["User", [{ username: `esc_${s}`, email: `esc_${s}@example.com`, role: "admin" }]],
+          expect: refused(403, /no_role_escalation/)
+        },
+        {
+          name: "createMany credentials for B",
+          as: "user",
+          method: "createMany",
+          params: ["Credential", [{ username: b.username, passwordHash: "pwned" }]],
+          expect: refused(403)
+        },
+        {
+          name: "updateMany inactive pages",
+          as: "user",
+          method: "updateMany",
+          params: ["PageView", { isActive: false }, { isActive: true }],
+          expect: refused(403)
+        },
+        {
+          name: "deleteMany inactive pages",
+          as: "user",
+          method: "deleteMany",
+          params: ["PageView", { isActive: false }],
+          expect: refused(403)
+        },
+        {
+          name: "updateMany B2's workflows",
+          as: "admin",
+          method: "updateMany",
+          params: ["Workflow", { createdBy: v.b2.id }, { isActive: false }],
+          expect: refused(403)
+        },
+        {
+          name: "deleteMany B2's workflows",
+          as: "admin",
+          method: "deleteMany",
+          params: ["Workflow", { createdBy: v.b2.id }],
+          expect: refused(403)
+        },
+        {
+          name: "createMany workflows owned by B2",
+          as: "admin",
+          method: "createMany",
+          params: ["Workflow", [{ name: `fake-${s}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: v.b2.id }]],
+          expect: refused(403)
+        },
+        {
+          name: "create a workflow owned by B2",
+          as: "admin",
+          method: "create",
+          params: ["Workflow", { name: `fake1-${s}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: v.b2.id }],
+          expect: refused(403)
+        }
       ]
       const { problems, figures } = await runAttempts(env, v, attempts)
       expect(await sysOk<number>(env, "count", ["Session", { token: { startsWith: "hijack" } }])).toBe(0)
@@ -967,53 +1379,116 @@ for (const dialect of DIALECTS) {
           name: "update own email, then B's",
           as: "user",
           method: "transaction",
-          params: [[
-            { method: "update", params: ["User", a.id, { email: `tx_${s}@example.com` }] },
-            { method: "update", params: ["User", b.id, { email: `txb_${s}@example.com` }] }
-          ]],
+          params: [
+            [
+              { method: "update", params: ["User", a.id, { email: `tx_${s}@example.com` }] },
+              { method: "update", params: ["User", b.id, { email: `txb_${s}@example.com` }] }
+            ]
+          ],
           expect: txRefused(404, 1)
         },
         {
           name: "update own email, then create a session for B",
           as: "user",
           method: "transaction",
-          params: [[
-            { method: "update", params: ["User", a.id, { email: `tx2_${s}@example.com` }] },
-            { method: "create", params: ["Session", { userId: b.id, token: `hijack-tx-${s}`, expiresAt: later() }] }
-          ]],
+          params: [
+            [
+              { method: "update", params: ["User", a.id, { email: `tx2_${s}@example.com` }] },
+              { method: "create", params: ["Session", { userId: b.id, token: `hijack-tx-${s}`, expiresAt: later() }] }
+            ]
+          ],
           expect: txRefused(403, 1)
         },
-        { name: "read B", as: "user", method: "transaction", params: [[{ method: "read", params: ["User", b.id] }]], expect: txRefused(404, 0) },
+        {
+          name: "read B",
+          as: "user",
+          method: "transaction",
+          params: [[{ method: "read", params: ["User", b.id] }]],
+          expect: txRefused(404, 0)
+        },
         {
           name: "reads of B",
           as: "user",
           method: "transaction",
-          params: [[
-            { method: "list", params: ["User", { filter: { id: b.id } }] },
-            { method: "count", params: ["User", { email: b.email }] },
-            { method: "findFirst", params: ["User", { username: b.username }] },
-            { method: "findByField", params: ["User", "email", b.email] }
-          ]],
+          params: [
+            [
+              { method: "list", params: ["User", { filter: { id: b.id } }] },
+              { method: "count", params: ["User", { email: b.email }] },
+              { method: "findFirst", params: ["User", { username: b.username }] },
+              { method: "findByField", params: ["User", "email", b.email] }
+            ]
+          ],
           expect: results(emptyPage, number(0), nothing, nothing)
         },
-        { name: "count B's sessions", as: "user", method: "transaction", params: [[{ method: "count", params: ["Session", { userId: b.id }] }]], expect: txRefused(403, 0) },
-        { name: "updateMany B", as: "user", method: "transaction", params: [[{ method: "updateMany", params: ["User", { id: b.id }, { role: "user" }] }]], expect: txRefused(403, 0) },
-        { name: "deleteMany B", as: "user", method: "transaction", params: [[{ method: "deleteMany", params: ["User", { id: b.id }] }]], expect: txRefused(403, 0) },
-        { name: "upsert B", as: "user", method: "transaction", params: [[{ method: "upsert", params: ["User", "username", b.username, { email: `u_${s}@example.com` }, { email: `v_${s}@example.com` }] }]], expect: txRefused(404, 0) },
-        { name: "delete B's credential", as: "user", method: "transaction", params: [[{ method: "deleteByField", params: ["Credential", "username", b.username] }]], expect: txRefused(403, 0) },
+        {
+          name: "count B's sessions",
+          as: "user",
+          method: "transaction",
+          params: [[{ method: "count", params: ["Session", { userId: b.id }] }]],
+          expect: txRefused(403, 0)
+        },
+        {
+          name: "updateMany B",
+          as: "user",
+          method: "transaction",
+          params: [[{ method: "updateMany", params: ["User", { id: b.id }, { role: "user" }] }]],
+          expect: txRefused(403, 0)
+        },
+        {
+          name: "deleteMany B",
+          as: "user",
+          method: "transaction",
+          params: [[{ method: "deleteMany", params: ["User", { id: b.id }] }]],
+          expect: txRefused(403, 0)
+        },
+        {
+          name: "upsert B",
+          as: "user",
+          method: "transaction",
+          params: [
+            [
+              {
+                method: "upsert",
+                params: ["User", "username", b.username, { email: `u_${s}@example.com` }, { email: `v_${s}@example.com` }]
+              }
+            ]
+          ],
+          expect: txRefused(404, 0)
+        },
+        {
+          name: "delete B's credential",
+          as: "user",
+          method: "transaction",
+          params: [[{ method: "deleteByField", params: ["Credential", "username", b.username] }]],
+          expect: txRefused(403, 0)
+        },
         {
           name: "B2's workflows",
           as: "admin",
           method: "transaction",
-          params: [[
-            { method: "list", params: ["Workflow", { filter: { createdBy: v.b2.id } }] },
-            { method: "findByField", params: ["Workflow", "name", v.wb.name] },
-            { method: "count", params: ["Workflow", { id: v.wb.id }] }
-          ]],
+          params: [
+            [
+              { method: "list", params: ["Workflow", { filter: { createdBy: v.b2.id } }] },
+              { method: "findByField", params: ["Workflow", "name", v.wb.name] },
+              { method: "count", params: ["Workflow", { id: v.wb.id }] }
+            ]
+          ],
           expect: results(emptyPage, nothing, number(0))
         },
-        { name: "update B2's workflow", as: "admin", method: "transaction", params: [[{ method: "update", params: ["Workflow", v.wb.id, { description: "x" }] }]], expect: txRefused(403, 0) },
-        { name: "update a god", as: "admin", method: "transaction", params: [[{ method: "update", params: ["User", env.people.god.id, { email: `g_${s}@example.com` }] }]], expect: txRefused(404, 0) }
+        {
+          name: "update B2's workflow",
+          as: "admin",
+          method: "transaction",
+          params: [[{ method: "update", params: ["Workflow", v.wb.id, { description: "x" }] }]],
+          expect: txRefused(403, 0)
+        },
+        {
+          name: "update a god",
+          as: "admin",
+          method: "transaction",
+          params: [[{ method: "update", params: ["User", env.people.god.id, { email: `g_${s}@example.com` }] }]],
+          expect: txRefused(404, 0)
+        }
       ]
       const { problems, figures } = await runAttempts(env, v, attempts)
       expect(await sysOk<number>(env, "count", ["Session", { token: { startsWith: "hijack" } }])).toBe(0)
@@ -1025,25 +1500,115 @@ for (const dialect of DIALECTS) {
       const { b } = v
       const a = env.people.user
       const attempts: Array<Attempt> = [
-        { name: "OR with B's id", as: "user", method: "list", params: ["User", { filter: { OR: [{ id: b.id }, { id: a.id }] } }], expect: pageOf([a.id]) },
+        {
+          name: "OR with B's id",
+          as: "user",
+          method: "list",
+          params: ["User", { filter: { OR: [{ id: b.id }, { id: a.id }] } }],
+          expect: pageOf([a.id])
+        },
         { name: "NOT A", as: "user", method: "list", params: ["User", { filter: { NOT: { id: a.id } } }], expect: emptyPage },
-        { name: "B's email prefix", as: "user", method: "count", params: ["User", { email: { startsWith: b.email.slice(0, 8) } }], expect: number(0) },
-        { name: "B's username in a list", as: "user", method: "count", params: ["User", { username: { in: [b.username, a.username] } }], expect: number(1) },
-        { name: "every role", as: "user", method: "count", params: ["User", { role: { in: ["user", "admin", "god", "supergod"] } }], expect: number(1) },
-        { name: "inactive OR active", as: "user", method: "count", params: ["PageView", { OR: [{ id: v.inactivePage.id }, { isActive: false }] }], expect: number(0) },
-        { name: "sort cannot widen", as: "user", method: "list", params: ["User", { sort: { email: "desc" }, limit: 100 }], expect: pageOf([a.id]) },
+        {
+          name: "B's email prefix",
+          as: "user",
+          method: "count",
+          params: ["User", { email: { startsWith: b.email.slice(0, 8) } }],
+          expect: number(0)
+        },
+        {
+          name: "B's username in a list",
+          as: "user",
+          method: "count",
+          params: ["User", { username: { in: [b.username, a.username] } }],
+          expect: number(1)
+        },
+        {
+          name: "every role",
+          as: "user",
+          method: "count",
+          params: ["User", { role: { in: ["user", "admin", "god", "supergod"] } }],
+          expect: number(1)
+        },
+        {
+          name: "inactive OR active",
+          as: "user",
+          method: "count",
+          params: ["PageView", { OR: [{ id: v.inactivePage.id }, { isActive: false }] }],
+          expect: number(0)
+        },
+        {
+          name: "sort cannot widen",
+          as: "user",
+          method: "list",
+          params: ["User", { sort: { email: "desc" }, limit: 100 }],
+          expect: pageOf([a.id])
+        },
         // R2's read_fields leave out steps and triggerConfig: they cannot be tested either.
-        { name: "filter on steps", as: "admin", method: "list", params: ["Workflow", { filter: { steps: { isNull: false } } }], expect: refused(403, /may not be read/) },
-        { name: "count on triggerConfig", as: "admin", method: "count", params: ["Workflow", { triggerConfig: null }], expect: refused(403, /may not be read/) },
-        { name: "findFirst on triggerConfig", as: "admin", method: "findFirst", params: ["Workflow", { triggerConfig: { isNull: true } }], expect: refused(403, /may not be read/) },
-        { name: "hidden field inside OR", as: "admin", method: "list", params: ["Workflow", { filter: { OR: [{ id: v.wa.id }, { NOT: { steps: null } }] } }], expect: refused(403, /may not be read/) },
-        { name: "hidden field in a transaction", as: "admin", method: "transaction", params: [[{ method: "count", params: ["Workflow", { steps: { isNull: true } }] }]], expect: txRefused(403, 0) },
-        { name: "B2's workflows by creator", as: "admin", method: "list", params: ["Workflow", { filter: { OR: [{ createdBy: v.b2.id }, { createdBy: env.people.admin.id }] }, limit: 100 }], expect: pageWhere("only A2's", (w) => w.createdBy === env.people.admin.id) },
-        { name: "B2's workflow name prefix", as: "admin", method: "count", params: ["Workflow", { name: { startsWith: String(v.wb.name).slice(0, 4) }, createdBy: { ne: env.people.admin.id } }], expect: number(0) },
+        {
+          name: "filter on steps",
+          as: "admin",
+          method: "list",
+          params: ["Workflow", { filter: { steps: { isNull: false } } }],
+          expect: refused(403, /may not be read/)
+        },
+        {
+          name: "count on triggerConfig",
+          as: "admin",
+          method: "count",
+          params: ["Workflow", { triggerConfig: null }],
+          expect: refused(403, /may not be read/)
+        },
+        {
+          name: "findFirst on triggerConfig",
+          as: "admin",
+          method: "findFirst",
+          params: ["Workflow", { triggerConfig: { isNull: true } }],
+          expect: refused(403, /may not be read/)
+        },
+        {
+          name: "hidden field inside OR",
+          as: "admin",
+          method: "list",
+          params: ["Workflow", { filter: { OR: [{ id: v.wa.id }, { NOT: { steps: null } }] } }],
+          expect: refused(403, /may not be read/)
+        },
+        {
+          name: "hidden field in a transaction",
+          as: "admin",
+          method: "transaction",
+          params: [[{ method: "count", params: ["Workflow", { steps: { isNull: true } }] }]],
+          expect: txRefused(403, 0)
+        },
+        {
+          name: "B2's workflows by creator",
+          as: "admin",
+          method: "list",
+          params: ["Workflow", { filter: { OR: [{ createdBy: v.b2.id }, { createdBy: env.people.admin.id }] }, limit: 100 }],
+          expect: pageWhere("only A2's", (w) => w.createdBy === env.people.admin.id)
+        },
+        {
+          name: "B2's workflow name prefix",
+          as: "admin",
+          method: "count",
+          params: ["Workflow", { name: { startsWith: String(v.wb.name).slice(0, 4) }, createdBy: { ne: env.people.admin.id } }],
+          expect: number(0)
+        },
         // never_expose fields (Credential.passwordHash) cannot be tested by anyone, system included;
         // a user, who may not read Credential at all, gets the access decision's 403 first.
-        { name: "filter on passwordHash", as: "system", method: "count", params: ["Credential", { passwordHash: { startsWith: "bhash" } }], expect: refused(422) },
-        { name: "filter on passwordHash", as: "user", method: "count", params: ["Credential", { passwordHash: { startsWith: "bhash" } }], expect: refused(403) }
+        {
+          name: "filter on passwordHash",
+          as: "system",
+          method: "count",
+          params: ["Credential", { passwordHash: { startsWith: "bhash" } }],
+          expect: refused(422)
+        },
+        {
+          name: "filter on passwordHash",
+          as: "user",
+          method: "count",
+          params: ["Credential", { passwordHash: { startsWith: "bhash" } }],
+          expect: refused(403)
+        }
       ]
       const { problems, figures } = await runAttempts(env, v, attempts)
       reportAttempts(env, "cross-user, filters and hidden fields", figures)
@@ -1056,28 +1621,133 @@ for (const dialect of DIALECTS) {
       const g = env.people.god
       const s = uid()
       const attempts: Array<Attempt> = [
-        { name: "A's token claiming B's id", as: "anonymous", method: "read", params: ["User", b.id], auth: { token: a.token, user_id: b.id }, expect: refused(401) },
-        { name: "authenticate A's token as B", as: "anonymous", method: "authenticate", params: [{ token: a.token, user_id: b.id }], expect: refused(401) },
-        { name: "B's session id as a token", as: "anonymous", method: "read", params: ["User", b.id], auth: { token: b.sessionId }, expect: refused(401) },
-        { name: "B's id as a token", as: "anonymous", method: "count", params: ["User"], auth: { token: b.id, user_id: b.id }, expect: refused(401) },
+        {
+          name: "A's token claiming B's id",
+          as: "anonymous",
+          method: "read",
+          params: ["User", b.id],
+          auth: { token: a.token, user_id: b.id },
+          expect: refused(401)
+        },
+        {
+          name: "authenticate A's token as B",
+          as: "anonymous",
+          method: "authenticate",
+          params: [{ token: a.token, user_id: b.id }],
+          expect: refused(401)
+        },
+        {
+          name: "B's session id as a token",
+          as: "anonymous",
+          method: "read",
+          params: ["User", b.id],
+          auth: { token: b.sessionId },
+          expect: refused(401)
+        },
+        {
+          name: "B's id as a token",
+          as: "anonymous",
+          method: "count",
+          params: ["User"],
+          auth: { token: b.id, user_id: b.id },
+          expect: refused(401)
+        },
         { name: "A raises their role", as: "user", method: "update", params: ["User", a.id, { role: "admin" }], expect: refused(403) },
-        { name: "A renames to B", as: "user", method: "update", params: ["User", a.id, { username: `${b.username}x` }], expect: refused(403, /may not be written/) },
-        { name: "A creates an admin", as: "user", method: "create", params: ["User", { username: `esc1_${s}`, email: `esc1_${s}@example.com`, role: "admin" }], expect: refused(403, /no_role_escalation/) },
-        { name: "A creates a user with B's id", as: "user", method: "create", params: ["User", { id: b.id, username: `dup1_${s}`, email: `dup1_${s}@example.com` }], expect: refused(422) },
+        {
+          name: "A renames to B",
+          as: "user",
+          method: "update",
+          params: ["User", a.id, { username: `${b.username}x` }],
+          expect: refused(403, /may not be written/)
+        },
+        {
+          name: "A creates an admin",
+          as: "user",
+          method: "create",
+          params: ["User", { username: `esc1_${s}`, email: `esc1_${s}@example.com`, role: "admin" }],
+          expect: refused(403, /no_role_escalation/)
+        },
+        {
+          name: "A creates a user with B's id",
+          as: "user",
+          method: "create",
+          params: ["User", { id: b.id, username: `dup1_${s}`, email: `dup1_${s}@example.com` }],
+          expect: refused(422)
+        },
         // The rank guard: an admin does not reach a god's account.
-        { name: "update a god", as: "admin", method: "update", params: ["User", g.id, { email: `g1_${s}@example.com` }], expect: refused(404) },
-        { name: "updateByField a god", as: "admin", method: "updateByField", params: ["User", "username", g.username, { email: `g2_${s}@example.com` }], expect: refused(404) },
-        { name: "upsert a god", as: "admin", method: "upsert", params: ["User", "username", g.username, { email: `g3_${s}@example.com` }, { email: `g4_${s}@example.com` }], expect: refused(404) },
-        { name: "demote a god (updateMany)", as: "admin", method: "updateMany", params: ["User", { id: g.id }, { role: "admin" }], expect: number(0) },
+        {
+          name: "update a god",
+          as: "admin",
+          method: "update",
+          params: ["User", g.id, { email: `g1_${s}@example.com` }],
+          expect: refused(404)
+        },
+        {
+          name: "updateByField a god",
+          as: "admin",
+          method: "updateByField",
+          params: ["User", "username", g.username, { email: `g2_${s}@example.com` }],
+          expect: refused(404)
+        },
+        {
+          name: "upsert a god",
+          as: "admin",
+          method: "upsert",
+          params: ["User", "username", g.username, { email: `g3_${s}@example.com` }, { email: `g4_${s}@example.com` }],
+          expect: refused(404)
+        },
+        {
+          name: "demote a god (updateMany)",
+          as: "admin",
+          method: "updateMany",
+          params: ["User", { id: g.id }, { role: "admin" }],
+          expect: number(0)
+        },
         { name: "delete a god", as: "admin", method: "delete", params: ["User", g.id], expect: refused(404) },
         { name: "deleteByField a god", as: "admin", method: "deleteByField", params: ["User", "email", g.email], expect: refused(404) },
         { name: "deleteMany a god", as: "admin", method: "deleteMany", params: ["User", { id: g.id }], expect: number(0) },
-        { name: "promote B to god", as: "admin", method: "update", params: ["User", b.id, { role: "god" }], expect: refused(403, /no_role_escalation/) },
-        { name: "promote users to god (updateMany)", as: "admin", method: "updateMany", params: ["User", { id: b.id }, { role: "god" }], expect: refused(403, /no_role_escalation/) },
-        { name: "promote self to god", as: "admin", method: "update", params: ["User", env.people.admin.id, { role: "god" }], expect: refused(403, /no_role_escalation/) },
-        { name: "create a god", as: "admin", method: "create", params: ["User", { username: `esc2_${s}`, email: `esc2_${s}@example.com`, role: "god" }], expect: refused(403, /no_role_escalation/) },
-        { name: "createMany a god", as: "admin", method: "createMany", params: ["User", [{ username: `esc3_${s}`, email: `esc3_${s}@example.com`, role: "god" }]], expect: refused(403, /no_role_escalation/) },
-        { name: "upsert a new god", as: "admin", method: "upsert", params: ["User", "username", `esc4_${s}`, { email: `esc4_${s}@example.com`, role: "god" }, { role: "god" }], expect: refused(403, /no_role_escalation/) }
+        {
+          name: "promote B to god",
+          as: "admin",
+          method: "update",
+          params: ["User", b.id, { role: "god" }],
+          expect: refused(403, /no_role_escalation/)
+        },
+        {
+          name: "promote users to god (updateMany)",
+          as: "admin",
+          method: "updateMany",
+          params: ["User", { id: b.id }, { role: "god" }],
+          expect: refused(403, /no_role_escalation/)
+        },
+        {
+          name: "promote self to god",
+          as: "admin",
+          method: "update",
+          params: ["User", env.people.admin.id, { role: "god" }],
+          expect: refused(403, /no_role_escalation/)
+        },
+        {
+          name: "create a god",
+          as: "admin",
+          method: "create",
+          params: ["User", { username: `esc2_${s}`, email: `esc2_${s}@example.com`, role: "god" }],
+          expect: refused(403, /no_role_escalation/)
+        },
+        {
+          name: "createMany a god",
+          as: "admin",
+          method: "createMany",
+          params: ["User", [{ username: `esc3_${s}`, email: `esc3_${s}@example.com`, role: "god" }]],
+          expect: refused(403, /no_role_escalation/)
+        },
+        {
+          name: "upsert a new god",
+          as: "admin",
+          method: "upsert",
+          params: ["User", "username", `esc4_${s}`, { email: `esc4_${s}@example.com`, role: "god" }, { role: "god" }],
+          expect: refused(403, /no_role_escalation/)
+        }
       ]
       const { problems, figures } = await runAttempts(env, v, attempts)
       const whoG = await whoIs(env, g.token)

@@ -43,7 +43,8 @@
  *    which writes are accepted, every acknowledged write (of both processes) has its record in the
  *    repaired file — except one acknowledged as the error struck: Linux can return success from an
  *    fdatasync racing the error and still lose the data (reproduced without the daemon), so such
- *    acknowledgements are counted (at most one batch), not failed. The records the first process still held in memory (writes that committed as
+ *    acknowledgements are counted (at most one batch), not failed. The records the first process
+ *    still held in memory (writes that committed as
  *    the disk failed, answered 503) cannot reach the file before it exits: such rows may stay
  *    without a record, and only they (counted as committed_answered_503_unrecorded). (If the kernel
  *    does make the mount writable again, the daemon must recover in place, as in case 2.)
@@ -284,7 +285,20 @@ class PrivateRedis {
 
   start(): Promise<void> {
     return new Promise((ok, fail) => {
-      const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, "--daemonize", "no"]
+      const args = [
+        "--port",
+        String(this.port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        this.dir,
+        "--daemonize",
+        "no"
+      ]
       const child = spawn(REDIS_SERVER, args, { stdio: ["ignore", "pipe", "pipe"] })
       this.child = child
       let out = ""
@@ -348,7 +362,10 @@ const SYSTEM = { requests_per_minute: 60, burst: 5 }
 /** JWT users: the shared-budget check (one token a minute: nothing refills during it). */
 const USER = { requests_per_minute: 1, burst: 6 }
 const PRINCIPALS = 3
-const TOKENS = Array.from({ length: PRINCIPALS }, (_, i) => ({ name: `steady-${i}`, token: `steady-principal-${i}-token-0123456789abcdef` }))
+const TOKENS = Array.from({ length: PRINCIPALS }, (_, i) => ({
+  name: `steady-${i}`,
+  token: `steady-principal-${i}-token-0123456789abcdef`
+}))
 const HS_SECRET = "hs256-secret-for-the-faults-store-tests-0123456789"
 const hsKey = new TextEncoder().encode(HS_SECRET)
 const RL_PACE_MS = 40
@@ -408,7 +425,14 @@ describe.skipIf(skipRedis)("Redis (rate-limit store) stopped under steady load",
     /** Each daemon's store log lines (for failure messages). */
     const storeLines = () =>
       started
-        .map((d, i) => `${policyOf(i)}:\n${d.output().split("\n").filter((l) => STORE_DOWN.test(l) || STORE_BACK.test(l)).join("\n")}`)
+        .map(
+          (d, i) =>
+            `${policyOf(i)}:\n${d
+              .output()
+              .split("\n")
+              .filter((l) => STORE_DOWN.test(l) || STORE_BACK.test(l))
+              .join("\n")}`
+        )
         .join("\n")
     const conns = await Promise.all(started.map((d) => Promise.all(TOKENS.map((t) => open(d.port, { token: t.token, user_id: t.name })))))
 
@@ -464,7 +488,11 @@ describe.skipIf(skipRedis)("Redis (rate-limit store) stopped under steady load",
         const killAt = performance.now()
         await redis.stop(signal)
         const downAt = performance.now()
-        await untilTrue(`${OUTAGE_ANSWERS} answers per principal and daemon while Redis is down`, () => everyLoopHas(downAt, OUTAGE_ANSWERS), 20_000)
+        await untilTrue(
+          `${OUTAGE_ANSWERS} answers per principal and daemon while Redis is down`,
+          () => everyLoopHas(downAt, OUTAGE_ANSWERS),
+          20_000
+        )
         const restartAt = performance.now()
         // "answers again" lines so far (a daemon starved of CPU may have timed out on a live Redis and
         // logged an outage and a return of its own before): recovery = a new one after the restart.
@@ -475,7 +503,11 @@ describe.skipIf(skipRedis)("Redis (rate-limit store) stopped under steady load",
         // Each daemon notices by itself (no restart): its "answers again" line.
         const recoveredAt = await Promise.all(
           started.map(async (d, i) => {
-            await untilTrue(`daemon ${policyOf(i)} uses Redis again after cycle ${cycle + 1}`, () => count(d.output(), STORE_BACK) > backBefore[i]!, 15_000)
+            await untilTrue(
+              `daemon ${policyOf(i)} uses Redis again after cycle ${cycle + 1}`,
+              () => count(d.output(), STORE_BACK) > backBefore[i]!,
+              15_000
+            )
             return performance.now()
           })
         )
@@ -497,10 +529,17 @@ describe.skipIf(skipRedis)("Redis (rate-limit store) stopped under steady load",
         const answers = await Promise.all(conns.flatMap((cs) => Array.from({ length: 4 }, () => cs[0]!.call("getCapabilities", [], auth))))
         for (const a of answers) expect([200, 429], JSON.stringify(a)).toContain(a.error?.code ?? 200)
         const sharedAdmitted = answers.filter((a) => a.error === undefined).length
-        const perDaemon = POLICIES.map((policy, i) => `${policy} ${answers.slice(i * 4, i * 4 + 4).map((a) => a.error?.code ?? 200).join(" ")}`)
-        expect(sharedAdmitted, `one budget across the three daemons after cycle ${cycle + 1} (burst ${USER.burst}): ${perDaemon.join("; ")}\n${storeLines()}`).toBe(
-          USER.burst
+        const perDaemon = POLICIES.map(
+          (policy, i) =>
+            `${policy} ${answers
+              .slice(i * 4, i * 4 + 4)
+              .map((a) => a.error?.code ?? 200)
+              .join(" ")}`
         )
+        expect(
+          sharedAdmitted,
+          `one budget across the three daemons after cycle ${cycle + 1} (burst ${USER.burst}): ${perDaemon.join("; ")}\n${storeLines()}`
+        ).toBe(USER.burst)
         expect(await redis.keys(`${prefix}user:${sub}`)).toEqual([`${prefix}user:${sub}`])
 
         cycles.push({ signal, killAt, downAt, restartAt, upAt, recoveredAt, sharedAdmitted })
@@ -637,7 +676,12 @@ class WriteLoad {
   private running = true
   private readonly loops: Array<Promise<void>>
 
-  constructor(writers: ReadonlyArray<Client>, reader: Client, private readonly tag: string, phase: Phase = "before") {
+  constructor(
+    writers: ReadonlyArray<Client>,
+    reader: Client,
+    private readonly tag: string,
+    phase: Phase = "before"
+  ) {
     this.phase = phase
     this.loops = [...writers.map((c, i) => this.writeLoop(c, i)), this.readLoop(reader)]
   }
@@ -746,14 +790,17 @@ const startOnReadOnlyLog = async (db: TestDatabase, file: string): Promise<strin
 }
 
 const startAuditDaemon = async (db: TestDatabase, file: string, reads: "allow" | "deny") => {
-  const d = await startDaemon([`--config=${writeConfig(auditDaemonConfig(db, { audit_log_path: file, audit: { on_failure_reads: reads } }))}`])
+  const d = await startDaemon([
+    `--config=${writeConfig(auditDaemonConfig(db, { audit_log_path: file, audit: { on_failure_reads: reads } }))}`
+  ])
   daemons.push(d)
   const writers = await Promise.all(Array.from({ length: WRITERS }, () => open(d.port, serviceAuth)))
   const reader = await open(d.port, serviceAuth)
   return { d, writers, reader }
 }
 
-const rowsBySlug = async (db: TestDatabase) => new Map((await query(db, "SELECT id, slug FROM page_views")).map((r) => [String(r.slug), String(r.id)]))
+const rowsBySlug = async (db: TestDatabase) =>
+  new Map((await query(db, "SELECT id, slug FROM page_views")).map((r) => [String(r.slug), String(r.id)]))
 
 /** Success records of writes per record id, from a parsed audit file. */
 const successIds = (records: ReadonlyArray<AuditRecord>) => {
@@ -791,7 +838,10 @@ const checkWhileFailing = async (load: WriteLoad, db: TestDatabase, file: string
   }
   const recorded = successIds(completeLines(file))
   const missing = load.acked().filter((w) => !recorded.has(w.id!))
-  expect(missing.map((w) => w.slug), "acknowledged writes without their record on disk").toEqual([])
+  expect(
+    missing.map((w) => w.slug),
+    "acknowledged writes without their record on disk"
+  ).toEqual([])
 }
 
 /**
@@ -853,20 +903,35 @@ const finalCheck = async (
     ackedWithoutRecord.filter((w) => !racedFault.includes(w)).map((w) => w.slug),
     "acknowledged writes without an audit record"
   ).toEqual([])
-  expect(racedFault.length, "acknowledgements lost racing the filesystem error: at most one batch (one write per writer)").toBeLessThanOrEqual(WRITERS)
+  expect(
+    racedFault.length,
+    "acknowledgements lost racing the filesystem error: at most one batch (one write per writer)"
+  ).toBeLessThanOrEqual(WRITERS)
   for (const w of acked) expect(rows.get(w.slug), `acknowledged ${w.slug} is stored with its id`).toBe(w.id)
   const doubled = [...recorded].filter(([, n]) => n > 1)
   expect(doubled, "a write recorded twice").toEqual([])
   const refused = writes.filter((w) => w.code === 503)
   const committed503 = refused.filter((w) => rows.has(w.slug))
-  for (const w of committed503) expect(w.phase, `${w.slug} answered 503 but committed: it must have been in flight when the log failed`).toBe("before")
+  for (const w of committed503)
+    expect(w.phase, `${w.slug} answered 503 but committed: it must have been in flight when the log failed`).toBe("before")
   expect(committed503.length, "at most one in-flight write per writer per failure").toBeLessThanOrEqual(WRITERS * o.failures)
   const ours = new Set(writes.map((w) => w.slug))
-  expect([...rows.keys()].filter((s) => !ours.has(s)), "rows nobody wrote").toEqual([])
+  expect(
+    [...rows.keys()].filter((s) => !ours.has(s)),
+    "rows nobody wrote"
+  ).toEqual([])
   const unrecordedRows = [...rows.entries()].filter(([, id]) => !recorded.has(id))
   const explained = (slug: string) => committed503.some((w) => w.slug === slug) || racedFault.some((w) => w.slug === slug)
-  if (o.retainedWritten) expect(unrecordedRows.map(([slug]) => slug), "rows without an audit record after recovery").toEqual([])
-  else for (const [slug] of unrecordedRows) expect(explained(slug), `${slug} is stored without a record and was neither answered 503 nor acknowledged as the disk failed`).toBe(true)
+  if (o.retainedWritten)
+    expect(
+      unrecordedRows.map(([slug]) => slug),
+      "rows without an audit record after recovery"
+    ).toEqual([])
+  else
+    for (const [slug] of unrecordedRows)
+      expect(explained(slug), `${slug} is stored without a record and was neither answered 503 nor acknowledged as the disk failed`).toBe(
+        true
+      )
   return {
     writes_sent: writes.length,
     writes_acknowledged: acked.length,
@@ -924,7 +989,11 @@ const tryTmpfsRemountRo = async (dir: string, file: string, db: TestDatabase, da
     } else {
       outcome = "remounted read-only"
       await untilTrue("a write refused on the read-only log", () => load.failedAt !== undefined, 15_000)
-      await load.untilEachWriter(`${REFUSED_PER_WRITER} writes per writer sent while read-only`, REFUSED_PER_WRITER, (w) => w.phase === "failing")
+      await load.untilEachWriter(
+        `${REFUSED_PER_WRITER} writes per writer sent while read-only`,
+        REFUSED_PER_WRITER,
+        (w) => w.phase === "failing"
+      )
       await untilTrue("reads while read-only", () => load.reads.filter((r) => r.phase === "failing").length >= 3)
       await checkWhileFailing(load, db, file, "allow")
       must("mount", ["-o", "remount,rw", dir])
@@ -954,7 +1023,11 @@ describe.skipIf(skipTmpfs)("audit disk full (tmpfs)", () => {
       const load = new WriteLoad(daemon.writers, daemon.reader, `full${cycle}-${uid()}`)
       try {
         await untilTrue("the audit disk fills and a write is refused", () => load.failedAt !== undefined, 30_000)
-        await load.untilEachWriter(`${REFUSED_PER_WRITER} writes per writer sent while the log fails`, REFUSED_PER_WRITER, (w) => w.phase === "failing")
+        await load.untilEachWriter(
+          `${REFUSED_PER_WRITER} writes per writer sent while the log fails`,
+          REFUSED_PER_WRITER,
+          (w) => w.phase === "failing"
+        )
         await untilTrue("reads while the log fails", () => load.reads.filter((r) => r.phase === "failing").length >= 3)
         await checkWhileFailing(load, db, file, "allow")
 
@@ -963,7 +1036,11 @@ describe.skipIf(skipTmpfs)("audit disk full (tmpfs)", () => {
         load.phase = "repaired"
         const first = await until("a write acknowledged after the filler is deleted", () => load.acked("repaired")[0], 15_000)
         recoveries.push(first.answeredAt - freedAt)
-        await load.untilEachWriter("3 acknowledged writes per writer after recovery", 3, (w) => w.phase === "repaired" && w.id !== undefined)
+        await load.untilEachWriter(
+          "3 acknowledged writes per writer after recovery",
+          3,
+          (w) => w.phase === "repaired" && w.id !== undefined
+        )
       } finally {
         await load.stop()
         writes.push(...load.writes)
@@ -983,7 +1060,10 @@ describe.skipIf(skipTmpfs)("audit disk full (tmpfs)", () => {
     const ro = await tryTmpfsRemountRo(dir, file, db, daemon)
     writes.push(...ro.load.writes)
     reads.push(...ro.load.reads)
-    const after = await finalCheck(writes, reads, db, file, { failures: FULL_CYCLES + (ro.load.failedAt === undefined ? 0 : 1), retainedWritten: true })
+    const after = await finalCheck(writes, reads, db, file, {
+      failures: FULL_CYCLES + (ro.load.failedAt === undefined ? 0 : 1),
+      retainedWritten: true
+    })
     report("faults", "audit tmpfs remount read-only under load", {
       remount_ro: ro.outcome,
       writes_during: ro.load.writes.length,
@@ -1016,7 +1096,11 @@ describe.skipIf(skipExt4)("audit disk read-only under load", () => {
       fs.writeFileSync(`/sys/fs/ext4/${dev}/trigger_fs_error`, "dbal reliability test: the audit disk goes read-only\n")
       await untilTrue("a write refused on the read-only log", () => load.failedAt !== undefined, 15_000)
       expect(writable(dir), "the kernel made the filesystem read-only").toBe(false)
-      await load.untilEachWriter(`${REFUSED_PER_WRITER} writes per writer sent while read-only`, REFUSED_PER_WRITER, (w) => w.phase === "failing")
+      await load.untilEachWriter(
+        `${REFUSED_PER_WRITER} writes per writer sent while read-only`,
+        REFUSED_PER_WRITER,
+        (w) => w.phase === "failing"
+      )
       await untilTrue("reads while read-only", () => load.reads.filter((r) => r.phase === "failing").length >= 3)
       await checkWhileFailing(load, db, file, "deny")
 
@@ -1029,11 +1113,17 @@ describe.skipIf(skipExt4)("audit disk read-only under load", () => {
         load.phase = "repaired"
         const ack = await until("a write acknowledged after remount rw", () => load.acked("repaired")[0], 15_000)
         recoveryMs = ack.answeredAt - rwAt
-        await load.untilEachWriter("3 acknowledged writes per writer after recovery", 3, (w) => w.phase === "repaired" && w.id !== undefined)
+        await load.untilEachWriter(
+          "3 acknowledged writes per writer after recovery",
+          3,
+          (w) => w.phase === "repaired" && w.id !== undefined
+        )
       } else {
         // Emergency read-only stays read-only (the kernel keeps `emergency_ro`): the log still
         // cannot be written, and the daemon must go on refusing every write.
-        remountRw = `still read-only (${remount.ok ? "remount accepted" : "remount refused"}; ${mountOptions(dir).filter((o) => o.includes("ro")).join(",")})`
+        remountRw = `still read-only (${remount.ok ? "remount accepted" : "remount refused"}; ${mountOptions(dir)
+          .filter((o) => o.includes("ro"))
+          .join(",")})`
         const mark = performance.now()
         await load.untilEachWriter("writes still refused after the remount attempt", REFUSED_PER_WRITER, (w) => w.sentAt > mark)
         await checkWhileFailing(load, db, file, "deny")
@@ -1080,7 +1170,6 @@ describe.skipIf(skipExt4)("audit disk read-only under load", () => {
       ...(startWhileReadOnly === undefined ? {} : { start_while_read_only: startWhileReadOnly })
     })
   })
-
 })
 
 // The short run checks a start on a read-only log inside the ext4 test (a restart before the

@@ -21,6 +21,10 @@ export type Figures = Record<string, number | string | boolean>
 
 export const report = (area: string, test: string, figures: Figures): void => {
   const line = { area, test, run: LONG ? "long" : "short", at: new Date().toISOString(), figures }
-  console.log(`[figures] ${area} · ${test}: ${Object.entries(figures).map(([k, v]) => `${k}=${v}`).join(", ")}`)
+  console.log(
+    `[figures] ${area} · ${test}: ${Object.entries(figures)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(", ")}`
+  )
   fs.appendFileSync(FIGURES_FILE, JSON.stringify(line) + "\n")
 }

@@ -16,7 +16,8 @@
  * null), and no stack trace, SQL, driver error or file path; or — only for the frames that close
  * the connection — a close with the code for it, after which the fuzzer reconnects and goes on:
  * 1009 for a frame over 4 × max_payload (docs/operations.md, "Limits"), and RFC 6455's 1007 for a text frame
- * that is not UTF-8 and 1002 for a protocol violation (the `ws` server's own closes). No unhandled rejection in the test process; after the wire run the
+ * that is not UTF-8 and 1002 for a protocol violation (the `ws` server's own closes). No unhandled
+ * rejection in the test process; after the wire run the
  * daemon is alive, /health answers 200 and its output holds no stack trace or unhandled error.
  *
  * Counts: `scale(5000, 100_000)` in-process and `scale(1000, 20_000)` wire frames
@@ -139,8 +140,10 @@ const checkAnswer = (text: string, expect: ExpectedId): Checked => {
   if (!isObject(a)) return { code: -1, problem: "the answer is not a JSON object" }
   const keys = Object.keys(a).sort().join(",")
   if (keys !== "id,result" && keys !== "error,id") return { code: -1, problem: `the answer has the keys [${keys}]` }
-  if (expect !== ANY_ID && a.id !== expect) return { code: -1, problem: `the answer's id is ${JSON.stringify(a.id)}, expected ${JSON.stringify(expect)}` }
-  if (expect === ANY_ID && a.id !== null && typeof a.id !== "string") return { code: -1, problem: `the answer's id is ${JSON.stringify(a.id)}` }
+  if (expect !== ANY_ID && a.id !== expect)
+    return { code: -1, problem: `the answer's id is ${JSON.stringify(a.id)}, expected ${JSON.stringify(expect)}` }
+  if (expect === ANY_ID && a.id !== null && typeof a.id !== "string")
+    return { code: -1, problem: `the answer's id is ${JSON.stringify(a.id)}` }
   if (keys === "id,result") return { code: "ok" }
   const e = a.error
   if (!isObject(e)) return { code: -1, problem: "error is not an object" }
@@ -153,7 +156,10 @@ const checkAnswer = (text: string, expect: ExpectedId): Checked => {
   if (REASON_CODES.has(code) && typeof details?.reason !== "string") return { code, problem: `code ${code} without details.reason` }
   if (code === 422) {
     const fields = details?.fields
-    const ok = Array.isArray(fields) && fields.length > 0 && fields.every((f) => isObject(f) && typeof f.field === "string" && typeof f.error === "string")
+    const ok =
+      Array.isArray(fields) &&
+      fields.length > 0 &&
+      fields.every((f) => isObject(f) && typeof f.field === "string" && typeof f.error === "string")
     if (!ok) return { code, problem: "422 without details.fields [{field, error}]" }
   }
   if (code === 429 && typeof details?.retryAfter !== "number") return { code, problem: "429 without details.retryAfter" }
@@ -215,7 +221,8 @@ class Entries {
 }
 
 /** A key written with every UTF-16 unit as a \uXXXX escape ("id" → "\u0069\u0064"). */
-const escapedKey = (k: string) => `"${Array.from({ length: k.length }, (_, i) => `\\u${k.charCodeAt(i).toString(16).padStart(4, "0")}`).join("")}"`
+const escapedKey = (k: string) =>
+  `"${Array.from({ length: k.length }, (_, i) => `\\u${k.charCodeAt(i).toString(16).padStart(4, "0")}`).join("")}"`
 
 const render = (v: unknown, escapeKeys = false): string => {
   if (v instanceof Raw) return v.text
@@ -242,7 +249,19 @@ const ENTITY_FIELDS: Readonly<Record<string, ReadonlyArray<string>>> = {
   ComponentHierarchy: ["id", "pageId", "parentId", "componentType", "order", "props", "createdAt", "updatedAt"],
   Workflow: ["id", "name", "description", "trigger", "triggerConfig", "steps", "isActive", "createdBy", "createdAt", "updatedAt"],
   LuaScript: ["id", "name", "description", "code", "isSandboxed", "allowedGlobals", "timeoutMs", "createdBy", "createdAt", "updatedAt"],
-  Package: ["id", "name", "version", "description", "author", "manifest", "isInstalled", "installedAt", "installedBy", "createdAt", "updatedAt"]
+  Package: [
+    "id",
+    "name",
+    "version",
+    "description",
+    "author",
+    "manifest",
+    "isInstalled",
+    "installedAt",
+    "installedBy",
+    "createdAt",
+    "updatedAt"
+  ]
 }
 const ENTITIES = Object.keys(ENTITY_FIELDS)
 const ALL_FIELDS = [...new Set(Object.values(ENTITY_FIELDS).flat())]
@@ -252,30 +271,167 @@ const OPS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "notIn", "contains", "s
 const ODD_OPS = ["like", "ilike", "regex", "$where", "$ne", "EQ", "in ", "__proto__", "constructor", "toString", "AND", "OR", "NOT", ""]
 /** Names that are almost right, or are JavaScript's own, or try to reach SQL. */
 const ODD_NAMES = [
-  "", " ", "__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "valueOf", "__defineGetter__",
-  "ID", "Id", "id ", " id", "user.id", "users.id", "\"id\"", "`id`", "[id]", "id--", "id;", "1=1", "*", "rowid", "oid",
-  "created_at", "password_hash", "user", "USER", "users", "User ", " User", "Us\u0000er", "Us\u0435r", "User\u0301",
-  "User\u200b", "\u202eUser", "ｕｓｅｒ", "İd", "i\u0307d", "🦄", "a".repeat(300), "User; DROP TABLE users", "sqlite_master", "information_schema.tables"
+  "",
+  " ",
+  "__proto__",
+  "constructor",
+  "prototype",
+  "toString",
+  "hasOwnProperty",
+  "valueOf",
+  "__defineGetter__",
+  "ID",
+  "Id",
+  "id ",
+  " id",
+  "user.id",
+  "users.id",
+  '"id"',
+  "`id`",
+  "[id]",
+  "id--",
+  "id;",
+  "1=1",
+  "*",
+  "rowid",
+  "oid",
+  "created_at",
+  "password_hash",
+  "user",
+  "USER",
+  "users",
+  "User ",
+  " User",
+  "Us\u0000er",
+  "Us\u0435r",
+  "User\u0301",
+  "User\u200b",
+  "\u202eUser",
+  "ｕｓｅｒ",
+  "İd",
+  "i\u0307d",
+  "🦄",
+  "a".repeat(300),
+  "User; DROP TABLE users",
+  "sqlite_master",
+  "information_schema.tables"
 ]
 /** Encodings: NUL, lone and reversed surrogates, RTL, combining and zero-width characters, BOM, noncharacters, SQL and template bits. */
 const ENCODINGS = [
-  "\u0000", "a\u0000b", "\uD800", "\uDFFF", "a\uD83D", "\uDE00\uD83D", "\uD83D\uDE00", "\u202E", "\u200F\u05D0\u05D1", "\u061C", "e\u0301", "\u0301",
-  "Z\u0351\u0352\u0353\u0354\u0355\u0356\u0357", "👨‍👩‍👧‍👦", "\uFEFF", "\uFFFE\uFFFF", "\u{10FFFF}", "\u0085", "\u2028\u2029", "\r\n", "\t", "\u001B[31m",
-  "ｕｓｅｒ", "Us\u0435r", "İ", "ß", "ﬃ", "%", "_", "\\", "\"", "'", "' OR '1'='1", "'; DROP TABLE users; --", "%' --", "\\' OR 1=1 --", "$1", "?", ":name",
-  "${x}", "{{x}}", "<script>", "../../etc/passwd", "1e309", "NaN", "Infinity", "-0", "true", "null", "[]", "{}",
-  "00000000-0000-4000-8000-000000000000", "00000000-0000-0000-0000-000000000000", "FFFFFFFF-FFFF-4FFF-BFFF-FFFFFFFFFFFF", "{00000000-0000-4000-8000-000000000000}",
-  "2024-02-30T00:00:00Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999+14:00", "2024-01-01", "2024-01-01T00:00:00", "2024-01-01T00:00:00+25:00",
-  "__proto__", "constructor", "a@b", "@example.com", "x@example.com\u0000"
+  "\u0000",
+  "a\u0000b",
+  "\uD800",
+  "\uDFFF",
+  "a\uD83D",
+  "\uDE00\uD83D",
+  "\uD83D\uDE00",
+  "\u202E",
+  "\u200F\u05D0\u05D1",
+  "\u061C",
+  "e\u0301",
+  "\u0301",
+  "Z\u0351\u0352\u0353\u0354\u0355\u0356\u0357",
+  "👨‍👩‍👧‍👦",
+  "\uFEFF",
+  "\uFFFE\uFFFF",
+  "\u{10FFFF}",
+  "\u0085",
+  "\u2028\u2029",
+  "\r\n",
+  "\t",
+  "\u001B[31m",
+  "ｕｓｅｒ",
+  "Us\u0435r",
+  "İ",
+  "ß",
+  "ﬃ",
+  "%",
+  "_",
+  "\\",
+  '"',
+  "'",
+  "' OR '1'='1",
+  "'; DROP TABLE users; --",
+  "%' --",
+  "\\' OR 1=1 --",
+  "$1",
+  "?",
+  ":name",
+  "${x}",
+  "{{x}}",
+  "<script>",
+  "../../etc/passwd",
+  "1e309",
+  "NaN",
+  "Infinity",
+  "-0",
+  "true",
+  "null",
+  "[]",
+  "{}",
+  "00000000-0000-4000-8000-000000000000",
+  "00000000-0000-0000-0000-000000000000",
+  "FFFFFFFF-FFFF-4FFF-BFFF-FFFFFFFFFFFF",
+  "{00000000-0000-4000-8000-000000000000}",
+  "2024-02-30T00:00:00Z",
+  "0000-01-01T00:00:00Z",
+  "9999-12-31T23:59:59.999+14:00",
+  "2024-01-01",
+  "2024-01-01T00:00:00",
+  "2024-01-01T00:00:00+25:00",
+  "__proto__",
+  "constructor",
+  "a@b",
+  "@example.com",
+  "x@example.com\u0000"
 ]
 /** JSON numbers and strings that JSON.stringify cannot write: out of range, -0, big integers, escapes. */
-const RAW_NUMBERS = ["1e999", "-1e999", "1E+400", "-0", "0e0", "1e-400", "-0.0", "1.0", "0.1e1", "123456789012345678901234567890", "-9007199254740993", "2147483648", "-2147483649", "4294967296", "1.7976931348623157e308"]
+const RAW_NUMBERS = [
+  "1e999",
+  "-1e999",
+  "1E+400",
+  "-0",
+  "0e0",
+  "1e-400",
+  "-0.0",
+  "1.0",
+  "0.1e1",
+  "123456789012345678901234567890",
+  "-9007199254740993",
+  "2147483648",
+  "-2147483649",
+  "4294967296",
+  "1.7976931348623157e308"
+]
 const RAW_STRINGS = [
-  String.raw`"\u0000"`, String.raw`"\ud800"`, String.raw`"\udfff\ud800"`, String.raw`"\ud83d\ude00"`, String.raw`"\u00c0\u0080"`, String.raw`"\u00e0\u0080\u00af"`,
-  String.raw`"\u0041\u030a"`, String.raw`"\/"`, String.raw`"\b\f\n\r\t"`, String.raw`"\u202e"`, String.raw`"\ufeff"`, String.raw`"\uffff"`, String.raw`"\u0075\u0073\u0065\u0072"`,
-  String.raw`"\ud800\u0000\udbff\udfff"`, String.raw`"\u0000\u0000"`
+  String.raw`"\u0000"`,
+  String.raw`"\ud800"`,
+  String.raw`"\udfff\ud800"`,
+  String.raw`"\ud83d\ude00"`,
+  String.raw`"\u00c0\u0080"`,
+  String.raw`"\u00e0\u0080\u00af"`,
+  String.raw`"\u0041\u030a"`,
+  String.raw`"\/"`,
+  String.raw`"\b\f\n\r\t"`,
+  String.raw`"\u202e"`,
+  String.raw`"\ufeff"`,
+  String.raw`"\uffff"`,
+  String.raw`"\u0075\u0073\u0065\u0072"`,
+  String.raw`"\ud800\u0000\udbff\udfff"`,
+  String.raw`"\u0000\u0000"`
 ]
 /** Escapes and string literals that are not JSON (the frame is then "not valid JSON"). */
-const BAD_ESCAPES = [String.raw`\U0001F600`, String.raw`\x41`, String.raw`\u12`, String.raw`\'`, "\u0001", "\n", "'single'", "\\\"", "\"unterminated"]
+const BAD_ESCAPES = [
+  String.raw`\U0001F600`,
+  String.raw`\x41`,
+  String.raw`\u12`,
+  String.raw`\'`,
+  "\u0001",
+  "\n",
+  "'single'",
+  '\\"',
+  '"unterminated'
+]
 /**
  * Lengths near the limits (username 50, strings 255, ids 256, tokens 4096) and beyond; the frame
  * limits themselves (64 KiB here, 1 MiB by default) are the wire part's. `MEGA` adds, rarely, a
@@ -293,7 +449,11 @@ const PLACEHOLDER_JSON = JSON.stringify(PLACEHOLDER)
 const tagOf = (n: number) => `\u0001fz${String(n).padStart(8, "0")}`
 
 /** Records the fuzzer knows exist (seeded, and harvested from answers): targets for reads and references. */
-const known = { ids: [] as Array<string>, usernames: [] as Array<string>, sessionAuth: undefined as { token: string; user_id: string } | undefined }
+const known = {
+  ids: [] as Array<string>,
+  usernames: [] as Array<string>,
+  sessionAuth: undefined as { token: string; user_id: string } | undefined
+}
 const ZERO_ID = "00000000-0000-4000-8000-000000000000"
 const remember = (id: string) => {
   if (known.ids.length >= 500) known.ids.splice(1, 1) // keep the seeded ones in front
@@ -311,10 +471,18 @@ const makeGenerators = (o: GenOpts) => {
   const knownId = fc.nat().map((i) => known.ids[i % Math.max(1, known.ids.length)] ?? ZERO_ID)
   const knownUsername = fc.nat().map((i) => known.usernames[i % Math.max(1, known.usernames.length)] ?? "nobody")
   const big = fc.oneof(
-    { weight: 20, arbitrary: fc.tuple(fc.constantFrom(...SIZES), fc.constantFrom("a", "é", "🦄", "\u0000", "\uD800", "e\u0301", "%", "\u202E")).map(([n, c]) => c.repeat(Math.max(1, Math.ceil(n / c.length)))) },
+    {
+      weight: 20,
+      arbitrary: fc
+        .tuple(fc.constantFrom(...SIZES), fc.constantFrom("a", "é", "🦄", "\u0000", "\uD800", "e\u0301", "%", "\u202E"))
+        .map(([n, c]) => c.repeat(Math.max(1, Math.ceil(n / c.length))))
+    },
     { weight: o.mega ? 1 : 0, arbitrary: fc.constant("a".repeat(MEGA)) }
   )
-  const depth = fc.oneof({ weight: 20, arbitrary: fc.constantFrom(...DEPTHS) }, { weight: o.mega ? 1 : 0, arbitrary: fc.constant(MEGA_DEPTH) })
+  const depth = fc.oneof(
+    { weight: 20, arbitrary: fc.constantFrom(...DEPTHS) },
+    { weight: o.mega ? 1 : 0, arbitrary: fc.constant(MEGA_DEPTH) }
+  )
   const deep = fc.tuple(depth, fc.constantFrom("array", "object", "AND", "OR", "NOT", "mixed")).map(([d, kind]) => {
     switch (kind) {
       case "array":
@@ -337,13 +505,34 @@ const makeGenerators = (o: GenOpts) => {
     { weight: 3, arbitrary: fc.constantFrom(...ENCODINGS) },
     { weight: 2, arbitrary: fc.tuple(fc.stringMatching(/^[a-z0-9_]{3,12}$/), fc.constantFrom(...ENCODINGS)).map(([a, b]) => a + b) }
   )
-  const datetime = fc.date({ min: new Date(-1e14), max: new Date(3e14) }).map((d) => (Number.isNaN(d.getTime()) ? "Invalid Date" : d.toISOString()))
+  const datetime = fc
+    .date({ min: new Date(-1e14), max: new Date(3e14) })
+    .map((d) => (Number.isNaN(d.getTime()) ? "Invalid Date" : d.toISOString()))
   const rawNumber = fc.constantFrom(...RAW_NUMBERS).map((t) => new Raw(t))
   const rawString = fc.constantFrom(...RAW_STRINGS).map((t) => new Raw(t))
   const scalar: fc.Arbitrary<unknown> = fc.oneof(
     { weight: 5, arbitrary: text },
     { weight: 2, arbitrary: fc.integer() },
-    { weight: 1, arbitrary: fc.constantFrom(0, 1, -1, 5, 6, 99, 100, 101, 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1, Number.MAX_SAFE_INTEGER, 2 ** 53 + 2, 1e308, 5e-324) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        0,
+        1,
+        -1,
+        5,
+        6,
+        99,
+        100,
+        101,
+        2 ** 31 - 1,
+        2 ** 31,
+        -(2 ** 31) - 1,
+        Number.MAX_SAFE_INTEGER,
+        2 ** 53 + 2,
+        1e308,
+        5e-324
+      )
+    },
     { weight: 1, arbitrary: fc.double() },
     { weight: 1, arbitrary: fc.boolean() },
     { weight: 1, arbitrary: fc.constant(null) },
@@ -363,7 +552,11 @@ const makeGenerators = (o: GenOpts) => {
   /** `__proto__` and `constructor` entries meant to pollute a prototype. */
   const polluting = (inner: fc.Arbitrary<unknown>) =>
     fc
-      .tuple(fc.constantFrom("__proto__", "constructor", "prototype"), fc.dictionary(fc.constantFrom(...ALL_FIELDS, "prototype", "isAdmin"), inner, { maxKeys: 3 }), fc.array(fc.tuple(anyField, inner), { maxLength: 3 }))
+      .tuple(
+        fc.constantFrom("__proto__", "constructor", "prototype"),
+        fc.dictionary(fc.constantFrom(...ALL_FIELDS, "prototype", "isAdmin"), inner, { maxKeys: 3 }),
+        fc.array(fc.tuple(anyField, inner), { maxLength: 3 })
+      )
       .map(([k, v, rest]) => new Entries([...rest, [k, v]]))
   const value: fc.Arbitrary<unknown> = fc.letrec<{ v: unknown }>((tie) => ({
     v: fc.oneof(
@@ -376,18 +569,32 @@ const makeGenerators = (o: GenOpts) => {
   })).v
   const valueOrHeavy = fc.oneof({ weight: 60, arbitrary: value }, { weight: 1, arbitrary: heavy })
 
-  const fieldsOf = (entity: string) => fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...(ENTITY_FIELDS[entity] ?? ALL_FIELDS)) }, { weight: 1, arbitrary: anyField })
+  const fieldsOf = (entity: string) =>
+    fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...(ENTITY_FIELDS[entity] ?? ALL_FIELDS)) }, { weight: 1, arbitrary: anyField })
 
   const filterFor = (field: fc.Arbitrary<string>): fc.Arbitrary<unknown> => {
-    const operand = fc.oneof({ weight: 4, arbitrary: scalar }, { weight: 2, arbitrary: fc.array(scalar, { maxLength: 5 }) }, { weight: 1, arbitrary: valueOrHeavy })
+    const operand = fc.oneof(
+      { weight: 4, arbitrary: scalar },
+      { weight: 2, arbitrary: fc.array(scalar, { maxLength: 5 }) },
+      { weight: 1, arbitrary: valueOrHeavy }
+    )
     const condition = fc.oneof(
       { weight: 3, arbitrary: scalar },
-      { weight: 4, arbitrary: fc.dictionary(fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...OPS) }, { weight: 1, arbitrary: fc.constantFrom(...ODD_OPS) }), operand, { maxKeys: 3 }) },
+      {
+        weight: 4,
+        arbitrary: fc.dictionary(
+          fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...OPS) }, { weight: 1, arbitrary: fc.constantFrom(...ODD_OPS) }),
+          operand,
+          { maxKeys: 3 }
+        )
+      },
       { weight: 1, arbitrary: value }
     )
     /** Filters at the documented limits: nesting 16, 500 conditions, 1000 values per list. */
     const atLimits = fc.oneof(
-      fc.tuple(fc.constantFrom(999, 1000, 1001), fc.constantFrom("in", "notIn")).map(([n, op]) => ({ id: { [op]: Array.from({ length: n }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`) } })),
+      fc.tuple(fc.constantFrom(999, 1000, 1001), fc.constantFrom("in", "notIn")).map(([n, op]) => ({
+        id: { [op]: Array.from({ length: n }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`) }
+      })),
       fc.constantFrom(499, 500, 501, 2000).map((n) => ({ AND: Array.from({ length: n }, (_, i) => ({ username: `u${i}` })) })),
       fc.tuple(fc.constantFrom(15, 16, 17, 64), fc.constantFrom("AND", "OR", "NOT")).map(([d, k]) => {
         let f: unknown = { username: { startsWith: "a" } }
@@ -412,19 +619,37 @@ const makeGenerators = (o: GenOpts) => {
 
   const username = fc.stringMatching(/^[a-zA-Z0-9_-]{3,20}$/)
   const name = fc.oneof(fc.stringMatching(/^[a-z][a-z0-9 _.-]{0,30}$/), text)
-  const json = fc.oneof({ weight: 30, arbitrary: fc.jsonValue({ maxDepth: 3 }) }, { weight: 5, arbitrary: value }, { weight: 1, arbitrary: heavy })
+  const json = fc.oneof(
+    { weight: 30, arbitrary: fc.jsonValue({ maxDepth: 3 }) },
+    { weight: 5, arbitrary: value },
+    { weight: 1, arbitrary: heavy }
+  )
   /** Records close to valid, so that writes get past validation and reach the database. */
   const plausibleWith = (jsonField: fc.Arbitrary<unknown>): Readonly<Record<string, fc.Arbitrary<Record<string, unknown>>>> => ({
     User: username.chain((u) =>
       fc.record(
-        { username: fc.constant(u), email: fc.constantFrom(`${u}@example.com`, `${u}@EXAMPLE.com`, u, `${u}@`, `${u}@example.com\u0000`), role: fc.constantFrom("user", "admin", "god", "supergod", "system", "root", "") },
+        {
+          username: fc.constant(u),
+          email: fc.constantFrom(`${u}@example.com`, `${u}@EXAMPLE.com`, u, `${u}@`, `${u}@example.com\u0000`),
+          role: fc.constantFrom("user", "admin", "god", "supergod", "system", "root", "")
+        },
         { requiredKeys: ["username", "email"] }
       )
     ),
-    Credential: fc.record({ username: knownUsername, passwordHash: text, firstLogin: fc.boolean() }, { requiredKeys: ["username", "passwordHash"] }),
+    Credential: fc.record(
+      { username: knownUsername, passwordHash: text, firstLogin: fc.boolean() },
+      { requiredKeys: ["username", "passwordHash"] }
+    ),
     Session: fc.record({ userId: knownId, token: fc.oneof(fc.uuid(), text), expiresAt: datetime }),
     PageView: fc.record(
-      { slug: fc.stringMatching(/^[a-z0-9-/]{1,24}$/), title: text, level: fc.integer({ min: 0, max: 6 }), layout: jsonField, isActive: fc.boolean(), description: text },
+      {
+        slug: fc.stringMatching(/^[a-z0-9-/]{1,24}$/),
+        title: text,
+        level: fc.integer({ min: 0, max: 6 }),
+        layout: jsonField,
+        isActive: fc.boolean(),
+        description: text
+      },
       { requiredKeys: ["slug", "title", "level", "layout"] }
     ),
     ComponentHierarchy: fc.record(
@@ -432,15 +657,37 @@ const makeGenerators = (o: GenOpts) => {
       { requiredKeys: ["pageId", "componentType"] }
     ),
     Workflow: fc.record(
-      { name, trigger: fc.constantFrom("manual", "schedule", "event", "webhook", "cron"), triggerConfig: jsonField, steps: jsonField, createdBy: knownId, isActive: fc.boolean() },
+      {
+        name,
+        trigger: fc.constantFrom("manual", "schedule", "event", "webhook", "cron"),
+        triggerConfig: jsonField,
+        steps: jsonField,
+        createdBy: knownId,
+        isActive: fc.boolean()
+      },
       { requiredKeys: ["name", "trigger", "triggerConfig", "steps", "createdBy"] }
     ),
     LuaScript: fc.record(
-      { name, code: text, timeoutMs: fc.integer({ min: 0, max: 40_000 }), createdBy: knownId, allowedGlobals: jsonField, isSandboxed: fc.boolean() },
+      {
+        name,
+        code: text,
+        timeoutMs: fc.integer({ min: 0, max: 40_000 }),
+        createdBy: knownId,
+        allowedGlobals: jsonField,
+        isSandboxed: fc.boolean()
+      },
       { requiredKeys: ["name", "code", "createdBy"] }
     ),
     Package: fc.record(
-      { name, version: fc.constantFrom("1.0.0", "0.0.1", "10.20.30", "1.0", "x.y.z", "1.0.0\n"), author: text, manifest: jsonField, isInstalled: fc.boolean(), installedBy: knownId, installedAt: datetime },
+      {
+        name,
+        version: fc.constantFrom("1.0.0", "0.0.1", "10.20.30", "1.0", "x.y.z", "1.0.0\n"),
+        author: text,
+        manifest: jsonField,
+        isInstalled: fc.boolean(),
+        installedBy: knownId,
+        installedAt: datetime
+      },
       { requiredKeys: ["name", "version", "author", "manifest"] }
     )
   })
@@ -460,16 +707,27 @@ const makeGenerators = (o: GenOpts) => {
     const field = entity === undefined ? anyField : fieldsOf(entity)
     const fields = entity === undefined ? ALL_FIELDS : (ENTITY_FIELDS[entity] ?? ALL_FIELDS)
     const good = entity === undefined ? undefined : plausible[entity]
-    const mutated = good === undefined ? undefined : fc.tuple(good, fc.option(fc.tuple(field, valueOrHeavy), { freq: 3 })).map(([r, m]) => (m === null ? r : { ...r, [m[0]]: m[1] }))
+    const mutated =
+      good === undefined
+        ? undefined
+        : fc.tuple(good, fc.option(fc.tuple(field, valueOrHeavy), { freq: 3 })).map(([r, m]) => (m === null ? r : { ...r, [m[0]]: m[1] }))
     const generic = fc.dictionary(field, valueOrHeavy, { maxKeys: 6 })
     return {
       entity: entity === undefined ? fc.oneof(fc.constantFrom(...ODD_NAMES), text, scalar) : fc.constant(entity),
       field,
-      uniqueField: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...UNIQUE_FIELDS.filter((f) => fields.includes(f))) }, { weight: 1, arbitrary: field }),
+      uniqueField: fc.oneof(
+        { weight: 4, arbitrary: fc.constantFrom(...UNIQUE_FIELDS.filter((f) => fields.includes(f))) },
+        { weight: 1, arbitrary: field }
+      ),
       data:
         mutated === undefined
           ? fc.oneof({ weight: 4, arbitrary: generic }, { weight: 1, arbitrary: polluting(value) }, { weight: 1, arbitrary: value })
-          : fc.oneof({ weight: 6, arbitrary: mutated }, { weight: 2, arbitrary: generic }, { weight: 1, arbitrary: polluting(value) }, { weight: 1, arbitrary: value }),
+          : fc.oneof(
+              { weight: 6, arbitrary: mutated },
+              { weight: 2, arbitrary: generic },
+              { weight: 1, arbitrary: polluting(value) },
+              { weight: 1, arbitrary: value }
+            ),
       light: (entity === undefined ? undefined : plausibleLight[entity]) ?? fc.dictionary(field, scalar, { maxKeys: 4 }),
       filter: filterFor(field)
     }
@@ -494,12 +752,25 @@ const makeGenerators = (o: GenOpts) => {
   )
   const sortFor = (field: fc.Arbitrary<string>) =>
     fc.oneof(
-      { weight: 5, arbitrary: fc.dictionary(field, fc.oneof({ weight: 6, arbitrary: fc.constantFrom("asc", "desc") }, { weight: 1, arbitrary: fc.constantFrom("ASC", "up", "", "asc; DROP TABLE users", "desc nulls first") }, { weight: 1, arbitrary: value }), { maxKeys: 3 }) },
+      {
+        weight: 5,
+        arbitrary: fc.dictionary(
+          field,
+          fc.oneof(
+            { weight: 6, arbitrary: fc.constantFrom("asc", "desc") },
+            { weight: 1, arbitrary: fc.constantFrom("ASC", "up", "", "asc; DROP TABLE users", "desc nulls first") },
+            { weight: 1, arbitrary: value }
+          ),
+          { maxKeys: 3 }
+        )
+      },
       { weight: 1, arbitrary: fc.array(fc.dictionary(field, fc.constantFrom("asc", "desc"), { maxKeys: 2 }), { maxLength: 3 }) },
       { weight: 1, arbitrary: value }
     )
   const include = fc.oneof(
-    fc.array(fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...RELATIONS) }, { weight: 1, arbitrary: fc.constantFrom(...ODD_NAMES) }), { maxLength: 3 }),
+    fc.array(fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...RELATIONS) }, { weight: 1, arbitrary: fc.constantFrom(...ODD_NAMES) }), {
+      maxLength: 3
+    }),
     fc.dictionary(fc.constantFrom(...RELATIONS, "__proto__", "nope"), fc.oneof(fc.boolean(), value), { maxKeys: 2 }),
     value
   )
@@ -531,7 +802,11 @@ const makeGenerators = (o: GenOpts) => {
         { token: "", user_id: "tests" },
         { token: 12345, user_id: "tests" },
         { token: [serviceAuth.token], user_id: "tests" },
-        new Entries([["token", "wrong"], ["token", serviceAuth.token], ["user_id", "tests"]]),
+        new Entries([
+          ["token", "wrong"],
+          ["token", serviceAuth.token],
+          ["user_id", "tests"]
+        ]),
         new Entries([["__proto__", { token: serviceAuth.token, user_id: "tests" }]]),
         "Bearer test",
         []
@@ -549,7 +824,10 @@ const makeGenerators = (o: GenOpts) => {
     const built = ((): fc.Arbitrary<ReadonlyArray<unknown>> => {
       switch (m) {
         case "authenticate":
-          return fc.oneof(credentials.map((c) => [c]), fc.array(value, { maxLength: 2 }))
+          return fc.oneof(
+            credentials.map((c) => [c]),
+            fc.array(value, { maxLength: 2 })
+          )
         case "getCapabilities":
         case "getSchema":
           return fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(value, { maxLength: 2 }) })
@@ -578,7 +856,10 @@ const makeGenerators = (o: GenOpts) => {
               k.entity,
               fc.oneof(
                 { weight: 30, arbitrary: fc.array(k.data, { maxLength: 4 }) },
-                { weight: 1, arbitrary: fc.tuple(fc.constantFrom(999, 1000, 1001), k.light).map(([n, d]) => Array.from({ length: n }, () => d)) },
+                {
+                  weight: 1,
+                  arbitrary: fc.tuple(fc.constantFrom(999, 1000, 1001), k.light).map(([n, d]) => Array.from({ length: n }, () => d))
+                },
                 { weight: 3, arbitrary: value }
               )
             )
@@ -593,13 +874,29 @@ const makeGenerators = (o: GenOpts) => {
           return fc.tuple(fc.oneof(fc.uuid(), value))
         case "transaction": {
           const op = fc.oneof(
-            { weight: 8, arbitrary: fc.constantFrom(...Methods.filter((x) => x !== "transaction" && x !== "authenticate")).chain((x) => paramsOf(x).map((params) => ({ method: x, params }))) },
-            { weight: 1, arbitrary: fc.constantFrom<unknown>({ method: "transaction", params: [[]] }, { method: "authenticate", params: [serviceAuth] }, { method: "count" }, { params: ["User"] }) },
+            {
+              weight: 8,
+              arbitrary: fc
+                .constantFrom(...Methods.filter((x) => x !== "transaction" && x !== "authenticate"))
+                .chain((x) => paramsOf(x).map((params) => ({ method: x, params })))
+            },
+            {
+              weight: 1,
+              arbitrary: fc.constantFrom<unknown>(
+                { method: "transaction", params: [[]] },
+                { method: "authenticate", params: [serviceAuth] },
+                { method: "count" },
+                { params: ["User"] }
+              )
+            },
             { weight: 1, arbitrary: value }
           )
           return fc.oneof(
             { weight: 8, arbitrary: fc.array(op, { maxLength: 4 }).map((ops) => [ops]) },
-            { weight: 1, arbitrary: fc.constantFrom(0, 100, 101).map((n) => [Array.from({ length: n }, () => ({ method: "count", params: ["User"] }))]) },
+            {
+              weight: 1,
+              arbitrary: fc.constantFrom(0, 100, 101).map((n) => [Array.from({ length: n }, () => ({ method: "count", params: ["User"] }))])
+            },
             { weight: 1, arbitrary: fc.array(value, { maxLength: 2 }) }
           )
         }
@@ -620,7 +917,24 @@ const makeGenerators = (o: GenOpts) => {
     {
       weight: 1,
       arbitrary: fc.oneof(
-        fc.constantFrom(0, -0, -1, 1.5, 2 ** 53, Number.MAX_VALUE, "", " ", "null", "a".repeat(256), "a".repeat(257), "🦄".repeat(129), "🦄".repeat(256), "🦄".repeat(257), "\uD800", "\u0000"),
+        fc.constantFrom(
+          0,
+          -0,
+          -1,
+          1.5,
+          2 ** 53,
+          Number.MAX_VALUE,
+          "",
+          " ",
+          "null",
+          "a".repeat(256),
+          "a".repeat(257),
+          "🦄".repeat(129),
+          "🦄".repeat(256),
+          "🦄".repeat(257),
+          "\uD800",
+          "\u0000"
+        ),
         fc.string({ minLength: 250, maxLength: 300 }),
         fc.string16bits({ maxLength: 8 }),
         fc.double(),
@@ -635,7 +949,23 @@ const makeGenerators = (o: GenOpts) => {
   )
   const method = fc.oneof(
     { weight: 20, arbitrary: fc.constantFrom(...Methods) },
-    { weight: 1, arbitrary: fc.constantFrom<unknown>("CREATE", "Create", "create ", "__proto__", "constructor", "toString", "hasOwnProperty", "", null, 1, ["create"], { name: "create" }) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom<unknown>(
+        "CREATE",
+        "Create",
+        "create ",
+        "__proto__",
+        "constructor",
+        "toString",
+        "hasOwnProperty",
+        "",
+        null,
+        1,
+        ["create"],
+        { name: "create" }
+      )
+    },
     { weight: 1, arbitrary: fc.string({ maxLength: 20 }) }
   )
   const callOf = fc.oneof(
@@ -646,7 +976,10 @@ const makeGenerators = (o: GenOpts) => {
   const extraEntries = fc.array(
     fc.oneof(
       fc.tuple(fc.constantFrom("extra", "jsonrpc", "result", "error", "ID", "Method"), value),
-      fc.tuple(fc.constant("__proto__"), fc.oneof(fc.constant<unknown>({ id: "polluted", method: "count", params: ["User"], auth: serviceAuth }), value)),
+      fc.tuple(
+        fc.constant("__proto__"),
+        fc.oneof(fc.constant<unknown>({ id: "polluted", method: "count", params: ["User"], auth: serviceAuth }), value)
+      ),
       fc.tuple(fc.constant("id"), id),
       fc.tuple(fc.constant("method"), method),
       fc.tuple(fc.constant("params"), value),
@@ -655,9 +988,23 @@ const makeGenerators = (o: GenOpts) => {
     { maxLength: 2 }
   )
   const request = fc
-    .record({ id, call: callOf, auth, extras: fc.oneof({ weight: 6, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: extraEntries }), escapeKeys: fc.nat(5).map((n) => n === 0), order: fc.nat(3), extrasFirst: fc.boolean(), omitParams: fc.nat(40) })
+    .record({
+      id,
+      call: callOf,
+      auth,
+      extras: fc.oneof({ weight: 6, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: extraEntries }),
+      escapeKeys: fc.nat(5).map((n) => n === 0),
+      order: fc.nat(3),
+      extrasFirst: fc.boolean(),
+      omitParams: fc.nat(40)
+    })
     .map(({ id: i, call: [m, p], auth: a, extras, escapeKeys, order, extrasFirst, omitParams }) => {
-      const base: Array<readonly [string, unknown]> = [["id", i], ["method", m], ["params", omitParams === 0 ? undefined : omitParams === 1 ? null : p], ["auth", a]]
+      const base: Array<readonly [string, unknown]> = [
+        ["id", i],
+        ["method", m],
+        ["params", omitParams === 0 ? undefined : omitParams === 1 ? null : p],
+        ["auth", a]
+      ]
       const rotated = [...base.slice(order), ...base.slice(0, order)]
       const entries = extrasFirst ? [...extras, ...rotated] : [...rotated, ...extras]
       return render(new Entries(entries), escapeKeys)
@@ -666,7 +1013,31 @@ const makeGenerators = (o: GenOpts) => {
   /** Text-level damage: truncation, a flipped or inserted character, wrapping, BOM, trailing garbage. */
   const damage = fc.oneof(
     fc.nat().map((at) => ({ op: "truncate" as const, at, s: "" })),
-    fc.tuple(fc.nat(), fc.oneof(fc.string({ minLength: 1, maxLength: 1 }), fc.constantFrom("\u0000", "\uD800", ",", "}", "]", "\"", "\\", "\u00A0", "\uFEFF", "//x\n", "/*x*/", "NaN", "undefined", "'", ...BAD_ESCAPES))).map(([at, s]) => ({ op: "insert" as const, at, s })),
+    fc
+      .tuple(
+        fc.nat(),
+        fc.oneof(
+          fc.string({ minLength: 1, maxLength: 1 }),
+          fc.constantFrom(
+            "\u0000",
+            "\uD800",
+            ",",
+            "}",
+            "]",
+            '"',
+            "\\",
+            "\u00A0",
+            "\uFEFF",
+            "//x\n",
+            "/*x*/",
+            "NaN",
+            "undefined",
+            "'",
+            ...BAD_ESCAPES
+          )
+        )
+      )
+      .map(([at, s]) => ({ op: "insert" as const, at, s })),
     fc.tuple(fc.nat(), fc.string({ minLength: 1, maxLength: 1 })).map(([at, s]) => ({ op: "replace" as const, at, s })),
     fc.constantFrom("wrap", "twice", "concat", "bom", "trailing", "garbage", "whitespace").map((op) => ({ op, at: 0, s: "" }))
   )
@@ -703,21 +1074,61 @@ const makeGenerators = (o: GenOpts) => {
     {
       weight: 1,
       arbitrary: fc.constantFrom(
-        "", " ", "null", "[]", "{}", "[{}]", "\"x\"", "1e999", "-0", "true", "{\"id\":null}", "{\"id\":1}", "{\"id\":1,\"method\":\"count\"}",
-        "{\"id\":1,\"method\":\"count\",\"params\":{}}", "{\"id\":1,\"method\":\"count\",\"params\":\"User\"}", "{\"id\":1e999,\"method\":\"count\",\"params\":[\"User\"]}",
-        "{\"id\":1,\"id\":2}", "{\"__proto__\":{\"id\":1}}", "{\"constructor\":{\"prototype\":{\"id\":1}}}", "{'id':1}", "{id:1}", "{\"id\":01}", "{\"id\":0x10}", "{\"id\":.5}",
-        "{\"id\":1,}", "[1,]", "{\"id\":\"\\u0000\"}", "{\"id\":\"\\ud800\"}", "{\"id\":1}\u0000", "\u0000{\"id\":1}"
+        "",
+        " ",
+        "null",
+        "[]",
+        "{}",
+        "[{}]",
+        '"x"',
+        "1e999",
+        "-0",
+        "true",
+        '{"id":null}',
+        '{"id":1}',
+        '{"id":1,"method":"count"}',
+        '{"id":1,"method":"count","params":{}}',
+        '{"id":1,"method":"count","params":"User"}',
+        '{"id":1e999,"method":"count","params":["User"]}',
+        '{"id":1,"id":2}',
+        '{"__proto__":{"id":1}}',
+        '{"constructor":{"prototype":{"id":1}}}',
+        "{'id':1}",
+        "{id:1}",
+        '{"id":01}',
+        '{"id":0x10}',
+        '{"id":.5}',
+        '{"id":1,}',
+        "[1,]",
+        '{"id":"\\u0000"}',
+        '{"id":"\\ud800"}',
+        '{"id":1}\u0000',
+        '\u0000{"id":1}'
       )
     },
     { weight: 1, arbitrary: deep.map((r) => r.text) },
-    { weight: 1, arbitrary: fc.constantFrom(...BAD_ESCAPES).map((e) => `{"id":"bad-escape","method":"count","params":["User",{"username":"${e}"}],"auth":${JSON.stringify(serviceAuth)}}`) },
-    { weight: 1, arbitrary: fc.tuple(deep, fc.constantFrom("params", "id", "auth", "method")).map(([r, k]) => `{"id":1,"method":"count","params":["User"],"auth":${JSON.stringify(serviceAuth)},"${k}":${r.text}}`) }
+    {
+      weight: 1,
+      arbitrary: fc
+        .constantFrom(...BAD_ESCAPES)
+        .map((e) => `{"id":"bad-escape","method":"count","params":["User",{"username":"${e}"}],"auth":${JSON.stringify(serviceAuth)}}`)
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(deep, fc.constantFrom("params", "id", "auth", "method"))
+        .map(([r, k]) => `{"id":1,"method":"count","params":["User"],"auth":${JSON.stringify(serviceAuth)},"${k}":${r.text}}`)
+    }
   )
   return { frame, request, value, scalar, text, knownId }
 }
 
 /** A request as the service, or with other credentials, answered as `{result}` or `{error}`. */
-type Caller = (method: string, params: ReadonlyArray<unknown>, auth?: Record<string, unknown>) => Promise<{ readonly result?: unknown; readonly error?: unknown }>
+type Caller = (
+  method: string,
+  params: ReadonlyArray<unknown>,
+  auth?: Record<string, unknown>
+) => Promise<{ readonly result?: unknown; readonly error?: unknown }>
 
 /** Seeds the targets of the generated frames (a user and a page) and the second principal. */
 const seed = async (call: Caller, prefix: string): Promise<void> => {
@@ -748,7 +1159,8 @@ const ensurePrincipal = async (call: Caller, prefix: string): Promise<void> => {
   const userId = isObject(user.result) ? user.result.id : undefined
   const token = `${prefix}-session-${SEED}-${principals}-0123456789abcdef`
   const session = await call("create", ["Session", { userId, token, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }])
-  if (typeof userId !== "string" || session.error !== undefined) throw new Error(`no principal: ${JSON.stringify(user)} ${JSON.stringify(session)}`)
+  if (typeof userId !== "string" || session.error !== undefined)
+    throw new Error(`no principal: ${JSON.stringify(user)} ${JSON.stringify(session)}`)
   known.sessionAuth = { token, user_id: userId }
 }
 
@@ -807,7 +1219,10 @@ describe(`fuzzing in-process: ${FRAMES} generated frames through the RpcHandler`
 
   /** Sends a frame built from an object and returns the parsed answer. */
   const call = async (method: string, params: ReadonlyArray<unknown>, auth: unknown = serviceAuth) =>
-    JSON.parse(await handle(JSON.stringify({ id: "setup", method, params, auth }))) as { result?: Record<string, unknown>; error?: { code: number } }
+    JSON.parse(await handle(JSON.stringify({ id: "setup", method, params, auth }))) as {
+      result?: Record<string, unknown>
+      error?: { code: number }
+    }
   const caller: Caller = (method, params, auth) => call(method, params, auth)
 
   beforeAll(async () => {
@@ -819,7 +1234,10 @@ describe(`fuzzing in-process: ${FRAMES} generated frames through the RpcHandler`
       writeConfig({
         ...base,
         performance: { query_timeout: QUERY_TIMEOUT_MS },
-        security: { ...(base.security as object), auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], failed_auth: { burst: 1_000_000, per_minute: 1_000_000 } } }
+        security: {
+          ...(base.security as object),
+          auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], failed_auth: { burst: 1_000_000, per_minute: 1_000_000 } }
+        }
       })
     ))
     await seed(caller, "fuzz")
@@ -829,106 +1247,126 @@ describe(`fuzzing in-process: ${FRAMES} generated frames through the RpcHandler`
     await db?.drop()
   })
 
-  it("answers every frame with one structured, documented answer, within the bound", async () => {
-    const tally = new Tally()
-    const unhandled: Array<string> = []
-    const onUnhandled = (e: unknown) => unhandled.push(String(e instanceof Error ? e.stack : e))
-    process.on("unhandledRejection", onUnhandled)
-    process.on("uncaughtExceptionMonitor", onUnhandled)
-    let frames = 0
-    let answered = 0
-    let maxMs = 0
-    let handleMs = 0
-    let bytes = 0
-    const principalsBefore = principals
-    const cpuBefore = process.cpuUsage()
-    const started = performance.now()
-    try {
-      await fc.assert(
-        fc.asyncProperty(gen.frame, async (f) => {
-          // The handler on SQLite can answer in microtasks only: let timers and I/O run now and
-          // then (vitest's own messages, the wire daemon's start-up output).
-          if (frames % 20 === 0) await new Promise<void>((r) => setImmediate(r))
-          frames++
-          bytes += f.length
-          const t0 = performance.now()
-          const text = await within(ANSWER_BOUND_MS, handle(f), () => `no answer within ${ANSWER_BOUND_MS} ms (a hang) for the frame ${show(f)}`)
-          maxMs = Math.max(maxMs, performance.now() - t0)
-          handleMs += performance.now() - t0
-          answered++
-          const checked = checkAnswer(text, expectedId(f))
-          tally.add(checked.code)
-          if (checked.problem !== undefined) throw new Error(`${checked.problem}\n  frame:  ${show(f)}\n  answer: ${show(text)}`)
-          if (checked.code === 401 && known.sessionAuth !== undefined && f.includes(known.sessionAuth.token)) await ensurePrincipal(caller, "fuzz")
-          const created = /^\{"id":.*?,"result":\{"id":"([0-9a-f-]{36})"/.exec(text)
-          if (created?.[1] !== undefined) remember(created[1])
-        }),
-        { numRuns: FRAMES, seed: SEED }
-      )
-    } finally {
-      process.off("unhandledRejection", onUnhandled)
-      process.off("uncaughtExceptionMonitor", onUnhandled)
-      const seconds = (performance.now() - started) / 1000
-      report("fuzzing", "in-process frames through the RpcHandler", {
-        frames,
-        answered,
-        ok: tally.get("ok"),
-        distinct_codes: tally.distinct,
-        codes: tally.toString(),
-        max_answer_ms: Math.round(maxMs),
-        handler_s: Math.round(handleMs / 100) / 10,
-        cpu_s: cpuSince(cpuBefore),
-        principals_renewed: principals - principalsBefore,
-        mb_sent: Math.round(bytes / 1e5) / 10,
-        seconds: Math.round(seconds * 10) / 10,
-        frames_per_s: Math.round(frames / seconds),
-        unhandled: unhandled.length,
-        seed: SEED
-      })
-    }
-    expect(unhandled).toEqual([])
-    expect(answered).toBe(FRAMES)
-    // The generators reach past decoding: some frames were valid, some failed validation.
-    expect(tally.get("ok")).toBeGreaterThan(0)
-    expect(tally.get(422)).toBeGreaterThan(0)
-    expect(tally.get(400)).toBeGreaterThan(0)
-  }, 30 * 60_000)
+  it(
+    "answers every frame with one structured, documented answer, within the bound",
+    async () => {
+      const tally = new Tally()
+      const unhandled: Array<string> = []
+      const onUnhandled = (e: unknown) => unhandled.push(String(e instanceof Error ? e.stack : e))
+      process.on("unhandledRejection", onUnhandled)
+      process.on("uncaughtExceptionMonitor", onUnhandled)
+      let frames = 0
+      let answered = 0
+      let maxMs = 0
+      let handleMs = 0
+      let bytes = 0
+      const principalsBefore = principals
+      const cpuBefore = process.cpuUsage()
+      const started = performance.now()
+      try {
+        await fc.assert(
+          fc.asyncProperty(gen.frame, async (f) => {
+            // The handler on SQLite can answer in microtasks only: let timers and I/O run now and
+            // then (vitest's own messages, the wire daemon's start-up output).
+            if (frames % 20 === 0) await new Promise<void>((r) => setImmediate(r))
+            frames++
+            bytes += f.length
+            const t0 = performance.now()
+            const text = await within(
+              ANSWER_BOUND_MS,
+              handle(f),
+              () => `no answer within ${ANSWER_BOUND_MS} ms (a hang) for the frame ${show(f)}`
+            )
+            maxMs = Math.max(maxMs, performance.now() - t0)
+            handleMs += performance.now() - t0
+            answered++
+            const checked = checkAnswer(text, expectedId(f))
+            tally.add(checked.code)
+            if (checked.problem !== undefined) throw new Error(`${checked.problem}\n  frame:  ${show(f)}\n  answer: ${show(text)}`)
+            if (checked.code === 401 && known.sessionAuth !== undefined && f.includes(known.sessionAuth.token))
+              await ensurePrincipal(caller, "fuzz")
+            const created = /^\{"id":.*?,"result":\{"id":"([0-9a-f-]{36})"/.exec(text)
+            if (created?.[1] !== undefined) remember(created[1])
+          }),
+          { numRuns: FRAMES, seed: SEED }
+        )
+      } finally {
+        process.off("unhandledRejection", onUnhandled)
+        process.off("uncaughtExceptionMonitor", onUnhandled)
+        const seconds = (performance.now() - started) / 1000
+        report("fuzzing", "in-process frames through the RpcHandler", {
+          frames,
+          answered,
+          ok: tally.get("ok"),
+          distinct_codes: tally.distinct,
+          codes: tally.toString(),
+          max_answer_ms: Math.round(maxMs),
+          handler_s: Math.round(handleMs / 100) / 10,
+          cpu_s: cpuSince(cpuBefore),
+          principals_renewed: principals - principalsBefore,
+          mb_sent: Math.round(bytes / 1e5) / 10,
+          seconds: Math.round(seconds * 10) / 10,
+          frames_per_s: Math.round(frames / seconds),
+          unhandled: unhandled.length,
+          seed: SEED
+        })
+      }
+      expect(unhandled).toEqual([])
+      expect(answered).toBe(FRAMES)
+      // The generators reach past decoding: some frames were valid, some failed validation.
+      expect(tally.get("ok")).toBeGreaterThan(0)
+      expect(tally.get(422)).toBeGreaterThan(0)
+      expect(tally.get(400)).toBeGreaterThan(0)
+    },
+    30 * 60_000
+  )
 
-  it("a __proto__ or constructor key in the data never sets a field nor pollutes a prototype", async () => {
-    let runs = 0
-    await fc.assert(
-      fc.asyncProperty(
-        fc.stringMatching(/^[a-z0-9_]{3,20}$/),
-        fc.constantFrom("__proto__", "constructor"),
-        fc.constantFrom("admin", "supergod"),
-        fc.boolean(),
-        async (u, key, role, onUpdate) => {
-          runs++
-          const polluted = key === "__proto__" ? `{"role":"${role}","isAdmin":true}` : `{"prototype":{"role":"${role}"}}`
-          let frame = `{"id":"c","method":"create","params":["User",{"username":"p_${u}","email":"p_${u}@example.com",${JSON.stringify(key)}:${polluted}}],"auth":${JSON.stringify(serviceAuth)}}`
-          if (onUpdate) {
-            // A fresh user (role "user"), then an update that tries to set its role through the key.
-            const target = await call("create", ["User", { username: `q_${u}`, email: `q_${u}@example.com` }])
-            const id = target.result?.id ?? ZERO_ID
-            frame = `{"id":"u","method":"update","params":["User",${JSON.stringify(id)},{"email":"q_${u}@example.org",${JSON.stringify(key)}:${polluted}}],"auth":${JSON.stringify(serviceAuth)}}`
+  it(
+    "a __proto__ or constructor key in the data never sets a field nor pollutes a prototype",
+    async () => {
+      let runs = 0
+      await fc.assert(
+        fc.asyncProperty(
+          fc.stringMatching(/^[a-z0-9_]{3,20}$/),
+          fc.constantFrom("__proto__", "constructor"),
+          fc.constantFrom("admin", "supergod"),
+          fc.boolean(),
+          async (u, key, role, onUpdate) => {
+            runs++
+            const polluted = key === "__proto__" ? `{"role":"${role}","isAdmin":true}` : `{"prototype":{"role":"${role}"}}`
+            let frame = `{"id":"c","method":"create","params":["User",{"username":"p_${u}","email":"p_${u}@example.com",${JSON.stringify(key)}:${polluted}}],"auth":${JSON.stringify(serviceAuth)}}`
+            if (onUpdate) {
+              // A fresh user (role "user"), then an update that tries to set its role through the key.
+              const target = await call("create", ["User", { username: `q_${u}`, email: `q_${u}@example.com` }])
+              const id = target.result?.id ?? ZERO_ID
+              frame = `{"id":"u","method":"update","params":["User",${JSON.stringify(id)},{"email":"q_${u}@example.org",${JSON.stringify(key)}:${polluted}}],"auth":${JSON.stringify(serviceAuth)}}`
+            }
+            const text = await within(ANSWER_BOUND_MS, handle(frame), () => `no answer for ${frame}`)
+            const checked = checkAnswer(text, onUpdate ? "u" : "c")
+            expect(checked.problem, `${frame} → ${text}`).toBeUndefined()
+            const result = (JSON.parse(text) as { result?: Record<string, unknown> }).result
+            if (result !== undefined) {
+              expect(result.role, `${frame} → ${text}`).toBe("user")
+              expect(Object.keys(result).sort(), `${frame} → ${text}`).toEqual([
+                "createdAt",
+                "email",
+                "id",
+                "role",
+                "updatedAt",
+                "username"
+              ])
+            }
           }
-          const text = await within(ANSWER_BOUND_MS, handle(frame), () => `no answer for ${frame}`)
-          const checked = checkAnswer(text, onUpdate ? "u" : "c")
-          expect(checked.problem, `${frame} → ${text}`).toBeUndefined()
-          const result = (JSON.parse(text) as { result?: Record<string, unknown> }).result
-          if (result !== undefined) {
-            expect(result.role, `${frame} → ${text}`).toBe("user")
-            expect(Object.keys(result).sort(), `${frame} → ${text}`).toEqual(["createdAt", "email", "id", "role", "updatedAt", "username"])
-          }
-        }
-      ),
-      { numRuns: scale(100, 1000), seed: SEED }
-    )
-    // Nothing leaked into this process's prototypes either (the in-process handler shares it).
-    expect(Object.prototype).not.toHaveProperty("role")
-    expect(Object.prototype).not.toHaveProperty("isAdmin")
-    report("fuzzing", "in-process __proto__/constructor keys in records", { frames: runs, seed: SEED })
-  }, 10 * 60_000)
+        ),
+        { numRuns: scale(100, 1000), seed: SEED }
+      )
+      // Nothing leaked into this process's prototypes either (the in-process handler shares it).
+      expect(Object.prototype).not.toHaveProperty("role")
+      expect(Object.prototype).not.toHaveProperty("isAdmin")
+      report("fuzzing", "in-process __proto__/constructor keys in records", { frames: runs, seed: SEED })
+    },
+    10 * 60_000
+  )
 
   it("leaves the schema and the defaults intact", async () => {
     const count = await call("count", ["User"])
@@ -953,11 +1391,17 @@ const VIOLATIONS = {
   "ping over 125 bytes": { bytes: () => masked(0x89, Buffer.alloc(126, 0x61)), close: 1002 },
   "fragmented ping": { bytes: () => masked(0x09, Buffer.from("x")), close: 1002 },
   "continuation without a first fragment": { bytes: () => masked(0x80, Buffer.from("{}")), close: 1002 },
-  "a new text frame inside a fragmented one": { bytes: () => Buffer.concat([masked(0x01, Buffer.from("{")), masked(0x81, Buffer.from("{}"))]), close: 1002 },
+  "a new text frame inside a fragmented one": {
+    bytes: () => Buffer.concat([masked(0x01, Buffer.from("{")), masked(0x81, Buffer.from("{}"))]),
+    close: 1002
+  },
   "close with code 999": { bytes: () => masked(0x88, Buffer.from([0x03, 0xe7])), close: 1002 },
   "close with a 1-byte payload": { bytes: () => masked(0x88, Buffer.from([0x03])), close: 1002 },
   "close reason not UTF-8": { bytes: () => masked(0x88, Buffer.from([0x03, 0xe8, 0xff, 0xfe])), close: 1007 },
-  "64-bit length over 2^53": { bytes: () => Buffer.from([0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), close: 1009 }
+  "64-bit length over 2^53": {
+    bytes: () => Buffer.from([0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+    close: 1009
+  }
 } as const
 type Violation = keyof typeof VIOLATIONS
 
@@ -971,7 +1415,19 @@ function masked(first: number, payload: Buffer): Buffer {
 }
 
 /** Byte sequences that are never valid UTF-8 (overlong, surrogates, past U+10FFFF, stray bytes). */
-const INVALID_UTF8 = [[0xc0, 0xaf], [0xe0, 0x80, 0xaf], [0xed, 0xa0, 0x80], [0xed, 0xbf, 0xbf], [0xf4, 0x90, 0x80, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xff], [0xfe], [0x80], [0xc3], [0xe2, 0x82]]
+const INVALID_UTF8 = [
+  [0xc0, 0xaf],
+  [0xe0, 0x80, 0xaf],
+  [0xed, 0xa0, 0x80],
+  [0xed, 0xbf, 0xbf],
+  [0xf4, 0x90, 0x80, 0x80],
+  [0xf8, 0x88, 0x80, 0x80, 0x80],
+  [0xff],
+  [0xfe],
+  [0x80],
+  [0xc3],
+  [0xe2, 0x82]
+]
 
 type WireFrame =
   | { readonly kind: "text"; readonly text: string }
@@ -1021,17 +1477,32 @@ const prepare = (f: WireFrame, n: number): Prepared => {
       const reps = Math.floor(room / unit)
       const pad = JSON.stringify(f.fill.repeat(reps)).slice(1, -1) + "a".repeat(room - reps * unit)
       const buf = Buffer.from(head + pad + tail, "utf8")
-      return { kind: f.kind, label: `a count request of ${buf.length} bytes padded with ${JSON.stringify(f.fill)}`, expect: expectText(buf), send: sendText(buf) }
+      return {
+        kind: f.kind,
+        label: `a count request of ${buf.length} bytes padded with ${JSON.stringify(f.fill)}`,
+        expect: expectText(buf),
+        send: sendText(buf)
+      }
     }
     case "binary": {
       const buf = Buffer.from(f.data)
-      return { kind: f.kind, label: `binary ${buf.length} bytes ${clip(buf.toString("hex"), 80)}`, expect: buf.length > HARD_LIMIT ? { close: 1009 } : { id: null }, send: (ws) => ws.send(buf, { binary: true }) }
+      return {
+        kind: f.kind,
+        label: `binary ${buf.length} bytes ${clip(buf.toString("hex"), 80)}`,
+        expect: buf.length > HARD_LIMIT ? { close: 1009 } : { id: null },
+        send: (ws) => ws.send(buf, { binary: true })
+      }
     }
     case "invalid-utf8": {
       const base = textBytes(f.text, n)
       const at = f.at % (base.length + 1)
       const buf = Buffer.concat([base.subarray(0, at), Buffer.from(f.seq), base.subarray(at)])
-      return { kind: f.kind, label: `text with bytes ${Buffer.from(f.seq).toString("hex")} at ${at}: ${show(buf.toString("utf8"))}`, expect: expectText(buf), send: sendText(buf) }
+      return {
+        kind: f.kind,
+        label: `text with bytes ${Buffer.from(f.seq).toString("hex")} at ${at}: ${show(buf.toString("utf8"))}`,
+        expect: expectText(buf),
+        send: sendText(buf)
+      }
     }
     case "fragmented": {
       const buf = textBytes(f.text, n)
@@ -1047,7 +1518,12 @@ const prepare = (f: WireFrame, n: number): Prepared => {
     }
     case "violation": {
       const v = VIOLATIONS[f.which]
-      return { kind: f.kind, label: `protocol violation: ${f.which}`, expect: { close: v.close }, send: (ws) => rawSocket(ws).write(v.bytes()) }
+      return {
+        kind: f.kind,
+        label: `protocol violation: ${f.which}`,
+        expect: { close: v.close },
+        send: (ws) => rawSocket(ws).write(v.bytes())
+      }
     }
     case "huge": {
       // One frame, or a message of `pieces` fragments of equal size (the first alone may be over the limit).
@@ -1104,11 +1580,14 @@ class WireConn {
     readonly ws: WebSocket,
     private readonly stats: WireStats
   ) {
-    ws.on("message", (data, isBinary) => this.onMessage(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data), isBinary))
+    ws.on("message", (data, isBinary) =>
+      this.onMessage(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data), isBinary)
+    )
     ws.on("close", (code) => {
       this.closeCode = code
       const lost = [...this.tagged.values(), ...this.untagged]
-      if (!this.expectingClose) problem(stats, `connection closed with ${code} unasked, ${lost.length} frames unanswered: ${lost.map((s) => s.label).join(" | ")}`)
+      if (!this.expectingClose)
+        problem(stats, `connection closed with ${code} unasked, ${lost.length} frames unanswered: ${lost.map((s) => s.label).join(" | ")}`)
       for (const s of lost) clearTimeout(s.timer)
       this.tagged.clear()
       this.untagged.length = 0
@@ -1194,7 +1673,10 @@ class WireConn {
       if (i >= 0) slot = this.untagged.splice(i, 1)[0]
     }
     if (slot === undefined) {
-      problem(this.stats, `an answer no frame in flight expects: ${show(text)} (in flight: ${[...this.tagged.values(), ...this.untagged].map((s) => s.label).join(" | ")})`)
+      problem(
+        this.stats,
+        `an answer no frame in flight expects: ${show(text)} (in flight: ${[...this.tagged.values(), ...this.untagged].map((s) => s.label).join(" | ")})`
+      )
       return
     }
     clearTimeout(slot.timer)
@@ -1219,7 +1701,9 @@ class WireConn {
 const withClient = async <A>(port: number, f: (call: Caller) => Promise<A>): Promise<A> => {
   const c = await connect(port, serviceAuth)
   try {
-    return await f((method, params, auth) => within(ANSWER_BOUND_MS, c.call(method, params, auth), () => `no answer to ${method} within ${ANSWER_BOUND_MS} ms`))
+    return await f((method, params, auth) =>
+      within(ANSWER_BOUND_MS, c.call(method, params, auth), () => `no answer to ${method} within ${ANSWER_BOUND_MS} ms`)
+    )
   } finally {
     await c.close()
   }
@@ -1231,28 +1715,49 @@ const wireFrameArb = (gen: ReturnType<typeof makeGenerators>): fc.Arbitrary<Wire
     {
       weight: 6,
       arbitrary: fc
-        .tuple(fc.constantFrom(MAX_PAYLOAD - 1, MAX_PAYLOAD, MAX_PAYLOAD + 1, 2 * MAX_PAYLOAD, HARD_LIMIT - 1, HARD_LIMIT, HARD_LIMIT + 1), fc.constantFrom("a", "é", "🦄", "\u0000", "\\", "\uD800"))
+        .tuple(
+          fc.constantFrom(MAX_PAYLOAD - 1, MAX_PAYLOAD, MAX_PAYLOAD + 1, 2 * MAX_PAYLOAD, HARD_LIMIT - 1, HARD_LIMIT, HARD_LIMIT + 1),
+          fc.constantFrom("a", "é", "🦄", "\u0000", "\\", "\uD800")
+        )
         .map(([bytes, fill]): WireFrame => ({ kind: "sized", bytes, fill }))
     },
     {
       weight: 5,
       arbitrary: fc
-        .oneof(fc.uint8Array({ maxLength: 300 }), gen.request.map((t) => new Uint8Array(textBytes(t, 0))), fc.constantFrom(new Uint8Array(0), new Uint8Array(MAX_PAYLOAD + 1)))
+        .oneof(
+          fc.uint8Array({ maxLength: 300 }),
+          gen.request.map((t) => new Uint8Array(textBytes(t, 0))),
+          fc.constantFrom(new Uint8Array(0), new Uint8Array(MAX_PAYLOAD + 1))
+        )
         .map((data): WireFrame => ({ kind: "binary", data }))
     },
     {
       weight: 3,
-      arbitrary: fc.tuple(gen.request, fc.nat(), fc.constantFrom(...INVALID_UTF8)).map(([text, at, seq]): WireFrame => ({ kind: "invalid-utf8", text, at, seq }))
+      arbitrary: fc
+        .tuple(gen.request, fc.nat(), fc.constantFrom(...INVALID_UTF8))
+        .map(([text, at, seq]): WireFrame => ({ kind: "invalid-utf8", text, at, seq }))
     },
     {
       weight: 8,
-      arbitrary: fc.tuple(fc.oneof({ weight: 4, arbitrary: gen.request }, { weight: 1, arbitrary: gen.frame }), fc.array(fc.nat(), { minLength: 1, maxLength: 5 })).map(([text, cuts]): WireFrame => ({ kind: "fragmented", text, cuts }))
+      arbitrary: fc
+        .tuple(
+          fc.oneof({ weight: 4, arbitrary: gen.request }, { weight: 1, arbitrary: gen.frame }),
+          fc.array(fc.nat(), { minLength: 1, maxLength: 5 })
+        )
+        .map(([text, cuts]): WireFrame => ({ kind: "fragmented", text, cuts }))
     },
-    { weight: 2, arbitrary: fc.constantFrom(...(Object.keys(VIOLATIONS) as Array<Violation>)).map((which): WireFrame => ({ kind: "violation", which })) },
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom(...(Object.keys(VIOLATIONS) as Array<Violation>)).map((which): WireFrame => ({ kind: "violation", which }))
+    },
     {
       weight: 1,
       arbitrary: fc
-        .tuple(fc.constantFrom(HARD_LIMIT + 1, HARD_LIMIT + 4096, 2 * HARD_LIMIT + 2, 600_000), fc.boolean(), fc.integer({ min: 1, max: 3 }))
+        .tuple(
+          fc.constantFrom(HARD_LIMIT + 1, HARD_LIMIT + 4096, 2 * HARD_LIMIT + 2, 600_000),
+          fc.boolean(),
+          fc.integer({ min: 1, max: 3 })
+        )
         .map(([bytes, binary, pieces]): WireFrame => ({ kind: "huge", bytes, binary, pieces }))
     }
   )
@@ -1288,7 +1793,8 @@ const heapMb = async (port: number): Promise<number> => {
 }
 
 /** What the daemon's output must never hold: unhandled errors, engine errors and stack frames. */
-const BAD_OUTPUT = /Unhandled|UnhandledPromiseRejection|uncaught|TypeError|RangeError|ReferenceError|Maximum call stack|request failed unexpectedly|answer could not be encoded|(?:^|\\n|\n)\s*at \S+/i
+const BAD_OUTPUT =
+  /Unhandled|UnhandledPromiseRejection|uncaught|TypeError|RangeError|ReferenceError|Maximum call stack|request failed unexpectedly|answer could not be encoded|(?:^|\\n|\n)\s*at \S+/i
 
 describe(`fuzzing over the wire: ${WIRE_FRAMES} raw frames to the daemon process`, () => {
   let daemon: Daemon | undefined
@@ -1300,127 +1806,155 @@ describe(`fuzzing over the wire: ${WIRE_FRAMES} raw frames to the daemon process
     await withClient(daemon.port, (call) => seed(call, "wire"))
   })
 
+  it(
+    "answers every frame or closes with the documented code, within the bound; the daemon stays up",
+    async () => {
+      const d = daemon!
+      const arb = wireFrameArb(gen)
+      const stats: WireStats = {
+        sent: 0,
+        answered: 0,
+        reconnects: 0,
+        maxMs: 0,
+        tally: new Tally(),
+        closes: new Tally(),
+        kinds: new Tally(),
+        problems: []
+      }
+      const rssBefore = rssMb(d.process.pid)
+      const heapBefore = await heapMb(d.port)
+      const cpuBefore = process.cpuUsage()
+      const daemonCpuBefore = cpuSeconds(d.process.pid)
+      const principalsBefore = principals
+      let frames: ReadonlyArray<WireFrame> = []
+      let lines: ReadonlyArray<string> = []
+      let next = 0
+      let base = 0
+      const started = performance.now()
 
-  it("answers every frame or closes with the documented code, within the bound; the daemon stays up", async () => {
-    const d = daemon!
-    const arb = wireFrameArb(gen)
-    const stats: WireStats = { sent: 0, answered: 0, reconnects: 0, maxMs: 0, tally: new Tally(), closes: new Tally(), kinds: new Tally(), problems: [] }
-    const rssBefore = rssMb(d.process.pid)
-    const heapBefore = await heapMb(d.port)
-    const cpuBefore = process.cpuUsage()
-    const daemonCpuBefore = cpuSeconds(d.process.pid)
-    const principalsBefore = principals
-    let frames: ReadonlyArray<WireFrame> = []
-    let lines: ReadonlyArray<string> = []
-    let next = 0
-    let base = 0
-    const started = performance.now()
-
-    const worker = async () => {
-      let c = await WireConn.open(d.port, stats)
-      for (;;) {
-        const i = next++
-        const f = frames[i]
-        if (f === undefined) break
-        const n = base + i
-        const p = prepare(f, n)
-        stats.kinds.add(p.kind)
-        if (c.closed) {
-          c = await WireConn.open(d.port, stats)
-          stats.reconnects++
-        }
-        if ("close" in p.expect) {
-          // Alone on its connection: everything sent before is answered first.
-          await c.until(() => c.outstanding === 0)
-          if (!c.closed) {
-            c.expectingClose = true
-            stats.sent++
-            p.send(c.ws)
-            const code = await c.closedWithin(ANSWER_BOUND_MS)
-            stats.closes.add(code ?? "none")
-            if (code !== p.expect.close) problem(stats, `#${n} ${p.label}: ${code === undefined ? `no close within ${ANSWER_BOUND_MS} ms` : `closed with ${code}`}, expected ${p.expect.close}`)
-            if (code === undefined) c.ws.terminate()
+      const worker = async () => {
+        let c = await WireConn.open(d.port, stats)
+        for (;;) {
+          const i = next++
+          const f = frames[i]
+          if (f === undefined) break
+          const n = base + i
+          const p = prepare(f, n)
+          stats.kinds.add(p.kind)
+          if (c.closed) {
+            c = await WireConn.open(d.port, stats)
+            stats.reconnects++
           }
-          c = await WireConn.open(d.port, stats)
-          stats.reconnects++
-          continue
+          if ("close" in p.expect) {
+            // Alone on its connection: everything sent before is answered first.
+            await c.until(() => c.outstanding === 0)
+            if (!c.closed) {
+              c.expectingClose = true
+              stats.sent++
+              p.send(c.ws)
+              const code = await c.closedWithin(ANSWER_BOUND_MS)
+              stats.closes.add(code ?? "none")
+              if (code !== p.expect.close)
+                problem(
+                  stats,
+                  `#${n} ${p.label}: ${code === undefined ? `no close within ${ANSWER_BOUND_MS} ms` : `closed with ${code}`}, expected ${p.expect.close}`
+                )
+              if (code === undefined) c.ws.terminate()
+            }
+            c = await WireConn.open(d.port, stats)
+            stats.reconnects++
+            continue
+          }
+          await c.until(() => c.outstanding < MAX_IN_FLIGHT || c.closed)
+          if (c.closed) {
+            c = await WireConn.open(d.port, stats)
+            stats.reconnects++
+          }
+          stats.sent++
+          c.send(p, n)
         }
-        await c.until(() => c.outstanding < MAX_IN_FLIGHT || c.closed)
-        if (c.closed) {
-          c = await WireConn.open(d.port, stats)
-          stats.reconnects++
-        }
-        stats.sent++
-        c.send(p, n)
+        await c.until(() => c.outstanding === 0)
+        await c.close()
       }
-      await c.until(() => c.outstanding === 0)
-      await c.close()
-    }
 
-    try {
-      // In chunks, generated just in time, with the second principal renewed between them.
-      for (let chunk = 0; base < WIRE_FRAMES; chunk++) {
-        await withClient(d.port, (call) => ensurePrincipal(call, "wire"))
-        frames = fc.sample(arb, { numRuns: Math.min(WIRE_CHUNK, WIRE_FRAMES - base), seed: SEED + chunk })
-        next = 0
-        await Promise.all(Array.from({ length: CONNECTIONS }, worker))
-        base += frames.length
-      }
-    } finally {
-      const seconds = (performance.now() - started) / 1000
-      const h = await health(d.port).catch(() => ({ status: -1 }))
-      lines = fs.existsSync(auditFile) ? fs.readFileSync(auditFile, "utf8").split("\n").filter((l) => l !== "") : []
-      report("fuzzing", "wire frames to the daemon process", {
-        frames: stats.sent,
-        answered: stats.answered,
-        ok: stats.tally.get("ok"),
-        distinct_codes: stats.tally.distinct,
-        codes: stats.tally.toString(),
-        closes: [...stats.closes.codes.values()].reduce((a, b) => a + b, 0),
-        close_codes: stats.closes.toString(),
-        reconnects: stats.reconnects,
-        principals_renewed: principals - principalsBefore,
-        kinds: stats.kinds.toString(),
-        max_answer_ms: Math.round(stats.maxMs),
-        seconds: round1(seconds),
-        cpu_s: cpuSince(cpuBefore),
-        daemon_cpu_s: round1(cpuSeconds(d.process.pid) - daemonCpuBefore),
-        frames_per_s: Math.round(stats.sent / seconds),
-        problems: stats.problems.length,
-        daemon_alive: d.alive(),
-        health: h.status,
-        rss_mb_before: rssBefore,
-        rss_mb_after: rssMb(d.process.pid),
-        heap_mb_before: heapBefore,
-        heap_mb_after: await heapMb(d.port),
-        audit_records: lines.length,
-        seed: SEED
-      })
-      if (stats.problems.length > 0) console.log(`problems${stats.problems.length >= MAX_PROBLEMS ? ` (the first ${MAX_PROBLEMS})` : ""}:\n${stats.problems.join("\n")}`)
-    }
-
-    expect(stats.problems).toEqual([])
-    expect(stats.sent).toBe(WIRE_FRAMES)
-    expect(d.alive()).toBe(true)
-    expect((await health(d.port)).status).toBe(200)
-    // A fresh connection is served, and defaults were not polluted by any __proto__ key.
-    const c = await connect(d.port, serviceAuth)
-    const fresh = await within(ANSWER_BOUND_MS, c.call("create", ["User", { username: `wire_after_${SEED}`, email: `wire_after_${SEED}@example.com` }]), () => "no answer after the run")
-    await c.close()
-    expect(fresh.result, JSON.stringify(fresh)).toMatchObject({ role: "user" })
-    // The audit records of the generated requests are JSON objects, one a line, whatever their input.
-    const unreadable = lines.filter((l) => {
       try {
-        return !isObject(JSON.parse(l))
-      } catch {
-        return true
+        // In chunks, generated just in time, with the second principal renewed between them.
+        for (let chunk = 0; base < WIRE_FRAMES; chunk++) {
+          await withClient(d.port, (call) => ensurePrincipal(call, "wire"))
+          frames = fc.sample(arb, { numRuns: Math.min(WIRE_CHUNK, WIRE_FRAMES - base), seed: SEED + chunk })
+          next = 0
+          await Promise.all(Array.from({ length: CONNECTIONS }, worker))
+          base += frames.length
+        }
+      } finally {
+        const seconds = (performance.now() - started) / 1000
+        const h = await health(d.port).catch(() => ({ status: -1 }))
+        lines = fs.existsSync(auditFile)
+          ? fs
+              .readFileSync(auditFile, "utf8")
+              .split("\n")
+              .filter((l) => l !== "")
+          : []
+        report("fuzzing", "wire frames to the daemon process", {
+          frames: stats.sent,
+          answered: stats.answered,
+          ok: stats.tally.get("ok"),
+          distinct_codes: stats.tally.distinct,
+          codes: stats.tally.toString(),
+          closes: [...stats.closes.codes.values()].reduce((a, b) => a + b, 0),
+          close_codes: stats.closes.toString(),
+          reconnects: stats.reconnects,
+          principals_renewed: principals - principalsBefore,
+          kinds: stats.kinds.toString(),
+          max_answer_ms: Math.round(stats.maxMs),
+          seconds: round1(seconds),
+          cpu_s: cpuSince(cpuBefore),
+          daemon_cpu_s: round1(cpuSeconds(d.process.pid) - daemonCpuBefore),
+          frames_per_s: Math.round(stats.sent / seconds),
+          problems: stats.problems.length,
+          daemon_alive: d.alive(),
+          health: h.status,
+          rss_mb_before: rssBefore,
+          rss_mb_after: rssMb(d.process.pid),
+          heap_mb_before: heapBefore,
+          heap_mb_after: await heapMb(d.port),
+          audit_records: lines.length,
+          seed: SEED
+        })
+        if (stats.problems.length > 0)
+          console.log(
+            `problems${stats.problems.length >= MAX_PROBLEMS ? ` (the first ${MAX_PROBLEMS})` : ""}:\n${stats.problems.join("\n")}`
+          )
       }
-    })
-    expect(unreadable.slice(0, 3)).toEqual([])
-    expect(lines.length).toBeGreaterThan(0)
-    const bad = BAD_OUTPUT.exec(d.output())
-    expect(bad === null ? null : d.output().slice(Math.max(0, bad.index - 300), bad.index + 700)).toBeNull()
-  }, 30 * 60_000)
+
+      expect(stats.problems).toEqual([])
+      expect(stats.sent).toBe(WIRE_FRAMES)
+      expect(d.alive()).toBe(true)
+      expect((await health(d.port)).status).toBe(200)
+      // A fresh connection is served, and defaults were not polluted by any __proto__ key.
+      const c = await connect(d.port, serviceAuth)
+      const fresh = await within(
+        ANSWER_BOUND_MS,
+        c.call("create", ["User", { username: `wire_after_${SEED}`, email: `wire_after_${SEED}@example.com` }]),
+        () => "no answer after the run"
+      )
+      await c.close()
+      expect(fresh.result, JSON.stringify(fresh)).toMatchObject({ role: "user" })
+      // The audit records of the generated requests are JSON objects, one a line, whatever their input.
+      const unreadable = lines.filter((l) => {
+        try {
+          return !isObject(JSON.parse(l))
+        } catch {
+          return true
+        }
+      })
+      expect(unreadable.slice(0, 3)).toEqual([])
+      expect(lines.length).toBeGreaterThan(0)
+      const bad = BAD_OUTPUT.exec(d.output())
+      expect(bad === null ? null : d.output().slice(Math.max(0, bad.index - 300), bad.index + 700)).toBeNull()
+    },
+    30 * 60_000
+  )
 
   // Found by the fuzzer: a frame over 4 × max_payload that the client follows with more data
   // (another fragment of its message, or the next frame) often gets no close frame at all (1006:

@@ -37,7 +37,18 @@ import mysql from "mysql2/promise"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Answer, type Client, connect, type Daemon, openSocket, startDaemon } from "../support/daemon.js"
-import { createDatabase, daemonConfig, type DialectName, MY, PG, serviceAuth, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  daemonConfig,
+  type DialectName,
+  MY,
+  PG,
+  serviceAuth,
+  skipDialect,
+  tempDir,
+  type TestDatabase,
+  writeConfig
+} from "../support/services.js"
 import { until } from "../support/wait.js"
 import { LONG, report } from "./figures.js"
 import { CORPUS, PWNED_PREFIX, SLEEP_SECONDS } from "./injection-corpus.js"
@@ -131,18 +142,39 @@ const evaluate = (rec: Rec, filter: Filter): boolean =>
 
 /** Every string operand of a filter (a filter with one that is not storable is a 422). */
 const operands = (filter: unknown): Array<string> =>
-  typeof filter === "string" ? [filter] : Array.isArray(filter) ? filter.flatMap(operands) : filter !== null && typeof filter === "object" ? Object.values(filter).flatMap(operands) : []
+  typeof filter === "string"
+    ? [filter]
+    : Array.isArray(filter)
+      ? filter.flatMap(operands)
+      : filter !== null && typeof filter === "object"
+        ? Object.values(filter).flatMap(operands)
+        : []
 
 const sortKeys = (v: unknown): unknown =>
   Array.isArray(v)
     ? v.map(sortKeys)
     : v !== null && typeof v === "object"
-      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Rec)[k])]))
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, sortKeys((v as Rec)[k])])
+        )
       : v
 /** JSON with sorted keys: compares JSON values whatever order the database keeps keys in. */
 const canon = (v: unknown): string => JSON.stringify(sortKeys(v))
 
-const LUA_FIELDS = ["allowedGlobals", "code", "createdAt", "createdBy", "description", "id", "isSandboxed", "name", "timeoutMs", "updatedAt"]
+const LUA_FIELDS = [
+  "allowedGlobals",
+  "code",
+  "createdAt",
+  "createdBy",
+  "description",
+  "id",
+  "isSandboxed",
+  "name",
+  "timeoutMs",
+  "updatedAt"
+]
 const USER_FIELDS = ["createdAt", "email", "id", "role", "updatedAt", "username"]
 const LUA_TEXT = ["name", "description", "code"] as const
 const USER_TEXT = ["username", "email", "role"] as const
@@ -151,10 +183,45 @@ const LUA_TYPED = ["id", "createdBy", "timeoutMs", "isSandboxed", "allowedGlobal
 
 /** Identifiers that are valid somewhere the probes use: no payload may be one of them. */
 const VALID_IDENTIFIERS = new Set<string>([
-  ...LUA_FIELDS, ...USER_FIELDS, ...ALL_OPS, "AND", "OR", "NOT", "asc", "desc", "creator", "filter", "sort", "page", "limit", "include",
-  "User", "Credential", "Session", "PageView", "ComponentHierarchy", "Workflow", "LuaScript", "Package",
-  "authenticate", "create", "read", "update", "delete", "list", "findFirst", "findByField", "upsert", "updateByField", "deleteByField",
-  "createMany", "updateMany", "deleteMany", "count", "getCapabilities", "transaction"
+  ...LUA_FIELDS,
+  ...USER_FIELDS,
+  ...ALL_OPS,
+  "AND",
+  "OR",
+  "NOT",
+  "asc",
+  "desc",
+  "creator",
+  "filter",
+  "sort",
+  "page",
+  "limit",
+  "include",
+  "User",
+  "Credential",
+  "Session",
+  "PageView",
+  "ComponentHierarchy",
+  "Workflow",
+  "LuaScript",
+  "Package",
+  "authenticate",
+  "create",
+  "read",
+  "update",
+  "delete",
+  "list",
+  "findFirst",
+  "findByField",
+  "upsert",
+  "updateByField",
+  "deleteByField",
+  "createMany",
+  "updateMany",
+  "deleteMany",
+  "count",
+  "getCapabilities",
+  "transaction"
 ])
 
 // ---------------------------------------------------------------------------------------------
@@ -180,7 +247,13 @@ const LEAK = [
 ]
 
 const strings = (v: unknown): Array<string> =>
-  typeof v === "string" ? [v] : Array.isArray(v) ? v.flatMap(strings) : v !== null && typeof v === "object" ? Object.values(v).flatMap(strings) : []
+  typeof v === "string"
+    ? [v]
+    : Array.isArray(v)
+      ? v.flatMap(strings)
+      : v !== null && typeof v === "object"
+        ? Object.values(v).flatMap(strings)
+        : []
 
 /**
  * Problems of an answer's form, whatever was asked; undefined when it is well formed. `payloads`:
@@ -249,20 +322,30 @@ const schemaOf = async (dialect: DialectName, d: Direct): Promise<Rec> => {
     const master = await d.query("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
     const tables = master.filter((r) => r.type === "table").map((r) => String(r.name))
     const columns: Rec = {}
-    for (const t of tables) columns[t] = await d.query(`SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info('${t}') ORDER BY cid`)
+    for (const t of tables)
+      columns[t] = await d.query(`SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info('${t}') ORDER BY cid`)
     return { tables, columns, master, databases: await d.query("SELECT name FROM pragma_database_list ORDER BY seq") }
   }
   if (dialect === "postgresql") {
-    const mine = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
+    const mine =
+      "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
     return {
-      tables: await d.query("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"),
+      tables: await d.query(
+        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+      ),
       columns: await d.query(
         "SELECT table_schema, table_name, column_name, data_type, is_nullable, column_default, collation_name FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, ordinal_position"
       ),
-      objects: await d.query(`SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${mine} ORDER BY 1, 2`),
-      functions: await d.query(`SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${mine} ORDER BY 1, 2`),
+      objects: await d.query(
+        `SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${mine} ORDER BY 1, 2`
+      ),
+      functions: await d.query(
+        `SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${mine} ORDER BY 1, 2`
+      ),
       triggers: await d.query("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1"),
-      schemas: await d.query("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast_temp%' ORDER BY 1"),
+      schemas: await d.query(
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast_temp%' ORDER BY 1"
+      ),
       extensions: await d.query("SELECT extname FROM pg_extension ORDER BY 1"),
       pwnedRoles: await d.query("SELECT rolname FROM pg_roles WHERE rolname = 'pwned'")
     }
@@ -273,7 +356,9 @@ const schemaOf = async (dialect: DialectName, d: Direct): Promise<Rec> => {
     columns: await d.query(
       `SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLLATION_NAME FROM information_schema.COLUMNS WHERE ${here("TABLE_SCHEMA")} ORDER BY TABLE_NAME, ORDINAL_POSITION`
     ),
-    indexes: await d.query(`SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS WHERE ${here("TABLE_SCHEMA")} ORDER BY 1, 2, 4`),
+    indexes: await d.query(
+      `SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS WHERE ${here("TABLE_SCHEMA")} ORDER BY 1, 2, 4`
+    ),
     routines: await d.query(`SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ${here("ROUTINE_SCHEMA")} ORDER BY 1`),
     triggers: await d.query(`SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE ${here("TRIGGER_SCHEMA")} ORDER BY 1`),
     views: await d.query(`SELECT TABLE_NAME FROM information_schema.VIEWS WHERE ${here("TABLE_SCHEMA")} ORDER BY 1`),
@@ -343,7 +428,12 @@ interface Position {
   readonly variants: (p: string, i: number) => ReadonlyArray<Variant>
 }
 
-const v = (method: string, params: ReadonlyArray<unknown>, check: Check, apply?: () => void): Variant => ({ method, params, check, ...(apply === undefined ? {} : { apply }) })
+const v = (method: string, params: ReadonlyArray<unknown>, check: Check, apply?: () => void): Variant => ({
+  method,
+  params,
+  check,
+  ...(apply === undefined ? {} : { apply })
+})
 
 /** Each payload's kind (as an index) and its rank among the payloads of that kind. */
 const KINDS = [...new Set(CORPUS.map((c) => c.kind))]
@@ -364,7 +454,15 @@ const select = (groups: ReadonlyArray<ReadonlyArray<Position>>, p: string, i: nu
       const all = pos.variants(p, i)
       for (const x of LONG ? all : [all[(rank * 13 + kind * 5 + g) % all.length]!]) {
         x.apply?.()
-        out.push({ position: pos.name, payloads: [i], method: x.method, params: x.params, check: x.check, idempotent, ...(x.auth === undefined ? {} : { auth: x.auth }) })
+        out.push({
+          position: pos.name,
+          payloads: [i],
+          method: x.method,
+          params: x.params,
+          check: x.check,
+          idempotent,
+          ...(x.auth === undefined ? {} : { auth: x.auth })
+        })
       }
     }
   })
@@ -383,14 +481,22 @@ interface Stats {
 
 const describeProbe = (p: Probe, a: Answer | undefined, problem: string): string => {
   const first = CORPUS[p.payloads[0] ?? -1]
-  const which = p.payloads.length === 1 ? `payload #${p.payloads[0]} (${first?.kind}) ${JSON.stringify(first?.text ?? "").slice(0, 70)}` : `${p.payloads.length} payloads`
+  const which =
+    p.payloads.length === 1
+      ? `payload #${p.payloads[0]} (${first?.kind}) ${JSON.stringify(first?.text ?? "").slice(0, 70)}`
+      : `${p.payloads.length} payloads`
   return `${p.position} · ${which} · ${p.method} ${JSON.stringify(p.params).slice(0, 160)} → ${JSON.stringify(a ?? null).slice(0, 260)}: ${problem}`
 }
 
-const codeIs = (...codes: ReadonlyArray<number>): Check => (a) =>
-  a.error !== undefined && codes.includes(a.error.code) ? undefined : `expected error ${codes.join("/")}`
+const codeIs =
+  (...codes: ReadonlyArray<number>): Check =>
+  (a) =>
+    a.error !== undefined && codes.includes(a.error.code) ? undefined : `expected error ${codes.join("/")}`
 
-const resultIs = (f: (r: unknown) => string | undefined): Check => (a) => (a.error !== undefined ? `expected a result` : f(a.result))
+const resultIs =
+  (f: (r: unknown) => string | undefined): Check =>
+  (a) =>
+    a.error !== undefined ? `expected a result` : f(a.result)
 
 const equals = (n: unknown): Check => resultIs((r) => (r === n ? undefined : `expected ${String(n)}`))
 
@@ -399,25 +505,32 @@ const equals = (n: unknown): Check => resultIs((r) => (r === n ? undefined : `ex
  * listed issue is one of them, and the listed ones plus `moreFields` (details are bounded to 10
  * issues, docs/security.md) are all of them.
  */
-const reportsAll = (paths: ReadonlyArray<string>): Check => (a) => {
-  if (a.error?.code !== 422) return "expected error 422"
-  const listed = ((a.error.details?.fields ?? []) as ReadonlyArray<{ field?: unknown }>).map((f) => f.field)
-  const more = a.error.details?.moreFields ?? 0
-  const known = new Set<unknown>(paths)
-  const stranger = listed.find((f) => !known.has(f))
-  if (stranger !== undefined) return `reported ${JSON.stringify(stranger)}, which was not sent`
-  const accounted = new Set(listed).size + (typeof more === "number" ? more : 0)
-  return accounted === paths.length ? undefined : `${paths.length - accounted} of ${paths.length} not accounted for (listed ${listed.length}, moreFields ${String(more)})`
-}
-
-const sameRecord = (expected: Rec) => (r: unknown): string | undefined => {
-  if (r === null || typeof r !== "object") return "not a record"
-  for (const [k, x] of Object.entries(expected)) {
-    const got = (r as Rec)[k]
-    if (typeof x === "string" || x === null ? got !== x : canon(got) !== canon(x)) return `${k} came back as ${JSON.stringify(got)?.slice(0, 120)}`
+const reportsAll =
+  (paths: ReadonlyArray<string>): Check =>
+  (a) => {
+    if (a.error?.code !== 422) return "expected error 422"
+    const listed = ((a.error.details?.fields ?? []) as ReadonlyArray<{ field?: unknown }>).map((f) => f.field)
+    const more = a.error.details?.moreFields ?? 0
+    const known = new Set<unknown>(paths)
+    const stranger = listed.find((f) => !known.has(f))
+    if (stranger !== undefined) return `reported ${JSON.stringify(stranger)}, which was not sent`
+    const accounted = new Set(listed).size + (typeof more === "number" ? more : 0)
+    return accounted === paths.length
+      ? undefined
+      : `${paths.length - accounted} of ${paths.length} not accounted for (listed ${listed.length}, moreFields ${String(more)})`
   }
-  return undefined
-}
+
+const sameRecord =
+  (expected: Rec) =>
+  (r: unknown): string | undefined => {
+    if (r === null || typeof r !== "object") return "not a record"
+    for (const [k, x] of Object.entries(expected)) {
+      const got = (r as Rec)[k]
+      if (typeof x === "string" || x === null ? got !== x : canon(got) !== canon(x))
+        return `${k} came back as ${JSON.stringify(got)?.slice(0, 120)}`
+    }
+    return undefined
+  }
 
 const hasFields = (rec: unknown, fields: ReadonlyArray<string>): string | undefined => {
   if (rec === null || typeof rec !== "object") return "not a record"
@@ -426,7 +539,12 @@ const hasFields = (rec: unknown, fields: ReadonlyArray<string>): string | undefi
 }
 
 /** Runs the probes over the connections, `perConnection` in flight on each. */
-const runProbes = async (clients: ReadonlyArray<Client>, probes: ReadonlyArray<Probe>, perConnection: number, stats: Stats): Promise<void> => {
+const runProbes = async (
+  clients: ReadonlyArray<Client>,
+  probes: ReadonlyArray<Probe>,
+  perConnection: number,
+  stats: Stats
+): Promise<void> => {
   const slow: Array<Probe> = []
   const one = async (c: Client, p: Probe, again: boolean) => {
     const texts = p.payloads.map((k) => CORPUS[k]?.text ?? "")
@@ -495,10 +613,17 @@ describe("injection corpus", () => {
   })
 
   it("has oracles that catch what they are for", () => {
-    const err = (code: number, message: string, details?: Rec): Answer => ({ id: 1, error: { code, message, ...(details === undefined ? {} : { details }) } })
+    const err = (code: number, message: string, details?: Rec): Answer => ({
+      id: 1,
+      error: { code, message, ...(details === undefined ? {} : { details }) }
+    })
     const p = "' OR 1=1 --"
-    expect(structural(err(422, "Validation failed", { fields: [{ field: `filter.${p}`, error: "unknown field of User" }] }), [p])).toBeUndefined()
-    expect(structural(err(422, "Validation failed", { fields: [{ field: "filter.x", error: 'syntax error at or near "OR"' }] }), ["x"])).toMatch(/leak/)
+    expect(
+      structural(err(422, "Validation failed", { fields: [{ field: `filter.${p}`, error: "unknown field of User" }] }), [p])
+    ).toBeUndefined()
+    expect(
+      structural(err(422, "Validation failed", { fields: [{ field: "filter.x", error: 'syntax error at or near "OR"' }] }), ["x"])
+    ).toMatch(/leak/)
     expect(structural(err(400, "Bad request", { reason: "SELECT id FROM users" }), [])).toMatch(/leak/)
     expect(structural(err(400, "Bad request", { reason: "Error: x\n    at run (/app/src/q.ts:10:3)" }), [])).toMatch(/leak/)
     expect(structural(err(500, "Internal server error"), [])).toMatch(/server error/)
@@ -542,7 +667,10 @@ const boot = async (dialect: DialectName): Promise<Env> => {
       audit: { sql_table: AUDIT_TABLE, fsync: false },
       rate_limit: { enabled: false },
       // Credentials are a position too: refused ones must not lock the test's address out.
-      auth: { service_tokens: [{ name: serviceAuth.user_id, token: serviceAuth.token }], failed_auth: { burst: 1_000_000, per_minute: 1_000_000 } }
+      auth: {
+        service_tokens: [{ name: serviceAuth.user_id, token: serviceAuth.token }],
+        failed_auth: { burst: 1_000_000, per_minute: 1_000_000 }
+      }
     }
   }
   try {
@@ -621,7 +749,9 @@ for (const dialect of DIALECTS) {
       const t0 = performance.now()
       await runProbes(clients, probes, perConnection, stats)
       const failures = stats.failures.slice(failuresBefore)
-      console.log(`[injection] ${dialect} ${title}: ${stats.requests - requestsBefore} requests in ${Math.round(performance.now() - t0)} ms, ${failures.length} failures`)
+      console.log(
+        `[injection] ${dialect} ${title}: ${stats.requests - requestsBefore} requests in ${Math.round(performance.now() - t0)} ms, ${failures.length} failures`
+      )
       return failures
     }
 
@@ -645,7 +775,7 @@ for (const dialect of DIALECTS) {
       ])
       creatorId = String(users[0]!.id)
       const [page] = await Promise.all([
-        mk("PageView", { slug: "canary-home", title: "Canary's \"home\" -- page", level: 1, layout: { rows: [1, 2] } }),
+        mk("PageView", { slug: "canary-home", title: 'Canary\'s "home" -- page', level: 1, layout: { rows: [1, 2] } }),
         mk("Credential", { username: "canary_alice", passwordHash: "$2b$10$canary.canary.canary.canary.canary.canary.canary" }),
         mk("Session", { userId: users[1]!.id, token: "canary-session-token-0123456789", expiresAt: "2099-01-01T00:00:00Z" }),
         mk("Workflow", { name: "canary-flow", trigger: "manual", triggerConfig: {}, steps: [], createdBy: creatorId }),
@@ -655,7 +785,9 @@ for (const dialect of DIALECTS) {
 
       // The target's own seeds: rows for update / updateByField / updateMany, and literal wildcards.
       const seeds: Array<LuaRow> = [
-        ...CORPUS.flatMap((_, i) => ["u", "v", "w"].map((k) => ({ name: `${k}-${i}`, description: null, code: `seed-${k}-${i}`, allowedGlobals: [] }))),
+        ...CORPUS.flatMap((_, i) =>
+          ["u", "v", "w"].map((k) => ({ name: `${k}-${i}`, description: null, code: `seed-${k}-${i}`, allowedGlobals: [] }))
+        ),
         ...["wild~100%", "wild~1000", "wild~a_b", "wild~axb", "wild~!x", "wild~!!", "wild~\\x", "wild~[a]", "wild~a"].map((name) => ({
           name,
           description: name,
@@ -664,19 +796,32 @@ for (const dialect of DIALECTS) {
         }))
       ]
       for (const chunk of chunks(seeds, 500)) {
-        await call("createMany", ["LuaScript", chunk.map((s) => ({ name: s.name, code: s.code, createdBy: creatorId, ...(s.description === null ? {} : { description: s.description }) }))])
+        await call("createMany", [
+          "LuaScript",
+          chunk.map((s) => ({
+            name: s.name,
+            code: s.code,
+            createdBy: creatorId,
+            ...(s.description === null ? {} : { description: s.description })
+          }))
+        ])
       }
       for (const s of seeds) model.set(s.name, s)
       // The ids of the rows updated by id.
       for (let page = 1; ; page++) {
-        const r = (await call("list", ["LuaScript", { filter: { name: { startsWith: "u-" } }, page, limit: 100 }])) as { data: Array<Rec>; hasMore: boolean }
+        const r = (await call("list", ["LuaScript", { filter: { name: { startsWith: "u-" } }, page, limit: 100 }])) as {
+          data: Array<Rec>
+          hasMore: boolean
+        }
         for (const rec of r.data) ids.set(String(rec.name), String(rec.id))
         if (!r.hasMore) break
       }
 
       direct = await openDirect(env.db)
       before = await snapshot(dialect, direct)
-      console.log(`[injection] ${dialect} setup: daemon listening ${Math.round(env.bootMs)} ms after boot (waited ${Math.round(waitedMs)} ms), seeded and snapshotted after ${Math.round(performance.now() - started)} ms`)
+      console.log(
+        `[injection] ${dialect} setup: daemon listening ${Math.round(env.bootMs)} ms after boot (waited ${Math.round(waitedMs)} ms), seeded and snapshotted after ${Math.round(performance.now() - started)} ms`
+      )
     })
 
     afterAll(async () => {
@@ -692,7 +837,14 @@ for (const dialect of DIALECTS) {
           {
             // The payload as the unique name, in the text fields and inside a JSON value (as a key too).
             name: "value:create",
-            variants: (p) => [v("create", ["LuaScript", { ...created(p), createdBy: creatorId }], fits(p) ? resultIs(sameRecord(created(p))) : codeIs(422), fits(p) ? () => void model.set(p, created(p)) : undefined)]
+            variants: (p) => [
+              v(
+                "create",
+                ["LuaScript", { ...created(p), createdBy: creatorId }],
+                fits(p) ? resultIs(sameRecord(created(p))) : codeIs(422),
+                fits(p) ? () => void model.set(p, created(p)) : undefined
+              )
+            ]
           }
         ],
         [
@@ -701,21 +853,42 @@ for (const dialect of DIALECTS) {
             variants: (p, i) => {
               const data = { description: p, allowedGlobals: { [p]: [p] } }
               const ok = storable(p)
-              return [v("update", ["LuaScript", ids.get(`u-${i}`), data], ok ? resultIs(sameRecord(data)) : codeIs(422), ok ? () => void Object.assign(model.get(`u-${i}`)!, data) : undefined)]
+              return [
+                v(
+                  "update",
+                  ["LuaScript", ids.get(`u-${i}`), data],
+                  ok ? resultIs(sameRecord(data)) : codeIs(422),
+                  ok ? () => void Object.assign(model.get(`u-${i}`)!, data) : undefined
+                )
+              ]
             }
           },
           {
             name: "value:updateByField",
             variants: (p, i) => {
               const ok = storable(p)
-              return [v("updateByField", ["LuaScript", "name", `v-${i}`, { code: p }], ok ? resultIs(sameRecord({ name: `v-${i}`, code: p })) : codeIs(422), ok ? () => void Object.assign(model.get(`v-${i}`)!, { code: p }) : undefined)]
+              return [
+                v(
+                  "updateByField",
+                  ["LuaScript", "name", `v-${i}`, { code: p }],
+                  ok ? resultIs(sameRecord({ name: `v-${i}`, code: p })) : codeIs(422),
+                  ok ? () => void Object.assign(model.get(`v-${i}`)!, { code: p }) : undefined
+                )
+              ]
             }
           },
           {
             name: "value:updateMany",
             variants: (p, i) => {
               const ok = storable(p)
-              return [v("updateMany", ["LuaScript", { name: { eq: `w-${i}` } }, { description: p, code: p }], ok ? equals(1) : codeIs(422), ok ? () => void Object.assign(model.get(`w-${i}`)!, { description: p, code: p }) : undefined)]
+              return [
+                v(
+                  "updateMany",
+                  ["LuaScript", { name: { eq: `w-${i}` } }, { description: p, code: p }],
+                  ok ? equals(1) : codeIs(422),
+                  ok ? () => void Object.assign(model.get(`w-${i}`)!, { description: p, code: p }) : undefined
+                )
+              ]
             }
           },
           {
@@ -741,10 +914,17 @@ for (const dialect of DIALECTS) {
                 { name: `cm-b-${i}`, code: `b:${p}`, description: p, allowedGlobals: { [p]: null }, createdBy: creatorId }
               ]
               return [
-                v("createMany", ["LuaScript", items], ok ? equals(2) : codeIs(422), ok ? () => {
-                  model.set(`cm-a-${i}`, { name: `cm-a-${i}`, description: null, code: p, allowedGlobals: [] })
-                  model.set(`cm-b-${i}`, { name: `cm-b-${i}`, description: p, code: `b:${p}`, allowedGlobals: { [p]: null } })
-                } : undefined)
+                v(
+                  "createMany",
+                  ["LuaScript", items],
+                  ok ? equals(2) : codeIs(422),
+                  ok
+                    ? () => {
+                        model.set(`cm-a-${i}`, { name: `cm-a-${i}`, description: null, code: p, allowedGlobals: [] })
+                        model.set(`cm-b-${i}`, { name: `cm-b-${i}`, description: p, code: `b:${p}`, allowedGlobals: { [p]: null } })
+                      }
+                    : undefined
+                )
               ]
             }
           },
@@ -761,10 +941,24 @@ for (const dialect of DIALECTS) {
               const check: Check = fits(tx)
                 ? resultIs((r) => {
                     const [c, n, f] = r as [Rec, number, Rec | null]
-                    return sameRecord({ name: tx, code: p })(c) ?? (n !== 1 ? `count in the transaction ${n}` : f?.id !== c.id ? "findByField in the transaction" : undefined)
+                    return (
+                      sameRecord({ name: tx, code: p })(c) ??
+                      (n !== 1 ? `count in the transaction ${n}` : f?.id !== c.id ? "findByField in the transaction" : undefined)
+                    )
                   })
-                : (a) => codeIs(422)(a) ?? (a.error?.details?.operation === 0 && a.error.details.rolledBack === true ? undefined : "expected operation 0 rolled back")
-              return [v("transaction", [ops], check, fits(tx) ? () => void model.set(tx, { name: tx, description: null, code: p, allowedGlobals: [] }) : undefined)]
+                : (a) =>
+                    codeIs(422)(a) ??
+                    (a.error?.details?.operation === 0 && a.error.details.rolledBack === true
+                      ? undefined
+                      : "expected operation 0 rolled back")
+              return [
+                v(
+                  "transaction",
+                  [ops],
+                  check,
+                  fits(tx) ? () => void model.set(tx, { name: tx, description: null, code: p, allowedGlobals: [] }) : undefined
+                )
+              ]
             }
           },
           {
@@ -776,14 +970,27 @@ for (const dialect of DIALECTS) {
                 { method: "create", params: ["LuaScript", { name: `txf-${i}`, code: p, createdBy: creatorId }] },
                 { method: "list", params: [p] }
               ]
-              return [v("transaction", [ops], (a) => codeIs(422)(a) ?? (a.error?.details?.operation === at && a.error.details.rolledBack === true ? undefined : `expected operation ${at} rolled back`))]
+              return [
+                v(
+                  "transaction",
+                  [ops],
+                  (a) =>
+                    codeIs(422)(a) ??
+                    (a.error?.details?.operation === at && a.error.details.rolledBack === true
+                      ? undefined
+                      : `expected operation ${at} rolled back`)
+                )
+              ]
             }
           }
         ]
       ]
       const probes = CORPUS.flatMap(({ text }, i) => select(writes, text, i, false))
       // Every storable payload in createMany, 25 payloads (50 records) a request.
-      for (const batch of chunks(CORPUS.flatMap(({ text: p }, i) => (storable(p) ? [{ p, i }] : [])), 25)) {
+      for (const batch of chunks(
+        CORPUS.flatMap(({ text: p }, i) => (storable(p) ? [{ p, i }] : [])),
+        25
+      )) {
         const items = batch.flatMap(({ p, i }) => [
           { name: `many-a-${i}`, code: p, createdBy: creatorId },
           { name: `many-b-${i}`, code: `b:${p}`, description: p, allowedGlobals: { [p]: null }, createdBy: creatorId }
@@ -792,7 +999,14 @@ for (const dialect of DIALECTS) {
           model.set(`many-a-${i}`, { name: `many-a-${i}`, description: null, code: p, allowedGlobals: [] })
           model.set(`many-b-${i}`, { name: `many-b-${i}`, description: p, code: `b:${p}`, allowedGlobals: { [p]: null } })
         }
-        probes.push({ position: "value:createMany", payloads: batch.map((b) => b.i), method: "createMany", params: ["LuaScript", items], check: equals(items.length), idempotent: false })
+        probes.push({
+          position: "value:createMany",
+          payloads: batch.map((b) => b.i),
+          method: "createMany",
+          params: ["LuaScript", items],
+          check: equals(items.length),
+          idempotent: false
+        })
       }
       expect((await phase("values", probes)).slice(0, 40)).toEqual([])
     })
@@ -803,13 +1017,22 @@ for (const dialect of DIALECTS) {
       const userId = String(users[1]!.id)
 
       /** The exact answer of a read with this filter, on these rows (records named by `key`). */
-      const expectFilter = (rows: ReadonlyArray<Rec>, key: string, filter: Filter, method: string, fields: ReadonlyArray<string>): Check => {
+      const expectFilter = (
+        rows: ReadonlyArray<Rec>,
+        key: string,
+        filter: Filter,
+        method: string,
+        fields: ReadonlyArray<string>
+      ): Check => {
         if (!operands(filter).every(storable)) return codeIs(422)
         // Evaluated when the answer is checked (the short run builds many more variants than it sends).
         let memo: Set<string> | undefined
         const matches = () => (memo ??= new Set(rows.filter((r) => evaluate(r, filter)).map((r) => String(r[key]))))
         const matching = (r: unknown): string | undefined =>
-          hasFields(r, fields) ?? (matches().has(String((r as Rec)[key])) ? undefined : `found ${JSON.stringify((r as Rec)[key]).slice(0, 80)}, which does not match`)
+          hasFields(r, fields) ??
+          (matches().has(String((r as Rec)[key]))
+            ? undefined
+            : `found ${JSON.stringify((r as Rec)[key]).slice(0, 80)}, which does not match`)
         return resultIs((r) => {
           const hits = matches()
           if (method === "count") return r === hits.size ? undefined : `count ${String(r)}, expected ${hits.size}`
@@ -826,9 +1049,16 @@ for (const dialect of DIALECTS) {
       }
       const targets = [
         ...LUA_TEXT.map((field) => ({ entity: "LuaScript", field: field as string, rows: lua, key: "name", fields: LUA_FIELDS })),
-        ...USER_TEXT.map((field) => ({ entity: "User", field: field as string, rows: users as ReadonlyArray<Rec>, key: "id", fields: USER_FIELDS }))
+        ...USER_TEXT.map((field) => ({
+          entity: "User",
+          field: field as string,
+          rows: users as ReadonlyArray<Rec>,
+          key: "id",
+          fields: USER_FIELDS
+        }))
       ]
-      const readParams = (method: string, entity: string, filter: Filter): ReadonlyArray<unknown> => (method === "list" ? [entity, { filter, limit: 100 }] : [entity, filter])
+      const readParams = (method: string, entity: string, filter: Filter): ReadonlyArray<unknown> =>
+        method === "list" ? [entity, { filter, limit: 100 }] : [entity, filter]
       const READS = ["count", "list", "findFirst"]
       const calls = (list: ReadonlyArray<[string, ReadonlyArray<unknown>]>, check: Check) => list.map(([m, params]) => v(m, params, check))
 
@@ -856,9 +1086,19 @@ for (const dialect of DIALECTS) {
             variants: (p, i) => {
               const [f1, f2, f3] = [LUA_TEXT[i % 3]!, LUA_TEXT[(i + 1) % 3]!, LUA_TEXT[(i + 2) % 3]!]
               const or = {
-                OR: [{ [f1]: { eq: p } }, { [f2]: { contains: p } }, { [f3]: { startsWith: p } }, { [f1]: { endsWith: p } }, { [f2]: { in: [p, NONE] } }, { AND: [{ [f3]: { gt: p } }, { [f1]: { lte: p } }] }]
+                OR: [
+                  { [f1]: { eq: p } },
+                  { [f2]: { contains: p } },
+                  { [f3]: { startsWith: p } },
+                  { [f1]: { endsWith: p } },
+                  { [f2]: { in: [p, NONE] } },
+                  { AND: [{ [f3]: { gt: p } }, { [f1]: { lte: p } }] }
+                ]
               }
-              const and = { AND: [{ username: { ne: p } }, { email: { notIn: [p] } }, { role: { gte: p } }], NOT: { username: { contains: p } } }
+              const and = {
+                AND: [{ username: { ne: p } }, { email: { notIn: [p] } }, { role: { gte: p } }],
+                NOT: { username: { contains: p } }
+              }
               return [
                 v("count", ["LuaScript", or], expectFilter(lua, "name", or, "count", LUA_FIELDS)),
                 v("list", ["User", { filter: and, limit: 100 }], expectFilter(users, "id", and, "list", USER_FIELDS))
@@ -869,7 +1109,9 @@ for (const dialect of DIALECTS) {
             // Fields of other types take no string, isNull takes a boolean: 422.
             name: "filter:typed-value",
             variants: (p) => [
-              ...LUA_TYPED.flatMap((f) => ALL_OPS.map((op) => v("count", ["LuaScript", { [f]: { [op]: op === "in" || op === "notIn" ? [p] : p } }], codeIs(422)))),
+              ...LUA_TYPED.flatMap((f) =>
+                ALL_OPS.map((op) => v("count", ["LuaScript", { [f]: { [op]: op === "in" || op === "notIn" ? [p] : p } }], codeIs(422)))
+              ),
               v("count", ["LuaScript", { name: { isNull: p } }], codeIs(422))
             ]
           },
@@ -877,7 +1119,9 @@ for (const dialect of DIALECTS) {
             // Bulk writes on the canary whose payload filters match nothing.
             name: "bulk:filter",
             variants: (p) => {
-              const zero = (["contains", "startsWith", "endsWith", "eq"] as const).find((op) => !users.some((u) => holds(String(u.username), op, p) || holds(String(u.email), op, p)))!
+              const zero = (["contains", "startsWith", "endsWith", "eq"] as const).find(
+                (op) => !users.some((u) => holds(String(u.username), op, p) || holds(String(u.email), op, p))
+              )!
               const check = storable(p) ? resultIs((r) => (r === 0 ? undefined : `${String(r)} canary rows written`)) : codeIs(422)
               return [
                 v("deleteMany", ["User", { OR: [{ username: { [zero]: p } }, { email: { [zero]: p } }] }], check),
@@ -892,10 +1136,20 @@ for (const dialect of DIALECTS) {
             variants: (p) =>
               calls(
                 [
-                  ["list", [p]], ["count", [p]], ["findFirst", [p, { name: "x" }]], ["read", [p, luaId]], ["create", [p, { name: "x" }]],
-                  ["update", [p, luaId, { name: "x" }]], ["delete", [p, luaId]], ["findByField", [p, "name", "x"]], ["upsert", [p, "name", "x", {}, {}]],
-                  ["updateByField", [p, "name", "x", { code: "y" }]], ["deleteByField", [p, "name", "x"]], ["createMany", [p, [{ name: "x" }]]],
-                  ["updateMany", [p, { name: "x" }, { code: "y" }]], ["deleteMany", [p, { name: "x" }]]
+                  ["list", [p]],
+                  ["count", [p]],
+                  ["findFirst", [p, { name: "x" }]],
+                  ["read", [p, luaId]],
+                  ["create", [p, { name: "x" }]],
+                  ["update", [p, luaId, { name: "x" }]],
+                  ["delete", [p, luaId]],
+                  ["findByField", [p, "name", "x"]],
+                  ["upsert", [p, "name", "x", {}, {}]],
+                  ["updateByField", [p, "name", "x", { code: "y" }]],
+                  ["deleteByField", [p, "name", "x"]],
+                  ["createMany", [p, [{ name: "x" }]]],
+                  ["updateMany", [p, { name: "x" }, { code: "y" }]],
+                  ["deleteMany", [p, { name: "x" }]]
                 ],
                 codeIs(422)
               )
@@ -939,19 +1193,49 @@ for (const dialect of DIALECTS) {
           },
           {
             name: "sort:field",
-            variants: (p) => calls([["list", ["LuaScript", { sort: { [p]: "asc" } }]], ["list", ["LuaScript", { sort: [{ name: "asc" }, { [p]: "desc" }] }]]], codeIs(422))
+            variants: (p) =>
+              calls(
+                [
+                  ["list", ["LuaScript", { sort: { [p]: "asc" } }]],
+                  ["list", ["LuaScript", { sort: [{ name: "asc" }, { [p]: "desc" }] }]]
+                ],
+                codeIs(422)
+              )
           },
           {
             name: "sort:direction",
-            variants: (p) => calls([["list", ["LuaScript", { sort: { name: p } }]], ["list", ["User", { sort: [{ username: p }] }]]], codeIs(422))
+            variants: (p) =>
+              calls(
+                [
+                  ["list", ["LuaScript", { sort: { name: p } }]],
+                  ["list", ["User", { sort: [{ username: p }] }]]
+                ],
+                codeIs(422)
+              )
           },
           {
             name: "include",
-            variants: (p) => calls([["list", ["LuaScript", { include: [p] }]], ["list", ["LuaScript", { include: { [p]: true } }]], ["list", ["LuaScript", { include: ["creator", p] }]]], codeIs(422))
+            variants: (p) =>
+              calls(
+                [
+                  ["list", ["LuaScript", { include: [p] }]],
+                  ["list", ["LuaScript", { include: { [p]: true } }]],
+                  ["list", ["LuaScript", { include: ["creator", p] }]]
+                ],
+                codeIs(422)
+              )
           },
           {
             name: "list:option",
-            variants: (p) => calls([["list", ["LuaScript", { [p]: 1 }]], ["list", ["LuaScript", { page: p }]], ["list", ["LuaScript", { limit: p }]]], codeIs(422))
+            variants: (p) =>
+              calls(
+                [
+                  ["list", ["LuaScript", { [p]: 1 }]],
+                  ["list", ["LuaScript", { page: p }]],
+                  ["list", ["LuaScript", { limit: p }]]
+                ],
+                codeIs(422)
+              )
           },
           {
             name: "lookup:field",
@@ -974,8 +1258,12 @@ for (const dialect of DIALECTS) {
             variants: (p) =>
               calls(
                 [
-                  ["read", ["LuaScript", p]], ["update", ["LuaScript", p, { description: "x" }]], ["delete", ["LuaScript", p]],
-                  ["read", ["LuaScript", `${luaId}${p}`]], ["delete", ["User", `${userId}${p}`]], ["update", ["User", `${userId}${p}`, { role: "supergod" }]]
+                  ["read", ["LuaScript", p]],
+                  ["update", ["LuaScript", p, { description: "x" }]],
+                  ["delete", ["LuaScript", p]],
+                  ["read", ["LuaScript", `${luaId}${p}`]],
+                  ["delete", ["User", `${userId}${p}`]],
+                  ["update", ["User", `${userId}${p}`, { role: "supergod" }]]
                 ],
                 codeIs(404)
               )
@@ -1001,7 +1289,15 @@ for (const dialect of DIALECTS) {
                 v(
                   "findByField",
                   ["LuaScript", "name", p],
-                  !ok ? codeIs(422) : resultIs((r) => (named === undefined ? (r === null ? undefined : "expected null") : hasFields(r, LUA_FIELDS) ?? sameRecord({ name: p, code: named.code, description: named.description })(r)))
+                  !ok
+                    ? codeIs(422)
+                    : resultIs((r) =>
+                        named === undefined
+                          ? r === null
+                            ? undefined
+                            : "expected null"
+                          : (hasFields(r, LUA_FIELDS) ?? sameRecord({ name: p, code: named.code, description: named.description })(r))
+                      )
                 ),
                 v("findByField", ["User", "email", p], ok ? resultIs((r) => (r === null ? undefined : "expected null")) : codeIs(422)),
                 v("updateByField", ["User", "username", p, { role: "supergod" }], codeIs(ok ? 404 : 422)),
@@ -1020,8 +1316,16 @@ for (const dialect of DIALECTS) {
               { ...v("list", ["User"], codeIs(p.length > 256 ? 400 : 401)), auth: { token: p, userId: p } }
             ]
           },
-          { name: "auth:user_id", variants: (p) => [{ ...v("count", ["LuaScript"], codeIs(p.length > 256 ? 400 : 401)), auth: { token: serviceAuth.token, user_id: p } }] },
-          { name: "auth:authenticate", variants: (p) => [{ ...v("authenticate", [{ token: p, user_id: "x" }], codeIs(p.length > 4096 ? 400 : 401)), auth: null }] }
+          {
+            name: "auth:user_id",
+            variants: (p) => [
+              { ...v("count", ["LuaScript"], codeIs(p.length > 256 ? 400 : 401)), auth: { token: serviceAuth.token, user_id: p } }
+            ]
+          },
+          {
+            name: "auth:authenticate",
+            variants: (p) => [{ ...v("authenticate", [{ token: p, user_id: "x" }], codeIs(p.length > 4096 ? 400 : 401)), auth: null }]
+          }
         ]
       ]
       const probes = CORPUS.flatMap(({ text }, i) => select(groups, text, i, true))
@@ -1034,7 +1338,14 @@ for (const dialect of DIALECTS) {
         const field = LUA_TEXT[k % 3]!
         for (const batch of chunks(good, 40)) {
           const filter = { OR: batch.map((i) => ({ [field]: { [op]: operandFor(op, CORPUS[i]!.text) } })) }
-          probes.push({ position: "filter:value", payloads: batch, method: "count", params: ["LuaScript", filter], check: expectFilter(lua, "name", filter, "count", LUA_FIELDS), idempotent: true })
+          probes.push({
+            position: "filter:value",
+            payloads: batch,
+            method: "count",
+            params: ["LuaScript", filter],
+            check: expectFilter(lua, "name", filter, "count", LUA_FIELDS),
+            idempotent: true
+          })
         }
       })
       for (const batch of chunks(all, 40)) {
@@ -1042,25 +1353,47 @@ for (const dialect of DIALECTS) {
         const obj = Object.fromEntries(keys.map((k) => [k, "x"]))
         const sweep = (position: string, method: string, params: ReadonlyArray<unknown>, paths: ReadonlyArray<string>) =>
           probes.push({ position, payloads: batch, method, params, check: reportsAll(paths), idempotent: true })
-        sweep("filter:field", "count", ["LuaScript", obj], keys.map((k) => `filter.${k}`))
-        sweep("filter:operator", "count", ["LuaScript", { name: obj }], keys.map((k) => `filter.name.${k}`))
+        sweep(
+          "filter:field",
+          "count",
+          ["LuaScript", obj],
+          keys.map((k) => `filter.${k}`)
+        )
+        sweep(
+          "filter:operator",
+          "count",
+          ["LuaScript", { name: obj }],
+          keys.map((k) => `filter.name.${k}`)
+        )
         sweep("data:field", "create", ["LuaScript", { name: "sweep", code: "x", createdBy: creatorId, ...obj }], keys)
       }
       const failures = await phase("filters, identifiers, ids, lookups, credentials", probes)
 
       // Request ids: echoed exactly (a usable id), or answered with id null and 400.
       const sock = await openSocket(daemon.port)
-      for (const [i, { text }] of CORPUS.entries()) sock.send(JSON.stringify({ id: text, method: "count", params: ["User", { role: { ne: `r-${i}` } }], auth: serviceAuth }))
+      for (const [i, { text }] of CORPUS.entries())
+        sock.send(JSON.stringify({ id: text, method: "count", params: ["User", { role: { ne: `r-${i}` } }], auth: serviceAuth }))
       const answers: Array<Answer> = []
       for (let k = 0; k < CORPUS.length; k++) answers.push(await sock.next(30_000))
       await sock.close()
       for (const [i, { text }] of CORPUS.entries()) {
         const usable = text.length <= 256
         const a = answers.find((x) => x.id === (usable ? text : null))
-        const probe: Probe = { position: "request:id", payloads: [i], method: "count", params: ["User"], check: () => undefined, idempotent: true }
+        const probe: Probe = {
+          position: "request:id",
+          payloads: [i],
+          method: "count",
+          params: ["User"],
+          check: () => undefined,
+          idempotent: true
+        }
         stats.requests++
         stats.positions.add(probe.position)
-        const problem = a === undefined ? "no answer with this id" : (structural(a, [text]) ?? (usable ? (a.result === users.length ? undefined : "expected the count of canary users") : codeIs(400)(a)))
+        const problem =
+          a === undefined
+            ? "no answer with this id"
+            : (structural(a, [text]) ??
+              (usable ? (a.result === users.length ? undefined : "expected the count of canary users") : codeIs(400)(a)))
         if (a !== undefined && structural(a, [text]) === undefined) stats.structured++
         if (problem !== undefined) failures.push(describeProbe(probe, a, problem))
       }
@@ -1076,7 +1409,9 @@ for (const dialect of DIALECTS) {
             variants: (p) => {
               const filter = { AND: [{ name: { startsWith: "many-a-" } }, { code: { eq: p } }] }
               const hits = [...model.values()].filter((r) => evaluate(r as unknown as Rec, filter)).map((r) => r.name)
-              return [v("deleteMany", ["LuaScript", filter], storable(p) ? equals(hits.length) : codeIs(422), () => void removed.push(...hits))]
+              return [
+                v("deleteMany", ["LuaScript", filter], storable(p) ? equals(hits.length) : codeIs(422), () => void removed.push(...hits))
+              ]
             }
           },
           {
@@ -1084,7 +1419,14 @@ for (const dialect of DIALECTS) {
             variants: (p) => {
               const tx = `tx:${p}`
               const exists = model.has(tx)
-              return [v("deleteByField", ["LuaScript", "name", tx], exists ? equals(true) : codeIs(storable(p) ? 404 : 422), exists ? () => void removed.push(tx) : undefined)]
+              return [
+                v(
+                  "deleteByField",
+                  ["LuaScript", "name", tx],
+                  exists ? equals(true) : codeIs(storable(p) ? 404 : 422),
+                  exists ? () => void removed.push(tx) : undefined
+                )
+              ]
             }
           }
         ]
@@ -1097,7 +1439,10 @@ for (const dialect of DIALECTS) {
 
     it("LIKE wildcards, the escape character and brackets match literally", async () => {
       const names = async (op: string, value: string) => {
-        const r = (await call("list", ["LuaScript", { filter: { AND: [{ name: { startsWith: "wild~" } }, { name: { [op]: value } }] }, sort: { name: "asc" }, limit: 100 }])) as { data: Array<Rec> }
+        const r = (await call("list", [
+          "LuaScript",
+          { filter: { AND: [{ name: { startsWith: "wild~" } }, { name: { [op]: value } }] }, sort: { name: "asc" }, limit: 100 }
+        ])) as { data: Array<Rec> }
         return r.data.map((x) => String(x.name))
       }
       const cases: ReadonlyArray<[string, string, ReadonlyArray<string>]> = [
@@ -1119,7 +1464,8 @@ for (const dialect of DIALECTS) {
       const wrong: Array<string> = []
       for (const [op, value, expected] of cases) {
         const got = await names(op, value)
-        if (got.join("|") !== [...expected].sort().join("|")) wrong.push(`${op} ${JSON.stringify(value)}: ${JSON.stringify(got)}, expected ${JSON.stringify(expected)}`)
+        if (got.join("|") !== [...expected].sort().join("|"))
+          wrong.push(`${op} ${JSON.stringify(value)}: ${JSON.stringify(got)}, expected ${JSON.stringify(expected)}`)
       }
       const underscore = (await call("count", ["User", { username: { contains: "_" } }])) as number
       const expectedUnderscore = users.filter((u) => String(u.username).includes("_")).length
@@ -1144,8 +1490,14 @@ for (const dialect of DIALECTS) {
         seen.add(name)
         const m = model.get(name)
         if (m === undefined) targetProblems.push(`unexpected row ${JSON.stringify(name).slice(0, 100)}`)
-        else if (row.description !== m.description || row.code !== m.code || canon(jsonValue(row.allowed_globals)) !== canon(m.allowedGlobals)) {
-          targetProblems.push(`row ${JSON.stringify(name).slice(0, 100)} holds ${JSON.stringify([row.description, row.code, row.allowed_globals]).slice(0, 200)}`)
+        else if (
+          row.description !== m.description ||
+          row.code !== m.code ||
+          canon(jsonValue(row.allowed_globals)) !== canon(m.allowedGlobals)
+        ) {
+          targetProblems.push(
+            `row ${JSON.stringify(name).slice(0, 100)} holds ${JSON.stringify([row.description, row.code, row.allowed_globals]).slice(0, 200)}`
+          )
         }
       }
       for (const name of model.keys()) if (!seen.has(name)) targetProblems.push(`missing row ${JSON.stringify(name).slice(0, 100)}`)
@@ -1167,7 +1519,9 @@ for (const dialect of DIALECTS) {
       })
       expect(after.schema).toEqual(before.schema)
       expect(after.canary).toEqual(before.canary)
-      expect(Object.fromEntries(untouched.map((t) => [t, after.counts[t]]))).toEqual(Object.fromEntries(untouched.map((t) => [t, before.counts[t]])))
+      expect(Object.fromEntries(untouched.map((t) => [t, after.counts[t]]))).toEqual(
+        Object.fromEntries(untouched.map((t) => [t, before.counts[t]]))
+      )
       expect(targetProblems.slice(0, 40)).toEqual([])
       expect(pwned).toEqual([])
       expect(stats.structured).toBe(stats.requests)
@@ -1194,7 +1548,9 @@ for (const dialect of DIALECTS) {
         20_000,
         250
       ).catch(() => undefined) // what is missing then is reported below
-      const missing = CORPUS.map((c, i) => ({ i, kind: c.kind, id: c.text })).filter((c) => c.id.length <= 256 && !recorded.has(asStored(c.id)))
+      const missing = CORPUS.map((c, i) => ({ i, kind: c.kind, id: c.text })).filter(
+        (c) => c.id.length <= 256 && !recorded.has(asStored(c.id))
+      )
       console.log(`[injection] ${dialect} audit table: ${wanted.length - missing.length}/${wanted.length} payload request ids recorded`)
       expect(missing.map((m) => `#${m.i} (${m.kind}) ${JSON.stringify(m.id)}`)).toEqual([])
     })

@@ -197,7 +197,17 @@ const run = (plan: Plan) => {
               : op === "delete"
                 ? ["delete", ["User", mine]]
                 : op === "list"
-                  ? ["list", ["User", { filter: { username: { startsWith: `${plan.tag}${index % 50}` }, role: { in: ["user", "admin"] } }, sort: [{ createdAt: "desc" }], limit: 10 }]]
+                  ? [
+                      "list",
+                      [
+                        "User",
+                        {
+                          filter: { username: { startsWith: `${plan.tag}${index % 50}` }, role: { in: ["user", "admin"] } },
+                          sort: [{ createdAt: "desc" }],
+                          limit: 10
+                        }
+                      ]
+                    ]
                   : op === "count"
                     ? ["count", ["User", { role: "admin" }]]
                     : ["list", ["LuaScript", { include: ["creator"], sort: { name: "asc" }, limit: 5 }]]
@@ -287,7 +297,13 @@ const run = (plan: Plan) => {
     await Promise.all(Array.from({ length: plan.openConcurrency }, worker))
     const ms = Math.round(performance.now() - t0)
     for (const s of starters) s()
-    send({ type: "opened", open: sockets.filter((s) => s.readyState === WebSocket.OPEN).length, refused, ms, connect: summarize(connectMs) })
+    send({
+      type: "opened",
+      open: sockets.filter((s) => s.readyState === WebSocket.OPEN).length,
+      refused,
+      ms,
+      connect: summarize(connectMs)
+    })
   }
 
   const progress = setInterval(() => {

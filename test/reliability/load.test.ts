@@ -128,7 +128,11 @@ const percentile = (values: ReadonlyArray<number>, p: number): number => {
 }
 
 const codes = (bag: Record<string, number>): string =>
-  Object.keys(bag).length === 0 ? "none" : Object.entries(bag).map(([k, v]) => `${k}×${v}`).join(" ")
+  Object.keys(bag).length === 0
+    ? "none"
+    : Object.entries(bag)
+        .map(([k, v]) => `${k}×${v}`)
+        .join(" ")
 
 // ---------------------------------------------------------------------------------------------
 // The load generator process
@@ -287,7 +291,13 @@ describe.skipIf(await skipDialect("postgresql"))("load and soak (real daemon, Po
     const name = greedy ? `greedy-${i - normalPrincipals}` : `svc-${i}`
     const token = `load-token-${name}-${randomBytes(8).toString("hex")}`
     tokens.push({ name, token })
-    groups.push({ principal: name, token, greedy, connections: greedy ? greedyConnections : perPrincipal, meanPeriodMs: greedy ? 500 : 12_000 })
+    groups.push({
+      principal: name,
+      token,
+      greedy,
+      connections: greedy ? greedyConnections : perPrincipal,
+      meanPeriodMs: greedy ? 500 : 12_000
+    })
   }
   const total = groups.reduce((n, g) => n + g.connections, 0)
   const rateLimit = { enabled: true, store: "memory", requests_per_minute: 300, burst: 25 }
@@ -334,7 +344,10 @@ describe.skipIf(await skipDialect("postgresql"))("load and soak (real daemon, Po
       const owner = await seed.call("create", ["User", { username: `${tag}owner`, email: `${tag}owner@example.com` }])
       expect(owner.error, JSON.stringify(owner)).toBeUndefined()
       for (let i = 0; i < 10; i++) {
-        const s = await seed.call("create", ["LuaScript", { name: `small-${tag}-${i}`, code: `return ${i}`, createdBy: (owner.result as { id: string }).id }])
+        const s = await seed.call("create", [
+          "LuaScript",
+          { name: `small-${tag}-${i}`, code: `return ${i}`, createdBy: (owner.result as { id: string }).id }
+        ])
         expect(s.error, JSON.stringify(s)).toBeUndefined()
       }
       await seed.close()
@@ -437,11 +450,15 @@ describe.skipIf(await skipDialect("postgresql"))("load and soak (real daemon, Po
         closed_cleanly: closed.closedCleanly
       }
       report("load", "soak 1000 connections", figures)
-      if (process.env.DBAL_LOAD_SAMPLES !== undefined) fs.writeFileSync(process.env.DBAL_LOAD_SAMPLES, JSON.stringify({ mark, samples: rss.samples, timeline: stats.timeline }))
+      if (process.env.DBAL_LOAD_SAMPLES !== undefined)
+        fs.writeFileSync(process.env.DBAL_LOAD_SAMPLES, JSON.stringify({ mark, samples: rss.samples, timeline: stats.timeline }))
 
       // Only 429, and only for the principals over their limit.
       expect(stats.errors.normal, "errors of principals within their limits").toEqual({})
-      expect(Object.keys(stats.errors.greedy).filter((c) => c !== "429"), "errors other than 429").toEqual([])
+      expect(
+        Object.keys(stats.errors.greedy).filter((c) => c !== "429"),
+        "errors other than 429"
+      ).toEqual([])
       expect(stats.errors.greedy["429"] ?? 0, "the greedy principals were limited").toBeGreaterThan(0)
       expect(stats.ok.greedy, "…but still served within their rate").toBeGreaterThan(0)
       // Every connection stayed open, on both sides.
@@ -489,7 +506,9 @@ describe.skipIf(await skipDialect("postgresql"))("load and soak (real daemon, Po
       const pid = daemon.process.pid!
       const setup = await connect(daemon.port, serviceAuth)
       const tag = `s${randomBytes(3).toString("hex")}`
-      const owner = (await setup.call("create", ["User", { username: `${tag}owner`, email: `${tag}owner@example.com` }])).result as { id: string }
+      const owner = (await setup.call("create", ["User", { username: `${tag}owner`, email: `${tag}owner@example.com` }])).result as {
+        id: string
+      }
       // 25 scripts of 10 KB: each `list` answer is ≈ 250 KB.
       const rows = 25
       const created = await setup.call("createMany", [
@@ -530,9 +549,15 @@ describe.skipIf(await skipDialect("postgresql"))("load and soak (real daemon, Po
       const t0 = Date.now()
       for (const c of slow) {
         ;(c.ws as unknown as { _socket: net.Socket })._socket.pause()
-        for (let i = 0; i < requestsEach; i++) c.ws.send(JSON.stringify({ id: `big${i}`, method: "list", params: bigList, auth: serviceAuth }))
+        for (let i = 0; i < requestsEach; i++)
+          c.ws.send(JSON.stringify({ id: `big${i}`, method: "list", params: bigList, auth: serviceAuth }))
       }
-      await untilTrue("every slow reader to be dropped", async () => (await activeConnections(daemon.port)) === 1, scale(45_000, 120_000), 100)
+      await untilTrue(
+        "every slow reader to be dropped",
+        async () => (await activeConnections(daemon.port)) === 1,
+        scale(45_000, 120_000),
+        100
+      )
       const dropMs = Date.now() - t0
 
       // Each reader sees its connection cut (no close frame: 1006) once it reads again. (With
@@ -596,7 +621,10 @@ describe.skipIf(await skipDialect("postgresql"))("load and soak (real daemon, Po
         normal_p99_ms: mb1(percentile(latencies, 99)),
         normal_max_ms: mb1(Math.max(...latencies))
       })
-      expect(closeCodes.every((c) => c === 1006), `close codes ${closeCodes.join(",")}`).toBe(true)
+      expect(
+        closeCodes.every((c) => c === 1006),
+        `close codes ${closeCodes.join(",")}`
+      ).toBe(true)
       expect(growthMax, "RSS growth while slow readers were connected (MB)").toBeLessThan(allowedMb)
       expect(growthMax, "RSS growth vs what unbounded buffering would take (MB)").toBeLessThan(unboundedMb / 10)
       expect(Math.max(...received), "answers a reader got before the drop").toBeLessThan(requestsEach / 10)
@@ -656,7 +684,12 @@ describe.skipIf(await skipDialect("postgresql"))("load and soak (real daemon, Po
         })
         const t0 = Date.now()
         maxSeen = Math.max(maxSeen, await activeConnections(daemon.port))
-        await untilTrue("the half-open peers to be dropped", async () => (await activeConnections(daemon.port)) === 1, 10 * heartbeat * 1000 + 10_000, 100)
+        await untilTrue(
+          "the half-open peers to be dropped",
+          async () => (await activeConnections(daemon.port)) === 1,
+          10 * heartbeat * 1000 + 10_000,
+          100
+        )
         detectMs.push(Date.now() - t0)
         // Every peer's socket is closed by the daemon (seen once it reads again).
         await Promise.all(

@@ -16,8 +16,17 @@ export const setup = () => {
 
 export const teardown = () => {
   if (!fs.existsSync(file())) return
-  const rows = fs.readFileSync(file(), "utf8").split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as { area: string; test: string; figures: Record<string, unknown> })
+  const rows = fs
+    .readFileSync(file(), "utf8")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as { area: string; test: string; figures: Record<string, unknown> })
   const lines = ["", `figures (${file()}):`, "", "| area | test | figures |", "|---|---|---|"]
-  for (const r of rows) lines.push(`| ${r.area} | ${r.test} | ${Object.entries(r.figures).map(([k, v]) => `${k} ${String(v)}`).join("; ")} |`)
+  for (const r of rows)
+    lines.push(
+      `| ${r.area} | ${r.test} | ${Object.entries(r.figures)
+        .map(([k, v]) => `${k} ${String(v)}`)
+        .join("; ")} |`
+    )
   console.log(lines.join("\n"))
 }

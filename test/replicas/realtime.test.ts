@@ -45,12 +45,21 @@ for (const transport of ["postgresql", "redis"] as const) {
       const session = await ok<{ id: string }>(c, "create", ["Session", { userId: user.id, token, expiresAt: "2099-01-01T00:00:00Z" }])
       return { id: user.id, auth: { token, user_id: user.id }, sessionId: session.id }
     }
-    const page = (tag: string, level: number, extra: Rec = {}) => ({ slug: `p-${tag}-${randomUUID().slice(0, 8)}`, title: tag, level, layout: {}, ...extra })
+    const page = (tag: string, level: number, extra: Rec = {}) => ({
+      slug: `p-${tag}-${randomUUID().slice(0, 8)}`,
+      title: tag,
+      level,
+      layout: {},
+      ...extra
+    })
 
     beforeAll(async () => {
       db = await createDatabase("postgresql")
       const rules = path.join(dir, "rules.yaml")
-      fs.writeFileSync(rules, "rules:\n  - roles: user\n    entities: PageView\n    operations: read\n    filter: { level: { lte: 2 } }\n    read_fields: [id, slug, title, level, description]\n")
+      fs.writeFileSync(
+        rules,
+        "rules:\n  - roles: user\n    entities: PageView\n    operations: read\n    filter: { level: { lte: 2 } }\n    read_fields: [id, slug, title, level, description]\n"
+      )
       const base = daemonConfig(db)
       for (const name of ["replica-a", "replica-b"]) {
         fs.mkdirSync(path.join(dir, name), { recursive: true })

@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { connect, type Daemon, startDaemon } from "../support/daemon.js"
 import { createDatabase, daemonConfig, serviceAuth, skipDialect, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
 
-
 for (const transport of ["postgresql", "redis", "none"] as const) {
   describe.skipIf(await skipDialect("postgresql"))(`two replicas, changes over ${transport}`, () => {
     let db: TestDatabase
@@ -33,8 +32,19 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
             audit_log: true,
             audit_log_path: audit(name),
             // A long session cache: only the announcement can make the other replica forget.
-            auth: { service_tokens: [{ name: "tests", token: serviceAuth.token }], session_cache_ttl: 300, failed_auth: { burst: 1000, per_minute: 1000 } },
-            rate_limit: { enabled: true, store: "redis", key_prefix: prefix, requests_per_minute: 1, burst: 1000, roles: { user: { requests_per_minute: 1, burst: 6 } } }
+            auth: {
+              service_tokens: [{ name: "tests", token: serviceAuth.token }],
+              session_cache_ttl: 300,
+              failed_auth: { burst: 1000, per_minute: 1000 }
+            },
+            rate_limit: {
+              enabled: true,
+              store: "redis",
+              key_prefix: prefix,
+              requests_per_minute: 1,
+              burst: 1000,
+              roles: { user: { requests_per_minute: 1, burst: 6 } }
+            }
           },
           cluster: { replica_name: name, changes: transport },
           performance: { cache_enabled: true }
@@ -56,9 +66,13 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
 
     it("refuses a session deleted through the other replica", async () => {
       const [a, b] = [await connect(daemons[0]!.port, serviceAuth), await connect(daemons[1]!.port, serviceAuth)]
-      const user = (await a.call("create", ["User", { username: `r${Date.now()}`, email: `r${Date.now()}@example.com` }])).result as { id: string }
+      const user = (await a.call("create", ["User", { username: `r${Date.now()}`, email: `r${Date.now()}@example.com` }])).result as {
+        id: string
+      }
       const token = `session-${randomUUID()}`
-      const session = (await a.call("create", ["Session", { userId: user.id, token, expiresAt: "2099-01-01T00:00:00Z" }])).result as { id: string }
+      const session = (await a.call("create", ["Session", { userId: user.id, token, expiresAt: "2099-01-01T00:00:00Z" }])).result as {
+        id: string
+      }
       const asUser = { token, user_id: user.id }
       // Both replicas have now validated (and cached) the session.
       expect((await a.call("read", ["User", user.id], asUser)).error).toBeUndefined()
@@ -72,7 +86,11 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
         expect((await b.call("read", ["User", user.id], asUser)).error).toBeUndefined()
       } else {
         // The other replica hears of it within milliseconds, long before its 300 s cache expires.
-        await untilTrue("replica b to refuse the session", async () => (await b.call("read", ["User", user.id], asUser)).error?.code === 401, 5000)
+        await untilTrue(
+          "replica b to refuse the session",
+          async () => (await b.call("read", ["User", user.id], asUser)).error?.code === 401,
+          5000
+        )
       }
       await Promise.all([a.close(), b.close()])
     })
@@ -96,13 +114,13 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
 
     it("shares one rate limit between the replicas", async () => {
       const [a, b] = [await connect(daemons[0]!.port, serviceAuth), await connect(daemons[1]!.port, serviceAuth)]
-      const user = (await a.call("create", ["User", { username: `l${Date.now()}`, email: `l${Date.now()}@example.com` }])).result as { id: string }
+      const user = (await a.call("create", ["User", { username: `l${Date.now()}`, email: `l${Date.now()}@example.com` }])).result as {
+        id: string
+      }
       const token = `session-${randomUUID()}`
       await a.call("create", ["Session", { userId: user.id, token, expiresAt: "2099-01-01T00:00:00Z" }])
       const asUser = { token, user_id: user.id }
-      const answers = await Promise.all(
-        Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).call("read", ["User", user.id], asUser))
-      )
+      const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).call("read", ["User", user.id], asUser)))
       const admitted = answers.filter((x) => x.error === undefined).length
       const limited = answers.filter((x) => x.error?.code === 429).length
       expect(admitted).toBe(6)
@@ -115,8 +133,16 @@ for (const transport of ["postgresql", "redis", "none"] as const) {
         const c = await connect(daemons[i]!.port, serviceAuth)
         await c.call("count", ["User"])
         await c.close()
-        await untilTrue(`${name}'s audit record`, async () => fs.existsSync(audit(name)) && fs.readFileSync(audit(name), "utf8").includes('"operation":"count"'), 5000)
-        const records = fs.readFileSync(audit(name), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { replica?: string })
+        await untilTrue(
+          `${name}'s audit record`,
+          async () => fs.existsSync(audit(name)) && fs.readFileSync(audit(name), "utf8").includes('"operation":"count"'),
+          5000
+        )
+        const records = fs
+          .readFileSync(audit(name), "utf8")
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l) as { replica?: string })
         expect(records.length).toBeGreaterThan(0)
         expect(records.every((r) => r.replica === name)).toBe(true)
       }

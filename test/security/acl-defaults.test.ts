@@ -158,12 +158,18 @@ for (const dialect of ACL_DIALECTS) {
             await d.fail(403, "count", [entity], p.auth)
           } else if (cell === "allow") {
             const page = await d.ok<{ data: Array<Rec>; total: number }>("list", [entity, { filter: { id: target.id } }], p.auth)
-            expect(page.data.map((r) => r.id), what).toEqual([target.id])
+            expect(
+              page.data.map((r) => r.id),
+              what
+            ).toEqual([target.id])
             const everything = await d.ok<{ total: number }>("list", [entity], p.auth)
             expect(everything.total, what).toBe(await d.ok<number>("count", [entity]))
           } else {
             const page = await d.ok<{ data: Array<Rec>; total: number }>("list", [entity, { limit: 100 }], p.auth)
-            expect(page.data.map((r) => r.id), `${what}: only themselves`).toEqual([p.id])
+            expect(
+              page.data.map((r) => r.id),
+              `${what}: only themselves`
+            ).toEqual([p.id])
             expect(page.total).toBe(1)
             expect(await d.ok<number>("count", [entity], p.auth)).toBe(1)
             expect(await d.ok<number>("count", [entity]), "system sees more").toBeGreaterThan(1)

@@ -5,7 +5,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { skipDialect } from "../support/services.js"
-import { ACL_DIALECTS, type AclDaemon, allPrincipals, factories, type Principal, type Rec, startAclDaemon, uid, type UserRole } from "./acl-support.js"
+import {
+  ACL_DIALECTS,
+  type AclDaemon,
+  allPrincipals,
+  factories,
+  type Principal,
+  type Rec,
+  startAclDaemon,
+  uid,
+  type UserRole
+} from "./acl-support.js"
 
 for (const dialect of ACL_DIALECTS) {
   describe.skipIf(await skipDialect(dialect))(`no role escalation (${dialect})`, () => {
@@ -31,12 +41,23 @@ for (const dialect of ACL_DIALECTS) {
         expect(await d.ok<number>("count", ["User", { username: name }])).toBe(0)
       }
       const name = `esc_${uid()}`
-      expect(await d.ok<Rec>("create", ["User", { username: name, email: `${name}@example.com`, role: "user" }], who.user.auth)).toMatchObject({ role: "user" })
-      const rows = [`esc_${uid()}`, `esc_${uid()}`].map((n, i) => ({ username: n, email: `${n}@example.com`, role: i === 0 ? "user" : "admin" }))
+      expect(
+        await d.ok<Rec>("create", ["User", { username: name, email: `${name}@example.com`, role: "user" }], who.user.auth)
+      ).toMatchObject({ role: "user" })
+      const rows = [`esc_${uid()}`, `esc_${uid()}`].map((n, i) => ({
+        username: n,
+        email: `${n}@example.com`,
+        role: i === 0 ? "user" : "admin"
+      }))
       await d.fail(403, "createMany", ["User", rows], who.user.auth)
       expect(await d.ok<number>("count", ["User", { username: { in: rows.map((r) => r.username) } }])).toBe(0)
       const upName = `esc_${uid()}`
-      await d.fail(403, "upsert", ["User", "username", upName, { email: `${upName}@example.com`, role: "god" }, { email: `x${upName}@example.com` }], who.user.auth)
+      await d.fail(
+        403,
+        "upsert",
+        ["User", "username", upName, { email: `${upName}@example.com`, role: "god" }, { email: `x${upName}@example.com` }],
+        who.user.auth
+      )
       expect(await d.ok<number>("count", ["User", { username: upName }])).toBe(0)
     })
 

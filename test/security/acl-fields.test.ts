@@ -61,7 +61,14 @@ for (const dialect of DIALECTS) {
       const s = uid()
       return { name: `pkg-${s}`, version: "1.0.0", author: "tests", manifest: { s }, ...over }
     }
-    const workflowData = (over: Rec = {}): Rec => ({ name: `wf-${uid()}`, trigger: "manual", triggerConfig: {}, steps: [], createdBy: god.id, ...over })
+    const workflowData = (over: Rec = {}): Rec => ({
+      name: `wf-${uid()}`,
+      trigger: "manual",
+      triggerConfig: {},
+      steps: [],
+      createdBy: god.id,
+      ...over
+    })
     const asSystem = (entity: string, id: unknown) => d.ok<Rec>("read", [entity, id])
 
     describe("answers carry only the readable fields", () => {
@@ -73,7 +80,10 @@ for (const dialect of DIALECTS) {
         const created = await d.ok<Rec>("create", ["PageView", pageData()], god.auth)
         expect(keys(created), "create").toEqual(PAGE)
         // The row itself is complete: only the answer is narrowed.
-        expect(await asSystem("PageView", created.id)).toMatchObject({ title: expect.stringMatching(/^Secret /), description: expect.stringMatching(/^hidden /) })
+        expect(await asSystem("PageView", created.id)).toMatchObject({
+          title: expect.stringMatching(/^Secret /),
+          description: expect.stringMatching(/^hidden /)
+        })
         const table: Array<[string, ReadonlyArray<unknown>]> = [
           ["update", ["PageView", created.id, { title: "Changed" }]],
           ["upsert", ["PageView", "slug", `p-${uid()}`, pageData({ slug: undefined }), { title: "Up" }]],
@@ -130,7 +140,12 @@ for (const dialect of DIALECTS) {
         expect(keys(await d.ok("update", ["Package", created.id, { version: "1.0.1" }], supergod.auth)), "update").toEqual(PACKAGE)
         const results = await d.ok<Array<unknown>>(
           "transaction",
-          [[{ method: "create", params: ["Package", packageData()] }, { method: "update", params: ["Package", created.id, { version: "1.0.2" }] }]],
+          [
+            [
+              { method: "create", params: ["Package", packageData()] },
+              { method: "update", params: ["Package", created.id, { version: "1.0.2" }] }
+            ]
+          ],
           supergod.auth
         )
         expect(results.map(keys)).toEqual([PACKAGE, PACKAGE])
@@ -143,7 +158,12 @@ for (const dialect of DIALECTS) {
         expect(keys(await d.ok("update", ["Workflow", created.id, { description: "by god" }], god.auth)), "update").toEqual(ID_ONLY)
         const results = await d.ok<Array<unknown>>(
           "transaction",
-          [[{ method: "create", params: ["Workflow", workflowData()] }, { method: "update", params: ["Workflow", created.id, { description: "again" }] }]],
+          [
+            [
+              { method: "create", params: ["Workflow", workflowData()] },
+              { method: "update", params: ["Workflow", created.id, { description: "again" }] }
+            ]
+          ],
           god.auth
         )
         expect(results.map(keys)).toEqual([ID_ONLY, ID_ONLY])
@@ -196,7 +216,9 @@ for (const dialect of DIALECTS) {
           expect(e.details?.reason, `${method} ${JSON.stringify(params)}`).toContain("'name'")
         }
         expect(await asSystem("Package", pkg.id)).toEqual(pkg)
-        expect(await d.ok<number>("count", ["Package", { author: "tests" }], supergod.auth)).toBe(await d.ok<number>("count", ["Package", { author: "tests" }]))
+        expect(await d.ok<number>("count", ["Package", { author: "tests" }], supergod.auth)).toBe(
+          await d.ok<number>("count", ["Package", { author: "tests" }])
+        )
       })
 
       it("Workflow as god (no read access): no field may be tested by a write", async () => {

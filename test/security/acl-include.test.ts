@@ -41,7 +41,10 @@ for (const dialect of ACL_DIALECTS) {
     })
 
     const workflow = (createdBy: string, tag: string) =>
-      d.ok<Rec>("create", ["Workflow", { name: `wf-${uid()}`, description: tag, trigger: "manual", triggerConfig: {}, steps: [], createdBy }])
+      d.ok<Rec>("create", [
+        "Workflow",
+        { name: `wf-${uid()}`, description: tag, trigger: "manual", triggerConfig: {}, steps: [], createdBy }
+      ])
 
     it("hides an included record outside the caller's row filter (null) and its hidden fields", async () => {
       const tag = `t-${uid()}`
@@ -72,10 +75,12 @@ for (const dialect of ACL_DIALECTS) {
       const e = await d.fail(
         403,
         "transaction",
-        [[
-          { method: "update", params: ["User", alice.id, { email: `${tag}@example.com` }] },
-          { method: "create", params: ["PageView", { slug: tag, title: "T", level: 1, layout: {} }] }
-        ]],
+        [
+          [
+            { method: "update", params: ["User", alice.id, { email: `${tag}@example.com` }] },
+            { method: "create", params: ["PageView", { slug: tag, title: "T", level: 1, layout: {} }] }
+          ]
+        ],
         alice.auth
       )
       expect(e.details).toMatchObject({ operation: 1, rolledBack: true })

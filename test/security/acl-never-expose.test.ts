@@ -57,7 +57,10 @@ for (const dialect of ACL_DIALECTS) {
     it("security.never_expose hides User.email from every answer, system included", async () => {
       const name = `ne_${uid()}`
       const email = `${name}@example.com`
-      const asEach: Array<[string, Auth]> = [["system", serviceAuth], ["admin", admin.auth]]
+      const asEach: Array<[string, Auth]> = [
+        ["system", serviceAuth],
+        ["admin", admin.auth]
+      ]
       const created = await d.ok<Rec>("create", ["User", { username: name, email }])
       const answers: Array<unknown> = [created]
       for (const [, auth] of asEach) {
@@ -70,7 +73,9 @@ for (const dialect of ACL_DIALECTS) {
       }
       answers.push(await d.ok("upsert", ["User", "username", name, { email }, { email: `w_${uid()}@example.com` }]))
       const other = `ne_${uid()}`
-      answers.push(await d.ok("upsert", ["User", "username", other, { email: `${other}@example.com` }, { email: `x_${uid()}@example.com` }]))
+      answers.push(
+        await d.ok("upsert", ["User", "username", other, { email: `${other}@example.com` }, { email: `x_${uid()}@example.com` }])
+      )
       // A plain user: creating (public), reading and updating themselves.
       const mine = `ne_${uid()}`
       answers.push(await d.ok("create", ["User", { username: mine, email: `${mine}@example.com` }], user.auth))

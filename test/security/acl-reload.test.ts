@@ -158,7 +158,10 @@ for (const dialect of ACL_DIALECTS) {
             "rules:\n  - roles: wizard\n    entities: Nope\n    operations: read\n  - roles: user\n    entities: PageView\n    operations: peek\n"
           )
           const base = daemonConfig(db)
-          const config = writeConfig({ ...base, security: { ...(base.security as Record<string, unknown>), acl: { rules_file: rules } } }, dir)
+          const config = writeConfig(
+            { ...base, security: { ...(base.security as Record<string, unknown>), acl: { rules_file: rules } } },
+            dir
+          )
           const started = startDaemon([`--config=${config}`])
           const err = await started.then(
             async (daemon) => {
@@ -184,7 +187,12 @@ for (const dialect of ACL_DIALECTS) {
             (e: unknown) => e as Error
           )
           expect(again.message).toMatch(/daemon exited with 1 before listening/)
-          expect(again.message.split("\n").filter((l) => l.includes(`${rules}: `)).join("\n")).toMatch(/YAML syntax error/)
+          expect(
+            again.message
+              .split("\n")
+              .filter((l) => l.includes(`${rules}: `))
+              .join("\n")
+          ).toMatch(/YAML syntax error/)
         } finally {
           await db.drop()
           fs.rmSync(dir, { recursive: true, force: true })

@@ -66,7 +66,10 @@ for (const dialect of ACL_DIALECTS) {
     })
 
     const workflow = (createdBy: string, over: Rec = {}) =>
-      d.ok<Rec>("create", ["Workflow", { name: `wf-${uid()}`, trigger: "manual", triggerConfig: {}, steps: [{ step: 1 }], createdBy, ...over }])
+      d.ok<Rec>("create", [
+        "Workflow",
+        { name: `wf-${uid()}`, trigger: "manual", triggerConfig: {}, steps: [{ step: 1 }], createdBy, ...over }
+      ])
     /** A fresh set: two workflows of alice, two of bob, one of admin; all share a tag in their description. */
     const seed = async () => {
       const tag = `tag-${uid()}`
@@ -137,7 +140,18 @@ for (const dialect of ACL_DIALECTS) {
         await d.fail(404, "updateByField", ["Workflow", "name", target.name, { description: "mine now" }], alice.auth)
         await d.fail(404, "delete", ["Workflow", target.id], alice.auth)
         await d.fail(404, "deleteByField", ["Workflow", "name", target.name], alice.auth)
-        await d.fail(404, "upsert", ["Workflow", "name", target.name, { trigger: "manual", triggerConfig: {}, steps: [], createdBy: alice.id }, { description: "mine now" }], alice.auth)
+        await d.fail(
+          404,
+          "upsert",
+          [
+            "Workflow",
+            "name",
+            target.name,
+            { trigger: "manual", triggerConfig: {}, steps: [], createdBy: alice.id },
+            { description: "mine now" }
+          ],
+          alice.auth
+        )
         expect(await asSystem(target.id)).toEqual(target)
       })
 
@@ -151,20 +165,33 @@ for (const dialect of ACL_DIALECTS) {
         await d.fail(403, "updateByField", ["Workflow", "name", target.name, { createdBy: bob.id }], alice.auth)
         expect(await asSystem(target.id)).toEqual(target)
         // An update that keeps the row inside the filter is fine.
-        expect((await d.ok<Rec>("update", ["Workflow", target.id, { description: "still mine" }], alice.auth)).description).toBe("still mine")
+        expect((await d.ok<Rec>("update", ["Workflow", target.id, { description: "still mine" }], alice.auth)).description).toBe(
+          "still mine"
+        )
       })
 
       it("a create for someone else is 403 and creates nothing; for oneself it succeeds", async () => {
         const name = `wf-${uid()}`
         await d.fail(403, "create", ["Workflow", { name, trigger: "manual", triggerConfig: {}, steps: [], createdBy: bob.id }], alice.auth)
         expect(await d.ok<number>("count", ["Workflow", { name }])).toBe(0)
-        const own = await d.ok<Rec>("create", ["Workflow", { name, trigger: "manual", triggerConfig: {}, steps: [], createdBy: alice.id }], alice.auth)
+        const own = await d.ok<Rec>(
+          "create",
+          ["Workflow", { name, trigger: "manual", triggerConfig: {}, steps: [], createdBy: alice.id }],
+          alice.auth
+        )
         expect(own.createdBy).toBe(alice.id)
       })
 
       it("createMany with one row for someone else is 403 and creates none", async () => {
         const tag = `batch-${uid()}`
-        const rows = [alice.id, alice.id, bob.id].map((createdBy) => ({ name: `wf-${uid()}`, description: tag, trigger: "manual", triggerConfig: {}, steps: [], createdBy }))
+        const rows = [alice.id, alice.id, bob.id].map((createdBy) => ({
+          name: `wf-${uid()}`,
+          description: tag,
+          trigger: "manual",
+          triggerConfig: {},
+          steps: [],
+          createdBy
+        }))
         await d.fail(403, "createMany", ["Workflow", rows], alice.auth)
         expect(await d.ok<number>("count", ["Workflow", { description: tag }])).toBe(0)
         expect(await d.ok<number>("createMany", ["Workflow", rows.slice(0, 2)], alice.auth)).toBe(2)
@@ -173,11 +200,24 @@ for (const dialect of ACL_DIALECTS) {
 
       it("an upsert that would create a row for someone else is 403 and creates nothing", async () => {
         const name = `wf-${uid()}`
-        await d.fail(403, "upsert", ["Workflow", "name", name, { trigger: "manual", triggerConfig: {}, steps: [], createdBy: bob.id }, { description: "x" }], alice.auth)
+        await d.fail(
+          403,
+          "upsert",
+          ["Workflow", "name", name, { trigger: "manual", triggerConfig: {}, steps: [], createdBy: bob.id }, { description: "x" }],
+          alice.auth
+        )
         expect(await d.ok<number>("count", ["Workflow", { name }])).toBe(0)
-        const created = await d.ok<Rec>("upsert", ["Workflow", "name", name, { trigger: "manual", triggerConfig: {}, steps: [], createdBy: alice.id }, { description: "x" }], alice.auth)
+        const created = await d.ok<Rec>(
+          "upsert",
+          ["Workflow", "name", name, { trigger: "manual", triggerConfig: {}, steps: [], createdBy: alice.id }, { description: "x" }],
+          alice.auth
+        )
         expect(created.createdBy).toBe(alice.id)
-        const updated = await d.ok<Rec>("upsert", ["Workflow", "name", name, { trigger: "manual", triggerConfig: {}, steps: [], createdBy: alice.id }, { description: "y" }], alice.auth)
+        const updated = await d.ok<Rec>(
+          "upsert",
+          ["Workflow", "name", name, { trigger: "manual", triggerConfig: {}, steps: [], createdBy: alice.id }, { description: "y" }],
+          alice.auth
+        )
         expect(updated).toMatchObject({ id: created.id, description: "y" })
       })
     })
@@ -192,7 +232,10 @@ for (const dialect of ACL_DIALECTS) {
       expect(created.createdBy).toBe(god.id)
       // The update path is the default's (every row): a god may update anyone's workflow.
       const theirs = await workflow(bob.id)
-      expect(await d.ok<Rec>("upsert", ["Workflow", "name", theirs.name, data, { description: "by god" }], god.auth)).toMatchObject({ id: theirs.id, description: "by god" })
+      expect(await d.ok<Rec>("upsert", ["Workflow", "name", theirs.name, data, { description: "by god" }], god.auth)).toMatchObject({
+        id: theirs.id,
+        description: "by god"
+      })
     })
 
     describe("field lists", () => {
@@ -217,7 +260,9 @@ for (const dialect of ACL_DIALECTS) {
         await d.fail(403, "findFirst", ["Workflow", { description: w.description }], admin.auth)
         // Readable fields filter and sort as usual.
         expect(await d.ok<number>("count", ["Workflow", { id: w.id, name: w.name }], admin.auth)).toBe(1)
-        expect((await d.ok<Page>("list", ["Workflow", { filter: { createdBy: bob.id }, sort: { name: "asc" }, limit: 100 }], admin.auth)).total).toBeGreaterThan(0)
+        expect(
+          (await d.ok<Page>("list", ["Workflow", { filter: { createdBy: bob.id }, sort: { name: "asc" }, limit: 100 }], admin.auth)).total
+        ).toBeGreaterThan(0)
       })
 
       it("write_fields: 403 for another field (row unchanged), success for the listed ones", async () => {

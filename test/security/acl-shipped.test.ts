@@ -64,7 +64,16 @@ for (const dialect of ACL_DIALECTS) {
       const theirs = await workflow(who.god.id)
       const seen = await d.ok<Page>("list", ["Workflow", { limit: 100 }], who.admin.auth)
       expect(seen.data.map((w) => w.id)).toEqual([mine.id])
-      expect(Object.keys(seen.data[0]!).sort()).toEqual(["createdAt", "createdBy", "description", "id", "isActive", "name", "trigger", "updatedAt"])
+      expect(Object.keys(seen.data[0]!).sort()).toEqual([
+        "createdAt",
+        "createdBy",
+        "description",
+        "id",
+        "isActive",
+        "name",
+        "trigger",
+        "updatedAt"
+      ])
       await d.fail(404, "read", ["Workflow", theirs.id], who.admin.auth)
       // Gods keep the default: every workflow, every field.
       const god = await d.ok<Page>("list", ["Workflow", { limit: 100 }], who.god.auth)

@@ -1,7 +1,8 @@
 /**
  * Shared setup of the access-rule suites (acl*.test.ts): the daemon's core layers in this process
- * (test/support/inprocess.ts) answering frames through the real RpcHandler, a database per suite, principals of each user role with session tokens, record
- * factories for the eight entities, and rules-file writing. No sleeps: waits are bounded polls.
+ * (test/support/inprocess.ts) answering frames through the real RpcHandler, a database per suite,
+ * principals of each user role with session tokens, record factories for the eight entities, and
+ * rules-file writing. No sleeps: waits are bounded polls.
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -12,7 +13,15 @@ import type { RpcHandler } from "../../src/rpc/Handler.js"
 import { type InProcess, startInProcess } from "../support/inprocess.js"
 import { uid } from "../support/ids.js"
 import type { Answer, Rec, WireError } from "../support/types.js"
-import { createDatabase, daemonConfig, type DialectName, serviceAuth, type TestDatabase, tempDir, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  daemonConfig,
+  type DialectName,
+  serviceAuth,
+  type TestDatabase,
+  tempDir,
+  writeConfig
+} from "../support/services.js"
 
 export type { Answer, Rec, WireError }
 export { uid }
@@ -226,6 +235,5 @@ export const rewrite = (file: string, text: string) => {
   while (Buffer.byteLength(body) === before) body += "\n"
   fs.writeFileSync(file, body)
 }
-
 
 export { until } from "../support/wait.js"

@@ -76,7 +76,12 @@ const cases: ReadonlyArray<Case> = [
   { name: "unknown data key (createMany)", method: "createMany", params: ["User", [{ [LONG]: 1 }]], code: 422 },
   { name: "unknown data key (updateMany)", method: "updateMany", params: ["User", { username: "nobody" }, { [LONG]: 1 }], code: 422 },
   { name: "unknown lookup field (findByField)", method: "findByField", params: ["User", LONG, "x"], code: 422 },
-  { name: "unknown data key in a transaction", method: "transaction", params: [[{ method: "create", params: ["User", { [LONG]: 1 }] }]], code: 422 },
+  {
+    name: "unknown data key in a transaction",
+    method: "transaction",
+    params: [[{ method: "create", params: ["User", { [LONG]: 1 }] }]],
+    code: 422
+  },
   { name: "unknown entity", method: "list", params: [LONG], code: 422 },
   { name: "unknown entity (a write)", method: "create", params: [LONG, { a: 1 }], code: 422 }
 ]
@@ -102,7 +107,10 @@ describe.each(dialects)("client names are bounded in answers and audit records o
   }
   const recordOf = (id: string) =>
     waitFor(`the audit record of ${id}`, () => {
-      const line = fs.readFileSync(auditFile, "utf8").split("\n").find((l) => l.includes(`"requestId":${JSON.stringify(id)}`))
+      const line = fs
+        .readFileSync(auditFile, "utf8")
+        .split("\n")
+        .find((l) => l.includes(`"requestId":${JSON.stringify(id)}`))
       return line === undefined ? undefined : { line, record: JSON.parse(line) as AuditRecord }
     })
 
@@ -132,18 +140,22 @@ describe.each(dialects)("client names are bounded in answers and audit records o
     await daemon?.stop()
   })
 
-  it.skipIf(skip).each(cases.map((c, i) => ({ ...c, i })))("$name: the answer is under 4 KiB and quotes the name cut", async ({ i, code }) => {
-    const text = answers.get(`echo-${i}`)!
-    const answer = JSON.parse(text) as { error?: { code: number; details?: Record<string, unknown> } }
-    expect(answer.error?.code, text.slice(0, 500)).toBe(code)
-    expect(Buffer.byteLength(text), text.slice(0, 500)).toBeLessThan(ANSWER_MAX_BYTES)
-    expect(text).not.toContain("x".repeat(200))
-    // Where the details quote the name, it is cut with the marker (an unknown entity is not quoted).
-    if (text.includes("Zqxxx")) {
-      expect(text).toMatch(MARKER)
-      for (const s of JSON.stringify(answer.error?.details).match(/"[^"]*Zqx[^"]*"/g) ?? []) expect(JSON.parse(s).length).toBeLessThanOrEqual(512)
+  it.skipIf(skip).each(cases.map((c, i) => ({ ...c, i })))(
+    "$name: the answer is under 4 KiB and quotes the name cut",
+    async ({ i, code }) => {
+      const text = answers.get(`echo-${i}`)!
+      const answer = JSON.parse(text) as { error?: { code: number; details?: Record<string, unknown> } }
+      expect(answer.error?.code, text.slice(0, 500)).toBe(code)
+      expect(Buffer.byteLength(text), text.slice(0, 500)).toBeLessThan(ANSWER_MAX_BYTES)
+      expect(text).not.toContain("x".repeat(200))
+      // Where the details quote the name, it is cut with the marker (an unknown entity is not quoted).
+      if (text.includes("Zqxxx")) {
+        expect(text).toMatch(MARKER)
+        for (const s of JSON.stringify(answer.error?.details).match(/"[^"]*Zqx[^"]*"/g) ?? [])
+          expect(JSON.parse(s).length).toBeLessThanOrEqual(512)
+      }
     }
-  })
+  )
 
   it.skipIf(skip).each(cases.map((c, i) => ({ ...c, i })))("$name: the audit record is one bounded line", async ({ i, code, method }) => {
     const { line, record } = await recordOf(`echo-${i}`)

@@ -69,7 +69,6 @@ export const stdoutAudit = (output: string): Array<AuditRecord> =>
     .filter((l) => l.startsWith('{"audit":'))
     .map((l) => (JSON.parse(l) as { audit: AuditRecord }).audit)
 
-
 /** Polls `probe` until it returns a value other than undefined, failing after `timeoutMs`. */
 export const waitFor = <A>(what: string, probe: () => Promise<A | undefined> | A | undefined, timeoutMs = 15_000): Promise<A> =>
   until(what, probe, timeoutMs)

@@ -44,8 +44,13 @@ describe("audit retention and record cap in a daemon (sqlite)", () => {
       const t = new Date(Date.now() - (10 - i) * 60_000)
       fs.utimesSync(f, t, t)
     })
-    fs.writeFileSync(path.join(auditDir, "audit.log"), `${JSON.stringify({ operation: "filler", pad: "p".repeat(1024 * 1024) })}\n`, { mode: 0o600 })
-    const config = auditDaemonConfig(db, { audit_log_path: path.join(auditDir, "audit.log"), audit: { max_size_mb: 1, max_files: 1, max_record_bytes: 4096 } })
+    fs.writeFileSync(path.join(auditDir, "audit.log"), `${JSON.stringify({ operation: "filler", pad: "p".repeat(1024 * 1024) })}\n`, {
+      mode: 0o600
+    })
+    const config = auditDaemonConfig(db, {
+      audit_log_path: path.join(auditDir, "audit.log"),
+      audit: { max_size_mb: 1, max_files: 1, max_record_bytes: 4096 }
+    })
     daemon = await startDaemon([`--config=${writeConfig(config, dir)}`], { timeoutMs: 90_000 })
   }, 120_000)
 
@@ -91,8 +96,13 @@ describe("audit retention and record cap in a daemon (sqlite)", () => {
       const a = await client.call("transaction", [ops])
       expect(a.error, JSON.stringify(a.error)).toBeUndefined()
       const created = (a.result as Array<{ id: string }>).map((r) => r.id)
-      const rec = await waitFor("the transaction's record", () => readAudit(path.join(auditDir, "audit.log")).find((r) => r.operation === "transaction"))
-      const line = fs.readFileSync(path.join(auditDir, "audit.log"), "utf8").split("\n").find((l) => l.includes('"operation":"transaction"'))!
+      const rec = await waitFor("the transaction's record", () =>
+        readAudit(path.join(auditDir, "audit.log")).find((r) => r.operation === "transaction")
+      )
+      const line = fs
+        .readFileSync(path.join(auditDir, "audit.log"), "utf8")
+        .split("\n")
+        .find((l) => l.includes('"operation":"transaction"'))!
       expect(Buffer.byteLength(line)).toBeLessThanOrEqual(4096)
       expect(rec).toMatchObject({ operation: "transaction", userId: "tests", success: true })
       const summary = (rec as AuditRecord).summarized!
@@ -119,7 +129,16 @@ describe("FileSink retention by age", () => {
     const removed: Array<{ file: string; reason: RemovalReason }> = []
     const counter = auditFilesDeletedOf("max_age_days")
     const before = (await Effect.runPromise(Metric.value(counter))).count
-    const sink = new FileSink({ file, fsync: false, maxBytes: 100, rotateDaily: false, maxFiles: 100, maxAgeDays: 7, now: () => now, onRemoved: (f, reason) => removed.push({ file: f, reason }) })
+    const sink = new FileSink({
+      file,
+      fsync: false,
+      maxBytes: 100,
+      rotateDaily: false,
+      maxFiles: 100,
+      maxAgeDays: 7,
+      now: () => now,
+      onRemoved: (f, reason) => removed.push({ file: f, reason })
+    })
     try {
       await sink.append(`${"a".repeat(80)}\n`)
       await sink.append(`${"b".repeat(80)}\n`) // rotates: one rotated file

@@ -34,12 +34,19 @@ vi.mock("node:fs", async (importOriginal) => {
     const cb = args[args.length - 1] as Cb
     const failNow = ctl.failAfterCalls !== undefined && ctl.failAfterCalls-- <= 0
     if (ctl.failWrites || failNow) {
-      const err: NodeJS.ErrnoException = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", errno: -28, syscall: "write" })
+      const err: NodeJS.ErrnoException = Object.assign(new Error("ENOSPC: no space left on device, write"), {
+        code: "ENOSPC",
+        errno: -28,
+        syscall: "write"
+      })
       return void setImmediate(() => cb(err))
     }
     if (ctl.maxWriteBytes !== undefined) {
       const data = args[1]
-      const whole = typeof data === "string" ? Buffer.from(data, "utf8") : (data as Buffer).subarray(args[2] as number, (args[2] as number) + (args[3] as number))
+      const whole =
+        typeof data === "string"
+          ? Buffer.from(data, "utf8")
+          : (data as Buffer).subarray(args[2] as number, (args[2] as number) + (args[3] as number))
       const part = whole.subarray(0, ctl.maxWriteBytes)
       return real.write(args[0] as number, part, 0, part.length, null, (err, n) => cb(err, n, part))
     }
@@ -79,8 +86,16 @@ const setup = (o: Partial<FileSinkOptions> = {}) => {
 }
 
 const line = (n: number, pad = 0) => JSON.stringify({ n, pad: "x".repeat(pad) }) + "\n"
-const rotatedFiles = (dir: string) => fs.readdirSync(dir).filter((n) => n.startsWith("audit.log.")).sort()
-const readLines = (file: string) => fs.readFileSync(file, "utf8").split("\n").filter((l) => l !== "")
+const rotatedFiles = (dir: string) =>
+  fs
+    .readdirSync(dir)
+    .filter((n) => n.startsWith("audit.log."))
+    .sort()
+const readLines = (file: string) =>
+  fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l !== "")
 const DAY = 86_400_000
 
 describe("FileSink: files", () => {

@@ -15,7 +15,16 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { AuditRecord } from "../../src/services/AuditLog.js"
 import { type Answer, type Daemon, openSocket, type RawSocket, startDaemon } from "../support/daemon.js"
-import { createDatabase, type DialectName, SERVICE_TOKEN, serviceAuth, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  type DialectName,
+  SERVICE_TOKEN,
+  serviceAuth,
+  skipDialect,
+  tempDir,
+  type TestDatabase,
+  writeConfig
+} from "../support/services.js"
 import { auditDaemonConfig, query, readAudit, stdoutAudit, waitFor } from "./audit-helpers.js"
 
 const TABLE = "audit_records"
@@ -47,7 +56,13 @@ describe.each(dialects)("audit records on $dialect", ({ dialect, skip }) => {
   let userId = ""
 
   /** Sends one request with a chosen id on `s` and waits for its answer. */
-  const ask = async (s: RawSocket, id: string, method: string, params: ReadonlyArray<unknown>, auth: Record<string, unknown> = serviceAuth) => {
+  const ask = async (
+    s: RawSocket,
+    id: string,
+    method: string,
+    params: ReadonlyArray<unknown>,
+    auth: Record<string, unknown> = serviceAuth
+  ) => {
     s.send(JSON.stringify({ id, method, params, auth }))
     const a = await s.next()
     expect(a.id).toBe(id)
@@ -150,7 +165,9 @@ describe.each(dialects)("audit records on $dialect", ({ dialect, skip }) => {
     const cred = lineOf("create-credential")
     expect(cred.recordIds).toEqual([(answers.get("create-credential")?.result as { id: string }).id])
     // Distinct requests, distinct traces.
-    expect(new Set(file.filter((x) => x.traceId !== undefined).map((x) => x.traceId)).size).toBe(file.filter((x) => x.traceId !== undefined).length)
+    expect(new Set(file.filter((x) => x.traceId !== undefined).map((x) => x.traceId)).size).toBe(
+      file.filter((x) => x.traceId !== undefined).length
+    )
   })
 
   it.skipIf(skip)("failures: error code, error name and details (422, 404, 409)", () => {

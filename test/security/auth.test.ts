@@ -86,7 +86,11 @@ for (const dialect of DIALECTS) {
         const c = await open()
         expectError(await c.call("count", ["User"], { token: "no-such-token-0123456789", user_id: "tests" }), 401, "unknown token")
         expectError(await c.call("count", ["User"], { token: "aaaa.bbbb.cccc", user_id: "tests" }), 401, "JWT-shaped garbage")
-        expectError(await c.call("authenticate", [{ token: "no-such-token-0123456789", user_id: "tests" }], null), 401, "authenticate, unknown")
+        expectError(
+          await c.call("authenticate", [{ token: "no-such-token-0123456789", user_id: "tests" }], null),
+          401,
+          "authenticate, unknown"
+        )
       })
 
       it("expired session (expiresAt in the past)", async () => {
@@ -139,7 +143,11 @@ for (const dialect of DIALECTS) {
         const c = await open()
         expectOk(await c.call("read", ["User", u.id], { token: s.token, user_id: u.id }), "matching user_id")
         expectError(await c.call("read", ["User", u.id], { token: s.token, user_id: other.id }), 401, "session, other user's id")
-        expectError(await c.call("read", ["User", u.id], { token: s.token, userId: other.id }), 401, "session, other user's id (userId alias)")
+        expectError(
+          await c.call("read", ["User", u.id], { token: s.token, userId: other.id }),
+          401,
+          "session, other user's id (userId alias)"
+        )
         expectError(await c.call("count", ["User"], { token: SERVICE_TOKEN, user_id: u.id }), 401, "service token, a user's id")
         const jwt = await signJwt(hsKey, "HS256", { sub: u.id, role: "user", iss: ISSUER, aud: AUDIENCE })
         expectError(await c.call("read", ["User", u.id], { token: jwt, user_id: other.id }), 401, "JWT, not its sub")
@@ -150,7 +158,8 @@ for (const dialect of DIALECTS) {
         const sub = "jwt-user-1"
         const c = await open()
         const good = { sub, role: "admin", iss: ISSUER, aud: AUDIENCE }
-        const call = async (token: string, what: string) => expectError(await c.call("getCapabilities", [], { token, user_id: sub }), 401, what)
+        const call = async (token: string, what: string) =>
+          expectError(await c.call("getCapabilities", [], { token, user_id: sub }), 401, what)
 
         await call(await signJwt(new TextEncoder().encode(`${HS_SECRET}-but-another`), "HS256", good), "signed with another secret")
         const valid = await signJwt(hsKey, "HS256", good)
@@ -158,7 +167,15 @@ for (const dialect of DIALECTS) {
         const forged = Buffer.from(JSON.stringify({ ...good, role: "supergod", exp: now() + 600 })).toString("base64url")
         await call(`${h}.${forged}.${sig}`, "payload changed after signing")
         await call(`${h}.${valid.split(".")[1]}.`, "signature removed")
-        await call(new jose.UnsecuredJWT({ role: "admin" }).setSubject(sub).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime("10m").encode(), "alg none")
+        await call(
+          new jose.UnsecuredJWT({ role: "admin" })
+            .setSubject(sub)
+            .setIssuer(ISSUER)
+            .setAudience(AUDIENCE)
+            .setExpirationTime("10m")
+            .encode(),
+          "alg none"
+        )
         await call(await signJwt(hsKey, "HS512", good), "HS512 is not an accepted algorithm")
         await call(await signJwt(hsKey, "HS256", { ...good, exp: now() - 600 }), "expired")
         await call(await signJwt(hsKey, "HS256", { ...good, nbf: now() + 600 }), "nbf in the future")
@@ -180,7 +197,11 @@ for (const dialect of DIALECTS) {
     describe("success paths", () => {
       it("service token: the system principal named by the token", async () => {
         const c = await open()
-        expect(expectOk<Authenticated>(await c.call("authenticate", [serviceAuth], null))).toEqual({ authenticated: true, userId: "tests", role: "system" })
+        expect(expectOk<Authenticated>(await c.call("authenticate", [serviceAuth], null))).toEqual({
+          authenticated: true,
+          userId: "tests",
+          role: "system"
+        })
         expect(typeof expectOk(await c.call("count", ["User"], null))).toBe("number")
       })
 
@@ -190,13 +211,21 @@ for (const dialect of DIALECTS) {
         const s = await createSession(system, u.id, inSeconds(3600))
         const auth = { token: s.token, user_id: u.id }
         const c = await open(auth)
-        expect(expectOk<Authenticated>(await c.call("authenticate", [auth], null))).toEqual({ authenticated: true, userId: u.id, role: "user" })
+        expect(expectOk<Authenticated>(await c.call("authenticate", [auth], null))).toEqual({
+          authenticated: true,
+          userId: u.id,
+          role: "user"
+        })
         expect(expectOk<{ id: string }>(await c.call("read", ["User", u.id])).id).toBe(u.id)
         const denied = await c.call("read", ["User", other.id])
         expect(denied.error?.code, `a user reads another user: ${JSON.stringify(denied)}`).toBeOneOf([403, 404])
 
         expectOk(await system.call("update", ["User", u.id, { role: "admin" }]), "promote to admin")
-        expect(expectOk<Authenticated>(await c.call("authenticate", [auth], null))).toEqual({ authenticated: true, userId: u.id, role: "admin" })
+        expect(expectOk<Authenticated>(await c.call("authenticate", [auth], null))).toEqual({
+          authenticated: true,
+          userId: u.id,
+          role: "admin"
+        })
         expect(expectOk<{ id: string }>(await c.call("read", ["User", other.id]), "an admin reads another user").id).toBe(other.id)
 
         expectOk(await system.call("update", ["User", u.id, { role: "user" }]), "demote to user")
@@ -209,11 +238,22 @@ for (const dialect of DIALECTS) {
         for (const role of ["user", "admin", "god", "supergod"]) {
           const sub = `jwt-${role}`
           const token = await signJwt(hsKey, "HS256", { sub, role, iss: ISSUER, aud: AUDIENCE })
-          expect(expectOk<Authenticated>(await c.call("authenticate", [{ token, user_id: sub }], null))).toEqual({ authenticated: true, userId: sub, role })
+          expect(expectOk<Authenticated>(await c.call("authenticate", [{ token, user_id: sub }], null))).toEqual({
+            authenticated: true,
+            userId: sub,
+            role
+          })
           expectOk(await c.call("getCapabilities", [], { token, user_id: sub }), `JWT ${role}`)
         }
         // nbf a little in the past and exp a little in the future are fine.
-        const token = await signJwt(hsKey, "HS256", { sub: "jwt-edge", role: "user", iss: ISSUER, aud: AUDIENCE, nbf: now() - 1, exp: now() + 30 })
+        const token = await signJwt(hsKey, "HS256", {
+          sub: "jwt-edge",
+          role: "user",
+          iss: ISSUER,
+          aud: AUDIENCE,
+          nbf: now() - 1,
+          exp: now() + 30
+        })
         expectOk(await c.call("getCapabilities", [], { token, user_id: "jwt-edge" }), "JWT near its bounds")
       })
     })
@@ -242,7 +282,11 @@ for (const dialect of DIALECTS) {
         expectError(await c.call("count", ["User"], { token: "wrong-token-0123456789" }), 401, "another, unknown token")
         expectOk(await c.call("count", ["User"], service), "and the service token again")
         expect(expectOk<{ id: string }>(await c.call("read", ["User", u.id], { token: s.token, user_id: u.id })).id).toBe(u.id)
-        expectError(await c.call("read", ["User", u.id], { token: s.token, user_id: other.id }), 401, "the session's token with another user's id")
+        expectError(
+          await c.call("read", ["User", u.id], { token: s.token, user_id: other.id }),
+          401,
+          "the session's token with another user's id"
+        )
         expect(expectOk<{ id: string }>(await c.call("read", ["User", u.id], { token: s.token, user_id: u.id })).id).toBe(u.id)
       })
 
@@ -305,20 +349,50 @@ for (const dialect of DIALECTS) {
         clients.push(c)
         const claims = { sub: "es-user", role: "god", iss: ISSUER, aud: AUDIENCE }
         const token = await signJwt(privateKey, "ES256", claims)
-        expect(expectOk<Authenticated>(await c.call("authenticate", [{ token, user_id: "es-user" }], null))).toEqual({ authenticated: true, userId: "es-user", role: "god" })
+        expect(expectOk<Authenticated>(await c.call("authenticate", [{ token, user_id: "es-user" }], null))).toEqual({
+          authenticated: true,
+          userId: "es-user",
+          role: "god"
+        })
         expectOk(await c.call("getCapabilities", [], null), "after authenticate")
 
         const other = await jose.generateKeyPair("ES256")
-        expectError(await c.call("getCapabilities", [], { token: await signJwt(other.privateKey, "ES256", claims), user_id: "es-user" }), 401, "another key")
+        expectError(
+          await c.call("getCapabilities", [], { token: await signJwt(other.privateKey, "ES256", claims), user_id: "es-user" }),
+          401,
+          "another key"
+        )
         // Algorithm confusion: the public key (which anybody has) as an HMAC secret.
         const pem = fs.readFileSync(path.join(es!.dir, "keys", "jwt-public.pem"))
-        expectError(await c.call("getCapabilities", [], { token: await signJwt(new Uint8Array(pem), "HS256", claims), user_id: "es-user" }), 401, "HS256 with the public key")
-        expectError(await c.call("getCapabilities", [], { token: await signJwt(privateKey, "ES256", { ...claims, exp: now() - 600 }), user_id: "es-user" }), 401, "expired")
-        expectError(await c.call("getCapabilities", [], { token: await signJwt(privateKey, "ES256", { ...claims, role: "system" }), user_id: "es-user" }), 401, "role system")
+        expectError(
+          await c.call("getCapabilities", [], { token: await signJwt(new Uint8Array(pem), "HS256", claims), user_id: "es-user" }),
+          401,
+          "HS256 with the public key"
+        )
+        expectError(
+          await c.call("getCapabilities", [], {
+            token: await signJwt(privateKey, "ES256", { ...claims, exp: now() - 600 }),
+            user_id: "es-user"
+          }),
+          401,
+          "expired"
+        )
+        expectError(
+          await c.call("getCapabilities", [], {
+            token: await signJwt(privateKey, "ES256", { ...claims, role: "system" }),
+            user_id: "es-user"
+          }),
+          401,
+          "role system"
+        )
         // An RSA key in its place is no better.
         const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 })
         const rsaKey = await jose.importPKCS8(rsa.privateKey.export({ type: "pkcs8", format: "pem" }).toString(), "RS256")
-        expectError(await c.call("getCapabilities", [], { token: await signJwt(rsaKey, "RS256", claims), user_id: "es-user" }), 401, "RS256 token")
+        expectError(
+          await c.call("getCapabilities", [], { token: await signJwt(rsaKey, "RS256", claims), user_id: "es-user" }),
+          401,
+          "RS256 token"
+        )
       })
     })
 

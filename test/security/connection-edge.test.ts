@@ -47,7 +47,12 @@ const open = (port: number, o: OpenOptions = {}): Promise<Opened | { readonly re
         ? {}
         : {
             createConnection: (opts: net.NetConnectOpts) => {
-              const socket = net.connect({ ...opts, host: "127.0.0.1", port, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) } as net.NetConnectOpts)
+              const socket = net.connect({
+                ...opts,
+                host: "127.0.0.1",
+                port,
+                ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress })
+              } as net.NetConnectOpts)
               socket.write(o.preamble!)
               return socket
             }
@@ -97,7 +102,11 @@ const refusedWith = async (port: number, o: OpenOptions = {}): Promise<number | 
 
 const auditRecords = (file: string): Array<Rec> =>
   fs.existsSync(file)
-    ? fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l) as Rec)
+    ? fs
+        .readFileSync(file, "utf8")
+        .split("\n")
+        .filter((l) => l.length > 0)
+        .map((l) => JSON.parse(l) as Rec)
     : []
 
 /** The audit record of request `id` (waits, bounded, for the batch to be written). */
@@ -116,22 +125,25 @@ const start = async (db: TestDatabase, server: Rec, auth: Rec = {}, extra: Rec =
   const dir = tempDir("edge")
   const auditFile = path.join(dir, "audit", "audit.log")
   const base = daemonConfig(db)
-  const daemon = await startDaemon([
-    `--config=${writeConfig(
-      {
-        ...base,
-        server: { host: "127.0.0.1", port: 0, ...server },
-        security: {
-          ...(base.security as Rec),
-          audit_log: true,
-          audit_log_path: auditFile,
-          auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }], ...auth }
+  const daemon = await startDaemon(
+    [
+      `--config=${writeConfig(
+        {
+          ...base,
+          server: { host: "127.0.0.1", port: 0, ...server },
+          security: {
+            ...(base.security as Rec),
+            audit_log: true,
+            audit_log_path: auditFile,
+            auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }], ...auth }
+          },
+          ...extra
         },
-        ...extra
-      },
-      dir
-    )}`
-  ], { timeoutMs: 90_000 })
+        dir
+      )}`
+    ],
+    { timeoutMs: 90_000 }
+  )
   return { daemon, auditFile }
 }
 
@@ -156,7 +168,11 @@ describe("trusted proxies: X-Forwarded-For", () => {
   let port = 0
   let audit = ""
   beforeAll(async () => {
-    const d = await start(db!, { trusted_proxies: ["127.0.0.2", "127.0.0.3/32"], max_connections_per_address: 2 }, { failed_auth: { burst: 2, per_minute: 1 } })
+    const d = await start(
+      db!,
+      { trusted_proxies: ["127.0.0.2", "127.0.0.3/32"], max_connections_per_address: 2 },
+      { failed_auth: { burst: 2, per_minute: 1 } }
+    )
     daemons.push(d.daemon)
     port = d.daemon.port
     audit = d.auditFile
@@ -171,9 +187,13 @@ describe("trusted proxies: X-Forwarded-For", () => {
     const one = keep(await opened(port, { localAddress: "127.0.0.2", headers: { "X-Forwarded-For": "198.51.100.9" } }))
     expect(await addressSeen(one, audit)).toBe("198.51.100.9")
     // 6.6.6.6 was written by the client itself; 127.0.0.3 is a second trusted proxy.
-    const hops = keep(await opened(port, { localAddress: "127.0.0.2", headers: { "X-Forwarded-For": "6.6.6.6, 198.51.100.10, 127.0.0.3" } }))
+    const hops = keep(
+      await opened(port, { localAddress: "127.0.0.2", headers: { "X-Forwarded-For": "6.6.6.6, 198.51.100.10, 127.0.0.3" } })
+    )
     expect(await addressSeen(hops, audit)).toBe("198.51.100.10")
-    const ports = keep(await opened(port, { localAddress: "127.0.0.2", headers: { "X-Forwarded-For": "[2001:db8::5]:4711, 127.0.0.3:80" } }))
+    const ports = keep(
+      await opened(port, { localAddress: "127.0.0.2", headers: { "X-Forwarded-For": "[2001:db8::5]:4711, 127.0.0.3:80" } })
+    )
     expect(await addressSeen(ports, audit)).toBe("2001:db8::5")
     // Garbage where a trusted proxy wrote: the walk stops at that proxy.
     const garbage = keep(await opened(port, { localAddress: "127.0.0.2", headers: { "X-Forwarded-For": "1.2.3.4, not-an-address" } }))
@@ -229,15 +249,36 @@ describe("trusted proxies: PROXY protocol (server.proxy_protocol)", () => {
 
   it("v2 (with TLVs after the addresses) from a trusted peer: the header's source address is the client; LOCAL keeps the peer's", async () => {
     const tlvs = Buffer.from([0x05, 0x00, 0x03, 0x61, 0x62, 0x63]) // PP2_TYPE_UNIQUE_ID "abc"
-    const c = keep(await opened(port, { localAddress: "127.0.0.2", preamble: buildV2({ source: "203.0.113.21", sourcePort: 40000, destination: "127.0.0.1", destinationPort: port, tlvs }) }))
+    const c = keep(
+      await opened(port, {
+        localAddress: "127.0.0.2",
+        preamble: buildV2({ source: "203.0.113.21", sourcePort: 40000, destination: "127.0.0.1", destinationPort: port, tlvs })
+      })
+    )
     expect(await addressSeen(c, audit)).toBe("203.0.113.21")
-    const local = keep(await opened(port, { localAddress: "127.0.0.2", preamble: buildV2({ command: "LOCAL", source: "0.0.0.0", sourcePort: 0, destination: "0.0.0.0", destinationPort: 0 }) }))
+    const local = keep(
+      await opened(port, {
+        localAddress: "127.0.0.2",
+        preamble: buildV2({ command: "LOCAL", source: "0.0.0.0", sourcePort: 0, destination: "0.0.0.0", destinationPort: 0 })
+      })
+    )
     expect(await addressSeen(local, audit)).toBe("127.0.0.2")
   })
 
   it("a PROXY header from an untrusted peer is refused; the same peer without one is served as itself", async () => {
-    await expect(open(port, { localAddress: "127.0.0.1", preamble: buildV1("203.0.113.22", 1, "127.0.0.1", port) }).then((c) => ("refused" in c ? c.refused : "open"))).resolves.not.toBe("open")
-    await expect(open(port, { localAddress: "127.0.0.1", preamble: buildV2({ source: "203.0.113.22", sourcePort: 1, destination: "127.0.0.1", destinationPort: port }) }).then((c) => ("refused" in c ? c.refused : "open")).catch(() => "failed")).resolves.not.toBe("open")
+    await expect(
+      open(port, { localAddress: "127.0.0.1", preamble: buildV1("203.0.113.22", 1, "127.0.0.1", port) }).then((c) =>
+        "refused" in c ? c.refused : "open"
+      )
+    ).resolves.not.toBe("open")
+    await expect(
+      open(port, {
+        localAddress: "127.0.0.1",
+        preamble: buildV2({ source: "203.0.113.22", sourcePort: 1, destination: "127.0.0.1", destinationPort: port })
+      })
+        .then((c) => ("refused" in c ? c.refused : "open"))
+        .catch(() => "failed")
+    ).resolves.not.toBe("open")
     const plain = keep(await opened(port, { localAddress: "127.0.0.1" }))
     expect(await addressSeen(plain, audit)).toBe("127.0.0.1")
     expect(auditRecords(audit).some((r) => r.remoteAddress === "203.0.113.22")).toBe(false)
@@ -245,7 +286,9 @@ describe("trusted proxies: PROXY protocol (server.proxy_protocol)", () => {
 
   it("a trusted peer must send the header; a malformed one is refused", async () => {
     expect(await refusedWith(port, { localAddress: "127.0.0.2" })).not.toBe("open")
-    expect(await refusedWith(port, { localAddress: "127.0.0.2", preamble: Buffer.from("PROXY TCP4 999.1.1.1 127.0.0.1 1 2\r\n") })).not.toBe("open")
+    expect(
+      await refusedWith(port, { localAddress: "127.0.0.2", preamble: Buffer.from("PROXY TCP4 999.1.1.1 127.0.0.1 1 2\r\n") })
+    ).not.toBe("open")
   })
 })
 
@@ -255,7 +298,12 @@ describe("credentials at the handshake", () => {
   let daemon: Daemon
   let asClient: Client
   beforeAll(async () => {
-    const d = await start(db!, {}, { query_token: true, session_cache_ttl: 60, failed_auth: { burst: 1000, per_minute: 1000 } }, { logging: { level: "debug" } })
+    const d = await start(
+      db!,
+      {},
+      { query_token: true, session_cache_ttl: 60, failed_auth: { burst: 1000, per_minute: 1000 } },
+      { logging: { level: "debug" } }
+    )
     daemons.push(d.daemon)
     daemon = d.daemon
     port = d.daemon.port
@@ -299,7 +347,12 @@ describe("credentials at the handshake", () => {
     const short = await createSession(asClient, u.id, expiresAt)
     const e = keep(await opened(port, { protocols: ["dbal", `dbal.bearer.${short.token}`] }))
     expect((await e.call("read", ["User", u.id])).error).toBeUndefined()
-    await until("a frame refused after the session's expiry", async () => ((await e.call("read", ["User", u.id])).error?.code === 401 ? true : undefined), 15_000, 100)
+    await until(
+      "a frame refused after the session's expiry",
+      async () => ((await e.call("read", ["User", u.id])).error?.code === 401 ? true : undefined),
+      15_000,
+      100
+    )
     expect(Date.now()).toBeGreaterThanOrEqual(expiresAt.getTime() - 1000)
   })
 
@@ -311,7 +364,12 @@ describe("credentials at the handshake", () => {
     expect(await refusedWith(port, { protocols: ["dbal", `dbal.bearer.${expired.token}`] })).toBe(401)
     expect(await refusedWith(port, { query: `token=${expired.token}` })).toBe(401)
     expect(await refusedWith(port, { headers: { Authorization: "Bearer" } })).toBe(401)
-    expect(await refusedWith(port, { headers: { Authorization: "Bearer no-such-token-0123456789" }, protocols: ["dbal", `dbal.bearer.${SERVICE_TOKEN}`] })).toBe(401)
+    expect(
+      await refusedWith(port, {
+        headers: { Authorization: "Bearer no-such-token-0123456789" },
+        protocols: ["dbal", `dbal.bearer.${SERVICE_TOKEN}`]
+      })
+    ).toBe(401)
     const failed = await until("the audit record of a refused handshake", () =>
       auditRecords(audit).find((r) => r.operation === "connect" && r.success === false && r.errorCode === 401)
     )

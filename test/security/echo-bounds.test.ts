@@ -10,7 +10,16 @@ import { Cause, Effect, Logger } from "effect"
 import { describe, expect, it } from "vitest"
 import { jsonWithTrace, LOG_STRING_MAX_CHARS } from "../../layers/Logging.js"
 import { clip, NAME_MAX_CHARS, TEXT_MAX_CHARS } from "../../src/Echo.js"
-import { BadRequest, Conflict, FieldIssue, Forbidden, Internal, toWireError, TransactionOpFailed, ValidationFailed } from "../../src/Errors.js"
+import {
+  BadRequest,
+  Conflict,
+  FieldIssue,
+  Forbidden,
+  Internal,
+  toWireError,
+  TransactionOpFailed,
+  ValidationFailed
+} from "../../src/Errors.js"
 import { type AuditRecord, boundAuditRecord } from "../../src/services/AuditLog.js"
 
 const MiB = 1024 * 1024
@@ -40,7 +49,9 @@ describe("clip", () => {
 
 describe("error details", () => {
   it("cut a long field path and a sentence that quotes it", () => {
-    const w = toWireError(new ValidationFailed({ fields: [new FieldIssue({ field: `data.${LONG}`, error: `${LONG} is not a unique field of User` })] }))
+    const w = toWireError(
+      new ValidationFailed({ fields: [new FieldIssue({ field: `data.${LONG}`, error: `${LONG} is not a unique field of User` })] })
+    )
     const issue = (w.details!.fields as Array<{ field: string; error: string }>)[0]!
     expect(issue.field.length).toBeLessThanOrEqual(NAME_MAX_CHARS)
     expect(issue.field.startsWith("data.xxx")).toBe(true)
@@ -52,22 +63,41 @@ describe("error details", () => {
     ["a BadRequest reason", new BadRequest({ reason: LONG })],
     ["a Forbidden reason of escaped characters", new Forbidden({ reason: `cannot set role '${ESCAPED}'` })],
     ["a Conflict's fields", new Conflict({ entity: LONG, fields: Array.from({ length: 1000 }, () => ESCAPED), reason: LONG })],
-    ["20 000 issues", new ValidationFailed({ fields: Array.from({ length: 20_000 }, (_, i) => new FieldIssue({ field: `data.f${i}`, error: "unknown field of User" })) })],
-    ["ten issues of escaped characters", new ValidationFailed({ fields: Array.from({ length: 10 }, () => new FieldIssue({ field: ESCAPED, error: ESCAPED })) })],
-    ["a failed transaction operation", new TransactionOpFailed({ index: 3, error: ValidationFailed.one(`ops[3].data.${ESCAPED}`, `unknown field of ${LONG}`) })]
+    [
+      "20 000 issues",
+      new ValidationFailed({
+        fields: Array.from({ length: 20_000 }, (_, i) => new FieldIssue({ field: `data.f${i}`, error: "unknown field of User" }))
+      })
+    ],
+    [
+      "ten issues of escaped characters",
+      new ValidationFailed({ fields: Array.from({ length: 10 }, () => new FieldIssue({ field: ESCAPED, error: ESCAPED })) })
+    ],
+    [
+      "a failed transaction operation",
+      new TransactionOpFailed({ index: 3, error: ValidationFailed.one(`ops[3].data.${ESCAPED}`, `unknown field of ${LONG}`) })
+    ]
   ])("%s: the answer stays under 4 KiB", (_, e) => {
     expect(answerBytes(e)).toBeLessThan(4096)
   })
 
   it("list the first issues and count the others", () => {
-    const w = toWireError(new ValidationFailed({ fields: Array.from({ length: 25 }, (_, i) => new FieldIssue({ field: `data.f${i}`, error: "unknown field of User" })) }))
+    const w = toWireError(
+      new ValidationFailed({
+        fields: Array.from({ length: 25 }, (_, i) => new FieldIssue({ field: `data.f${i}`, error: "unknown field of User" }))
+      })
+    )
     expect((w.details!.fields as Array<{ field: string }>).map((f) => f.field)).toEqual(Array.from({ length: 10 }, (_, i) => `data.f${i}`))
     expect(w.details!.moreFields).toBe(15)
   })
 
   it("are unchanged when small", () => {
     const w = toWireError(new TransactionOpFailed({ index: 1, error: ValidationFailed.one("data.title", "is required") }))
-    expect(w).toEqual({ code: 422, message: "Validation failed", details: { fields: [{ field: "data.title", error: "is required" }], operation: 1, rolledBack: true } })
+    expect(w).toEqual({
+      code: 422,
+      message: "Validation failed",
+      details: { fields: [{ field: "data.title", error: "is required" }], operation: 1, rolledBack: true }
+    })
   })
 })
 
@@ -96,12 +126,21 @@ describe("audit records", () => {
 
   it("client strings are cut: request id to 256, names and ids to 128, sentences in details to 512", () => {
     const { record, json } = boundAuditRecord(
-      { ...baseRecord, requestId: LONG, userId: LONG, role: LONG, entity: LONG, recordIds: [LONG], details: { reason: LONG, fields: [{ field: LONG, error: LONG }] } },
+      {
+        ...baseRecord,
+        requestId: LONG,
+        userId: LONG,
+        role: LONG,
+        entity: LONG,
+        recordIds: [LONG],
+        details: { reason: LONG, fields: [{ field: LONG, error: LONG }] }
+      },
       8192
     )
     expect(Buffer.byteLength(json)).toBeLessThanOrEqual(8192)
     expect((record.requestId as string).length).toBeLessThanOrEqual(256)
-    for (const s of [record.userId!, record.role!, record.entity!, record.recordIds![0]!]) expect(s.length).toBeLessThanOrEqual(NAME_MAX_CHARS)
+    for (const s of [record.userId!, record.role!, record.entity!, record.recordIds![0]!])
+      expect(s.length).toBeLessThanOrEqual(NAME_MAX_CHARS)
     expect((record.details!.reason as string).length).toBeLessThanOrEqual(TEXT_MAX_CHARS)
     expect(record.summarized).toBeUndefined()
   })
@@ -157,7 +196,9 @@ describe("log lines", () => {
     const { lines, layer } = capture()
     await Effect.runPromise(
       Effect.gen(function* () {
-        yield* Effect.logError("request failed unexpectedly", LONG, new Error(LONG), new Internal({ cause: new Error(LONG) }), { value: LONG })
+        yield* Effect.logError("request failed unexpectedly", LONG, new Error(LONG), new Internal({ cause: new Error(LONG) }), {
+          value: LONG
+        })
         yield* Effect.logError("failed", Cause.die(new Error(LONG)))
       }).pipe(Effect.annotateLogs("client", LONG), Effect.provide(layer))
     )

@@ -7,7 +7,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Answer, type Daemon, openSocket, type RawSocket, startDaemon } from "../support/daemon.js"
-import { createDatabase, daemonConfig, serviceAuth, skipDialect, SERVICE_TOKEN, type TestDatabase, writeConfig } from "../support/services.js"
+import {
+  createDatabase,
+  daemonConfig,
+  serviceAuth,
+  skipDialect,
+  SERVICE_TOKEN,
+  type TestDatabase,
+  writeConfig
+} from "../support/services.js"
 import { untilTrue } from "../support/wait.js"
 
 const BURST = 10
@@ -19,7 +27,10 @@ const metric = async (port: number, name: string): Promise<number> => {
 }
 
 /** Sends every frame at once, then collects one answer per frame (by id). */
-const pipeline = async (s: RawSocket, frames: ReadonlyArray<{ id: string; method: string; params: ReadonlyArray<unknown>; auth?: unknown }>) => {
+const pipeline = async (
+  s: RawSocket,
+  frames: ReadonlyArray<{ id: string; method: string; params: ReadonlyArray<unknown>; auth?: unknown }>
+) => {
   for (const f of frames) s.send(JSON.stringify(f))
   const answers = new Map<unknown, Answer>()
   while (answers.size < frames.length) {
@@ -38,15 +49,18 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
     beforeAll(async () => {
       db = await createDatabase(dialect)
       const base = daemonConfig(db)
-      daemon = await startDaemon([
-        `--config=${writeConfig({
-          ...base,
-          security: {
-            ...(base.security as Record<string, unknown>),
-            auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }], failed_auth: { burst: BURST, per_minute: 1 } }
-          }
-        })}`
-      ], { timeoutMs: 90_000 })
+      daemon = await startDaemon(
+        [
+          `--config=${writeConfig({
+            ...base,
+            security: {
+              ...(base.security as Record<string, unknown>),
+              auth: { service_tokens: [{ name: "tests", token: SERVICE_TOKEN }], failed_auth: { burst: BURST, per_minute: 1 } }
+            }
+          })}`
+        ],
+        { timeoutMs: 90_000 }
+      )
     })
     afterAll(async () => {
       for (const s of sockets) await s.close()
@@ -70,10 +84,18 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
       sockets.push(s)
       const answers = await pipeline(
         s,
-        Array.from({ length: 13 }, (_, i) => ({ id: `bad${i}`, method: "count", params: ["User"], auth: { token: `no-such-session-token-${i}-0123456789` } }))
+        Array.from({ length: 13 }, (_, i) => ({
+          id: `bad${i}`,
+          method: "count",
+          params: ["User"],
+          auth: { token: `no-such-session-token-${i}-0123456789` }
+        }))
       )
       const codes = answers.map((a) => a.error?.code)
-      expect(codes.every((c) => c === 401 || c === 429), JSON.stringify(codes)).toBe(true)
+      expect(
+        codes.every((c) => c === 401 || c === 429),
+        JSON.stringify(codes)
+      ).toBe(true)
       expect(codes.filter((c) => c === 401).length, JSON.stringify(codes)).toBe(BURST)
       expect(codes.filter((c) => c === 429).length, JSON.stringify(codes)).toBe(13 - BURST)
       // The address stays locked: a good token now gets 429 too.
@@ -81,7 +103,10 @@ for (const dialect of ["sqlite", "postgresql"] as const) {
       expect((await s.next()).error?.code).toBe(429)
 
       await untilTrue("the lockout WARN line", () => /locked out/.test(daemon!.output()))
-      const lines = daemon!.output().split("\n").filter((l) => l.includes("locked out"))
+      const lines = daemon!
+        .output()
+        .split("\n")
+        .filter((l) => l.includes("locked out"))
       expect(lines.length, lines.join("\n")).toBe(1)
       expect(lines[0]).toMatch(/"level":"WARN"|WARN/)
       expect(lines[0]).toContain("127.0.0.1")

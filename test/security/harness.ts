@@ -127,7 +127,6 @@ export const expectRateLimited = (a: Answer, what = ""): number => {
   return retryAfter as number
 }
 
-
 /** Measures an async call. */
 export const timed = async <T>(f: () => Promise<T>): Promise<{ value: T; ms: number }> => {
   const started = performance.now()
@@ -144,7 +143,10 @@ export interface UserRow {
 /** Creates a User through the daemon as the service principal. */
 export const createUser = async (system: Client, role = "user"): Promise<UserRow> => {
   const name = `sec_${uid()}`
-  const u = expectOk<UserRow>(await system.call("create", ["User", { username: name, email: `${name}@example.com`, role }], serviceAuth), "create User")
+  const u = expectOk<UserRow>(
+    await system.call("create", ["User", { username: name, email: `${name}@example.com`, role }], serviceAuth),
+    "create User"
+  )
   return u
 }
 
@@ -174,7 +176,10 @@ export const signJwt = async (
 ): Promise<string> => {
   const now = Math.floor(Date.now() / 1000)
   const { exp, nbf, iss, aud, sub, ...rest } = claims
-  let jwt = new jose.SignJWT(rest).setProtectedHeader({ alg }).setIssuedAt(now).setExpirationTime(exp ?? now + 600)
+  let jwt = new jose.SignJWT(rest)
+    .setProtectedHeader({ alg })
+    .setIssuedAt(now)
+    .setExpirationTime(exp ?? now + 600)
   if (nbf !== undefined) jwt = jwt.setNotBefore(nbf)
   if (iss !== undefined) jwt = jwt.setIssuer(iss)
   if (aud !== undefined) jwt = jwt.setAudience(aud)

@@ -23,7 +23,12 @@ const makeKey = async (kid: string): Promise<KeyPair> => {
   return { kid, privateKey: pair.privateKey, jwk: { ...(await jose.exportJWK(pair.publicKey)), kid, alg: "ES256", use: "sig" } }
 }
 const sign = (key: KeyPair, sub: string) =>
-  new jose.SignJWT({ role: "user" }).setProtectedHeader({ alg: "ES256", kid: key.kid }).setSubject(sub).setIssuedAt().setExpirationTime("10m").sign(key.privateKey)
+  new jose.SignJWT({ role: "user" })
+    .setProtectedHeader({ alg: "ES256", kid: key.kid })
+    .setSubject(sub)
+    .setIssuedAt()
+    .setExpirationTime("10m")
+    .sign(key.privateKey)
 
 describe("JWT keys from jwks_url", () => {
   let db: TestDatabase

@@ -24,7 +24,9 @@ describe("requestWeight", () => {
     expect(requestWeight("createMany", ["User", Array.from({ length: 1000 }, () => ({}))])).toBe(20)
     const op = { method: "count", params: ["User"] }
     expect(requestWeight("transaction", [Array.from({ length: 100 }, () => op)])).toBe(100)
-    expect(requestWeight("transaction", [[op, { method: "createMany", params: ["User", Array.from({ length: 120 }, () => ({}))] }]])).toBe(4)
+    expect(requestWeight("transaction", [[op, { method: "createMany", params: ["User", Array.from({ length: 120 }, () => ({}))] }]])).toBe(
+      4
+    )
     // Malformed operations still cost one each; an empty or malformed transaction costs one.
     expect(requestWeight("transaction", [[op, "junk", { method: "transaction", params: [[op, op]] }]])).toBe(3)
     expect(requestWeight("transaction", [[]])).toBe(1)
@@ -103,7 +105,9 @@ describe.skipIf(await skipDialect("sqlite"))("through the daemon: a createMany o
         expect(expectOk<number>(await c.call("createMany", ["PageView", records]), "createMany")).toBe(1000)
         // 25 − 20 = 5 tokens left: a transaction of 5 counts takes them all.
         const count = { method: "count", params: ["PageView", { title: tag }] }
-        expect(expectOk<Array<number>>(await c.call("transaction", [[count, count, count, count, count]]), "transaction")).toEqual([1000, 1000, 1000, 1000, 1000])
+        expect(expectOk<Array<number>>(await c.call("transaction", [[count, count, count, count, count]]), "transaction")).toEqual([
+          1000, 1000, 1000, 1000, 1000
+        ])
         expectRateLimited(await c.call("getCapabilities", []), "the request after 25 tokens")
       })
     })

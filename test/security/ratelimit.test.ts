@@ -176,7 +176,13 @@ for (const dialect of DIALECTS) {
         daemon = await startInProcess(
           securityConfig(db!, {
             auth: auth(),
-            rate_limit: { enabled: true, store: "memory", requests_per_minute: 60, burst: 5, roles: { system: { requests_per_minute: 60, burst: 2 } } }
+            rate_limit: {
+              enabled: true,
+              store: "memory",
+              requests_per_minute: 60,
+              burst: 5,
+              roles: { system: { requests_per_minute: 60, burst: 2 } }
+            }
           })
         )
       })
@@ -204,7 +210,11 @@ for (const dialect of DIALECTS) {
 
       it("the per-role override applies: system principals get burst 2, each its own", async () => {
         const c = await open(daemon!.port)
-        const answers = [await c.call("getCapabilities", [], serviceAuth), await c.call("getCapabilities", [], serviceAuth), await c.call("getCapabilities", [], serviceAuth)]
+        const answers = [
+          await c.call("getCapabilities", [], serviceAuth),
+          await c.call("getCapabilities", [], serviceAuth),
+          await c.call("getCapabilities", [], serviceAuth)
+        ]
         expectOk(answers[0]!, "system 1")
         expectOk(answers[1]!, "system 2")
         expectRateLimited(answers[2]!, "system 3")
@@ -258,7 +268,10 @@ for (const dialect of DIALECTS) {
         }
         const admitted = all.filter((a) => a.error?.code !== 429).length
         const per = [a1, a2].map((as) => as.filter((a) => a.error?.code !== 429).length)
-        expect(admitted, `one limit across both processes (admitted per process: ${per.join(" + ")}); daemon logs:\n${daemons.map((d) => d.output()).join("\n")}`).toBe(10)
+        expect(
+          admitted,
+          `one limit across both processes (admitted per process: ${per.join(" + ")}); daemon logs:\n${daemons.map((d) => d.output()).join("\n")}`
+        ).toBe(10)
         expect(a1.filter((a) => a.error?.code === 429).length, "process 1 refused some").toBeGreaterThan(0)
         expect(a2.filter((a) => a.error?.code === 429).length, "process 2 refused some").toBeGreaterThan(0)
         const retryAfter = expectRateLimited(all.find((a) => a.error !== undefined)!)
@@ -279,7 +292,15 @@ for (const dialect of DIALECTS) {
         const d = await startInProcess(
           securityConfig(db!, {
             auth: auth(),
-            rate_limit: { enabled: true, store: "redis", redis_url: CLOSED_PORT_URL, key_prefix: `dbal-test:${uid()}:`, requests_per_minute: 1, burst: 3, on_store_error: policy }
+            rate_limit: {
+              enabled: true,
+              store: "redis",
+              redis_url: CLOSED_PORT_URL,
+              key_prefix: `dbal-test:${uid()}:`,
+              requests_per_minute: 1,
+              burst: 3,
+              on_store_error: policy
+            }
           })
         )
         started.push(d)

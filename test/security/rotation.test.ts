@@ -28,7 +28,10 @@ describe("makeServiceTokens", () => {
     let now = 1_000
     const tokens = makeServiceTokens([t("app", "old-token-0123456789"), t("batch", "batch-token-0123456789")], () => now)
     expect(tokens.match(d("old-token-0123456789"))).toBe("app")
-    expect(tokens.replace([t("app", "new-token-0123456789"), t("batch", "batch-token-0123456789")], 300_000)).toEqual({ current: 2, retired: 1 })
+    expect(tokens.replace([t("app", "new-token-0123456789"), t("batch", "batch-token-0123456789")], 300_000)).toEqual({
+      current: 2,
+      retired: 1
+    })
     expect(tokens.match(d("new-token-0123456789"))).toBe("app")
     expect(tokens.match(d("old-token-0123456789"))).toBe("app")
     now += 299_999
@@ -151,7 +154,12 @@ describe("service-token rotation on SIGHUP (daemon process)", () => {
     // The load stops itself at the first refusal of the old token; bounded by the overlap plus slack.
     await Promise.race([
       running,
-      new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`the old token was still accepted ${OVERLAP_S + 15} s after the reload`)), (OVERLAP_S + 15) * 1000).unref())
+      new Promise<never>((_, fail) =>
+        setTimeout(
+          () => fail(new Error(`the old token was still accepted ${OVERLAP_S + 15} s after the reload`)),
+          (OVERLAP_S + 15) * 1000
+        ).unref()
+      )
     ])
     stop = true
 
@@ -177,7 +185,11 @@ describe("service-token rotation on SIGHUP (daemon process)", () => {
     fs.rmSync(tokenFile)
     const errorsBefore = (daemon!.output().match(/service tokens not reloaded/g) ?? []).length
     daemon!.process.kill("SIGHUP")
-    await until("the failed reload is logged", () => ((daemon!.output().match(/service tokens not reloaded/g) ?? []).length > errorsBefore ? true : undefined), 10_000)
+    await until(
+      "the failed reload is logged",
+      () => ((daemon!.output().match(/service tokens not reloaded/g) ?? []).length > errorsBefore ? true : undefined),
+      10_000
+    )
     expect(daemon!.output()).toMatch(/service tokens not reloaded, keeping the current ones: .*token_file: cannot read it \(ENOENT\)/)
     expect(daemon!.output()).not.toContain(current)
     const c = await connect(daemon!.port)

@@ -95,7 +95,12 @@ export const connectLive = (port: number, defaultAuth?: Rec): Promise<LiveClient
               else ok(r)
             }
             const timer = setTimeout(
-              () => finish(new Error(`no matching frame for ${subscription} within ${timeoutMs} ms; frames: ${JSON.stringify(pushed.get(subscription) ?? [])}`)),
+              () =>
+                finish(
+                  new Error(
+                    `no matching frame for ${subscription} within ${timeoutMs} ms; frames: ${JSON.stringify(pushed.get(subscription) ?? [])}`
+                  )
+                ),
               timeoutMs
             )
             watchers.add(check)

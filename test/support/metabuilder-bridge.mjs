@@ -32,7 +32,8 @@ class DBALError extends Error {
 }
 
 const isRecord = (v) => typeof v === "object" && v !== null && !Array.isArray(v)
-const isRPCError = (v) => isRecord(v) && typeof v.code === "number" && typeof v.message === "string" && (v.details === undefined || isRecord(v.details))
+const isRPCError = (v) =>
+  isRecord(v) && typeof v.code === "number" && typeof v.message === "string" && (v.details === undefined || isRecord(v.details))
 const isRPCResponse = (v) => {
   if (!isRecord(v)) return false
   const hasId = typeof v.id === "string"

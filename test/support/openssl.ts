@@ -8,7 +8,11 @@ import { requireServices } from "./services.js"
 
 const opensslMissing = (): string | undefined => {
   const r = spawnSync("openssl", ["version"], { encoding: "utf8", timeout: 10_000 })
-  return r.error !== undefined ? `openssl is not installed (${r.error.message})` : r.status === 0 ? undefined : `openssl version exited with ${r.status}`
+  return r.error !== undefined
+    ? `openssl is not installed (${r.error.message})`
+    : r.status === 0
+      ? undefined
+      : `openssl version exited with ${r.status}`
 }
 
 /** Why `what` cannot run here (openssl missing), or undefined; throws under DBAL_REQUIRE_SERVICES=1. */

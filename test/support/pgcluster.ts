@@ -81,12 +81,20 @@ const freePort = (): Promise<number> =>
     })
   })
 
-const asPostgresArgs = (cmd: string, args: ReadonlyArray<string>): Array<string> => ["-u", "postgres", "--", path.join(PG_BIN, cmd), ...args]
+const asPostgresArgs = (cmd: string, args: ReadonlyArray<string>): Array<string> => [
+  "-u",
+  "postgres",
+  "--",
+  path.join(PG_BIN, cmd),
+  ...args
+]
 
 const asPostgres = (cmd: string, args: ReadonlyArray<string>, timeoutMs = 60_000): Promise<string> =>
   new Promise((resolve, reject) =>
     execFile("runuser", asPostgresArgs(cmd, args), { timeout: timeoutMs }, (err, stdout, stderr) =>
-      err === null ? resolve(String(stdout)) : reject(new Error(`${cmd} ${args.join(" ")}: ${err.message}\n${String(stdout)}${String(stderr)}`))
+      err === null
+        ? resolve(String(stdout))
+        : reject(new Error(`${cmd} ${args.join(" ")}: ${err.message}\n${String(stdout)}${String(stderr)}`))
     )
   )
 
@@ -99,7 +107,9 @@ const asPostgresSync = (cmd: string, args: ReadonlyArray<string>): void => {
  * `passwordLogins`, TCP logins of every role but `postgres` must give their password
  * (scram-sha-256), as on a production server; `postgres` and the socket stay trusted.
  */
-export const createPgCluster = async (opts: { prefix?: string; maxConnections?: number; passwordLogins?: boolean } = {}): Promise<PgCluster> => {
+export const createPgCluster = async (
+  opts: { prefix?: string; maxConnections?: number; passwordLogins?: boolean } = {}
+): Promise<PgCluster> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dbal-${opts.prefix ?? "pgcluster"}-`))
   const data = path.join(dir, "data")
   const logFile = path.join(dir, "server.log")
@@ -135,8 +145,15 @@ export const createPgCluster = async (opts: { prefix?: string; maxConnections?: 
 
   const start = async () => {
     await asPostgres("pg_ctl", [
-      "-D", data, "-l", logFile, "-w", "-t", "30",
-      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=${opts.maxConnections ?? 30} -c fsync=off`,
+      "-D",
+      data,
+      "-l",
+      logFile,
+      "-w",
+      "-t",
+      "30",
+      "-o",
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=${opts.maxConnections ?? 30} -c fsync=off`,
       "start"
     ])
   }
@@ -144,7 +161,11 @@ export const createPgCluster = async (opts: { prefix?: string; maxConnections?: 
     await asPostgres("pg_ctl", ["-D", data, "-m", mode, "-w", "-t", "30", "stop"])
   }
   const client = (database: string) => new pg.Client({ host: "127.0.0.1", port, user: "postgres", database, connectionTimeoutMillis: 5000 })
-  const query = async <R extends Record<string, unknown>>(database: string, sql: string, params: ReadonlyArray<unknown> = []): Promise<Array<R>> => {
+  const query = async <R extends Record<string, unknown>>(
+    database: string,
+    sql: string,
+    params: ReadonlyArray<unknown> = []
+  ): Promise<Array<R>> => {
     const c = client(database)
     await c.connect()
     try {

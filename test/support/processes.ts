@@ -18,7 +18,10 @@ const info = (pid: number): ProcessInfo | undefined => {
     // The command name (2nd field) is in parentheses and may hold spaces: the fields after it start past the last ')'.
     const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
     if (state === "Z") return undefined // exited, not yet reaped
-    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((a) => a !== "")
+    const argv = fs
+      .readFileSync(`/proc/${pid}/cmdline`, "utf8")
+      .split("\0")
+      .filter((a) => a !== "")
     return { pid, ppid: Number(ppid), argv }
   } catch {
     return undefined // gone meanwhile
@@ -38,7 +41,7 @@ export const descendants = (pid: number): Array<ProcessInfo> => {
   const below = new Set([pid])
   const out: Array<ProcessInfo> = []
   // Parents can have higher pids than their children (pid reuse): repeat until nothing is added.
-  for (let added = true; added; ) {
+  for (let added = true; added;) {
     added = false
     for (const p of all) {
       if (below.has(p.ppid) && !below.has(p.pid)) {

@@ -42,12 +42,20 @@ export const rawDb = async (db: TestDatabase): Promise<RawDb> => {
       },
       query,
       tables: async () =>
-        (await query("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).map((r) => String(r.name)),
+        (await query("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).map((r) =>
+          String(r.name)
+        ),
       close: () => c.end()
     }
   }
   if (db.dialect === "mysql") {
-    const c = await mysql.createConnection({ host: String(conn.host), port: Number(conn.port), user: String(conn.user), password: "", database: String(conn.database) })
+    const c = await mysql.createConnection({
+      host: String(conn.host),
+      port: Number(conn.port),
+      user: String(conn.user),
+      password: "",
+      database: String(conn.database)
+    })
     const query = async (text: string) => (await c.query(text))[0] as ReadonlyArray<Record<string, unknown>>
     return {
       exec: async (script) => {
@@ -55,7 +63,9 @@ export const rawDb = async (db: TestDatabase): Promise<RawDb> => {
       },
       query,
       tables: async () =>
-        (await query("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")).map((r) => String(r.name)),
+        (await query("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")).map((r) =>
+          String(r.name)
+        ),
       close: () => c.end()
     }
   }
@@ -67,7 +77,9 @@ export const rawDb = async (db: TestDatabase): Promise<RawDb> => {
     },
     query,
     tables: async () =>
-      (await query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1")).map((r) => String(r.name)),
+      (await query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1")).map((r) =>
+        String(r.name)
+      ),
     close: async () => void c.close()
   }
 }

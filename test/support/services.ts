@@ -13,7 +13,11 @@ import pg from "pg"
 export type DialectName = "sqlite" | "postgresql" | "mysql"
 export const requireServices = process.env.DBAL_REQUIRE_SERVICES === "1"
 
-export const PG = { host: process.env.DBAL_TEST_PG_HOST ?? "127.0.0.1", port: Number(process.env.DBAL_TEST_PG_PORT ?? 5432), user: process.env.DBAL_TEST_PG_USER ?? "postgres" }
+export const PG = {
+  host: process.env.DBAL_TEST_PG_HOST ?? "127.0.0.1",
+  port: Number(process.env.DBAL_TEST_PG_PORT ?? 5432),
+  user: process.env.DBAL_TEST_PG_USER ?? "postgres"
+}
 
 /** The daemon's statements still running pg_sleep in database `name`, counted over a separate connection. */
 export const pgSleepingStatements = async (name: string): Promise<number> => {
@@ -29,7 +33,11 @@ export const pgSleepingStatements = async (name: string): Promise<number> => {
     await c.end()
   }
 }
-export const MY = { host: process.env.DBAL_TEST_MYSQL_HOST ?? "127.0.0.1", port: Number(process.env.DBAL_TEST_MYSQL_PORT ?? 3306), user: process.env.DBAL_TEST_MYSQL_USER ?? "root" }
+export const MY = {
+  host: process.env.DBAL_TEST_MYSQL_HOST ?? "127.0.0.1",
+  port: Number(process.env.DBAL_TEST_MYSQL_PORT ?? 3306),
+  user: process.env.DBAL_TEST_MYSQL_USER ?? "root"
+}
 
 const pgAdmin = () => new pg.Client({ ...PG, database: "postgres", connectionTimeoutMillis: 3000 })
 const myAdmin = () => mysql.createConnection({ ...MY, password: "", connectTimeout: 3000 })
@@ -80,7 +88,10 @@ interface TempDirs {
 }
 // Shared by every evaluation of this module in a process (a fork that runs several test files
 // evaluates it for each), so that one exit hook removes them all.
-const made: TempDirs = ((globalThis as Record<symbol, TempDirs | undefined>)[Symbol.for("dbal.test.tempDirs")] ??= { dirs: new Set(), exitHook: false })
+const made: TempDirs = ((globalThis as Record<symbol, TempDirs | undefined>)[Symbol.for("dbal.test.tempDirs")] ??= {
+  dirs: new Set(),
+  exitHook: false
+})
 export const removeTempDirs = () => {
   for (const d of made.dirs) fs.rmSync(d, { recursive: true, force: true })
   made.dirs.clear()
@@ -104,7 +115,12 @@ export const createDatabase = async (dialect: DialectName): Promise<TestDatabase
     await c.end()
     return {
       dialect,
-      databaseConfig: { adapter: "postgresql", connection: { host: PG.host, port: PG.port, database: name, user: PG.user }, pool_size: 5, auto_migrate: true },
+      databaseConfig: {
+        adapter: "postgresql",
+        connection: { host: PG.host, port: PG.port, database: name, user: PG.user },
+        pool_size: 5,
+        auto_migrate: true
+      },
       drop: async () => {
         const d = pgAdmin()
         await d.connect()
@@ -119,7 +135,12 @@ export const createDatabase = async (dialect: DialectName): Promise<TestDatabase
     await c.end()
     return {
       dialect,
-      databaseConfig: { adapter: "mysql", connection: { host: MY.host, port: MY.port, database: name, user: MY.user }, pool_size: 5, auto_migrate: true },
+      databaseConfig: {
+        adapter: "mysql",
+        connection: { host: MY.host, port: MY.port, database: name, user: MY.user },
+        pool_size: 5,
+        auto_migrate: true
+      },
       drop: async () => {
         const d = await myAdmin()
         await d.query(`DROP DATABASE IF EXISTS ${name}`)

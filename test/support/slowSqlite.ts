@@ -35,9 +35,18 @@ export const seedPages = (filename: string, pages: number): void => {
   const seed = new Sqlite(filename)
   try {
     seed.pragma("busy_timeout = 10000")
-    const columns = seed.prepare("SELECT name FROM pragma_table_info('page_views')").all().map((r) => String(r.name))
+    const columns = seed
+      .prepare("SELECT name FROM pragma_table_info('page_views')")
+      .all()
+      .map((r) => String(r.name))
     const value = (c: string) =>
-      c === "id" ? "printf('%08x-0000-4000-8000-%012x', n, n)" : c === "slug" ? "'seed-' || n" : c === "title" ? `substr('page ' || n || ' ' || '${FILLER.repeat(10)}', 1, 250)` : `t."${c}"`
+      c === "id"
+        ? "printf('%08x-0000-4000-8000-%012x', n, n)"
+        : c === "slug"
+          ? "'seed-' || n"
+          : c === "title"
+            ? `substr('page ' || n || ' ' || '${FILLER.repeat(10)}', 1, 250)`
+            : `t."${c}"`
     seed
       .prepare(
         `WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ${pages})

@@ -32,7 +32,8 @@ const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Pro
       [path.join(root, "bin", "dbal-daemon.mjs"), ...args],
       { cwd: root, env: cleanEnv(env), encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" },
       (error, stdout, stderr) => {
-        if (error !== null && typeof error.code !== "number") return reject(new Error(`dbal-daemon ${args.join(" ")}: ${error.message}\n${stderr}`))
+        if (error !== null && typeof error.code !== "number")
+          return reject(new Error(`dbal-daemon ${args.join(" ")}: ${error.message}\n${stderr}`))
         resolve({ status: error === null ? 0 : (error.code as number), stdout, stderr })
       }
     )
@@ -107,7 +108,8 @@ describe("dbal-daemon --version / --help / usage errors", () => {
   it("--help lists the commands", async () => {
     const r = await cli(["--help"])
     expect(r.status, r.stderr).toBe(0)
-    for (const c of ["serve", "migrate", "check-config", "token session", "token jwt", "--config", "--version"]) expect(r.stdout).toContain(c)
+    for (const c of ["serve", "migrate", "check-config", "token session", "token jwt", "--config", "--version"])
+      expect(r.stdout).toContain(c)
     // eslint-disable-next-line no-control-regex -- ESC starts an ANSI colour sequence
     expect(r.stdout).not.toMatch(/\u001b\[/)
   })
@@ -122,13 +124,24 @@ describe("dbal-daemon --version / --help / usage errors", () => {
   it("an unknown command is one line and exit code 2", async () => {
     const r = await cli(["frobnicate"])
     expect(r.status).toBe(2)
-    expect(lines(r.stderr)).toEqual([`dbal-daemon: unknown command "frobnicate": expected serve, init, healthcheck, migrate, check-config, token or generate (see --help)`])
+    expect(lines(r.stderr)).toEqual([
+      `dbal-daemon: unknown command "frobnicate": expected serve, init, healthcheck, migrate, check-config, token or generate (see --help)`
+    ])
     expect(r.stdout).toBe("")
     expectClean(r)
   })
 
   it("an unknown option, a missing option and a bad value are one line each and exit code 2", async () => {
-    const cases = [["--frobnicate"], ["migrate", "--frobnicate"], ["--config"], ["token", "session"], ["token", "jwt", "--sub", "x", "--role", "emperor"], ["token", "jwt", "--sub", "x", "--role", "user", "--ttl", "forever"], ["generate"], ["generate", "--out"]]
+    const cases = [
+      ["--frobnicate"],
+      ["migrate", "--frobnicate"],
+      ["--config"],
+      ["token", "session"],
+      ["token", "jwt", "--sub", "x", "--role", "emperor"],
+      ["token", "jwt", "--sub", "x", "--role", "user", "--ttl", "forever"],
+      ["generate"],
+      ["generate", "--out"]
+    ]
     const runs = await Promise.all(cases.map((args) => cli(args)))
     for (const [i, r] of runs.entries()) {
       const args = cases[i]!
@@ -222,8 +235,14 @@ security:
   })
 
   it("checks the rules against the entities, and security.never_expose", async () => {
-    const rules = write("refs/rules.yaml", "rules:\n  - {roles: user, entities: Nothing, operations: read}\n  - {roles: user, entities: User, operations: read, read_fields: [id, shoe_size]}\n")
-    const config = write("refs/daemon.yaml", "database: {adapter: sqlite, connection: {filename: db.sqlite}}\nsecurity:\n  never_expose: [User.shoeSize]\n  acl: {rules_file: rules.yaml}\n")
+    const rules = write(
+      "refs/rules.yaml",
+      "rules:\n  - {roles: user, entities: Nothing, operations: read}\n  - {roles: user, entities: User, operations: read, read_fields: [id, shoe_size]}\n"
+    )
+    const config = write(
+      "refs/daemon.yaml",
+      "database: {adapter: sqlite, connection: {filename: db.sqlite}}\nsecurity:\n  never_expose: [User.shoeSize]\n  acl: {rules_file: rules.yaml}\n"
+    )
     const r = await cli(["check-config", "-c", config])
     expect(r.status).toBe(1)
     expect(lines(r.stderr)).toEqual([
@@ -238,7 +257,10 @@ describe("dbal-daemon check-config: entities without access rules", () => {
   it("warns (stderr, exit 0) about entities that only service tokens can use, until a rule names them", async () => {
     write("open/entities/note.yaml", "entity: Note\nfields:\n  id: {type: uuid, primary: true, generated: true}\n  text: {type: text}\n")
     write("open/entities/memo.yaml", "entity: Memo\nfields:\n  id: {type: uuid, primary: true, generated: true}\n")
-    write("open/entities/secret.yaml", "entity: Secret\nacl:\n  read: {system: true}\nfields:\n  id: {type: uuid, primary: true, generated: true}\n")
+    write(
+      "open/entities/secret.yaml",
+      "entity: Secret\nacl:\n  read: {system: true}\nfields:\n  id: {type: uuid, primary: true, generated: true}\n"
+    )
     const config = write("open/daemon.yaml", "database: {adapter: sqlite, connection: {filename: db.sqlite}}\nentities: {dir: entities}\n")
     const r = await cli(["check-config", `--config=${config}`])
     expect(r.status, r.stderr).toBe(0)
@@ -247,7 +269,10 @@ describe("dbal-daemon check-config: entities without access rules", () => {
       "warning: 2 entities have no access rules and can be used by service tokens only: Memo, Note (give them an acl: block, or rules in security.acl.rules_file)"
     ])
     write("open/rules.yaml", "rules:\n  - {roles: user, entities: Note, operations: read}\n")
-    const withRules = write("open/daemon2.yaml", "database: {adapter: sqlite, connection: {filename: db.sqlite}}\nentities: {dir: entities}\nsecurity:\n  acl: {rules_file: rules.yaml}\n")
+    const withRules = write(
+      "open/daemon2.yaml",
+      "database: {adapter: sqlite, connection: {filename: db.sqlite}}\nentities: {dir: entities}\nsecurity:\n  acl: {rules_file: rules.yaml}\n"
+    )
     const r2 = await cli(["check-config", `--config=${withRules}`])
     expect(r2.status, r2.stderr).toBe(0)
     expect(lines(r2.stderr)).toEqual([
@@ -283,7 +308,9 @@ describe("dbal-daemon migrate", () => {
     const config = write("bad-migrate.yaml", "database: {adapter: sqlite}\n")
     const r = await cli(["migrate", `--config=${config}`])
     expect(r.status).toBe(1)
-    expect(lines(r.stderr)).toEqual([`dbal-daemon: ${config}: database.connection.filename: expected the SQLite database file for adapter sqlite`])
+    expect(lines(r.stderr)).toEqual([
+      `dbal-daemon: ${config}: database.connection.filename: expected the SQLite database file for adapter sqlite`
+    ])
   })
 })
 
@@ -372,7 +399,10 @@ describe("dbal-daemon token", () => {
   it("token jwt refuses with one line when no HS secret is configured", async () => {
     const { publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 })
     const key = write("jwt/key.pem", publicKey.export({ type: "spki", format: "pem" }).toString())
-    const rs = write("jwt/rs.yaml", `database: {adapter: sqlite, connection: {filename: db.sqlite}}\nsecurity:\n  auth:\n    jwt: {enabled: true, algorithms: [RS256], public_key_file: ${JSON.stringify(key)}}\n`)
+    const rs = write(
+      "jwt/rs.yaml",
+      `database: {adapter: sqlite, connection: {filename: db.sqlite}}\nsecurity:\n  auth:\n    jwt: {enabled: true, algorithms: [RS256], public_key_file: ${JSON.stringify(key)}}\n`
+    )
     for (const [config, pattern] of [
       [rs, /security\.auth\.jwt\.secret: no HS\* shared secret is configured/],
       [path.join(root, "config", "development.yaml"), /security\.auth\.jwt\.enabled is false/]

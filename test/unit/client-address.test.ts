@@ -9,7 +9,11 @@ import { buildV1, buildV2, parseProxyHeader, V2_SIGNATURE } from "../../src/net/
 describe("PROXY protocol parser", () => {
   it("v1: TCP4 and TCP6 give the source and the header length; the rest is left alone", () => {
     const h = buildV1("203.0.113.9", 4000, "10.0.0.1", 50051)
-    expect(parseProxyHeader(Buffer.concat([h, Buffer.from("GET / HTTP/1.1\r\n")]))).toEqual({ kind: "proxied", source: "203.0.113.9", length: h.length })
+    expect(parseProxyHeader(Buffer.concat([h, Buffer.from("GET / HTTP/1.1\r\n")]))).toEqual({
+      kind: "proxied",
+      source: "203.0.113.9",
+      length: h.length
+    })
     expect(parseProxyHeader(buildV1("2001:db8::9", 1, "2001:db8::1", 2))).toMatchObject({ kind: "proxied", source: "2001:db8::9" })
     expect(parseProxyHeader(Buffer.from("PROXY UNKNOWN\r\n"))).toEqual({ kind: "local", length: 15 })
   })
@@ -34,9 +38,15 @@ describe("PROXY protocol parser", () => {
   it("v2: IPv4 with TLVs skipped by the declared length; LOCAL; partial; wrong version or command", () => {
     const tlvs = Buffer.from([0x05, 0x00, 0x02, 0x61, 0x62])
     const h = buildV2({ source: "198.51.100.3", sourcePort: 1, destination: "10.0.0.1", destinationPort: 2, tlvs })
-    expect(parseProxyHeader(Buffer.concat([h, Buffer.from("GET")]))).toEqual({ kind: "proxied", source: "198.51.100.3", length: 16 + 12 + 5 })
+    expect(parseProxyHeader(Buffer.concat([h, Buffer.from("GET")]))).toEqual({
+      kind: "proxied",
+      source: "198.51.100.3",
+      length: 16 + 12 + 5
+    })
     for (let n = 1; n < h.length; n++) expect(parseProxyHeader(h.subarray(0, n)).kind).toBe("incomplete")
-    expect(parseProxyHeader(buildV2({ command: "LOCAL", source: "0.0.0.0", sourcePort: 0, destination: "0.0.0.0", destinationPort: 0 })).kind).toBe("local")
+    expect(
+      parseProxyHeader(buildV2({ command: "LOCAL", source: "0.0.0.0", sourcePort: 0, destination: "0.0.0.0", destinationPort: 0 })).kind
+    ).toBe("local")
     const v1ver = Buffer.from(h)
     v1ver[12] = 0x11
     expect(parseProxyHeader(v1ver).kind).toBe("invalid")

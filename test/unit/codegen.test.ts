@@ -76,7 +76,7 @@ describe("generate", () => {
     expect(declaration(text, "export interface NoteWhere")).toContain("readonly status?: dbal.EnumFilter<NoteStatus>")
     expect(declaration(text, "export interface NoteWhere")).toContain("readonly pinned?: dbal.BooleanFilter")
     expect(declaration(text, "export interface NoteRelations")).toContain("readonly user: User")
-    expect(text).toContain("  notes: \"Note\"")
+    expect(text).toContain('  notes: "Note"')
     // never_expose fields are settable, never in records or filters.
     expect(declaration(text, "export interface Credential {")).not.toContain("passwordHash")
     expect(declaration(text, "export interface CredentialCreate {")).toContain("readonly passwordHash: string")
@@ -99,7 +99,14 @@ describe("generate", () => {
     const registry = loadPrismaRegistry(path.join(root, "test", "fixtures", "prisma-app", "postgresql", "schema.prisma"), { dialect: "pg" })
     const text = code(registry, path.join(root, "src", "client", "runtime.js"))
     const record = declaration(text, "export interface Customer {")
-    for (const line of ["id: number", "balance: string", "visits: string", "score: number", "tags: ReadonlyArray<string> | null", 'status: CustomerStatus']) {
+    for (const line of [
+      "id: number",
+      "balance: string",
+      "visits: string",
+      "score: number",
+      "tags: ReadonlyArray<string> | null",
+      "status: CustomerStatus"
+    ]) {
       expect(record).toContain(`readonly ${line}`)
     }
     const create = declaration(text, "export interface CustomerCreate {")
@@ -132,8 +139,25 @@ export const badRead = db.customers.read("x")
 `
     )
     const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc")
-    const args = ["--strict", "--noEmit", "--skipLibCheck", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "--typeRoots", path.join(root, "node_modules", "@types"), "app.ts"]
-    const out = await promisify(execFile)(process.execPath, [tsc, ...args], { cwd: dir, timeout: 300_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? "failed" }))
+    const args = [
+      "--strict",
+      "--noEmit",
+      "--skipLibCheck",
+      "--target",
+      "es2022",
+      "--module",
+      "nodenext",
+      "--moduleResolution",
+      "nodenext",
+      "--types",
+      "node",
+      "--typeRoots",
+      path.join(root, "node_modules", "@types"),
+      "app.ts"
+    ]
+    const out = await promisify(execFile)(process.execPath, [tsc, ...args], { cwd: dir, timeout: 300_000 }).catch(
+      (e: { stdout?: string }) => ({ stdout: e.stdout ?? "failed" })
+    )
     expect(out.stdout).toBe("")
   }, 300_000)
 
@@ -161,7 +185,13 @@ export const badRead = db.customers.read("x")
 `
     )
     const config = path.join(dir, "config.yaml")
-    fs.writeFileSync(config, JSON.stringify({ database: { adapter: "sqlite", connection: { filename: ":memory:" } }, entities: { prisma_schema: "schema.prisma" } }))
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        database: { adapter: "sqlite", connection: { filename: ":memory:" } },
+        entities: { prisma_schema: "schema.prisma" }
+      })
+    )
     const out = path.join(dir, "db.ts")
     await Effect.runPromise(generateProgram(config, out, "dbal-daemon/client"))
     const text = fs.readFileSync(out, "utf8")

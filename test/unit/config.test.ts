@@ -101,7 +101,9 @@ describe("loadConfig: valid files", () => {
 
   it("accepts postgresql with host, database and user", async () => {
     const cfg = await ok(
-      write("database:\n  adapter: postgresql\n  pool_size: 4\n  connection:\n    host: db\n    port: 5433\n    database: app\n    user: app\n    password: pw-1\n")
+      write(
+        "database:\n  adapter: postgresql\n  pool_size: 4\n  connection:\n    host: db\n    port: 5433\n    database: app\n    user: app\n    password: pw-1\n"
+      )
     )
     expect(cfg.database.adapter).toBe("postgresql")
     expect(cfg.database.connection).toMatchObject({ host: "db", port: 5433, database: "app", user: "app", ssl_mode: "disable" })
@@ -132,7 +134,9 @@ describe("loadConfig: ${VAR} substitution and DBAL_ overrides", () => {
 
   it("turns a whole-value placeholder of a number or boolean into that type", async () => {
     const cfg = await ok(
-      write('server:\n  port: "${PORT}"\n  max_in_flight: ${INFLIGHT:-8}\ndatabase:\n  auto_migrate: ${MIGRATE}\n  connection:\n    filename: x.sqlite\n'),
+      write(
+        'server:\n  port: "${PORT}"\n  max_in_flight: ${INFLIGHT:-8}\ndatabase:\n  auto_migrate: ${MIGRATE}\n  connection:\n    filename: x.sqlite\n'
+      ),
       { PORT: "8080", MIGRATE: "true" }
     )
     expect(cfg.server.port).toBe(8080)
@@ -308,7 +312,14 @@ describe("loadConfig: secrets", () => {
   it("never shows the secrets when printed or serialized", async () => {
     const cfg = await ok(secretFile())
     const token = cfg.security.auth.service_tokens[0]!.token
-    const renderings = [String(cfg), JSON.stringify(cfg), inspect(cfg, { depth: 20 }), String(token), `${cfg.database.connection.password}`, token.toString()]
+    const renderings = [
+      String(cfg),
+      JSON.stringify(cfg),
+      inspect(cfg, { depth: 20 }),
+      String(token),
+      `${cfg.database.connection.password}`,
+      token.toString()
+    ]
     for (const text of renderings) {
       expect(text).not.toContain("SECRET")
     }
@@ -322,7 +333,9 @@ describe("loadConfig: secrets", () => {
   })
 
   it("reads password_file (relative to the file, trailing newline dropped)", async () => {
-    const file = write("database:\n  adapter: mysql\n  connection:\n    host: db\n    database: app\n    user: app\n    password_file: secrets/db-password\n")
+    const file = write(
+      "database:\n  adapter: mysql\n  connection:\n    host: db\n    database: app\n    user: app\n    password_file: secrets/db-password\n"
+    )
     fs.mkdirSync(path.join(path.dirname(file), "secrets"))
     fs.writeFileSync(path.join(path.dirname(file), "secrets", "db-password"), "from-file-SECRET\n")
     const cfg = await ok(file)
@@ -332,10 +345,7 @@ describe("loadConfig: secrets", () => {
 
   it("reports a password_file that cannot be read, together with other problems", async () => {
     const e = await failed(write("server:\n  port: x\ndatabase:\n  connection:\n    filename: a.db\n    password_file: nope.txt\n"))
-    expect(e.problems).toEqual([
-      'server.port: expected number, got "x"',
-      "database.connection.password_file: cannot read it (ENOENT)"
-    ])
+    expect(e.problems).toEqual(['server.port: expected number, got "x"', "database.connection.password_file: cannot read it (ENOENT)"])
   })
 })
 

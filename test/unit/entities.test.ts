@@ -115,9 +115,17 @@ describe("loadRegistry on config/entities", () => {
   it("derives field flags from the YAML", () => {
     const id = User.primaryKey
     expect([id.name, id.primary, id.generated, id.immutable, id.nullable]).toEqual(["id", true, true, true, false])
-    expect(field(User, "role")).toMatchObject({ type: "enum", required: false, default: "user", values: ["user", "admin", "god", "supergod"] })
+    expect(field(User, "role")).toMatchObject({
+      type: "enum",
+      required: false,
+      default: "user",
+      values: ["user", "admin", "god", "supergod"]
+    })
     expect(field(User, "username")).toMatchObject({ required: true, unique: true, minLength: 3, maxLength: 50 })
-    expect(field(Tree, "parentId")).toMatchObject({ nullable: true, foreignKey: { entity: "ComponentHierarchy", field: "id", onDelete: "cascade" } })
+    expect(field(Tree, "parentId")).toMatchObject({
+      nullable: true,
+      foreignKey: { entity: "ComponentHierarchy", field: "id", onDelete: "cascade" }
+    })
     expect(field(PageView, "level")).toMatchObject({ type: "integer", min: 1, max: 5 })
     // Strings in an index get a bounded length (MySQL) even when the YAML gives none.
     expect(field(Session, "token").maxLength).toBe(255)
@@ -237,7 +245,9 @@ describe("buildRegistry / readEntityFiles: broken definitions", () => {
     expect(problemsOf({ entity: "NoKey", fields: { name: { type: "string" } } })).toEqual([
       "/defs/0.yaml: fields: expected exactly one primary field (found 0)"
     ])
-    expect(problemsOf({ ...owner(), entity: "bad name" })).toEqual(["/defs/0.yaml: entity: expected a PascalCase entity name (A-Z, a-z, 0-9)"])
+    expect(problemsOf({ ...owner(), entity: "bad name" })).toEqual([
+      "/defs/0.yaml: entity: expected a PascalCase entity name (A-Z, a-z, 0-9)"
+    ])
   })
 
   it("reports every problem at once", () => {
@@ -258,7 +268,9 @@ describe("buildRegistry / readEntityFiles: broken definitions", () => {
     fs.writeFileSync(path.join(dir, "notes.txt"), "not an entity")
     const { raws, problems } = readEntityFiles(dir)
     expect(raws.map((r) => path.basename(r.file))).toEqual(["owner.yaml"])
-    expect(problems.some((p) => p.startsWith(`${path.join(dir, "nested", "broken.yml")}: line `) && p.includes("YAML syntax error"))).toBe(true)
+    expect(problems.some((p) => p.startsWith(`${path.join(dir, "nested", "broken.yml")}: line `) && p.includes("YAML syntax error"))).toBe(
+      true
+    )
     expect(problems).toContain(`${path.join(dir, "list.yaml")}: expected a mapping with entity, fields, ...`)
     expect(() => loadRegistry(dir)).toThrow(/broken\.yml: line \d+: YAML syntax error/)
   })
@@ -266,7 +278,10 @@ describe("buildRegistry / readEntityFiles: broken definitions", () => {
   it("loadRegistry reports a broken definition with its file path", () => {
     const dir = fs.mkdtempSync(path.join(tmpRoot, "defs-"))
     const file = path.join(dir, "item.yaml")
-    fs.writeFileSync(file, "entity: Item\nfields:\n  id: {type: uuid, primary: true}\n  owner_id: {type: uuid, foreign_key: {entity: Owner, field: id}}\n")
+    fs.writeFileSync(
+      file,
+      "entity: Item\nfields:\n  id: {type: uuid, primary: true}\n  owner_id: {type: uuid, foreign_key: {entity: Owner, field: id}}\n"
+    )
     expect(() => loadRegistry(dir)).toThrow(`${file}: fields.owner_id.foreign_key.entity: no entity Owner`)
   })
 })
@@ -308,7 +323,8 @@ describe("validateCreate", () => {
   })
 
   it("refuses a record that is not an object", () => {
-    for (const data of [null, [], "x", 3]) expect(issuesOf(validateCreate(User, data))).toEqual([{ field: "data", error: "must be an object of field values" }])
+    for (const data of [null, [], "x", 3])
+      expect(issuesOf(validateCreate(User, data))).toEqual([{ field: "data", error: "must be an object of field values" }])
   })
 
   it("refuses fields the daemon sets", () => {
@@ -380,7 +396,9 @@ describe("validateCreate", () => {
     expect(checkValue(expiresAt, "2024-01-01T00:00:00")).toEqual(
       Either.left("must be an ISO-8601 date-time with a time zone, e.g. 2024-01-15T10:30:00Z")
     )
-    expect(checkValue(expiresAt, "2024-01-01")).toEqual(Either.left("must be an ISO-8601 date-time with a time zone, e.g. 2024-01-15T10:30:00Z"))
+    expect(checkValue(expiresAt, "2024-01-01")).toEqual(
+      Either.left("must be an ISO-8601 date-time with a time zone, e.g. 2024-01-15T10:30:00Z")
+    )
     expect(checkValue(expiresAt, "0999-12-31T23:59:59Z")).toEqual(Either.left("must be between the years 1000 and 9999"))
     expect(Either.isRight(checkValue(expiresAt, "1000-01-01T00:00:00Z"))).toBe(true)
     expect(Either.isRight(checkValue(expiresAt, "9999-12-31T23:59:59.999Z"))).toBe(true)
@@ -484,7 +502,9 @@ describe("schemaDdl", () => {
     it(`${d}: creates every table, in creation order`, () => {
       const creates = schemaDdl(d, registry).filter((s) => s.startsWith("CREATE TABLE IF NOT EXISTS "))
       expect(creates).toHaveLength(8)
-      expect(creates.map((s) => /^CREATE TABLE IF NOT EXISTS [`"]([a-z_]+)[`"]/.exec(s)?.[1])).toEqual(registry.creationOrder.map((e) => e.table))
+      expect(creates.map((s) => /^CREATE TABLE IF NOT EXISTS [`"]([a-z_]+)[`"]/.exec(s)?.[1])).toEqual(
+        registry.creationOrder.map((e) => e.table)
+      )
     })
 
     it(`${d}: names foreign keys fk_<table>_<col> with ON DELETE CASCADE where the YAML says cascade`, () => {
@@ -493,7 +513,9 @@ describe("schemaDdl", () => {
       expect(tableSql(d, "sessions")).toContain(`${fk("sessions", "user_id", "users")} ON DELETE CASCADE`)
       expect(tableSql(d, "credentials")).toContain(`${fk("credentials", "username", "users")} ON DELETE CASCADE`)
       expect(tableSql(d, "component_hierarchy")).toContain(`${fk("component_hierarchy", "page_id", "page_views")} ON DELETE CASCADE`)
-      expect(tableSql(d, "component_hierarchy")).toContain(`${fk("component_hierarchy", "parent_id", "component_hierarchy")} ON DELETE CASCADE`)
+      expect(tableSql(d, "component_hierarchy")).toContain(
+        `${fk("component_hierarchy", "parent_id", "component_hierarchy")} ON DELETE CASCADE`
+      )
       // No on_delete in the YAML: no ON DELETE clause.
       const workflows = tableSql(d, "workflows")
       expect(workflows).toContain(fk("workflows", "created_by", "users"))
@@ -503,7 +525,9 @@ describe("schemaDdl", () => {
 
     it(`${d}: declares unique constraints and enum / range checks`, () => {
       const users = tableSql(d, "users")
-      expect(users).toMatch(d === "mysql" ? /UNIQUE KEY `uq_users_username` \(`username`\)/ : /CONSTRAINT "uq_users_username" UNIQUE \("username"\)/)
+      expect(users).toMatch(
+        d === "mysql" ? /UNIQUE KEY `uq_users_username` \(`username`\)/ : /CONSTRAINT "uq_users_username" UNIQUE \("username"\)/
+      )
       expect(users).toContain(`CHECK (${q(d, "role")} IN ('user', 'admin', 'god', 'supergod'))`)
       expect(tableSql(d, "page_views")).toContain(`CHECK (${q(d, "level")} BETWEEN 1 AND 5)`)
     })
@@ -543,7 +567,9 @@ describe("schemaDdl", () => {
         yield* sql.unsafe("PRAGMA foreign_keys = ON")
         for (let round = 0; round < 2; round++) for (const stmt of ddl) yield* sql.unsafe(stmt)
         const tables = yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`
-        const indexes = yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name`
+        const indexes = yield* sql<{
+          name: string
+        }>`SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name`
         const now = "2024-01-01T00:00:00.000Z"
         const badRole = yield* Effect.either(
           sql`INSERT INTO users (id, username, email, role, created_at, updated_at) VALUES (${UUID_A}, ${"a"}, ${"a@x.io"}, ${"root"}, ${now}, ${now})`
@@ -551,7 +577,12 @@ describe("schemaDdl", () => {
         const orphan = yield* Effect.either(
           sql`INSERT INTO sessions (id, user_id, token, expires_at, created_at, last_activity) VALUES (${UUID_A}, ${UUID_A}, ${"t"}, ${now}, ${now}, ${now})`
         )
-        return { tables: tables.map((t) => t.name), indexes: indexes.length, badRole: Either.isLeft(badRole), orphan: Either.isLeft(orphan) }
+        return {
+          tables: tables.map((t) => t.name),
+          indexes: indexes.length,
+          badRole: Either.isLeft(badRole),
+          orphan: Either.isLeft(orphan)
+        }
       }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
     )
     expect(result.tables).toEqual([...registry.creationOrder.map((e) => e.table)].sort())

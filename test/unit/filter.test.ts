@@ -229,7 +229,9 @@ describe("parseFilter: refused filters (422 naming the path)", () => {
   })
 
   it("refuses ordering and LIKE on types they do not apply to", () => {
-    expect(issues(PageView, { isActive: { gt: false } })).toEqual([{ field: "filter.isActive.gt", error: "boolean fields cannot be ordered" }])
+    expect(issues(PageView, { isActive: { gt: false } })).toEqual([
+      { field: "filter.isActive.gt", error: "boolean fields cannot be ordered" }
+    ])
     expect(issues(Tree, { order: { contains: "1" } })).toEqual([{ field: "filter.order.contains", error: "only applies to text fields" }])
     expect(fieldsOf(User, { id: { startsWith: "0f" } })).toEqual(["filter.id.startsWith"])
   })
@@ -250,7 +252,9 @@ describe("parseFilter: refused filters (422 naming the path)", () => {
   it("limits in-lists to 1000 values", () => {
     const names = (n: number) => Array.from({ length: n }, (_, i) => `u${i}`)
     expect(parsed(User, { username: { in: names(1000) } })).toMatchObject({ _tag: "In" })
-    expect(issues(User, { username: { in: names(1001) } })).toEqual([{ field: "filter.username.in", error: "must have at most 1000 values" }])
+    expect(issues(User, { username: { in: names(1001) } })).toEqual([
+      { field: "filter.username.in", error: "must have at most 1000 values" }
+    ])
     expect(fieldsOf(User, { username: { notIn: names(1001) } })).toEqual(["filter.username.notIn"])
   })
 
@@ -282,7 +286,12 @@ describe("hasFieldCondition", () => {
   })
 
   it("is true as soon as one field is tested", () => {
-    for (const spec of [{ username: "x" }, { AND: [{}, { role: "god" }] }, { OR: [{ NOT: { email: { contains: "@" } } }] }, { id: { in: [] } }]) {
+    for (const spec of [
+      { username: "x" },
+      { AND: [{}, { role: "god" }] },
+      { OR: [{ NOT: { email: { contains: "@" } } }] },
+      { id: { in: [] } }
+    ]) {
       expect(hasFieldCondition(parsed(User, spec)), JSON.stringify(spec)).toBe(true)
     }
   })
@@ -324,7 +333,14 @@ describe("compileFilter: SQL text and parameters", () => {
   })
 
   it("compiles comparison operators to their SQL", async () => {
-    const ops: Array<[string, string]> = [["eq", "="], ["ne", "<>"], ["gt", ">"], ["gte", ">="], ["lt", "<"], ["lte", "<="]]
+    const ops: Array<[string, string]> = [
+      ["eq", "="],
+      ["ne", "<>"],
+      ["gt", ">"],
+      ["gte", ">="],
+      ["lt", "<"],
+      ["lte", "<="]
+    ]
     for (const [op, symbol] of ops) {
       expect(await compiled(Tree, { order: { [op]: 2 } })).toEqual({ text: `"order" ${symbol} ?`, params: [2] })
     }
@@ -406,7 +422,9 @@ describe("compileFilter: semantics on SQLite", () => {
         }
         const out: Array<Array<string>> = []
         for (const spec of specs) {
-          const rows = yield* sql<{ id: string }>`SELECT id FROM ${sql(e.table)} WHERE ${compileFilter(sql, "sqlite", parsed(e, spec))} ORDER BY id`
+          const rows = yield* sql<{
+            id: string
+          }>`SELECT id FROM ${sql(e.table)} WHERE ${compileFilter(sql, "sqlite", parsed(e, spec))} ORDER BY id`
           out.push(rows.map((r) => r.id.slice(-1)))
         }
         return out
@@ -440,7 +458,12 @@ describe("compileFilter: semantics on SQLite", () => {
         { NOT: { role: "user" } },
         { NOT: { OR: [{ role: "user" }, { role: "admin" }] } }
       ])
-    ).toEqual([["1", "7"], ["3", "4"], ["2", "3", "6"], ["3", "6"]])
+    ).toEqual([
+      ["1", "7"],
+      ["3", "4"],
+      ["2", "3", "6"],
+      ["3", "6"]
+    ])
   })
 
   it("treats % _ and ! literally in contains / startsWith / endsWith", async () => {
@@ -457,12 +480,14 @@ describe("compileFilter: semantics on SQLite", () => {
   })
 
   it("compares LIKE case-sensitively (as on the other dialects)", async () => {
-    expect(await matching(User, [{ username: { startsWith: "al" } }, { username: { startsWith: "Al" } }, { username: { contains: "x" } }, { username: { contains: "X" } }])).toEqual([
-      ["1"],
-      ["2"],
-      [],
-      ["4"]
-    ])
+    expect(
+      await matching(User, [
+        { username: { startsWith: "al" } },
+        { username: { startsWith: "Al" } },
+        { username: { contains: "x" } },
+        { username: { contains: "X" } }
+      ])
+    ).toEqual([["1"], ["2"], [], ["4"]])
   })
 
   it("compares strings and date-times in binary / time order", async () => {
@@ -496,7 +521,10 @@ describe('mode "insensitive"', () => {
       text: `lower("username") LIKE ? ESCAPE '!'`,
       params: ["%ab!%É%"]
     })
-    expect(await compiled(User, { email: { in: ["A@X", "b@y"], mode: "insensitive" } })).toEqual({ text: `lower("email") IN (?,?)`, params: ["a@x", "b@y"] })
+    expect(await compiled(User, { email: { in: ["A@X", "b@y"], mode: "insensitive" } })).toEqual({
+      text: `lower("email") IN (?,?)`,
+      params: ["a@x", "b@y"]
+    })
     // the default mode leaves both sides alone
     expect(await compiled(User, { username: { eq: "Ab", mode: "default" } })).toEqual({ text: `"username" = ?`, params: ["Ab"] })
   })
@@ -513,7 +541,9 @@ describe('mode "insensitive"', () => {
 
   it("counts twice in the complexity score (the folded column uses no index)", () => {
     const plain = complexity({ filter: parsed(User, { username: { contains: "a" }, email: { in: ["x", "y"] } }) })
-    const folded = complexity({ filter: parsed(User, { username: { contains: "a", mode: "insensitive" }, email: { in: ["x", "y"], mode: "insensitive" } }) })
+    const folded = complexity({
+      filter: parsed(User, { username: { contains: "a", mode: "insensitive" }, email: { in: ["x", "y"], mode: "insensitive" } })
+    })
     expect(folded.filterNodes).toBe(plain.filterNodes + 2)
     expect(folded.total).toBe(plain.total + 2 * FILTER_NODE_COST)
   })

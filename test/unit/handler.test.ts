@@ -100,10 +100,16 @@ describe("makeTestLayer", () => {
         makeTestLayer(Auth)({ authenticate: () => Effect.succeed(testPrincipal) })
       )
       expect(given).toEqual(testPrincipal)
-      const exit = yield* Effect.exit(Effect.provide(Effect.flatMap(Auth, (a) => a.authenticate({ token: "t" }, "r")), makeTestLayer(Auth)({})))
+      const exit = yield* Effect.exit(
+        Effect.provide(
+          Effect.flatMap(Auth, (a) => a.authenticate({ token: "t" }, "r")),
+          makeTestLayer(Auth)({})
+        )
+      )
       expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
       expect(String(Exit.isFailure(exit) ? Cause.squash(exit.cause) : "")).toContain('dbal/Auth: method "authenticate" is not implemented')
-    }))
+    })
+  )
 })
 
 describe("handler pipeline without a database", () => {
@@ -113,17 +119,27 @@ describe("handler pipeline without a database", () => {
       const e = expectError(a, 401)
       expect(e.message).toBe("Authentication required")
       const { record, durable } = yield* auditOf(a.id)
-      expect(record).toMatchObject({ operation: "list", entity: "User", success: false, errorCode: 401, error: "UNAUTHORIZED", userId: null, role: null })
+      expect(record).toMatchObject({
+        operation: "list",
+        entity: "User",
+        success: false,
+        errorCode: 401,
+        error: "UNAUTHORIZED",
+        userId: null,
+        role: null
+      })
       expect(record.remoteAddress).toBe("192.0.2.10")
       expect(durable).toBe(false)
-    }).pipe(Effect.provide(handlerWith())))
+    }).pipe(Effect.provide(handlerWith()))
+  )
 
   it.effect("credentials the Auth service refuses are 401", () =>
     Effect.gen(function* () {
       const a = yield* call("list", ["User"], { token: "not-the-token", user_id: testPrincipal.userId })
       expectError(a, 401)
       expect((yield* auditOf(a.id)).record.errorCode).toBe(401)
-    }).pipe(Effect.provide(handlerWith({ auth: AuthTest.token("the-token") }))))
+    }).pipe(Effect.provide(handlerWith({ auth: AuthTest.token("the-token") })))
+  )
 
   it.effect("an exhausted limiter answers 429 with retryAfter, audited under the principal", () =>
     Effect.gen(function* () {
@@ -132,8 +148,15 @@ describe("handler pipeline without a database", () => {
       expect(e.message).toBe("Rate limit exceeded")
       expect(e.details?.retryAfter).toBe(7)
       const { record } = yield* auditOf(a.id)
-      expect(record).toMatchObject({ success: false, errorCode: 429, error: "RATE_LIMIT_EXCEEDED", userId: testPrincipal.userId, role: testPrincipal.role })
-    }).pipe(Effect.provide(handlerWith({ limiter: RateLimiterTest.exhausted(7) }))))
+      expect(record).toMatchObject({
+        success: false,
+        errorCode: 429,
+        error: "RATE_LIMIT_EXCEEDED",
+        userId: testPrincipal.userId,
+        role: testPrincipal.role
+      })
+    }).pipe(Effect.provide(handlerWith({ limiter: RateLimiterTest.exhausted(7) })))
+  )
 
   // Params that validation refuses (422 under allow-all, below) are 403 under deny-all: the
   // decision comes first, so a refused caller learns nothing about the entity's fields.
@@ -145,14 +168,22 @@ describe("handler pipeline without a database", () => {
       const e = expectError(a, 403)
       expect(e.message).toBe("Access forbidden")
       expect(JSON.stringify(e)).not.toContain("no_such_field")
-      expect((yield* auditOf(a.id)).record).toMatchObject({ operation: "create", entity: "User", success: false, errorCode: 403, error: "FORBIDDEN" })
-    }).pipe(Effect.provide(handlerWith({ acl: AclTest.denyAll }))))
+      expect((yield* auditOf(a.id)).record).toMatchObject({
+        operation: "create",
+        entity: "User",
+        success: false,
+        errorCode: 403,
+        error: "FORBIDDEN"
+      })
+    }).pipe(Effect.provide(handlerWith({ acl: AclTest.denyAll })))
+  )
 
   it.effect("the same params under allow-all are refused by validation (422)", () =>
     Effect.gen(function* () {
       const a = yield* call("create", invalidCreate)
       expectError(a, 422)
-    }).pipe(Effect.provide(handlerWith())))
+    }).pipe(Effect.provide(handlerWith()))
+  )
 
   it.effect("a write is refused with 503 when the audit log is not ready, before the database is used", () =>
     Effect.gen(function* () {
@@ -160,7 +191,8 @@ describe("handler pipeline without a database", () => {
       const a = yield* call("create", ["User", newUser()])
       expect(expectError(a, 503).message).toBe("Database unavailable")
       expect((yield* auditOf(a.id)).record).toMatchObject({ success: false, errorCode: 503, error: "DATABASE_ERROR" })
-    }).pipe(Effect.provide(handlerWith({ audit: { notReadyForWrites: true } }))))
+    }).pipe(Effect.provide(handlerWith({ audit: { notReadyForWrites: true } })))
+  )
 
   it.effect("a malformed frame is 400 with id null", () =>
     Effect.gen(function* () {
@@ -169,7 +201,8 @@ describe("handler pipeline without a database", () => {
       expect(a.id).toBeNull()
       expect(Object.keys(a).sort()).toEqual(["error", "id"])
       expect(a.error?.code).toBe(400)
-    }).pipe(Effect.provide(handlerWith())))
+    }).pipe(Effect.provide(handlerWith()))
+  )
 
   it.effect("a defect is 500 without its text, and still audited", () =>
     Effect.gen(function* () {
@@ -178,7 +211,8 @@ describe("handler pipeline without a database", () => {
       const e = expectError(a, 500)
       expect(JSON.stringify(e)).not.toMatch(/dbal\/Database|not implemented|at /)
       expect((yield* auditOf(a.id)).record).toMatchObject({ success: false, errorCode: 500, error: "INTERNAL_ERROR" })
-    }).pipe(Effect.provide(handlerWith())))
+    }).pipe(Effect.provide(handlerWith()))
+  )
 
   it.effect("credentials at the upgrade: accepted ones are bound, each attempt audited as connect", () =>
     Effect.gen(function* () {
@@ -196,7 +230,8 @@ describe("handler pipeline without a database", () => {
         { success: false, errorCode: 401, userId: null, requestId: null },
         { success: true, userId: testPrincipal.userId, requestId: null }
       ])
-    }).pipe(Effect.provide(handlerWith({ auth: AuthTest.token("the-token") }))))
+    }).pipe(Effect.provide(handlerWith({ auth: AuthTest.token("the-token") })))
+  )
 
   it.effect("authenticate binds the credentials to the connection for later frames", () =>
     Effect.gen(function* () {
@@ -209,7 +244,8 @@ describe("handler pipeline without a database", () => {
       expect((yield* auditOf(later.id)).record).toMatchObject({ success: true, userId: testPrincipal.userId })
       const stranger = yield* call("getCapabilities", [], null)
       expectError(stranger, 401)
-    }).pipe(Effect.provide(handlerWith())))
+    }).pipe(Effect.provide(handlerWith()))
+  )
 })
 
 describe("handler pipeline on in-memory SQLite", () => {
@@ -225,7 +261,8 @@ describe("handler pipeline on in-memory SQLite", () => {
         expect(record).toMatchObject({ operation: "create", entity: "User", success: true, recordIds: [id], userId: testPrincipal.userId })
         expect(record.errorCode).toBeUndefined()
         expect((yield* ChangesTrail).published).toContain("User")
-      }))
+      })
+    )
 
     it.effect("a failed read is audited with its code and the id it aimed at", () =>
       Effect.gen(function* () {
@@ -235,7 +272,8 @@ describe("handler pipeline on in-memory SQLite", () => {
         const { record, durable } = yield* auditOf(a.id)
         expect(durable).toBe(false)
         expect(record).toMatchObject({ operation: "read", success: false, errorCode: 404, error: "NOT_FOUND", recordIds: [missing] })
-      }))
+      })
+    )
   })
 
   it.layer(handlerWith({ sqlite: true, audit: { notReadyForWrites: true } }))("audit log not ready", (it) => {
@@ -246,7 +284,8 @@ describe("handler pipeline on in-memory SQLite", () => {
         const found = yield* call("count", ["User", { username: user.username }])
         expect(found.error, JSON.stringify(found)).toBeUndefined()
         expect(found.result).toBe(0)
-      }))
+      })
+    )
   })
 
   it.layer(handlerWith({ sqlite: true, audit: { failDurable: true } }))("audit record cannot be written", (it) => {
@@ -257,6 +296,7 @@ describe("handler pipeline on in-memory SQLite", () => {
         // It did run (the record is what failed): the row is there.
         const found = yield* call("count", ["User", { username: user.username }])
         expect(found.result).toBe(1)
-      }))
+      })
+    )
   })
 })

@@ -71,7 +71,7 @@ describe("loginPassword", () => {
     const f = withFile("old-pw\n")
     const switches: Array<PasswordSwitch> = []
     const logins = loginPassword(f.connection, (to) => switches.push(to))
-    logins.report(await logins.next() as string, true)
+    logins.report((await logins.next()) as string, true)
     logins.report("old-pw", false)
     expect(await logins.next()).toBe("old-pw")
     f.write("new-pw\n")
@@ -83,7 +83,7 @@ describe("loginPassword", () => {
   it("a password that never worked is not fallen back to", async () => {
     const f = withFile("typo-pw\n")
     const logins = loginPassword(f.connection)
-    logins.report(await logins.next() as string, false)
+    logins.report((await logins.next()) as string, false)
     expect(await logins.next()).toBe("typo-pw")
   })
 })

@@ -50,12 +50,23 @@ const liveOf = (dialect: Dialect, registry: EntityRegistryShape, hasRows = true)
     tables.set(e.table, {
       name: e.table,
       columns: e.fields.map((f) => ({ name: f.column, type: columnType(dialect, f), nullable: f.nullable })),
-      indexes: e.indexes.map((ix) => ({ name: ix.name, columns: ix.fields.map((f) => f.column), unique: ix.unique, constraint: ix.unique && dialect !== "mysql" })),
+      indexes: e.indexes.map((ix) => ({
+        name: ix.name,
+        columns: ix.fields.map((f) => f.column),
+        unique: ix.unique,
+        constraint: ix.unique && dialect !== "mysql"
+      })),
       foreignKeys: e.fields
         .filter((f) => f.foreignKey !== undefined)
         .map((f) => {
           const t = registry.entities.get(f.foreignKey!.entity)!
-          return { name: `fk_${e.table}_${f.column}`, columns: [f.column], refTable: t.table, refColumns: [t.byName.get(f.foreignKey!.field)!.column], onDelete: f.foreignKey!.onDelete }
+          return {
+            name: `fk_${e.table}_${f.column}`,
+            columns: [f.column],
+            refTable: t.table,
+            refColumns: [t.byName.get(f.foreignKey!.field)!.column],
+            onDelete: f.foreignKey!.onDelete
+          }
         }),
       hasRows
     })
@@ -138,7 +149,10 @@ describe("names and literals", () => {
 
 describe("planMigration", () => {
   it("is empty when the database matches the definitions, on each dialect", () => {
-    const reg = registryOf(author, post({ author_id: { type: "uuid", optional: true, foreign_key: { entity: "Author", field: "id" } } }, [{ fields: ["title"] }]))
+    const reg = registryOf(
+      author,
+      post({ author_id: { type: "uuid", optional: true, foreign_key: { entity: "Author", field: "id" } } }, [{ fields: ["title"] }])
+    )
     for (const d of DIALECTS) expect(planMigration(d, reg, liveOf(d, reg)), d).toEqual([])
   })
 
@@ -161,7 +175,9 @@ describe("planMigration", () => {
       sqlite: `ALTER TABLE "posts" ADD COLUMN "summary" TEXT`
     }
     for (const d of DIALECTS) {
-      expect(brief(planMigration(d, after, liveOf(d, before))), d).toEqual([{ kind: "additive", reason: "add column posts.summary", statements: [expected[d]] }])
+      expect(brief(planMigration(d, after, liveOf(d, before))), d).toEqual([
+        { kind: "additive", reason: "add column posts.summary", statements: [expected[d]] }
+      ])
     }
   })
 
@@ -176,7 +192,9 @@ describe("planMigration", () => {
       "ALTER TABLE `posts` ADD COLUMN `views` INT NOT NULL DEFAULT (0)",
       "ALTER TABLE `posts` ALTER COLUMN `views` DROP DEFAULT"
     ])
-    expect(planMigration("sqlite", after, liveOf("sqlite", before))[0]!.statements).toEqual([`ALTER TABLE "posts" ADD COLUMN "views" INTEGER NOT NULL DEFAULT 0`])
+    expect(planMigration("sqlite", after, liveOf("sqlite", before))[0]!.statements).toEqual([
+      `ALTER TABLE "posts" ADD COLUMN "views" INTEGER NOT NULL DEFAULT 0`
+    ])
     for (const d of DIALECTS) expect(planMigration(d, after, liveOf(d, before))[0]!.kind).toBe("additive")
   })
 
@@ -185,7 +203,11 @@ describe("planMigration", () => {
     const after = registryOf(author, post({ code: { type: "string", required: true, max_length: 10 } }))
     const empty = planMigration("pg", after, liveOf("pg", before, false))
     expect(brief(empty)).toEqual([
-      { kind: "additive", reason: "add column posts.code (NOT NULL; the table is empty)", statements: [`ALTER TABLE "posts" ADD COLUMN "code" varchar(10) COLLATE "C" NOT NULL`] }
+      {
+        kind: "additive",
+        reason: "add column posts.code (NOT NULL; the table is empty)",
+        statements: [`ALTER TABLE "posts" ADD COLUMN "code" varchar(10) COLLATE "C" NOT NULL`]
+      }
     ])
     const full = planMigration("pg", after, liveOf("pg", before, true))
     expect(full[0]!.kind).toBe("destructive")
@@ -208,19 +230,29 @@ describe("planMigration", () => {
       }
     ])
     expect(brief(planMigration("mysql", wide, liveOf("mysql", narrow)))).toEqual([
-      { kind: "additive", reason: "widen column posts.title: varchar(100) → varchar(200)", statements: ["ALTER TABLE `posts` MODIFY COLUMN `title` VARCHAR(200) NOT NULL"] }
+      {
+        kind: "additive",
+        reason: "widen column posts.title: varchar(100) → varchar(200)",
+        statements: ["ALTER TABLE `posts` MODIFY COLUMN `title` VARCHAR(200) NOT NULL"]
+      }
     ])
     // SQLite stores both as TEXT: nothing to do.
     expect(planMigration("sqlite", wide, liveOf("sqlite", narrow))).toEqual([])
     const back = planMigration("pg", narrow, liveOf("pg", wide))
-    expect(back.map((s) => [s.kind, s.reason])).toEqual([["destructive", "narrow column posts.title: character varying(200) → character varying(100)"]])
+    expect(back.map((s) => [s.kind, s.reason])).toEqual([
+      ["destructive", "narrow column posts.title: character varying(200) → character varying(100)"]
+    ])
   })
 
   it("drops a column only as a destructive step (SQLite: by rebuilding the table, rows kept)", () => {
     const before = registryOf(author, post({ summary: { type: "text", optional: true } }))
     const after = registryOf(author, post())
     expect(brief(planMigration("pg", after, liveOf("pg", before)))).toEqual([
-      { kind: "destructive", reason: "drop column posts.summary (not in the definitions; its data is lost)", statements: [`ALTER TABLE "posts" DROP COLUMN "summary"`] }
+      {
+        kind: "destructive",
+        reason: "drop column posts.summary (not in the definitions; its data is lost)",
+        statements: [`ALTER TABLE "posts" DROP COLUMN "summary"`]
+      }
     ])
     const sqlite = planMigration("sqlite", after, liveOf("sqlite", before))
     expect(sqlite).toHaveLength(1)
@@ -233,18 +265,26 @@ describe("planMigration", () => {
   })
 
   it("adds a foreign key (additive; SQLite rebuilds), and a changed ON DELETE is destructive", () => {
-    const withFk = (onDelete: string) => registryOf(author, post({ author_id: { type: "uuid", optional: true, foreign_key: { entity: "Author", field: "id", on_delete: onDelete } } }))
+    const withFk = (onDelete: string) =>
+      registryOf(
+        author,
+        post({ author_id: { type: "uuid", optional: true, foreign_key: { entity: "Author", field: "id", on_delete: onDelete } } })
+      )
     const none = registryOf(author, post())
     expect(brief(planMigration("pg", withFk("set_null"), liveOf("pg", none)))).toEqual([
       {
         kind: "additive",
         reason: "add foreign key posts.author_id → authors.id (on delete set null; fails if rows refer to nothing)",
-        statements: [`ALTER TABLE "posts" ADD CONSTRAINT "fk_posts_author_id" FOREIGN KEY ("author_id") REFERENCES "authors" ("id") ON DELETE SET NULL`]
+        statements: [
+          `ALTER TABLE "posts" ADD CONSTRAINT "fk_posts_author_id" FOREIGN KEY ("author_id") REFERENCES "authors" ("id") ON DELETE SET NULL`
+        ]
       }
     ])
     const sqlite = planMigration("sqlite", withFk("set_null"), liveOf("sqlite", none))
     expect(sqlite.map((s) => s.kind)).toEqual(["additive"])
-    expect(sqlite[0]!.statements[0]).toContain(`CONSTRAINT "fk_posts_author_id" FOREIGN KEY ("author_id") REFERENCES "authors" ("id") ON DELETE SET NULL`)
+    expect(sqlite[0]!.statements[0]).toContain(
+      `CONSTRAINT "fk_posts_author_id" FOREIGN KEY ("author_id") REFERENCES "authors" ("id") ON DELETE SET NULL`
+    )
     const changed = planMigration("mysql", withFk("cascade"), liveOf("mysql", withFk("set_null")))
     expect(brief(changed)).toEqual([
       {
@@ -259,7 +299,11 @@ describe("planMigration", () => {
     // MySQL reports no ON DELETE as RESTRICT: the same thing there.
     expect(planMigration("mysql", withFk("no_action"), liveOf("mysql", withFk("restrict")))).toEqual([])
     // A foreign key the definitions no longer have is dropped (destructive), before anything else.
-    const dropped = planMigration("pg", registryOf(author, post({ summary: { type: "text", optional: true } })), liveOf("pg", withFk("cascade")))
+    const dropped = planMigration(
+      "pg",
+      registryOf(author, post({ summary: { type: "text", optional: true } })),
+      liveOf("pg", withFk("cascade"))
+    )
     expect(dropped.map((s) => [s.kind, s.reason])).toEqual([
       ["destructive", "drop foreign key posts.(author_id) → authors.(id) (not in the definitions)"],
       ["additive", "add column posts.summary"]
@@ -270,7 +314,11 @@ describe("planMigration", () => {
     const plain = registryOf(author, post())
     const indexed = registryOf(author, post({}, [{ fields: ["title"] }]))
     expect(brief(planMigration("mysql", indexed, liveOf("mysql", plain)))).toEqual([
-      { kind: "additive", reason: "add index posts.idx_posts_title on (title)", statements: ["CREATE INDEX `idx_posts_title` ON `posts` (`title`)"] }
+      {
+        kind: "additive",
+        reason: "add index posts.idx_posts_title on (title)",
+        statements: ["CREATE INDEX `idx_posts_title` ON `posts` (`title`)"]
+      }
     ])
     // Not in the definitions, not unique: kept.
     expect(planMigration("pg", plain, liveOf("pg", indexed))).toEqual([])
@@ -289,10 +337,17 @@ describe("planMigration", () => {
       ["additive", "add unique index posts.uq_posts_slug on (slug)"]
     ])
     expect(brief(planMigration("pg", plain, liveOf("pg", unique)))).toEqual([
-      { kind: "destructive", reason: "drop unique index posts.uq_posts_title on (title) (not in the definitions)", statements: [`ALTER TABLE "posts" DROP CONSTRAINT "uq_posts_title"`] }
+      {
+        kind: "destructive",
+        reason: "drop unique index posts.uq_posts_title on (title) (not in the definitions)",
+        statements: [`ALTER TABLE "posts" DROP CONSTRAINT "uq_posts_title"`]
+      }
     ])
     // A unique index made by CREATE UNIQUE INDEX (not a constraint) is dropped as an index.
-    const asIndex = withTable(liveOf("pg", unique), "posts", (t) => ({ ...t, indexes: t.indexes.map((i): LiveIndex => ({ ...i, constraint: false })) }))
+    const asIndex = withTable(liveOf("pg", unique), "posts", (t) => ({
+      ...t,
+      indexes: t.indexes.map((i): LiveIndex => ({ ...i, constraint: false }))
+    }))
     expect(planMigration("pg", plain, asIndex)[0]!.statements).toEqual([`DROP INDEX "uq_posts_title"`])
   })
 
@@ -301,13 +356,20 @@ describe("planMigration", () => {
     const required = registryOf(author, post({ summary: { type: "text", required: true } }))
     const requiredWithDefault = registryOf(author, post({ summary: { type: "text", required: true, default: "none" } }))
     expect(brief(planMigration("pg", optional, liveOf("pg", required)))).toEqual([
-      { kind: "additive", reason: "allow NULL in column posts.summary", statements: [`ALTER TABLE "posts" ALTER COLUMN "summary" DROP NOT NULL`] }
+      {
+        kind: "additive",
+        reason: "allow NULL in column posts.summary",
+        statements: [`ALTER TABLE "posts" ALTER COLUMN "summary" DROP NOT NULL`]
+      }
     ])
     expect(brief(planMigration("pg", requiredWithDefault, liveOf("pg", optional)))).toEqual([
       {
         kind: "additive",
         reason: "make column posts.summary NOT NULL (rows where it is NULL get the default 'none')",
-        statements: [`UPDATE "posts" SET "summary" = 'none' WHERE "summary" IS NULL`, `ALTER TABLE "posts" ALTER COLUMN "summary" SET NOT NULL`]
+        statements: [
+          `UPDATE "posts" SET "summary" = 'none' WHERE "summary" IS NULL`,
+          `ALTER TABLE "posts" ALTER COLUMN "summary" SET NOT NULL`
+        ]
       }
     ])
     const noDefault = planMigration("mysql", required, liveOf("mysql", optional))
@@ -317,20 +379,36 @@ describe("planMigration", () => {
 
   it("drops tables the definitions do not have (destructive, last, referencing ones first), never the kept ones", () => {
     const reg = registryOf(author)
-    const base = liveOf("pg", registryOf(author, post({ author_id: { type: "uuid", optional: true, foreign_key: { entity: "Author", field: "id" } } })))
+    const base = liveOf(
+      "pg",
+      registryOf(author, post({ author_id: { type: "uuid", optional: true, foreign_key: { entity: "Author", field: "id" } } }))
+    )
     const tables = new Map(base.tables)
-    tables.set("audit_records", { name: "audit_records", columns: [{ name: "id", type: "uuid", nullable: false }], indexes: [], foreignKeys: [], hasRows: true })
+    tables.set("audit_records", {
+      name: "audit_records",
+      columns: [{ name: "id", type: "uuid", nullable: false }],
+      indexes: [],
+      foreignKeys: [],
+      hasRows: true
+    })
     tables.set('odd"name', { name: 'odd"name', columns: [], indexes: [], foreignKeys: [], hasRows: true })
     const steps = planMigration("pg", reg, { tables }, { keep: ["audit_records"] })
     expect(brief(steps)).toEqual([
-      { kind: "destructive", reason: 'drop table odd"name (not in the definitions; its data is lost)', statements: [`DROP TABLE "odd""name"`] },
+      {
+        kind: "destructive",
+        reason: 'drop table odd"name (not in the definitions; its data is lost)',
+        statements: [`DROP TABLE "odd""name"`]
+      },
       { kind: "destructive", reason: "drop table posts (not in the definitions; its data is lost)", statements: [`DROP TABLE "posts"`] }
     ])
   })
 
   it("orders steps so that every database accepts them: foreign keys dropped first, tables created before foreign keys to them", () => {
     const before = registryOf(author, post({ legacy: { type: "uuid", optional: true, foreign_key: { entity: "Author", field: "id" } } }))
-    const tag: Doc = { entity: "Tag", fields: { id: { type: "uuid", primary: true, generated: true }, label: { type: "string", required: true, max_length: 20 } } }
+    const tag: Doc = {
+      entity: "Tag",
+      fields: { id: { type: "uuid", primary: true, generated: true }, label: { type: "string", required: true, max_length: 20 } }
+    }
     const after = registryOf(author, tag, post({ tag_id: { type: "uuid", optional: true, foreign_key: { entity: "Tag", field: "id" } } }))
     const steps = planMigration("pg", after, liveOf("pg", before))
     expect(steps.map((s) => s.reason)).toEqual([

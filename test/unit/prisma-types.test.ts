@@ -53,7 +53,9 @@ describe("exact numbers as text", () => {
     expect(canonicalDecimal("12.50", { precision: 10, scale: 2 })).toEqual({ ok: "12.5" })
     expect(canonicalDecimal(0.1, {})).toEqual({ ok: "0.1" })
     expect(canonicalDecimal("1.005", { precision: 10, scale: 2 })).toEqual({ error: "must have at most 2 digits after the decimal point" })
-    expect(canonicalDecimal("123456789", { precision: 10, scale: 2 })).toEqual({ error: "must have at most 8 digits before the decimal point" })
+    expect(canonicalDecimal("123456789", { precision: 10, scale: 2 })).toEqual({
+      error: "must have at most 8 digits before the decimal point"
+    })
     expect(canonicalDecimal("1234567890.1234567", { significantDigits: 15 })).toHaveProperty("error")
     expect(canonicalDecimal("123456789012345678", { significantDigits: 15 })).toEqual({ ok: "123456789012345678" })
     expect(canonicalDecimal("12", {})).toEqual({ ok: "12" })
@@ -149,8 +151,13 @@ describe("validation, filters and stored values", () => {
     const r = validateCreate(e, { visits: 1.5, price: "1.234", score: "1", tags: ["a", 1] })
     const issues = Either.isLeft(r) ? r.left.fields.map((i) => [i.field, i.error]) : []
     expect(issues.map(([field]) => field).sort()).toEqual(["price", "score", "tags", "visits"])
-    expect(Object.fromEntries(issues)).toMatchObject({ price: "must have at most 2 digits after the decimal point", score: "must be a number" })
-    expect(Either.isRight(validateCreate(e, { visits: "9223372036854775807", price: "-12345678.99", score: 1e-300, tags: ["a", ""] }))).toBe(true)
+    expect(Object.fromEntries(issues)).toMatchObject({
+      price: "must have at most 2 digits after the decimal point",
+      score: "must be a number"
+    })
+    expect(
+      Either.isRight(validateCreate(e, { visits: "9223372036854775807", price: "-12345678.99", score: 1e-300, tags: ["a", ""] }))
+    ).toBe(true)
   })
 
   it("parses list operators and refuses the others on lists", () => {
@@ -162,7 +169,13 @@ describe("validation, filters and stored values", () => {
         { _tag: "IsEmpty", isEmpty: false }
       ]
     })
-    for (const bad of [{ tags: "a" }, { tags: { eq: ["a"] } }, { tags: { has: 1 } }, { tags: { hasEvery: "a" } }, { tags: { contains: "a" } }]) {
+    for (const bad of [
+      { tags: "a" },
+      { tags: { eq: ["a"] } },
+      { tags: { has: 1 } },
+      { tags: { hasEvery: "a" } },
+      { tags: { contains: "a" } }
+    ]) {
       expect(Either.isLeft(parseFilter(e, bad)), JSON.stringify(bad)).toBe(true)
     }
     expect(Either.getOrThrow(parseFilter(e, { visits: { gt: "9007199254740993" }, price: "1.50" }))).toMatchObject({

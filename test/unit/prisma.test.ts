@@ -57,7 +57,16 @@ describe("metabuilder's schema.prisma (test/fixtures)", () => {
   it("parses without problems into the eight entities", () => {
     const { problems, raws } = readPrismaSchema(METABUILDER_PRISMA)
     expect(problems).toEqual([])
-    expect(raws.map((r) => r.doc.entity)).toEqual(["User", "Credential", "Session", "PageView", "ComponentHierarchy", "Workflow", "LuaScript", "Package"])
+    expect(raws.map((r) => r.doc.entity)).toEqual([
+      "User",
+      "Credential",
+      "Session",
+      "PageView",
+      "ComponentHierarchy",
+      "Workflow",
+      "LuaScript",
+      "Package"
+    ])
     expect([...prisma.entities.keys()].sort()).toEqual([...yaml.entities.keys()].sort())
   })
 
@@ -104,7 +113,10 @@ describe("metabuilder's schema.prisma (test/fixtures)", () => {
   it("has the same wire names and columns as the YAML entities, in the same order", () => {
     for (const y of yaml.entities.values()) {
       const p = entity(prisma, y.name)
-      expect(p.fields.map((f) => [f.name, f.column]), y.name).toEqual(y.fields.map((f) => [f.name, f.column]))
+      expect(
+        p.fields.map((f) => [f.name, f.column]),
+        y.name
+      ).toEqual(y.fields.map((f) => [f.name, f.column]))
     }
   })
 
@@ -176,7 +188,13 @@ describe("metabuilder's schema.prisma (test/fixtures)", () => {
   it("has the unique indexes of the file (@unique and @@unique)", () => {
     const uniques = (r: EntityRegistryShape) =>
       Object.fromEntries(
-        [...r.entities.values()].map((e) => [e.name, e.indexes.filter((i) => i.unique).map((i) => i.fields.map((f) => f.name).join("+")).sort()])
+        [...r.entities.values()].map((e) => [
+          e.name,
+          e.indexes
+            .filter((i) => i.unique)
+            .map((i) => i.fields.map((f) => f.name).join("+"))
+            .sort()
+        ])
       )
     expect(uniques(prisma)).toEqual({
       User: ["email", "username"],
@@ -196,7 +214,9 @@ describe("metabuilder's schema.prisma (test/fixtures)", () => {
 
   it("has the plain indexes of the file (@@index)", () => {
     const plain = (r: EntityRegistryShape, e: string) =>
-      entity(r, e).indexes.filter((i) => !i.unique).map((i) => i.fields.map((f) => f.name).join("+"))
+      entity(r, e)
+        .indexes.filter((i) => !i.unique)
+        .map((i) => i.fields.map((f) => f.name).join("+"))
     expect(plain(prisma, "ComponentHierarchy")).toEqual(["pageId", "parentId", "pageId+order"])
     expect(plain(prisma, "Session")).toEqual(["userId", "expiresAt"])
     expect(plain(prisma, "PageView")).toEqual(["level", "isActive"])
@@ -209,7 +229,9 @@ describe("metabuilder's schema.prisma (test/fixtures)", () => {
 
   it("turns @relation(fields, references, onDelete) into foreign keys on the scalar field", () => {
     const fks = Object.fromEntries(
-      [...prisma.entities.values()].flatMap((e) => e.fields.filter((f) => f.foreignKey !== undefined).map((f) => [`${e.name}.${f.name}`, f.foreignKey]))
+      [...prisma.entities.values()].flatMap((e) =>
+        e.fields.filter((f) => f.foreignKey !== undefined).map((f) => [`${e.name}.${f.name}`, f.foreignKey])
+      )
     )
     expect(fks).toEqual({
       // relation: the name of the Prisma relation field
@@ -304,11 +326,14 @@ enum Kind {
 
   it("tolerates CRLF line ends and blanks after braces, ignores other native types and onUpdate", () => {
     const r = registryOf(
-      "model Tag { \r\n  id   String @id @db.Char(36)\r\n  name String @unique @db.VarChar(20)\r\n  ownerId String?\r\n  owner Tag? @relation(\"o\", fields: [ownerId], references: [id], onUpdate: Cascade)\r\n  owned Tag[] @relation(\"o\")\r\n}\r\n"
+      'model Tag { \r\n  id   String @id @db.Char(36)\r\n  name String @unique @db.VarChar(20)\r\n  ownerId String?\r\n  owner Tag? @relation("o", fields: [ownerId], references: [id], onUpdate: Cascade)\r\n  owned Tag[] @relation("o")\r\n}\r\n'
     )
     expect(entity(r, "Tag").byName.get("name")).toMatchObject({ type: "string", maxLength: 20 })
     expect(entity(r, "Tag").byName.get("id")).toMatchObject({ type: "string", primary: true, defaultFn: "uuid" })
-    expect(entity(r, "Tag").byName.get("ownerId")).toMatchObject({ type: "string", foreignKey: { entity: "Tag", field: "id", onDelete: "set_null", relation: "owner" } })
+    expect(entity(r, "Tag").byName.get("ownerId")).toMatchObject({
+      type: "string",
+      foreignKey: { entity: "Tag", field: "id", onDelete: "set_null", relation: "owner" }
+    })
   })
 
   it("applies the daemon's contract to User.role and Session.userId only", () => {
@@ -349,7 +374,10 @@ model Item {
   owner       Owner  @relation(fields: [ownerHandle], references: [handle], onDelete: NoAction)
 }
 `)
-    expect(field(r, "Item", "ownerHandle")).toMatchObject({ type: "string", foreignKey: { entity: "Owner", field: "handle", onDelete: "no_action", relation: "owner" } })
+    expect(field(r, "Item", "ownerHandle")).toMatchObject({
+      type: "string",
+      foreignKey: { entity: "Owner", field: "handle", onDelete: "no_action", relation: "owner" }
+    })
   })
 })
 
@@ -412,7 +440,7 @@ model C {
 `)
     expect(problems).toEqual([
       "bad.prisma:11: B.a: @relation: composite foreign keys (ax, ay) are not supported",
-      "bad.prisma:12: B.c: @relation: onDelete: \"SetDefault\" is not supported (Cascade, Restrict, SetNull or NoAction)",
+      'bad.prisma:12: B.c: @relation: onDelete: "SetDefault" is not supported (Cascade, Restrict, SetNull or NoAction)',
       "bad.prisma:14: B.d: @relation: fields: B has no scalar field missing",
       "bad.prisma:1: A: @@id: composite ids are not supported (use a String @id and @@unique)",
       "bad.prisma:7: B: @@index: B has no scalar field ghost",
@@ -431,10 +459,14 @@ model C {
     expect(problemsOf(`model Thing {\n  id String @id\n  @@map("Bad-Table")\n}\n`)).toEqual([
       "bad.prisma:1 (model Thing): table: expected an identifier (letters, digits, _), at most 63 characters"
     ])
-    expect(problemsOf(`model Thing {\n  id String @id\n  name String\n}\nmodel Other {\n  id String @id\n  thingName String\n  thing Thing @relation(fields: [thingName], references: [name])\n}\n`)).toEqual([
-      "bad.prisma:5 (model Other): fields.thing_name.foreign_key.field: Thing.name must be primary or unique"
+    expect(
+      problemsOf(
+        `model Thing {\n  id String @id\n  name String\n}\nmodel Other {\n  id String @id\n  thingName String\n  thing Thing @relation(fields: [thingName], references: [name])\n}\n`
+      )
+    ).toEqual(["bad.prisma:5 (model Other): fields.thing_name.foreign_key.field: Thing.name must be primary or unique"])
+    expect(problemsOf(`model Thing {\n  name String\n}\n`)).toEqual([
+      "bad.prisma:1 (model Thing): fields: expected exactly one primary field (found 0)"
     ])
-    expect(problemsOf(`model Thing {\n  name String\n}\n`)).toEqual(["bad.prisma:1 (model Thing): fields: expected exactly one primary field (found 0)"])
   })
 
   it("reports syntax errors with a line and never throws", () => {

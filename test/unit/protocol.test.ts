@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest"
 import { toWireError } from "../../src/Errors.js"
-import { decodeCredentials, decodeFrame, encodeError, encodeResult, isRejected, type Rejected, type Request } from "../../src/rpc/Protocol.js"
+import {
+  decodeCredentials,
+  decodeFrame,
+  encodeError,
+  encodeResult,
+  isRejected,
+  type Rejected,
+  type Request
+} from "../../src/rpc/Protocol.js"
 
 const rejected = (text: string): Rejected => {
   const r = decodeFrame(text)

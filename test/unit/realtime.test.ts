@@ -22,7 +22,11 @@ const bytes = (s: string) => Buffer.byteLength(s, "utf8")
 
 describe("announcements", () => {
   it("a bulk write of 1,000 rows is cut into announcements under the limit, every id kept in order", () => {
-    const rows: Array<RowChange> = Array.from({ length: 1000 }, (_, i) => ({ op: "update", id: randomUUID(), before: { id: "x", title: `t${i}`, level: i % 5 } }))
+    const rows: Array<RowChange> = Array.from({ length: 1000 }, (_, i) => ({
+      op: "update",
+      id: randomUUID(),
+      before: { id: "x", title: `t${i}`, level: i % 5 }
+    }))
     const out = encodeAnnouncements("origin", "PageView", rows, LIMIT)
     expect(out.length).toBeGreaterThan(1)
     for (const m of out) expect(bytes(m)).toBeLessThanOrEqual(LIMIT)
@@ -41,7 +45,9 @@ describe("announcements", () => {
     const r = decodeAnnouncement(m!)!.rows![0]!
     expect(r).toEqual({ op: "delete", id, before: { id, title: "small", level: 2 }, partial: true })
     // Whole when it fits, but still partial when a private field was left out.
-    const small = decodeAnnouncement(encodeAnnouncements("o", "Session", [{ op: "update", id, before: { id, token: "t", level: 1 } }], LIMIT, new Set(["token"]))[0]!)!
+    const small = decodeAnnouncement(
+      encodeAnnouncements("o", "Session", [{ op: "update", id, before: { id, token: "t", level: 1 } }], LIMIT, new Set(["token"]))[0]!
+    )!
     expect(small.rows![0]).toEqual({ op: "update", id, before: { id, level: 1 }, partial: true })
   })
 
@@ -49,7 +55,19 @@ describe("announcements", () => {
     expect(encodeAnnouncements("o", "User", undefined, LIMIT)).toEqual([JSON.stringify({ origin: "o", entity: "User" })])
     expect(decodeAnnouncement("not json")).toBeUndefined()
     expect(decodeAnnouncement(JSON.stringify({ origin: 1, entity: "User" }))).toBeUndefined()
-    expect(decodeAnnouncement(JSON.stringify({ origin: "o", entity: "User", rows: [["drop", "x"], ["update", 3], ["create", "a"]] }))!.rows).toEqual([{ op: "create", id: "a" }])
+    expect(
+      decodeAnnouncement(
+        JSON.stringify({
+          origin: "o",
+          entity: "User",
+          rows: [
+            ["drop", "x"],
+            ["update", 3],
+            ["create", "a"]
+          ]
+        })
+      )!.rows
+    ).toEqual([{ op: "create", id: "a" }])
   })
 })
 
@@ -59,7 +77,11 @@ describe("which event a subscriber gets", () => {
     if (Either.isLeft(f)) throw new Error("invalid filter")
     return compileMatch(f.right)
   }
-  const user: View = { access: compiled({ level: { lte: 2 } }), readable: ["id", "title", "level"].map((n) => PageView.byName.get(n)!), allRows: false }
+  const user: View = {
+    access: compiled({ level: { lte: 2 } }),
+    readable: ["id", "title", "level"].map((n) => PageView.byName.get(n)!),
+    allRows: false
+  }
   const everyone: View = { access: compileMatch(TRUE), readable: PageView.exposed, allRows: true }
   const all = compileMatch(TRUE)
   const id = randomUUID()
@@ -77,7 +99,10 @@ describe("which event a subscriber gets", () => {
     expect(decide(user, all, { op: "update", id, before: row(1) }, row(4))).toEqual({ event: "delete", from: "before" })
     expect(decide(user, all, { op: "update", id, before: row(4) }, row(5))).toBeUndefined()
     // The subscription's own filter counts as much as the access.
-    expect(decide(everyone, compiled({ title: "t" }), { op: "update", id, before: row(1) }, { ...row(1), title: "u" })).toEqual({ event: "delete", from: "before" })
+    expect(decide(everyone, compiled({ title: "t" }), { op: "update", id, before: row(1) }, { ...row(1), title: "u" })).toEqual({
+      event: "delete",
+      from: "before"
+    })
   })
 
   it("deletes: against the row as it was; a row still there gives nothing", () => {
@@ -92,9 +117,15 @@ describe("which event a subscriber gets", () => {
     expect(decide(user, all, { op: "delete", id }, undefined)).toEqual({ event: "delete", from: "id" })
     // Partial, but the access test's field travelled: decided, and nothing for a row never in view.
     expect(decide(user, all, { op: "delete", id, before: { id, level: 4 }, partial: true }, undefined)).toBeUndefined()
-    expect(decide(user, all, { op: "delete", id, before: { id, level: 1 }, partial: true }, undefined)).toEqual({ event: "delete", from: "id" })
+    expect(decide(user, all, { op: "delete", id, before: { id, level: 1 }, partial: true }, undefined)).toEqual({
+      event: "delete",
+      from: "id"
+    })
     // The subscription filter's field did not travel: the id alone, to a subscriber whose access admitted it.
-    expect(decide(user, compiled({ title: "t" }), { op: "delete", id, before: { id, level: 1 }, partial: true }, undefined)).toEqual({ event: "delete", from: "id" })
+    expect(decide(user, compiled({ title: "t" }), { op: "delete", id, before: { id, level: 1 }, partial: true }, undefined)).toEqual({
+      event: "delete",
+      from: "id"
+    })
   })
 
   it("a record holds the readable fields and the id", () => {

@@ -18,7 +18,7 @@ import { root } from "../support/daemon.js"
 const config = ConfigLayer.layer(path.join(root, "config", "development.yaml"), {})
 const layer = AclLayer.layer.pipe(Layer.provideMerge(EntitiesLayer.layer), Layer.provide(config))
 
-const schemaFor = (principal: Principal): Promise<SchemaResult> => 
+const schemaFor = (principal: Principal): Promise<SchemaResult> =>
   Effect.runPromise(
     Effect.flatMap(Effect.all([Acl, EntityRegistry]), ([acl, registry]) => getSchema(acl, registry, principal)).pipe(Effect.provide(layer))
   )
@@ -49,7 +49,11 @@ describe("getSchema", () => {
     expect(cred.relations).toEqual([{ name: "user", entity: "User", field: "username", references: "username", onDelete: "cascade" }])
     const id = entity(s, "User").fields.find((f) => f.name === "id")
     expect(id).toMatchObject({ primary: true, generated: true, readable: true, writable: false })
-    expect(entity(s, "User").fields.find((f) => f.name === "role")).toMatchObject({ type: "enum", values: ["user", "admin", "god", "supergod"], required: false })
+    expect(entity(s, "User").fields.find((f) => f.name === "role")).toMatchObject({
+      type: "enum",
+      values: ["user", "admin", "god", "supergod"],
+      required: false
+    })
     const created = entity(s, "User").fields.find((f) => f.name === "createdAt")
     expect(created).toMatchObject({ readable: true, writable: false })
   })
@@ -77,10 +81,18 @@ describe("getSchema", () => {
     const wf = entity(s, "Workflow")
     expect(wf.operations).toEqual(["read"])
     // acl_rules.yaml: admins read workflows without their steps and trigger configuration.
-    expect(wf.fields.map((f) => f.name)).toEqual(["id", "name", "description", "trigger", "isActive", "createdBy", "createdAt", "updatedAt"])
+    expect(wf.fields.map((f) => f.name)).toEqual([
+      "id",
+      "name",
+      "description",
+      "trigger",
+      "isActive",
+      "createdBy",
+      "createdAt",
+      "updatedAt"
+    ])
     expect(wf.relations).toEqual([{ name: "creator", entity: "User", field: "createdBy", references: "id", onDelete: "no_action" }])
     expect(entity(s, "ComponentHierarchy").relations.map((r) => r.name)).toEqual(["page", "parent"])
     expect(entity(s, "User").operations).toEqual(["create", "read", "update", "delete"])
   })
-
 })
