@@ -53,6 +53,12 @@ export type EntityMethod = (typeof ENTITY_METHODS)[number]
 export const OTHER_METHODS = ["authenticate", "getCapabilities", "getSchema", "transaction"] as const
 
 /**
+ * Live changes: `subscribe` is decided as `list` is, and each event against the subscriber's
+ * access; their per-subscriber access table is test/e2e/realtime.test.ts's, over the wire.
+ */
+export const LIVE_METHODS = ["subscribe", "unsubscribe"] as const
+
+/**
  * A: allowed, reaches any row.
  * F: allowed, but only on the rows the rule's filter (or `self`) admits: others are 404 / null /
  *    left out / 0.
