@@ -23,6 +23,7 @@ export const buildState = (root) => {
   const sources = SOURCE_DIRS.map((d) => join(root, d)).filter((d) => existsSync(d))
   const hasSources = existsSync(join(root, "app", "main.ts"))
   const built = existsSync(entry)
-  const fresh = built && (!hasSources || (existsSync(stamp) && statSync(stamp).mtimeMs >= Math.max(...sources.map(newest))))
-  return { entry, stamp, hasSources, built, fresh }
+  // A function: the walk over the sources is skipped where the answer is not needed (DBAL_COMPILED).
+  const isFresh = () => built && (!hasSources || (existsSync(stamp) && statSync(stamp).mtimeMs >= Math.max(...sources.map(newest))))
+  return { entry, stamp, hasSources, built, isFresh }
 }

@@ -9,7 +9,7 @@ import { buildState } from "./build-state.mjs"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const state = buildState(root)
-const wantCompiled = process.env.DBAL_COMPILED === "1" || (process.env.DBAL_COMPILED !== "0" && (state.fresh || !state.hasSources))
+const wantCompiled = process.env.DBAL_COMPILED === "1" || (process.env.DBAL_COMPILED !== "0" && (!state.hasSources || state.isFresh()))
 
 const fromSources = async () => {
   let register

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url"
 import { buildState } from "../bin/build-state.mjs"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
-if (process.argv.includes("--if-stale") && buildState(root).fresh) process.exit(0)
+if (process.argv.includes("--if-stale") && buildState(root).isFresh()) process.exit(0)
 const started = Date.now()
 const tsc = join(root, "node_modules", "typescript", "bin", "tsc")
 // A file removed or renamed in the sources must not live on in the build.

@@ -20,7 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Stream from "effect/Stream"
 import { DbalError } from "./errors.js"
-import type { CallOptions, ConnectionState } from "./options.js"
+import { type CallOptions, type ConnectionState, reservedAccessors } from "./options.js"
 import { StateCell, type Transport } from "./transport.js"
 import type {
   AnyEntity,
@@ -256,24 +256,6 @@ export interface EffectClientMethods<E extends EntityTable<E>> {
 }
 
 export type EffectClient<E extends EntityTable<E>, A extends AccessorTable<E, A>> = EffectAccessors<E, A> & EffectClientMethods<E>
-
-/** Names a generated accessor may not take: they are the client's own members. */
-export const reservedAccessors: ReadonlyArray<string> = [
-  "effect",
-  "mode",
-  "entity",
-  "getCapabilities",
-  "getSchema",
-  "transaction",
-  "connect",
-  "close",
-  "connectionState",
-  "onConnectionStateChange",
-  "transport",
-  "constructor",
-  "scoped",
-  "then"
-]
 
 /** EntityEffectApi as the implementation sees it (with effect's types, which the public declarations leave to effect.ts). */
 interface EntityEffects<T extends EntityTypes> {

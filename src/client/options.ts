@@ -53,3 +53,21 @@ export interface SubscribeOptions<W> {
 export interface Subscription<E> extends AsyncIterable<E> {
   readonly close: () => Promise<void>
 }
+
+/** Names a generated accessor may not take: they are the client's own members (ClientBase). */
+export const reservedAccessors: ReadonlyArray<string> = [
+  "effect",
+  "mode",
+  "entity",
+  "getCapabilities",
+  "getSchema",
+  "transaction",
+  "connect",
+  "close",
+  "connectionState",
+  "onConnectionStateChange",
+  "transport",
+  "constructor",
+  "scoped",
+  "then"
+]

@@ -5,6 +5,7 @@
  * registry always gives the same text, so a committed module can be compared with a fresh one).
  */
 import type { EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
+import { reservedAccessors } from "../client/options.js"
 
 export interface GenerateOptions {
   /** The module the generated code imports the client from (default "dbal-daemon/client"). */
@@ -13,23 +14,8 @@ export interface GenerateOptions {
   readonly source: string
 }
 
-/** Names a generated accessor may not take (the client's own members; see src/client/core.ts). */
-const RESERVED = new Set([
-  "effect",
-  "mode",
-  "entity",
-  "getCapabilities",
-  "getSchema",
-  "transaction",
-  "connect",
-  "close",
-  "connectionState",
-  "onConnectionStateChange",
-  "transport",
-  "constructor",
-  "scoped",
-  "then"
-])
+// The client checks the same names at run time (ClientBase); here they are refused at generation.
+const RESERVED = new Set(reservedAccessors)
 
 const pascal = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1)
 const lowerFirst = (s: string): string => s.charAt(0).toLowerCase() + s.slice(1)

@@ -116,6 +116,23 @@ await db.close()
 console.log(JSON.stringify({ title: n.title, owner: back.data[0].user.username === u.username }))
 `
 
+/** A strict consumer's compiler options: what the client's declarations must pass. */
+const CONSUMER_TSC = [
+  "--strict",
+  "--lib",
+  "es2022",
+  "--skipLibCheck",
+  "false",
+  "--target",
+  "es2022",
+  "--module",
+  "nodenext",
+  "--moduleResolution",
+  "nodenext",
+  "--types",
+  "node"
+]
+
 describe("a consumer of the compiled client", () => {
   let db: TestDatabase
   let daemon: Daemon | undefined
@@ -174,29 +191,9 @@ describe("a consumer of the compiled client", () => {
 
   it("type-checks with tsc --strict --lib es2022 --skipLibCheck false, then runs under plain node", async () => {
     const started = performance.now()
-    const tsc = await run(
-      process.execPath,
-      [
-        TSC,
-        "--strict",
-        "--lib",
-        "es2022",
-        "--skipLibCheck",
-        "false",
-        "--target",
-        "es2022",
-        "--module",
-        "nodenext",
-        "--moduleResolution",
-        "nodenext",
-        "--types",
-        "node",
-        "--outDir",
-        "out",
-        "app.ts"
-      ],
-      { cwd: dir, timeout: 300_000 }
-    ).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`, stderr: "" }))
+    const tsc = await run(process.execPath, [TSC, ...CONSUMER_TSC, "--outDir", "out", "app.ts"], { cwd: dir, timeout: 300_000 }).catch(
+      (e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`, stderr: "" })
+    )
     console.log(
       `consumer typecheck + emit (db.ts, app.ts, the client's .d.ts, @types/node): ${(performance.now() - started).toFixed(0)} ms`
     )
@@ -219,23 +216,7 @@ describe("a consumer of the compiled client", () => {
   }, 600_000)
 
   it("types the Effect API with dbal-daemon/client/effect imported; without it, the Promise API does not read effect's declarations", async () => {
-    const tscArgs = [
-      "--strict",
-      "--lib",
-      "es2022",
-      "--skipLibCheck",
-      "false",
-      "--target",
-      "es2022",
-      "--module",
-      "nodenext",
-      "--moduleResolution",
-      "nodenext",
-      "--types",
-      "node",
-      "--noEmit",
-      "--listFiles"
-    ]
+    const tscArgs = [...CONSUMER_TSC, "--noEmit", "--listFiles"]
     const check = (file: string) =>
       run(process.execPath, [TSC, ...tscArgs, file], { cwd: dir, timeout: 300_000 }).catch((e: { stdout?: string; stderr?: string }) => ({
         stdout: `${e.stdout ?? ""}${e.stderr ?? ""}`,
