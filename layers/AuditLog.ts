@@ -15,7 +15,7 @@
  * cannot make a record larger than `audit.max_record_bytes`. Shutdown flushes.
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Runtime } from "effect"
+import { Effect, Layer, Runtime, Schedule } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -287,6 +287,7 @@ const storable = (_key: string, v: unknown): unknown => (typeof v === "string" ?
 
 const okRecords = auditRecordsOf("ok")
 const queuedRecords = auditRecordsOf("queued")
+const journaledRecords = auditRecordsOf("journaled")
 const failedRecords = auditRecordsOf("failed")
 
 const unavailable = () => new Unavailable({ reason: "the audit log cannot be written" })
@@ -303,6 +304,40 @@ export const auditTableDdl = (dialect: Dialect, table: string): string => {
         ? "bigserial PRIMARY KEY"
         : "BIGINT AUTO_INCREMENT PRIMARY KEY"
   return `CREATE TABLE IF NOT EXISTS ${q(table)} (${q("id")} ${id}, ${q("at")} ${ts} NOT NULL, ${q("record")} ${json} NOT NULL)`
+}
+
+/** DDL of the audit journal (PostgreSQL): one row per committed write whose record is not yet durable in the file. */
+export const journalTableDdl = (table: string): string => {
+  const q = (s: string) => quoteIdent("pg", s)
+  return `CREATE TABLE IF NOT EXISTS ${q(table)} (${q("key")} uuid PRIMARY KEY, ${q("at")} timestamptz NOT NULL DEFAULT now(), ${q("replica")} text NOT NULL, ${q("record_id")} text, ${q("record")} text NOT NULL)`
+}
+
+/** Journal rows removed per DELETE. */
+const JOURNAL_CHUNK = 500
+
+/** How often records appended on the journal's word are made durable in the file and their rows removed. */
+const JOURNAL_SETTLE = "200 millis"
+
+/**
+ * A journal row as the file's record: the write committed (its record in the row was made before
+ * it ran), so it succeeded; `recovered` says the outcome fields were not recorded.
+ */
+const recoveredLine = (row: { readonly record_id: unknown; readonly record: unknown }, maxRecordBytes: number): string => {
+  let base: Record<string, unknown> = {}
+  try {
+    const parsed: unknown = JSON.parse(String(row.record))
+    if (parsed !== null && typeof parsed === "object") base = parsed as Record<string, unknown>
+  } catch {
+    base = { unreadable: String(row.record).slice(0, 256) }
+  }
+  const rec = {
+    ...base,
+    ...(row.record_id === null || row.record_id === undefined ? {} : { recordIds: [String(row.record_id)] }),
+    success: true,
+    durationMs: 0,
+    recovered: true
+  } as unknown as AuditRecord
+  return boundAuditRecord(rec, maxRecordBytes).json + "\n"
 }
 
 export const layer = Layer.scoped(
@@ -357,18 +392,107 @@ export const layer = Layer.scoped(
         )
     }
     const denyReads = cfg.security.audit.on_failure_reads === "deny"
+    const replica = cfg.cluster.replica_name ?? os.hostname()
+
+    // The journal (src/query/Journal.ts): PostgreSQL, a file, fsync on. Rows a crash left (their
+    // writes committed, their records maybe not in the file) are appended first, then removed.
+    let journal: { readonly table: string; readonly replica: string } | undefined
+    /** Keys of journal rows whose records were appended to the file, not yet known to be on disk. */
+    let settling: Array<string> = []
+    const journalTable = cfg.security.audit.journal_table
+    if (sink !== undefined && cfg.security.audit.fsync && cfg.security.audit.journal) {
+      const db = yield* Database
+      if (db.dialect === "pg") {
+        const sql = yield* SqlClient.SqlClient
+        const created = yield* sql.unsafe(journalTableDdl(journalTable)).pipe(
+          Effect.as(true),
+          Effect.catchAll((e) =>
+            Effect.as(
+              Effect.logWarning(
+                `security.audit.journal: cannot create table ${journalTable} (${e.message}); every write waits for the audit file's fsync`
+              ),
+              false
+            )
+          )
+        )
+        if (created) {
+          const recovered = yield* sql
+            .withTransaction(
+              Effect.gen(function* () {
+                const rows = yield* sql<{
+                  key: string
+                  record_id: unknown
+                  record: unknown
+                }>`SELECT ${sql("key")}, ${sql("record_id")}, ${sql("record")} FROM ${sql(journalTable)} WHERE ${sql("replica")} = ${replica} ORDER BY ${sql("at")} FOR UPDATE SKIP LOCKED`
+                if (rows.length === 0) return 0
+                yield* Effect.tryPromise({
+                  try: async () => {
+                    for (const r of rows) sink.appendLater(recoveredLine(r, maxRecordBytes))
+                    await sink.flush()
+                  },
+                  catch: unavailable
+                })
+                for (let i = 0; i < rows.length; i += JOURNAL_CHUNK) {
+                  yield* sql`DELETE FROM ${sql(journalTable)} WHERE ${sql.in(
+                    "key",
+                    rows.slice(i, i + JOURNAL_CHUNK).map((r) => r.key)
+                  )}`
+                }
+                return rows.length
+              })
+            )
+            .pipe(
+              Effect.catchAll((e) =>
+                Effect.as(Effect.logError("the audit journal could not be recovered into the audit file", e.message), -1)
+              )
+            )
+          if (recovered > 0)
+            yield* Effect.logWarning(
+              `audit journal: ${recovered} records of writes committed before the last stop were appended to the audit file (marked recovered)`
+            )
+          journal = { table: journalTable, replica }
+          // Settles appended records: one fsync for all of them, then their rows go.
+          const settle = Effect.suspend(() => {
+            if (settling.length === 0) return Effect.void
+            const keys = settling
+            settling = []
+            return Effect.tryPromise({ try: () => sink.flush(), catch: unavailable }).pipe(
+              Effect.zipRight(
+                Effect.forEach(
+                  Array.from({ length: Math.ceil(keys.length / JOURNAL_CHUNK) }, (_, i) =>
+                    keys.slice(i * JOURNAL_CHUNK, (i + 1) * JOURNAL_CHUNK)
+                  ),
+                  (chunk) => sql`DELETE FROM ${sql(journalTable)} WHERE ${sql.in("key", chunk)}`,
+                  { discard: true }
+                )
+              ),
+              Effect.catchAll((e) =>
+                Effect.sync(() => {
+                  // Kept: the rows stay until a later settle (or the next start) succeeds.
+                  settling = keys.concat(settling)
+                }).pipe(Effect.zipRight(Effect.logWarning("audit journal: records not yet settled", e.message)))
+              )
+            )
+          })
+          yield* Effect.forkScoped(Effect.repeat(settle, Schedule.spaced(JOURNAL_SETTLE)))
+          yield* Effect.addFinalizer(() => settle)
+        }
+      }
+    }
 
     // Without Effect.gen and with direct metric updates: one record per request.
-    const record = (entry: AuditRecord, durable: boolean): Effect.Effect<void, Unavailable> =>
+    const record = (entry: AuditRecord, durable: boolean, journalKey?: string): Effect.Effect<void, Unavailable> =>
       Effect.suspend(() => {
         const { record: rec, json } = boundAuditRecord(entry, maxRecordBytes)
         const line = json + "\n"
         if (toStdout) process.stdout.write(JSON.stringify({ audit: rec }) + "\n")
         const inserted = insert === undefined ? Effect.void : Effect.asVoid(Effect.forkDaemon(insert(rec)))
         if (sink === undefined) return inserted
-        if (!durable) {
+        const journaled = journalKey !== undefined && journal !== undefined
+        if (journaled) settling.push(journalKey)
+        if (!durable || journaled) {
           sink.appendLater(line)
-          queuedRecords.unsafeUpdate(1, [])
+          ;(journaled ? journaledRecords : queuedRecords).unsafeUpdate(1, [])
           return inserted
         }
         return Effect.zipRight(
@@ -408,6 +532,6 @@ export const layer = Layer.scoped(
       )
     }
 
-    return { record, ready } satisfies AuditLogShape
+    return { record, ready, ...(journal === undefined ? {} : { journal }) } satisfies AuditLogShape
   })
 )

@@ -335,7 +335,18 @@ export const AuditConfig = Schema.Struct({
       "Also insert each record into this table of the served database (created when the daemon starts; " + "columns `id`, `at`, `record`)."
   }),
   fsync: opt(Schema.Boolean, () => true).annotations({
-    description: "A write is answered only after its record is on disk (concurrent records share one fsync)."
+    description:
+      "A write is answered only after its record is durable: on disk (concurrent records share one fsync), or, with `journal` on PostgreSQL, committed with the write."
+  }),
+  journal: opt(Schema.Boolean, () => true).annotations({
+    description:
+      "PostgreSQL, with the audit file and `fsync`: single-row writes (create, update, delete, upsert, updateByField, deleteByField) commit their audit record in the same statement as the write, into `journal_table`, instead of waiting for a second fsync of the file; the record is appended to the file at once and its row removed once the file holds it on disk. Rows left by a crash are appended to the file (marked `recovered`) when the daemon starts. Off: every write waits for the file's fsync. See docs/security.md, Audit."
+  }),
+  journal_table: opt(
+    NonEmpty.pipe(Schema.pattern(/^[a-z][a-z0-9_]{0,62}$/, { message: () => "a snake_case table name" })),
+    () => "dbal_audit_journal"
+  ).annotations({
+    description: "The table of `journal` (created when the daemon starts; columns `key`, `at`, `replica`, `record_id`, `record`)."
   }),
   max_size_mb: opt(PositiveInt, () => 100).annotations({
     description: "Rotate the file when a batch would take it past this many megabytes…"

@@ -64,7 +64,8 @@ export const authLockouts = Metric.counter("dbal_auth_lockouts_total", {
 })
 
 const auditRecordsKey = MetricKey.counter("dbal_audit_records_total", {
-  description: "Audit records: ok (a write's record on disk), queued (a read's record, written with the next batch), failed",
+  description:
+    "Audit records: ok (a write's record on disk), journaled (a write's record committed with the write, appended to the file without waiting), queued (a read's record, written with the next batch), failed",
   incremental: true
 })
 export const auditRecordsOf = (result: string) => labelledCounter(auditRecordsKey, { result })

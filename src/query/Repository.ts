@@ -20,6 +20,8 @@ import { decodeRow, encodeValue, type Row, type WireRecord, wireOfValues } from 
 import { capturing, note } from "./Capture.js"
 import { classify, toRequestError } from "./DbErrors.js"
 import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
+import { currentJournal, type JournalEntry } from "./Journal.js"
+import { admitsNewRecord, touchesFilter } from "./WritePlan.js"
 import { defaultRetrySettings, type RetrySettings, withRetry } from "./Retry.js"
 
 /** What the access decision allows: the rows (a filter added to every statement) and fields. */
@@ -255,6 +257,30 @@ const forUpdate = (db: DatabaseShape) => db.sql.literal(db.dialect === "sqlite" 
 /** What an update or delete locks and reads first: the id, or the whole row when its before image is announced. */
 const lockedColumns = (entity: EntityDef, capture: boolean) => (capture ? entity.exposed : [entity.primaryKey])
 
+/** A column read from a table alias under another name (the one-statement writes' RETURNING lists). */
+const aliased = (sql: Statement.Constructor, alias: string, f: FieldDef, as: string) => sql`${sql(alias)}.${sql(f.column)} AS ${sql(as)}`
+
+/** The row's key in a one-statement write's answer (beside the readable columns, which may lack it). */
+const KEY = "dbal__key"
+/** Prefix of the before image's columns in an update's answer. */
+const OLD = "dbal__old__"
+
+/** A one-statement write's answer row, split into the readable record's and the before image's columns. */
+const pickColumns = (row: Row, fields: ReadonlyArray<FieldDef>, prefix = ""): Row => {
+  const out: Row = {}
+  for (const f of fields) out[f.column] = row[prefix + f.column]
+  return out
+}
+
+/**
+ * PostgreSQL: the write `w` (a data-modifying CTE answering KEY) and, when the request has a journal
+ * entry, its audit record inserted from w's rows: both commit in the one statement, or neither.
+ */
+const withJournal = (sql: Statement.Constructor, write: Statement.Fragment, entry: JournalEntry | undefined) =>
+  entry === undefined
+    ? write
+    : sql`WITH w AS (${write}), j AS (INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) SELECT ${entry.key}, ${entry.replica}, CAST(w.${sql(KEY)} AS text), ${entry.record} FROM w) SELECT * FROM w`
+
 export interface RepositoryOptions {
   /** performance.retry: transient failures retried (Retry.ts says which, for reads and writes). */
   readonly retry?: RetrySettings
@@ -278,6 +304,74 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     return capture ? { op, id, before: decodeRow(dialect, entity, row, entity.exposed) } : { op, id }
   }
 
+  /**
+   * PostgreSQL: an update of at most one row (by id or a unique field) as one statement, when
+   * the written fields cannot change the row filter's answer (`touchesFilter`): the row filter
+   * in its WHERE, the readable columns in RETURNING, the before image (realtime) from the row
+   * locked by a sub-select, and the audit journal's row (`withJournal`). One round trip, one commit.
+   */
+  const updateOnePg = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access, capture: boolean) =>
+    Effect.gen(function* () {
+      const pk = entity.primaryKey
+      const entry = yield* currentJournal
+      const readable = selected(entity, access.readable)
+      const answer = [...readable.map((f) => aliased(sql, "t", f, f.column)), aliased(sql, "t", pk, KEY)]
+      const write = capture
+        ? sql`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} FROM (SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} FOR UPDATE) AS o WHERE ${sql("t")}.${sql(pk.column)} = ${sql("o")}.${sql(pk.column)} RETURNING ${sql.join(", ", false)([...answer, ...entity.exposed.map((f) => aliased(sql, "o", f, OLD + f.column))])}`
+        : sql`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter), "t")} RETURNING ${sql.join(", ", false)(answer)}`
+      const rows = yield* db
+        .query(sql<Row>`${withJournal(sql, write, entry)}`)
+        .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+      const row = rows[0]
+      if (row === undefined) return yield* new NotFound({ entity: entity.name })
+      if (entry !== undefined) entry.committed = true
+      const id = String(row[KEY])
+      yield* note(entity, [
+        capture
+          ? { op: "update", id, before: decodeRow(dialect, entity, pickColumns(row, entity.exposed, OLD), entity.exposed) }
+          : { op: "update", id }
+      ])
+      return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+    })
+
+  /** PostgreSQL: a delete of at most one row as one statement (RETURNING the before image), with its journal row. */
+  const deleteOnePg = (entity: EntityDef, where: FilterNode, access: Access, capture: boolean) =>
+    Effect.gen(function* () {
+      const pk = entity.primaryKey
+      const entry = yield* currentJournal
+      const write = sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${sql.join(", ", false)([...lockedColumns(entity, capture).map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
+      const rows = yield* db.query(sql<Row>`${withJournal(sql, write, entry)}`).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
+      const row = rows[0]
+      if (row === undefined) return yield* new NotFound({ entity: entity.name })
+      if (entry !== undefined) entry.committed = true
+      yield* note(entity, [beforeOf("delete", entity, row, capture)])
+      return true as const
+    })
+
+  /**
+   * PostgreSQL: a create as one statement, INSERT … RETURNING the readable columns, when the row
+   * filter is decided before any I/O (none, or `admitsNewRecord`), with its journal row.
+   */
+  const createOnePg = (entity: EntityDef, record: Values, values: Values, access: Access) =>
+    Effect.gen(function* () {
+      const pk = entity.primaryKey
+      const entry = yield* currentJournal
+      const readable = selected(entity, access.readable)
+      const write = sql`${insertStatement(db, entity, [record])} RETURNING ${sql.join(", ", false)([...readable.map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
+      const rows = yield* db
+        .query(sql<Row>`${withJournal(sql, write, entry)}`)
+        .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+      const row = rows[0]
+      if (row === undefined) return yield* new NotFound({ entity: entity.name })
+      if (entry !== undefined) entry.committed = true
+      yield* note(entity, [{ op: "create", id: String(row[KEY]) }])
+      return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+    })
+
+  /** The journal's row inside a write's own transaction (the paths that are not one statement). */
+  const journalRow = (entry: JournalEntry, id: unknown) =>
+    sql`INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) VALUES (${entry.key}, ${entry.replica}, ${String(id)}, ${entry.record})`
+
   const read = (entity: EntityDef, rawId: unknown, access: Access) => {
     const id = pkValue(entity, rawId)
     return id === undefined
@@ -297,13 +391,26 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const record = completeForCreate(entity, values, new Date())
       const pk = entity.primaryKey
+      if (dialect === "pg" && (isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)))
+        return yield* createOnePg(entity, record, values, access)
       // The key: made here, or assigned by the database as the row is inserted.
       const insert: Effect.Effect<unknown, SqlError> =
         pk.autoIncrement === true ? insertReturningKey(db, entity, record) : Effect.as(insertRows(db, entity, [record]), record.get(pk))
-      const write: Effect.Effect<unknown, SqlError | Forbidden> = isTrue(access.rowFilter)
-        ? insert
-        : sql.withTransaction(Effect.tap(insert, (key) => stillAdmitted(db, entity, [key], access.rowFilter)))
+      // Only PostgreSQL reaches here with a journal entry: a row filter the database must decide.
+      const entry = dialect === "pg" ? yield* currentJournal : undefined
+      const write: Effect.Effect<unknown, SqlError | Forbidden> =
+        isTrue(access.rowFilter) && entry === undefined
+          ? insert
+          : sql.withTransaction(
+              Effect.tap(insert, (key) =>
+                Effect.zipRight(
+                  stillAdmitted(db, entity, [key], access.rowFilter),
+                  entry === undefined ? Effect.void : journalRow(entry, key)
+                )
+              )
+            )
       const id = yield* write.pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+      if (entry !== undefined) entry.committed = true
       if (pk.autoIncrement === true) record.set(pk, id)
       yield* note(entity, [{ op: "create", id: String(id) }])
       // The row is committed: a read-back that fails (the database went away in between) must not
@@ -351,6 +458,9 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       const fields = completeForUpdate(entity, values, new Date())
       const pk = entity.primaryKey
       const capture = yield* capturing
+      if (dialect === "pg" && !touchesFilter(access.rowFilter, fields.keys()))
+        return yield* updateOnePg(entity, where, fields, values, access, capture)
+      const entry = dialect === "pg" ? yield* currentJournal : undefined
       const found = yield* sql
         .withTransaction(
           Effect.gen(function* () {
@@ -361,11 +471,13 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
             const rowId = first[pk.column] as string | number
             yield* sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${sql(pk.column)} = ${rowId}`
             yield* stillAdmitted(db, entity, [rowId], access.rowFilter)
+            if (entry !== undefined) yield* journalRow(entry, rowId)
             return Option.some(first)
           })
         )
         .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
       if (Option.isNone(found)) return yield* new NotFound({ entity: entity.name })
+      if (entry !== undefined) entry.committed = true
       yield* note(entity, [beforeOf("update", entity, found.value, capture)])
       return yield* read(entity, found.value[pk.column], { rowFilter: TRUE, readable: access.readable })
     })
@@ -379,6 +491,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const pk = entity.primaryKey
       const capture = yield* capturing
+      if (dialect === "pg") return yield* deleteOnePg(entity, where, access, capture)
       const deleted = yield* sql
         .withTransaction(
           Effect.gen(function* () {

@@ -5,6 +5,7 @@
  * by `toWireError`; nothing here can close the connection.
  */
 import { Cause, Context, Effect, Exit, Option } from "effect"
+import { randomUUID } from "node:crypto"
 import * as os from "node:os"
 import { AppConfig } from "../Config.js"
 import {
@@ -23,11 +24,12 @@ import { makeRepository } from "../query/Repository.js"
 import { callerSpan, childSpan, parseTraceparent, requestTrace, spansExported, type TraceParent } from "../Spans.js"
 import { withQueryTimeout } from "../query/Timeout.js"
 import { Acl } from "../services/Acl.js"
-import { AuditLog, type AuditRecord } from "../services/AuditLog.js"
+import { AuditLog, type AuditRecord, boundAuditRecord } from "../services/AuditLog.js"
 import { Auth, type Credentials } from "../services/Auth.js"
 import { Changes, type RowChange } from "../services/Changes.js"
 import { type PushChannel, Realtime, type RealtimeShape } from "../services/Realtime.js"
 import { type Collector, collecting } from "../query/Capture.js"
+import { type JournalEntry, journaling } from "../query/Journal.js"
 import { ResultCache } from "../services/ResultCache.js"
 import { Database } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
@@ -39,6 +41,7 @@ import {
   type Outcome,
   requestWeight,
   runMethod,
+  JournaledMethods,
   WriteMethods,
   writtenEntities
 } from "./Methods.js"
@@ -185,17 +188,43 @@ export const make = Effect.gen(function* () {
     }
   }
 
+  /**
+   * A single-row write's journal entry (src/query/Journal.ts): its record as known before it runs,
+   * committed with the write where the repository can (PostgreSQL).
+   */
+  const journalOf = (conn: Connection, req: Request, method: Method, principal: Principal): JournalEntry | undefined => {
+    if (audit.journal === undefined || !JournaledMethods.has(method)) return undefined
+    const known: AuditRecord = {
+      timestamp: new Date().toISOString(),
+      replica,
+      requestId: req.id,
+      userId: principal.userId,
+      role: principal.role,
+      operation: method,
+      entity: entityNameOf(req.params),
+      success: true,
+      durationMs: 0,
+      remoteAddress: conn.remoteAddress
+    }
+    const { record } = boundAuditRecord(known, config.security.audit.max_record_bytes)
+    const { success: _s, durationMs: _d, ...rest } = record
+    return { table: audit.journal.table, replica: audit.journal.replica, key: randomUUID(), record: JSON.stringify(rest), committed: false }
+  }
+
   const runRequest = (
     conn: Connection,
     req: Request,
     method: Exclude<Method, "authenticate">,
     principal: Principal,
-    creds: Credentials
+    creds: Credentials,
+    setJournal: (e: JournalEntry) => void
   ): Effect.Effect<Outcome, RequestError> => {
     const live = method === "subscribe" || method === "unsubscribe" ? liveOf(conn, principal, creds) : undefined
     const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache, ...(live === undefined ? {} : { live }) }
     const written = new Set(writtenEntities(method, req.params))
-    const run = runMethod(ctx, method, req.params)
+    const entry = journalOf(conn, req, method, principal)
+    if (entry !== undefined) setJournal(entry)
+    const run = entry === undefined ? runMethod(ctx, method, req.params) : journaling(runMethod(ctx, method, req.params), entry)
     if (written.size === 0) return run
     // Announced whatever the outcome (a timed-out write may still have committed): the
     // receivers read the rows back, and announce only what they find.
@@ -219,7 +248,12 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void): Effect.Effect<Outcome, RequestError> =>
+  const execute = (
+    conn: Connection,
+    req: Request,
+    setPrincipal: (p: Principal) => void,
+    setJournal: (e: JournalEntry) => void
+  ): Effect.Effect<Outcome, RequestError> =>
     Effect.flatMap(authenticate(conn, req), ({ principal, creds }) => {
       setPrincipal(principal)
       return Effect.flatMap(rateLimitSpan(limiter.consume(principal.userId, principal.role, requestWeight(req.method, req.params))), () => {
@@ -229,7 +263,7 @@ export const make = Effect.gen(function* () {
           return Effect.succeed({ result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome)
         }
         // A write that could not be recorded must not run (fail closed); reads follow the policy.
-        return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(conn, req, method, principal, creds))
+        return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(conn, req, method, principal, creds, setJournal))
       })
     })
 
@@ -239,6 +273,7 @@ export const make = Effect.gen(function* () {
     const req = decoded
     const started = performance.now()
     let principal: Principal | undefined
+    let journal: JournalEntry | undefined
     const finish = (exit: Exit.Exit<Outcome, RequestError>, traceId: string | undefined): Effect.Effect<string> => {
       const error = Exit.isSuccess(exit) ? undefined : asRequestError(exit.cause)
       const wire = error === undefined ? undefined : toWireError(error)
@@ -284,7 +319,8 @@ export const make = Effect.gen(function* () {
       }
       const durable = error === undefined && WriteMethods.has(req.method)
       const answer = () => (outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!))
-      const recorded = Effect.matchEffect(audit.record(record, durable), {
+      // A record whose journal row committed with the write is durable already (no fsync to wait for).
+      const recorded = Effect.matchEffect(audit.record(record, durable, journal?.committed === true ? journal.key : undefined), {
         onSuccess: () => Effect.sync(answer),
         onFailure: (e) =>
           Effect.map(Effect.logError("audit record could not be written", e.reason), () =>
@@ -296,9 +332,16 @@ export const make = Effect.gen(function* () {
     }
     const run = Effect.exit(
       withQueryTimeout(timeoutMs)(
-        execute(conn, req, (p) => {
-          principal = p
-        })
+        execute(
+          conn,
+          req,
+          (p) => {
+            principal = p
+          },
+          (e) => {
+            journal = e
+          }
+        )
       )
     )
     // What follows the request runs without Effect.gen and with direct metric updates: it is on

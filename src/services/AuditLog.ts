@@ -23,6 +23,11 @@ export interface AuditRecord {
   readonly details?: Record<string, unknown>
   readonly durationMs: number
   readonly remoteAddress?: string
+  /**
+   * A write's record taken from the audit journal after a crash (src/query/Journal.ts): the write
+   * committed, its record had not yet reached the file; its duration is not known (0).
+   */
+  readonly recovered?: true
   /** Present when the record was larger than `security.audit.max_record_bytes` (see `boundAuditRecord`). */
   readonly summarized?: AuditSummary
 }
@@ -111,7 +116,14 @@ export interface AuditLogShape {
    * Records one operation. With `durable`, waits until the record is on disk and fails with 503
    * when it cannot be written (the write is then not acknowledged).
    */
-  readonly record: (entry: AuditRecord, durable: boolean) => Effect.Effect<void, Unavailable>
+  readonly record: (entry: AuditRecord, durable: boolean, journalKey?: string) => Effect.Effect<void, Unavailable>
+  /**
+   * Where single-row writes commit their record with the write (PostgreSQL, `security.audit.journal`);
+   * absent when every durable record waits for the file's fsync. A record passed with the key of
+   * its committed journal row (`journalKey`) is already durable: it is appended without waiting,
+   * and the row is removed once the file holds the record on disk.
+   */
+  readonly journal?: { readonly table: string; readonly replica: string }
   /** Fails with 503 when the log cannot take records: always for writes, for reads by policy. */
   readonly ready: (write: boolean) => Effect.Effect<void, Unavailable>
 }

@@ -1,0 +1,75 @@
+/**
+ * Pure decisions that let a single-row write be one statement (src/query/Repository.ts):
+ * whether an update can change the answer of its row filter, and whether a new record is
+ * admitted by the row filter, decided in memory, before any I/O.
+ */
+import type { FieldDef } from "../entity/Model.js"
+import type { Values } from "../entity/Validate.js"
+import { wireOfValues } from "./Codec.js"
+import type { FilterNode } from "./Filter.js"
+import { compileMatch } from "./FilterMatch.js"
+
+/** Every field a filter tests. */
+export const filterFields = (node: FilterNode, into: Set<FieldDef> = new Set()): Set<FieldDef> => {
+  switch (node._tag) {
+    case "And":
+    case "Or":
+      for (const n of node.nodes) filterFields(n, into)
+      return into
+    case "Not":
+      return filterFields(node.node, into)
+    default:
+      into.add(node.field)
+      return into
+  }
+}
+
+/**
+ * Whether writing these fields can change what the row filter answers for the row. When it
+ * cannot, a row the filter admitted before the write is still admitted after it, and the
+ * write's post-condition needs no statement of its own.
+ */
+export const touchesFilter = (rowFilter: FilterNode, written: Iterable<FieldDef>): boolean => {
+  const tested = filterFields(rowFilter)
+  if (tested.size === 0) return false
+  for (const f of written) if (tested.has(f)) return true
+  return false
+}
+
+/** Types whose order is the same in memory and in every database: numbers, booleans, instants. */
+const ORDERED: ReadonlySet<FieldDef["type"]> = new Set(["integer", "bigint", "decimal", "float", "boolean", "datetime"])
+
+/**
+ * Nodes whose in-memory answer (FilterMatch.ts) is the database's whatever the column's
+ * collation: equality and lists on any field, order on non-text fields, NULL tests. Pattern,
+ * case-insensitive and array tests, and order on text, are left to the database.
+ */
+const collationFree = (n: FilterNode): boolean => {
+  switch (n._tag) {
+    case "And":
+    case "Or":
+      return n.nodes.every(collationFree)
+    case "Not":
+      return collationFree(n.node)
+    case "Cmp":
+      if (n.insensitive === true) return false
+      return n.op === "eq" || n.op === "ne" || ORDERED.has(n.field.type)
+    case "In":
+      return n.insensitive !== true
+    case "IsNull":
+      return true
+    default:
+      return false
+  }
+}
+
+/**
+ * Whether the row filter admits a new record whose every value is known (`record`, complete as
+ * it will be inserted): true when it surely does, false when the database must decide (the
+ * filter tests a value the database assigns, or a test whose answer depends on collation).
+ */
+export const admitsNewRecord = (rowFilter: FilterNode, record: Values): boolean => {
+  if (!collationFree(rowFilter)) return false
+  for (const f of filterFields(rowFilter)) if (!record.has(f) || f.neverExpose) return false
+  return compileMatch(rowFilter)(wireOfValues(record, [...record.keys()])) === "T"
+}
