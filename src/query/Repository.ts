@@ -298,72 +298,115 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const retryWrite = withRetry(settings, "write")
   const readError = (entity: EntityDef) => (e: SqlError) => toRequestError(entity, e, undefined, timeoutMs)
   const writeError = (entity: EntityDef, written: ReadonlyArray<Values>) => mapWriteError(db, registry, entity, written, timeoutMs)
+  /**
+   * Whether single-row writes answer with RETURNING (one statement, no read-back): PostgreSQL and
+   * SQLite (3.35+; better-sqlite3 ships a newer one). MySQL 8 has no RETURNING; MariaDB's (10.5+)
+   * is on INSERT and DELETE only: both keep the transaction and read-back (docs/architecture.md).
+   */
+  const returns = dialect === "pg" || dialect === "sqlite"
   /** A locked row as an announced change: with its before image when the whole row was read. */
   const beforeOf = (op: "update" | "delete", entity: EntityDef, row: Row, capture: boolean): RowChange => {
     const id = String(row[entity.primaryKey.column])
     return capture ? { op, id, before: decodeRow(dialect, entity, row, entity.exposed) } : { op, id }
   }
 
+  /** A one-statement write's RETURNING list: the readable columns as a SELECT reads them, and the key. */
+  const returning = (entity: EntityDef, readable: ReadonlyArray<FieldDef>, alias?: string) =>
+    sql.join(
+      ", ",
+      false
+    )([
+      ...readable.map((f) => (alias === undefined ? readColumn(sql, dialect, f) : aliased(sql, alias, f, f.column))),
+      alias === undefined ? sql`${sql(entity.primaryKey.column)} AS ${sql(KEY)}` : aliased(sql, alias, entity.primaryKey, KEY)
+    ])
+
+  /** Runs a one-statement write (with its journal row on PostgreSQL) and marks the journal entry committed. */
+  const runOne = (
+    write: Statement.Statement<Row>,
+    entry: JournalEntry | undefined,
+    onError: (e: SqlError) => Effect.Effect<never, RequestError>
+  ) =>
+    db.query(sql<Row>`${withJournal(sql, write, entry)}`).pipe(
+      retryWrite,
+      Effect.catchTag("SqlError", onError),
+      Effect.tap((rows) => {
+        if (entry !== undefined && rows.length > 0) entry.committed = true
+      })
+    )
+
   /**
-   * PostgreSQL: an update of at most one row (by id or a unique field) as one statement, when
-   * the written fields cannot change the row filter's answer (`touchesFilter`): the row filter
-   * in its WHERE, the readable columns in RETURNING, the before image (realtime) from the row
-   * locked by a sub-select, and the audit journal's row (`withJournal`). One round trip, one commit.
+   * An update of at most one row (by id or a unique field) when the written fields cannot change
+   * the row filter's answer (`touchesFilter`), so the row filter in the WHERE is the whole check:
+   * - PostgreSQL: one statement. The readable columns come back by RETURNING, the before image
+   *   (realtime) from the row locked by a sub-select, and the audit journal's row is inserted by
+   *   the same statement (`withJournal`): one round trip, one commit.
+   * - SQLite: UPDATE … RETURNING; with a before image to capture, the row is read first in the
+   *   same transaction (SQLite's RETURNING cannot name the FROM clause).
    */
-  const updateOnePg = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access, capture: boolean) =>
+  const updateOne = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access, capture: boolean) =>
     Effect.gen(function* () {
       const pk = entity.primaryKey
-      const entry = yield* currentJournal
       const readable = selected(entity, access.readable)
-      const answer = [...readable.map((f) => aliased(sql, "t", f, f.column)), aliased(sql, "t", pk, KEY)]
-      const write = capture
-        ? sql`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} FROM (SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} FOR UPDATE) AS o WHERE ${sql("t")}.${sql(pk.column)} = ${sql("o")}.${sql(pk.column)} RETURNING ${sql.join(", ", false)([...answer, ...entity.exposed.map((f) => aliased(sql, "o", f, OLD + f.column))])}`
-        : sql`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter), "t")} RETURNING ${sql.join(", ", false)(answer)}`
-      const rows = yield* db
-        .query(sql<Row>`${withJournal(sql, write, entry)}`)
-        .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
-      const row = rows[0]
+      const cond = compileFilter(sql, dialect, and(where, access.rowFilter))
+      let row: Row | undefined
+      let before: Row | undefined
+      if (dialect === "pg") {
+        const entry = yield* currentJournal
+        const write = capture
+          ? sql<Row>`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} FROM (SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${cond} FOR UPDATE) AS o WHERE ${sql("t")}.${sql(pk.column)} = ${sql("o")}.${sql(pk.column)} RETURNING ${returning(entity, readable, "t")}, ${sql.join(", ", false)(entity.exposed.map((f) => aliased(sql, "o", f, OLD + f.column)))}`
+          : sql<Row>`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter), "t")} RETURNING ${returning(entity, readable, "t")}`
+        row = (yield* runOne(write, entry, writeError(entity, [values])))[0]
+        if (row !== undefined && capture) before = pickColumns(row, entity.exposed, OLD)
+      } else if (!capture) {
+        const write = sql<Row>`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${cond} RETURNING ${returning(entity, readable)}`
+        row = (yield* runOne(write, undefined, writeError(entity, [values])))[0]
+      } else {
+        const both = yield* sql
+          .withTransaction(
+            Effect.gen(function* () {
+              const found =
+                (yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${cond}`)[0]
+              if (found === undefined) return undefined
+              const written =
+                yield* sql<Row>`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${sql(pk.column)} = ${found[pk.column] as string | number} RETURNING ${returning(entity, readable)}`
+              return { found, written: written[0] }
+            })
+          )
+          .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
+        row = both?.written
+        before = both?.found
+      }
       if (row === undefined) return yield* new NotFound({ entity: entity.name })
-      if (entry !== undefined) entry.committed = true
       const id = String(row[KEY])
       yield* note(entity, [
-        capture
-          ? { op: "update", id, before: decodeRow(dialect, entity, pickColumns(row, entity.exposed, OLD), entity.exposed) }
-          : { op: "update", id }
+        before !== undefined ? { op: "update", id, before: decodeRow(dialect, entity, before, entity.exposed) } : { op: "update", id }
       ])
       return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
     })
 
-  /** PostgreSQL: a delete of at most one row as one statement (RETURNING the before image), with its journal row. */
-  const deleteOnePg = (entity: EntityDef, where: FilterNode, access: Access, capture: boolean) =>
+  /** A delete of at most one row as one statement, RETURNING the before image (PostgreSQL: with its journal row). */
+  const deleteOne = (entity: EntityDef, where: FilterNode, access: Access, capture: boolean) =>
     Effect.gen(function* () {
       const pk = entity.primaryKey
-      const entry = yield* currentJournal
-      const write = sql`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${sql.join(", ", false)([...lockedColumns(entity, capture).map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
-      const rows = yield* db.query(sql<Row>`${withJournal(sql, write, entry)}`).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
-      const row = rows[0]
+      const entry = dialect === "pg" ? yield* currentJournal : undefined
+      const write = sql<Row>`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${sql.join(", ", false)([...lockedColumns(entity, capture).map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
+      const row = (yield* runOne(write, entry, writeError(entity, [])))[0]
       if (row === undefined) return yield* new NotFound({ entity: entity.name })
-      if (entry !== undefined) entry.committed = true
       yield* note(entity, [beforeOf("delete", entity, row, capture)])
       return true as const
     })
 
   /**
-   * PostgreSQL: a create as one statement, INSERT … RETURNING the readable columns, when the row
-   * filter is decided before any I/O (none, or `admitsNewRecord`), with its journal row.
+   * A create as one statement, INSERT … RETURNING the readable columns (PostgreSQL: with its
+   * journal row), when the row filter is decided before any I/O (none, or `admitsNewRecord`).
    */
-  const createOnePg = (entity: EntityDef, record: Values, values: Values, access: Access) =>
+  const createOne = (entity: EntityDef, record: Values, values: Values, access: Access) =>
     Effect.gen(function* () {
-      const pk = entity.primaryKey
-      const entry = yield* currentJournal
+      const entry = dialect === "pg" ? yield* currentJournal : undefined
       const readable = selected(entity, access.readable)
-      const write = sql`${insertStatement(db, entity, [record])} RETURNING ${sql.join(", ", false)([...readable.map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
-      const rows = yield* db
-        .query(sql<Row>`${withJournal(sql, write, entry)}`)
-        .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])))
-      const row = rows[0]
+      const write = sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${returning(entity, readable)}`
+      const row = (yield* runOne(write, entry, writeError(entity, [values])))[0]
       if (row === undefined) return yield* new NotFound({ entity: entity.name })
-      if (entry !== undefined) entry.committed = true
       yield* note(entity, [{ op: "create", id: String(row[KEY]) }])
       return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
     })
@@ -391,8 +434,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const record = completeForCreate(entity, values, new Date())
       const pk = entity.primaryKey
-      if (dialect === "pg" && (isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)))
-        return yield* createOnePg(entity, record, values, access)
+      if (returns && (isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)))
+        return yield* createOne(entity, record, values, access)
       // The key: made here, or assigned by the database as the row is inserted.
       const insert: Effect.Effect<unknown, SqlError> =
         pk.autoIncrement === true ? insertReturningKey(db, entity, record) : Effect.as(insertRows(db, entity, [record]), record.get(pk))
@@ -458,8 +501,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       const fields = completeForUpdate(entity, values, new Date())
       const pk = entity.primaryKey
       const capture = yield* capturing
-      if (dialect === "pg" && !touchesFilter(access.rowFilter, fields.keys()))
-        return yield* updateOnePg(entity, where, fields, values, access, capture)
+      if (returns && !touchesFilter(access.rowFilter, fields.keys()))
+        return yield* updateOne(entity, where, fields, values, access, capture)
       const entry = dialect === "pg" ? yield* currentJournal : undefined
       const found = yield* sql
         .withTransaction(
@@ -491,7 +534,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const pk = entity.primaryKey
       const capture = yield* capturing
-      if (dialect === "pg") return yield* deleteOnePg(entity, where, access, capture)
+      if (returns) return yield* deleteOne(entity, where, access, capture)
       const deleted = yield* sql
         .withTransaction(
           Effect.gen(function* () {
