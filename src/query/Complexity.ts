@@ -20,7 +20,7 @@
  * A `transaction` is scored as the sum of its operations' scores against the same limit (its
  * operations run in order; the one that crosses the limit fails, and the transaction with it).
  */
-import { Effect } from "effect"
+import { Either } from "effect"
 import { ValidationFailed } from "../Errors.js"
 import type { FilterNode } from "./Filter.js"
 
@@ -111,9 +111,9 @@ export const complexity = (q: ComplexityRequest): Complexity => {
  * 422 when the request's score is above `max`, naming the part that weighs most and why.
  * `spent`: the scores of the transaction's earlier operations, which count against the same limit.
  */
-export const checkComplexity = (q: ComplexityRequest, max: number, spent = 0): Effect.Effect<Complexity, ValidationFailed> => {
+export const checkComplexity = (q: ComplexityRequest, max: number, spent = 0): Either.Either<Complexity, ValidationFailed> => {
   const c = complexity(q)
-  if (spent + c.total <= max) return Effect.succeed(c)
+  if (spent + c.total <= max) return Either.right(c)
   const parts: Array<string> = [
     `${c.filterNodes} filter nodes × ${FILTER_NODE_COST} + ${c.inValues} in/notIn values${
       c.patternChars > 0 ? ` + ${c.patternChars} pattern characters × ${PATTERN_CHAR_COST}` : ""
@@ -132,5 +132,5 @@ export const checkComplexity = (q: ComplexityRequest, max: number, spent = 0): E
     spent === 0
       ? `query complexity ${c.total} exceeds the limit ${max}: ${parts.join("; ")}`
       : `transaction complexity ${spent + c.total} exceeds the limit ${max}: the earlier operations score ${spent}, this one ${c.total} (${parts.join("; ")})`
-  return Effect.fail(ValidationFailed.one(field, `${message}; ${spent === 0 ? hint : `${hint}, or split the transaction`}`))
+  return Either.left(ValidationFailed.one(field, `${message}; ${spent === 0 ? hint : `${hint}, or split the transaction`}`))
 }

@@ -3,12 +3,14 @@
  * methods a transaction may hold, each request's rate-limit weight and getCapabilities' list.
  *
  * Every method on an entity takes the same order (`onEntity`):
- *   decode   the params' JSON shape (400) and the entity (422 for an unknown one);
- *   decide   the access decision (403), before anything that could name a field;
+ *   decode   the params' JSON shape (400) and the entity (422 for an unknown one); pure (Either);
+ *   decide   the access decision (403), before anything that could name a field; the Acl service;
  *   plan     validation of fields and values (422), fields the caller may not read or write (403),
- *            complexity (422);
- *   execute  the repository call;
- *   shape    the answer holds only the fields the caller may read (`viewOf`).
+ *            complexity (422), and what the repository is to run; pure (Either), no I/O;
+ *   execute  the repository's statement, with its timeout, retries and spans (Effect);
+ *   shape    the answer holds only the fields the caller may read (`viewOf`), by the statement's
+ *            own column list.
+ * The audit record follows in the handler (src/rpc/Handler.ts).
  */
 import { Effect, Either } from "effect"
 import type { DaemonConfig } from "../Config.js"
@@ -94,19 +96,23 @@ export interface Outcome {
   readonly recordIds?: ReadonlyArray<string>
 }
 
-const arity = (params: ReadonlyArray<unknown>, min: number, max: number, shape: string): Effect.Effect<void, BadRequest> =>
-  params.length < min || params.length > max ? Effect.fail(new BadRequest({ reason: `expected params ${shape}` })) : Effect.void
+// The decode and plan stages are plain functions returning Either: no I/O, and no Effect step
+// per check (docs/architecture.md, "The request pipeline"). Effect is used where there is I/O or
+// a service: the access decision (the Acl service) and the execute stage.
 
-const entityOf = (ctx: MethodContext, raw: unknown): Effect.Effect<EntityDef, RequestError> => {
-  if (typeof raw !== "string") return Effect.fail(new BadRequest({ reason: "params[0] must be the entity name (a string)" }))
+const left = <E>(e: E): Either.Either<never, E> => Either.left(e)
+const ok: Either.Either<void, never> = Either.right(undefined)
+
+const arity = (params: ReadonlyArray<unknown>, min: number, max: number, shape: string): Either.Either<void, BadRequest> =>
+  params.length < min || params.length > max ? left(new BadRequest({ reason: `expected params ${shape}` })) : ok
+
+const entityOf = (ctx: MethodContext, raw: unknown): Either.Either<EntityDef, RequestError> => {
+  if (typeof raw !== "string") return left(new BadRequest({ reason: "params[0] must be the entity name (a string)" }))
   const e = ctx.registry.entities.get(raw)
   return e === undefined
-    ? Effect.fail(ValidationFailed.one("entity", `unknown entity (known: ${[...ctx.registry.entities.keys()].join(", ")})`))
-    : Effect.succeed(e)
+    ? left(ValidationFailed.one("entity", `unknown entity (known: ${[...ctx.registry.entities.keys()].join(", ")})`))
+    : Either.right(e)
 }
-
-const fromEither = <A>(e: Either.Either<A, ValidationFailed>): Effect.Effect<A, ValidationFailed> =>
-  Either.isLeft(e) ? Effect.fail(e.left) : Effect.succeed(e.right)
 
 /**
  * Refuses values for fields the decision does not let the principal write, and role escalation.
@@ -119,13 +125,13 @@ const checkWritable = (
   decision: Decision,
   values: ReadonlyArray<Values>,
   sent?: ReadonlyArray<unknown>
-): Effect.Effect<void, Forbidden> => {
+): Either.Either<void, Forbidden> => {
   const writable = new Set(decision.writable)
   for (const [i, v] of values.entries()) {
     const given = sent?.[i]
     for (const f of v.keys()) {
       if (isRecord(given) && !Object.hasOwn(given, f.name)) continue
-      if (!writable.has(f)) return Effect.fail(new Forbidden({ reason: `field '${f.name}' may not be written by this principal` }))
+      if (!writable.has(f)) return left(new Forbidden({ reason: `field '${f.name}' may not be written by this principal` }))
     }
   }
   return checkNoRoleEscalation(ctx.principal, entity, values)
@@ -153,14 +159,14 @@ const viewOf = (ctx: MethodContext, entity: EntityDef): Effect.Effect<View> =>
 const writeAccess = (d: Decision, view: View): Access => ({ rowFilter: d.rowFilter, readable: view.answer })
 
 /** A write decision with what the caller may see of the entity. */
-interface WritePlan {
+interface WriteDecision {
   readonly decision: Decision
   readonly view: View
 }
 
 const decideWrite =
   (op: AclOperation) =>
-  (ctx: MethodContext, entity: EntityDef): Effect.Effect<WritePlan, Forbidden> =>
+  (ctx: MethodContext, entity: EntityDef): Effect.Effect<WriteDecision, Forbidden> =>
     Effect.flatMap(decide(ctx, entity, op), (decision) => Effect.map(viewOf(ctx, entity), (view) => ({ decision, view })))
 
 const decideRead = (ctx: MethodContext, entity: EntityDef): Effect.Effect<Decision, Forbidden> => decide(ctx, entity, "read")
@@ -182,45 +188,47 @@ const fieldsOf = (node: FilterNode): ReadonlyArray<FieldDef> => {
  * filter, sort or lookup either, in a read or a write: its values would leak through counts and
  * matches.
  */
-const checkReadable = (readableFields: ReadonlyArray<FieldDef>, fields: ReadonlyArray<FieldDef>): Effect.Effect<void, Forbidden> => {
+const checkReadable = (readableFields: ReadonlyArray<FieldDef>, fields: ReadonlyArray<FieldDef>): Either.Either<void, Forbidden> => {
   const readable = new Set(readableFields)
   const hidden = fields.find((f) => !readable.has(f))
   return hidden === undefined
-    ? Effect.void
-    : Effect.fail(
+    ? ok
+    : left(
         new Forbidden({
           reason: `field '${hidden.name}' may not be read by this principal, so it cannot be filtered, sorted or looked up by`
         })
       )
 }
 
-/** The request's score against `performance.max_query_complexity`, shared by a transaction's operations. */
-const admitComplexity = (ctx: MethodContext, q: ComplexityRequest): Effect.Effect<void, ValidationFailed> =>
-  Effect.map(checkComplexity(q, ctx.config.performance.max_query_complexity, ctx.spent?.score ?? 0), (c) => {
+/**
+ * The request's score against `performance.max_query_complexity`, shared by a transaction's
+ * operations (the one state the plan stage updates: the transaction's running score).
+ */
+const admitComplexity = (ctx: MethodContext, q: ComplexityRequest): Either.Either<void, ValidationFailed> =>
+  Either.map(checkComplexity(q, ctx.config.performance.max_query_complexity, ctx.spent?.score ?? 0), (c) => {
     if (ctx.spent !== undefined) ctx.spent.score += c.total
   })
 
-const filterOf = (entity: EntityDef, raw: unknown, at: string) => fromEither(parseFilter(entity, raw, at))
+const filterOf = (entity: EntityDef, raw: unknown, at: string) => parseFilter(entity, raw, at)
 
-const requireFilter = (entity: EntityDef, raw: unknown) =>
-  Effect.flatMap(filterOf(entity, raw, "filter"), (node: FilterNode) =>
+const requireFilter = (entity: EntityDef, raw: unknown): Either.Either<FilterNode, ValidationFailed> =>
+  Either.flatMap(filterOf(entity, raw, "filter"), (node: FilterNode) =>
     raw === undefined || raw === null || !hasFieldCondition(node)
-      ? Effect.fail(ValidationFailed.one("filter", "bulk writes need a filter that tests at least one field"))
-      : Effect.succeed(node)
+      ? left(ValidationFailed.one("filter", "bulk writes need a filter that tests at least one field"))
+      : Either.right(node)
   )
 
-const uniqueField = (entity: EntityDef, raw: string, at: string): Effect.Effect<FieldDef, RequestError> => {
+const uniqueField = (entity: EntityDef, raw: string, at: string): Either.Either<FieldDef, RequestError> => {
   const f = entity.byName.get(raw)
-  if (f === undefined || f.neverExpose) return Effect.fail(ValidationFailed.one(at, `unknown field of ${entity.name}`))
-  if (!f.unique) return Effect.fail(ValidationFailed.one(at, `${raw} is not a unique field of ${entity.name}`))
-  return Effect.succeed(f)
+  if (f === undefined || f.neverExpose) return left(ValidationFailed.one(at, `unknown field of ${entity.name}`))
+  if (!f.unique) return left(ValidationFailed.one(at, `${raw} is not a unique field of ${entity.name}`))
+  return Either.right(f)
 }
 
 /** A lookup value for a unique field (type-checked; a malformed id finds nothing, as `read` does). */
-const lookupValue = (f: FieldDef, raw: unknown, at = "value"): Effect.Effect<unknown, ValidationFailed> => {
-  if (f.type === "uuid" && typeof raw === "string" && !isUuid(raw)) return Effect.succeed(undefined)
-  const r = operand(f, raw)
-  return Either.isLeft(r) ? Effect.fail(ValidationFailed.one(at, r.left)) : Effect.succeed(r.right)
+const lookupValue = (f: FieldDef, raw: unknown, at = "value"): Either.Either<unknown, ValidationFailed> => {
+  if (f.type === "uuid" && typeof raw === "string" && !isUuid(raw)) return Either.right(undefined)
+  return Either.mapLeft(operand(f, raw), (e) => ValidationFailed.one(at, e))
 }
 
 /**
@@ -228,12 +236,12 @@ const lookupValue = (f: FieldDef, raw: unknown, at = "value"): Effect.Effect<unk
  * value (undefined: a malformed id, which finds nothing).
  */
 const readableLookup = (entity: EntityDef, name: string, raw: unknown, readable: ReadonlyArray<FieldDef>) =>
-  Effect.flatMap(uniqueField(entity, name, "field"), (f) =>
-    Effect.flatMap(lookupValue(f, raw), (v) => Effect.as(checkReadable(readable, [f]), { f, v }))
+  Either.flatMap(uniqueField(entity, name, "field"), (f) =>
+    Either.flatMap(lookupValue(f, raw), (v) => Either.map(checkReadable(readable, [f]), () => ({ f, v })))
   )
 
-const parseSort = (entity: EntityDef, raw: unknown): Effect.Effect<Array<SortKey>, ValidationFailed> => {
-  if (raw === undefined || raw === null) return Effect.succeed([])
+const parseSort = (entity: EntityDef, raw: unknown): Either.Either<Array<SortKey>, ValidationFailed> => {
+  if (raw === undefined || raw === null) return Either.right([])
   const items = Array.isArray(raw) ? raw : [raw]
   const keys: Array<SortKey> = []
   const issues: Array<{ field: string; error: string }> = []
@@ -250,14 +258,14 @@ const parseSort = (entity: EntityDef, raw: unknown): Effect.Effect<Array<SortKey
     }
   })
   if (keys.length > 8) issues.push({ field: "sort", error: "at most 8 sort keys" })
-  return issues.length > 0 ? Effect.fail(ValidationFailed.one(issues[0]!.field, issues[0]!.error)) : Effect.succeed(keys)
+  return issues.length > 0 ? left(ValidationFailed.one(issues[0]!.field, issues[0]!.error)) : Either.right(keys)
 }
 
 const LIST_OPTIONS = new Set(["filter", "sort", "page", "limit", "include"])
 
 /** `include: ["page"]` or `{page: true}` → the foreign-key fields whose records come along. */
-const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<FieldDef>, ValidationFailed> => {
-  if (raw === undefined || raw === null) return Effect.succeed([])
+const parseInclude = (entity: EntityDef, raw: unknown): Either.Either<Array<FieldDef>, ValidationFailed> => {
+  if (raw === undefined || raw === null) return Either.right([])
   const names = Array.isArray(raw)
     ? raw
     : isRecord(raw)
@@ -266,7 +274,7 @@ const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<Fiel
           .map(([k]) => k)
       : undefined
   if (names === undefined || !names.every((n): n is string => typeof n === "string")) {
-    return Effect.fail(ValidationFailed.one("include", 'must be a list of relation names, e.g. ["page"]'))
+    return left(ValidationFailed.one("include", 'must be a list of relation names, e.g. ["page"]'))
   }
   const relations = entity.fields.filter((f) => f.foreignKey !== undefined)
   const out: Array<FieldDef> = []
@@ -274,7 +282,7 @@ const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<Fiel
     const f = relations.find((r) => r.foreignKey!.relation === n)
     if (f === undefined) {
       const known = relations.map((r) => r.foreignKey!.relation)
-      return Effect.fail(
+      return left(
         ValidationFailed.one(
           `include.${n}`,
           `unknown relation of ${entity.name}${known.length > 0 ? ` (known: ${known.join(", ")})` : " (it has none)"}`
@@ -283,23 +291,24 @@ const parseInclude = (entity: EntityDef, raw: unknown): Effect.Effect<Array<Fiel
     }
     if (!out.includes(f)) out.push(f)
   }
-  return Effect.succeed(out)
+  return Either.right(out)
 }
 
 /** List options after the access decision: keys, paging, filter, sort, complexity, includes. */
 const listOptions = (ctx: MethodContext, entity: EntityDef, o: Record<string, unknown>) =>
-  Effect.gen(function* () {
+  Either.gen(function* () {
     for (const k of Object.keys(o))
-      if (!LIST_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown list option (expected filter, sort, page, limit, include)")
+      if (!LIST_OPTIONS.has(k))
+        return yield* left(ValidationFailed.one(k, "unknown list option (expected filter, sort, page, limit, include)"))
     const max = ctx.config.performance.max_page_size
     const page = o.page ?? 1
     const limit = o.limit ?? ctx.config.performance.default_page_size
     if (typeof page !== "number" || !Number.isSafeInteger(page) || page < 1)
-      return yield* ValidationFailed.one("page", "must be an integer >= 1")
+      return yield* left(ValidationFailed.one("page", "must be an integer >= 1"))
     if (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit < 1 || limit > max) {
-      return yield* ValidationFailed.one("limit", `must be an integer between 1 and ${max}`)
+      return yield* left(ValidationFailed.one("limit", `must be an integer between 1 and ${max}`))
     }
-    if ((page - 1) * limit > 1_000_000_000) return yield* ValidationFailed.one("page", "is too deep")
+    if ((page - 1) * limit > 1_000_000_000) return yield* left(ValidationFailed.one("page", "is too deep"))
     const filter = yield* filterOf(entity, o.filter, "filter")
     const sort = yield* parseSort(entity, o.sort)
     yield* admitComplexity(ctx, { filter, sortKeys: sort.length, page, limit })
@@ -314,49 +323,57 @@ const idsOf = (entity: EntityDef, r: unknown): ReadonlyArray<string> => {
 }
 
 /** params[i] as a record id: a string, or also an integer for an entity the database numbers; else 400. */
-const idAt = (p: ReadonlyArray<unknown>, i: number, entity: EntityDef): Effect.Effect<string | number, BadRequest> => {
+const idAt = (p: ReadonlyArray<unknown>, i: number, entity: EntityDef): Either.Either<string | number, BadRequest> => {
   const v = p[i]
-  if (typeof v === "string") return Effect.succeed(v)
+  if (typeof v === "string") return Either.right(v)
   const numbered = entity.primaryKey.type === "integer"
-  if (numbered && typeof v === "number" && Number.isSafeInteger(v)) return Effect.succeed(v)
-  return Effect.fail(new BadRequest({ reason: `params[${i}] must be the record id (${numbered ? "an integer" : "a string"})` }))
+  if (numbered && typeof v === "number" && Number.isSafeInteger(v)) return Either.right(v)
+  return left(new BadRequest({ reason: `params[${i}] must be the record id (${numbered ? "an integer" : "a string"})` }))
 }
 
 /** params[i] as a string, else 400 with `what`. */
-const stringAt = (p: ReadonlyArray<unknown>, i: number, what: string): Effect.Effect<string, BadRequest> =>
-  typeof p[i] === "string" ? Effect.succeed(p[i]) : Effect.fail(new BadRequest({ reason: `params[${i}] must be ${what}` }))
+const stringAt = (p: ReadonlyArray<unknown>, i: number, what: string): Either.Either<string, BadRequest> =>
+  typeof p[i] === "string" ? Either.right(p[i]) : left(new BadRequest({ reason: `params[${i}] must be ${what}` }))
 
 /**
- * How a method on an entity runs. `decode` sees only the params' JSON shape; `decide` takes the
- * access decision; `run` validates, plans, executes and shapes. `onEntity` keeps that order.
+ * How a method on an entity runs, stage by stage; `onEntity` keeps the order for every method:
+ * - `decode` sees only the params' JSON shape (400);
+ * - `decide` takes the access decision (403) before anything that could name a field;
+ * - `plan` validates and checks everything else and says what to run (422, 403), without I/O;
+ * - `execute` runs the plan: the repository's statement (with its timeout, retries and spans),
+ *   and the answer shaped by the plan's readable fields.
  */
-interface EntityMethod<P, D> {
+interface EntityMethod<P, D, Q> {
   readonly params: readonly [min: number, max: number, shape: string]
-  readonly decode: (p: ReadonlyArray<unknown>, entity: EntityDef) => Effect.Effect<P, BadRequest>
+  readonly decode: (p: ReadonlyArray<unknown>, entity: EntityDef) => Either.Either<P, BadRequest>
   readonly decide: (ctx: MethodContext, entity: EntityDef) => Effect.Effect<D, Forbidden>
-  readonly run: (
+  readonly plan: (
     ctx: MethodContext,
     entity: EntityDef,
     params: P,
     decided: D,
     raw: ReadonlyArray<unknown>
-  ) => Effect.Effect<Outcome, RequestError>
+  ) => Either.Either<Q, RequestError>
+  readonly execute: (ctx: MethodContext, entity: EntityDef, plan: Q, raw: ReadonlyArray<unknown>) => Effect.Effect<Outcome, RequestError>
 }
 
 type Runner = (ctx: MethodContext, params: ReadonlyArray<unknown>) => Effect.Effect<Outcome, RequestError>
 
 const onEntity =
-  <P, D>(m: EntityMethod<P, D>): Runner =>
-  (ctx, raw) =>
-    Effect.flatMap(arity(raw, m.params[0], m.params[1], m.params[2]), () =>
-      Effect.flatMap(entityOf(ctx, raw[0]), (entity) =>
-        Effect.flatMap(m.decode(raw, entity), (params) =>
-          Effect.flatMap(m.decide(ctx, entity), (decided) => m.run(ctx, entity, params, decided, raw))
-        )
-      )
+  <P, D, Q>(m: EntityMethod<P, D, Q>): Runner =>
+  (ctx, raw) => {
+    const decoded = Either.flatMap(arity(raw, m.params[0], m.params[1], m.params[2]), () =>
+      Either.flatMap(entityOf(ctx, raw[0]), (entity) => Either.map(m.decode(raw, entity), (params) => ({ entity, params })))
     )
+    if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
+    const { entity, params } = decoded.right
+    return Effect.flatMap(m.decide(ctx, entity), (decided) => {
+      const planned = m.plan(ctx, entity, params, decided, raw)
+      return Either.isLeft(planned) ? Effect.fail(planned.left) : m.execute(ctx, entity, planned.right, raw)
+    })
+  }
 
-const noParams = () => Effect.succeed(undefined)
+const noParams = () => Either.right(undefined)
 
 /** Decoded upsert params, of either form. */
 interface UpsertParams {
@@ -373,12 +390,12 @@ interface UpsertParams {
 
 const UPSERT_SHAPE = "[entity, uniqueField, uniqueValue, createData, updateData] or [entity, filter, createData, updateData]"
 
-const decodeUpsert = (p: ReadonlyArray<unknown>): Effect.Effect<UpsertParams, BadRequest> => {
+const decodeUpsert = (p: ReadonlyArray<unknown>): Either.Either<UpsertParams, BadRequest> => {
   if (p.length === 5 && typeof p[1] === "string")
-    return Effect.succeed({ field: p[1], value: p[2], createData: p[3], updateData: p[4], at: "uniqueField" })
+    return Either.right({ field: p[1], value: p[2], createData: p[3], updateData: p[4], at: "uniqueField" })
   if (p.length === 4 && isRecord(p[1])) {
     const keys = Object.keys(p[1])
-    return Effect.succeed({
+    return Either.right({
       field: keys.length === 1 ? keys[0] : undefined,
       value: keys.length === 1 ? p[1][keys[0]!] : undefined,
       createData: p[2],
@@ -387,7 +404,7 @@ const decodeUpsert = (p: ReadonlyArray<unknown>): Effect.Effect<UpsertParams, Ba
       filter: p[1]
     })
   }
-  return Effect.fail(
+  return left(
     new BadRequest({
       reason:
         p.length === 5
@@ -400,9 +417,9 @@ const decodeUpsert = (p: ReadonlyArray<unknown>): Effect.Effect<UpsertParams, Ba
 }
 
 /** The upsert's lookup field, after the decision: one unique field other than id, with a plain value. */
-const upsertLookup = (entity: EntityDef, u: UpsertParams): Effect.Effect<FieldDef, RequestError> => {
+const upsertLookup = (entity: EntityDef, u: UpsertParams): Either.Either<FieldDef, RequestError> => {
   if (u.field === undefined) {
-    return Effect.fail(
+    return left(
       ValidationFailed.one(
         "filter",
         `must name exactly one unique field of ${entity.name} (it names ${Object.keys(u.filter ?? {}).length})`
@@ -410,15 +427,15 @@ const upsertLookup = (entity: EntityDef, u: UpsertParams): Effect.Effect<FieldDe
     )
   }
   const at = u.at === "filter" ? `filter.${u.field}` : "uniqueField"
-  return Effect.flatMap(uniqueField(entity, u.field, at), (f) => {
-    if (f.primary) return Effect.fail(ValidationFailed.one(at, "ids are generated by the daemon: upsert by another unique field"))
+  return Either.flatMap(uniqueField(entity, u.field, at), (f) => {
+    if (f.primary) return left(ValidationFailed.one(at, "ids are generated by the daemon: upsert by another unique field"))
     if (u.at === "filter") {
       if (u.value === null || typeof u.value === "object")
-        return Effect.fail(ValidationFailed.one(at, "must be the unique value itself (not null, an operator or a list)"))
+        return left(ValidationFailed.one(at, "must be the unique value itself (not null, an operator or a list)"))
       const v = operand(f, u.value)
-      if (Either.isLeft(v)) return Effect.fail(ValidationFailed.one(at, v.left))
+      if (Either.isLeft(v)) return left(ValidationFailed.one(at, v.left))
     }
-    return Effect.succeed(f)
+    return Either.right(f)
   })
 }
 
@@ -461,21 +478,23 @@ const createMethod: Runner = onEntity({
   params: [2, 2, "[entity, data]"],
   decode: noParams,
   decide: decideWrite("create"),
-  run: (ctx, entity, _, { decision, view }, p) =>
-    Effect.gen(function* () {
-      const values = yield* fromEither(validateCreate(entity, p[1]))
+  plan: (ctx, entity, _, { decision, view }, p) =>
+    Either.gen(function* () {
+      const values = yield* validateCreate(entity, p[1])
       yield* checkWritable(ctx, entity, decision, [values], [p[1]])
-      const result = yield* ctx.repo.create(entity, values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
-    })
+      return { values, access: writeAccess(decision, view) }
+    }),
+  execute: (ctx, entity, { values, access }) =>
+    Effect.map(ctx.repo.create(entity, values, access), (result) => ({ result, entity: entity.name, recordIds: idsOf(entity, result) }))
 })
 
 const readMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
   decode: (p, entity) => idAt(p, 1, entity),
   decide: decideRead,
-  run: (ctx, entity, id, d, p) =>
-    Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({
+  plan: (_ctx, _entity, id, access) => Either.right({ id, access }),
+  execute: (ctx, entity, { id, access }, p) =>
+    Effect.map(cachedRead(ctx, "read", p, [{ entity, access }], ctx.repo.read(entity, id, access)), (result) => ({
       result,
       entity: entity.name,
       recordIds: [String(id)]
@@ -486,35 +505,42 @@ const updateMethod: Runner = onEntity({
   params: [3, 3, "[entity, id, data]"],
   decode: (p, entity) => idAt(p, 1, entity),
   decide: decideWrite("update"),
-  run: (ctx, entity, id, { decision, view }, p) =>
-    Effect.gen(function* () {
-      const values = yield* fromEither(validateUpdate(entity, p[2]))
+  plan: (ctx, entity, id, { decision, view }, p) =>
+    Either.gen(function* () {
+      const values = yield* validateUpdate(entity, p[2])
       yield* checkWritable(ctx, entity, decision, [values])
-      const result = yield* ctx.repo.update(entity, id, values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: [String(id)] }
-    })
+      return { id, values, access: writeAccess(decision, view) }
+    }),
+  execute: (ctx, entity, { id, values, access }) =>
+    Effect.map(ctx.repo.update(entity, id, values, access), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
 })
 
 const deleteMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
   decode: (p, entity) => idAt(p, 1, entity),
   decide: (ctx, entity) => decide(ctx, entity, "delete"),
-  run: (ctx, entity, id, d) =>
-    Effect.map(ctx.repo.remove(entity, id, d), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
+  plan: (_ctx, _entity, id, access) => Either.right({ id, access }),
+  execute: (ctx, entity, { id, access }) =>
+    Effect.map(ctx.repo.remove(entity, id, access), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
 })
 
 const listMethod: Runner = onEntity({
   params: [1, 2, "[entity, options?]"],
   decode: (p) =>
     p[1] !== undefined && p[1] !== null && !isRecord(p[1])
-      ? Effect.fail(new BadRequest({ reason: "params[1] must be an options object {filter, sort, page, limit}" }))
-      : Effect.succeed((p[1] ?? {}) as Record<string, unknown>),
+      ? left(new BadRequest({ reason: "params[1] must be an options object {filter, sort, page, limit}" }))
+      : Either.right((p[1] ?? {}) as Record<string, unknown>),
+  // Each included entity is decided as if read on its own (refused → 403, row filter → null): its
+  // decision is taken in execute, once the include is known to name a relation.
   decide: decideRead,
-  run: (ctx, entity, options, d, p) =>
-    Effect.gen(function* () {
+  plan: (ctx, entity, options, access) =>
+    Either.gen(function* () {
       const o = yield* listOptions(ctx, entity, options)
-      yield* checkReadable(d.readable, [...fieldsOf(o.filter), ...o.sort.map((k) => k.field)])
-      // Each included entity is decided as if read on its own: refused → 403, row filter → null.
+      yield* checkReadable(access.readable, [...fieldsOf(o.filter), ...o.sort.map((k) => k.field)])
+      return { o, access }
+    }),
+  execute: (ctx, entity, { o, access }, p) =>
+    Effect.gen(function* () {
       const includes: Array<Include> = []
       for (const f of o.include) {
         const target = ctx.registry.entities.get(f.foreignKey!.entity)!
@@ -530,10 +556,10 @@ const listMethod: Runner = onEntity({
         ctx,
         "list",
         p,
-        [{ entity, access: d }, ...includes.map((i) => ({ entity: i.target, access: i.access }))],
+        [{ entity, access }, ...includes.map((i) => ({ entity: i.target, access: i.access }))],
         includes.length === 0
-          ? ctx.repo.list(entity, o.filter, o.sort, o.page, o.limit, d)
-          : ctx.repo.listWithIncludes(entity, o.filter, o.sort, o.page, o.limit, d, includes)
+          ? ctx.repo.list(entity, o.filter, o.sort, o.page, o.limit, access)
+          : ctx.repo.listWithIncludes(entity, o.filter, o.sort, o.page, o.limit, access, includes)
       )
       return {
         result: { data: page.data, total: page.total, page: o.page, limit: o.limit, hasMore: o.page * o.limit < page.total },
@@ -542,37 +568,41 @@ const listMethod: Runner = onEntity({
     })
 })
 
+/** A read's filter, planned: parsed, scored, and testing only fields the caller may read. */
+const planFilter = (ctx: MethodContext, entity: EntityDef, raw: unknown, readable: ReadonlyArray<FieldDef>) =>
+  Either.gen(function* () {
+    const filter = yield* filterOf(entity, raw, "filter")
+    yield* admitComplexity(ctx, { filter })
+    yield* checkReadable(readable, fieldsOf(filter))
+    return filter
+  })
+
 const findFirstMethod: Runner = onEntity({
   params: [1, 2, "[entity, filter?]"],
   decode: noParams,
   decide: decideRead,
-  run: (ctx, entity, _, d, p) =>
-    Effect.gen(function* () {
-      const filter = yield* filterOf(entity, p[1], "filter")
-      yield* admitComplexity(ctx, { filter })
-      yield* checkReadable(d.readable, fieldsOf(filter))
-      const result = yield* cachedRead(ctx, "findFirst", p, [{ entity, access: d }], ctx.repo.findFirst(entity, filter, d))
-      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
-    })
+  plan: (ctx, entity, _, access, p) => Either.map(planFilter(ctx, entity, p[1], access.readable), (filter) => ({ filter, access })),
+  execute: (ctx, entity, { filter, access }, p) =>
+    Effect.map(cachedRead(ctx, "findFirst", p, [{ entity, access }], ctx.repo.findFirst(entity, filter, access)), (result) => ({
+      result,
+      entity: entity.name,
+      recordIds: idsOf(entity, result)
+    }))
 })
 
 const findByFieldMethod: Runner = onEntity({
   params: [3, 3, "[entity, field, value]"],
   decode: (p) => stringAt(p, 1, "a field name (a string)"),
   decide: decideRead,
-  run: (ctx, entity, name, d, p) =>
-    Effect.gen(function* () {
-      const { f, v } = yield* readableLookup(entity, name, p[2], d.readable)
-      if (v === undefined) return { result: null, entity: entity.name }
-      const result = yield* cachedRead(
-        ctx,
-        "findByField",
-        p,
-        [{ entity, access: d }],
-        ctx.repo.findFirst(entity, ctx.repo.byField(f, v), d)
-      )
-      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
-    })
+  plan: (_ctx, entity, name, access, p) =>
+    Either.map(readableLookup(entity, name, p[2], access.readable), ({ f, v }) => ({ f, v, access })),
+  execute: (ctx, entity, { f, v, access }, p) =>
+    v === undefined
+      ? Effect.succeed({ result: null, entity: entity.name })
+      : Effect.map(
+          cachedRead(ctx, "findByField", p, [{ entity, access }], ctx.repo.findFirst(entity, ctx.repo.byField(f, v), access)),
+          (result) => ({ result, entity: entity.name, recordIds: idsOf(entity, result) })
+        )
 })
 
 const upsertMethod: Runner = onEntity({
@@ -582,118 +612,132 @@ const upsertMethod: Runner = onEntity({
     Effect.flatMap(decide(ctx, entity, "create"), (create) =>
       Effect.map(decideWrite("update")(ctx, entity), (update) => ({ create, update }))
     ),
-  run: (ctx, entity, u, { create: dc, update: { decision: du, view } }) =>
-    Effect.gen(function* () {
+  plan: (ctx, entity, u, { create: dc, update: { decision: du, view } }) =>
+    Either.gen(function* () {
       const f = yield* upsertLookup(entity, u)
       yield* checkReadable(view.readable, [f])
       const created = isRecord(u.createData) ? { ...u.createData } : u.createData
       if (isRecord(created)) {
         if (created[f.name] !== undefined && created[f.name] !== u.value) {
-          return yield* ValidationFailed.one(`createData.${f.name}`, `must equal ${u.at === "filter" ? `filter.${f.name}` : "uniqueValue"}`)
+          return yield* left(
+            ValidationFailed.one(`createData.${f.name}`, `must equal ${u.at === "filter" ? `filter.${f.name}` : "uniqueValue"}`)
+          )
         }
         created[f.name] = u.value
       }
-      const createValues = yield* fromEither(validateCreate(entity, created, "createData"))
-      const updateValues = yield* fromEither(validateUpdate(entity, u.updateData, "updateData"))
+      const createValues = yield* validateCreate(entity, created, "createData")
+      const updateValues = yield* validateUpdate(entity, u.updateData, "updateData")
       yield* checkWritable(ctx, entity, dc, [createValues], [created])
       yield* checkWritable(ctx, entity, du, [updateValues])
-      const value = createValues.get(f)
-      const result = yield* ctx.repo.upsert(entity, f, value, createValues, updateValues, writeAccess(du, view), writeAccess(dc, view))
-      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
-    })
+      return { f, createValues, updateValues, update: writeAccess(du, view), create: writeAccess(dc, view) }
+    }),
+  execute: (ctx, entity, q) =>
+    Effect.map(ctx.repo.upsert(entity, q.f, q.createValues.get(q.f), q.createValues, q.updateValues, q.update, q.create), (result) => ({
+      result,
+      entity: entity.name,
+      recordIds: idsOf(entity, result)
+    }))
 })
 
 const updateByFieldMethod: Runner = onEntity({
   params: [4, 4, "[entity, field, value, data]"],
   decode: (p) => stringAt(p, 1, "a field name (a string)"),
   decide: decideWrite("update"),
-  run: (ctx, entity, name, { decision, view }, p) =>
-    Effect.gen(function* () {
+  plan: (ctx, entity, name, { decision, view }, p) =>
+    Either.gen(function* () {
       const { f, v } = yield* readableLookup(entity, name, p[2], view.readable)
-      const values = yield* fromEither(validateUpdate(entity, p[3]))
+      const values = yield* validateUpdate(entity, p[3])
       yield* checkWritable(ctx, entity, decision, [values])
-      if (v === undefined) return yield* new NotFound({ entity: entity.name })
-      const result = yield* ctx.repo.updateWhere(entity, ctx.repo.byField(f, v), values, writeAccess(decision, view))
-      return { result, entity: entity.name, recordIds: idsOf(entity, result) }
-    })
+      return { f, v, values, access: writeAccess(decision, view) }
+    }),
+  execute: (ctx, entity, { f, v, values, access }) =>
+    v === undefined
+      ? Effect.fail(new NotFound({ entity: entity.name }))
+      : Effect.map(ctx.repo.updateWhere(entity, ctx.repo.byField(f, v), values, access), (result) => ({
+          result,
+          entity: entity.name,
+          recordIds: idsOf(entity, result)
+        }))
 })
 
 const deleteByFieldMethod: Runner = onEntity({
   params: [3, 3, "[entity, field, value]"],
   decode: (p) => stringAt(p, 1, "a field name (a string)"),
   decide: decideWrite("delete"),
-  run: (ctx, entity, name, { decision, view }, p) =>
-    Effect.gen(function* () {
-      const { f, v } = yield* readableLookup(entity, name, p[2], view.readable)
-      if (v === undefined) return yield* new NotFound({ entity: entity.name })
-      const result = yield* ctx.repo.deleteWhere(entity, ctx.repo.byField(f, v), decision)
-      return { result, entity: entity.name }
-    })
+  plan: (_ctx, entity, name, { decision, view }, p) =>
+    Either.map(readableLookup(entity, name, p[2], view.readable), ({ f, v }) => ({ f, v, decision })),
+  execute: (ctx, entity, { f, v, decision }) =>
+    v === undefined
+      ? Effect.fail(new NotFound({ entity: entity.name }))
+      : Effect.map(ctx.repo.deleteWhere(entity, ctx.repo.byField(f, v), decision), (result) => ({ result, entity: entity.name }))
 })
 
 const createManyMethod: Runner = onEntity({
   params: [2, 2, "[entity, data[]]"],
   decode: (p) =>
     Array.isArray(p[1])
-      ? Effect.succeed(p[1] as ReadonlyArray<unknown>)
-      : Effect.fail(new BadRequest({ reason: "params[1] must be an array of records" })),
+      ? Either.right(p[1] as ReadonlyArray<unknown>)
+      : left(new BadRequest({ reason: "params[1] must be an array of records" })),
   decide: (ctx, entity) => decide(ctx, entity, "create"),
-  run: (ctx, entity, records, d) =>
-    Effect.gen(function* () {
+  plan: (ctx, entity, records, d) =>
+    Either.gen(function* () {
       const max = ctx.config.performance.max_batch_size
-      if (records.length > max) return yield* ValidationFailed.one("data", `at most ${max} records per createMany`)
-      const items = yield* fromEither(validateCreateMany(entity, records))
+      if (records.length > max) return yield* left(ValidationFailed.one("data", `at most ${max} records per createMany`))
+      const items = yield* validateCreateMany(entity, records)
       yield* checkWritable(ctx, entity, d, items, records)
-      const result = yield* ctx.repo.createMany(entity, items, d.rowFilter)
-      return { result, entity: entity.name }
-    })
+      return { items, rowFilter: d.rowFilter }
+    }),
+  execute: (ctx, entity, { items, rowFilter }) =>
+    Effect.map(ctx.repo.createMany(entity, items, rowFilter), (result) => ({ result, entity: entity.name }))
 })
+
+/** A bulk write's filter, planned: one that tests a field, scored, and testing only fields the caller may read. */
+const planBulkFilter = (ctx: MethodContext, entity: EntityDef, raw: unknown, readable: ReadonlyArray<FieldDef>) =>
+  Either.gen(function* () {
+    const filter = yield* requireFilter(entity, raw)
+    yield* admitComplexity(ctx, { filter })
+    yield* checkReadable(readable, fieldsOf(filter))
+    return filter
+  })
 
 const updateManyMethod: Runner = onEntity({
   params: [3, 3, "[entity, filter, data]"],
   decode: noParams,
   decide: decideWrite("update"),
-  run: (ctx, entity, _, { decision, view }, p) =>
-    Effect.gen(function* () {
-      const filter = yield* requireFilter(entity, p[1])
-      yield* admitComplexity(ctx, { filter })
-      yield* checkReadable(view.readable, fieldsOf(filter))
-      const values = yield* fromEither(validateUpdate(entity, p[2]))
+  plan: (ctx, entity, _, { decision, view }, p) =>
+    Either.gen(function* () {
+      const filter = yield* planBulkFilter(ctx, entity, p[1], view.readable)
+      const values = yield* validateUpdate(entity, p[2])
       for (const f of values.keys()) {
-        if (f.unique) return yield* ValidationFailed.one(f.name, "a unique field cannot be set on many records at once")
+        if (f.unique) return yield* left(ValidationFailed.one(f.name, "a unique field cannot be set on many records at once"))
       }
       yield* checkWritable(ctx, entity, decision, [values])
-      const result = yield* ctx.repo.updateMany(entity, filter, values, decision)
-      return { result, entity: entity.name }
-    })
+      return { filter, values, decision }
+    }),
+  execute: (ctx, entity, { filter, values, decision }) =>
+    Effect.map(ctx.repo.updateMany(entity, filter, values, decision), (result) => ({ result, entity: entity.name }))
 })
 
 const deleteManyMethod: Runner = onEntity({
   params: [2, 2, "[entity, filter]"],
   decode: noParams,
   decide: decideWrite("delete"),
-  run: (ctx, entity, _, { decision, view }, p) =>
-    Effect.gen(function* () {
-      const filter = yield* requireFilter(entity, p[1])
-      yield* admitComplexity(ctx, { filter })
-      yield* checkReadable(view.readable, fieldsOf(filter))
-      const result = yield* ctx.repo.deleteMany(entity, filter, decision)
-      return { result, entity: entity.name }
-    })
+  plan: (ctx, entity, _, { decision, view }, p) =>
+    Either.map(planBulkFilter(ctx, entity, p[1], view.readable), (filter) => ({ filter, decision })),
+  execute: (ctx, entity, { filter, decision }) =>
+    Effect.map(ctx.repo.deleteMany(entity, filter, decision), (result) => ({ result, entity: entity.name }))
 })
 
 const countMethod: Runner = onEntity({
   params: [1, 2, "[entity, filter?]"],
   decode: noParams,
   decide: decideRead,
-  run: (ctx, entity, _, d, p) =>
-    Effect.gen(function* () {
-      const filter = yield* filterOf(entity, p[1], "filter")
-      yield* admitComplexity(ctx, { filter })
-      yield* checkReadable(d.readable, fieldsOf(filter))
-      const result = yield* cachedRead(ctx, "count", p, [{ entity, access: d }], ctx.repo.count(entity, filter, d))
-      return { result, entity: entity.name }
-    })
+  plan: (ctx, entity, _, access, p) => Either.map(planFilter(ctx, entity, p[1], access.readable), (filter) => ({ filter, access })),
+  execute: (ctx, entity, { filter, access }, p) =>
+    Effect.map(cachedRead(ctx, "count", p, [{ entity, access }], ctx.repo.count(entity, filter, access)), (result) => ({
+      result,
+      entity: entity.name
+    }))
 })
 
 const SUBSCRIBE_OPTIONS = new Set(["filter"])
@@ -708,29 +752,27 @@ const subscribeMethod: Runner = onEntity({
   params: [1, 2, "[entity, {filter?}]"],
   decode: (p) =>
     p[1] !== undefined && p[1] !== null && !isRecord(p[1])
-      ? Effect.fail(new BadRequest({ reason: "params[1] must be an options object {filter}" }))
-      : Effect.succeed((p[1] ?? {}) as Record<string, unknown>),
+      ? left(new BadRequest({ reason: "params[1] must be an options object {filter}" }))
+      : Either.right((p[1] ?? {}) as Record<string, unknown>),
   decide: decideRead,
-  run: (ctx, entity, options, d) =>
-    Effect.gen(function* () {
+  plan: (ctx, entity, options, d) =>
+    Either.gen(function* () {
       for (const k of Object.keys(options))
-        if (!SUBSCRIBE_OPTIONS.has(k)) return yield* ValidationFailed.one(k, "unknown subscribe option (expected filter)")
-      const filter = yield* filterOf(entity, options.filter, "filter")
-      yield* admitComplexity(ctx, { filter })
-      yield* checkReadable(d.readable, fieldsOf(filter))
-      if (ctx.live === undefined) return yield* noLive()
-      const id = yield* ctx.live.subscribe(entity, filter)
-      return { result: { subscription: id }, entity: entity.name }
-    })
+        if (!SUBSCRIBE_OPTIONS.has(k)) return yield* left(ValidationFailed.one(k, "unknown subscribe option (expected filter)"))
+      return yield* planFilter(ctx, entity, options.filter, d.readable)
+    }),
+  execute: (ctx, entity, filter) =>
+    ctx.live === undefined
+      ? Effect.fail(noLive())
+      : Effect.map(ctx.live.subscribe(entity, filter), (id) => ({ result: { subscription: id }, entity: entity.name }))
 })
 
-const unsubscribeMethod: Runner = (ctx, p) =>
-  Effect.gen(function* () {
-    yield* arity(p, 1, 1, '["<subscription id>"]')
-    const id = yield* stringAt(p, 0, "the subscription id (a string)")
-    if (ctx.live === undefined) return yield* noLive()
-    return { result: yield* ctx.live.unsubscribe(id) }
-  })
+const unsubscribeMethod: Runner = (ctx, p) => {
+  const id = Either.flatMap(arity(p, 1, 1, '["<subscription id>"]'), () => stringAt(p, 0, "the subscription id (a string)"))
+  if (Either.isLeft(id)) return Effect.fail(id.left)
+  if (ctx.live === undefined) return Effect.fail(noLive())
+  return Effect.map(ctx.live.unsubscribe(id.right), (result) => ({ result }))
+}
 
 const getCapabilitiesMethod: Runner = (ctx, p) => Effect.map(arity(p, 0, 0, "[] (none)"), () => ({ result: capabilities(ctx) }))
 
