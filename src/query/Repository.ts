@@ -648,14 +648,38 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
 
   const updateManyWith = (entity: EntityDef, filter: FilterNode, values: Values, access: Access, capture: boolean) => {
     const fields = completeForUpdate(entity, values, new Date())
-    if (isTrue(access.rowFilter) && !capture) {
+    const pk = entity.primaryKey
+    // Rows the row filter admits stay admitted when no written field is tested by it: the filter
+    // in the WHERE is the whole check, and the update is one statement.
+    const admitted = !touchesFilter(access.rowFilter, fields.keys())
+    const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
+    if (admitted && !capture) {
       return db
-        .execute(sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, filter)}`)
+        .execute(sql`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${where}`)
         .pipe(retryWrite, Effect.catchAll(writeError(entity, [values])))
     }
-    // Narrowed by a row filter (or announced row by row): the rows are fixed first, then each
-    // must still be admitted.
-    const pk = entity.primaryKey
+    if (admitted && dialect === "pg") {
+      // Announced row by row: the before images come from the rows the sub-select locks.
+      return db
+        .query(
+          sql<Row>`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} FROM (SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${where} FOR UPDATE) AS o WHERE ${sql("t")}.${sql(pk.column)} = ${sql("o")}.${sql(pk.column)} RETURNING ${sql.join(", ", false)(lockedColumns(entity, true).map((f) => aliased(sql, "o", f, f.column)))}`
+        )
+        .pipe(
+          retryWrite,
+          Effect.catchTag("SqlError", writeError(entity, [values])),
+          Effect.flatMap((found) =>
+            Effect.as(
+              note(
+                entity,
+                found.map((r) => beforeOf("update", entity, r, true))
+              ),
+              found.length
+            )
+          )
+        )
+    }
+    // A written field is tested by the row filter (or the rows are announced, off PostgreSQL): the
+    // rows are fixed first, then each must still be admitted.
     return sql
       .withTransaction(
         Effect.gen(function* () {
@@ -690,7 +714,25 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
       if (!capture)
         return db.execute(sql`DELETE FROM ${sql(entity.table)} WHERE ${where}`).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
-      // Announced row by row: the rows (as they were) are fixed first, then deleted by id.
+      if (returns) {
+        // Announced row by row: the statement answers the rows as they were.
+        return db
+          .query(sql<Row>`DELETE FROM ${sql(entity.table)} WHERE ${where} RETURNING ${columns(sql, lockedColumns(entity, true))}`)
+          .pipe(
+            retryWrite,
+            Effect.catchAll(writeError(entity, [])),
+            Effect.flatMap((found) =>
+              Effect.as(
+                note(
+                  entity,
+                  found.map((r) => beforeOf("delete", entity, r, true))
+                ),
+                found.length
+              )
+            )
+          )
+      }
+      // Announced row by row (no RETURNING): the rows (as they were) are fixed first, then deleted by id.
       const pk = entity.primaryKey
       return sql
         .withTransaction(
