@@ -376,6 +376,13 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
    * is on INSERT and DELETE only: both keep the transaction and read-back (docs/architecture.md).
    */
   const returns = dialect === "pg" || dialect === "sqlite"
+  /** INSERT and DELETE answer by RETURNING: PostgreSQL, SQLite, and MariaDB from 10.5 (asked once). */
+  const insertDeleteReturn: Effect.Effect<boolean> = returns
+    ? Effect.succeed(true)
+    : keysBy(db).pipe(
+        Effect.map((k) => k._tag === "returning"),
+        Effect.orElseSucceed(() => false)
+      )
   /** A locked row as an announced change: with its before image when the whole row was read. */
   const beforeOf = (op: "update" | "delete", entity: EntityDef, row: Row, capture: boolean): RowChange => {
     const id = String(row[entity.primaryKey.column])
@@ -506,7 +513,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const record = completeForCreate(entity, values, new Date())
       const pk = entity.primaryKey
-      if (returns && (isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)))
+      if ((isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)) && (yield* insertDeleteReturn))
         return yield* createOne(entity, record, values, access)
       // The key: made here, or assigned by the database as the row is inserted.
       const insert: Effect.Effect<unknown, SqlError> =
@@ -605,7 +612,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     Effect.gen(function* () {
       const pk = entity.primaryKey
       const capture = yield* capturing
-      if (returns) return yield* deleteOne(entity, where, access, capture)
+      if (yield* insertDeleteReturn) return yield* deleteOne(entity, where, access, capture)
       const deleted = yield* sql
         .withTransaction(
           Effect.gen(function* () {
@@ -781,11 +788,11 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   }
 
   const deleteMany = (entity: EntityDef, filter: FilterNode, access: Access) =>
-    Effect.flatMap(capturing, (capture) => {
+    Effect.flatMap(Effect.zip(capturing, insertDeleteReturn), ([capture, deleteReturns]) => {
       const where = compileFilter(sql, dialect, and(filter, access.rowFilter))
       if (!capture)
         return db.execute(sql`DELETE FROM ${sql(entity.table)} WHERE ${where}`).pipe(retryWrite, Effect.catchAll(writeError(entity, [])))
-      if (returns) {
+      if (deleteReturns) {
         // Announced row by row: the statement answers the rows as they were.
         return db
           .query(sql<Row>`DELETE FROM ${sql(entity.table)} WHERE ${where} RETURNING ${columns(sql, lockedColumns(entity, true))}`)
