@@ -1,32 +1,36 @@
 /**
- * `npm run bench`: the performance table of bench/README.md (method and results there) on
- * the local PostgreSQL, in one run, on a fresh database that is dropped at the end.
+ * `npm run bench`: issue 16's targets (bench/README.md: method and results) on the local
+ * PostgreSQL, in one run, on a fresh database that is dropped at the end. Every side is measured
+ * in the same rounds, in an order that rotates from round to round.
  *
- * - Direct DB: the daemon's own Repository (src/query/Repository.ts) in this process, on the
- *   daemon's own PostgreSQL pool (layers/Database.ts: pg.Pool with named prepared statements,
- *   same pool size), given the SAME access decision the daemon computes for the benchmark user
- *   (the same row filter, the same fields), so both sides run the same SQL statements. Every
- *   statement goes through @effect/sql-pg, as the issue defines Direct DB; the daemon sends its
- *   statements outside transactions to the pool directly (layers/db/Pg.ts).
- * - Via Daemon: a separate daemon process (bin/dbal-daemon.mjs) with a session token of a `god`
- *   user, access rules with a row filter on every PageView operation, rate limiting on (limits
- *   far above the load), and the audit file with fsync on; a real `ws` client per connection
- *   that authenticates once (`authenticate`), as the client library does.
+ * Sides:
+ * - raw pg: a plain pg.Pool (same pool size) in this process with NAMED prepared statements
+ *   ({name, text, values}), not @effect/sql: read by id (with the user's row filter), INSERT …
+ *   RETURNING, UPDATE … RETURNING, DELETE, the join's two statements, one 100-row INSERT.
+ * - floor (bench/floor-server.mjs): a bare ws + pg server process that parses JSON, runs raw pg's
+ *   read by id and answers JSON: reads only (latency, and throughput at 32 clients).
+ * - daemon: a separate daemon process (bin/dbal-daemon.mjs) with a session token of a `god` user,
+ *   access rules with a row filter on every PageView operation, rate limiting on (limits far
+ *   above the load), and the audit file with fsync on; a real `ws` client per connection that
+ *   authenticates once (`authenticate`), as the client library does.
+ * - baseline (BENCH_BASELINE=<checkout>): a second daemon from another checkout, same
+ *   configuration, in the latency rounds: before/after a change in one run.
+ * - direct (BENCH_DIRECT=1): the daemon's Repository in-process through @effect/sql-pg, given the
+ *   access decision the daemon computes for the benchmark user.
+ *
+ * Measures:
  * - Latency: SELECT (read by id), INSERT (create), UPDATE (update by id), DELETE (delete by id),
  *   JOIN (list ComponentHierarchy include ["page"], limit 20) and Bulk (createMany of 100), one
- *   request at a time; direct and daemon alternate in rounds and the median of the rounds'
- *   p50/p99 is reported.
- * - Transport floor (bench/floor-server.mjs): a bare ws + pg server process with none of the
- *   daemon's stages, and the same query through pg in this process, measured in the same rounds
- *   (SELECT) and at 32 clients: what the extra process and the WebSocket hop alone cost here.
- *   Each floor side is warmed first with BENCH_FLOOR_WARMUP reads (V8 optimizes the server).
- * - Placement (part of the floor): the same two SELECT sides with every process of a read on one
- *   vCPU — this process (all threads, `taskset -a`; its affinity restored after each round), a
- *   second bare server started pinned, and the PostgreSQL backends of both sides' pools (pinned
- *   before a connection serves a read; the pools are ended after the latency rounds) — in the
- *   same rounds: what the hop adds when no process has to be woken on another vCPU. Skipped, with
- *   the reason, without taskset, with fewer than 2 CPUs, or when a backend cannot be pinned.
- * - Throughput: reads by id with 1, 8, 32, 128 concurrent clients (one request in flight each).
+ *   request at a time; the median of the rounds' p50/p99; "added" = p50 over raw pg's.
+ * - Placement (part of the floor): the raw pg and floor SELECT sides with every process of a read
+ *   on one vCPU — this process (all threads, `taskset -a`; its affinity restored after each
+ *   round), a second bare server started pinned, and the PostgreSQL backends of both sides' pools
+ *   (pinned before a connection serves a read; the pools are ended after the latency rounds) — in
+ *   the same rounds: what the hop adds when no process has to be woken on another vCPU. Skipped,
+ *   with the reason, without taskset, with fewer than 2 CPUs, or when a backend cannot be pinned.
+ * - Throughput: reads by id with 1, 8, 32, 128 concurrent clients (one request in flight each),
+ *   raw pg and daemon, the floor at 32; CPU per read of the serving process (/proc/<pid>/stat
+ *   utime + stime for the daemon and the floor; this process's cpuUsage for raw pg).
  * - Memory: VmRSS of a fresh daemon idle and with 1,000 authenticated idle connections.
  * - Cache: a daemon with performance.cache_enabled: a repeated list (hit) against the same list
  *   after a write that invalidates it (miss).
@@ -35,11 +39,12 @@
  * BENCH_ITER_JOIN (200), BENCH_ITER_BULK (30), BENCH_WARMUP (500 requests per operation and side
  * before the rounds; a tenth of it for Bulk), BENCH_TP_SECONDS (2),
  * BENCH_CONNS (1000), BENCH_POOL (20), BENCH_PROFILE=1 (daemon under node --cpu-prof, profile
- * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles),
- * BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS, --max-semi-space-size=4),
- * BENCH_OUT (bench/results/latest.json), BENCH_AUDIT_FSYNC=0 (the daemon's audit log without
- * fsync: what the fsync costs; not the specification's setup), BENCH_FLOOR_WARMUP (3000 reads
- * per transport-floor side before its rounds), BENCH_PLACEMENT=0 (no placement measurement).
+ * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles), BENCH_COMPILED=1
+ * (the daemon compiled by tsc first), BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS,
+ * --max-semi-space-size=4), BENCH_OUT (bench/results/latest.json), BENCH_AUDIT_FSYNC=0 (the
+ * daemon's audit log without fsync: what the fsync costs; not the specification's setup),
+ * BENCH_FLOOR_WARMUP (3000 reads per transport-floor side before its rounds), BENCH_PLACEMENT=0
+ * (no placement measurement), BENCH_BASELINE, BENCH_DIRECT=1 (above).
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, ManagedRuntime } from "effect"
