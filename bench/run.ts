@@ -65,6 +65,7 @@ import { type Access, fullAccess, type Include, makeRepository } from "../src/qu
 import type { DatabaseShape } from "../src/services/Database.js"
 import { type Client, connect, type Daemon, root, startDaemon } from "../test/support/daemon.js"
 import { createDatabase, SERVICE_TOKEN, tempDir, unavailable, writeConfig } from "../test/support/services.js"
+import { buildState } from "../bin/build-state.mjs"
 import { pinBackendTo } from "./pin-backend.mjs"
 import { formatSummary, summarize } from "./profile.js"
 
@@ -246,12 +247,14 @@ if (why !== undefined) {
   process.exit(1)
 }
 
+/** What bin/dbal-daemon.mjs runs without BENCH_COMPILED: dist/ when it is a build of the current sources, else tsx. */
+const runsCompiled = process.env.DBAL_COMPILED === "1" || (process.env.DBAL_COMPILED !== "0" && buildState(root).isFresh())
 const loadStart = uptime()
 const t0 = performance.now()
 log(`dbal-daemon benchmark — ${os.cpus().length} CPUs, node ${process.version}`)
 log(`uptime at start: ${loadStart}`)
 log(
-  `rounds ${ROUNDS}, ${ITER} single-row / ${ITER_JOIN} join / ${ITER_BULK} bulk requests per round and side, pool ${POOL}, daemon ${COMPILED ? "compiled (tsc)" : "through tsx (as npm start)"}${PROFILE ? ", profiled (--cpu-prof)" : ""}`
+  `rounds ${ROUNDS}, ${ITER} single-row / ${ITER_JOIN} join / ${ITER_BULK} bulk requests per round and side, pool ${POOL}, daemon ${COMPILED ? "compiled (tsc)" : `by bin/dbal-daemon.mjs: ${runsCompiled ? "dist/ (a fresh build)" : "the sources through tsx (no fresh build in dist/)"}`}${PROFILE ? ", profiled (--cpu-prof)" : ""}`
 )
 
 const db = await createDatabase("postgresql")
@@ -315,7 +318,7 @@ try {
     ? [
         "--input-type=module",
         "-e",
-        `import(${JSON.stringify(`file://${path.join(buildDir, "src", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`,
+        `import(${JSON.stringify(`file://${path.join(buildDir, "app", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`,
         "--"
       ]
     : [path.join(root, "bin", "dbal-daemon.mjs")]
@@ -1135,7 +1138,7 @@ Baseline daemon: ${BASELINE}`)
           uptimeStart: loadStart,
           uptimeEnd: loadEnd
         },
-        daemon: { compiled: COMPILED, nodeFlags: NODE_FLAGS },
+        daemon: { compiled: COMPILED || runsCompiled, nodeFlags: NODE_FLAGS },
         settings: {
           rounds: ROUNDS,
           iterations: ITER,
