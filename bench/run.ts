@@ -1,32 +1,36 @@
 /**
- * `npm run bench`: the performance table of bench/README.md (method and results there) on
- * the local PostgreSQL, in one run, on a fresh database that is dropped at the end.
+ * `npm run bench`: issue 16's targets (bench/README.md: method and results) on the local
+ * PostgreSQL, in one run, on a fresh database that is dropped at the end. Every side is measured
+ * in the same rounds, in an order that rotates from round to round.
  *
- * - Direct DB: the daemon's own Repository (src/query/Repository.ts) in this process, on the
- *   daemon's own PostgreSQL pool (layers/Database.ts: pg.Pool with named prepared statements,
- *   same pool size), given the SAME access decision the daemon computes for the benchmark user
- *   (the same row filter, the same fields), so both sides run the same SQL statements. Every
- *   statement goes through @effect/sql-pg, as the issue defines Direct DB; the daemon sends its
- *   statements outside transactions to the pool directly (layers/db/Pg.ts).
- * - Via Daemon: a separate daemon process (bin/dbal-daemon.mjs) with a session token of a `god`
- *   user, access rules with a row filter on every PageView operation, rate limiting on (limits
- *   far above the load), and the audit file with fsync on; a real `ws` client per connection
- *   that authenticates once (`authenticate`), as the client library does.
+ * Sides:
+ * - raw pg: a plain pg.Pool (same pool size) in this process with NAMED prepared statements
+ *   ({name, text, values}), not @effect/sql: read by id (with the user's row filter), INSERT …
+ *   RETURNING, UPDATE … RETURNING, DELETE, the join's two statements, one 100-row INSERT.
+ * - floor (bench/floor-server.mjs): a bare ws + pg server process that parses JSON, runs raw pg's
+ *   read by id and answers JSON: reads only (latency, and throughput at 32 clients).
+ * - daemon: a separate daemon process (bin/dbal-daemon.mjs) with a session token of a `god` user,
+ *   access rules with a row filter on every PageView operation, rate limiting on (limits far
+ *   above the load), and the audit file with fsync on; a real `ws` client per connection that
+ *   authenticates once (`authenticate`), as the client library does.
+ * - baseline (BENCH_BASELINE=<checkout>): a second daemon from another checkout, same
+ *   configuration, in the latency rounds: before/after a change in one run.
+ * - direct (BENCH_DIRECT=1): the daemon's Repository in-process through @effect/sql-pg, given the
+ *   access decision the daemon computes for the benchmark user.
+ *
+ * Measures:
  * - Latency: SELECT (read by id), INSERT (create), UPDATE (update by id), DELETE (delete by id),
  *   JOIN (list ComponentHierarchy include ["page"], limit 20) and Bulk (createMany of 100), one
- *   request at a time; direct and daemon alternate in rounds and the median of the rounds'
- *   p50/p99 is reported.
- * - Transport floor (bench/floor-server.mjs): a bare ws + pg server process with none of the
- *   daemon's stages, and the same query through pg in this process, measured in the same rounds
- *   (SELECT) and at 32 clients: what the extra process and the WebSocket hop alone cost here.
- *   Each floor side is warmed first with BENCH_FLOOR_WARMUP reads (V8 optimizes the server).
- * - Placement (part of the floor): the same two SELECT sides with every process of a read on one
- *   vCPU — this process (all threads, `taskset -a`; its affinity restored after each round), a
- *   second bare server started pinned, and the PostgreSQL backends of both sides' pools (pinned
- *   before a connection serves a read; the pools are ended after the latency rounds) — in the
- *   same rounds: what the hop adds when no process has to be woken on another vCPU. Skipped, with
- *   the reason, without taskset, with fewer than 2 CPUs, or when a backend cannot be pinned.
- * - Throughput: reads by id with 1, 8, 32, 128 concurrent clients (one request in flight each).
+ *   request at a time; the median of the rounds' p50/p99; "added" = p50 over raw pg's.
+ * - Placement (part of the floor): the raw pg and floor SELECT sides with every process of a read
+ *   on one vCPU — this process (all threads, `taskset -a`; its affinity restored after each
+ *   round), a second bare server started pinned, and the PostgreSQL backends of both sides' pools
+ *   (pinned before a connection serves a read; the pools are ended after the latency rounds) — in
+ *   the same rounds: what the hop adds when no process has to be woken on another vCPU. Skipped,
+ *   with the reason, without taskset, with fewer than 2 CPUs, or when a backend cannot be pinned.
+ * - Throughput: reads by id with 1, 8, 32, 128 concurrent clients (one request in flight each),
+ *   raw pg and daemon, the floor at 32; CPU per read of the serving process (/proc/<pid>/stat
+ *   utime + stime for the daemon and the floor; this process's cpuUsage for raw pg).
  * - Memory: VmRSS of a fresh daemon idle and with 1,000 authenticated idle connections.
  * - Cache: a daemon with performance.cache_enabled: a repeated list (hit) against the same list
  *   after a write that invalidates it (miss).
@@ -35,16 +39,17 @@
  * BENCH_ITER_JOIN (200), BENCH_ITER_BULK (30), BENCH_WARMUP (500 requests per operation and side
  * before the rounds; a tenth of it for Bulk), BENCH_TP_SECONDS (2),
  * BENCH_CONNS (1000), BENCH_POOL (20), BENCH_PROFILE=1 (daemon under node --cpu-prof, profile
- * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles),
- * BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS, --max-semi-space-size=4),
- * BENCH_OUT (bench/results/latest.json), BENCH_AUDIT_FSYNC=0 (the daemon's audit log without
- * fsync: what the fsync costs; not the specification's setup), BENCH_FLOOR_WARMUP (3000 reads
- * per transport-floor side before its rounds), BENCH_PLACEMENT=0 (no placement measurement).
+ * summarized at the end; BENCH_PROFILE_DIR, default bench/results/profiles), BENCH_COMPILED=1
+ * (the daemon compiled by tsc first), BENCH_NODE_FLAGS (the shipped launchers' NODE_OPTIONS,
+ * --max-semi-space-size=4), BENCH_OUT (bench/results/latest.json), BENCH_AUDIT_FSYNC=0 (the
+ * daemon's audit log without fsync: what the fsync costs; not the specification's setup),
+ * BENCH_FLOOR_WARMUP (3000 reads per transport-floor side before its rounds), BENCH_PLACEMENT=0
+ * (no placement measurement), BENCH_BASELINE, BENCH_DIRECT=1 (above).
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, ManagedRuntime } from "effect"
 import { execFileSync, execSync, spawn } from "node:child_process"
-import { randomBytes } from "node:crypto"
+import { randomBytes, randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -54,11 +59,13 @@ import { executeVia, queryVia, sqlClientLayer } from "../layers/Database.js"
 import { fromConfig } from "../layers/Entities.js"
 import type { EntityDef } from "../src/entity/Model.js"
 import { validateCreate, validateCreateMany, validateUpdate } from "../src/entity/Validate.js"
+import { encodeValue } from "../src/query/Codec.js"
 import { parseFilter, TRUE } from "../src/query/Filter.js"
 import { type Access, fullAccess, type Include, makeRepository } from "../src/query/Repository.js"
 import type { DatabaseShape } from "../src/services/Database.js"
 import { type Client, connect, type Daemon, root, startDaemon } from "../test/support/daemon.js"
 import { createDatabase, SERVICE_TOKEN, tempDir, unavailable, writeConfig } from "../test/support/services.js"
+import { buildState } from "../bin/build-state.mjs"
 import { pinBackendTo } from "./pin-backend.mjs"
 import { formatSummary, summarize } from "./profile.js"
 
@@ -95,7 +102,37 @@ const PLACEMENT = process.env.BENCH_PLACEMENT !== "0"
  */
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "--max-semi-space-size=4").split(" ").filter((f) => f !== "")
 const OUT = path.resolve(process.env.BENCH_OUT ?? path.join(root, "bench", "results", "latest.json"))
+/** BENCH_DIRECT=1: also the daemon's Repository in-process through @effect/sql (the side the raw pg side replaced). */
+const DIRECT = process.env.BENCH_DIRECT === "1"
 const CLIENT_COUNTS = [1, 8, 32, 128] as const
+/** The client count of issue 16's throughput and CPU targets; the floor server is measured there only. */
+const FLOOR_CLIENTS = 32
+/** Before issue 16 (bench/README.md, 2026-11-28: 120–124 MB, 4.6–4.9×): "no worse than today". */
+const RSS_BEFORE_MB = 124
+const CACHE_BEFORE = 4.6
+const BULK = "Bulk (100)"
+/**
+ * The sides of a measurement: raw pg in this process, the floor server (reads by id only), the
+ * daemon, and with BENCH_DIRECT=1 the Repository in-process.
+ */
+type Side = "raw" | "floor" | "daemon" | "baseline" | "direct"
+type WriteSide = Exclude<Side, "floor">
+/**
+ * BENCH_BASELINE=<dir>: also a daemon started from another checkout (its bin/dbal-daemon.mjs, same
+ * configuration, its own audit file), as side "baseline" in the latency rounds: before/after a
+ * change, measured alternately in one run. Its node_modules must resolve (a symlink will do).
+ */
+const BASELINE =
+  process.env.BENCH_BASELINE === undefined || process.env.BENCH_BASELINE === "" ? undefined : path.resolve(process.env.BENCH_BASELINE)
+const ACTIVE_SIDES: ReadonlyArray<Side> = [
+  "raw",
+  "floor",
+  "daemon",
+  ...(BASELINE === undefined ? [] : (["baseline"] as const)),
+  ...(DIRECT ? (["direct"] as const) : [])
+]
+/** The sides in round r's order: each round starts one side later, so no side always runs first. */
+const rotated = <A>(sides: ReadonlyArray<A>, r: number): Array<A> => sides.map((_, i) => sides[(i + r) % sides.length]!)
 const SEED_PAGES = 1000
 const SEED_COMPONENTS = 200
 
@@ -210,12 +247,14 @@ if (why !== undefined) {
   process.exit(1)
 }
 
+/** What bin/dbal-daemon.mjs runs without BENCH_COMPILED: dist/ when it is a build of the current sources, else tsx. */
+const runsCompiled = process.env.DBAL_COMPILED === "1" || (process.env.DBAL_COMPILED !== "0" && buildState(root).isFresh())
 const loadStart = uptime()
 const t0 = performance.now()
 log(`dbal-daemon benchmark — ${os.cpus().length} CPUs, node ${process.version}`)
 log(`uptime at start: ${loadStart}`)
 log(
-  `rounds ${ROUNDS}, ${ITER} single-row / ${ITER_JOIN} join / ${ITER_BULK} bulk requests per round and side, pool ${POOL}, daemon ${COMPILED ? "compiled (tsc)" : "through tsx (as npm start)"}${PROFILE ? ", profiled (--cpu-prof)" : ""}`
+  `rounds ${ROUNDS}, ${ITER} single-row / ${ITER_JOIN} join / ${ITER_BULK} bulk requests per round and side, pool ${POOL}, daemon ${COMPILED ? "compiled (tsc)" : `by bin/dbal-daemon.mjs: ${runsCompiled ? "dist/ (a fresh build)" : "the sources through tsx (no fresh build in dist/)"}`}${PROFILE ? ", profiled (--cpu-prof)" : ""}`
 )
 
 const db = await createDatabase("postgresql")
@@ -279,7 +318,7 @@ try {
     ? [
         "--input-type=module",
         "-e",
-        `import(${JSON.stringify(`file://${path.join(buildDir, "src", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`,
+        `import(${JSON.stringify(`file://${path.join(buildDir, "app", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`,
         "--"
       ]
     : [path.join(root, "bin", "dbal-daemon.mjs")]
@@ -524,8 +563,27 @@ try {
   // latency
 
   const userClient = await openUser(daemon.port)
-  const createdDirect: Array<string> = []
-  const createdDaemon: Array<string> = []
+  const created: Record<WriteSide, Array<string>> = { raw: [], daemon: [], baseline: [], direct: [] }
+  // The baseline daemon (BENCH_BASELINE): same configuration but its own audit file, same benchmark user.
+  const baselineDaemon =
+    BASELINE === undefined
+      ? undefined
+      : await startDaemon([`--config=${daemonConfigFor(false, "baseline")}`], {
+          command: [process.execPath, ...NODE_FLAGS, path.join(BASELINE, "bin", "dbal-daemon.mjs")]
+        })
+  if (baselineDaemon !== undefined) daemons.push(baselineDaemon)
+  const baselineClient = baselineDaemon === undefined ? undefined : await openUser(baselineDaemon.port)
+  /** The operations through a daemon, on one authenticated connection. */
+  const through = (c: Client) => ({
+    read: () => ok(c, "read", ["PageView", nextPage()]),
+    create: async () => ((await ok(c, "create", ["PageView", pageData(1)])) as { id: string }).id,
+    update: () => ok(c, "update", ["PageView", nextPage(), { title: `t ${uniq()}` }]),
+    remove: (id: string) => ok(c, "delete", ["PageView", id]),
+    list: () => ok(c, "list", ["ComponentHierarchy", { include: ["page"], limit: 20 }]),
+    createMany: () => ok(c, "createMany", ["PageView", bulkItems()])
+  })
+  const viaDaemon = through(userClient)
+  const viaBaseline = baselineClient === undefined ? undefined : through(baselineClient)
   let pick = 0
   const nextPage = () => pageIds[(pick = (pick + 7919) % pageIds.length)]!
   const bulkItems = () => Array.from({ length: 100 }, (_, i) => pageData(i, "bulk"))
@@ -533,65 +591,138 @@ try {
   // timing: otherwise the side that runs second works on a table 3,000 rows larger, and the
   // write's access check (a COUNT over the 100 ids with the row filter) is planned on the
   // statistics of the seeded table, so it scans the whole table and the sides are not comparable.
-  const removeBulkRows = () =>
-    run(
-      Effect.zipRight(
-        sql`DELETE FROM ${sql(pv.table)} WHERE ${sql(pv.byName.get("slug")!.column)} LIKE 'bulk/%'`,
-        sql.unsafe(`VACUUM "${pv.table}"`)
-      )
+  const removeBulkRows = async () => {
+    await rawPool.query(`DELETE FROM ${q(pv.table)} WHERE ${q(pv.byName.get("slug")!.column)} LIKE 'bulk/%'`)
+    await rawPool.query(`VACUUM ${q(pv.table)}`)
+  }
+
+  // Raw pg: the statements a hand-written server would send for the same operations, named
+  // (prepared once per connection), on a pg.Pool of the same size, in this process.
+  const insertFields = pv.fields.filter((f) => f.autoIncrement !== true)
+  const exposedCols = pv.exposed.map((f) => q(f.column)).join(", ")
+  const pvCol = (name: string) => q(pv.byName.get(name)!.column)
+  const placeholders = (row: number) => `(${insertFields.map((_, i) => `$${row * insertFields.length + i + 1}`).join(", ")})`
+  const rawSql = {
+    insert: `INSERT INTO ${q(pv.table)} (${insertFields.map((f) => q(f.column)).join(", ")}) VALUES ${placeholders(0)} RETURNING ${exposedCols}`,
+    update: `UPDATE ${q(pv.table)} SET ${pvCol("title")} = $2, ${pvCol("updatedAt")} = $3 WHERE ${q(pv.primaryKey.column)} = $1 AND ${pvCol("isActive")} = true RETURNING ${exposedCols}`,
+    delete: `DELETE FROM ${q(pv.table)} WHERE ${q(pv.primaryKey.column)} = $1 AND ${pvCol("isActive")} = true`,
+    insert100: `INSERT INTO ${q(pv.table)} (${insertFields.map((f) => q(f.column)).join(", ")}) VALUES ${Array.from({ length: 100 }, (_, i) => placeholders(i)).join(", ")}`,
+    join: (() => {
+      const chCols = ch.exposed.map((f) => `t0.${q(f.column)} AS ${q(`t0__${f.column}`)}`)
+      const pvCols = pv.exposed.map((f) => `r0.${q(f.column)} AS ${q(`r0__${f.column}`)}`)
+      const order = [...(ch.orderField === undefined ? [] : [ch.orderField]), ch.primaryKey].map((f) => `t0.${q(f.column)} ASC`).join(", ")
+      return `SELECT ${[...chCols, `r0.${q(pv.primaryKey.column)} AS "r0__present"`, ...pvCols].join(", ")} FROM ${q(ch.table)} t0 LEFT JOIN ${q(pv.table)} r0 ON r0.${q(pageField.foreignKey!.field === "id" ? pv.primaryKey.column : pv.byName.get(pageField.foreignKey!.field)!.column)} = t0.${q(pageField.column)} AND r0.${pvCol("isActive")} = true ORDER BY ${order} LIMIT 20 OFFSET 0`
+    })(),
+    count: `SELECT COUNT(*) AS n FROM ${q(ch.table)}`
+  }
+  /** A new page's column values as pg parameters: the id and timestamps made here, as the daemon makes them. */
+  const rawRow = (data: Record<string, unknown>, now: string): Array<unknown> =>
+    insertFields.map((f) =>
+      f.primary
+        ? randomUUID()
+        : (f.generated && f.type === "datetime") || f.autoUpdate
+          ? now
+          : encodeValue("pg", f, data[f.name] ?? (f.default === undefined ? null : f.default))
     )
+  const rawOne = async (name: string, text: string, values: Array<unknown>) => {
+    const r = await rawPool.query({ name, text, values })
+    if (r.rowCount !== 1) throw new Error(`raw ${name} changed ${r.rowCount} rows`)
+    return r
+  }
+  const raw = {
+    create: async () => (await rawOne("raw_insert", rawSql.insert, rawRow(pageData(1), new Date().toISOString()))).rows[0].id as string,
+    update: () => rawOne("raw_update", rawSql.update, [nextPage(), `t ${uniq()}`, new Date().toISOString()]),
+    remove: (id: string) => rawOne("raw_delete", rawSql.delete, [id]),
+    join: async () => {
+      await rawPool.query({ name: "raw_join", text: rawSql.join, values: [] })
+      await rawPool.query({ name: "raw_count", text: rawSql.count, values: [] })
+    },
+    insert100: async () => {
+      const now = new Date().toISOString()
+      const r = await rawPool.query({ name: "raw_insert_100", text: rawSql.insert100, values: bulkItems().flatMap((d) => rawRow(d, now)) })
+      if (r.rowCount !== 100) throw new Error(`raw multi-row INSERT inserted ${r.rowCount} rows`)
+    }
+  }
+  const createOn = async (side: WriteSide): Promise<string> =>
+    side === "raw"
+      ? raw.create()
+      : side === "daemon"
+        ? viaDaemon.create()
+        : side === "baseline"
+          ? viaBaseline!.create()
+          : String((await run(repo.create(pv, right(validateCreate(pv, pageData(1))), pvAccess))).id)
 
   interface Op {
     readonly name: string
     readonly iterations: number
-    readonly direct: () => Promise<unknown>
-    readonly daemon: () => Promise<unknown>
+    readonly sides: { readonly [S in Side]?: (() => Promise<unknown>) | undefined }
   }
+  const floorClient = await openFloor()
   const ops: ReadonlyArray<Op> = [
     {
       name: "SELECT",
       iterations: ITER,
-      direct: () => run(repo.read(pv, nextPage(), pvAccess)),
-      daemon: () => ok(userClient, "read", ["PageView", nextPage()])
+      sides: {
+        raw: () => rawRead(nextPage()),
+        floor: () => floorRead(floorClient, nextPage()),
+        daemon: viaDaemon.read,
+        baseline: viaBaseline?.read,
+        direct: () => run(repo.read(pv, nextPage(), pvAccess))
+      }
     },
     {
       name: "INSERT",
       iterations: ITER,
-      direct: async () => createdDirect.push(String((await run(repo.create(pv, right(validateCreate(pv, pageData(1))), pvAccess))).id)),
-      daemon: async () => createdDaemon.push(String(((await ok(userClient, "create", ["PageView", pageData(1)])) as { id: string }).id))
+      sides: {
+        raw: async () => created.raw.push(await createOn("raw")),
+        daemon: async () => created.daemon.push(await createOn("daemon")),
+        baseline: async () => created.baseline.push(await createOn("baseline")),
+        direct: async () => created.direct.push(await createOn("direct"))
+      }
     },
     {
       name: "UPDATE",
       iterations: ITER,
-      direct: () => run(repo.update(pv, nextPage(), right(validateUpdate(pv, { title: `t ${uniq()}` })), pvAccess)),
-      daemon: () => ok(userClient, "update", ["PageView", nextPage(), { title: `t ${uniq()}` }])
+      sides: {
+        raw: () => raw.update(),
+        daemon: viaDaemon.update,
+        baseline: viaBaseline?.update,
+        direct: () => run(repo.update(pv, nextPage(), right(validateUpdate(pv, { title: `t ${uniq()}` })), pvAccess))
+      }
     },
     {
+      // The rows deleted are created before the timed requests (below): only the delete is timed.
       name: "DELETE",
       iterations: ITER,
-      direct: async () => {
-        const id = createdDirect.pop() ?? String((await run(repo.create(pv, right(validateCreate(pv, pageData(1))), pvAccess))).id)
-        return run(repo.remove(pv, id, pvAccess))
-      },
-      daemon: async () => {
-        const id = createdDaemon.pop() ?? ((await ok(userClient, "create", ["PageView", pageData(1)])) as { id: string }).id
-        return ok(userClient, "delete", ["PageView", id])
+      sides: {
+        raw: () => raw.remove(created.raw.pop()!),
+        daemon: () => viaDaemon.remove(created.daemon.pop()!),
+        baseline: () => viaBaseline!.remove(created.baseline.pop()!),
+        direct: () => run(repo.remove(pv, created.direct.pop()!, pvAccess))
       }
     },
     {
       name: "JOIN",
       iterations: ITER_JOIN,
-      direct: () => run(repo.listWithIncludes(ch, TRUE, [], 1, 20, chAccess, [include])),
-      daemon: () => ok(userClient, "list", ["ComponentHierarchy", { include: ["page"], limit: 20 }])
+      sides: {
+        raw: () => raw.join(),
+        daemon: viaDaemon.list,
+        baseline: viaBaseline?.list,
+        direct: () => run(repo.listWithIncludes(ch, TRUE, [], 1, 20, chAccess, [include]))
+      }
     },
     {
-      name: "Bulk (100)",
+      name: BULK,
       iterations: ITER_BULK,
-      direct: () => run(repo.createMany(pv, right(validateCreateMany(pv, bulkItems())), pvAccess.rowFilter)),
-      daemon: () => ok(userClient, "createMany", ["PageView", bulkItems()])
+      sides: {
+        raw: () => raw.insert100(),
+        daemon: viaDaemon.createMany,
+        baseline: viaBaseline?.createMany,
+        direct: () => run(repo.createMany(pv, right(validateCreateMany(pv, bulkItems())), pvAccess.rowFilter))
+      }
     }
   ]
-  // DELETE pops what INSERT created: time only the delete itself.
+  const sidesOf = (op: Op): Array<Side> => ACTIVE_SIDES.filter((s) => op.sides[s] !== undefined)
   const timed = async (n: number, f: () => Promise<unknown>): Promise<Array<number>> => {
     const xs: Array<number> = []
     for (let i = 0; i < n; i++) {
@@ -601,71 +732,90 @@ try {
     }
     return xs
   }
+  /** Fills a side's stock of rows for DELETE, outside the timing. */
+  const stockFor = async (side: Side, n: number) => {
+    if (side === "floor") return
+    while (created[side].length < n) created[side].push(await createOn(side))
+  }
   const warm = Math.max(1, WARMUP)
-  const floorClient = await openFloor()
-  const floorSides = { raw: () => rawRead(nextPage()), floor: () => floorRead(floorClient, nextPage()) }
   const floorWarm = Math.max(warm, FLOOR_WARMUP)
-  await timed(floorWarm, floorSides.raw)
-  await timed(floorWarm, floorSides.floor)
-  const floorRounds: Record<keyof typeof floorSides, Array<number>> = { raw: [], floor: [] }
-  const pinnedSides: typeof floorSides | undefined =
+  const pinnedSides =
     pinned === undefined ? undefined : { raw: () => readOn(pinned.pool)(nextPage()), floor: () => floorRead(pinned.client, nextPage()) }
-  const pinnedRounds: Record<keyof typeof floorSides, Array<number>> = { raw: [], floor: [] }
+  const pinnedRounds: Record<"raw" | "floor", Array<number>> = { raw: [], floor: [] }
+  // The floor's sides get the longer warm-up (a fresh bare server takes ~2,000 reads to be optimized).
+  await timed(floorWarm, ops[0]!.sides.raw!)
+  await timed(floorWarm, ops[0]!.sides.floor!)
   if (pinned !== undefined && pinnedSides !== undefined)
     await onOneCpu(pinned, async () => {
       await timed(floorWarm, pinnedSides.raw)
       await timed(floorWarm, pinnedSides.floor)
     })
   for (const op of ops) {
-    const n = op.name === "Bulk (100)" ? Math.max(1, Math.ceil(warm / 10)) : warm
-    await timed(n, op.direct)
-    await timed(n, op.daemon)
-    if (op.name === "Bulk (100)") await removeBulkRows()
+    const n = op.name === BULK ? Math.max(1, Math.ceil(warm / 10)) : warm
+    for (const side of sidesOf(op)) {
+      if (op.name === "DELETE") await stockFor(side, n)
+      await timed(n, op.sides[side]!)
+    }
+    if (op.name === BULK) await removeBulkRows()
   }
-  type Side = "direct" | "daemon"
-  const rounds = new Map<string, Record<Side, Array<{ p50: number; p99: number; mean: number }>>>()
-  for (const op of ops) rounds.set(op.name, { direct: [], daemon: [] })
+  interface RoundStat {
+    readonly p50: number
+    readonly p99: number
+    readonly mean: number
+  }
+  const rounds = new Map<string, Partial<Record<Side, Array<RoundStat>>>>()
+  for (const op of ops) rounds.set(op.name, Object.fromEntries(sidesOf(op).map((s) => [s, []])))
   const tl = performance.now()
   for (let r = 0; r < ROUNDS; r++) {
     for (const op of ops) {
-      const order: ReadonlyArray<Side> = r % 2 === 0 ? ["direct", "daemon"] : ["daemon", "direct"]
-      for (const side of order) {
-        // Pre-create the rows the deletes take, outside the timing.
-        if (op.name === "DELETE") {
-          const pool = side === "direct" ? createdDirect : createdDaemon
-          while (pool.length < op.iterations) {
-            if (side === "direct") pool.push(String((await run(repo.create(pv, right(validateCreate(pv, pageData(1))), pvAccess))).id))
-            else pool.push(((await ok(userClient, "create", ["PageView", pageData(1)])) as { id: string }).id)
-          }
-        }
-        const xs = await timed(op.iterations, side === "direct" ? op.direct : op.daemon)
-        if (op.name === "Bulk (100)") await removeBulkRows()
-        rounds.get(op.name)![side].push({ p50: pct(xs, 50), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length })
+      for (const side of rotated(sidesOf(op), r)) {
+        if (op.name === "DELETE") await stockFor(side, op.iterations)
+        const xs = await timed(op.iterations, op.sides[side]!)
+        if (op.name === BULK) await removeBulkRows()
+        rounds.get(op.name)![side]!.push({ p50: pct(xs, 50), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length })
       }
     }
-    const floorOrder = r % 2 === 0 ? (["raw", "floor"] as const) : (["floor", "raw"] as const)
-    for (const side of floorOrder) floorRounds[side].push(pct(await timed(ITER, floorSides[side]), 50))
     if (pinned !== undefined && pinnedSides !== undefined)
       await onOneCpu(pinned, async () => {
-        for (const side of floorOrder) pinnedRounds[side].push(pct(await timed(ITER, pinnedSides[side]), 50))
+        for (const side of rotated(["raw", "floor"] as const, r)) pinnedRounds[side].push(pct(await timed(ITER, pinnedSides[side]), 50))
       })
     log(`latency round ${r + 1}/${ROUNDS} done (${((performance.now() - tl) / 1000).toFixed(1)} s)`)
   }
   // The pinned side is done: its server and pools are ended (their backends exit with them).
   if (pinned !== undefined) await endPlacement(pinned)
+  // The baseline daemon is measured in the latency rounds only: it stops before the throughput.
+  if (baselineDaemon !== undefined) {
+    clients.splice(clients.indexOf(baselineClient!), 1)
+    await baselineClient!.close()
+    await baselineDaemon.stop()
+    daemons.splice(daemons.indexOf(baselineDaemon), 1)
+  }
   const latency = ops.map((op) => {
     const r = rounds.get(op.name)!
-    const d50 = median(r.direct.map((x) => x.p50))
-    const v50 = median(r.daemon.map((x) => x.p50))
+    const p50Rounds = (s: Side) => (r[s] ?? []).map((x) => x.p50)
+    const sideStats = Object.fromEntries(
+      sidesOf(op).map((s) => [s, { p50: median(p50Rounds(s)), p99: median((r[s] ?? []).map((x) => x.p99)) }])
+    ) as Partial<Record<Side, { p50: number; p99: number }>>
+    const rawP50 = sideStats.raw!.p50
+    /** p50 added over raw pg: the difference of the medians, and the median of the per-round differences (same round, same load). */
+    const addedOverRaw = (s: Side) =>
+      sideStats[s] === undefined
+        ? undefined
+        : {
+            us: sideStats[s].p50 - rawP50,
+            usRounds: p50Rounds(s).map((x, i) => x - p50Rounds("raw")[i]!),
+            ratio: sideStats[s].p50 / rawP50
+          }
     return {
       operation: op.name,
       iterations: op.iterations,
-      direct: { p50: d50, p99: median(r.direct.map((x) => x.p99)) },
-      daemon: { p50: v50, p99: median(r.daemon.map((x) => x.p99)) },
-      overheadUs: v50 - d50,
-      overheadPct: (100 * (v50 - d50)) / d50,
-      // Overhead per round (same round, same load) — its median is less exposed to load shifts.
-      overheadUsRounds: r.direct.map((d, i) => r.daemon[i]!.p50 - d.p50)
+      ...sideStats,
+      added: {
+        daemon: addedOverRaw("daemon")!,
+        floor: addedOverRaw("floor"),
+        baseline: addedOverRaw("baseline"),
+        direct: addedOverRaw("direct")
+      }
     }
   })
 
@@ -682,8 +832,8 @@ try {
   }
   const cpuPerRequest = new Map<string, Array<number>>()
   const floorTpClients: Array<Client> = [floorClient]
-  while (floorTpClients.length < 32) floorTpClients.push(await openFloor())
-  const throughputOnce = async (side: Side | "raw" | "floor", n: number): Promise<number> => {
+  while (floorTpClients.length < FLOOR_CLIENTS) floorTpClients.push(await openFloor())
+  const throughputOnce = async (side: Side, n: number): Promise<number> => {
     let stop = false
     let counting = false
     let done = 0
@@ -702,7 +852,7 @@ try {
     await sleep(300)
     counting = true
     const ts = performance.now()
-    // CPU of whoever serves the reads: the daemon (or floor) process, or this process for direct.
+    // CPU of whoever serves the reads: the daemon (or floor) process, or this process for raw pg and direct.
     const server = side === "daemon" ? daemon.process.pid! : side === "floor" ? floorProcess.pid! : undefined
     const cpu0 = server !== undefined ? cpuSecondsOf(server) : process.cpuUsage()
     await sleep(TP_SECONDS * 1000)
@@ -714,76 +864,58 @@ try {
             const u = process.cpuUsage(cpu0)
             return (u.user + u.system) / 1e6
           })()
+    const served = done
     counting = false
     stop = true
     await Promise.all(loops)
     const key = `${side}:${n}`
-    cpuPerRequest.set(key, [...(cpuPerRequest.get(key) ?? []), (cpu * 1e6) / Math.max(1, done)])
-    return done / elapsed
+    cpuPerRequest.set(key, [...(cpuPerRequest.get(key) ?? []), (cpu * 1e6) / Math.max(1, served)])
+    return served / elapsed
   }
-  const tpRounds = new Map<number, Record<Side, Array<number>>>()
-  for (const n of CLIENT_COUNTS) tpRounds.set(n, { direct: [], daemon: [] })
-  const floorTp: Record<"raw" | "floor", Array<number>> = { raw: [], floor: [] }
+  /** The sides measured at n clients: the floor only at FLOOR_CLIENTS (the target's 32). */
+  const tpSides = (n: number): Array<Side> => ACTIVE_SIDES.filter((s) => s !== "baseline" && (s !== "floor" || n === FLOOR_CLIENTS))
+  const tpRounds = new Map<string, Array<number>>()
   for (let r = 0; r < ROUNDS; r++) {
-    for (const n of CLIENT_COUNTS) {
-      const order: ReadonlyArray<Side> = r % 2 === 0 ? ["direct", "daemon"] : ["daemon", "direct"]
-      for (const side of order) tpRounds.get(n)![side].push(await throughputOnce(side, n))
-    }
-    for (const side of r % 2 === 0 ? (["raw", "floor"] as const) : (["floor", "raw"] as const))
-      floorTp[side].push(await throughputOnce(side, 32))
+    for (const n of CLIENT_COUNTS)
+      for (const side of rotated(tpSides(n), r)) {
+        const key = `${side}:${n}`
+        tpRounds.set(key, [...(tpRounds.get(key) ?? []), await throughputOnce(side, n)])
+      }
     log(`throughput round ${r + 1}/${ROUNDS} done`)
   }
   const throughput = CLIENT_COUNTS.map((n) => {
-    const r = tpRounds.get(n)!
-    const direct = median(r.direct)
-    const daemonRps = median(r.daemon)
-    return {
-      clients: n,
-      direct,
-      daemon: daemonRps,
-      ratio: daemonRps / direct,
-      ratioRounds: r.direct.map((d, i) => r.daemon[i]! / d),
-      cpuUsPerRequest: { direct: median(cpuPerRequest.get(`direct:${n}`) ?? []), daemon: median(cpuPerRequest.get(`daemon:${n}`) ?? []) }
+    const of = (s: Side) => {
+      const xs = tpRounds.get(`${s}:${n}`)
+      return xs === undefined ? undefined : { rps: median(xs), rpsRounds: xs, cpuUsPerRead: median(cpuPerRequest.get(`${s}:${n}`) ?? []) }
     }
+    return { clients: n, raw: of("raw")!, floor: of("floor"), daemon: of("daemon")!, direct: of("direct") }
   })
-  const tp32Direct = throughput.find((t) => t.clients === 32)!
-  const selectP50 = {
-    raw: median(floorRounds.raw),
-    floor: median(floorRounds.floor),
-    addedUs: median(floorRounds.floor) - median(floorRounds.raw),
-    addedUsRounds: floorRounds.floor.map((f, i) => f - floorRounds.raw[i]!)
-  }
   const placement =
     pinned === undefined
       ? { measured: false as const, reason: placementWhy }
       : (() => {
-          const raw = median(pinnedRounds.raw)
+          const rawP = median(pinnedRounds.raw)
           const fl = median(pinnedRounds.floor)
-          const oneVcpu = { raw, floor: fl, addedUs: fl - raw, addedUsRounds: pinnedRounds.floor.map((f, i) => f - pinnedRounds.raw[i]!) }
+          const oneVcpu = {
+            raw: rawP,
+            floor: fl,
+            addedUs: fl - rawP,
+            addedUsRounds: pinnedRounds.floor.map((f, i) => f - pinnedRounds.raw[i]!)
+          }
+          const freeAddedUs = latency[0]!.added.floor!.us
           return {
             measured: true as const,
             cpu: pinned.cpu,
             pinned: "this process (all threads), a second bare server process (all threads), the PostgreSQL backends of both pools",
             oneVcpu,
-            // selectP50 is the free placement (the scheduler's): what the hop adds beyond one vCPU.
-            freeAddedUs: selectP50.addedUs,
-            crossVcpuUs: selectP50.addedUs - oneVcpu.addedUs
+            // The SELECT sides above are the free placement (the scheduler's): what the hop adds beyond one vCPU.
+            freeAddedUs,
+            crossVcpuUs: freeAddedUs - oneVcpu.addedUs
           }
         })()
-  const floor = {
-    sql: floorSql,
-    selectP50,
-    placement,
-    throughput32: {
-      raw: median(floorTp.raw),
-      floor: median(floorTp.floor),
-      floorOfRaw: median(floorTp.floor) / median(floorTp.raw),
-      floorOfDirect: median(floorTp.floor) / tp32Direct.direct,
-      cpuUsPerRequest: { raw: median(cpuPerRequest.get("raw:32") ?? []), floor: median(cpuPerRequest.get("floor:32") ?? []) }
-    }
-  }
   await Promise.all(floorClients.splice(0).map((c) => c.close()))
   floorProcess.kill("SIGTERM")
+  await removeBulkRows()
   await rawPool.end()
   for (const c of tpClients.splice(1)) {
     clients.splice(clients.indexOf(c), 1)
@@ -868,54 +1000,42 @@ try {
 
   const loadEnd = uptime()
   const us = (x: number) => (x >= 10_000 ? `${(x / 1000).toFixed(1)} ms` : x >= 1000 ? `${(x / 1000).toFixed(2)} ms` : `${x.toFixed(0)} µs`)
-  const sign = (x: number) => (x >= 0 ? "+" : "−")
+  const signed = (x: number) => `${x >= 0 ? "+" : "−"}${us(Math.abs(x))}`
+  const cell = (s: { p50: number; p99: number } | undefined) => (s === undefined ? "–" : `${us(s.p50)} / ${us(s.p99)}`)
   const lines: Array<string> = []
-  lines.push(`\n### Latency (sequential, 1 client; median of ${ROUNDS} rounds' p50 / p99)\n`)
-  lines.push("| Operation | Direct DB p50 | Direct DB p99 | Via Daemon p50 | Via Daemon p99 | Overhead (p50) |")
-  lines.push("|-----------|---:|---:|---:|---:|---:|")
+  lines.push(`\n### Latency (sequential, 1 client; median of ${ROUNDS} rounds' p50 / p99; added = p50 over raw pg)\n`)
+  const B = BASELINE !== undefined
+  lines.push(
+    `| Operation | Raw pg | Floor server | Daemon |${B ? " Baseline daemon |" : ""}${DIRECT ? " Direct (Repository) |" : ""} Floor added | Daemon added |${B ? " Baseline added |" : ""}`
+  )
+  lines.push(`|---|---:|---:|---:|${B ? "---:|" : ""}${DIRECT ? "---:|" : ""}---:|---:|${B ? "---:|" : ""}`)
   for (const l of latency) {
+    const baselineAdded = l.added.baseline === undefined ? "–" : `${signed(l.added.baseline.us)} (×${l.added.baseline.ratio.toFixed(2)})`
     lines.push(
-      `| ${l.operation} | ${us(l.direct.p50)} | ${us(l.direct.p99)} | ${us(l.daemon.p50)} | ${us(l.daemon.p99)} | ${sign(l.overheadUs)}${us(Math.abs(l.overheadUs))} (${sign(l.overheadPct)}${Math.abs(l.overheadPct).toFixed(0)} %) |`
+      `| ${l.operation} | ${cell(l.raw)} | ${cell(l.floor)} | ${cell(l.daemon)} |${B ? ` ${cell(l.baseline)} |` : ""}${DIRECT ? ` ${cell(l.direct)} |` : ""} ${l.added.floor === undefined ? "–" : signed(l.added.floor.us)} | ${signed(l.added.daemon.us)} (×${l.added.daemon.ratio.toFixed(2)}) |${B ? ` ${baselineAdded} |` : ""}`
     )
   }
-  lines.push(`\n### Throughput (reads by id, one request in flight per client; median of ${ROUNDS} rounds)\n`)
+  if (B)
+    lines.push(`
+Baseline daemon: ${BASELINE}`)
   lines.push(
-    "| Clients | Direct DB req/s | Via Daemon req/s | Daemon / Direct | CPU per request: direct (bench process) / daemon process |"
+    `\n### Throughput (reads by id, one request in flight per client; median of ${ROUNDS} rounds; CPU per read of the serving process)\n`
   )
-  lines.push("|---:|---:|---:|---:|---:|")
+  lines.push(
+    `| Clients | Raw pg req/s | Floor req/s | Daemon req/s |${DIRECT ? " Direct req/s |" : ""} CPU per read: raw pg (this process) / floor / daemon |`
+  )
+  lines.push(`|---:|---:|---:|---:|${DIRECT ? "---:|" : ""}---:|`)
   for (const t of throughput) {
+    const cpu = [t.raw, t.floor, t.daemon].map((x) => (x === undefined ? "–" : `${x.cpuUsPerRead.toFixed(0)} µs`)).join(" / ")
     lines.push(
-      `| ${t.clients} | ${t.direct.toFixed(0)} | ${t.daemon.toFixed(0)} | ${(t.ratio * 100).toFixed(0)} % | ${t.cpuUsPerRequest.direct.toFixed(0)} µs / ${t.cpuUsPerRequest.daemon.toFixed(0)} µs |`
+      `| ${t.clients} | ${t.raw.rps.toFixed(0)} | ${t.floor?.rps.toFixed(0) ?? "–"} | ${t.daemon.rps.toFixed(0)} |${DIRECT ? ` ${t.direct?.rps.toFixed(0) ?? "–"} |` : ""} ${cpu} |`
     )
   }
-  lines.push(
-    `\n### Transport floor (a bare ws + pg server process: no authentication, access rules, rate limit, audit or Effect; same rounds)\n`
-  )
-  lines.push("| Measure | In this process (pg) | Bare server process | Bare server adds |")
-  lines.push("|---|---:|---:|---:|")
-  lines.push(
-    `| SELECT by id p50 | ${us(floor.selectP50.raw)} | ${us(floor.selectP50.floor)} | ${sign(floor.selectP50.addedUs)}${us(Math.abs(floor.selectP50.addedUs))} |`
-  )
-  if (floor.placement.measured) {
-    const o = floor.placement.oneVcpu
-    lines.push(
-      `| SELECT by id p50, all processes on one vCPU (this process, the server, their PostgreSQL backends on CPU ${floor.placement.cpu}) | ${us(o.raw)} | ${us(o.floor)} | ${sign(o.addedUs)}${us(Math.abs(o.addedUs))} |`
-    )
-  }
-  lines.push(
-    `| Reads/s at 32 clients | ${floor.throughput32.raw.toFixed(0)} | ${floor.throughput32.floor.toFixed(0)} | ${(floor.throughput32.floorOfRaw * 100).toFixed(0)} % of raw pg, ${(floor.throughput32.floorOfDirect * 100).toFixed(0)} % of Direct DB |`
-  )
-  lines.push(
-    `| CPU per read at 32 clients (this process / server process) | ${floor.throughput32.cpuUsPerRequest.raw.toFixed(0)} µs | ${floor.throughput32.cpuUsPerRequest.floor.toFixed(0)} µs | |`
-  )
-  if (!floor.placement.measured) lines.push(`\nplacement: not measured (${floor.placement.reason})`)
+  if (!placement.measured) lines.push(`\nplacement: not measured (${placement.reason})`)
   else {
-    const p = floor.placement
-    const head = `\nWith every process on one vCPU the bare server adds ${us(p.oneVcpu.addedUs)} instead of ${us(p.freeAddedUs)}`
+    const p = placement
     lines.push(
-      p.crossVcpuUs > p.freeAddedUs / 2
-        ? `${head}: most of what the hop costs on this machine (${us(p.crossVcpuUs)}) is waking processes on the other, idle vCPU; ws, JSON and a second Node process account for the ${us(p.oneVcpu.addedUs)} left.`
-        : `${head}: waking processes on the other vCPU accounts for ${sign(p.crossVcpuUs)}${us(Math.abs(p.crossVcpuUs))} of the hop's cost here; the rest is the hop itself (ws, JSON, a second Node process).`
+      `\nPlacement: with every process of a read on one vCPU (this process, a second floor server, their PostgreSQL backends on CPU ${p.cpu}) the floor server adds ${signed(p.oneVcpu.addedUs)} over raw pg (raw ${us(p.oneVcpu.raw)}, floor ${us(p.oneVcpu.floor)}) instead of ${signed(p.freeAddedUs)}: waking processes on the other vCPU accounts for ${signed(p.crossVcpuUs)} of the hop here.`
     )
   }
   lines.push("\n### Memory and cache\n")
@@ -930,32 +1050,68 @@ try {
   lines.push(`| Miss / hit | ${cache.ratio.toFixed(1)}× |`)
   lines.push(`| Audit disk write + fdatasync p50 / p99 | ${us(fsyncUs.p50)} / ${us(fsyncUs.p99)} |`)
 
-  const single = latency.filter((l) => ["SELECT", "INSERT", "UPDATE", "DELETE"].includes(l.operation))
-  const bulk = latency.find((l) => l.operation === "Bulk (100)")!
-  const tp32 = throughput.find((t) => t.clients === 32)!
+  // Issue 16's targets, each from the sides of this run.
+  const op = (name: string) => latency.find((l) => l.operation === name)!
+  const floorAdded = op("SELECT").added.floor!.us
+  const tp32 = throughput.find((t) => t.clients === FLOOR_CLIENTS)!
+  const readRatio = op("SELECT").added.daemon.us / floorAdded
+  const tpRatio = tp32.daemon.rps / tp32.floor!.rps
+  const cpuRatio = tp32.daemon.cpuUsPerRead / tp32.floor!.cpuUsPerRead
+  const bulkRatio = op(BULK).daemon!.p50 / op(BULK).raw!.p50
   const targets = [
-    ...single.map((l) => ({
-      target: `${l.operation}: added p50 ≤ 150 µs`,
-      measured: `${l.overheadUs.toFixed(0)} µs`,
-      met: l.overheadUs <= 150
-    })),
-    { target: "Bulk (100): overhead ≤ 10 %", measured: `${bulk.overheadPct.toFixed(1)} %`, met: bulk.overheadPct <= 10 },
-    { target: "Throughput at 32 clients ≥ 60 % of direct", measured: `${(tp32.ratio * 100).toFixed(0)} %`, met: tp32.ratio >= 0.6 },
     {
-      target: "RSS with 1,000 idle connections ≤ 150 MB",
-      measured: `${memory.connectionsMb.toFixed(1)} MB`,
-      met: memory.connectionsMb <= 150 && memory.connections >= 1000
+      target: "read by id: daemon added p50 ≤ 1.25 × floor added p50",
+      measured: `${signed(op("SELECT").added.daemon.us)} / ${signed(floorAdded)} = ×${readRatio.toFixed(2)}`,
+      ratio: readRatio,
+      met: readRatio <= 1.25
     },
-    { target: "Cache hit ≥ 3× faster than a miss", measured: `${cache.ratio.toFixed(1)}×`, met: cache.ratio >= 3 }
+    {
+      target: `reads/s at ${FLOOR_CLIENTS} clients: daemon ≥ 80 % of the floor server`,
+      measured: `${tp32.daemon.rps.toFixed(0)} / ${tp32.floor!.rps.toFixed(0)} = ${(tpRatio * 100).toFixed(0)} %`,
+      ratio: tpRatio,
+      met: tpRatio >= 0.8
+    },
+    {
+      target: `CPU per read at ${FLOOR_CLIENTS} clients: daemon ≤ 1.5 × the floor server`,
+      measured: `${tp32.daemon.cpuUsPerRead.toFixed(0)} / ${tp32.floor!.cpuUsPerRead.toFixed(0)} µs = ×${cpuRatio.toFixed(2)}`,
+      ratio: cpuRatio,
+      met: cpuRatio <= 1.5
+    },
+    ...["INSERT", "UPDATE", "DELETE"].map((name) => {
+      const added = op(name).added.daemon.us
+      return {
+        target: `${name === "INSERT" ? "create" : name === "UPDATE" ? "update" : "delete"} by id: daemon added p50 over raw pg ≤ floor added + 200 µs`,
+        measured: `${signed(added)} vs ${signed(floorAdded + 200)}`,
+        ratio: added / (floorAdded + 200),
+        met: added <= floorAdded + 200
+      }
+    }),
+    {
+      target: "createMany(100) ≤ 1.15 × one multi-row INSERT through raw pg",
+      measured: `${us(op(BULK).daemon!.p50)} / ${us(op(BULK).raw!.p50)} = ×${bulkRatio.toFixed(2)}`,
+      ratio: bulkRatio,
+      met: bulkRatio <= 1.15
+    },
+    {
+      target: `RSS with 1,000 idle connections no worse than before issue 16 (≤ ${RSS_BEFORE_MB} MB)`,
+      measured: `${memory.connectionsMb.toFixed(1)} MB`,
+      ratio: memory.connectionsMb / RSS_BEFORE_MB,
+      met: memory.connectionsMb <= RSS_BEFORE_MB && memory.connections >= 1000
+    },
+    {
+      target: `Cache hit vs miss no worse than before issue 16 (≥ ${CACHE_BEFORE}×)`,
+      measured: `${cache.ratio.toFixed(1)}×`,
+      ratio: cache.ratio / CACHE_BEFORE,
+      met: cache.ratio >= CACHE_BEFORE
+    }
   ]
-  lines.push("\n### Targets\n")
+  lines.push("\n### Targets (issue 16)\n")
   lines.push("| Target | Measured | Met |")
   lines.push("|---|---:|:---:|")
   for (const t of targets) lines.push(`| ${t.target} | ${t.measured} | ${t.met ? "yes" : "**no**"} |`)
+  const totalS = (performance.now() - t0) / 1000
   lines.push(`\nuptime at start: ${loadStart}\nuptime at end:   ${loadEnd}`)
-  lines.push(
-    `total ${((performance.now() - t0) / 1000).toFixed(0)} s${PROFILE ? " (daemon profiled: its numbers include the profiler's cost)" : ""}`
-  )
+  lines.push(`total ${totalS.toFixed(0)} s${PROFILE ? " (daemon profiled: its numbers include the profiler's cost)" : ""}`)
   log(lines.join("\n"))
 
   let profile: ReturnType<typeof summarize> | undefined
@@ -982,7 +1138,7 @@ try {
           uptimeStart: loadStart,
           uptimeEnd: loadEnd
         },
-        daemon: { compiled: COMPILED, nodeFlags: NODE_FLAGS },
+        daemon: { compiled: COMPILED || runsCompiled, nodeFlags: NODE_FLAGS },
         settings: {
           rounds: ROUNDS,
           iterations: ITER,
@@ -996,17 +1152,27 @@ try {
           connections: CONNS,
           profiled: PROFILE,
           compiled: COMPILED,
-          auditFsync: AUDIT_FSYNC
+          auditFsync: AUDIT_FSYNC,
+          sides: ACTIVE_SIDES,
+          ...(BASELINE === undefined ? {} : { baseline: BASELINE }),
+          durationSeconds: Math.round(totalS)
         },
         setup: {
-          direct:
-            "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, every statement through @effect/sql-pg, with the access decision the daemon computes for the user",
+          raw: "pg.Pool of the same size in this process, named prepared statements ({name, text, values}), the same SQL a hand-written server would send (read with the row filter, INSERT/UPDATE … RETURNING the columns, DELETE, one 100-row INSERT)",
+          floor:
+            "bench/floor-server.mjs: a separate node process, bare ws + pg.Pool of the same size, parses JSON, runs the raw read by id (named), answers JSON; no security",
+          ...(DIRECT
+            ? {
+                direct:
+                  "the daemon's Repository (makeRepository) in-process on the daemon's pg pool layer, every statement through @effect/sql-pg, with the access decision the daemon computes for the user"
+              }
+            : {}),
           daemon: `separate process; session token of a god user; ACL row filter isActive=true on PageView; rate limit on; audit file ${AUDIT_FSYNC ? "with" : "WITHOUT"} fsync`
         },
         unit: "µs (latency), requests/s (throughput), MB (memory)",
         latency,
         throughput,
-        floor,
+        floor: { sql: floorSql, placement },
         memory,
         cache,
         auditFsyncUs: fsyncUs,

@@ -1,7 +1,8 @@
 /**
  * Prepared statement reuse on PostgreSQL: the daemon's parameterized statements are named, so a
  * connection prepares each once and reuses it (visible in pg_prepared_statements). Statements
- * that carry a long list of values run unnamed, planned for their values (layers/db/Pg.ts).
+ * that carry a long list of values run unnamed, planned for their values, except a many-row
+ * INSERT … VALUES, which has one plan whatever its values (layers/db/Pg.ts).
  */
 import { Effect, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -66,5 +67,18 @@ describe.skipIf(await skipDialect("postgresql"))("prepared statements (postgresq
     expect(inLists.length).toBeGreaterThan(0)
     expect(Math.max(...inLists)).toBeLessThanOrEqual(32)
     expect(inLists.some((params) => params >= 3)).toBe(true)
+  })
+
+  it("prepares a many-row INSERT … VALUES once and reuses it", async () => {
+    const users = (tag: string) => Array.from({ length: 20 }, (_, i) => ({ username: `${tag}${i}`, email: `${tag}${i}@example.com` }))
+    for (const [i, tag] of ["ma", "mb", "mc"].entries()) {
+      const answer = JSON.parse(await call(200 + i, "createMany", ["User", users(tag)])) as { result?: unknown; error?: unknown }
+      expect(answer.result).toBe(20)
+    }
+    const inserts = (await prepared())
+      .filter((p) => p.statement.startsWith('INSERT INTO "users" '))
+      .map((p) => (p.statement.match(/\$\d+/g) ?? []).length)
+    // Three batches of 20 rows, one prepared statement (20 rows × the inserted columns, over 32 parameters).
+    expect(inserts.filter((params) => params > 32)).toHaveLength(1)
   })
 })
