@@ -492,7 +492,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
 
   /** The journal's row inside a write's own transaction (the paths that are not one statement). */
   const journalRow = (entry: JournalEntry, id: unknown) =>
-    sql`INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) VALUES (${entry.key}, ${entry.replica}, ${String(id)}, ${entry.record})`
+    sql`INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) VALUES (${entry.key}, ${entry.replica}, ${id === null ? null : String(id)}, ${entry.record})`
 
   const read = (entity: EntityDef, rawId: unknown, access: Access) => {
     const id = pkValue(entity, rawId)
@@ -553,19 +553,48 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       if (items.length === 0) return 0
       const now = new Date()
       const records = items.map((v) => completeForCreate(entity, v, now))
+      const pk = entity.primaryKey
+      // The row filter decided in memory (`admitsNewRecord`) needs no check statement after the INSERT.
+      const decided = isTrue(rowFilter) || records.every((r) => admitsNewRecord(rowFilter, r))
       // Keys the database assigns are needed only to check the row filter and to announce the rows
       // to realtime subscribers: only then does the INSERT answer them.
       const capture = yield* capturing
-      const inserted: Effect.Effect<ReadonlyArray<unknown>, SqlError> = entity.primaryKey.autoIncrement === true &&
-      (!isTrue(rowFilter) || capture)
+      const needKeys = pk.autoIncrement === true && (!decided || capture)
+      const entry = dialect === "pg" ? yield* currentJournal : undefined
+      const inserted: Effect.Effect<ReadonlyArray<unknown>, SqlError> = needKeys
         ? insertReturningKeys(db, entity, records)
         : Effect.as(
             insertRows(db, entity, records),
-            records.map((r) => r.get(entity.primaryKey))
+            records.map((r) => r.get(pk))
           )
-      const ids = yield* sql
-        .withTransaction(Effect.flatMap(inserted, (ids) => Effect.as(stillAdmitted(db, entity, ids, rowFilter), ids)))
-        .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, items)))
+      let ids: ReadonlyArray<unknown>
+      if (decided && records.length <= INSERT_CHUNK) {
+        // One statement (atomic by itself); on PostgreSQL it inserts the journal's row too.
+        const one: Effect.Effect<ReadonlyArray<unknown>, SqlError> = entry === undefined
+          ? inserted
+          : Effect.map(
+              db.query(
+                sql<Row>`WITH j AS (${journalRow(entry, null)}) ${insertStatement(db, entity, records)}${needKeys ? sql` RETURNING ${sql(pk.column)} AS ${sql(KEY)}` : sql.literal("")}`
+              ),
+              (rows) => (needKeys ? rows.map((r) => r[KEY]) : records.map((r) => r.get(pk)))
+            )
+        ids = yield* one.pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, items)))
+      } else {
+        ids = yield* sql
+          .withTransaction(
+            Effect.flatMap(inserted, (ids) =>
+              Effect.as(
+                Effect.zipRight(
+                  decided ? Effect.void : stillAdmitted(db, entity, ids, rowFilter),
+                  entry === undefined ? Effect.void : journalRow(entry, null)
+                ),
+                ids
+              )
+            )
+          )
+          .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, items)))
+      }
+      if (entry !== undefined) entry.committed = true
       yield* note(
         entity,
         ids.map((id) => ({ op: "create" as const, id: String(id) }))

@@ -470,8 +470,8 @@ interface MethodSpec {
   readonly inTransaction: boolean
   /** Absent for `authenticate`, which the handler answers itself (it sets the connection's credentials). */
   readonly run?: Runner
-  /** Writes at most one row: its audit record may commit with it (src/query/Journal.ts). */
-  readonly singleRow?: true
+  /** Its audit record may commit with its write, in the audit journal (src/query/Journal.ts). */
+  readonly journaled?: true
 }
 
 const createMethod: Runner = onEntity({
@@ -831,17 +831,17 @@ const transactionMethod: Runner = (ctx, p) =>
 /** Every method of the protocol (`Method`, from Protocol.ts, must match it key for key). */
 export const MethodTable: { readonly [M in Method]: MethodSpec } = {
   authenticate: { writes: false, inTransaction: false },
-  create: { writes: true, inTransaction: true, singleRow: true, run: createMethod },
+  create: { writes: true, inTransaction: true, journaled: true, run: createMethod },
   read: { writes: false, inTransaction: true, run: readMethod },
-  update: { writes: true, inTransaction: true, singleRow: true, run: updateMethod },
-  delete: { writes: true, inTransaction: true, singleRow: true, run: deleteMethod },
+  update: { writes: true, inTransaction: true, journaled: true, run: updateMethod },
+  delete: { writes: true, inTransaction: true, journaled: true, run: deleteMethod },
   list: { writes: false, inTransaction: true, run: listMethod },
   findFirst: { writes: false, inTransaction: true, run: findFirstMethod },
   findByField: { writes: false, inTransaction: true, run: findByFieldMethod },
-  upsert: { writes: true, inTransaction: true, singleRow: true, run: upsertMethod },
-  updateByField: { writes: true, inTransaction: true, singleRow: true, run: updateByFieldMethod },
-  deleteByField: { writes: true, inTransaction: true, singleRow: true, run: deleteByFieldMethod },
-  createMany: { writes: true, inTransaction: true, run: createManyMethod },
+  upsert: { writes: true, inTransaction: true, journaled: true, run: upsertMethod },
+  updateByField: { writes: true, inTransaction: true, journaled: true, run: updateByFieldMethod },
+  deleteByField: { writes: true, inTransaction: true, journaled: true, run: deleteByFieldMethod },
+  createMany: { writes: true, inTransaction: true, journaled: true, run: createManyMethod },
   updateMany: { writes: true, inTransaction: true, run: updateManyMethod },
   deleteMany: { writes: true, inTransaction: true, run: deleteManyMethod },
   count: { writes: false, inTransaction: true, run: countMethod },
@@ -858,7 +858,7 @@ const methodNames = Object.keys(MethodTable) as ReadonlyArray<Method>
 export const WriteMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].writes))
 
 /** Methods whose audit record may commit with their write (the audit journal). */
-export const JournaledMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].singleRow === true))
+export const JournaledMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].journaled === true))
 
 /** Methods a `transaction` may hold. */
 export const TransactionMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].inTransaction))

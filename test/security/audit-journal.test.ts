@@ -1,6 +1,6 @@
 /**
  * The audit journal on PostgreSQL (src/query/Journal.ts, layers/AuditLog.ts), with a real daemon:
- * - single-row writes commit their record with the write: the records count as `journaled`, not
+ * - single-row writes and createMany commit their record with the write: the records count as `journaled`, not
  *   as fsynced (`ok`), each is in the file, and every journal row is gone once the file holds
  *   them; a write that fails leaves no row;
  * - a row left by a crash (committed write, record not yet in the file) is appended to the file
@@ -61,7 +61,7 @@ describe.skipIf(skip)("the audit journal (PostgreSQL)", () => {
     if (dir !== "") fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it("single-row writes commit their record with the write; the rows go once the file holds the records", async () => {
+  it("single-row writes and createMany commit their record with the write; the rows go once the file holds the records", async () => {
     const daemon = await start(true)
     const client = await connect(daemon.port, serviceAuth)
     try {
@@ -73,18 +73,20 @@ describe.skipIf(skip)("the audit journal (PostgreSQL)", () => {
         id: string
       }
       expect((await client.call("delete", ["PageView", other.id])).result).toBe(true)
+      const many = [1, 2, 3].map((i) => ({ slug: `${slug}-m${i}`, title: "t", level: 1, layout: {} }))
+      expect((await client.call("createMany", ["PageView", many])).result).toBe(3)
       // Failures: a duplicate slug (409) and a missing row (404) commit nothing, so leave no row.
       expect((await client.call("create", ["PageView", { slug, title: "t", level: 1, layout: {} }])).error?.code).toBe(409)
       expect((await client.call("update", ["PageView", randomUUID(), { title: "x" }])).error?.code).toBe(404)
 
       const after = await recordsBy(daemon.port)
-      expect(after.get("journaled")! - before.get("journaled")!).toBe(4)
+      expect(after.get("journaled")! - before.get("journaled")!).toBe(5)
       expect(after.get("ok")! - before.get("ok")!).toBe(0)
       await waitFor("the journal to be settled", async () =>
         (await query(db!, `SELECT count(*)::int AS n FROM ${JOURNAL}`))[0]!.n === 0 ? true : undefined
       )
       const file = readAudit(auditFile)
-      for (const op of ["create", "update", "delete"]) {
+      for (const op of ["create", "update", "delete", "createMany"]) {
         expect(file.some((r) => r.operation === op && r.success && r.entity === "PageView")).toBe(true)
       }
       expect(file.filter((r) => r.recordIds?.includes(created.id) && r.success).map((r) => r.operation)).toEqual(["create", "update"])
