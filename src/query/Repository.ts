@@ -255,6 +255,13 @@ const forUpdate = (db: DatabaseShape) => db.sql.literal(db.dialect === "sqlite" 
 /** What an update or delete locks and reads first: the id, or the whole row when its before image is announced. */
 const lockedColumns = (entity: EntityDef, capture: boolean) => (capture ? entity.exposed : [entity.primaryKey])
 
+/** A compiled read by id: its text, and its parameters with the id first. */
+interface ReadStatement {
+  readonly text: string
+  readonly params: ReadonlyArray<unknown>
+  readonly idType: string
+}
+
 export interface RepositoryOptions {
   /** performance.retry: transient failures retried (Retry.ts says which, for reads and writes). */
   readonly retry?: RetrySettings
@@ -278,19 +285,36 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     return capture ? { op, id, before: decodeRow(dialect, entity, row, entity.exposed) } : { op, id }
   }
 
-  const read = (entity: EntityDef, rawId: unknown, access: Access) => {
+  const readStatements = new WeakMap<Access, Map<EntityDef, ReadStatement>>()
+  /** A read by id's statement: compiled once per decision and entity, then only the id changes. */
+  const readStatement = (entity: EntityDef, id: unknown, access: Access): Statement.Statement<Row> => {
+    let byEntity = readStatements.get(access)
+    const known = byEntity?.get(entity)
+    if (known !== undefined && typeof id === known.idType) {
+      const params = known.params.slice()
+      params[0] = id
+      return sql.unsafe<Row>(known.text, params)
+    }
+    const statement = selectWhere(db, entity, access, byPk(entity, id))
+    const [text, params] = statement.compile()
+    // The key's parameter comes first (`byPk` leads the WHERE); kept only when it is the id itself.
+    if (params[0] === id) {
+      if (byEntity === undefined) readStatements.set(access, (byEntity = new Map()))
+      byEntity.set(entity, { text, params, idType: typeof id })
+    }
+    return statement
+  }
+
+  const read = (entity: EntityDef, rawId: unknown, access: Access): Effect.Effect<WireRecord, RequestError> => {
     const id = pkValue(entity, rawId)
-    return id === undefined
-      ? Effect.fail(new NotFound({ entity: entity.name }))
-      : db.query(selectWhere(db, entity, access, byPk(entity, id))).pipe(
-          retryRead,
-          Effect.mapError(readError(entity)),
-          Effect.flatMap((rows) =>
-            rows[0] === undefined
-              ? Effect.fail(new NotFound({ entity: entity.name }))
-              : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
-          )
-        )
+    if (id === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+    return Effect.matchEffect(retryRead(db.query(readStatement(entity, id, access))), {
+      onFailure: (e) => Effect.fail(readError(entity)(e)),
+      onSuccess: (rows) =>
+        rows[0] === undefined
+          ? Effect.fail(new NotFound({ entity: entity.name }))
+          : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
+    })
   }
 
   const create = (entity: EntityDef, values: Values, access: Access) =>

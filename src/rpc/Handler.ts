@@ -153,29 +153,17 @@ export const make = Effect.gen(function* () {
   const authSpan = span("auth")
   const rateLimitSpan = span("rate_limit")
 
-  const withCreds = (creds: Credentials, conn: Connection) =>
-    Effect.map(auth.authenticate(creds, conn.remoteAddress), (principal) => ({ principal, creds }))
-
-  // authenticate and execute are composed without Effect.gen: they are on every request's path,
-  // and each generator step showed in the profile.
-  const authenticate = (conn: Connection, req: Request) =>
-    authSpan(
-      Effect.suspend((): Effect.Effect<{ principal: Principal; creds: Credentials }, RequestError> => {
-        if (req.method === "authenticate") {
-          if (req.params.length !== 1) return Effect.fail(new BadRequest({ reason: "expected params [{token, user_id}]" }))
-          const creds = decodeCredentials(req.params[0])
-          if (typeof creds === "string") return Effect.fail(new BadRequest({ reason: creds.replace(/^auth/, "params[0]") }))
-          return withCreds(creds, conn)
-        }
-        const sent = req.auth
-        const creds = sent === undefined ? conn.auth : sameCredentials(conn.sentAuth, sent) ? conn.sentAuth : (conn.sentAuth = sent)
-        if (creds === undefined) {
-          return Effect.fail(new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" }))
-        }
-        return withCreds(creds, conn)
-      })
-    )
-
+  /** The request's credentials: those it sent (the previous request's object when equal), else the connection's. */
+  const credentialsOf = (conn: Connection, req: Request): Credentials | RequestError => {
+    if (req.method === "authenticate") {
+      if (req.params.length !== 1) return new BadRequest({ reason: "expected params [{token, user_id}]" })
+      const creds = decodeCredentials(req.params[0])
+      return typeof creds === "string" ? new BadRequest({ reason: creds.replace(/^auth/, "params[0]") }) : creds
+    }
+    const sent = req.auth
+    const creds = sent === undefined ? conn.auth : sameCredentials(conn.sentAuth, sent) ? conn.sentAuth : (conn.sentAuth = sent)
+    return creds ?? new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" })
+  }
   const liveOf = (conn: Connection, principal: Principal, credentials: Credentials): LiveHandle | undefined => {
     const channel = conn.channel
     if (realtime === undefined || channel === undefined) return undefined
@@ -194,8 +182,9 @@ export const make = Effect.gen(function* () {
   ): Effect.Effect<Outcome, RequestError> => {
     const live = method === "subscribe" || method === "unsubscribe" ? liveOf(conn, principal, creds) : undefined
     const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache, ...(live === undefined ? {} : { live }) }
-    const written = new Set(writtenEntities(method, req.params))
     const run = runMethod(ctx, method, req.params)
+    if (!WriteMethods.has(method)) return run
+    const written = new Set(writtenEntities(method, req.params))
     if (written.size === 0) return run
     // Announced whatever the outcome (a timed-out write may still have committed): the
     // receivers read the rows back, and announce only what they find.
@@ -219,19 +208,32 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void): Effect.Effect<Outcome, RequestError> =>
-    Effect.flatMap(authenticate(conn, req), ({ principal, creds }) => {
+  // The stages that need no I/O (credentials, a known principal, the memory rate limit) run as
+  // plain functions; their Effect forms only when a stage needs I/O or spans are exported.
+  const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void): Effect.Effect<Outcome, RequestError> => {
+    const creds = credentialsOf(conn, req)
+    if ("_tag" in creds) return Effect.fail(creds)
+    const authorized = (principal: Principal): Effect.Effect<Outcome, RequestError> => {
       setPrincipal(principal)
-      return Effect.flatMap(rateLimitSpan(limiter.consume(principal.userId, principal.role, requestWeight(req.method, req.params))), () => {
-        const method = req.method
-        if (method === "authenticate") {
-          conn.auth = creds
-          return Effect.succeed({ result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome)
-        }
-        // A write that could not be recorded must not run (fail closed); reads follow the policy.
-        return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(conn, req, method, principal, creds))
-      })
-    })
+      const weight = requestWeight(req.method, req.params)
+      if (limiter.take !== undefined && !exported) {
+        const limited = limiter.take(principal.userId, principal.role, weight)
+        return limited === undefined ? admitted(principal) : Effect.fail(limited)
+      }
+      return Effect.flatMap(rateLimitSpan(limiter.consume(principal.userId, principal.role, weight)), () => admitted(principal))
+    }
+    const admitted = (principal: Principal): Effect.Effect<Outcome, RequestError> => {
+      const method = req.method
+      if (method === "authenticate") {
+        conn.auth = creds
+        return Effect.succeed({ result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome)
+      }
+      // A write that could not be recorded must not run (fail closed); reads follow the policy.
+      return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(conn, req, method, principal, creds))
+    }
+    const known = exported ? undefined : auth.known?.(creds, conn.remoteAddress)
+    return known !== undefined ? authorized(known) : Effect.flatMap(authSpan(auth.authenticate(creds, conn.remoteAddress)), authorized)
+  }
 
   const handle = (conn: Connection, frame: string): Effect.Effect<string> => {
     const decoded = decodeFrame(frame)

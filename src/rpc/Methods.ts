@@ -468,17 +468,38 @@ const createMethod: Runner = onEntity({
     })
 })
 
-const readMethod: Runner = onEntity({
-  params: [2, 2, "[entity, id]"],
-  decode: (p, entity) => idAt(p, 1, entity),
-  decide: decideRead,
-  run: (ctx, entity, id, d, p) =>
+/** A read by id's params, checked in `onEntity`'s order, by a plain function (docs/architecture.md, "The hot path"). */
+const decodeRead = (
+  ctx: MethodContext,
+  p: ReadonlyArray<unknown>
+): Either.Either<{ entity: EntityDef; id: string | number }, RequestError> => {
+  if (p.length !== 2) return Either.left(new BadRequest({ reason: "expected params [entity, id]" }))
+  const raw = p[0]
+  if (typeof raw !== "string") return Either.left(new BadRequest({ reason: "params[0] must be the entity name (a string)" }))
+  const entity = ctx.registry.entities.get(raw)
+  if (entity === undefined)
+    return Either.left(ValidationFailed.one("entity", `unknown entity (known: ${[...ctx.registry.entities.keys()].join(", ")})`))
+  const id = p[1]
+  const numbered = entity.primaryKey.type === "integer"
+  if (typeof id !== "string" && !(numbered && typeof id === "number" && Number.isSafeInteger(id)))
+    return Either.left(new BadRequest({ reason: `params[1] must be the record id (${numbered ? "an integer" : "a string"})` }))
+  return Either.right({ entity, id })
+}
+
+const readMethod: Runner = (ctx, p) => {
+  const decoded = decodeRead(ctx, p)
+  if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
+  const { entity, id } = decoded.right
+  const run = (d: Decision): Effect.Effect<Outcome, RequestError> =>
     Effect.map(cachedRead(ctx, "read", p, [{ entity, access: d }], ctx.repo.read(entity, id, d)), (result) => ({
       result,
       entity: entity.name,
       recordIds: [String(id)]
     }))
-})
+  if (ctx.acl.decideNow === undefined) return Effect.flatMap(decideRead(ctx, entity), run)
+  const decided = ctx.acl.decideNow(ctx.principal, entity, "read")
+  return Either.isLeft(decided) ? Effect.fail(decided.left) : run(decided.right)
+}
 
 const updateMethod: Runner = onEntity({
   params: [3, 3, "[entity, id, data]"],
