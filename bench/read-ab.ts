@@ -4,7 +4,7 @@
  * it on this shared machine, where only alternated rounds in one run are comparable.
  *
  * Each package folder given (this one by default; another: a `git archive` of an earlier commit
- * with node_modules linked in) is compiled (tsc, into <folder>/bench/results/ab-build) and runs its
+ * with node_modules linked in) is compiled (tsc, into <folder>/.read-ab-build) and runs its
  * own daemon, set up as `npm run bench` sets it up: a session user (role god) whose rule has a row
  * filter, rate limit on, audit log with fsync. Sides: `raw` (pg in this process, the floor's
  * statement), `floor` (bench/floor-server.mjs) and each daemon. Each round measures, side by side
@@ -12,7 +12,7 @@
  * server process's CPU per read with 32 clients for AB_SECONDS. Prints each round and the medians.
  *
  *   npx tsx bench/read-ab.ts [folder...]
- *   AB_ROUNDS (6), AB_ITER (2000), AB_SECONDS (3), AB_CLIENTS (32), AB_PROFILE=1 (daemons under
+ *   AB_ROUNDS (6), AB_ITER (2000), AB_SECONDS (3), AB_CLIENTS (32), AB_POOL (8 connections per side), AB_PROFILE=1 (daemons under
  *   --cpu-prof into /tmp/read-ab-prof), AB_CONFIG (a JSON object merged into each daemon's
  *   `performance` section, e.g. '{"read_batch":true}'), AB_CONFIG_<n> (the same for the n-th folder only)
  */
@@ -30,6 +30,8 @@ const ITER = env("AB_ITER", 2000)
 const SECONDS = env("AB_SECONDS", 3)
 const CLIENTS = env("AB_CLIENTS", 32)
 const PROFILE = process.env.AB_PROFILE === "1"
+/** Connections of each side's pool (every side has its own; PostgreSQL's max_connections is shared). */
+const POOL = env("AB_POOL", 8)
 const folders = process.argv.length > 2 ? process.argv.slice(2).map((f) => path.resolve(f)) : [root]
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -77,7 +79,7 @@ try {
     return writeConfig(
       {
         server: { host: "127.0.0.1", port: 0, max_connections: 20_000, max_connections_per_address: 20_000 },
-        database: { ...db.databaseConfig, pool_size: 20, auto_migrate: true },
+        database: { ...db.databaseConfig, pool_size: POOL, auto_migrate: true },
         security: {
           audit_log: true,
           audit_log_path: path.join(cdir, "audit", "audit.log"),
@@ -93,7 +95,8 @@ try {
   }
   const daemons = []
   for (const [i, folder] of folders.entries()) {
-    const build = path.join(folder, "bench", "results", "ab-build")
+    // In the folder (its node_modules resolve), outside the folders the type check includes.
+    const build = path.join(folder, ".read-ab-build", String(i))
     console.log(`compiling ${folder} ...`)
     execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(build)}`, { cwd: folder, stdio: "inherit" })
     const entry = `import(${JSON.stringify(`file://${path.join(build, "app", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`
@@ -128,7 +131,7 @@ try {
   ])
   const conn = db.databaseConfig.connection as { host: string; port: number; database: string; user: string }
   const pgUrl = `postgres://${encodeURIComponent(conn.user)}@${conn.host}:${conn.port}/${encodeURIComponent(conn.database)}`
-  const rawPool = new pg.Pool({ connectionString: pgUrl, max: 20 })
+  const rawPool = new pg.Pool({ connectionString: pgUrl, max: POOL })
   cleanups.push(() => rawPool.end())
   const ids = (await rawPool.query<{ id: string }>("SELECT id FROM page_views WHERE is_active")).rows.map((r) => r.id)
   await rawPool.query("ANALYZE")
@@ -139,7 +142,7 @@ try {
   ).rows.map((r) => `"${r.column_name}"`)
   const floorSql = `SELECT ${columns.join(", ")} FROM page_views WHERE id = $1 AND is_active = true`
 
-  const floor = spawn(process.execPath, [path.join(root, "bench", "floor-server.mjs"), pgUrl, "20", floorSql], {
+  const floor = spawn(process.execPath, [path.join(root, "bench", "floor-server.mjs"), pgUrl, String(POOL), floorSql], {
     stdio: ["ignore", "pipe", "inherit"]
   })
   cleanups.push(async () => floor.kill("SIGTERM"))

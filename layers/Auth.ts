@@ -390,7 +390,6 @@ export const make = Effect.gen(function* () {
 
   const recheck = (creds: Credentials): Effect.Effect<Principal, Unauthorized | Unavailable> =>
     Effect.suspend((): Effect.Effect<Principal, Unauthorized | Unavailable> => {
-      // A service token is decided here and now (no Effect.gen: it is on every request's path).
       const svc = service(creds)
       return svc !== undefined
         ? matchUser(svc, creds)

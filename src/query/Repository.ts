@@ -7,7 +7,8 @@
  */
 import type { Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Option } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { generate } from "../entity/Generate.js"
 import { FieldIssue, Forbidden, NotFound, type RequestError, ValidationFailed } from "../Errors.js"
@@ -18,6 +19,7 @@ import type { RowChange } from "../services/Changes.js"
 import type { DatabaseShape } from "../services/Database.js"
 import { decodeRow, encodeValue, type Row, type WireRecord, wireOfValues } from "./Codec.js"
 import { capturing, note } from "./Capture.js"
+import { makeReadBatch } from "./ReadBatch.js"
 import { classify, toRequestError } from "./DbErrors.js"
 import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
 import { defaultRetrySettings, type RetrySettings, withRetry } from "./Retry.js"
@@ -267,6 +269,8 @@ export interface RepositoryOptions {
   readonly retry?: RetrySettings
   /** performance.query_timeout, reported when the database's own statement time limit fires. */
   readonly queryTimeoutMs?: number
+  /** performance.read_batch (PostgreSQL): statements of one lane running before reads by id are coalesced; 0: never. */
+  readonly readBatch?: number
 }
 
 export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape, options: RepositoryOptions = {}) => {
@@ -305,15 +309,58 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     return statement
   }
 
+  /** PostgreSQL, `performance.read_batch`: the reads of one lane (entity and decision) as one statement for their ids. */
+  const batch = dialect === "pg" && options.readBatch !== undefined && options.readBatch > 0 ? makeReadBatch(options.readBatch) : undefined
+  const readsMany = new WeakMap<ReadStatement, ReadStatement | null>()
+  /** The statement of a lane's batch: the one-id statement's, with `pk = ANY($1)` for the ids. */
+  const manyOf = (entity: EntityDef, access: Access, one: ReadStatement): ReadStatement | undefined => {
+    let many = readsMany.get(one)
+    if (many === undefined) {
+      const ids: ReadonlyArray<unknown> = []
+      const [text, params] =
+        sql`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ANY(${ids}) AND ${compileFilter(sql, dialect, access.rowFilter)}`.compile()
+      many = params[0] === ids ? { text, params, idType: "object" } : null
+      readsMany.set(one, many)
+    }
+    return many ?? undefined
+  }
+  const rowsOf = (statement: Statement.Statement<Row>) => retryRead(db.query(statement))
+  const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
+  /** A read by id, coalesced with others of its lane when batching is on and no transaction is open. */
+  const readRow = (entity: EntityDef, id: unknown, access: Access): Effect.Effect<Row | undefined, SqlError> => {
+    const single = Effect.map(rowsOf(readStatement(entity, id, access)), firstRow)
+    if (batch === undefined) return single
+    const lane = readStatements.get(access)?.get(entity)
+    const many = lane === undefined ? undefined : manyOf(entity, access, lane)
+    if (lane === undefined || many === undefined) return single
+    const pk = entity.primaryKey.column
+    return Effect.withFiberRuntime((fiber) =>
+      Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)._tag === "Some"
+        ? single
+        : batch.read(
+            lane,
+            id,
+            String(id),
+            single,
+            (ids) => {
+              const params = many.params.slice()
+              params[0] = ids
+              return Effect.map(rowsOf(sql.unsafe<Row>(many.text, params)), (rows) => new Map(rows.map((r) => [String(r[pk]), r])))
+            },
+            undefined
+          )
+    )
+  }
+
   const read = (entity: EntityDef, rawId: unknown, access: Access): Effect.Effect<WireRecord, RequestError> => {
     const id = pkValue(entity, rawId)
     if (id === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
-    return Effect.matchEffect(retryRead(db.query(readStatement(entity, id, access))), {
+    return Effect.matchEffect(readRow(entity, id, access), {
       onFailure: (e) => Effect.fail(readError(entity)(e)),
-      onSuccess: (rows) =>
-        rows[0] === undefined
+      onSuccess: (row) =>
+        row === undefined
           ? Effect.fail(new NotFound({ entity: entity.name }))
-          : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
+          : Effect.succeed(decodeRow(dialect, entity, row, access.readable))
     })
   }
 

@@ -88,10 +88,7 @@ const targetOf = (req: Request): string | undefined =>
 const asRequestError = (cause: Cause.Cause<RequestError>): RequestError =>
   Option.getOrElse(Cause.failureOption(cause), () => new Internal({ cause: Cause.squash(cause) }))
 
-/**
- * The tagged metrics of each method, made once: tagging a metric per request builds a new key
- * (hashed and compared on every update), which showed in the profile of the request path.
- */
+/** The tagged metrics of each method, made once (src/Metrics.ts says why). */
 const methodMetrics = new Map(
   Methods.map((m) => [m, { success: requestsOf(m, "success"), error: requestsOf(m, "error"), duration: durationOf(m) }] as const)
 )
@@ -145,7 +142,11 @@ export const make = Effect.gen(function* () {
   const realtime: RealtimeShape | undefined = config.realtime.enabled
     ? Option.getOrUndefined(yield* Effect.serviceOption(Realtime))
     : undefined
-  const repo = makeRepository(db, registry, { retry: config.performance.retry, queryTimeoutMs: config.performance.query_timeout })
+  const repo = makeRepository(db, registry, {
+    retry: config.performance.retry,
+    queryTimeoutMs: config.performance.query_timeout,
+    readBatch: config.performance.read_batch
+  })
   const replica = config.cluster.replica_name ?? os.hostname()
   const timeoutMs = config.performance.query_timeout
   const span = childSpan(config)
@@ -208,8 +209,7 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  // The stages that need no I/O (credentials, a known principal, the memory rate limit) run as
-  // plain functions; their Effect forms only when a stage needs I/O or spans are exported.
+  // docs/architecture.md, "The hot path": the services' plain forms first.
   const execute = (conn: Connection, req: Request, setPrincipal: (p: Principal) => void): Effect.Effect<Outcome, RequestError> => {
     const creds = credentialsOf(conn, req)
     if ("_tag" in creds) return Effect.fail(creds)
@@ -303,8 +303,6 @@ export const make = Effect.gen(function* () {
         })
       )
     )
-    // What follows the request runs without Effect.gen and with direct metric updates: it is on
-    // every request's path, and each generator step or metric effect showed in the profile.
     // The caller's trace: the frame's traceparent, else the connection's (upgrade header).
     const caller = (req.traceparent === undefined ? undefined : parseTraceparent(req.traceparent)) ?? conn.traceparent
     const answered = exported
