@@ -318,7 +318,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     if (many === undefined) {
       const ids: ReadonlyArray<unknown> = []
       const [text, params] =
-        sql`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ANY(${ids}) AND ${compileFilter(sql, dialect, access.rowFilter)}`.compile()
+        sql`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ANY(${ids}) AND (${compileFilter(sql, dialect, access.rowFilter)})`.compile()
       many = params[0] === ids ? { text, params, idType: "object" } : null
       readsMany.set(one, many)
     }
