@@ -6,12 +6,12 @@
  * re-read when it changes, at most every `cache_ttl` seconds; a broken file keeps the last good
  * rules and logs why. Every decision counts in dbal_acl_checks_total.
  */
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Either, Layer, Runtime, Schema } from "effect"
 import * as fs from "node:fs"
 import * as YAML from "yaml"
 import { decideFor, parseRules, type Rule, systemDecision } from "../src/access/Policy.js"
 import { AppConfig } from "../src/Config.js"
-import { childSpan } from "../src/Spans.js"
+import { childSpan, spansExported } from "../src/Spans.js"
 import { aclChecks, aclChecksOf, aclRulesReloadsOf } from "../src/Metrics.js"
 import { Forbidden } from "../src/Errors.js"
 import { type AclOperation, EntityRegistry, type EntityDef, type FieldDef } from "../src/entity/Model.js"
@@ -25,6 +25,9 @@ const allowed = aclChecksOf("allowed")
 const denied = aclChecksOf("denied")
 const reloadsOk = aclRulesReloadsOf("success")
 const reloadsFailed = aclRulesReloadsOf("failure")
+
+/** Decisions kept per rules in force (principal × entity × operation) before the cache is emptied. */
+const MAX_DECISIONS = 10_000
 
 interface RulesState {
   rules: ReadonlyArray<Rule>
@@ -67,63 +70,81 @@ export const make = Effect.gen(function* () {
     Object.assign(state, { rules: first.rules, mtimeMs: st.mtimeMs, size: st.size, checkedAt: Date.now() })
   }
 
-  /** Re-reads the rules file when it changed (at most every cache_ttl). */
-  const refresh = Effect.suspend(() => {
-    if (file === undefined) return Effect.void
+  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+  /**
+   * Decisions made, per rules in force: a decision depends only on the rules, the principal's role
+   * and id (rules that bind the user, `self` access, the rank guard), the entity and the operation.
+   * Emptied when the rules change; bounded (emptied when full).
+   */
+  let decisions = new Map<string, Decision | string>()
+
+  /** Re-reads the rules file when it changed (at most every cache_ttl); what it logs runs on its own fiber. */
+  const refresh = (): void => {
+    if (file === undefined) return
     const now = Date.now()
-    if (now - state.checkedAt < ttlMs) return Effect.void
+    if (now - state.checkedAt < ttlMs) return
     state.checkedAt = now
     let st: fs.Stats
     try {
       st = fs.statSync(file)
     } catch {
       reloadsFailed.unsafeUpdate(1, [])
-      return Effect.logWarning("acl rules file cannot be read; keeping the last good rules", file)
+      runFork(Effect.logWarning("acl rules file cannot be read; keeping the last good rules", file))
+      return
     }
-    if (st.mtimeMs === state.mtimeMs && st.size === state.size) return Effect.void
+    if (st.mtimeMs === state.mtimeMs && st.size === state.size) return
     const next = load()
-    if (next.problems.length > 0) {
-      state.mtimeMs = st.mtimeMs
-      state.size = st.size
-      reloadsFailed.unsafeUpdate(1, [])
-      return Effect.logError(`acl rules file is broken; keeping the last good rules: ${next.problems.join("; ")}`, file)
-    }
-    state.rules = next.rules
     state.mtimeMs = st.mtimeMs
     state.size = st.size
+    if (next.problems.length > 0) {
+      reloadsFailed.unsafeUpdate(1, [])
+      runFork(Effect.logError(`acl rules file is broken; keeping the last good rules: ${next.problems.join("; ")}`, file))
+      return
+    }
+    state.rules = next.rules
+    decisions = new Map()
     reloadsOk.unsafeUpdate(1, [])
-    return Effect.logInfo(`acl rules reloaded (${next.rules.length} rules)`, file)
-  })
-
-  const decisionOf = (principal: Principal, entity: EntityDef, op: AclOperation): Decision | string => {
-    const hidden = hiddenByEntity.get(entity.name) ?? new Set<FieldDef>()
-    return principal.role === "system"
-      ? { ...systemDecision(entity), readable: entity.exposed.filter((f) => !hidden.has(f)) }
-      : decideFor(state.rules, principal, entity, op, hidden)
+    runFork(Effect.logInfo(`acl rules reloaded (${next.rules.length} rules)`, file))
   }
 
-  // A plain function after `refresh` (no Effect.gen, direct metric updates): it runs for every
-  // entity of every request.
+  const decisionOf = (principal: Principal, entity: EntityDef, op: AclOperation): Decision | string => {
+    refresh()
+    const key = `${principal.role}\u0000${principal.userId}\u0000${entity.name}\u0000${op}`
+    let decision = decisions.get(key)
+    if (decision === undefined) {
+      const hidden = hiddenByEntity.get(entity.name) ?? new Set<FieldDef>()
+      decision =
+        principal.role === "system"
+          ? { ...systemDecision(entity), readable: entity.exposed.filter((f) => !hidden.has(f)) }
+          : decideFor(state.rules, principal, entity, op, hidden)
+      if (decisions.size >= MAX_DECISIONS) decisions = new Map()
+      decisions.set(key, decision)
+    }
+    return decision
+  }
+
+  const decideNow = (principal: Principal, entity: EntityDef, op: AclOperation): Either.Either<Decision, Forbidden> => {
+    const decision = decisionOf(principal, entity, op)
+    if (typeof decision === "string") {
+      denied.unsafeUpdate(1, [])
+      return Either.left(new Forbidden({ reason: decision }))
+    }
+    allowed.unsafeUpdate(1, [])
+    return Either.right(decision)
+  }
+
   const decide = (principal: Principal, entity: EntityDef, op: AclOperation) =>
-    Effect.flatMap(refresh, () => {
-      const decision = decisionOf(principal, entity, op)
-      if (typeof decision === "string") {
-        denied.unsafeUpdate(1, [])
-        return Effect.fail(new Forbidden({ reason: decision }))
-      }
-      allowed.unsafeUpdate(1, [])
-      return Effect.succeed(decision)
-    }).pipe(aclSpan)
+    aclSpan(Effect.suspend(() => Either.match(decideNow(principal, entity, op), { onLeft: Effect.fail, onRight: Effect.succeed })))
 
   // The read decision's fields, for shaping answers and checking tested fields of any method: not
   // an access check of its own (the method's decision is), so not counted in the metric.
   const readable = (principal: Principal, entity: EntityDef) =>
-    Effect.map(refresh, () => {
+    Effect.sync(() => {
       const decision = decisionOf(principal, entity, "read")
       return typeof decision === "string" ? undefined : decision.readable
     })
 
-  return { decide, readable }
+  return { decide, readable, ...(spansExported(cfg) ? {} : { decideNow }) }
 })
 
 export class RulesFileError extends Schema.TaggedError<RulesFileError>()("RulesFileError", {

@@ -227,7 +227,17 @@ export const makeFailedAuthThrottle = (cfg: DaemonConfig["security"]["auth"]["fa
       )
     )
 
-  return { guard }
+  /**
+   * An attempt decided without I/O and accepted: `guard`'s reservation and its refund at once
+   * (nothing can run between them). False when the address's bucket is empty: `guard` decides.
+   */
+  const admitNow = (address: string): boolean => {
+    if (bucket.check(address, true) !== undefined) return false
+    bucket.refund(address)
+    return true
+  }
+
+  return { guard, admitNow }
 }
 
 /**
@@ -241,9 +251,7 @@ const keySetUnreachable = (e: unknown): boolean =>
   !(e instanceof jose.errors.JOSEError)
 
 interface CachedSession {
-  readonly userId: string
-  readonly role: UserRole
-  readonly expiresAt: number
+  readonly principal: Principal & { readonly expiresAt: number }
   readonly cachedAt: number
 }
 
@@ -359,19 +367,29 @@ export const make = Effect.gen(function* () {
           cache.delete(creds.token)
           return yield* new Unauthorized({ reason: "unknown or expired token" })
         }
-        entry = { ...found.value, cachedAt: now }
+        entry = {
+          principal: { userId: found.value.userId, role: found.value.role, via: "session", expiresAt: found.value.expiresAt },
+          cachedAt: now
+        }
         if (ttlMs > 0 && before === generation) {
           if (cache.size >= MAX_CACHED_SESSIONS) cache.delete(cache.keys().next().value!)
           cache.set(creds.token, entry)
         }
       }
-      if (!(entry.expiresAt > now)) return yield* new Unauthorized({ reason: "unknown or expired token" })
-      return { userId: entry.userId, role: entry.role, via: "session", expiresAt: entry.expiresAt } satisfies Principal
+      if (!(entry.principal.expiresAt > now)) return yield* new Unauthorized({ reason: "unknown or expired token" })
+      return entry.principal
     })
+
+  /** A session remembered and still valid, or undefined (to be looked up, or refused, by `session`). */
+  const knownSession = (creds: Credentials): Principal | undefined => {
+    const entry = cache.get(creds.token)
+    if (entry === undefined) return undefined
+    const now = Date.now()
+    return now - entry.cachedAt < ttlMs && entry.principal.expiresAt > now ? entry.principal : undefined
+  }
 
   const recheck = (creds: Credentials): Effect.Effect<Principal, Unauthorized | Unavailable> =>
     Effect.suspend((): Effect.Effect<Principal, Unauthorized | Unavailable> => {
-      // A service token is decided here and now (no Effect.gen: it is on every request's path).
       const svc = service(creds)
       return svc !== undefined
         ? matchUser(svc, creds)
@@ -383,7 +401,13 @@ export const make = Effect.gen(function* () {
   const authenticate = (creds: Credentials, remoteAddress: string): Effect.Effect<Principal, Unauthorized | Unavailable | RateLimited> =>
     throttle.guard(remoteAddress, recheck(creds))
 
-  return { authenticate, recheck }
+  const known = (creds: Credentials, remoteAddress: string): Principal | undefined => {
+    const principal = service(creds) ?? (verifyJwt !== undefined && JWT_SHAPE.test(creds.token) ? undefined : knownSession(creds))
+    if (principal === undefined || (creds.userId !== undefined && creds.userId !== principal.userId)) return undefined
+    return throttle.admitNow(remoteAddress) ? principal : undefined
+  }
+
+  return { authenticate, recheck, known }
 })
 
 /**

@@ -58,15 +58,22 @@ export const limitsFor = (cfg: DaemonConfig["security"]["rate_limit"], role: Rol
 
 const memoryStore = (cfg: DaemonConfig["security"]["rate_limit"]) => {
   const perRole = new Map<Role, ReturnType<typeof makeMemory>>()
-  return (key: string, role: Role, cost = 1) => {
+  const bucketsOf = (role: Role) => {
     let m = perRole.get(role)
     if (m === undefined) {
       const l = limitsFor(cfg, role)
       m = makeMemory({ requestsPerMinute: l.requestsPerMinute, burst: l.burst, maxKeys: cfg.max_keys })
       perRole.set(role, m)
     }
-    return m.consume(key, cost)
+    return m
   }
+  const take = (key: string, role: Role, cost = 1): RateLimited | undefined => bucketsOf(role).check(key, true, cost)
+  const consume = (key: string, role: Role, cost = 1): Effect.Effect<void, RateLimited> =>
+    Effect.suspend(() => {
+      const limited = take(key, role, cost)
+      return limited === undefined ? Effect.void : Effect.fail(limited)
+    })
+  return { consume, take }
 }
 
 export const makeRedis = (cfg: DaemonConfig["security"]["rate_limit"]) =>
@@ -107,7 +114,7 @@ export const makeRedis = (cfg: DaemonConfig["security"]["rate_limit"]) =>
       return Effect.sync(off)
     }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
     const bucket = redis as unknown as BucketRedis
-    const local = memoryStore(cfg)
+    const local = memoryStore(cfg).consume
     let degraded = false
     const policy = (key: string, role: Role, cost: number): Effect.Effect<void, RateLimited | Unavailable> => {
       switch (cfg.on_store_error) {
@@ -156,8 +163,8 @@ export const layer = Layer.scoped(
   Effect.gen(function* () {
     const cfg = yield* AppConfig
     const rl = cfg.security.rate_limit
-    if (!rl.enabled) return { consume: () => Effect.void } satisfies RateLimiterShape
+    if (!rl.enabled) return { consume: () => Effect.void, take: () => undefined } satisfies RateLimiterShape
     if (rl.store === "redis") return yield* makeRedis(rl)
-    return { consume: memoryStore(rl) } satisfies RateLimiterShape
+    return memoryStore(rl) satisfies RateLimiterShape
   })
 )

@@ -443,6 +443,12 @@ export const PerformanceConfig = Schema.Struct({
   cache_size_mb: opt(PositiveInt, () => 256).annotations({
     description: "Memory bound of the result cache in megabytes (approximate)."
   }),
+  read_batch: opt(NonNegativeInt, () => 2).annotations({
+    description:
+      "PostgreSQL: concurrent reads by id of one entity under one access decision run alone while fewer than this many " +
+      "of their statements are running, and past that as one statement (`= ANY($1)`) per queue; `0`: every read " +
+      "alone ([Reads by id](architecture.md#reads-by-id))."
+  }),
   default_page_size: opt(PositiveInt, () => 20).annotations({
     description: "`list` limit when none is given (at most `max_page_size`)."
   }),

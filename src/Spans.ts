@@ -6,7 +6,7 @@
  * No span captures a stack trace: `Effect.withSpan` would otherwise create an Error (and format
  * its stack) for every span of every request. Their names say where they come from.
  */
-import { Effect, identity, Tracer } from "effect"
+import { Context, Effect, FiberRef, identity, RuntimeFlags, Tracer } from "effect"
 import { randomUUID } from "node:crypto"
 import type { DaemonConfig } from "./Config.js"
 
@@ -28,10 +28,15 @@ export const childSpan =
  * statement, with random ids and the statement's text) are not made either.
  */
 export const requestTrace = <A, E, R>(f: (traceId: string) => Effect.Effect<A, E, R>, caller?: TraceParent): Effect.Effect<A, E, R> =>
-  Effect.suspend(() => {
+  Effect.withFiberRuntime((fiber, status) => {
     const traceId = caller?.traceId ?? randomUUID().replaceAll("-", "")
     const spanId = randomUUID().replaceAll("-", "").slice(0, 16)
-    return Effect.provideService(f(traceId), Tracer.ParentSpan, Tracer.externalSpan({ traceId, spanId }))
+    const parent = Tracer.externalSpan({ traceId, spanId })
+    if (RuntimeFlags.interruption(status.runtimeFlags)) return Effect.provideService(f(traceId), Tracer.ParentSpan, parent)
+    // A fiber of the request runtime (src/query/Timeout.ts) is the request's own and ends with it:
+    // its context is set, not scoped (`provideService` would restore it afterwards, ~15 operations).
+    const context = Context.add(fiber.currentContext, Tracer.ParentSpan, parent)
+    return Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), f(traceId))
   })
 
 /** The caller's span, from a W3C `traceparent` (https://www.w3.org/TR/trace-context/). */

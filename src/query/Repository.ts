@@ -7,7 +7,8 @@
  */
 import type { Statement } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Option } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { generate } from "../entity/Generate.js"
 import { FieldIssue, Forbidden, NotFound, type RequestError, ValidationFailed } from "../Errors.js"
@@ -18,6 +19,7 @@ import type { RowChange } from "../services/Changes.js"
 import type { DatabaseShape } from "../services/Database.js"
 import { decodeRow, encodeValue, type Row, type WireRecord, wireOfValues } from "./Codec.js"
 import { capturing, note } from "./Capture.js"
+import { makeReadBatch } from "./ReadBatch.js"
 import { classify, toRequestError } from "./DbErrors.js"
 import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
 import { currentJournal, type JournalEntry } from "./Journal.js"
@@ -353,11 +355,20 @@ const withJournal = (sql: Statement.Constructor, write: Statement.Fragment, entr
     ? write
     : sql`WITH w AS (${write}), j AS (INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) SELECT ${entry.key}, ${entry.replica}, CAST(w.${sql(KEY)} AS text), ${entry.record} FROM w) SELECT * FROM w`
 
+/** A compiled read by id: its text, and its parameters with the id first. */
+interface ReadStatement {
+  readonly text: string
+  readonly params: ReadonlyArray<unknown>
+  readonly idType: string
+}
+
 export interface RepositoryOptions {
   /** performance.retry: transient failures retried (Retry.ts says which, for reads and writes). */
   readonly retry?: RetrySettings
   /** performance.query_timeout, reported when the database's own statement time limit fires. */
   readonly queryTimeoutMs?: number
+  /** performance.read_batch (PostgreSQL): statements of one lane running before reads by id are coalesced; 0: never. */
+  readonly readBatch?: number
 }
 
 export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape, options: RepositoryOptions = {}) => {
@@ -494,19 +505,79 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const journalRow = (entry: JournalEntry, id: unknown) =>
     sql`INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) VALUES (${entry.key}, ${entry.replica}, ${id === null ? null : String(id)}, ${entry.record})`
 
-  const read = (entity: EntityDef, rawId: unknown, access: Access) => {
-    const id = pkValue(entity, rawId)
-    return id === undefined
-      ? Effect.fail(new NotFound({ entity: entity.name }))
-      : db.query(selectWhere(db, entity, access, byPk(entity, id))).pipe(
-          retryRead,
-          Effect.mapError(readError(entity)),
-          Effect.flatMap((rows) =>
-            rows[0] === undefined
-              ? Effect.fail(new NotFound({ entity: entity.name }))
-              : Effect.succeed(decodeRow(dialect, entity, rows[0], access.readable))
+  const readStatements = new WeakMap<Access, Map<EntityDef, ReadStatement>>()
+  /** A read by id's statement: compiled once per decision and entity, then only the id changes. */
+  const readStatement = (entity: EntityDef, id: unknown, access: Access): Statement.Statement<Row> => {
+    let byEntity = readStatements.get(access)
+    const known = byEntity?.get(entity)
+    if (known !== undefined && typeof id === known.idType) {
+      const params = known.params.slice()
+      params[0] = id
+      return sql.unsafe<Row>(known.text, params)
+    }
+    const statement = selectWhere(db, entity, access, byPk(entity, id))
+    const [text, params] = statement.compile()
+    // The key's parameter comes first (`byPk` leads the WHERE); kept only when it is the id itself.
+    if (params[0] === id) {
+      if (byEntity === undefined) readStatements.set(access, (byEntity = new Map()))
+      byEntity.set(entity, { text, params, idType: typeof id })
+    }
+    return statement
+  }
+
+  /** PostgreSQL, `performance.read_batch`: the reads of one lane (entity and decision) as one statement for their ids. */
+  const batch = dialect === "pg" && options.readBatch !== undefined && options.readBatch > 0 ? makeReadBatch(options.readBatch) : undefined
+  const readsMany = new WeakMap<ReadStatement, ReadStatement | null>()
+  /** The statement of a lane's batch: the one-id statement's, with `pk = ANY($1)` for the ids. */
+  const manyOf = (entity: EntityDef, access: Access, one: ReadStatement): ReadStatement | undefined => {
+    let many = readsMany.get(one)
+    if (many === undefined) {
+      const ids: ReadonlyArray<unknown> = []
+      const [text, params] =
+        sql`SELECT ${selectList(sql, dialect, selected(entity, access.readable))} FROM ${sql(entity.table)} WHERE ${sql(entity.primaryKey.column)} = ANY(${ids}) AND (${compileFilter(sql, dialect, access.rowFilter)})`.compile()
+      many = params[0] === ids ? { text, params, idType: "object" } : null
+      readsMany.set(one, many)
+    }
+    return many ?? undefined
+  }
+  const rowsOf = (statement: Statement.Statement<Row>) => retryRead(db.query(statement))
+  const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
+  /** A read by id, coalesced with others of its lane when batching is on and no transaction is open. */
+  const readRow = (entity: EntityDef, id: unknown, access: Access): Effect.Effect<Row | undefined, SqlError> => {
+    const single = Effect.map(rowsOf(readStatement(entity, id, access)), firstRow)
+    if (batch === undefined) return single
+    const lane = readStatements.get(access)?.get(entity)
+    const many = lane === undefined ? undefined : manyOf(entity, access, lane)
+    if (lane === undefined || many === undefined) return single
+    const pk = entity.primaryKey.column
+    return Effect.withFiberRuntime((fiber) =>
+      Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)._tag === "Some"
+        ? single
+        : batch.read(
+            lane,
+            id,
+            String(id),
+            single,
+            (ids) => {
+              const params = many.params.slice()
+              params[0] = ids
+              return Effect.map(rowsOf(sql.unsafe<Row>(many.text, params)), (rows) => new Map(rows.map((r) => [String(r[pk]), r])))
+            },
+            undefined
           )
-        )
+    )
+  }
+
+  const read = (entity: EntityDef, rawId: unknown, access: Access): Effect.Effect<WireRecord, RequestError> => {
+    const id = pkValue(entity, rawId)
+    if (id === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+    return Effect.matchEffect(readRow(entity, id, access), {
+      onFailure: (e) => Effect.fail(readError(entity)(e)),
+      onSuccess: (row) =>
+        row === undefined
+          ? Effect.fail(new NotFound({ entity: entity.name }))
+          : Effect.succeed(decodeRow(dialect, entity, row, access.readable))
+    })
   }
 
   const create = (entity: EntityDef, values: Values, access: Access) =>

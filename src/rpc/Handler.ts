@@ -91,10 +91,7 @@ const targetOf = (req: Request): string | undefined =>
 const asRequestError = (cause: Cause.Cause<RequestError>): RequestError =>
   Option.getOrElse(Cause.failureOption(cause), () => new Internal({ cause: Cause.squash(cause) }))
 
-/**
- * The tagged metrics of each method, made once: tagging a metric per request builds a new key
- * (hashed and compared on every update), which showed in the profile of the request path.
- */
+/** The tagged metrics of each method, made once (src/Metrics.ts says why). */
 const methodMetrics = new Map(
   Methods.map((m) => [m, { success: requestsOf(m, "success"), error: requestsOf(m, "error"), duration: durationOf(m) }] as const)
 )
@@ -148,7 +145,11 @@ export const make = Effect.gen(function* () {
   const realtime: RealtimeShape | undefined = config.realtime.enabled
     ? Option.getOrUndefined(yield* Effect.serviceOption(Realtime))
     : undefined
-  const repo = makeRepository(db, registry, { retry: config.performance.retry, queryTimeoutMs: config.performance.query_timeout })
+  const repo = makeRepository(db, registry, {
+    retry: config.performance.retry,
+    queryTimeoutMs: config.performance.query_timeout,
+    readBatch: config.performance.read_batch
+  })
   const replica = config.cluster.replica_name ?? os.hostname()
   const timeoutMs = config.performance.query_timeout
   const span = childSpan(config)
@@ -156,29 +157,17 @@ export const make = Effect.gen(function* () {
   const authSpan = span("auth")
   const rateLimitSpan = span("rate_limit")
 
-  const withCreds = (creds: Credentials, conn: Connection) =>
-    Effect.map(auth.authenticate(creds, conn.remoteAddress), (principal) => ({ principal, creds }))
-
-  // authenticate and execute are composed without Effect.gen: they are on every request's path,
-  // and each generator step showed in the profile.
-  const authenticate = (conn: Connection, req: Request) =>
-    authSpan(
-      Effect.suspend((): Effect.Effect<{ principal: Principal; creds: Credentials }, RequestError> => {
-        if (req.method === "authenticate") {
-          if (req.params.length !== 1) return Effect.fail(new BadRequest({ reason: "expected params [{token, user_id}]" }))
-          const creds = decodeCredentials(req.params[0])
-          if (typeof creds === "string") return Effect.fail(new BadRequest({ reason: creds.replace(/^auth/, "params[0]") }))
-          return withCreds(creds, conn)
-        }
-        const sent = req.auth
-        const creds = sent === undefined ? conn.auth : sameCredentials(conn.sentAuth, sent) ? conn.sentAuth : (conn.sentAuth = sent)
-        if (creds === undefined) {
-          return Effect.fail(new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" }))
-        }
-        return withCreds(creds, conn)
-      })
-    )
-
+  /** The request's credentials: those it sent (the previous request's object when equal), else the connection's. */
+  const credentialsOf = (conn: Connection, req: Request): Credentials | RequestError => {
+    if (req.method === "authenticate") {
+      if (req.params.length !== 1) return new BadRequest({ reason: "expected params [{token, user_id}]" })
+      const creds = decodeCredentials(req.params[0])
+      return typeof creds === "string" ? new BadRequest({ reason: creds.replace(/^auth/, "params[0]") }) : creds
+    }
+    const sent = req.auth
+    const creds = sent === undefined ? conn.auth : sameCredentials(conn.sentAuth, sent) ? conn.sentAuth : (conn.sentAuth = sent)
+    return creds ?? new Unauthorized({ reason: "send auth {token, user_id} with the request, or call authenticate first" })
+  }
   const liveOf = (conn: Connection, principal: Principal, credentials: Credentials): LiveHandle | undefined => {
     const channel = conn.channel
     if (realtime === undefined || channel === undefined) return undefined
@@ -221,10 +210,11 @@ export const make = Effect.gen(function* () {
   ): Effect.Effect<Outcome, RequestError> => {
     const live = method === "subscribe" || method === "unsubscribe" ? liveOf(conn, principal, creds) : undefined
     const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache, ...(live === undefined ? {} : { live }) }
-    const written = new Set(writtenEntities(method, req.params))
     const entry = journalOf(conn, req, method, principal)
     if (entry !== undefined) setJournal(entry)
     const run = entry === undefined ? runMethod(ctx, method, req.params) : journaling(runMethod(ctx, method, req.params), entry)
+    if (!WriteMethods.has(method)) return run
+    const written = new Set(writtenEntities(method, req.params))
     if (written.size === 0) return run
     // Announced whatever the outcome (a timed-out write may still have committed): the
     // receivers read the rows back, and announce only what they find.
@@ -248,24 +238,36 @@ export const make = Effect.gen(function* () {
     )
   }
 
+  // docs/architecture.md, "The hot path": the services' plain forms first.
   const execute = (
     conn: Connection,
     req: Request,
     setPrincipal: (p: Principal) => void,
     setJournal: (e: JournalEntry) => void
-  ): Effect.Effect<Outcome, RequestError> =>
-    Effect.flatMap(authenticate(conn, req), ({ principal, creds }) => {
+  ): Effect.Effect<Outcome, RequestError> => {
+    const creds = credentialsOf(conn, req)
+    if ("_tag" in creds) return Effect.fail(creds)
+    const authorized = (principal: Principal): Effect.Effect<Outcome, RequestError> => {
       setPrincipal(principal)
-      return Effect.flatMap(rateLimitSpan(limiter.consume(principal.userId, principal.role, requestWeight(req.method, req.params))), () => {
-        const method = req.method
-        if (method === "authenticate") {
-          conn.auth = creds
-          return Effect.succeed({ result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome)
-        }
-        // A write that could not be recorded must not run (fail closed); reads follow the policy.
-        return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(conn, req, method, principal, creds, setJournal))
-      })
-    })
+      const weight = requestWeight(req.method, req.params)
+      if (limiter.take !== undefined && !exported) {
+        const limited = limiter.take(principal.userId, principal.role, weight)
+        return limited === undefined ? admitted(principal) : Effect.fail(limited)
+      }
+      return Effect.flatMap(rateLimitSpan(limiter.consume(principal.userId, principal.role, weight)), () => admitted(principal))
+    }
+    const admitted = (principal: Principal): Effect.Effect<Outcome, RequestError> => {
+      const method = req.method
+      if (method === "authenticate") {
+        conn.auth = creds
+        return Effect.succeed({ result: { authenticated: true, userId: principal.userId, role: principal.role } } satisfies Outcome)
+      }
+      // A write that could not be recorded must not run (fail closed); reads follow the policy.
+      return Effect.flatMap(audit.ready(WriteMethods.has(method)), () => runRequest(conn, req, method, principal, creds, setJournal))
+    }
+    const known = exported ? undefined : auth.known?.(creds, conn.remoteAddress)
+    return known !== undefined ? authorized(known) : Effect.flatMap(authSpan(auth.authenticate(creds, conn.remoteAddress)), authorized)
+  }
 
   const handle = (conn: Connection, frame: string): Effect.Effect<string> => {
     const decoded = decodeFrame(frame)
@@ -344,8 +346,6 @@ export const make = Effect.gen(function* () {
         )
       )
     )
-    // What follows the request runs without Effect.gen and with direct metric updates: it is on
-    // every request's path, and each generator step or metric effect showed in the profile.
     // The caller's trace: the frame's traceparent, else the connection's (upgrade header).
     const caller = (req.traceparent === undefined ? undefined : parseTraceparent(req.traceparent)) ?? conn.traceparent
     const answered = exported

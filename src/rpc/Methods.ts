@@ -171,6 +171,12 @@ const decideWrite =
 
 const decideRead = (ctx: MethodContext, entity: EntityDef): Effect.Effect<Decision, Forbidden> => decide(ctx, entity, "read")
 
+/** The access decision as a plain function, when the Acl service has one (docs/architecture.md, "The hot path"). */
+const decideNow =
+  (op: AclOperation) =>
+  (ctx: MethodContext, entity: EntityDef): Either.Either<Decision, Forbidden> | undefined =>
+    ctx.acl.decideNow?.(ctx.principal, entity, op)
+
 const fieldsOf = (node: FilterNode): ReadonlyArray<FieldDef> => {
   switch (node._tag) {
     case "And":
@@ -347,6 +353,8 @@ interface EntityMethod<P, D, Q> {
   readonly params: readonly [min: number, max: number, shape: string]
   readonly decode: (p: ReadonlyArray<unknown>, entity: EntityDef) => Either.Either<P, BadRequest>
   readonly decide: (ctx: MethodContext, entity: EntityDef) => Effect.Effect<D, Forbidden>
+  /** `decide` as a plain function, where the Acl service offers one (undefined: use `decide`). */
+  readonly decideNow?: (ctx: MethodContext, entity: EntityDef) => Either.Either<D, Forbidden> | undefined
   readonly plan: (
     ctx: MethodContext,
     entity: EntityDef,
@@ -367,10 +375,13 @@ const onEntity =
     )
     if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
     const { entity, params } = decoded.right
-    return Effect.flatMap(m.decide(ctx, entity), (decided) => {
+    const run = (decided: D): Effect.Effect<Outcome, RequestError> => {
       const planned = m.plan(ctx, entity, params, decided, raw)
       return Either.isLeft(planned) ? Effect.fail(planned.left) : m.execute(ctx, entity, planned.right, raw)
-    })
+    }
+    const now = m.decideNow?.(ctx, entity)
+    if (now === undefined) return Effect.flatMap(m.decide(ctx, entity), run)
+    return Either.isLeft(now) ? Effect.fail(now.left) : run(now.right)
   }
 
 const noParams = () => Either.right(undefined)
@@ -492,6 +503,7 @@ const readMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
   decode: (p, entity) => idAt(p, 1, entity),
   decide: decideRead,
+  decideNow: decideNow("read"),
   plan: (_ctx, _entity, id, access) => Either.right({ id, access }),
   execute: (ctx, entity, { id, access }, p) =>
     Effect.map(cachedRead(ctx, "read", p, [{ entity, access }], ctx.repo.read(entity, id, access)), (result) => ({
@@ -519,6 +531,7 @@ const deleteMethod: Runner = onEntity({
   params: [2, 2, "[entity, id]"],
   decode: (p, entity) => idAt(p, 1, entity),
   decide: (ctx, entity) => decide(ctx, entity, "delete"),
+  decideNow: decideNow("delete"),
   plan: (_ctx, _entity, id, access) => Either.right({ id, access }),
   execute: (ctx, entity, { id, access }) =>
     Effect.map(ctx.repo.remove(entity, id, access), (result) => ({ result, entity: entity.name, recordIds: [String(id)] }))
@@ -533,6 +546,7 @@ const listMethod: Runner = onEntity({
   // Each included entity is decided as if read on its own (refused → 403, row filter → null): its
   // decision is taken in execute, once the include is known to name a relation.
   decide: decideRead,
+  decideNow: decideNow("read"),
   plan: (ctx, entity, options, access) =>
     Either.gen(function* () {
       const o = yield* listOptions(ctx, entity, options)
@@ -581,6 +595,7 @@ const findFirstMethod: Runner = onEntity({
   params: [1, 2, "[entity, filter?]"],
   decode: noParams,
   decide: decideRead,
+  decideNow: decideNow("read"),
   plan: (ctx, entity, _, access, p) => Either.map(planFilter(ctx, entity, p[1], access.readable), (filter) => ({ filter, access })),
   execute: (ctx, entity, { filter, access }, p) =>
     Effect.map(cachedRead(ctx, "findFirst", p, [{ entity, access }], ctx.repo.findFirst(entity, filter, access)), (result) => ({
@@ -594,6 +609,7 @@ const findByFieldMethod: Runner = onEntity({
   params: [3, 3, "[entity, field, value]"],
   decode: (p) => stringAt(p, 1, "a field name (a string)"),
   decide: decideRead,
+  decideNow: decideNow("read"),
   plan: (_ctx, entity, name, access, p) =>
     Either.map(readableLookup(entity, name, p[2], access.readable), ({ f, v }) => ({ f, v, access })),
   execute: (ctx, entity, { f, v, access }, p) =>
@@ -679,6 +695,7 @@ const createManyMethod: Runner = onEntity({
       ? Either.right(p[1] as ReadonlyArray<unknown>)
       : left(new BadRequest({ reason: "params[1] must be an array of records" })),
   decide: (ctx, entity) => decide(ctx, entity, "create"),
+  decideNow: decideNow("create"),
   plan: (ctx, entity, records, d) =>
     Either.gen(function* () {
       const max = ctx.config.performance.max_batch_size
@@ -732,6 +749,7 @@ const countMethod: Runner = onEntity({
   params: [1, 2, "[entity, filter?]"],
   decode: noParams,
   decide: decideRead,
+  decideNow: decideNow("read"),
   plan: (ctx, entity, _, access, p) => Either.map(planFilter(ctx, entity, p[1], access.readable), (filter) => ({ filter, access })),
   execute: (ctx, entity, { filter, access }, p) =>
     Effect.map(cachedRead(ctx, "count", p, [{ entity, access }], ctx.repo.count(entity, filter, access)), (result) => ({
@@ -755,6 +773,7 @@ const subscribeMethod: Runner = onEntity({
       ? left(new BadRequest({ reason: "params[1] must be an options object {filter}" }))
       : Either.right((p[1] ?? {}) as Record<string, unknown>),
   decide: decideRead,
+  decideNow: decideNow("read"),
   plan: (ctx, entity, options, d) =>
     Either.gen(function* () {
       for (const k of Object.keys(options))

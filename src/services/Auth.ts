@@ -22,6 +22,11 @@ export interface AuthShape {
    * `authenticate`, without the failed-authentication throttle (nobody is guessing a token here).
    */
   readonly recheck: (credentials: Credentials) => Effect.Effect<Principal, Unauthorized | Unavailable>
+  /**
+   * `authenticate` as a plain function when it needs no I/O and accepts (a service token, a
+   * remembered session): the same principal, the same throttle. Undefined: ask `authenticate`.
+   */
+  readonly known?: (credentials: Credentials, remoteAddress: string) => Principal | undefined
 }
 
 export class Auth extends Context.Tag("dbal/Auth")<Auth, AuthShape>() {}

@@ -9,6 +9,8 @@ export interface RateLimiterShape {
    * (limits may differ per role).
    */
   readonly consume: (key: string, role: Role, cost?: number) => Effect.Effect<void, RateLimited | Unavailable>
+  /** `consume` as a plain function, where the store answers without I/O (memory, or no limit). */
+  readonly take?: (key: string, role: Role, cost?: number) => RateLimited | undefined
 }
 
 export class RateLimiter extends Context.Tag("dbal/RateLimiter")<RateLimiter, RateLimiterShape>() {}

@@ -5,7 +5,7 @@
  * methods a test gives are used, any other one dies naming itself, so that a stub never answers
  * something a test did not choose.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Either, Layer, Schema } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { AppConfig, ConfigFile, type DaemonConfig } from "../../src/Config.js"
@@ -76,12 +76,15 @@ export const testCredentials = { token: "test-token", user_id: testPrincipal.use
 
 export const AuthTest = {
   /** Any credentials name `principal`. */
-  fixed: (principal: Principal = testPrincipal) => makeTestLayer(Auth)({ authenticate: () => Effect.succeed(principal) }),
+  fixed: (principal: Principal = testPrincipal) =>
+    makeTestLayer(Auth)({ authenticate: () => Effect.succeed(principal), known: () => principal }),
   /** Credentials are `principal`'s only with this token; others are refused (401). */
   token: (token: string, principal: Principal = testPrincipal) =>
     makeTestLayer(Auth)({
       authenticate: (c: Credentials) =>
-        c.token === token ? Effect.succeed(principal) : Effect.fail(new Unauthorized({ reason: "invalid credentials" }))
+        c.token === token ? Effect.succeed(principal) : Effect.fail(new Unauthorized({ reason: "invalid credentials" })),
+      // Refused credentials have no plain form: `authenticate` answers them.
+      known: (c: Credentials) => (c.token === token ? principal : undefined)
     })
 }
 
@@ -98,10 +101,12 @@ export const fullDecision = (entity: EntityDef): Decision => ({
 export const AclTest = {
   allowAll: makeTestLayer(Acl)({
     decide: (_p, entity) => Effect.succeed(fullDecision(entity)),
+    decideNow: (_p, entity) => Either.right(fullDecision(entity)),
     readable: (_p, entity) => Effect.succeed(entity.exposed)
   }),
   denyAll: makeTestLayer(Acl)({
     decide: (_p, entity, op) => Effect.fail(new Forbidden({ reason: `test: ${op} on ${entity.name} is denied` })),
+    decideNow: (_p, entity, op) => Either.left(new Forbidden({ reason: `test: ${op} on ${entity.name} is denied` })),
     readable: () => Effect.succeed(undefined)
   })
 }
@@ -110,9 +115,10 @@ export const AclTest = {
 // RateLimiter
 
 export const RateLimiterTest = {
-  unlimited: makeTestLayer(RateLimiter)({ consume: () => Effect.void }),
+  unlimited: makeTestLayer(RateLimiter)({ consume: () => Effect.void, take: () => undefined }),
   /** Every request is over the limit. */
-  exhausted: (retryAfter = 7) => makeTestLayer(RateLimiter)({ consume: () => Effect.fail(new RateLimited({ retryAfter })) })
+  exhausted: (retryAfter = 7) =>
+    makeTestLayer(RateLimiter)({ consume: () => Effect.fail(new RateLimited({ retryAfter })), take: () => new RateLimited({ retryAfter }) })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,258 @@
+/**
+ * Reads by id through two (or more) builds of the daemon and the transport floor, in alternated
+ * rounds on one PostgreSQL database: for comparing a change of the read path with the code before
+ * it on this shared machine, where only alternated rounds in one run are comparable.
+ *
+ * Each package folder given (this one by default; another: a `git archive` of an earlier commit
+ * with node_modules linked in) is compiled (tsc, into <folder>/.read-ab-build) and runs its
+ * own daemon, set up as `npm run bench` sets it up: a session user (role god) whose rule has a row
+ * filter, rate limit on, audit log with fsync. Sides: `raw` (pg in this process, the floor's
+ * statement), `floor` (bench/floor-server.mjs) and each daemon. Each round measures, side by side
+ * in alternating order: the p50 of AB_ITER sequential reads from one client, then reads/s and the
+ * server process's CPU per read with 32 clients for AB_SECONDS. Prints each round and the medians.
+ *
+ *   npx tsx bench/read-ab.ts [folder...]
+ *   AB_ROUNDS (6), AB_ITER (2000), AB_SECONDS (3), AB_CLIENTS (32), AB_POOL (8 connections per side), AB_PROFILE=1 (daemons under
+ *   --cpu-prof into /tmp/read-ab-prof), AB_CONFIG (a JSON object merged into each daemon's
+ *   `performance` section, e.g. '{"read_batch":true}'), AB_CONFIG_<n> (the same for the n-th folder only)
+ */
+import { execSync, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import pg from "pg"
+import { type Client, connect, root, startDaemon } from "../test/support/daemon.js"
+import { createDatabase, SERVICE_TOKEN, tempDir, writeConfig } from "../test/support/services.js"
+
+const env = (k: string, d: number) => (process.env[k] === undefined || process.env[k] === "" ? d : Number(process.env[k]))
+const ROUNDS = env("AB_ROUNDS", 6)
+const ITER = env("AB_ITER", 2000)
+const SECONDS = env("AB_SECONDS", 3)
+const CLIENTS = env("AB_CLIENTS", 32)
+const PROFILE = process.env.AB_PROFILE === "1"
+/** Connections of each side's pool (every side has its own; PostgreSQL's max_connections is shared). */
+const POOL = env("AB_POOL", 8)
+const folders = process.argv.length > 2 ? process.argv.slice(2).map((f) => path.resolve(f)) : [root]
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const pct = (xs: ReadonlyArray<number>, p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!
+const median = (xs: ReadonlyArray<number>) => pct(xs, 50)
+const cpuSecondsOf = (pid: number) => {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {
+  const a = await c.call(method, params)
+  if (a.error !== undefined) throw new Error(`${method} failed: ${JSON.stringify(a.error)}`)
+  return a.result
+}
+
+interface Side {
+  readonly name: string
+  /** The process serving the reads (CPU measured), undefined for `raw`. */
+  readonly pid: number | undefined
+  /** A reader per lane; lane 0 is the latency client. */
+  readonly readers: Array<(id: string) => Promise<void>>
+  readonly p50: Array<number>
+  readonly rps: Array<number>
+  readonly cpu: Array<number>
+}
+
+const db = await createDatabase("postgresql")
+const dir = tempDir("read-ab")
+const cleanups: Array<() => Promise<unknown>> = []
+try {
+  const rulesFile = path.join(dir, "rules.yaml")
+  fs.writeFileSync(
+    rulesFile,
+    JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] })
+  )
+  const extra = (i: number) => ({
+    ...(JSON.parse(process.env.AB_CONFIG ?? "{}") as object),
+    ...(JSON.parse(process.env[`AB_CONFIG_${i}`] ?? "{}") as object)
+  })
+  const configFor = (i: number) => {
+    const cdir = path.join(dir, `d${i}`)
+    fs.mkdirSync(cdir, { recursive: true })
+    return writeConfig(
+      {
+        server: { host: "127.0.0.1", port: 0, max_connections: 20_000, max_connections_per_address: 20_000 },
+        database: { ...db.databaseConfig, pool_size: POOL, auto_migrate: true },
+        security: {
+          audit_log: true,
+          audit_log_path: path.join(cdir, "audit", "audit.log"),
+          audit: { fsync: true },
+          rate_limit: { enabled: true, requests_per_minute: 100_000_000, burst: 10_000_000 },
+          auth: { service_tokens: [{ name: "bench", token: SERVICE_TOKEN }] },
+          acl: { rules_file: rulesFile }
+        },
+        performance: { cache_enabled: false, ...extra(i) }
+      },
+      cdir
+    )
+  }
+  const daemons = []
+  for (const [i, folder] of folders.entries()) {
+    // In the folder (its node_modules resolve), outside the folders the type check includes.
+    const build = path.join(folder, ".read-ab-build", String(i))
+    console.log(`compiling ${folder} ...`)
+    execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(build)}`, { cwd: folder, stdio: "inherit" })
+    const entry = `import(${JSON.stringify(`file://${path.join(build, "app", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`
+    const d = await startDaemon([`--config=${configFor(i)}`], {
+      command: [
+        process.execPath,
+        "--max-semi-space-size=4",
+        ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/read-ab-prof"] : []),
+        "--input-type=module",
+        "-e",
+        entry,
+        "--"
+      ],
+      timeoutMs: 60_000
+    })
+    cleanups.push(() => d.stop())
+    daemons.push({ name: `daemon${i} ${path.basename(folder)}`, daemon: d })
+  }
+
+  // The user, its session and the pages, through the first daemon with the service token.
+  const service = await connect(daemons[0]!.daemon.port, { token: SERVICE_TOKEN, user_id: "bench" })
+  cleanups.push(() => service.close())
+  const user = (await ok(service, "create", [
+    "User",
+    { username: `ab_${randomBytes(4).toString("hex")}`, email: `ab_${randomBytes(4).toString("hex")}@example.com`, role: "god" }
+  ])) as { id: string }
+  const token = randomBytes(24).toString("hex")
+  await ok(service, "create", ["Session", { userId: user.id, token, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }])
+  await ok(service, "createMany", [
+    "PageView",
+    Array.from({ length: 1000 }, (_, i) => ({ slug: `ab/${i}`, title: `page ${i}`, level: 1 + (i % 5), layout: { n: i } }))
+  ])
+  const conn = db.databaseConfig.connection as { host: string; port: number; database: string; user: string }
+  const pgUrl = `postgres://${encodeURIComponent(conn.user)}@${conn.host}:${conn.port}/${encodeURIComponent(conn.database)}`
+  const rawPool = new pg.Pool({ connectionString: pgUrl, max: POOL })
+  cleanups.push(() => rawPool.end())
+  const ids = (await rawPool.query<{ id: string }>("SELECT id FROM page_views WHERE is_active")).rows.map((r) => r.id)
+  await rawPool.query("ANALYZE")
+  const columns = (
+    await rawPool.query<{ column_name: string }>(
+      "SELECT column_name FROM information_schema.columns WHERE table_name = 'page_views' ORDER BY ordinal_position"
+    )
+  ).rows.map((r) => `"${r.column_name}"`)
+  const floorSql = `SELECT ${columns.join(", ")} FROM page_views WHERE id = $1 AND is_active = true`
+
+  const floor = spawn(process.execPath, [path.join(root, "bench", "floor-server.mjs"), pgUrl, String(POOL), floorSql], {
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  cleanups.push(async () => floor.kill("SIGTERM"))
+  const floorPort = await new Promise<number>((resolve, reject) => {
+    floor.once("exit", (code) => reject(new Error(`the floor server exited (${code})`)))
+    floor.stdout!.once("data", (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port))
+  })
+
+  /** 503s (the shared PostgreSQL out of connections): counted and printed, not fatal. */
+  const failures: Array<string> = []
+  const wsReaders = async (port: number, authenticate: boolean) => {
+    const out: Array<(id: string) => Promise<void>> = []
+    for (let i = 0; i < CLIENTS; i++) {
+      const c = await connect(port)
+      cleanups.push(() => c.close())
+      if (authenticate) await ok(c, "authenticate", [{ token, user_id: user.id }])
+      out.push(async (id) => {
+        const a = await c.call("read", ["PageView", id])
+        if (a.error?.code === 503) failures.push(`${port}: ${JSON.stringify(a.error)}`)
+        else if (a.error !== undefined || a.result === null) throw new Error(`read of ${id} failed: ${JSON.stringify(a)}`)
+      })
+    }
+    return out
+  }
+  const rawReader = async (id: string) => {
+    const r = await rawPool.query({ name: "floor_read", text: floorSql, values: [id] })
+    if (r.rows.length !== 1) throw new Error(`raw read of ${id} found ${r.rows.length} rows`)
+  }
+  const sides: Array<Side> = [
+    { name: "raw", pid: undefined, readers: Array.from({ length: CLIENTS }, () => rawReader), p50: [], rps: [], cpu: [] },
+    { name: "floor", pid: floor.pid!, readers: await wsReaders(floorPort, false), p50: [], rps: [], cpu: [] }
+  ]
+  for (const d of daemons)
+    sides.push({ name: d.name, pid: d.daemon.process.pid!, readers: await wsReaders(d.daemon.port, true), p50: [], rps: [], cpu: [] })
+
+  let k = 0
+  const nextId = () => ids[(k = (k + 104_729) % ids.length)]!
+  const latency = async (s: Side) => {
+    const xs: Array<number> = []
+    for (let i = 0; i < ITER; i++) {
+      const id = nextId()
+      const t = performance.now()
+      await s.readers[0]!(id)
+      xs.push((performance.now() - t) * 1000)
+    }
+    return median(xs)
+  }
+  const throughput = async (s: Side) => {
+    let stop = false
+    let counting = false
+    let done = 0
+    const loops = s.readers.map(async (read, lane) => {
+      let j = lane * 7919
+      while (!stop) {
+        await read(ids[(j = (j + 104_729) % ids.length)]!)
+        if (counting) done++
+      }
+    })
+    await sleep(300)
+    counting = true
+    const t = performance.now()
+    const cpu0 = s.pid === undefined ? process.cpuUsage() : cpuSecondsOf(s.pid)
+    await sleep(SECONDS * 1000)
+    const elapsed = (performance.now() - t) / 1000
+    const cpu =
+      typeof cpu0 === "number"
+        ? cpuSecondsOf(s.pid!) - cpu0
+        : (() => {
+            const u = process.cpuUsage(cpu0)
+            return (u.user + u.system) / 1e6
+          })()
+    const n = done
+    counting = false
+    stop = true
+    await Promise.all(loops)
+    return { rps: n / elapsed, cpuPerRead: (cpu * 1e6) / Math.max(1, n) }
+  }
+
+  console.log("warming up ...")
+  for (const s of sides) for (let i = 0; i < 3000; i++) await s.readers[0]!(nextId())
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? sides : [...sides].reverse()
+    for (const s of order) s.p50.push(await latency(s))
+    for (const s of order) {
+      const t = await throughput(s)
+      s.rps.push(t.rps)
+      s.cpu.push(t.cpuPerRead)
+    }
+    console.log(
+      `round ${r + 1}: ` +
+        sides
+          .map((s) => `${s.name} p50 ${s.p50.at(-1)!.toFixed(0)} µs, ${s.rps.at(-1)!.toFixed(0)}/s, ${s.cpu.at(-1)!.toFixed(0)} µs CPU`)
+          .join(" | ")
+    )
+  }
+  const raw = median(sides[0]!.p50)
+  const floorSide = sides[1]!
+  const floorAdded = median(floorSide.p50) - raw
+  console.log(`\nmedians of ${ROUNDS} rounds (${ITER} reads for p50; ${CLIENTS} clients × ${SECONDS} s for reads/s and CPU):`)
+  console.log("| side | p50 | added over raw | × floor's added | reads/s | % of floor | CPU per read | × floor's |")
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|")
+  for (const s of sides) {
+    const added = median(s.p50) - raw
+    console.log(
+      `| ${s.name} | ${median(s.p50).toFixed(0)} µs | ${s === sides[0] ? "—" : `+${added.toFixed(0)} µs`} | ${s.name === "raw" || s === floorSide ? "—" : (added / floorAdded).toFixed(2)} | ${median(s.rps).toFixed(0)} | ${((100 * median(s.rps)) / median(floorSide.rps)).toFixed(0)} % | ${median(s.cpu).toFixed(0)} µs | ${s.pid === undefined ? "—" : (median(s.cpu) / median(floorSide.cpu)).toFixed(2)} |`
+    )
+  }
+  if (failures.length > 0) console.log(`${failures.length} reads answered 503, e.g. ${failures[0]}`)
+} finally {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined)
+  await db.drop().catch(() => undefined)
+  fs.rmSync(dir, { recursive: true, force: true })
+}
