@@ -35,7 +35,10 @@ const CHANGES = env("BENCH_RT_CHANGES", 20)
 const RATE = env("BENCH_RT_RATE", 5)
 const TP_SECONDS = env("BENCH_TP_SECONDS", 3)
 const TP_CLIENTS = env("BENCH_TP_CLIENTS", 32)
+const ROUNDS = env("BENCH_RT_ROUNDS", 3)
 const OUT = path.resolve(process.env.BENCH_OUT ?? path.join(root, "bench", "results", "realtime.json"))
+const PROFILE = process.env.BENCH_PROFILE === "1"
+const PROFILE_DIR = path.resolve(process.env.BENCH_PROFILE_DIR ?? path.join(root, "bench", "results", "profiles"))
 
 type Rec = Record<string, unknown>
 
@@ -100,11 +103,27 @@ const quantile = (sorted: ReadonlyArray<number>, q: number) =>
 
 const settle = () => new Promise((r) => setTimeout(r, 1000))
 
+/** CPU time (user + system) of process `pid` so far, milliseconds. */
+const cpuMs = (pid: number): number => {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 a second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+interface Phase {
+  readonly readsPerSecond: number
+  /** CPU milliseconds per second of the phase: the daemon's, and this process's (readers, writer, subscribers). */
+  readonly daemonCpu: number
+  readonly benchCpu: number
+}
+
 /** Reads by id from `clients` connections for `seconds`, while `writer` changes a row `RATE` times a second. */
-const throughput = async (clients: ReadonlyArray<Conn>, id: string, writer: Conn, pageId: string): Promise<number> => {
+const throughput = async (clients: ReadonlyArray<Conn>, id: string, writer: Conn, pageId: string, pid: number): Promise<Phase> => {
   let reads = 0
   let stop = false
   let level = 1
+  const daemon0 = cpuMs(pid)
+  const bench0 = process.cpuUsage()
   const writes = (async () => {
     while (!stop) {
       const t0 = performance.now()
@@ -112,7 +131,8 @@ const throughput = async (clients: ReadonlyArray<Conn>, id: string, writer: Conn
       await new Promise((r) => setTimeout(r, Math.max(0, 1000 / RATE - (performance.now() - t0))))
     }
   })()
-  const end = performance.now() + TP_SECONDS * 1000
+  const start = performance.now()
+  const end = start + TP_SECONDS * 1000
   await Promise.all(
     clients.map(async (c) => {
       while (performance.now() < end) {
@@ -121,9 +141,12 @@ const throughput = async (clients: ReadonlyArray<Conn>, id: string, writer: Conn
       }
     })
   )
+  const seconds = (performance.now() - start) / 1000
+  const bench = process.cpuUsage(bench0)
+  const daemonCpu = (cpuMs(pid) - daemon0) / seconds
   stop = true
   await writes
-  return reads / TP_SECONDS
+  return { readsPerSecond: reads / TP_SECONDS, daemonCpu, benchCpu: (bench.user + bench.system) / 1000 / seconds }
 }
 
 const main = async () => {
@@ -160,7 +183,12 @@ const main = async () => {
           dir
         )}`
       ],
-      { timeoutMs: 120_000 }
+      {
+        timeoutMs: 120_000,
+        ...(PROFILE
+          ? { command: [process.execPath, "--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, path.join(root, "bin", "dbal-daemon.mjs")] }
+          : {})
+      }
     )
     const port = daemon.port
     const pid = daemon.process.pid!
@@ -181,68 +209,118 @@ const main = async () => {
     const target = await ok(system, "create", ["PageView", { slug: `${tag}-read`, title: "read target", level: 1, layout: {} }])
     const churn = await ok(system, "create", ["PageView", { slug: `${tag}-churn`, title: "churn", level: 1, layout: {} }])
 
-    // Warm-up, then the run without subscriptions.
-    await throughput(readers, String(target.id), system, String(churn.id))
-    await settle()
-    const rssBefore = rssMb(pid)
-    const tpBefore = await throughput(readers, String(target.id), system, String(churn.id))
-
     const filters: Array<Rec | undefined> = [
       undefined,
       { filter: { title: tag } },
       { filter: { level: { lte: 3 } } },
       { filter: { AND: [{ title: { startsWith: "rt-" } }, { level: { gte: 1 } }] } }
     ]
-    const t0 = performance.now()
-    await Promise.all(
-      conns.map(async (c, i) => {
-        for (let s = 0; s < PER_CONNECTION; s++)
-          await ok(c, "subscribe", [
-            "PageView",
-            ...(filters[(i + s) % filters.length] === undefined ? [] : [filters[(i + s) % filters.length]])
-          ])
-      })
-    )
-    const subscribeSeconds = (performance.now() - t0) / 1000
-    const subscriptions = await metric(port, "dbal_realtime_subscriptions")
-    await settle()
-    const rssAfter = rssMb(pid)
-
-    // Delivery: one change at a time, every subscription's event timed.
-    const latencies: Array<number> = []
-    const fetchesBefore = await metric(port, "dbal_realtime_fetches_total")
-    let page: Rec | undefined
-    for (let k = 0; k < CHANGES; k++) {
-      let expected = subscriptions
-      let sent = 0
-      const done = new Promise<void>((resolve) => {
-        for (const c of conns) {
-          c.onPush = (at) => {
-            latencies.push(at - sent)
-            if (--expected === 0) resolve()
+    const subscribed: Array<[Conn, string]> = []
+    // Each connection subscribes one request after another (pipelining 10,000 subscribes would
+    // inflate the heap, and with it the RSS measured after them, with the requests in flight).
+    const subscribeAll = async (): Promise<number> => {
+      const t0 = performance.now()
+      await Promise.all(
+        conns.map(async (c, i) => {
+          for (let s = 0; s < PER_CONNECTION; s++) {
+            const f = filters[(i + s) % filters.length]
+            const a = await ok(c, "subscribe", ["PageView", ...(f === undefined ? [] : [f])])
+            subscribed.push([c, String(a.subscription)])
           }
-        }
-      })
-      sent = performance.now()
-      page =
-        page === undefined || k % 2 === 0
-          ? await ok(system, "create", ["PageView", { slug: `${tag}-${k}`, title: tag, level: 1 + (k % 3), layout: { k } }])
-          : await ok(system, "update", ["PageView", String(page.id), { layout: { k } }])
-      const timeout = new Promise<void>((_, fail) =>
-        setTimeout(() => fail(new Error(`change ${k}: ${expected} events missing after 30 s`)), 30_000).unref()
+        })
       )
-      await Promise.race([done, timeout])
+      return (performance.now() - t0) / 1000
     }
-    for (const c of conns) c.onPush = undefined
-    const fetches = (await metric(port, "dbal_realtime_fetches_total")) - fetchesBefore
+    const unsubscribeAll = async () => {
+      await Promise.all(subscribed.splice(0).map(([c, id]) => ok(c, "unsubscribe", [id])))
+      if ((await metric(port, "dbal_realtime_subscriptions")) !== 0) throw new Error("subscriptions left after unsubscribing")
+    }
+    /** One change at a time, every subscription's event timed; returns the daemon's row reads meanwhile. */
+    const delivery = async (latencies: Array<number>): Promise<number> => {
+      const fetchesBefore = await metric(port, "dbal_realtime_fetches_total")
+      let page: Rec | undefined
+      for (let k = 0; k < CHANGES; k++) {
+        let expected = subscriptions
+        let sent = 0
+        const done = new Promise<void>((resolve) => {
+          for (const c of conns) {
+            c.onPush = (at) => {
+              latencies.push(at - sent)
+              if (--expected === 0) resolve()
+            }
+          }
+        })
+        sent = performance.now()
+        page =
+          page === undefined || k % 2 === 0
+            ? await ok(system, "create", ["PageView", { slug: `${tag}-${k}`, title: tag, level: 1 + (k % 3), layout: { k } }])
+            : await ok(system, "update", ["PageView", String(page.id), { layout: { k } }])
+        const timeout = new Promise<void>((_, fail) =>
+          setTimeout(() => fail(new Error(`change ${k}: ${expected} events missing after 30 s`)), 30_000).unref()
+        )
+        await Promise.race([done, timeout])
+      }
+      for (const c of conns) c.onPush = undefined
+      return (await metric(port, "dbal_realtime_fetches_total")) - fetchesBefore
+    }
+    const measure = () => throughput(readers, String(target.id), system, String(churn.id), pid)
+
+    // Warm-up, then RSS with the connections open and no subscription.
+    await measure()
+    await settle()
+    const rssBefore = rssMb(pid)
+
+    // Rounds of the throughput without and with the subscriptions, in alternating order (ABBA…),
+    // so that drift over the run (other load, the table's growth) falls on both sides.
+    const rounds: Array<{ without: Phase; with: Phase; ratio: number }> = []
+    let subscriptions = 0
+    let subscribeSeconds = 0
+    let rssAfter = Number.NaN
+    const latencies: Array<number> = []
+    let fetches = 0
+    for (let r = 0; r < ROUNDS; r++) {
+      let without: Phase
+      let withSubs: Phase
+      if (r % 2 === 0) {
+        without = await measure()
+        const seconds = await subscribeAll()
+        if (r === 0) {
+          subscribeSeconds = seconds
+          subscriptions = await metric(port, "dbal_realtime_subscriptions")
+          await settle()
+          rssAfter = rssMb(pid)
+          fetches = await delivery(latencies)
+        }
+        withSubs = await measure()
+      } else {
+        withSubs = await measure()
+        await unsubscribeAll()
+        without = await measure()
+      }
+      rounds.push({ without, with: withSubs, ratio: withSubs.readsPerSecond / without.readsPerSecond })
+      console.error(
+        `round ${r + 1}: ${without.readsPerSecond.toFixed(0)} → ${withSubs.readsPerSecond.toFixed(0)} reads/s (${((withSubs.readsPerSecond / without.readsPerSecond) * 100).toFixed(0)} %); CPU ms/s daemon ${without.daemonCpu.toFixed(0)} → ${withSubs.daemonCpu.toFixed(0)}, bench ${without.benchCpu.toFixed(0)} → ${withSubs.benchCpu.toFixed(0)}`
+      )
+    }
     const deliveries = latencies.length
     latencies.sort((a, b) => a - b)
+    const median = (xs: ReadonlyArray<number>) =>
+      quantile(
+        [...xs].sort((a, b) => a - b),
+        0.5
+      )
+    const tpBefore = median(rounds.map((x) => x.without.readsPerSecond))
+    const tpAfter = median(rounds.map((x) => x.with.readsPerSecond))
+    const ratio = median(rounds.map((x) => x.ratio))
+    // The CPU the daemon spends per read (its fan-out included): less sensitive than reads/s to
+    // other processes taking the CPUs.
+    const perRead = (p: Phase) => p.daemonCpu / p.readsPerSecond
+    const cpuPerRead = { withoutMs: median(rounds.map((x) => perRead(x.without))), withMs: median(rounds.map((x) => perRead(x.with))) }
 
-    const tpAfter = await throughput(readers, String(target.id), system, String(churn.id))
     const result = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, loadavg: os.loadavg() },
-      settings: { CONNECTIONS, PER_CONNECTION, CHANGES, RATE, TP_SECONDS, TP_CLIENTS },
+      settings: { CONNECTIONS, PER_CONNECTION, CHANGES, RATE, TP_SECONDS, TP_CLIENTS, ROUNDS },
       subscriptions,
       subscribeSeconds,
       delivery: {
@@ -255,7 +333,7 @@ const main = async () => {
       },
       queries: { fetches, perChange: fetches / CHANGES, perSubscriberPerChange: fetches / CHANGES / subscriptions },
       memory: { rssBeforeMb: rssBefore, rssAfterMb: rssAfter, deltaMb: rssAfter - rssBefore },
-      throughput: { readsPerSecondBefore: tpBefore, readsPerSecondAfter: tpAfter, ratio: tpAfter / tpBefore }
+      throughput: { readsPerSecondBefore: tpBefore, readsPerSecondAfter: tpAfter, ratio, rounds, daemonCpuPerRead: cpuPerRead }
     }
     fs.mkdirSync(path.dirname(OUT), { recursive: true })
     fs.writeFileSync(OUT, `${JSON.stringify(result, null, 2)}\n`)
@@ -280,9 +358,10 @@ const main = async () => {
     row("RSS", `${rssBefore.toFixed(0)} → ${rssAfter.toFixed(0)} MB (+${result.memory.deltaMb.toFixed(0)} MB)`, "≤ +100 MB")
     row(
       "reads/s, writer at " + RATE + "/s",
-      `${tpBefore.toFixed(0)} → ${tpAfter.toFixed(0)} (${(result.throughput.ratio * 100).toFixed(0)} %)`,
+      `${tpBefore.toFixed(0)} → ${tpAfter.toFixed(0)} (median of ${ROUNDS} rounds' ratios ${(ratio * 100).toFixed(0)} %: ${rounds.map((x) => (x.ratio * 100).toFixed(0)).join(", ")})`,
       "≥ 90 %"
     )
+    row("daemon CPU per read (fan-out included)", `${cpuPerRead.withoutMs.toFixed(3)} → ${cpuPerRead.withMs.toFixed(3)} ms (medians)`, "—")
     console.log(
       `\nwritten to ${path.relative(root, OUT)}; load average ${os
         .loadavg()
