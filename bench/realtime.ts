@@ -24,9 +24,10 @@ import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import WebSocket from "ws"
+import { Worker } from "node:worker_threads"
 import { type Daemon, root, startDaemon } from "../test/support/daemon.js"
 import { createDatabase, SERVICE_TOKEN, tempDir, unavailable, writeConfig } from "../test/support/services.js"
+import { type Conn, makeSubscribers, now, ok, open, type Rec, type Subscribers, type SubscribersSetup } from "./realtime-clients.js"
 
 const env = (k: string, d: number) => (process.env[k] === undefined || process.env[k] === "" ? d : Number(process.env[k]))
 const CONNECTIONS = env("BENCH_RT_CONNECTIONS", 100)
@@ -35,57 +36,45 @@ const CHANGES = env("BENCH_RT_CHANGES", 20)
 const RATE = env("BENCH_RT_RATE", 5)
 const TP_SECONDS = env("BENCH_TP_SECONDS", 3)
 const TP_CLIENTS = env("BENCH_TP_CLIENTS", 32)
-const ROUNDS = env("BENCH_RT_ROUNDS", 3)
+const ROUNDS = env("BENCH_RT_ROUNDS", 5)
+/** worker (default): the subscribing connections in a worker thread; inline: in the readers' thread. */
+const SUBSCRIBERS = process.env.BENCH_RT_SUBSCRIBERS === "inline" ? "inline" : "worker"
 const OUT = path.resolve(process.env.BENCH_OUT ?? path.join(root, "bench", "results", "realtime.json"))
 const PROFILE = process.env.BENCH_PROFILE === "1"
 const PROFILE_DIR = path.resolve(process.env.BENCH_PROFILE_DIR ?? path.join(root, "bench", "results", "profiles"))
 
-type Rec = Record<string, unknown>
-
-interface Conn {
-  readonly ws: WebSocket
-  readonly call: (method: string, params: ReadonlyArray<unknown>) => Promise<Rec>
-  /** Receipt times of pushed frames, by subscription id; `onPush` sees every one. */
-  onPush: ((at: number, frame: string) => void) | undefined
-}
-
-const open = (port: number, auth: Rec): Promise<Conn> =>
+/** The subscribing side in a worker thread, behind the same interface. */
+const subscribersInWorker = (setup: SubscribersSetup): Promise<Subscribers> =>
   new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false })
-    const pending = new Map<string, (a: Rec) => void>()
+    const worker = new Worker(new URL("./realtime-subscribers.ts", import.meta.url), { workerData: setup })
+    const waiting = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>()
     let n = 0
-    const conn: Conn = {
-      ws,
-      onPush: undefined,
-      call: (method, params) =>
-        new Promise((ok) => {
-          const id = `r${++n}`
-          pending.set(id, ok)
-          ws.send(JSON.stringify({ id, method, params }))
+    const call = <T>(method: keyof Subscribers, arg?: number) =>
+      new Promise<T>((ok, fail) => {
+        waiting.set(++n, { ok: ok as (v: unknown) => void, fail })
+        worker.postMessage({ n, method, arg })
+      })
+    worker.on("error", reject)
+    worker.on("message", (m: { n: number; result?: unknown; error?: string }) => {
+      if (m.n === 0) {
+        if (m.error !== undefined) return reject(new Error(m.error))
+        return resolve({
+          subscribeAll: () => call<number>("subscribeAll"),
+          unsubscribeAll: () => call<void>("unsubscribeAll"),
+          arm: (count) => call<void>("arm", count),
+          done: () => call<Array<number>>("done"),
+          close: async () => {
+            await call<void>("close")
+            await worker.terminate()
+          }
         })
-    }
-    ws.on("message", (data) => {
-      const text = String(data)
-      // Pushed frames start with {"subscription": answers with {"id":
-      if (text.startsWith('{"subscription"')) return conn.onPush?.(performance.now(), text)
-      const a = JSON.parse(text) as Rec
-      const r = pending.get(a.id as string)
-      pending.delete(a.id as string)
-      r?.(a)
-    })
-    ws.once("error", reject)
-    ws.once("open", async () => {
-      const a = await conn.call("authenticate", [auth])
-      if (a.error !== undefined) return reject(new Error(`authenticate: ${JSON.stringify(a.error)}`))
-      resolve(conn)
+      }
+      const w = waiting.get(m.n)
+      waiting.delete(m.n)
+      if (m.error !== undefined) w?.fail(new Error(m.error))
+      else w?.ok(m.result)
     })
   })
-
-const ok = async (c: Conn, method: string, params: ReadonlyArray<unknown>): Promise<Rec> => {
-  const a = await c.call(method, params)
-  if (a.error !== undefined) throw new Error(`${method}: ${JSON.stringify(a.error)}`)
-  return a.result as Rec
-}
 
 const rssMb = (pid: number): number => {
   const text = fs.readFileSync(`/proc/${pid}/status`, "utf8")
@@ -160,7 +149,7 @@ const main = async () => {
     "rules:\n  - roles: user\n    entities: PageView\n    operations: read\n    filter: { level: { lte: 3 } }\n    read_fields: [id, slug, title, level, layout]\n"
   )
   let daemon: Daemon | undefined
-  const conns: Array<Conn> = []
+  let subscribers: Subscribers | undefined
   try {
     daemon = await startDaemon(
       [
@@ -202,7 +191,6 @@ const main = async () => {
       await ok(system, "create", ["Session", { userId: user.id, token, expiresAt: "2099-01-01T00:00:00Z" }])
       principals.push({ token, user_id: user.id })
     }
-    for (let i = 0; i < CONNECTIONS; i++) conns.push(await open(port, principals[i % principals.length]!))
     const readers: Array<Conn> = []
     for (let i = 0; i < TP_CLIENTS; i++) readers.push(await open(port, { token: SERVICE_TOKEN, user_id: "bench" }))
     const tag = `rt-${randomUUID().slice(0, 8)}`
@@ -215,24 +203,12 @@ const main = async () => {
       { filter: { level: { lte: 3 } } },
       { filter: { AND: [{ title: { startsWith: "rt-" } }, { level: { gte: 1 } }] } }
     ]
-    const subscribed: Array<[Conn, string]> = []
-    // Each connection subscribes one request after another (pipelining 10,000 subscribes would
-    // inflate the heap, and with it the RSS measured after them, with the requests in flight).
-    const subscribeAll = async (): Promise<number> => {
-      const t0 = performance.now()
-      await Promise.all(
-        conns.map(async (c, i) => {
-          for (let s = 0; s < PER_CONNECTION; s++) {
-            const f = filters[(i + s) % filters.length]
-            const a = await ok(c, "subscribe", ["PageView", ...(f === undefined ? [] : [f])])
-            subscribed.push([c, String(a.subscription)])
-          }
-        })
-      )
-      return (performance.now() - t0) / 1000
-    }
+    const setup: SubscribersSetup = { port, principals, connections: CONNECTIONS, perConnection: PER_CONNECTION, filters }
+    subscribers = SUBSCRIBERS === "worker" ? await subscribersInWorker(setup) : await makeSubscribers(setup)
+    const subs = subscribers
+    const subscribeAll = () => subs.subscribeAll()
     const unsubscribeAll = async () => {
-      await Promise.all(subscribed.splice(0).map(([c, id]) => ok(c, "unsubscribe", [id])))
+      await subs.unsubscribeAll()
       if ((await metric(port, "dbal_realtime_subscriptions")) !== 0) throw new Error("subscriptions left after unsubscribing")
     }
     /** One change at a time, every subscription's event timed; returns the daemon's row reads meanwhile. */
@@ -240,27 +216,14 @@ const main = async () => {
       const fetchesBefore = await metric(port, "dbal_realtime_fetches_total")
       let page: Rec | undefined
       for (let k = 0; k < CHANGES; k++) {
-        let expected = subscriptions
-        let sent = 0
-        const done = new Promise<void>((resolve) => {
-          for (const c of conns) {
-            c.onPush = (at) => {
-              latencies.push(at - sent)
-              if (--expected === 0) resolve()
-            }
-          }
-        })
-        sent = performance.now()
+        await subs.arm(subscriptions)
+        const sent = now()
         page =
           page === undefined || k % 2 === 0
             ? await ok(system, "create", ["PageView", { slug: `${tag}-${k}`, title: tag, level: 1 + (k % 3), layout: { k } }])
             : await ok(system, "update", ["PageView", String(page.id), { layout: { k } }])
-        const timeout = new Promise<void>((_, fail) =>
-          setTimeout(() => fail(new Error(`change ${k}: ${expected} events missing after 30 s`)), 30_000).unref()
-        )
-        await Promise.race([done, timeout])
+        for (const at of await subs.done()) latencies.push(at - sent)
       }
-      for (const c of conns) c.onPush = undefined
       return (await metric(port, "dbal_realtime_fetches_total")) - fetchesBefore
     }
     const measure = () => throughput(readers, String(target.id), system, String(churn.id), pid)
@@ -369,7 +332,7 @@ const main = async () => {
         .join(" ")}`
     )
   } finally {
-    for (const c of conns) c.ws.terminate()
+    await subscribers?.close()
     await daemon?.stop()
     await db.drop()
   }

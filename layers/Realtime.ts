@@ -50,8 +50,6 @@ import { type PushChannel, Realtime, type Subscriber } from "../src/services/Rea
 interface Conn {
   readonly channel: PushChannel
   readonly subs: Map<string, Sub>
-  /** Frames were pushed to it in the current slice of a fan-out (it is flushed at the slice's end). */
-  touched: boolean
 }
 
 /** A subscription filter, compiled once for all the subscriptions that have it. */
@@ -72,10 +70,14 @@ interface Group {
   readonly view: SharedView
   readonly filter: Test
   readonly subs: Set<Sub>
+  /** During a fan-out: the event text of each of the change's rows for this group (null: nothing). */
+  tails: Array<Uint8Array | null>
 }
 
 interface EntitySubs {
   readonly all: Set<Sub>
+  /** The same subscriptions by connection: a fan-out goes connection by connection, one write each. */
+  readonly byConn: Map<Conn, Set<Sub>>
   /** Subscriptions not yet in a group: new ones, and all of them after a credential check. */
   readonly pending: Set<Sub>
   readonly groups: Map<string, Group>
@@ -165,6 +167,9 @@ export const make = Effect.gen(function* () {
     const es = byEntity.get(sub.entity.name)
     if (es !== undefined) {
       es.all.delete(sub)
+      const mine = es.byConn.get(sub.conn)
+      mine?.delete(sub)
+      if (mine?.size === 0) es.byConn.delete(sub.conn)
       es.pending.delete(sub)
       ungroup(es, sub)
       if (es.all.size === 0) byEntity.delete(sub.entity.name)
@@ -260,7 +265,7 @@ export const make = Effect.gen(function* () {
           new RateLimited({ retryAfter: 1, reason: `at most ${cfg.max_subscriptions_per_principal} subscriptions per principal` })
         )
       }
-      const conn: Conn = existing ?? { channel: who.channel, subs: new Map(), touched: false }
+      const conn: Conn = existing ?? { channel: who.channel, subs: new Map() }
       const id = crypto.randomUUID()
       const sub: Sub = {
         id,
@@ -277,8 +282,11 @@ export const make = Effect.gen(function* () {
       conn.subs.set(id, sub)
       conns.set(who.channel, conn)
       let es = byEntity.get(entity.name)
-      if (es === undefined) byEntity.set(entity.name, (es = { all: new Set(), pending: new Set(), groups: new Map() }))
+      if (es === undefined) byEntity.set(entity.name, (es = { all: new Set(), byConn: new Map(), pending: new Set(), groups: new Map() }))
       es.all.add(sub)
+      let mine = es.byConn.get(conn)
+      if (mine === undefined) es.byConn.set(conn, (mine = new Set()))
+      mine.add(sub)
       es.pending.add(sub)
       perPrincipal.set(owner, (perPrincipal.get(owner) ?? 0) + 1)
       total++
@@ -349,7 +357,7 @@ export const make = Effect.gen(function* () {
         if (view === null || !sub.live) continue
         const key = `${view.id}\u0000${sub.filter.key}`
         let g = es.groups.get(key)
-        if (g === undefined) es.groups.set(key, (g = { key, view, filter: sub.filter.test, subs: new Set() }))
+        if (g === undefined) es.groups.set(key, (g = { key, view, filter: sub.filter.test, subs: new Set(), tails: [] }))
         g.subs.add(sub)
         sub.group = g
         es.pending.delete(sub)
@@ -402,48 +410,47 @@ export const make = Effect.gen(function* () {
   }
 
   /**
-   * Pushes the events of one change's rows to the entity's groups: decided per group, a frame per
-   * subscriber. Every FANOUT_SLICE frames the touched connections are flushed and the event loop
-   * gets a turn. Returns the frames sent.
+   * Pushes the events of one change's rows: decided per group and row first, then written
+   * connection by connection (each subscriber's frames in row order, one write per connection).
+   * After every FANOUT_SLICE frames the event loop gets a turn, what was pushed written first.
+   * Returns the frames sent.
    */
   const fanOut = (entity: EntityDef, es: EntitySubs, rows: ReadonlyArray<RowChange>, fetched: Map<string, RowImage>) =>
     Effect.gen(function* () {
-      let sent = 0
-      let budget = FANOUT_SLICE
-      const touched: Array<Conn> = []
-      const flushTouched = () => {
-        for (const c of touched) {
-          c.touched = false
-          c.channel.flush()
-        }
-        touched.length = 0
-      }
-      for (const change of rows) {
+      for (let r = 0; r < rows.length; r++) {
+        const change = rows[r]!
         const after = fetched.get(change.id.toLowerCase())
         const texts = new Map<SharedView, RowTexts>()
-        for (const g of es.groups.values()) {
-          const tail = tailFor(entity, g, change, after, texts)
-          if (tail === null) continue
-          for (const sub of g.subs) {
-            if (!sub.live) continue
-            const conn = sub.conn
+        for (const g of es.groups.values()) g.tails[r] = tailFor(entity, g, change, after, texts)
+      }
+      let sent = 0
+      let budget = FANOUT_SLICE
+      for (const [conn, subs] of es.byConn) {
+        let open = true
+        for (const sub of subs) {
+          const g = sub.group
+          if (!sub.live || g === undefined) continue
+          for (let r = 0; r < rows.length && open; r++) {
+            const tail = g.tails[r]
+            if (tail === null || tail === undefined) continue
             const result = conn.channel.push(sub.head, tail)
             if (result === "sent") {
               sent++
-              if (!conn.touched) {
-                conn.touched = true
-                touched.push(conn)
-              }
-            } else dropConnection(conn, result === "slow")
-            if (--budget === 0) {
-              flushTouched()
-              yield* yieldToLoop
-              budget = FANOUT_SLICE
+              budget--
+            } else {
+              dropConnection(conn, result === "slow")
+              open = false
             }
           }
+          if (!open) break
+          if (budget <= 0) {
+            conn.channel.flush()
+            yield* yieldToLoop
+            budget = FANOUT_SLICE
+          }
         }
+        if (open) conn.channel.flush()
       }
-      flushTouched()
       return sent
     })
 
