@@ -46,7 +46,12 @@ const PROFILE_DIR = path.resolve(process.env.BENCH_PROFILE_DIR ?? path.join(root
 /** The subscribing side in a worker thread, behind the same interface. */
 const subscribersInWorker = (setup: SubscribersSetup): Promise<Subscribers> =>
   new Promise((resolve, reject) => {
-    const worker = new Worker(new URL("./realtime-subscribers.ts", import.meta.url), { workerData: setup })
+    // A worker does not get tsx's loader hooks from the parent (Node 20): it registers them first.
+    const script = new URL("./realtime-subscribers.ts", import.meta.url).href
+    const worker = new Worker(`import("tsx/esm/api").then((m) => { m.register(); return import(${JSON.stringify(script)}) })`, {
+      eval: true,
+      workerData: setup
+    })
     const waiting = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>()
     let n = 0
     const call = <T>(method: keyof Subscribers, arg?: number) =>
