@@ -5,20 +5,25 @@
  * - 100 connections × 100 subscriptions to PageView = 10,000, of mixed principals: users (whose
  *   access rule has a row filter, level <= 3, and read_fields), admins and the service role,
  *   with subscription filters on title and level (all admit the benchmark's rows, so every
- *   change fans out to every subscription).
- * - Delivery: BENCH_RT_CHANGES (20) changes (creates and updates, alternating), one at a time;
- *   for each, the time from sending the write to each subscription's event arriving at the
- *   client (p50/p99/max over every delivery), and the daemon's own dbal_realtime_delivery_seconds.
- * - Queries: dbal_realtime_fetches_total per change (the daemon reads each changed row once,
- *   whatever the number of subscribers), hence per subscriber.
+ *   change fans out to every subscription). The subscribing connections run in a worker thread
+ *   (BENCH_RT_SUBSCRIBERS=inline: in the readers' thread), so that receiving 10,000 frames per
+ *   change does not stall the readers' event loop; they still use the same two CPUs.
+ * - Rounds (BENCH_RT_ROUNDS, 5), in alternating order (without then with, with then without, …):
+ *   read throughput of 32 clients reading by id for BENCH_TP_SECONDS (3) while a writer changes
+ *   a row BENCH_RT_RATE (5) times a second, without and with the 10,000 subscriptions; and
+ *   BENCH_RT_CHANGES (20) changes (creates and updates, alternating) one at a time, without
+ *   subscriptions and with them, each waiting for every subscription's event.
+ * - Delivery: the time from sending a write to each subscription's event arriving (p50/p99/max
+ *   over every delivery of every round), and the daemon's own dbal_realtime_delivery_seconds.
+ * - Queries: dbal_realtime_fetches_total per change, hence per subscriber.
+ * - CPU: the daemon's (/proc) and this process's per phase; the daemon's CPU per change fanned
+ *   out (the same changes' CPU without subscriptions subtracted) and per read: less sensitive
+ *   than reads/s to other processes taking the CPUs.
  * - Memory: the daemon's VmRSS with the 100 connections open and no subscriptions, then with the
  *   10,000 subscriptions.
- * - Read throughput: 32 clients reading by id for BENCH_TP_SECONDS (3) while a writer changes a
- *   row BENCH_RT_RATE (5) times a second, without subscriptions and then with the 10,000 (the
- *   events go to the subscribed connections, received in this process but not parsed).
  *
- * Prints a table and writes bench/results/realtime.json (or BENCH_OUT). The client side runs in
- * this process on the same machine as the daemon and PostgreSQL: its work is in the numbers.
+ * Prints a table and writes bench/results/realtime.json (or BENCH_OUT). BENCH_PROFILE=1 runs the
+ * daemon under node --cpu-prof (BENCH_PROFILE_DIR, default bench/results/profiles).
  */
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
@@ -216,20 +221,25 @@ const main = async () => {
       await subs.unsubscribeAll()
       if ((await metric(port, "dbal_realtime_subscriptions")) !== 0) throw new Error("subscriptions left after unsubscribing")
     }
-    /** One change at a time, every subscription's event timed; returns the daemon's row reads meanwhile. */
-    const delivery = async (latencies: Array<number>): Promise<number> => {
+    /**
+     * CHANGES changes, one at a time; with `latencies`, each waits for every subscription's event
+     * and notes its delivery time. The daemon's CPU milliseconds and row reads meanwhile.
+     */
+    const changes = async (latencies?: Array<number>): Promise<{ cpuMs: number; fetches: number }> => {
       const fetchesBefore = await metric(port, "dbal_realtime_fetches_total")
+      const cpu0 = cpuMs(pid)
       let page: Rec | undefined
       for (let k = 0; k < CHANGES; k++) {
-        await subs.arm(subscriptions)
+        if (latencies !== undefined) await subs.arm(subscriptions)
         const sent = now()
         page =
           page === undefined || k % 2 === 0
             ? await ok(system, "create", ["PageView", { slug: `${tag}-${k}`, title: tag, level: 1 + (k % 3), layout: { k } }])
             : await ok(system, "update", ["PageView", String(page.id), { layout: { k } }])
-        for (const at of await subs.done()) latencies.push(at - sent)
+        if (latencies !== undefined) for (const at of await subs.done()) latencies.push(at - sent)
       }
-      return (await metric(port, "dbal_realtime_fetches_total")) - fetchesBefore
+      const cpu = cpuMs(pid) - cpu0
+      return { cpuMs: cpu, fetches: (await metric(port, "dbal_realtime_fetches_total")) - fetchesBefore }
     }
     const measure = () => throughput(readers, String(target.id), system, String(churn.id), pid)
 
@@ -246,31 +256,40 @@ const main = async () => {
     let rssAfter = Number.NaN
     const latencies: Array<number> = []
     let fetches = 0
+    const fanOutCpu: Array<number> = []
     for (let r = 0; r < ROUNDS; r++) {
       let without: Phase
       let withSubs: Phase
+      let quiet: { cpuMs: number }
+      let loud: { cpuMs: number; fetches: number }
       if (r % 2 === 0) {
         without = await measure()
+        quiet = await changes()
         const seconds = await subscribeAll()
         if (r === 0) {
           subscribeSeconds = seconds
           subscriptions = await metric(port, "dbal_realtime_subscriptions")
           await settle()
           rssAfter = rssMb(pid)
-          fetches = await delivery(latencies)
         }
+        loud = await changes(latencies)
         withSubs = await measure()
       } else {
         withSubs = await measure()
+        loud = await changes(latencies)
         await unsubscribeAll()
+        quiet = await changes()
         without = await measure()
       }
+      fetches += loud.fetches
+      fanOutCpu.push((loud.cpuMs - quiet.cpuMs) / CHANGES)
       rounds.push({ without, with: withSubs, ratio: withSubs.readsPerSecond / without.readsPerSecond })
       console.error(
-        `round ${r + 1}: ${without.readsPerSecond.toFixed(0)} → ${withSubs.readsPerSecond.toFixed(0)} reads/s (${((withSubs.readsPerSecond / without.readsPerSecond) * 100).toFixed(0)} %); CPU ms/s daemon ${without.daemonCpu.toFixed(0)} → ${withSubs.daemonCpu.toFixed(0)}, bench ${without.benchCpu.toFixed(0)} → ${withSubs.benchCpu.toFixed(0)}`
+        `round ${r + 1}: ${without.readsPerSecond.toFixed(0)} → ${withSubs.readsPerSecond.toFixed(0)} reads/s (${((withSubs.readsPerSecond / without.readsPerSecond) * 100).toFixed(0)} %); CPU ms/s daemon ${without.daemonCpu.toFixed(0)} → ${withSubs.daemonCpu.toFixed(0)}, bench ${without.benchCpu.toFixed(0)} → ${withSubs.benchCpu.toFixed(0)}; daemon CPU per change ${(quiet.cpuMs / CHANGES).toFixed(1)} → ${(loud.cpuMs / CHANGES).toFixed(1)} ms`
       )
     }
     const deliveries = latencies.length
+    const changesTimed = CHANGES * ROUNDS
     latencies.sort((a, b) => a - b)
     const median = (xs: ReadonlyArray<number>) =>
       quantile(
@@ -299,7 +318,8 @@ const main = async () => {
         daemonSum: await metric(port, "dbal_realtime_delivery_seconds_sum"),
         daemonCount: await metric(port, "dbal_realtime_delivery_seconds_count")
       },
-      queries: { fetches, perChange: fetches / CHANGES, perSubscriberPerChange: fetches / CHANGES / subscriptions },
+      queries: { fetches, perChange: fetches / changesTimed, perSubscriberPerChange: fetches / changesTimed / subscriptions },
+      fanOutCpuMsPerChange: { median: median(fanOutCpu), rounds: fanOutCpu },
       memory: { rssBeforeMb: rssBefore, rssAfterMb: rssAfter, deltaMb: rssAfter - rssBefore },
       throughput: { readsPerSecondBefore: tpBefore, readsPerSecondAfter: tpAfter, ratio, rounds, daemonCpuPerRead: cpuPerRead }
     }
@@ -328,6 +348,11 @@ const main = async () => {
       "reads/s, writer at " + RATE + "/s",
       `${tpBefore.toFixed(0)} → ${tpAfter.toFixed(0)} (median of ${ROUNDS} rounds' ratios ${(ratio * 100).toFixed(0)} %: ${rounds.map((x) => (x.ratio * 100).toFixed(0)).join(", ")})`,
       "≥ 90 %"
+    )
+    row(
+      "daemon CPU per change fanned out (the same changes' CPU without subscriptions subtracted)",
+      `${median(fanOutCpu).toFixed(1)} ms (median; rounds: ${fanOutCpu.map((x) => x.toFixed(1)).join(", ")})`,
+      "—"
     )
     row("daemon CPU per read (fan-out included)", `${cpuPerRead.withoutMs.toFixed(3)} → ${cpuPerRead.withMs.toFixed(3)} ms (medians)`, "—")
     console.log(
