@@ -10,10 +10,11 @@
  *   its subscription filter; the event each gets follows src/realtime/Deliver.ts.
  * - Subscriptions with the same effective access — the same compiled view (row filter, readable
  *   fields: principals whose rules come out the same share one) and the same subscription
- *   filter — form a group. A change is decided and serialized once per group; a subscriber's
- *   frame is its own prefix and the group's event text, laid out at the socket without a string
- *   per subscriber (src/realtime/PushSocket.ts). A fan-out yields to the event loop every
- *   `FANOUT_SLICE` frames, its frames written first, so that requests are served meanwhile.
+ *   filter — form a group. A change is decided and serialized once per group; then it goes out
+ *   connection by connection, each subscriber's frame being its own prefix and its group's event
+ *   text, laid out without a string per subscriber and written once per connection
+ *   (src/realtime/PushSocket.ts). A fan-out yields to the event loop every `FANOUT_SLICE`
+ *   frames, what it pushed written first, so that requests are served meanwhile.
  * - Changes are handled one batch at a time, in the order this replica heard them: events of one
  *   row reach a subscriber in that order, and each carries the row as read after the write.
  * - Credentials are checked again every `revalidate_interval`, at the earliest session or token
