@@ -225,6 +225,7 @@ const main = async () => {
      * CHANGES changes, one at a time; with `latencies`, each waits for every subscription's event
      * and notes its delivery time. The daemon's CPU milliseconds and row reads meanwhile.
      */
+    let serial = 0
     const changes = async (latencies?: Array<number>): Promise<{ cpuMs: number; fetches: number }> => {
       const fetchesBefore = await metric(port, "dbal_realtime_fetches_total")
       const cpu0 = cpuMs(pid)
@@ -234,7 +235,7 @@ const main = async () => {
         const sent = now()
         page =
           page === undefined || k % 2 === 0
-            ? await ok(system, "create", ["PageView", { slug: `${tag}-${k}`, title: tag, level: 1 + (k % 3), layout: { k } }])
+            ? await ok(system, "create", ["PageView", { slug: `${tag}-${++serial}`, title: tag, level: 1 + (k % 3), layout: { k } }])
             : await ok(system, "update", ["PageView", String(page.id), { layout: { k } }])
         if (latencies !== undefined) for (const at of await subs.done()) latencies.push(at - sent)
       }
