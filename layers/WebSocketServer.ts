@@ -31,7 +31,7 @@ import { WebSocketServer as WsServer, type WebSocket } from "ws"
 import { AppConfig, type DaemonConfig } from "../src/Config.js"
 import { BadRequest, toWireError } from "../src/Errors.js"
 import { activeConnections, connectionsRefused, connectionsTotal, ready, tlsCertificateExpiry } from "../src/Metrics.js"
-import type { PushChannel } from "../src/services/Realtime.js"
+import { makePushSocket } from "../src/realtime/PushSocket.js"
 import { type Connection, RpcHandler } from "../src/rpc/Handler.js"
 import { encodeError } from "../src/rpc/Protocol.js"
 import { clientFromForwardedFor, makeTrustedProxies, normalizeAddress } from "../src/net/ClientAddress.js"
@@ -344,56 +344,15 @@ export const layer = Layer.scoped(
      * The connection's push side (subscriptions' events). Events are held to
      * `realtime.max_buffered_bytes` unread: past it the connection is closed with 4008 (what was
      * queued before the close frame still goes out) and cut after a grace; nothing waits on a slow
-     * reader, so the others are not slowed down.
+     * reader, so the others are not slowed down. The frames of one fan-out leave in one write
+     * (src/realtime/PushSocket.ts).
      */
-    const makeChannel = () => {
-      let ws: WebSocket | undefined
-      let over = false
-      let done = false
-      const hooks: Array<() => void> = []
-      const ended = () => {
-        if (done) return
-        done = true
-        for (const f of hooks.splice(0)) f()
-      }
-      // The frames pushed in one turn of the event loop (one change fanned out to this
-      // connection's subscriptions) leave in one write: the socket is corked until the next tick.
-      let corked: net.Socket | undefined
-      const uncork = () => {
-        corked?.uncork()
-        corked = undefined
-      }
-      const channel: PushChannel = {
-        push: (frame) => {
-          if (over || ws === undefined || ws.readyState !== ws.OPEN) return "closed"
-          if (corked === undefined) {
-            // `ws` keeps its socket private; corking it only batches what `send` writes.
-            corked = (ws as unknown as { readonly _socket?: net.Socket })._socket
-            corked?.cork()
-            process.nextTick(uncork)
-          }
-          ws.send(frame)
-          if (ws.bufferedAmount <= cfg.realtime.max_buffered_bytes) return "sent"
-          over = true
-          const slow = ws
-          slow.close(SLOW_SUBSCRIBER_CLOSE, "slow subscriber: too many unread events")
-          setTimeout(() => slow.terminate(), SLOW_SUBSCRIBER_GRACE_MS).unref()
-          return "slow"
-        },
-        onClose: (f) => {
-          if (done) f()
-          else hooks.push(f)
-        }
-      }
-      return {
-        channel,
-        attach: (socket: WebSocket) => {
-          ws = socket
-          socket.once("close", ended)
-        },
-        ended
-      }
-    }
+    const makeChannel = () =>
+      makePushSocket({
+        maxBufferedBytes: cfg.realtime.max_buffered_bytes,
+        slowCloseCode: SLOW_SUBSCRIBER_CLOSE,
+        slowGraceMs: SLOW_SUBSCRIBER_GRACE_MS
+      })
 
     const onConnection = (ws: WebSocket, conn: Connection) => {
       const address = conn.remoteAddress

@@ -1,15 +1,16 @@
 /**
  * Subscriptions of the client (docs/client.md, "Live changes"): `subscribe` on the wire, the
  * pushed events routed by the transport, as an Effect Stream and as an AsyncIterable. A
- * subscription lives on one connection: when it drops, the stream fails (kind ConnectionLost)
- * and the caller subscribes again (and re-reads what it shows, since changes made meanwhile were
- * not delivered). An error frame from the daemon (credentials expired, access withdrawn) fails
- * it with the daemon's error.
+ * subscription outlives its connection: when the transport reconnects, it subscribes again and
+ * keeps feeding the same stream (changes made meanwhile are not replayed; `onResubscribed` tells
+ * the caller when to re-read). It fails with kind ConnectionLost only when the transport does not
+ * reconnect (closed, reconnecting off or given up). An error frame from the daemon (credentials
+ * expired, access withdrawn) or a refused re-subscription fails it with the daemon's error.
  */
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { DbalError } from "./errors.js"
-import type { CallOptions, Transport } from "./transport.js"
+import type { CallOptions, PushWatcher, Transport } from "./transport.js"
 
 import type { SubscribeOptions, Subscription } from "./options.js"
 
@@ -22,7 +23,14 @@ interface Sink<E> {
 
 const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object" && !Array.isArray(u)
 
-/** Subscribes and routes the events to `sink`; succeeds with the effect that ends it. */
+/** Transport kinds that say nothing about the subscription itself: worth subscribing again. */
+const retryable = (e: DbalError) => e.kind === "ConnectionLost" || e.kind === "NotConnected" || e.kind === "Timeout"
+
+/**
+ * Subscribes and routes the events to `sink`; succeeds with the effect that ends it. When the
+ * connection drops and the transport reconnects, it subscribes again with the same entity and
+ * filter and keeps routing to the same sink (calling `onResubscribed` once it is live again).
+ */
 const open = <E>(
   t: Transport,
   entity: string,
@@ -39,18 +47,28 @@ const open = <E>(
         })
       )
     }
-    const answer = yield* t.request("subscribe", options === undefined ? [entity] : [entity, options], callOptions)
-    if (!isRecord(answer) || typeof answer.subscription !== "string")
-      return yield* Effect.fail(DbalError.protocol("subscribe", "an answer without a subscription id"))
-    const id = answer.subscription
+    // Only the filter goes on the wire; the callbacks stay here.
+    const params = options?.filter === undefined ? [entity] : [entity, { filter: options.filter }]
+    const subscribe = Effect.flatMap(t.request("subscribe", params, callOptions), (answer) =>
+      isRecord(answer) && typeof answer.subscription === "string"
+        ? Effect.succeed(answer.subscription)
+        : Effect.fail(DbalError.protocol("subscribe", "an answer without a subscription id"))
+    )
+    /** The subscription's id on the current connection; undefined while it is being made again. */
+    let id: string | undefined = yield* subscribe
     let ended = false
-    const stop = watch(id, {
+    let stop = () => {}
+    const fail = (e: DbalError) => {
+      if (ended) return
+      ended = true
+      sink.fail(e)
+    }
+    const watcher: PushWatcher = {
       frame: (f) => {
         if (ended) return
         if (isRecord(f.error)) {
-          ended = true
           const e = f.error
-          return sink.fail(
+          return fail(
             DbalError.server(
               "subscribe",
               typeof e.code === "number" ? e.code : 500,
@@ -62,17 +80,39 @@ const open = <E>(
         if ((f.event === "create" || f.event === "update" || f.event === "delete") && isRecord(f.record))
           sink.event({ event: f.event, record: f.record } as E)
       },
-      lost: (reason) => {
+      lost: (reason, reconnecting) => {
         if (ended) return
-        ended = true
-        sink.fail(DbalError.connectionLost("subscribe", reason))
+        id = undefined
+        if (!reconnecting) return fail(DbalError.connectionLost("subscribe", reason))
+        resubscribe()
       }
-    })
+    }
+    // The request waits for the next connection (bounded by its timeout); while the transport is
+    // still trying to connect, a request that found none is made again.
+    const resubscribe = (): void =>
+      void Effect.runPromise(Effect.either(subscribe)).then((r) => {
+        if (r._tag === "Right") {
+          if (ended) return void Effect.runPromise(Effect.ignore(t.request("unsubscribe", [r.right])))
+          id = r.right
+          stop = watch(r.right, watcher)
+          try {
+            options?.onResubscribed?.()
+          } catch {
+            // the callback's problem is its own
+          }
+          return
+        }
+        if (ended) return
+        const s = t.state()
+        if (retryable(r.left) && (s === "connecting" || s === "reconnecting" || s === "ready")) return resubscribe()
+        fail(r.left.kind === "Server" ? r.left : DbalError.connectionLost("subscribe", String(r.left.details?.reason ?? r.left.message)))
+      })
+    stop = watch(id, watcher)
     return Effect.suspend(() => {
       stop()
       if (ended) return Effect.void
       ended = true
-      return Effect.ignore(t.request("unsubscribe", [id]))
+      return id === undefined ? Effect.void : Effect.ignore(t.request("unsubscribe", [id]))
     })
   })
 

@@ -47,6 +47,12 @@ export type SubscriptionEvent<R, I = string> =
 export interface SubscribeOptions<W> {
   /** Only rows matching this filter (the same language as `list`'s). */
   readonly filter?: W
+  /**
+   * Called when the subscription is live again after the connection dropped and the client
+   * reconnected (it subscribes again by itself). Changes made while it was not live are not
+   * replayed: re-read what you show from here.
+   */
+  readonly onResubscribed?: () => void
 }
 
 /** A subscription as an AsyncIterable (`for await`); breaking out of the loop or `close()` ends it. */

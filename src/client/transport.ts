@@ -16,8 +16,12 @@ const isRecord = (u: unknown): u is Record<string, unknown> => u !== null && typ
 export interface PushWatcher {
   /** An event or the subscription's ending error, as sent (`{subscription, event, record}` or `{subscription, error}`). */
   readonly frame: (frame: Readonly<Record<string, unknown>>) => void
-  /** The connection dropped: the subscription is gone with it. */
-  readonly lost: (reason: string) => void
+  /**
+   * The connection dropped: the subscription is gone with it. `reconnecting`: the transport is
+   * reconnecting by itself (a request made now waits for that connection); otherwise it is not
+   * (the client was closed, reconnecting is off or the credentials were refused).
+   */
+  readonly lost: (reason: string, reconnecting: boolean) => void
 }
 
 export interface Transport {

@@ -168,11 +168,11 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
     if (list.length < MAX_UNCLAIMED_FRAMES) list.push(frame)
   }
 
-  const loseWatchers = (reason: string) => {
+  const loseWatchers = (reason: string, reconnecting: boolean) => {
     unclaimed.clear()
     for (const [id, w] of [...watchers]) {
       watchers.delete(id)
-      w.lost(reason)
+      w.lost(reason, reconnecting)
     }
   }
 
@@ -301,13 +301,14 @@ export const makeWsTransport = (options: WsTransportOptions): Transport => {
       const why = `connection closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
       if (authenticated) lastProblem = why
       failInFlight(closed ? "the client was closed" : why)
-      loseWatchers(closed ? "the client was closed" : why)
-      if (closed) return
+      if (closed) return loseWatchers("the client was closed", false)
       if (refused) {
         state.set("idle")
-        return
+        return loseWatchers(why, false)
       }
       scheduleReconnect()
+      // After the reconnect is scheduled: a watcher that subscribes again at once waits for it.
+      loseWatchers(why, retryTimer !== undefined)
     })
   }
 

@@ -15,10 +15,13 @@ export type PushResult = "sent" | "closed" | "slow"
 /** The side of a connection that takes pushed frames (layers/WebSocketServer.ts). */
 export interface PushChannel {
   /**
-   * Sends a frame the daemon pushes (no request asked for it); "slow" when this frame took the
-   * connection past `realtime.max_buffered_bytes` unread, which drops it (close code 4008).
+   * Queues a frame the daemon pushes (no request asked for it), whose UTF-8 text is `head` then
+   * `tail`, until `flush` (or the next tick); "slow" when this frame took the connection past
+   * `realtime.max_buffered_bytes` unread, which drops it (close code 4008).
    */
-  readonly push: (frame: string) => PushResult
+  readonly push: (head: Uint8Array, tail: Uint8Array) => PushResult
+  /** Writes the queued frames now (before the pusher yields to other work). */
+  readonly flush: () => void
   /** Calls `f` once when the connection ends (at once if it has already). */
   readonly onClose: (f: () => void) => void
 }

@@ -92,3 +92,81 @@ describe("client: live changes (production mode, real daemon on SQLite)", () => 
     expect((e as DbalError).code).toBe(422)
   })
 })
+
+describe("client: a subscription survives a reconnect (production mode, the daemon restarted on SQLite)", () => {
+  let db: TestDatabase
+  let daemon: Daemon | undefined
+  let config: string
+  const clients: Array<DBALClient> = []
+  const client = (port: number, reconnect: false | { initialDelayMs: number; maxDelayMs: number }) => {
+    const c = new DBALClient({ mode: "production", endpoint: `ws://127.0.0.1:${port}`, auth, reconnect })
+    clients.push(c)
+    return c
+  }
+  const subscriptions = async (port: number): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+    const line = text.split("\n").find((l) => l.startsWith("dbal_realtime_subscriptions "))
+    return line === undefined ? 0 : Number(line.split(" ")[1])
+  }
+  const page = (title: string) => ({ slug: `r-${randomUUID().slice(0, 8)}`, title, level: 1, layout: {} })
+
+  beforeAll(async () => {
+    db = await createDatabase("sqlite")
+    daemon = await startDaemon([`--config=${writeConfig(daemonConfig(db))}`])
+    // The restarted daemon listens where the clients reconnect to.
+    config = writeConfig(daemonConfig(db, { server: { host: "127.0.0.1", port: daemon.port } }))
+  })
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()))
+    await daemon?.stop()
+    await db?.drop()
+  })
+
+  it("the AsyncIterable and the Effect Stream keep their events after the daemon restarts; without reconnecting, the stream fails with ConnectionLost", async () => {
+    const port = daemon!.port
+    const tag = randomUUID().slice(0, 8)
+    const fast = { initialDelayMs: 20, maxDelayMs: 200 }
+    const writer = client(port, fast)
+    let resubscribed = 0
+    const iterable = client(port, fast).pages.subscribe({ filter: { title: tag }, onResubscribed: () => void resubscribed++ })
+    const seen = iterable[Symbol.asyncIterator]()
+    let streamResubscribed = 0
+    const streamed = Effect.runPromise(
+      Stream.runCollect(
+        Stream.take(
+          client(port, fast).effect.pages.subscribe({ filter: { title: tag }, onResubscribed: () => void streamResubscribed++ }),
+          2
+        )
+      )
+    )
+    const notReconnecting = client(port, false).pages.subscribe({ filter: { title: tag } })
+    const once = notReconnecting[Symbol.asyncIterator]()
+    await until("the three subscriptions", async () => ((await subscriptions(port)) >= 3 ? true : undefined), 5000)
+
+    const a = await writer.pages.create(page(tag))
+    expect((await seen.next()).value).toMatchObject({ event: "create", record: { id: a.id } })
+    expect((await once.next()).value).toMatchObject({ event: "create", record: { id: a.id } })
+
+    await daemon!.stop()
+    daemon = await startDaemon([`--config=${config}`])
+    expect(daemon.port).toBe(port)
+    // Both subscribed again on the new daemon (which starts with none).
+    await until("the re-subscriptions", async () => ((await subscriptions(port)) >= 2 ? true : undefined), 10_000)
+    await until("onResubscribed", () => (resubscribed === 1 && streamResubscribed === 1 ? true : undefined), 5000)
+
+    const b = await writer.pages.create(page(tag))
+    expect((await seen.next()).value).toMatchObject({ event: "create", record: { id: b.id } })
+    expect(Chunk.toReadonlyArray(await streamed).map((e) => [e.event, e.record.id])).toEqual([
+      ["create", a.id],
+      ["create", b.id]
+    ])
+    const lost = await once.next().then(
+      () => undefined,
+      (x: unknown) => x
+    )
+    expect(lost).toBeInstanceOf(DbalError)
+    expect((lost as DbalError).kind).toBe("ConnectionLost")
+    await iterable.close()
+    await until("the subscriptions to end", async () => ((await subscriptions(port)) === 0 ? true : undefined), 5000)
+  })
+})

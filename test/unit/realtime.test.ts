@@ -1,17 +1,21 @@
 /**
  * The pure parts of realtime: announcements between replicas stay under PostgreSQL's NOTIFY
  * limit whatever the write (ids always kept, before images whole, shrunk or left out, private
- * fields never sent), and the event each subscriber gets for each case of the decision table.
+ * fields never sent), the event each subscriber gets for each case of the decision table, the
+ * keys under which subscriptions share a decision, and the frames laid out for one write.
  */
 import { Either } from "effect"
 import { randomUUID } from "node:crypto"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
+import * as ws from "ws"
 import { loadRegistry } from "../../src/entity/Load.js"
 import { parseFilter, TRUE } from "../../src/query/Filter.js"
 import { compileMatch } from "../../src/query/FilterMatch.js"
 import { decodeAnnouncement, encodeAnnouncements } from "../../src/realtime/Announce.js"
 import { decide, project, type View } from "../../src/realtime/Deliver.js"
+import { filterKey } from "../../src/realtime/Groups.js"
+import { encodeTextFrames } from "../../src/realtime/PushSocket.js"
 import type { RowChange } from "../../src/services/Changes.js"
 
 const registry = loadRegistry(fileURLToPath(new URL("../../config/entities", import.meta.url)))
@@ -132,5 +136,50 @@ describe("which event a subscriber gets", () => {
     const noId: View = { ...user, readable: ["title"].map((n) => PageView.byName.get(n)!) }
     expect(project(PageView, noId, { ...row(1), description: "hidden" })).toEqual({ id, title: "t" })
     expect(project(PageView, user, { ...row(1), description: "hidden" })).toEqual({ id, title: "t", level: 1 })
+  })
+})
+
+describe("what subscriptions share", () => {
+  const parsed = (spec: unknown) => {
+    const f = parseFilter(PageView, spec)
+    if (Either.isLeft(f)) throw new Error("invalid filter")
+    return f.right
+  }
+
+  it("filters built apart with the same meaning share a key; values of different types never do", () => {
+    const spec = { AND: [{ title: { startsWith: "rt-" } }, { level: { gte: 1 } }] }
+    expect(filterKey(parsed(spec))).toBe(filterKey(parsed(structuredClone(spec))))
+    const keys = [
+      filterKey(parsed({ title: "5" })),
+      filterKey(parsed({ level: 5 })),
+      filterKey(parsed({ title: "6" })),
+      filterKey({ _tag: "Cmp", field: PageView.byName.get("level")!, op: "eq", value: 5n }),
+      filterKey({ _tag: "Cmp", field: PageView.byName.get("level")!, op: "eq", value: new Date(5) }),
+      filterKey({ _tag: "Cmp", field: PageView.byName.get("level")!, op: "eq", value: new Date(5).toISOString() }),
+      filterKey({ _tag: "In", field: PageView.byName.get("level")!, values: [new Date(5)], negate: false }),
+      filterKey({ _tag: "In", field: PageView.byName.get("level")!, values: [new Date(5).toISOString()], negate: false })
+    ]
+    expect(new Set(keys).size).toBe(keys.length)
+  })
+
+  it("frames laid out in one buffer read back, in order, as the text frames they were pushed as (every length encoding)", () => {
+    const texts = ["{}", "x".repeat(200), `{"a":"${"é".repeat(40_000)}"}`]
+    const parts = texts.flatMap((t) => [Buffer.from(t.slice(0, 1)), Buffer.from(t.slice(1))])
+    const size = texts.reduce(
+      (n, t) => n + Buffer.byteLength(t) + (Buffer.byteLength(t) < 126 ? 2 : Buffer.byteLength(t) < 65536 ? 4 : 10),
+      0
+    )
+    const received: Array<string> = []
+    // ws's own frame parser, as a client runs it (its type declarations leave it out).
+    const { Receiver } = ws as unknown as {
+      Receiver: new (o: { isServer: boolean }) => {
+        on: (e: "message", f: (data: Buffer, isBinary: boolean) => void) => void
+        write: (b: Buffer) => void
+      }
+    }
+    const receiver = new Receiver({ isServer: false })
+    receiver.on("message", (data: Buffer, isBinary: boolean) => received.push(`${isBinary ? "binary " : ""}${String(data)}`))
+    receiver.write(encodeTextFrames(parts, size))
+    expect(received).toEqual(texts)
   })
 })
