@@ -1658,7 +1658,14 @@ class WireConn {
     if (isBinary) problem(this.stats, `a binary answer: ${show(text)}`)
     let id: unknown
     try {
-      id = (JSON.parse(text) as { id?: unknown }).id
+      const frame = JSON.parse(text) as { id?: unknown; subscription?: unknown; event?: unknown }
+      // A realtime event (a frame without id) for a subscription one of the fuzzed frames made:
+      // not an answer, so it matches no request.
+      if (!Object.hasOwn(frame, "id") && typeof frame.subscription === "string" && typeof frame.event === "string") {
+        this.stats.answered--
+        return
+      }
+      id = frame.id
     } catch {
       problem(this.stats, `an answer that is not JSON: ${show(text)}`)
       return
