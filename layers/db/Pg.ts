@@ -184,7 +184,8 @@ const MAX_NAMED_PARAMETERS = 32
  */
 const LARGE_INSERT_PARAMETERS = 10_000
 let largeInsertParameters = 0
-const VALUES_INSERT = /^INSERT INTO [^ ]+ \([^)]*\) VALUES \(/
+/** A many-row INSERT … VALUES, alone or after the audit journal's one-row INSERT (src/query/Journal.ts). */
+const VALUES_INSERT = /^(?:WITH j AS \(INSERT INTO [^ ]+ \([^)]*\) VALUES \([^)]*\)\) )?INSERT INTO [^ ]+ \([^)]*\) VALUES \(/
 const statementNames = new Map<string, string>()
 const statementName = (text: string): string | undefined => {
   let name = statementNames.get(text)
