@@ -2,14 +2,16 @@
  * Prepared statement reuse on PostgreSQL: the daemon's parameterized statements are named, so a
  * connection prepares each once and reuses it (visible in pg_prepared_statements). Statements
  * that carry a long list of values run unnamed, planned for their values, except a many-row
- * INSERT … VALUES, which has one plan whatever its values (layers/db/Pg.ts).
+ * INSERT … VALUES, which has one plan whatever its values (layers/db/Pg.ts), also after the audit
+ * journal's row (the audit log is on, to a file with fsync, as in production).
  */
+import * as path from "node:path"
 import { Effect, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { core } from "../../app/Application.js"
 import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
 import { Database } from "../../src/services/Database.js"
-import { createDatabase, daemonConfig, serviceAuth, skipDialect, type TestDatabase, writeConfig } from "../support/services.js"
+import { createDatabase, daemonConfig, serviceAuth, skipDialect, tempDir, type TestDatabase, writeConfig } from "../support/services.js"
 
 describe.skipIf(await skipDialect("postgresql"))("prepared statements (postgresql)", () => {
   let db: TestDatabase
@@ -19,7 +21,13 @@ describe.skipIf(await skipDialect("postgresql"))("prepared statements (postgresq
     const base = daemonConfig(db)
     // One connection, so that the statements below all run on it.
     rt = ManagedRuntime.make(
-      core(writeConfig({ ...base, database: { ...(base.database as object), pool_size: 1 } }))
+      core(
+        writeConfig({
+          ...base,
+          database: { ...(base.database as object), pool_size: 1 },
+          security: { ...(base.security as object), audit_log: true, audit_log_path: path.join(tempDir("prepared"), "audit.log") }
+        })
+      )
     ) as unknown as typeof rt
   })
   afterAll(async () => {
@@ -76,9 +84,13 @@ describe.skipIf(await skipDialect("postgresql"))("prepared statements (postgresq
       expect(answer.result).toBe(20)
     }
     const inserts = (await prepared())
-      .filter((p) => p.statement.startsWith('INSERT INTO "users" '))
+      .filter((p) => p.statement.includes(' INSERT INTO "users" ') || p.statement.startsWith('INSERT INTO "users" '))
       .map((p) => (p.statement.match(/\$\d+/g) ?? []).length)
-    // Three batches of 20 rows, one prepared statement (20 rows × the inserted columns, over 32 parameters).
+    // Three batches of 20 rows, one prepared statement (20 rows × the inserted columns, over 32
+    // parameters), which inserts the batch's audit journal row too.
     expect(inserts.filter((params) => params > 32)).toHaveLength(1)
+    expect(
+      (await prepared()).some((p) => p.statement.startsWith("WITH j AS (INSERT INTO") && p.statement.includes('INSERT INTO "users"'))
+    ).toBe(true)
   })
 })
