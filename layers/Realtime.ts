@@ -504,7 +504,10 @@ export const make = Effect.gen(function* () {
     if (total > 0 && (entity === "Session" || entity === "User")) offer({ _tag: "recheck" })
   })
 
-  return { subscribe, unsubscribe }
+  const clustered = config.cluster.changes !== "none"
+  const wantsBeforeImages = (entity: string) => clustered || byEntity.has(entity)
+
+  return { subscribe, unsubscribe, wantsBeforeImages }
 })
 
 export const layer = Layer.scoped(Realtime, make)

@@ -18,8 +18,16 @@ export type Collector = Array<Captured>
 
 export const collector: FiberRef.FiberRef<Collector | undefined> = FiberRef.unsafeMake<Collector | undefined>(undefined)
 
-/** Whether the current request collects its changes. */
-export const capturing: Effect.Effect<boolean> = FiberRef.getWith(collector, (c) => Effect.succeed(c !== undefined))
+/**
+ * Whether the collector wants the rows' before images (false: their ids are enough, as when no
+ * one subscribes to the entity; see RealtimeShape.wantsBeforeImages).
+ */
+export const beforeImages: FiberRef.FiberRef<boolean> = FiberRef.unsafeMake<boolean>(true)
+
+/** Whether the current request collects its changes with their before images (the repository then reads whole rows). */
+export const capturing: Effect.Effect<boolean> = FiberRef.getWith(collector, (c) =>
+  c === undefined ? Effect.succeed(false) : FiberRef.get(beforeImages)
+)
 
 /** Notes rows written to `entity` (no-op without a collector). */
 export const note = (entity: EntityDef, rows: ReadonlyArray<RowChange>): Effect.Effect<void> =>
@@ -32,6 +40,6 @@ export const note = (entity: EntityDef, rows: ReadonlyArray<RowChange>): Effect.
     })
   )
 
-/** Runs `effect` collecting its changes into a new collector. */
-export const collecting = <A, E, R>(effect: Effect.Effect<A, E, R>, into: Collector): Effect.Effect<A, E, R> =>
-  Effect.locally(effect, collector, into)
+/** Runs `effect` collecting its changes into a new collector (with before images unless `images` is false). */
+export const collecting = <A, E, R>(effect: Effect.Effect<A, E, R>, into: Collector, images = true): Effect.Effect<A, E, R> =>
+  images ? Effect.locally(effect, collector, into) : Effect.locally(Effect.locally(effect, beforeImages, false), collector, into)

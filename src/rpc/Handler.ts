@@ -224,8 +224,10 @@ export const make = Effect.gen(function* () {
         Effect.forEach(written, (e) => changes.publish(e), { discard: true })
       )
     const into: Collector = []
+    // Before images only for entities someone may subscribe to; the others' row ids suffice.
+    const images = realtime === undefined || [...written].some((e) => realtime.wantsBeforeImages(e))
     return Effect.ensuring(
-      collecting(run, into),
+      collecting(run, into, images),
       Effect.suspend(() => {
         const rows = new Map<string, Array<RowChange>>()
         for (const c of into) {

@@ -38,6 +38,12 @@ export interface RealtimeShape {
   readonly subscribe: (who: Subscriber, entity: EntityDef, filter: FilterNode) => Effect.Effect<string, RateLimited>
   /** Ends a subscription of this connection; 404 when it has none by that id. */
   readonly unsubscribe: (channel: PushChannel, id: string) => Effect.Effect<true, NotFound>
+  /**
+   * Whether a write to the entity should capture its rows' before images (src/query/Capture.ts):
+   * when this replica has subscriptions to it, or when other replicas may (cluster.changes).
+   * Without them a write announces its row ids only.
+   */
+  readonly wantsBeforeImages: (entity: string) => boolean
 }
 
 export class Realtime extends Context.Tag("dbal/Realtime")<Realtime, RealtimeShape>() {}
