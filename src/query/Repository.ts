@@ -501,6 +501,16 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
     })
 
+  /** Notes the rows a many-row write changed (ids; before images when captured) and answers how many. */
+  const announced = (op: "update" | "delete", entity: EntityDef, capture: boolean) => (found: ReadonlyArray<Row>) =>
+    Effect.as(
+      note(
+        entity,
+        found.map((r) => beforeOf(op, entity, r, capture))
+      ),
+      found.length
+    )
+
   /** The journal's row inside a write's own transaction (the paths that are not one statement). */
   const journalRow = (entry: JournalEntry, id: unknown) =>
     sql`INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) VALUES (${entry.key}, ${entry.replica}, ${id === null ? null : String(id)}, ${entry.record})`
@@ -842,19 +852,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         .query(
           sql<Row>`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} FROM (SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${where} FOR UPDATE) AS o WHERE ${sql("t")}.${sql(pk.column)} = ${sql("o")}.${sql(pk.column)} RETURNING ${sql.join(", ", false)(lockedColumns(entity, true).map((f) => aliased(sql, "o", f, f.column)))}`
         )
-        .pipe(
-          retryWrite,
-          Effect.catchTag("SqlError", writeError(entity, [values])),
-          Effect.flatMap((found) =>
-            Effect.as(
-              note(
-                entity,
-                found.map((r) => beforeOf("update", entity, r, true))
-              ),
-              found.length
-            )
-          )
-        )
+        .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])), Effect.flatMap(announced("update", entity, true)))
     }
     // A written field is tested by the row filter (or the rows are announced, off PostgreSQL): the
     // rows are fixed first, then each must still be admitted.
@@ -872,19 +870,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
           return found
         })
       )
-      .pipe(
-        retryWrite,
-        Effect.catchTag("SqlError", writeError(entity, [values])),
-        Effect.flatMap((found) =>
-          Effect.as(
-            note(
-              entity,
-              found.map((r) => beforeOf("update", entity, r, capture))
-            ),
-            found.length
-          )
-        )
-      )
+      .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])), Effect.flatMap(announced("update", entity, capture)))
   }
 
   const deleteMany = (entity: EntityDef, filter: FilterNode, access: Access) =>
@@ -896,19 +882,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         // Announced row by row: the statement answers the rows as they were.
         return db
           .query(sql<Row>`DELETE FROM ${sql(entity.table)} WHERE ${where} RETURNING ${columns(sql, lockedColumns(entity, true))}`)
-          .pipe(
-            retryWrite,
-            Effect.catchAll(writeError(entity, [])),
-            Effect.flatMap((found) =>
-              Effect.as(
-                note(
-                  entity,
-                  found.map((r) => beforeOf("delete", entity, r, true))
-                ),
-                found.length
-              )
-            )
-          )
+          .pipe(retryWrite, Effect.catchAll(writeError(entity, [])), Effect.flatMap(announced("delete", entity, true)))
       }
       // Announced row by row (no RETURNING): the rows (as they were) are fixed first, then deleted by id.
       const pk = entity.primaryKey
@@ -927,19 +901,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
             return found
           })
         )
-        .pipe(
-          retryWrite,
-          Effect.catchAll(writeError(entity, [])),
-          Effect.flatMap((found) =>
-            Effect.as(
-              note(
-                entity,
-                found.map((r) => beforeOf("delete", entity, r, true))
-              ),
-              found.length
-            )
-          )
-        )
+        .pipe(retryWrite, Effect.catchAll(writeError(entity, [])), Effect.flatMap(announced("delete", entity, true)))
     })
 
   /**
