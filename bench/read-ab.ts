@@ -22,7 +22,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
 import { type Client, connect, root, startDaemon } from "../test/support/daemon.js"
-import { createDatabase, SERVICE_TOKEN, tempDir, writeConfig } from "../test/support/services.js"
+import { writeBenchDaemonConfig, writeBenchRules } from "./daemon-config.js"
+import { createDatabase, SERVICE_TOKEN, tempDir } from "../test/support/services.js"
 
 const env = (k: string, d: number) => (process.env[k] === undefined || process.env[k] === "" ? d : Number(process.env[k]))
 const ROUNDS = env("AB_ROUNDS", 6)
@@ -64,35 +65,13 @@ const db = await createDatabase("postgresql")
 const dir = tempDir("read-ab")
 const cleanups: Array<() => Promise<unknown>> = []
 try {
-  const rulesFile = path.join(dir, "rules.yaml")
-  fs.writeFileSync(
-    rulesFile,
-    JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] })
-  )
+  const rulesFile = writeBenchRules(dir)
   const extra = (i: number) => ({
     ...(JSON.parse(process.env.AB_CONFIG ?? "{}") as object),
     ...(JSON.parse(process.env[`AB_CONFIG_${i}`] ?? "{}") as object)
   })
-  const configFor = (i: number) => {
-    const cdir = path.join(dir, `d${i}`)
-    fs.mkdirSync(cdir, { recursive: true })
-    return writeConfig(
-      {
-        server: { host: "127.0.0.1", port: 0, max_connections: 20_000, max_connections_per_address: 20_000 },
-        database: { ...db.databaseConfig, pool_size: POOL, auto_migrate: true },
-        security: {
-          audit_log: true,
-          audit_log_path: path.join(cdir, "audit", "audit.log"),
-          audit: { fsync: true },
-          rate_limit: { enabled: true, requests_per_minute: 100_000_000, burst: 10_000_000 },
-          auth: { service_tokens: [{ name: "bench", token: SERVICE_TOKEN }] },
-          acl: { rules_file: rulesFile }
-        },
-        performance: { cache_enabled: false, ...extra(i) }
-      },
-      cdir
-    )
-  }
+  const configFor = (i: number) =>
+    writeBenchDaemonConfig({ db, dir: path.join(dir, `d${i}`), rulesFile, pool: POOL, performance: extra(i) })
   const daemons = []
   for (const [i, folder] of folders.entries()) {
     // In the folder (its node_modules resolve), outside the folders the type check includes.

@@ -63,8 +63,9 @@ import { encodeValue } from "../src/query/Codec.js"
 import { parseFilter, TRUE } from "../src/query/Filter.js"
 import { type Access, fullAccess, type Include, makeRepository } from "../src/query/Repository.js"
 import type { DatabaseShape } from "../src/services/Database.js"
+import { writeBenchDaemonConfig, writeBenchRules } from "./daemon-config.js"
 import { type Client, connect, type Daemon, root, startDaemon } from "../test/support/daemon.js"
-import { createDatabase, SERVICE_TOKEN, tempDir, unavailable, writeConfig } from "../test/support/services.js"
+import { createDatabase, SERVICE_TOKEN, tempDir, unavailable } from "../test/support/services.js"
 import { buildState } from "../bin/build-state.mjs"
 import { pinBackendTo } from "./pin-backend.mjs"
 import { formatSummary, summarize } from "./profile.js"
@@ -277,33 +278,16 @@ const cleanup = async () => {
 process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)))
 
 try {
-  // Rules: the benchmark user (role god) sees and writes only active pages — a row filter on
-  // every PageView operation (reads, the create/update re-check, deletes, the join's include).
-  const rulesFile = path.join(dir, "bench_rules.yaml")
-  fs.writeFileSync(
-    rulesFile,
-    JSON.stringify({ rules: [{ roles: ["god"], entities: ["PageView"], operations: "*", filter: { isActive: true } }] }, null, 2)
-  )
-  const daemonConfigFor = (cacheEnabled: boolean, name: string): string => {
-    const cdir = path.join(dir, name)
-    fs.mkdirSync(cdir, { recursive: true })
-    return writeConfig(
-      {
-        server: { host: "127.0.0.1", port: 0, max_connections: 20_000, max_connections_per_address: 20_000 },
-        database: { ...db.databaseConfig, pool_size: POOL, auto_migrate: true },
-        security: {
-          audit_log: true,
-          audit_log_path: path.join(cdir, "audit", "audit.log"),
-          audit: { fsync: AUDIT_FSYNC },
-          rate_limit: { enabled: true, requests_per_minute: 100_000_000, burst: 10_000_000 },
-          auth: { service_tokens: [{ name: "bench", token: SERVICE_TOKEN }] },
-          acl: { rules_file: rulesFile }
-        },
-        performance: { cache_enabled: cacheEnabled }
-      },
-      cdir
-    )
-  }
+  const rulesFile = writeBenchRules(dir)
+  const daemonConfigFor = (cacheEnabled: boolean, name: string): string =>
+    writeBenchDaemonConfig({
+      db,
+      dir: path.join(dir, name),
+      rulesFile,
+      pool: POOL,
+      auditFsync: AUDIT_FSYNC,
+      performance: { cache_enabled: cacheEnabled }
+    })
   const mainConfig = daemonConfigFor(false, "main")
   if (PROFILE) fs.mkdirSync(PROFILE_DIR, { recursive: true })
   const profiledBefore = PROFILE ? new Set(fs.readdirSync(PROFILE_DIR)) : new Set<string>()
