@@ -244,10 +244,10 @@ const main = async () => {
     }
     const measure = () => throughput(readers, String(target.id), system, String(churn.id), pid)
 
-    // Warm-up, then RSS with the connections open and no subscription.
+    // Warm-up. RSS is taken in the first round just before and just after subscribing (each after
+    // the same settling), so that both readings see the same state but for the subscriptions.
     await measure()
-    await settle()
-    const rssBefore = rssMb(pid)
+    let rssBefore = Number.NaN
 
     // Rounds of the throughput without and with the subscriptions, in alternating order (ABBA…),
     // so that drift over the run (other load, the table's growth) falls on both sides.
@@ -266,6 +266,10 @@ const main = async () => {
       if (r % 2 === 0) {
         without = await measure()
         quiet = await changes()
+        if (r === 0) {
+          await settle()
+          rssBefore = rssMb(pid)
+        }
         const seconds = await subscribeAll()
         if (r === 0) {
           subscribeSeconds = seconds
