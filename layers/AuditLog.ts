@@ -27,6 +27,9 @@ import { Unavailable } from "../src/Errors.js"
 import { AuditLog, type AuditLogShape, type AuditRecord, boundAuditRecord } from "../src/services/AuditLog.js"
 import { Database } from "../src/services/Database.js"
 
+/** How long a line appended without waiting may wait for others to share its write(2). */
+const LATER_MS = 5
+
 /** Records kept in memory while the file cannot be written (older ones are dropped past this). */
 const MAX_RETAINED = 100_000
 
@@ -89,6 +92,8 @@ export class FileSink {
   private retained: Array<string> = []
   /** Set before the writer starts (it may finish synchronously when there is nothing to write). */
   private flushing = false
+  /** The pending write of lines appended without waiting. */
+  private later: NodeJS.Timeout | undefined
   healthy = true
 
   constructor(private readonly o: FileSinkOptions) {
@@ -157,10 +162,15 @@ export class FileSink {
     })
   }
 
-  /** Appends without waiting. */
+  /**
+   * Appends without waiting. The line is written with the lines that arrive within LATER_MS (or
+   * with the next durable append, at once): one write(2) for many reads' records instead of one each.
+   */
   appendLater(line: string) {
     this.queue.push({ line, sync: false, done: [] })
-    this.kick()
+    if (this.flushing || this.later !== undefined) return
+    this.later = setTimeout(() => this.kick(), LATER_MS)
+    this.later.unref()
   }
 
   /** Writes whatever is pending (retained records included); resolves when done. */
@@ -172,6 +182,8 @@ export class FileSink {
   }
 
   private kick() {
+    if (this.later !== undefined) clearTimeout(this.later)
+    this.later = undefined
     if (this.flushing) return
     this.flushing = true
     void (async () => {
