@@ -4,7 +4,7 @@
  * of the audit file. The handler gives each single-row write request its entry (a FiberRef, like
  * Capture.ts's collector); the repository adds the entry's row to the write's statement and marks
  * it committed; the audit log then appends the record to its file without waiting for the disk,
- * and removes the journal row once the file holds it durably (layers/AuditLog.ts, docs/audit.md).
+ * and removes the journal row once the file holds it durably (layers/AuditLog.ts, docs/security.md, "The journal").
  */
 import { Effect, FiberRef } from "effect"
 
