@@ -1,6 +1,7 @@
 /**
- * The methods of the protocol, as one table (`MethodTable`): from it come the write methods, the
- * methods a transaction may hold, each request's rate-limit weight and getCapabilities' list.
+ * The methods of the protocol, as one table (`MethodTable`): from it come the protocol's method
+ * list, the write methods, the methods a transaction may hold, each request's rate-limit weight
+ * and getCapabilities' list.
  *
  * Every method on an entity takes the same order (`onEntity`):
  *   decode   the params' JSON shape (400) and the entity (422 for an unknown one); pure (Either);
@@ -36,7 +37,6 @@ import type { DatabaseShape } from "../services/Database.js"
 import type { Principal } from "../services/Principal.js"
 import { checkNoRoleEscalation } from "./Guards.js"
 import { getSchema } from "./Schema.js"
-import type { Method } from "./Protocol.js"
 import { isRecord } from "../Json.js"
 
 export interface MethodContext {
@@ -847,8 +847,11 @@ const transactionMethod: Runner = (ctx, p) =>
     }
   })
 
-/** Every method of the protocol (`Method`, from Protocol.ts, must match it key for key). */
-export const MethodTable: { readonly [M in Method]: MethodSpec } = {
+/** The table as written, each entry a MethodSpec: its keys are the protocol's method names. */
+const methodTable = <T extends Record<string, MethodSpec>>(table: T): { readonly [M in keyof T]: MethodSpec } => table
+
+/** Every method of the protocol: its keys are the protocol's method list (`Method`, and `Methods` in Protocol.ts). */
+export const MethodTable = methodTable({
   authenticate: { writes: false, inTransaction: false },
   create: { writes: true, inTransaction: true, journaled: true, run: createMethod },
   read: { writes: false, inTransaction: true, run: readMethod },
@@ -869,18 +872,22 @@ export const MethodTable: { readonly [M in Method]: MethodSpec } = {
   transaction: { writes: true, inTransaction: false, run: transactionMethod },
   subscribe: { writes: false, inTransaction: false, run: subscribeMethod },
   unsubscribe: { writes: false, inTransaction: false, run: unsubscribeMethod }
-}
+})
 
-const methodNames = Object.keys(MethodTable) as ReadonlyArray<Method>
+/** A method of the protocol: a key of the table. */
+export type Method = keyof typeof MethodTable
+
+/** Every method, in the table's order: the protocol's method list (src/rpc/Protocol.ts). */
+export const MethodNames = Object.keys(MethodTable) as ReadonlyArray<Method>
 
 /** Methods that change data (their audit record must be written before they are answered). */
-export const WriteMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].writes))
+export const WriteMethods: ReadonlySet<Method> = new Set(MethodNames.filter((m) => MethodTable[m].writes))
 
 /** Methods whose audit record may commit with their write (the audit journal). */
-export const JournaledMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].journaled === true))
+export const JournaledMethods: ReadonlySet<Method> = new Set(MethodNames.filter((m) => MethodTable[m].journaled === true))
 
 /** Methods a `transaction` may hold. */
-export const TransactionMethods: ReadonlySet<Method> = new Set(methodNames.filter((m) => MethodTable[m].inTransaction))
+export const TransactionMethods: ReadonlySet<Method> = new Set(MethodNames.filter((m) => MethodTable[m].inTransaction))
 
 /** Entities a request writes (a transaction's write operations included). */
 export const writtenEntities = (method: Method, params: ReadonlyArray<unknown>): Array<string> => {
@@ -912,7 +919,7 @@ export const capabilities = (ctx: Pick<MethodContext, "config" | "db">) => ({
     relations: true,
     realtime: ctx.config.realtime.enabled
   },
-  methods: [...methodNames],
+  methods: [...MethodNames],
   limits: {
     defaultPageSize: ctx.config.performance.default_page_size,
     maxPageSize: ctx.config.performance.max_page_size,

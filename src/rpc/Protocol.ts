@@ -5,32 +5,13 @@
 import { BadRequest, type WireError } from "../Errors.js"
 import type { Credentials } from "../services/Auth.js"
 import { isRecord } from "../Json.js"
+import { type Method, MethodNames } from "./Methods.js"
 
 export type RequestId = string | number
 
-export const Methods = [
-  "authenticate",
-  "create",
-  "read",
-  "update",
-  "delete",
-  "list",
-  "findFirst",
-  "findByField",
-  "upsert",
-  "updateByField",
-  "deleteByField",
-  "createMany",
-  "updateMany",
-  "deleteMany",
-  "count",
-  "getCapabilities",
-  "getSchema",
-  "transaction",
-  "subscribe",
-  "unsubscribe"
-] as const
-export type Method = (typeof Methods)[number]
+/** The protocol's methods: the method table's keys (src/rpc/Methods.ts), the one list of them. */
+export const Methods = MethodNames
+export type { Method }
 
 const METHODS: ReadonlySet<string> = new Set(Methods)
 const MAX_ID_LENGTH = 256
