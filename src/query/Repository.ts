@@ -353,7 +353,11 @@ const pickColumns = (row: Row, fields: ReadonlyArray<FieldDef>, prefix = ""): Ro
 const withJournal = (sql: Statement.Constructor, write: Statement.Fragment, entry: JournalEntry | undefined) =>
   entry === undefined
     ? write
-    : sql`WITH w AS (${write}), j AS (INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) SELECT ${entry.key}, ${entry.replica}, CAST(w.${sql(KEY)} AS text), ${entry.record} FROM w) SELECT * FROM w`
+    : sql`WITH w AS (${write}), j AS (${journalInto(sql, entry)} SELECT ${entry.key}, ${entry.replica}, CAST(w.${sql(KEY)} AS text), ${entry.record} FROM w) SELECT * FROM w`
+
+/** The journal's INSERT up to its values (src/query/Journal.ts; the table layers/AuditLog.ts creates). */
+const journalInto = (sql: Statement.Constructor, entry: JournalEntry) =>
+  sql`INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")})`
 
 /** A compiled read by id: its text, and its parameters with the id first. */
 interface ReadStatement {
@@ -394,6 +398,11 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         Effect.map((k) => k._tag === "returning"),
         Effect.orElseSucceed(() => false)
       )
+  /**
+   * The request's audit journal entry (src/query/Journal.ts). Only PostgreSQL has the journal (the
+   * audit log sets it up there alone); the statements that carry it are written for PostgreSQL.
+   */
+  const journalEntry: Effect.Effect<JournalEntry | undefined> = dialect === "pg" ? currentJournal : Effect.succeed(undefined)
   /** A locked row as an announced change: with its before image when the whole row was read. */
   const beforeOf = (op: "update" | "delete", entity: EntityDef, row: Row, capture: boolean): RowChange => {
     const id = String(row[entity.primaryKey.column])
@@ -425,13 +434,21 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     )
 
   /**
+   * PostgreSQL: an UPDATE of the rows `cond` admits that also answers their before images: the
+   * rows are locked by a sub-select (`o`), which RETURNING can name beside the new row (`t`).
+   */
+  const updateLocked = (entity: EntityDef, fields: Values, cond: Statement.Fragment, answer: ReadonlyArray<Statement.Fragment>) => {
+    const pk = sql(entity.primaryKey.column)
+    return sql<Row>`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} FROM (SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${cond} FOR UPDATE) AS o WHERE ${sql("t")}.${pk} = ${sql("o")}.${pk} RETURNING ${sql.join(", ", false)(answer)}`
+  }
+
+  /**
    * An update of at most one row (by id or a unique field) when the written fields cannot change
    * the row filter's answer (`touchesFilter`), so the row filter in the WHERE is the whole check:
-   * - PostgreSQL: one statement. The readable columns come back by RETURNING, the before image
-   *   (realtime) from the row locked by a sub-select, and the audit journal's row is inserted by
-   *   the same statement (`withJournal`): one round trip, one commit.
-   * - SQLite: UPDATE … RETURNING; with a before image to capture, the row is read first in the
-   *   same transaction (SQLite's RETURNING cannot name the FROM clause).
+   * UPDATE … RETURNING the readable columns, with the audit journal's row on PostgreSQL
+   * (`withJournal`): one round trip, one commit. With a before image to capture (realtime), on
+   * PostgreSQL from the row a sub-select locks (`updateLocked`); on SQLite, whose RETURNING cannot
+   * name the FROM clause, the row is read first in the same transaction.
    */
   const updateOne = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access, capture: boolean) =>
     Effect.gen(function* () {
@@ -440,16 +457,16 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       const cond = compileFilter(sql, dialect, and(where, access.rowFilter))
       let row: Row | undefined
       let before: Row | undefined
-      if (dialect === "pg") {
-        const entry = yield* currentJournal
-        const write = capture
-          ? sql<Row>`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} FROM (SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${cond} FOR UPDATE) AS o WHERE ${sql("t")}.${sql(pk.column)} = ${sql("o")}.${sql(pk.column)} RETURNING ${returning(entity, readable, "t")}, ${sql.join(", ", false)(entity.exposed.map((f) => aliased(sql, "o", f, OLD + f.column)))}`
-          : sql<Row>`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter), "t")} RETURNING ${returning(entity, readable, "t")}`
-        row = (yield* runOne(write, entry, writeError(entity, [values])))[0]
-        if (row !== undefined && capture) before = pickColumns(row, entity.exposed, OLD)
-      } else if (!capture) {
+      if (!capture) {
         const write = sql<Row>`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${cond} RETURNING ${returning(entity, readable)}`
-        row = (yield* runOne(write, undefined, writeError(entity, [values])))[0]
+        row = (yield* runOne(write, yield* journalEntry, writeError(entity, [values])))[0]
+      } else if (dialect === "pg") {
+        const write = updateLocked(entity, fields, cond, [
+          returning(entity, readable, "t"),
+          ...entity.exposed.map((f) => aliased(sql, "o", f, OLD + f.column))
+        ])
+        row = (yield* runOne(write, yield* journalEntry, writeError(entity, [values])))[0]
+        if (row !== undefined) before = pickColumns(row, entity.exposed, OLD)
       } else {
         const both = yield* sql
           .withTransaction(
@@ -478,7 +495,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   const deleteOne = (entity: EntityDef, where: FilterNode, access: Access, capture: boolean) =>
     Effect.gen(function* () {
       const pk = entity.primaryKey
-      const entry = dialect === "pg" ? yield* currentJournal : undefined
+      const entry = yield* journalEntry
       const write = sql<Row>`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${sql.join(", ", false)([...lockedColumns(entity, capture).map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
       const row = (yield* runOne(write, entry, writeError(entity, [])))[0]
       if (row === undefined) return yield* new NotFound({ entity: entity.name })
@@ -492,7 +509,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
    */
   const createOne = (entity: EntityDef, record: Values, values: Values, access: Access) =>
     Effect.gen(function* () {
-      const entry = dialect === "pg" ? yield* currentJournal : undefined
+      const entry = yield* journalEntry
       const readable = selected(entity, access.readable)
       const write = sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${returning(entity, readable)}`
       const row = (yield* runOne(write, entry, writeError(entity, [values])))[0]
@@ -513,7 +530,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
 
   /** The journal's row inside a write's own transaction (the paths that are not one statement). */
   const journalRow = (entry: JournalEntry, id: unknown) =>
-    sql`INSERT INTO ${sql(entry.table)} (${sql("key")}, ${sql("replica")}, ${sql("record_id")}, ${sql("record")}) VALUES (${entry.key}, ${entry.replica}, ${id === null ? null : String(id)}, ${entry.record})`
+    sql`${journalInto(sql, entry)} VALUES (${entry.key}, ${entry.replica}, ${id === null ? null : String(id)}, ${entry.record})`
 
   const readStatements = new WeakMap<Access, Map<EntityDef, ReadStatement>>()
   /** A read by id's statement: compiled once per decision and entity, then only the id changes. */
@@ -599,8 +616,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       // The key: made here, or assigned by the database as the row is inserted.
       const insert: Effect.Effect<unknown, SqlError> =
         pk.autoIncrement === true ? insertReturningKey(db, entity, record) : Effect.as(insertRows(db, entity, [record]), record.get(pk))
-      // Only PostgreSQL reaches here with a journal entry: a row filter the database must decide.
-      const entry = dialect === "pg" ? yield* currentJournal : undefined
+      // A row filter the database must decide: the check, and the journal's row, in one transaction.
+      const entry = yield* journalEntry
       const write: Effect.Effect<unknown, SqlError | Forbidden> =
         isTrue(access.rowFilter) && entry === undefined
           ? insert
@@ -641,7 +658,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       // to realtime subscribers: only then does the INSERT answer them.
       const capture = yield* capturing
       const needKeys = pk.autoIncrement === true && (!decided || capture)
-      const entry = dialect === "pg" ? yield* currentJournal : undefined
+      const entry = yield* journalEntry
       const inserted: Effect.Effect<ReadonlyArray<unknown>, SqlError> = needKeys
         ? insertReturningKeys(db, entity, records)
         : Effect.as(
@@ -691,7 +708,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       const capture = yield* capturing
       if (returns && !touchesFilter(access.rowFilter, fields.keys()))
         return yield* updateOne(entity, where, fields, values, access, capture)
-      const entry = dialect === "pg" ? yield* currentJournal : undefined
+      const entry = yield* journalEntry
       const found = yield* sql
         .withTransaction(
           Effect.gen(function* () {
@@ -850,7 +867,12 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       // Announced row by row: the before images come from the rows the sub-select locks.
       return db
         .query(
-          sql<Row>`UPDATE ${sql(entity.table)} AS t SET ${setClause(db, fields)} FROM (SELECT ${columns(sql, lockedColumns(entity, true))} FROM ${sql(entity.table)} WHERE ${where} FOR UPDATE) AS o WHERE ${sql("t")}.${sql(pk.column)} = ${sql("o")}.${sql(pk.column)} RETURNING ${sql.join(", ", false)(lockedColumns(entity, true).map((f) => aliased(sql, "o", f, f.column)))}`
+          updateLocked(
+            entity,
+            fields,
+            where,
+            lockedColumns(entity, true).map((f) => aliased(sql, "o", f, f.column))
+          )
         )
         .pipe(retryWrite, Effect.catchTag("SqlError", writeError(entity, [values])), Effect.flatMap(announced("update", entity, true)))
     }
@@ -860,7 +882,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       .withTransaction(
         Effect.gen(function* () {
           const found =
-            yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(filter, access.rowFilter))}${forUpdate(db)}`
+            yield* sql<Row>`SELECT ${columns(sql, lockedColumns(entity, capture))} FROM ${sql(entity.table)} WHERE ${where}${forUpdate(db)}`
           const ids = found.map((r) => r[pk.column] as string | number)
           for (const chunk of chunked(ids, ID_CHUNK)) {
             const idIn: FilterNode = { _tag: "In", field: pk, values: chunk, negate: false }
