@@ -352,6 +352,84 @@ const recoveredLine = (row: { readonly record_id: unknown; readonly record: unkn
   return boundAuditRecord(rec, maxRecordBytes).json + "\n"
 }
 
+/**
+ * The audit journal (src/query/Journal.ts) on PostgreSQL, with its table created; undefined on
+ * other databases, or when the table cannot be created (every write then waits for the fsync).
+ * Rows a crash left (writes committed, their records maybe not in the file) are appended to the
+ * file first and removed. `settleLater` takes the key of a row whose record was appended: every
+ * JOURNAL_SETTLE, one fsync covers such records, then their rows go.
+ */
+const startJournal = (sink: FileSink, table: string, replica: string, maxRecordBytes: number) =>
+  Effect.gen(function* () {
+    const db = yield* Database
+    if (db.dialect !== "pg") return undefined
+    const sql = yield* SqlClient.SqlClient
+    const created = yield* sql.unsafe(journalTableDdl(table)).pipe(
+      Effect.as(true),
+      Effect.catchAll((e) =>
+        Effect.as(
+          Effect.logWarning(
+            `security.audit.journal: cannot create table ${table} (${e.message}); every write waits for the audit file's fsync`
+          ),
+          false
+        )
+      )
+    )
+    if (!created) return undefined
+    const deleteRows = (keys: ReadonlyArray<string>) =>
+      Effect.forEach(
+        Array.from({ length: Math.ceil(keys.length / JOURNAL_CHUNK) }, (_, i) => keys.slice(i * JOURNAL_CHUNK, (i + 1) * JOURNAL_CHUNK)),
+        (chunk) => sql`DELETE FROM ${sql(table)} WHERE ${sql.in("key", chunk)}`,
+        { discard: true }
+      )
+    const recovered = yield* sql
+      .withTransaction(
+        Effect.gen(function* () {
+          const rows = yield* sql<{
+            key: string
+            record_id: unknown
+            record: unknown
+          }>`SELECT ${sql("key")}, ${sql("record_id")}, ${sql("record")} FROM ${sql(table)} WHERE ${sql("replica")} = ${replica} ORDER BY ${sql("at")} FOR UPDATE SKIP LOCKED`
+          if (rows.length === 0) return 0
+          yield* Effect.tryPromise({
+            try: async () => {
+              for (const r of rows) sink.appendLater(recoveredLine(r, maxRecordBytes))
+              await sink.flush()
+            },
+            catch: unavailable
+          })
+          yield* deleteRows(rows.map((r) => r.key))
+          return rows.length
+        })
+      )
+      .pipe(
+        Effect.catchAll((e) => Effect.as(Effect.logError("the audit journal could not be recovered into the audit file", e.message), -1))
+      )
+    if (recovered > 0)
+      yield* Effect.logWarning(
+        `audit journal: ${recovered} records of writes committed before the last stop were appended to the audit file (marked recovered)`
+      )
+    /** Keys of journal rows whose records were appended to the file, not yet known to be on disk. */
+    let settling: Array<string> = []
+    const settle = Effect.suspend(() => {
+      if (settling.length === 0) return Effect.void
+      const keys = settling
+      settling = []
+      return Effect.tryPromise({ try: () => sink.flush(), catch: unavailable }).pipe(
+        Effect.zipRight(deleteRows(keys)),
+        Effect.catchAll((e) =>
+          Effect.sync(() => {
+            // Kept: the rows stay until a later settle (or the next start) succeeds.
+            settling = keys.concat(settling)
+          }).pipe(Effect.zipRight(Effect.logWarning("audit journal: records not yet settled", e.message)))
+        )
+      )
+    })
+    yield* Effect.forkScoped(Effect.repeat(settle, Schedule.spaced(JOURNAL_SETTLE)))
+    yield* Effect.addFinalizer(() => settle)
+    return { table, replica, settleLater: (key: string) => void settling.push(key) }
+  })
+
 export const layer = Layer.scoped(
   AuditLog,
   Effect.gen(function* () {
@@ -406,91 +484,10 @@ export const layer = Layer.scoped(
     const denyReads = cfg.security.audit.on_failure_reads === "deny"
     const replica = cfg.cluster.replica_name ?? os.hostname()
 
-    // The journal (src/query/Journal.ts): PostgreSQL, a file, fsync on. Rows a crash left (their
-    // writes committed, their records maybe not in the file) are appended first, then removed.
-    let journal: { readonly table: string; readonly replica: string } | undefined
-    /** Keys of journal rows whose records were appended to the file, not yet known to be on disk. */
-    let settling: Array<string> = []
-    const journalTable = cfg.security.audit.journal_table
-    if (sink !== undefined && cfg.security.audit.fsync && cfg.security.audit.journal) {
-      const db = yield* Database
-      if (db.dialect === "pg") {
-        const sql = yield* SqlClient.SqlClient
-        const created = yield* sql.unsafe(journalTableDdl(journalTable)).pipe(
-          Effect.as(true),
-          Effect.catchAll((e) =>
-            Effect.as(
-              Effect.logWarning(
-                `security.audit.journal: cannot create table ${journalTable} (${e.message}); every write waits for the audit file's fsync`
-              ),
-              false
-            )
-          )
-        )
-        if (created) {
-          const recovered = yield* sql
-            .withTransaction(
-              Effect.gen(function* () {
-                const rows = yield* sql<{
-                  key: string
-                  record_id: unknown
-                  record: unknown
-                }>`SELECT ${sql("key")}, ${sql("record_id")}, ${sql("record")} FROM ${sql(journalTable)} WHERE ${sql("replica")} = ${replica} ORDER BY ${sql("at")} FOR UPDATE SKIP LOCKED`
-                if (rows.length === 0) return 0
-                yield* Effect.tryPromise({
-                  try: async () => {
-                    for (const r of rows) sink.appendLater(recoveredLine(r, maxRecordBytes))
-                    await sink.flush()
-                  },
-                  catch: unavailable
-                })
-                for (let i = 0; i < rows.length; i += JOURNAL_CHUNK) {
-                  yield* sql`DELETE FROM ${sql(journalTable)} WHERE ${sql.in(
-                    "key",
-                    rows.slice(i, i + JOURNAL_CHUNK).map((r) => r.key)
-                  )}`
-                }
-                return rows.length
-              })
-            )
-            .pipe(
-              Effect.catchAll((e) =>
-                Effect.as(Effect.logError("the audit journal could not be recovered into the audit file", e.message), -1)
-              )
-            )
-          if (recovered > 0)
-            yield* Effect.logWarning(
-              `audit journal: ${recovered} records of writes committed before the last stop were appended to the audit file (marked recovered)`
-            )
-          journal = { table: journalTable, replica }
-          // Settles appended records: one fsync for all of them, then their rows go.
-          const settle = Effect.suspend(() => {
-            if (settling.length === 0) return Effect.void
-            const keys = settling
-            settling = []
-            return Effect.tryPromise({ try: () => sink.flush(), catch: unavailable }).pipe(
-              Effect.zipRight(
-                Effect.forEach(
-                  Array.from({ length: Math.ceil(keys.length / JOURNAL_CHUNK) }, (_, i) =>
-                    keys.slice(i * JOURNAL_CHUNK, (i + 1) * JOURNAL_CHUNK)
-                  ),
-                  (chunk) => sql`DELETE FROM ${sql(journalTable)} WHERE ${sql.in("key", chunk)}`,
-                  { discard: true }
-                )
-              ),
-              Effect.catchAll((e) =>
-                Effect.sync(() => {
-                  // Kept: the rows stay until a later settle (or the next start) succeeds.
-                  settling = keys.concat(settling)
-                }).pipe(Effect.zipRight(Effect.logWarning("audit journal: records not yet settled", e.message)))
-              )
-            )
-          })
-          yield* Effect.forkScoped(Effect.repeat(settle, Schedule.spaced(JOURNAL_SETTLE)))
-          yield* Effect.addFinalizer(() => settle)
-        }
-      }
-    }
+    const journal =
+      sink !== undefined && cfg.security.audit.fsync && cfg.security.audit.journal
+        ? yield* startJournal(sink, cfg.security.audit.journal_table, replica, maxRecordBytes)
+        : undefined
 
     // Without Effect.gen and with direct metric updates: one record per request.
     const record = (entry: AuditRecord, durable: boolean, journalKey?: string): Effect.Effect<void, Unavailable> =>
@@ -501,7 +498,7 @@ export const layer = Layer.scoped(
         const inserted = insert === undefined ? Effect.void : Effect.asVoid(Effect.forkDaemon(insert(rec)))
         if (sink === undefined) return inserted
         const journaled = journalKey !== undefined && journal !== undefined
-        if (journaled) settling.push(journalKey)
+        if (journaled) journal.settleLater(journalKey)
         if (!durable || journaled) {
           sink.appendLater(line)
           ;(journaled ? journaledRecords : queuedRecords).unsafeUpdate(1, [])
@@ -544,6 +541,10 @@ export const layer = Layer.scoped(
       )
     }
 
-    return { record, ready, ...(journal === undefined ? {} : { journal }) } satisfies AuditLogShape
+    return {
+      record,
+      ready,
+      ...(journal === undefined ? {} : { journal: { table: journal.table, replica: journal.replica } })
+    } satisfies AuditLogShape
   })
 )
