@@ -340,7 +340,7 @@ export const AuditConfig = Schema.Struct({
   }),
   journal: opt(Schema.Boolean, () => true).annotations({
     description:
-      "PostgreSQL, with the audit file and `fsync`: single-row writes (create, update, delete, upsert, updateByField, deleteByField) and createMany commit their audit record in the same statement as the write, into `journal_table`, instead of waiting for a second fsync of the file; the record is appended to the file at once and its row removed once the file holds it on disk. Rows left by a crash are appended to the file (marked `recovered`) when the daemon starts. Off: every write waits for the file's fsync. See docs/security.md, Audit."
+      "PostgreSQL, with the audit file and `fsync`: single-row writes (create, update, delete, upsert, updateByField, deleteByField) and createMany commit their audit record in the same statement as the write, into `journal_table`, instead of waiting for a second fsync of the file; the record is appended to the file without waiting for the disk (with the records of the next 5 ms) and its row removed once the file holds it on disk. Rows left by a crash are appended to the file (marked `recovered`) when the daemon starts. Off: every write waits for the file's fsync. See docs/security.md, Audit."
   }),
   journal_table: opt(
     NonEmpty.pipe(Schema.pattern(/^[a-z][a-z0-9_]{0,62}$/, { message: () => "a snake_case table name" })),
