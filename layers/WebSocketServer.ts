@@ -372,12 +372,11 @@ export const layer = Layer.scoped(
       }
       const run = (frame: string) => {
         inFlight++
-        const fiber = runRequest(handler.handle(conn, frame))
+        const fiber = runRequest(handler.serve(conn, frame, send))
         fibers.add(fiber)
-        fiber.addObserver((exit) => {
+        fiber.addObserver(() => {
           fibers.delete(fiber)
           inFlight--
-          if (exit._tag === "Success") send(exit.value)
           const next = waiting.shift()
           if (next !== undefined) run(next)
           else if (ws.isPaused) ws.resume()

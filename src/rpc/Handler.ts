@@ -70,6 +70,12 @@ export interface RpcHandlerShape {
   /** Answers one text frame; never fails. */
   readonly handle: (conn: Connection, frame: string) => Effect.Effect<string>
   /**
+   * Answers one text frame through `answer`, called once, as soon as the answer may leave: a
+   * record nobody waits for (a read's, a write's whose journal row committed with it) and the
+   * request's metrics are made after it. Never fails.
+   */
+  readonly serve: (conn: Connection, frame: string, answer: (text: string) => void) => Effect.Effect<void>
+  /**
    * Checks credentials presented when the connection was opened (at the HTTP upgrade) and, when
    * they are accepted, binds them to the connection as `authenticate` does: later frames may omit
    * `auth`, and the credentials are still checked on each of them. Audited as operation `connect`.
@@ -271,19 +277,32 @@ export const make = Effect.gen(function* () {
     return known !== undefined ? authorized(known) : Effect.flatMap(authSpan(auth.authenticate(creds, conn.remoteAddress)), authorized)
   }
 
-  const handle = (conn: Connection, frame: string): Effect.Effect<string> => {
+  const serve = (conn: Connection, frame: string, answerWith: (text: string) => void): Effect.Effect<void> => {
+    let sent = false
+    /** Answers once; `text` is evaluated only for the answer that leaves. */
+    const answer = (text: () => string) => {
+      if (sent) return
+      answerWith(text())
+      sent = true
+    }
     const decoded = decodeFrame(frame)
-    if (isRejected(decoded)) return Effect.succeed(encodeError(decoded.id, toWireError(decoded.error)))
+    if (isRejected(decoded)) return Effect.sync(() => answer(() => encodeError(decoded.id, toWireError(decoded.error))))
     const req = decoded
     const started = performance.now()
     let principal: Principal | undefined
     let journal: JournalEntry | undefined
-    const finish = (exit: Exit.Exit<Outcome, RequestError>, traceId: string | undefined): Effect.Effect<string> => {
+    const finish = (exit: Exit.Exit<Outcome, RequestError>, traceId: string | undefined): Effect.Effect<void> => {
       const error = Exit.isSuccess(exit) ? undefined : asRequestError(exit.cause)
       const wire = error === undefined ? undefined : toWireError(error)
       const outcome = Exit.isSuccess(exit) ? exit.value : undefined
       const target = error === undefined ? undefined : targetOf(req)
       const elapsedMs = performance.now() - started
+      const durable = error === undefined && WriteMethods.has(req.method)
+      const text = () => (outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!))
+      // A record whose journal row committed with the write is durable already (no fsync to wait for).
+      const committed = journal?.committed === true
+      // Nothing waits for this record: the answer leaves first, and what follows runs in the same tick.
+      if (!durable || committed) answer(text)
       const record: AuditRecord = {
         timestamp: new Date().toISOString(),
         replica,
@@ -321,15 +340,12 @@ export const make = Effect.gen(function* () {
         const entity = registry.entities.has(record.entity) ? record.entity : "unknown"
         entityCounter(`${entity} ${req.method} ${error === undefined ? "success" : "error"}`).unsafeUpdate(1, [])
       }
-      const durable = error === undefined && WriteMethods.has(req.method)
-      const answer = () => (outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!))
-      // A record whose journal row committed with the write is durable already (no fsync to wait for).
-      const recorded = Effect.matchEffect(audit.record(record, durable, journal?.committed === true ? journal.key : undefined), {
-        onSuccess: () => Effect.sync(answer),
+      const recorded = Effect.matchEffect(audit.record(record, durable, committed ? journal!.key : undefined), {
+        onSuccess: () => Effect.sync(() => answer(text)),
         onFailure: (e) =>
           Effect.map(Effect.logError("audit record could not be written", e.reason), () =>
             // A write that cannot be recorded is not acknowledged (fail closed).
-            durable ? encodeError(req.id, toWireError(e)) : answer()
+            answer(durable && !committed ? () => encodeError(req.id, toWireError(e)) : text)
           )
       })
       return error?._tag === "Internal" ? Effect.zipRight(Effect.logError("request failed unexpectedly", error.cause), recorded) : recorded
@@ -363,7 +379,19 @@ export const make = Effect.gen(function* () {
         )
       : requestTrace((traceId) => Effect.flatMap(run, (exit) => finish(exit, traceId)), caller)
     return Effect.catchAllDefect(answered, (defect) =>
-      Effect.logError("answer could not be encoded", defect).pipe(Effect.as(encodeError(req.id, toWireError(new Internal({})))))
+      Effect.logError("answer could not be encoded", defect).pipe(
+        Effect.map(() => answer(() => encodeError(req.id, toWireError(new Internal({})))))
+      )
+    )
+  }
+
+  const handle = (conn: Connection, frame: string): Effect.Effect<string> => {
+    let text = ""
+    return Effect.map(
+      serve(conn, frame, (t) => {
+        text = t
+      }),
+      () => text
     )
   }
 
@@ -404,5 +432,5 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  return { handle, authenticateConnection } satisfies RpcHandlerShape
+  return { handle, serve, authenticateConnection } satisfies RpcHandlerShape
 })
