@@ -42,7 +42,15 @@ const SQL_DATETIME = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(Z|[+
  * A stored date-time → ISO-8601 UTC. Besides Dates and ISO text, what other writers leave in a
  * column: integer milliseconds since the epoch (Prisma on SQLite) and "YYYY-MM-DD HH:MM:SS" (UTC).
  */
+/**
+ * ISO-8601 UTC with milliseconds, as `Date.prototype.toISOString` prints it (layers/db/Pg.ts reads
+ * timestamptz so), on a day and hour a Date keeps as they are: it would turn "02-30" into "03-02"
+ * and "T24:00" into the next day, so those still go through a Date.
+ */
+const CANONICAL_INSTANT = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/
+
 const toDate = (raw: unknown): string => {
+  if (typeof raw === "string" && raw.length === 24 && CANONICAL_INSTANT.test(raw)) return raw
   let d: Date
   if (raw instanceof Date) d = raw
   else if (typeof raw === "number" || typeof raw === "bigint" || (typeof raw === "string" && /^-?\d+$/.test(raw))) d = new Date(Number(raw))
