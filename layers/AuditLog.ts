@@ -87,6 +87,8 @@ export class FileSink {
   private size = 0
   private day = ""
   private queue: Array<Pending> = []
+  /** Whether the queue holds an append somebody waits for (it goes out at once). */
+  private urgent = false
   /** Lines written since the last fdatasync (reads' records wait for the next one). */
   private unsynced = false
   private retained: Array<string> = []
@@ -158,6 +160,7 @@ export class FileSink {
   append(line: string): Promise<void> {
     return new Promise((resolve, reject) => {
       this.queue.push({ line, sync: true, done: [(e) => (e === undefined ? resolve() : reject(e))] })
+      this.urgent = true
       this.kick()
     })
   }
@@ -177,6 +180,7 @@ export class FileSink {
   flush(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.queue.push({ line: "", sync: true, done: [(e) => (e === undefined ? resolve() : reject(e))] })
+      this.urgent = true
       this.kick()
     })
   }
@@ -190,6 +194,7 @@ export class FileSink {
       while (this.queue.length > 0) {
         const batch = this.queue
         this.queue = []
+        this.urgent = false
         const lines = [...this.retained, ...batch.map((p) => p.line).filter((l) => l !== "")]
         let error: Error | undefined
         try {
@@ -206,8 +211,16 @@ export class FileSink {
           this.healthy = false
         }
         for (const p of batch) for (const d of p.done) d(error)
+        // Lines nobody waits for that came during the write wait for the next LATER_MS too:
+        // written at once, they made one write(2) per few reads under load, each ~20 µs of the
+        // event loop's time to hand to the thread pool on this machine (8 % of a read's CPU).
+        if (!this.urgent) break
       }
       this.flushing = false
+      if (this.queue.length > 0 && this.later === undefined) {
+        this.later = setTimeout(() => this.kick(), LATER_MS)
+        this.later.unref()
+      }
     })()
   }
 
