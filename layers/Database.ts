@@ -94,6 +94,12 @@ export const queryVia =
       (r) => r.rows as ReadonlyArray<A>
     )
 
+/** `DatabaseShape.queryCompiled`: the direct path's rows. */
+const queryCompiledVia =
+  (pooled: NonNullable<PooledQuery["Type"]["run"]>): NonNullable<DatabaseShape["queryCompiled"]> =>
+  <A extends object>(text: string, params: ReadonlyArray<unknown>) =>
+    Effect.map(pooled(text, params), (r) => r.rows as ReadonlyArray<A>)
+
 /** `DatabaseShape.execute`, routed as `routed` says. */
 export const executeVia =
   (pooled: PooledQuery["Type"]["run"]): DatabaseShape["execute"] =>
@@ -152,6 +158,7 @@ export const layer = Layer.unwrapEffect(
           ping,
           query: queryVia(pooled.run),
           execute: executeVia(pooled.run),
+          ...(pooled.run === undefined ? {} : { queryCompiled: queryCompiledVia(pooled.run) }),
           ...(pooled.stats === undefined ? {} : { poolStats: pooled.stats })
         }
       })

@@ -24,7 +24,7 @@ import { classify, toRequestError } from "./DbErrors.js"
 import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
 import { currentJournal, type JournalEntry } from "./Journal.js"
 import { admitsNewRecord, touchesFilter } from "./WritePlan.js"
-import { defaultRetrySettings, type RetrySettings, withRetry } from "./Retry.js"
+import { defaultRetrySettings, type RetrySettings, retryOutsideTransaction, withRetry } from "./Retry.js"
 
 /** What the access decision allows: the rows (a filter added to every statement) and fields. */
 export interface Access {
@@ -533,23 +533,22 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     sql`${journalInto(sql, entry)} VALUES (${entry.key}, ${entry.replica}, ${id === null ? null : String(id)}, ${entry.record})`
 
   const readStatements = new WeakMap<Access, Map<EntityDef, ReadStatement>>()
-  /** A read by id's statement: compiled once per decision and entity, then only the id changes. */
-  const readStatement = (entity: EntityDef, id: unknown, access: Access): Statement.Statement<Row> => {
+  /** A read by id's statement (text and parameters): compiled once per decision and entity, then only the id changes. */
+  const readStatement = (entity: EntityDef, id: unknown, access: Access): readonly [string, ReadonlyArray<unknown>] => {
     let byEntity = readStatements.get(access)
     const known = byEntity?.get(entity)
     if (known !== undefined && typeof id === known.idType) {
       const params = known.params.slice()
       params[0] = id
-      return sql.unsafe<Row>(known.text, params)
+      return [known.text, params]
     }
-    const statement = selectWhere(db, entity, access, byPk(entity, id))
-    const [text, params] = statement.compile()
+    const [text, params] = selectWhere(db, entity, access, byPk(entity, id)).compile()
     // The key's parameter comes first (`byPk` leads the WHERE); kept only when it is the id itself.
     if (params[0] === id) {
       if (byEntity === undefined) readStatements.set(access, (byEntity = new Map()))
       byEntity.set(entity, { text, params, idType: typeof id })
     }
-    return statement
+    return [text, params]
   }
 
   /** PostgreSQL, `performance.read_batch`: the reads of one lane (entity and decision) as one statement for their ids. */
@@ -569,30 +568,37 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   }
   const rowsOf = (statement: Statement.Statement<Row>) => retryRead(db.query(statement))
   const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
-  /** A read by id, coalesced with others of its lane when batching is on and no transaction is open. */
+  /** Reads known to run outside a transaction: no second look for one on the way (the direct path). */
+  const retryReadOutside = retryOutsideTransaction(settings, "read")
+  const direct = db.queryCompiled
+  /**
+   * A read by id. Outside a transaction, on the adapter's direct path (PostgreSQL) and coalesced
+   * with others of its lane when batching is on; inside one, on the transaction's connection.
+   */
   const readRow = (entity: EntityDef, id: unknown, access: Access): Effect.Effect<Row | undefined, SqlError> => {
-    const single = Effect.map(rowsOf(readStatement(entity, id, access)), firstRow)
-    if (batch === undefined) return single
-    const lane = readStatements.get(access)?.get(entity)
+    const [text, params] = readStatement(entity, id, access)
+    const inTransaction = Effect.map(rowsOf(sql.unsafe<Row>(text, params)), firstRow)
+    if (direct === undefined) return inTransaction
+    const lane = batch === undefined ? undefined : readStatements.get(access)?.get(entity)
     const many = lane === undefined ? undefined : manyOf(entity, access, lane)
-    if (lane === undefined || many === undefined) return single
     const pk = entity.primaryKey.column
-    return Effect.withFiberRuntime((fiber) =>
-      Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)._tag === "Some"
-        ? single
-        : batch.read(
-            lane,
-            id,
-            String(id),
-            single,
-            (ids) => {
-              const params = many.params.slice()
-              params[0] = ids
-              return Effect.map(rowsOf(sql.unsafe<Row>(many.text, params)), (rows) => new Map(rows.map((r) => [String(r[pk]), r])))
-            },
-            undefined
-          )
-    )
+    return Effect.withFiberRuntime((fiber) => {
+      if (Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)._tag === "Some") return inTransaction
+      const single = retryReadOutside(Effect.map(direct<Row>(text, params), firstRow))
+      if (batch === undefined || lane === undefined || many === undefined) return single
+      return batch.read(
+        lane,
+        id,
+        String(id),
+        single,
+        (ids) => {
+          const manyParams = many.params.slice()
+          manyParams[0] = ids
+          return retryReadOutside(Effect.map(direct<Row>(many.text, manyParams), (rows) => new Map(rows.map((r) => [String(r[pk]), r]))))
+        },
+        undefined
+      )
+    })
   }
 
   const read = (entity: EntityDef, rawId: unknown, access: Access): Effect.Effect<WireRecord, RequestError> => {

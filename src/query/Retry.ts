@@ -130,6 +130,12 @@ export const withRetry =
           outer._tag === "Some" ? self : retried(settings, unit, self)
         )
 
+/** `withRetry` for an effect known to run outside any transaction (no look for one). */
+export const retryOutsideTransaction =
+  (settings: RetrySettings, unit: Unit) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    settings.max_retries <= 0 ? self : retried(settings, unit, self)
+
 /**
  * The first try runs bare: `Effect.retry` builds its schedule driver and state for every call,
  * which cost about 25 µs per query on the request path (bench/handler-micro.ts) although almost

@@ -27,6 +27,12 @@ export interface DatabaseShape {
    * by the same path as `query`.
    */
   readonly execute: (statement: Statement<unknown>) => Effect.Effect<number, SqlError>
+  /**
+   * The direct path itself, for a statement compiled already (text and parameters) that the
+   * caller knows runs outside any transaction; absent when the adapter has none (only PostgreSQL
+   * has one).
+   */
+  readonly queryCompiled?: <A extends object>(text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<A>, SqlError>
   /** The connection pool's counts, for the metrics (adapters with a pool: PostgreSQL, MySQL). */
   readonly poolStats?: () => PoolStats
 }

@@ -67,7 +67,17 @@ describe.skipIf(await skipDialect("postgresql"))("postgresql: reads by id coales
         Effect.suspend(() => {
           texts.push(statement.compile()[0])
           return database.query(statement)
-        })
+        }),
+      // Reads outside a transaction take the direct path with their statement compiled already.
+      ...(database.queryCompiled === undefined
+        ? {}
+        : {
+            queryCompiled: <A extends object>(text: string, params: ReadonlyArray<unknown>) =>
+              Effect.suspend(() => {
+                texts.push(text)
+                return database.queryCompiled!<A>(text, params)
+              })
+          })
     }
     return { repo: makeRepository(counted, rt.runSync(EntityRegistry), { readBatch }), texts }
   }
