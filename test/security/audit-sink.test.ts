@@ -2,7 +2,7 @@
  * FileSink (layers/AuditLog.ts) on its own, with an injected clock: rotation by size and at a
  * UTC day change, retention by count and by age, group commit (counted fdatasync calls and
  * write batches, not timings), and retry of retained records after a failure. node:fs is the
- * real module; the mock only counts `write`/`fdatasync` calls, can hold an fdatasync open, and
+ * real module; the mock only counts `writeSync`/`fdatasync` calls, can hold an fdatasync open, and
  * can make writes fail with ENOSPC on demand.
  */
 import * as fs from "node:fs"
@@ -28,29 +28,14 @@ const ctl = vi.hoisted(() => ({
 
 vi.mock("node:fs", async (importOriginal) => {
   const real = await importOriginal<typeof import("node:fs")>()
-  type Cb = (err: NodeJS.ErrnoException | null, ...rest: Array<unknown>) => void
-  const write = (...args: Array<unknown>) => {
+  // The sink writes with writeSync(fd, buffer, offset, length) and waits only for fdatasync.
+  const writeSync = (fd: number, buffer: Buffer, offset: number, length: number) => {
     ctl.writes++
-    const cb = args[args.length - 1] as Cb
     const failNow = ctl.failAfterCalls !== undefined && ctl.failAfterCalls-- <= 0
     if (ctl.failWrites || failNow) {
-      const err: NodeJS.ErrnoException = Object.assign(new Error("ENOSPC: no space left on device, write"), {
-        code: "ENOSPC",
-        errno: -28,
-        syscall: "write"
-      })
-      return void setImmediate(() => cb(err))
+      throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", errno: -28, syscall: "write" })
     }
-    if (ctl.maxWriteBytes !== undefined) {
-      const data = args[1]
-      const whole =
-        typeof data === "string"
-          ? Buffer.from(data, "utf8")
-          : (data as Buffer).subarray(args[2] as number, (args[2] as number) + (args[3] as number))
-      const part = whole.subarray(0, ctl.maxWriteBytes)
-      return real.write(args[0] as number, part, 0, part.length, null, (err, n) => cb(err, n, part))
-    }
-    return (real.write as unknown as (...a: Array<unknown>) => void)(...args)
+    return real.writeSync(fd, buffer, offset, ctl.maxWriteBytes === undefined ? length : Math.min(length, ctl.maxWriteBytes))
   }
   const fdatasync = (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
     ctl.fdatasyncs++
@@ -59,7 +44,7 @@ vi.mock("node:fs", async (importOriginal) => {
     if (held === undefined) return real.fdatasync(fd, cb)
     void held.then(() => real.fdatasync(fd, cb))
   }
-  const patched = { ...real, write, fdatasync }
+  const patched = { ...real, writeSync, fdatasync }
   return { ...patched, default: patched }
 })
 
