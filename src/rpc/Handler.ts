@@ -215,7 +215,10 @@ export const make = Effect.gen(function* () {
     setJournal: (e: JournalEntry) => void
   ): Effect.Effect<Outcome, RequestError> => {
     const live = method === "subscribe" || method === "unsubscribe" ? liveOf(conn, principal, creds) : undefined
-    const ctx: MethodContext = { principal, registry, repo, acl, config, db, cache, ...(live === undefined ? {} : { live }) }
+    const ctx: MethodContext =
+      live === undefined
+        ? { principal, registry, repo, acl, config, db, cache }
+        : { principal, registry, repo, acl, config, db, cache, live }
     const entry = journalOf(conn, req, method, principal)
     if (entry !== undefined) setJournal(entry)
     const run = entry === undefined ? runMethod(ctx, method, req.params) : journaling(runMethod(ctx, method, req.params), entry)
@@ -303,28 +306,31 @@ export const make = Effect.gen(function* () {
       const committed = journal?.committed === true
       // Nothing waits for this record: the answer leaves first, and what follows runs in the same tick.
       if (!durable || committed) answer(text)
-      const record: AuditRecord = {
+      const recordIds = outcome !== undefined ? outcome.recordIds : target === undefined ? undefined : [target]
+      const failed = error !== undefined && wire !== undefined
+      // One literal with every key in the documented order, absent ones undefined (JSON leaves them
+      // out): a spread of a conditional object per optional field made short-lived objects and a
+      // new shape on every request.
+      const draft: { readonly [K in keyof AuditRecord]-?: AuditRecord[K] | undefined } = {
         timestamp: new Date().toISOString(),
         replica,
         requestId: req.id,
-        ...(traceId === undefined ? {} : { traceId }),
+        traceId,
         userId: principal?.userId ?? null,
         role: principal?.role ?? null,
         operation: req.method,
         entity: outcome?.entity ?? (req.method === "unsubscribe" ? null : entityNameOf(req.params)),
-        ...(outcome !== undefined
-          ? outcome.recordIds === undefined
-            ? {}
-            : { recordIds: outcome.recordIds }
-          : target === undefined
-            ? {}
-            : { recordIds: [target] }),
+        recordIds,
         success: error === undefined,
-        ...(error === undefined || wire === undefined ? {} : { errorCode: wire.code, error: errorName(error) }),
-        ...(wire?.details === undefined ? {} : { details: wire.details }),
+        errorCode: failed ? wire.code : undefined,
+        error: failed ? errorName(error) : undefined,
+        details: wire?.details,
         durationMs: Math.round(elapsedMs * 1000) / 1000,
-        remoteAddress: conn.remoteAddress
+        remoteAddress: conn.remoteAddress,
+        recovered: undefined,
+        summarized: undefined
       }
+      const record = draft as AuditRecord
       const metrics = metricsOf(req.method)
       ;(error === undefined ? metrics.success : metrics.error).unsafeUpdate(1, [])
       metrics.duration.unsafeUpdate(elapsedMs / 1000, [])
