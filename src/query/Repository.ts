@@ -525,14 +525,11 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
    * PostgreSQL from the row a sub-select locks (`updateLocked`); on SQLite, whose RETURNING cannot
    * name the FROM clause, the row is read first in the same transaction.
    */
-  const updateOne = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access, capture: boolean) =>
-    Effect.gen(function* () {
-      const pk = entity.primaryKey
-      const readable = selected(entity, access.readable)
-      let row: Row | undefined
-      let before: Row | undefined
-      if (!capture) {
-        const entry = yield* journalEntry
+  const updateOne = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access, capture: boolean) => {
+    const readable = selected(entity, access.readable)
+    if (!capture) {
+      // The most frequent update: a chain of plain steps (no generator, docs/architecture.md "The hot path").
+      return Effect.flatMap(journalEntry, (entry) => {
         const shape = byKeyShape(where)
         const build = () =>
           sql<Row>`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${returning(entity, readable)}`
@@ -546,8 +543,21 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
                 entry,
                 build
               )
-        row = (yield* runOne(write, entry, writeError(entity, [values])))[0]
-      } else if (dialect === "pg") {
+        return Effect.flatMap(runOne(write, entry, writeError(entity, [values])), (rows) => {
+          const row = rows[0]
+          if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+          return Effect.as(
+            note(entity, [{ op: "update", id: String(row[KEY]) }]),
+            decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+          )
+        })
+      })
+    }
+    return Effect.gen(function* () {
+      const pk = entity.primaryKey
+      let row: Row | undefined
+      let before: Row | undefined
+      if (dialect === "pg") {
         const entry = yield* journalEntry
         const write = updateLocked(entity, fields, compileFilter(sql, dialect, and(where, access.rowFilter)), [
           returning(entity, readable, "t"),
@@ -579,12 +589,12 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       ])
       return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
     })
+  }
 
   /** A delete of at most one row as one statement, RETURNING the before image (PostgreSQL: with its journal row). */
   const deleteOne = (entity: EntityDef, where: FilterNode, access: Access, capture: boolean) =>
-    Effect.gen(function* () {
+    Effect.flatMap(journalEntry, (entry) => {
       const pk = entity.primaryKey
-      const entry = yield* journalEntry
       const build = () =>
         sql<Row>`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${sql.join(", ", false)([...lockedColumns(entity, capture).map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
       const shape = byKeyShape(where)
@@ -598,10 +608,11 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
               entry,
               build
             )
-      const row = (yield* runOne(write, entry, writeError(entity, [])))[0]
-      if (row === undefined) return yield* new NotFound({ entity: entity.name })
-      yield* note(entity, [beforeOf("delete", entity, row, capture)])
-      return true as const
+      return Effect.flatMap(runOne(write, entry, writeError(entity, [])), (rows) => {
+        const row = rows[0]
+        if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+        return Effect.as(note(entity, [beforeOf("delete", entity, row, capture)]), true as const)
+      })
     })
 
   /**
@@ -609,8 +620,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
    * journal row), when the row filter is decided before any I/O (none, or `admitsNewRecord`).
    */
   const createOne = (entity: EntityDef, record: Values, values: Values, access: Access) =>
-    Effect.gen(function* () {
-      const entry = yield* journalEntry
+    Effect.flatMap(journalEntry, (entry) => {
       const readable = selected(entity, access.readable)
       const write = shapedWrite(
         access,
@@ -619,10 +629,14 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         entry,
         () => sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${returning(entity, readable)}`
       )
-      const row = (yield* runOne(write, entry, writeError(entity, [values])))[0]
-      if (row === undefined) return yield* new NotFound({ entity: entity.name })
-      yield* note(entity, [{ op: "create", id: String(row[KEY]) }])
-      return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+      return Effect.flatMap(runOne(write, entry, writeError(entity, [values])), (rows) => {
+        const row = rows[0]
+        if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+        return Effect.as(
+          note(entity, [{ op: "create", id: String(row[KEY]) }]),
+          decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+        )
+      })
     })
 
   /** Notes the rows a many-row write changed (ids; before images when captured) and answers how many. */
@@ -715,11 +729,19 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   }
 
   const create = (entity: EntityDef, values: Values, access: Access) =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const record = completeForCreate(entity, values, new Date())
+      const decided = isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)
+      // PostgreSQL and SQLite: no generator on the way to the one statement (docs/architecture.md "The hot path").
+      if (decided && returns) return createOne(entity, record, values, access)
+      return createWith(entity, record, values, access, decided)
+    })
+
+  /** A create off the one-statement path's fast way in: MariaDB's RETURNING asked first, or the row filter decided by the database. */
+  const createWith = (entity: EntityDef, record: Values, values: Values, access: Access, decided: boolean) =>
+    Effect.gen(function* () {
       const pk = entity.primaryKey
-      if ((isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)) && (yield* insertDeleteReturn))
-        return yield* createOne(entity, record, values, access)
+      if (decided && (yield* insertDeleteReturn)) return yield* createOne(entity, record, values, access)
       // The key: made here, or assigned by the database as the row is inserted.
       const insert: Effect.Effect<unknown, SqlError> =
         pk.autoIncrement === true ? insertReturningKey(db, entity, record) : Effect.as(insertRows(db, entity, [record]), record.get(pk))
@@ -809,12 +831,18 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
 
   /** Updates the row with this primary key if the row filter admits it; 404 otherwise. */
   const updateWhere = (entity: EntityDef, where: FilterNode, values: Values, access: Access) =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const fields = completeForUpdate(entity, values, new Date())
+      if (returns && !touchesFilter(access.rowFilter, fields.keys()))
+        return Effect.flatMap(capturing, (capture) => updateOne(entity, where, fields, values, access, capture))
+      return updateLocking(entity, where, fields, values, access)
+    })
+
+  /** An update whose post-condition needs its own statement, or off PostgreSQL and SQLite: the row locked first, in a transaction. */
+  const updateLocking = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access) =>
+    Effect.gen(function* () {
       const pk = entity.primaryKey
       const capture = yield* capturing
-      if (returns && !touchesFilter(access.rowFilter, fields.keys()))
-        return yield* updateOne(entity, where, fields, values, access, capture)
       const entry = yield* journalEntry
       const found = yield* sql
         .withTransaction(
@@ -843,6 +871,10 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   }
 
   const deleteWhere = (entity: EntityDef, where: FilterNode, access: Access) =>
+    returns ? Effect.flatMap(capturing, (capture) => deleteOne(entity, where, access, capture)) : deleteLocking(entity, where, access)
+
+  /** A delete off PostgreSQL and SQLite: one statement where MariaDB has RETURNING, else the row locked first. */
+  const deleteLocking = (entity: EntityDef, where: FilterNode, access: Access) =>
     Effect.gen(function* () {
       const pk = entity.primaryKey
       const capture = yield* capturing
