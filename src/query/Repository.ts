@@ -459,8 +459,8 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
    * operation, entity, written columns and journal. A shape's parameters are the request's own
    * values first (`head`: the written values, the key), the row filter's (the same for every
    * request of the decision), then the journal entry's. Building the statement through
-   * @effect/sql's fragments and compiling it took about a fifth of the daemon's own CPU per create
-   * (bench/write-ab.ts, AB_PROFILE=1); the same text also keeps layers/db/Pg.ts's name look-up cheap.
+   * @effect/sql's fragments and compiling it took some 60–75 µs of CPU per create in a profile under
+   * load (bench/write-ab.ts, AB_PROFILE=1); the same text also keeps layers/db/Pg.ts's name look-up cheap.
    */
   const writeShapes = new WeakMap<FilterNode, WeakMap<ReadonlyArray<FieldDef>, Map<string, WriteShape | null>>>()
   /**
