@@ -392,7 +392,9 @@ const startJournal = (sink: FileSink, table: string, replica: string, maxRecordB
     const deleteRows = (keys: ReadonlyArray<string>) =>
       Effect.forEach(
         Array.from({ length: Math.ceil(keys.length / JOURNAL_CHUNK) }, (_, i) => keys.slice(i * JOURNAL_CHUNK, (i + 1) * JOURNAL_CHUNK)),
-        (chunk) => sql`DELETE FROM ${sql(table)} WHERE ${sql.in("key", chunk)}`,
+        // One array parameter: one statement text whatever the number of keys (prepared once per
+        // connection, layers/db/Pg.ts), where an IN list was a new text, parsed and planned, per count.
+        (chunk) => sql`DELETE FROM ${sql(table)} WHERE ${sql("key")} = ANY(${chunk})`,
         { discard: true }
       )
     const recovered = yield* sql

@@ -339,6 +339,33 @@ const KEY = "dbal__key"
 /** Prefix of the before image's columns in an update's answer. */
 const OLD = "dbal__old__"
 
+/** Shapes of one-statement writes kept per access decision (bounded: an update's shape names its written columns). */
+const MAX_WRITE_SHAPES = 64
+
+/** A one-statement write compiled once (Repository's `shapedWrite`): its text and the row filter's parameters. */
+interface WriteShape {
+  readonly text: string
+  readonly constants: ReadonlyArray<unknown>
+}
+
+/** The columns of written values, in their order, as a shape's key names them. */
+const columnsKey = (fields: Iterable<FieldDef>): string => {
+  let key = ""
+  for (const f of fields) key += `${f.column},`
+  return key
+}
+
+/** A new record's values in the order its INSERT binds them (`insertStatement`: every inserted field, null when unset). */
+const insertedValues = (entity: EntityDef, record: Values): Values => {
+  const out: Values = new Map()
+  for (const f of insertedFields(entity)) out.set(f, record.get(f) ?? null)
+  return out
+}
+
+/** A one-statement write's WHERE as a shape names it: equality on one field (the key, or upsert's unique field), first. */
+const byKeyShape = (where: FilterNode): { readonly field: FieldDef; readonly value: unknown } | undefined =>
+  where._tag === "Cmp" && where.op === "eq" && where.insensitive !== true ? { field: where.field, value: where.value } : undefined
+
 /** A one-statement write's answer row, split into the readable record's and the before image's columns. */
 const pickColumns = (row: Row, fields: ReadonlyArray<FieldDef>, prefix = ""): Row => {
   const out: Row = {}
@@ -419,13 +446,61 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       alias === undefined ? sql`${sql(entity.primaryKey.column)} AS ${sql(KEY)}` : aliased(sql, alias, entity.primaryKey, KEY)
     ])
 
-  /** Runs a one-statement write (with its journal row on PostgreSQL) and marks the journal entry committed. */
+  /** Written values as their statement binds them, in their order. */
+  const valuesOf = (values: Values): Array<unknown> => {
+    const out: Array<unknown> = []
+    for (const [f, v] of values) out.push(encodeValue(dialect, f, v))
+    return out
+  }
+
+  /**
+   * The one-statement writes' texts, compiled once per shape: per row filter and readable fields
+   * (objects of the access decision, which the Acl service keeps while it is in force), then per
+   * operation, entity, written columns and journal. A shape's parameters are the request's own
+   * values first (`head`: the written values, the key), the row filter's (the same for every
+   * request of the decision), then the journal entry's. Building the statement through
+   * @effect/sql's fragments and compiling it took some 60–75 µs of CPU per create in a profile under
+   * load (bench/write-ab.ts, AB_PROFILE=1); the same text also keeps layers/db/Pg.ts's name look-up cheap.
+   */
+  const writeShapes = new WeakMap<FilterNode, WeakMap<ReadonlyArray<FieldDef>, Map<string, WriteShape | null>>>()
+  /**
+   * A one-statement write with its journal row (`withJournal`): from its shape when known, else
+   * built by `build` and compiled, and its shape kept when the compiled parameters are `head`, then
+   * constants, then the journal's (checked, as `readStatement` checks the key's place). `key` must
+   * name everything the text depends on besides the access decision.
+   */
+  const shapedWrite = (
+    access: Access,
+    key: string,
+    head: ReadonlyArray<unknown>,
+    entry: JournalEntry | undefined,
+    build: () => Statement.Statement<Row>
+  ): Statement.Statement<Row> => {
+    const tail = entry === undefined ? [] : [entry.key, entry.replica, entry.record]
+    const fullKey = entry === undefined ? key : `${key} journal ${entry.table}`
+    let byReadable = writeShapes.get(access.rowFilter)
+    let byKey = byReadable?.get(access.readable)
+    const known = byKey?.get(fullKey)
+    if (known !== undefined && known !== null) return sql.unsafe<Row>(known.text, [...head, ...known.constants, ...tail])
+    const statement = sql<Row>`${withJournal(sql, build(), entry)}`
+    if (known === null) return statement
+    const [text, params] = statement.compile()
+    const constants = params.length - head.length - tail.length
+    const fits = constants >= 0 && head.every((v, i) => params[i] === v) && tail.every((v, i) => params[head.length + constants + i] === v)
+    if (byReadable === undefined) writeShapes.set(access.rowFilter, (byReadable = new WeakMap()))
+    if (byKey === undefined) byReadable.set(access.readable, (byKey = new Map()))
+    if (byKey.size < MAX_WRITE_SHAPES)
+      byKey.set(fullKey, fits ? { text, constants: params.slice(head.length, head.length + constants) } : null)
+    return statement
+  }
+
+  /** Runs a one-statement write (with its journal row on PostgreSQL: `shapedWrite`) and marks the journal entry committed. */
   const runOne = (
     write: Statement.Statement<Row>,
     entry: JournalEntry | undefined,
     onError: (e: SqlError) => Effect.Effect<never, RequestError>
   ) =>
-    db.query(sql<Row>`${withJournal(sql, write, entry)}`).pipe(
+    db.query(write).pipe(
       retryWrite,
       Effect.catchTag("SqlError", onError),
       Effect.tap((rows) => {
@@ -450,24 +525,48 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
    * PostgreSQL from the row a sub-select locks (`updateLocked`); on SQLite, whose RETURNING cannot
    * name the FROM clause, the row is read first in the same transaction.
    */
-  const updateOne = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access, capture: boolean) =>
-    Effect.gen(function* () {
+  const updateOne = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access, capture: boolean) => {
+    const readable = selected(entity, access.readable)
+    if (!capture) {
+      // The most frequent update: a chain of plain steps (no generator, docs/architecture.md "The hot path").
+      return Effect.flatMap(journalEntry, (entry) => {
+        const shape = byKeyShape(where)
+        const build = () =>
+          sql<Row>`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${returning(entity, readable)}`
+        const write =
+          shape === undefined
+            ? sql<Row>`${withJournal(sql, build(), entry)}`
+            : shapedWrite(
+                access,
+                `update ${entity.name} ${columnsKey(fields.keys())} where ${shape.field.column}`,
+                [...valuesOf(fields), encodeValue(dialect, shape.field, shape.value)],
+                entry,
+                build
+              )
+        return Effect.flatMap(runOne(write, entry, writeError(entity, [values])), (rows) => {
+          const row = rows[0]
+          if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+          return Effect.as(
+            note(entity, [{ op: "update", id: String(row[KEY]) }]),
+            decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+          )
+        })
+      })
+    }
+    return Effect.gen(function* () {
       const pk = entity.primaryKey
-      const readable = selected(entity, access.readable)
-      const cond = compileFilter(sql, dialect, and(where, access.rowFilter))
       let row: Row | undefined
       let before: Row | undefined
-      if (!capture) {
-        const write = sql<Row>`UPDATE ${sql(entity.table)} SET ${setClause(db, fields)} WHERE ${cond} RETURNING ${returning(entity, readable)}`
-        row = (yield* runOne(write, yield* journalEntry, writeError(entity, [values])))[0]
-      } else if (dialect === "pg") {
-        const write = updateLocked(entity, fields, cond, [
+      if (dialect === "pg") {
+        const entry = yield* journalEntry
+        const write = updateLocked(entity, fields, compileFilter(sql, dialect, and(where, access.rowFilter)), [
           returning(entity, readable, "t"),
           ...entity.exposed.map((f) => aliased(sql, "o", f, OLD + f.column))
         ])
-        row = (yield* runOne(write, yield* journalEntry, writeError(entity, [values])))[0]
+        row = (yield* runOne(sql<Row>`${withJournal(sql, write, entry)}`, entry, writeError(entity, [values])))[0]
         if (row !== undefined) before = pickColumns(row, entity.exposed, OLD)
       } else {
+        const cond = compileFilter(sql, dialect, and(where, access.rowFilter))
         const both = yield* sql
           .withTransaction(
             Effect.gen(function* () {
@@ -490,17 +589,30 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
       ])
       return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
     })
+  }
 
   /** A delete of at most one row as one statement, RETURNING the before image (PostgreSQL: with its journal row). */
   const deleteOne = (entity: EntityDef, where: FilterNode, access: Access, capture: boolean) =>
-    Effect.gen(function* () {
+    Effect.flatMap(journalEntry, (entry) => {
       const pk = entity.primaryKey
-      const entry = yield* journalEntry
-      const write = sql<Row>`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${sql.join(", ", false)([...lockedColumns(entity, capture).map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
-      const row = (yield* runOne(write, entry, writeError(entity, [])))[0]
-      if (row === undefined) return yield* new NotFound({ entity: entity.name })
-      yield* note(entity, [beforeOf("delete", entity, row, capture)])
-      return true as const
+      const build = () =>
+        sql<Row>`DELETE FROM ${sql(entity.table)} WHERE ${compileFilter(sql, dialect, and(where, access.rowFilter))} RETURNING ${sql.join(", ", false)([...lockedColumns(entity, capture).map((f) => sql`${sql(f.column)}`), sql`${sql(pk.column)} AS ${sql(KEY)}`])}`
+      const shape = byKeyShape(where)
+      const write =
+        shape === undefined
+          ? sql<Row>`${withJournal(sql, build(), entry)}`
+          : shapedWrite(
+              access,
+              `delete ${entity.name} ${capture ? "image" : "id"} where ${shape.field.column}`,
+              [encodeValue(dialect, shape.field, shape.value)],
+              entry,
+              build
+            )
+      return Effect.flatMap(runOne(write, entry, writeError(entity, [])), (rows) => {
+        const row = rows[0]
+        if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+        return Effect.as(note(entity, [beforeOf("delete", entity, row, capture)]), true as const)
+      })
     })
 
   /**
@@ -508,14 +620,23 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
    * journal row), when the row filter is decided before any I/O (none, or `admitsNewRecord`).
    */
   const createOne = (entity: EntityDef, record: Values, values: Values, access: Access) =>
-    Effect.gen(function* () {
-      const entry = yield* journalEntry
+    Effect.flatMap(journalEntry, (entry) => {
       const readable = selected(entity, access.readable)
-      const write = sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${returning(entity, readable)}`
-      const row = (yield* runOne(write, entry, writeError(entity, [values])))[0]
-      if (row === undefined) return yield* new NotFound({ entity: entity.name })
-      yield* note(entity, [{ op: "create", id: String(row[KEY]) }])
-      return decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+      const write = shapedWrite(
+        access,
+        `create ${entity.name}`,
+        valuesOf(insertedValues(entity, record)),
+        entry,
+        () => sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${returning(entity, readable)}`
+      )
+      return Effect.flatMap(runOne(write, entry, writeError(entity, [values])), (rows) => {
+        const row = rows[0]
+        if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+        return Effect.as(
+          note(entity, [{ op: "create", id: String(row[KEY]) }]),
+          decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+        )
+      })
     })
 
   /** Notes the rows a many-row write changed (ids; before images when captured) and answers how many. */
@@ -614,11 +735,19 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   }
 
   const create = (entity: EntityDef, values: Values, access: Access) =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const record = completeForCreate(entity, values, new Date())
+      const decided = isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)
+      // PostgreSQL and SQLite: no generator on the way to the one statement (docs/architecture.md "The hot path").
+      if (decided && returns) return createOne(entity, record, values, access)
+      return createWith(entity, record, values, access, decided)
+    })
+
+  /** A create off the one-statement path's fast way in: MariaDB's RETURNING asked first, or the row filter decided by the database. */
+  const createWith = (entity: EntityDef, record: Values, values: Values, access: Access, decided: boolean) =>
+    Effect.gen(function* () {
       const pk = entity.primaryKey
-      if ((isTrue(access.rowFilter) || admitsNewRecord(access.rowFilter, record)) && (yield* insertDeleteReturn))
-        return yield* createOne(entity, record, values, access)
+      if (decided && (yield* insertDeleteReturn)) return yield* createOne(entity, record, values, access)
       // The key: made here, or assigned by the database as the row is inserted.
       const insert: Effect.Effect<unknown, SqlError> =
         pk.autoIncrement === true ? insertReturningKey(db, entity, record) : Effect.as(insertRows(db, entity, [record]), record.get(pk))
@@ -708,12 +837,18 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
 
   /** Updates the row with this primary key if the row filter admits it; 404 otherwise. */
   const updateWhere = (entity: EntityDef, where: FilterNode, values: Values, access: Access) =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const fields = completeForUpdate(entity, values, new Date())
+      if (returns && !touchesFilter(access.rowFilter, fields.keys()))
+        return Effect.flatMap(capturing, (capture) => updateOne(entity, where, fields, values, access, capture))
+      return updateLocking(entity, where, fields, values, access)
+    })
+
+  /** An update whose post-condition needs its own statement, or off PostgreSQL and SQLite: the row locked first, in a transaction. */
+  const updateLocking = (entity: EntityDef, where: FilterNode, fields: Values, values: Values, access: Access) =>
+    Effect.gen(function* () {
       const pk = entity.primaryKey
       const capture = yield* capturing
-      if (returns && !touchesFilter(access.rowFilter, fields.keys()))
-        return yield* updateOne(entity, where, fields, values, access, capture)
       const entry = yield* journalEntry
       const found = yield* sql
         .withTransaction(
@@ -742,6 +877,10 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
   }
 
   const deleteWhere = (entity: EntityDef, where: FilterNode, access: Access) =>
+    returns ? Effect.flatMap(capturing, (capture) => deleteOne(entity, where, access, capture)) : deleteLocking(entity, where, access)
+
+  /** A delete off PostgreSQL and SQLite: one statement where MariaDB has RETURNING, else the row locked first. */
+  const deleteLocking = (entity: EntityDef, where: FilterNode, access: Access) =>
     Effect.gen(function* () {
       const pk = entity.primaryKey
       const capture = yield* capturing

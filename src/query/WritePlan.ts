@@ -5,7 +5,7 @@
  */
 import type { FieldDef } from "../entity/Model.js"
 import type { Values } from "../entity/Validate.js"
-import { wireOfValues } from "./Codec.js"
+import { type WireRecord, wireOfValues } from "./Codec.js"
 import type { FilterNode } from "./Filter.js"
 import { compileMatch } from "./FilterMatch.js"
 
@@ -30,7 +30,7 @@ export const filterFields = (node: FilterNode, into: Set<FieldDef> = new Set()):
  * write's post-condition needs no statement of its own.
  */
 export const touchesFilter = (rowFilter: FilterNode, written: Iterable<FieldDef>): boolean => {
-  const tested = filterFields(rowFilter)
+  const tested = planOf(rowFilter).tested
   if (tested.size === 0) return false
   for (const f of written) if (tested.has(f)) return true
   return false
@@ -69,7 +69,28 @@ const collationFree = (n: FilterNode): boolean => {
  * filter tests a value the database assigns, or a test whose answer depends on collation).
  */
 export const admitsNewRecord = (rowFilter: FilterNode, record: Values): boolean => {
-  if (!collationFree(rowFilter)) return false
-  for (const f of filterFields(rowFilter)) if (!record.has(f) || f.neverExpose) return false
-  return compileMatch(rowFilter)(wireOfValues(record, [...record.keys()])) === "T"
+  const plan = planOf(rowFilter)
+  if (plan.match === undefined) return false
+  for (const f of plan.testedList) if (!record.has(f) || f.neverExpose) return false
+  return plan.match(wireOfValues(record, plan.testedList)) === "T"
+}
+
+/** What these decisions need of a row filter, worked out once per filter (a decision's, kept while the rules are in force). */
+interface FilterPlan {
+  readonly tested: ReadonlySet<FieldDef>
+  readonly testedList: ReadonlyArray<FieldDef>
+  /** The in-memory test, when its answer is the database's (`collationFree`). */
+  readonly match: ((record: WireRecord) => ReturnType<ReturnType<typeof compileMatch>>) | undefined
+}
+
+const plans = new WeakMap<FilterNode, FilterPlan>()
+
+const planOf = (rowFilter: FilterNode): FilterPlan => {
+  let plan = plans.get(rowFilter)
+  if (plan === undefined) {
+    const tested = filterFields(rowFilter)
+    plan = { tested, testedList: [...tested], match: collationFree(rowFilter) ? compileMatch(rowFilter) : undefined }
+    plans.set(rowFilter, plan)
+  }
+  return plan
 }
