@@ -68,8 +68,16 @@ const collationFree = (n: FilterNode): boolean => {
  * it will be inserted): true when it surely does, false when the database must decide (the
  * filter tests a value the database assigns, or a test whose answer depends on collation).
  */
-export const admitsNewRecord = (rowFilter: FilterNode, record: Values): boolean => {
-  if (!collationFree(rowFilter)) return false
-  for (const f of filterFields(rowFilter)) if (!record.has(f) || f.neverExpose) return false
-  return compileMatch(rowFilter)(wireOfValues(record, [...record.keys()])) === "T"
+export const admitsNewRecord = (rowFilter: FilterNode, record: Values): boolean => newRecordAdmitter(rowFilter)(record)
+
+/**
+ * `admitsNewRecord` for one filter and many records (createMany): the filter's analysis and
+ * matcher made once, and each record's wire form made of the tested fields only.
+ */
+export const newRecordAdmitter = (rowFilter: FilterNode): ((record: Values) => boolean) => {
+  if (!collationFree(rowFilter)) return () => false
+  const tested = [...filterFields(rowFilter)]
+  if (tested.some((f) => f.neverExpose)) return () => false
+  const match = compileMatch(rowFilter)
+  return (record) => tested.every((f) => record.has(f)) && match(wireOfValues(record, tested)) === "T"
 }
