@@ -8,10 +8,12 @@
  * session user whose rule has a row filter (isActive: true), rate limit on, the audit file with
  * fsync and the journal. Each round runs, per side in alternating order, BULK_ITER createMany(100)
  * one at a time, then deletes the side's rows and vacuums the table (outside the timing). Prints
- * each round's p50 and the medians, and each daemon's p50 over raw pg's.
+ * each round's p50 and the serving process's CPU time per createMany (/proc/<pid>/stat; less
+ * sensitive to a busy machine than the latency), and their medians with each p50 over raw pg's.
  *
  *   npx tsx bench/bulk-ab.ts [folder...]
- *   BULK_ROUNDS (6), BULK_ITER (60), BULK_WARMUP (100), BULK_PROFILE=1 (daemons under --cpu-prof
+ *   BULK_ROUNDS (6), BULK_ITER (60), BULK_WARMUP (100), BULK_FSYNC_<n>=0 (the n-th folder's daemon
+ *   without the audit file's fsync, hence without the journal: what they cost), BULK_PROFILE=1 (daemons under --cpu-prof
  *   into /tmp/bulk-ab-prof; then `npx tsx bench/profile.ts /tmp/bulk-ab-prof`)
  */
 import { execSync } from "node:child_process"
@@ -34,6 +36,15 @@ const folders = process.argv.length > 2 ? process.argv.slice(2).map((f) => path.
 const pct = (xs: ReadonlyArray<number>, p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!
 const median = (xs: ReadonlyArray<number>) => pct(xs, 50)
+/** utime + stime of a process, in µs. */
+const cpuOf = (pid: number | undefined) => {
+  if (pid === undefined) {
+    const u = process.cpuUsage()
+    return u.user + u.system
+  }
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6
+}
 
 const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {
   const a = await c.call(method, params)
@@ -43,8 +54,12 @@ const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Pr
 
 interface Side {
   readonly name: string
+  /** The serving process (its CPU measured): the daemon's; undefined for raw pg (this process). */
+  readonly pid: number | undefined
   readonly insert: () => Promise<void>
   readonly p50: Array<number>
+  /** CPU time per createMany of the serving process, µs. */
+  readonly cpu: Array<number>
 }
 
 let seq = 0
@@ -68,18 +83,23 @@ try {
     console.log(`compiling ${folder} ...`)
     execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(build)}`, { cwd: folder, stdio: "inherit" })
     const entry = `import(${JSON.stringify(`file://${path.join(build, "app", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`
-    const d = await startDaemon([`--config=${writeBenchDaemonConfig({ db, dir: path.join(dir, `d${i}`), rulesFile, pool: POOL })}`], {
-      command: [
-        process.execPath,
-        "--max-semi-space-size=4",
-        ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/bulk-ab-prof"] : []),
-        "--input-type=module",
-        "-e",
-        entry,
-        "--"
+    const d = await startDaemon(
+      [
+        `--config=${writeBenchDaemonConfig({ db, dir: path.join(dir, `d${i}`), rulesFile, pool: POOL, auditFsync: process.env[`BULK_FSYNC_${i}`] !== "0" })}`
       ],
-      timeoutMs: 60_000
-    })
+      {
+        command: [
+          process.execPath,
+          "--max-semi-space-size=4",
+          ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/bulk-ab-prof"] : []),
+          "--input-type=module",
+          "-e",
+          entry,
+          "--"
+        ],
+        timeoutMs: 60_000
+      }
+    )
     cleanups.push(() => d.stop())
     daemons.push({ name: `daemon${i} ${path.basename(folder)}`, daemon: d })
   }
@@ -142,13 +162,15 @@ try {
     })
     if (r.rowCount !== 100) throw new Error(`raw INSERT inserted ${r.rowCount} rows`)
   }
-  const sides: Array<Side> = [{ name: "raw", insert: rawInsert, p50: [] }]
+  const sides: Array<Side> = [{ name: "raw", pid: undefined, insert: rawInsert, p50: [], cpu: [] }]
   for (const d of daemons) {
     const c = await connect(d.daemon.port)
     cleanups.push(() => c.close())
     await ok(c, "authenticate", [{ token, user_id: user.id }])
     sides.push({
       name: d.name,
+      pid: d.daemon.process.pid!,
+      cpu: [],
       insert: async () => {
         const n = await ok(c, "createMany", ["PageView", bulkItems()])
         if (n !== 100) throw new Error(`createMany answered ${JSON.stringify(n)}`)
@@ -162,31 +184,41 @@ try {
   }
   const batch = async (s: Side, n: number) => {
     const xs: Array<number> = []
+    const cpu0 = cpuOf(s.pid)
     for (let i = 0; i < n; i++) {
       const t = performance.now()
       await s.insert()
       xs.push((performance.now() - t) * 1000)
     }
+    const cpu = (cpuOf(s.pid) - cpu0) / n
     await removeBulkRows()
-    return median(xs)
+    return { p50: median(xs), cpu }
   }
 
   console.log(`warming up (${WARMUP} each) ...`)
   for (const s of sides) await batch(s, WARMUP)
   for (let r = 0; r < ROUNDS; r++) {
     const order = r % 2 === 0 ? sides : [...sides].reverse()
-    for (const s of order) s.p50.push(await batch(s, ITER))
-    console.log(`round ${r + 1}: ` + sides.map((s) => `${s.name} ${s.p50.at(-1)!.toFixed(0)} µs`).join(" | "))
+    for (const s of order) {
+      const b = await batch(s, ITER)
+      s.p50.push(b.p50)
+      s.cpu.push(b.cpu)
+    }
+    console.log(
+      `round ${r + 1}: ` + sides.map((s) => `${s.name} ${s.p50.at(-1)!.toFixed(0)} µs (CPU ${s.cpu.at(-1)!.toFixed(0)} µs)`).join(" | ")
+    )
   }
   const raw = median(sides[0]!.p50)
   console.log(
     `\nmedians of ${ROUNDS} rounds of ${ITER} createMany(100) (load average ${fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}):`
   )
-  console.log("| side | p50 | × raw pg | median of the rounds' ratios |")
-  console.log("|---|---:|---:|---:|")
+  console.log("| side | p50 | × raw pg | median of the rounds' ratios | CPU per createMany (raw: this process, client included) |")
+  console.log("|---|---:|---:|---:|---:|")
   for (const s of sides) {
     const ratios = s.p50.map((p, i) => p / sides[0]!.p50[i]!)
-    console.log(`| ${s.name} | ${median(s.p50).toFixed(0)} µs | ×${(median(s.p50) / raw).toFixed(2)} | ×${median(ratios).toFixed(2)} |`)
+    console.log(
+      `| ${s.name} | ${median(s.p50).toFixed(0)} µs | ×${(median(s.p50) / raw).toFixed(2)} | ×${median(ratios).toFixed(2)} | ${median(s.cpu).toFixed(0)} µs |`
+    )
   }
 } finally {
   for (const c of cleanups.reverse()) await c().catch(() => undefined)
