@@ -399,8 +399,11 @@ const bulkStatement = (
  * own CPU). null: the compiled parameters were not one per value (the shape is built each time).
  */
 const bulkTexts = new WeakMap<Statement.Constructor, WeakMap<EntityDef, Map<string, string | null>>>()
-/** Shapes kept per entity (row counts up to INSERT_CHUNK, with and without the journal's row and RETURNING). */
-const BULK_SHAPES = 64
+/**
+ * Shapes kept per entity: clients send a few batch sizes, and a text is a few characters per value
+ * (~6 kB for 100 rows of 9 columns). Other shapes are compiled each time.
+ */
+const BULK_SHAPES = 32
 
 /**
  * `bulkStatement` for new records (`items` as validated; `keys[i]` made for `items[i]`, undefined
