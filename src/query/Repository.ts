@@ -395,7 +395,7 @@ const bulkStatement = (
  * createMany's INSERT texts by shape (rows, journal table, RETURNING), per SQL constructor (the
  * dialect's compiler) and entity. A statement whose every value is a parameter has one text per
  * shape: compiled once, each call then binds its values in order instead of building a fragment
- * per value and compiling them all (900 for 100 rows of 9 columns; that was ~60 % of createMany's
+ * per value and compiling them all (900 for 100 rows of 9 columns; that was over half of createMany's
  * own CPU). null: the compiled parameters were not one per value (the shape is built each time).
  */
 const bulkTexts = new WeakMap<Statement.Constructor, WeakMap<EntityDef, Map<string, string | null>>>()
