@@ -75,6 +75,13 @@ export const admitsNewRecord = (rowFilter: FilterNode, record: Values): boolean 
   return plan.match(wireOfValues(record, plan.testedList)) === "T"
 }
 
+/** `admitsNewRecord` for one filter and many records (createMany): the filter's plan looked up once. */
+export const newRecordAdmitter = (rowFilter: FilterNode): ((record: Values) => boolean) => {
+  const { match, testedList } = planOf(rowFilter)
+  if (match === undefined || testedList.some((f) => f.neverExpose)) return () => false
+  return (record) => testedList.every((f) => record.has(f)) && match(wireOfValues(record, testedList)) === "T"
+}
+
 /** What these decisions need of a row filter, worked out once per filter (a decision's, kept while the rules are in force). */
 interface FilterPlan {
   readonly tested: ReadonlySet<FieldDef>

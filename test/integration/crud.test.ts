@@ -381,6 +381,36 @@ for (const dialect of DIALECTS) {
       expect(await ok("createMany", ["User", []])).toBe(0)
     })
 
+    it("createMany binds each batch's own values: batches of one size share a statement text, not values", async () => {
+      const tag = uid()
+      const batch = (b: number) =>
+        [0, 1, 2].map((i) => ({
+          slug: `cmv-${tag}-${b}-${i}`,
+          title: `CMV${tag}`,
+          level: 1 + ((b + i) % 5),
+          layout: { b, i, blocks: [{ n: i }] },
+          ...(i === 1 ? { description: `d ${b}` } : {}),
+          ...(i === 2 ? { isActive: false } : {})
+        }))
+      for (const b of [0, 1]) expect(await ok<number>("createMany", ["PageView", batch(b)])).toBe(3)
+      const rows = await ok<ListResult>("list", ["PageView", { filter: { title: `CMV${tag}` }, sort: { slug: "asc" } }])
+      expect(rows.data.map((r) => r.slug)).toEqual([0, 1].flatMap((b) => batch(b).map((r) => r.slug)))
+      for (const [k, r] of rows.data.entries()) {
+        const sent = batch(Math.floor(k / 3))[k % 3]!
+        expect(r).toMatchObject({
+          title: sent.title,
+          level: sent.level,
+          layout: sent.layout,
+          description: sent.description ?? null,
+          isActive: sent.isActive ?? true
+        })
+        expectUuidV4(r.id)
+        expectIsoUtc(r.createdAt)
+        expect(r.updatedAt).toBe(r.createdAt)
+      }
+      expect(new Set(rows.data.map((r) => r.id)).size).toBe(6)
+    })
+
     it("createMany is all or nothing: a duplicate, a bad reference or an invalid item writes no row", async () => {
       const tag = uid()
       const item = (i: number, over: Rec = {}) => ({ slug: `cm-${tag}-${i}`, title: `CM${tag}`, level: 1, layout: {}, ...over })
