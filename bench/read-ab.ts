@@ -13,7 +13,7 @@
  *
  *   npx tsx bench/read-ab.ts [folder...]
  *   AB_ROUNDS (6), AB_ITER (2000), AB_SECONDS (3), AB_CLIENTS (32), AB_POOL (8 connections per side), AB_PROFILE=1 (daemons under
- *   --cpu-prof into /tmp/read-ab-prof), AB_CONFIG (a JSON object merged into each daemon's
+ *   --cpu-prof into /tmp/read-ab-prof, the floor server into /tmp/read-ab-prof/floor), AB_CONFIG (a JSON object merged into each daemon's
  *   `performance` section, e.g. '{"read_batch":true}'), AB_CONFIG_<n> (the same for the n-th folder only)
  */
 import { execSync, spawn } from "node:child_process"
@@ -121,7 +121,8 @@ try {
   ).rows.map((r) => `"${r.column_name}"`)
   const floorSql = `SELECT ${columns.join(", ")} FROM page_views WHERE id = $1 AND is_active = true`
 
-  const floor = spawn(process.execPath, [path.join(root, "bench", "floor-server.mjs"), pgUrl, String(POOL), floorSql], {
+  const floorArgs = [...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/read-ab-prof/floor"] : []), path.join(root, "bench", "floor-server.mjs")]
+  const floor = spawn(process.execPath, [...floorArgs, pgUrl, String(POOL), floorSql], {
     stdio: ["ignore", "pipe", "inherit"]
   })
   cleanups.push(async () => floor.kill("SIGTERM"))

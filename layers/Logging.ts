@@ -11,6 +11,7 @@
  */
 import { Context, FiberRef, FiberRefs, Inspectable, Layer, Logger, Option, Tracer } from "effect"
 import { clip } from "../src/Echo.js"
+import { currentRequestTrace } from "../src/Spans.js"
 
 /** Longest string of a log line, in characters (a stack trace fits; a 1 MB value does not). */
 export const LOG_STRING_MAX_CHARS = 4096
@@ -35,22 +36,28 @@ const errorToJSON = (u: unknown): unknown => (u instanceof Error && !("toJSON" i
 
 /**
  * With the tracer off (spans not exported), a span opened inside a request is a placeholder with
- * the ids "noop": a line logged in it carries the ids of the nearest span that was made, the
+ * the ids "noop": a line logged in it carries the ids of the nearest span that was made, else the
  * request's own (src/Spans.ts, `requestTrace`).
  */
+const isPlaceholder = (s: Tracer.AnySpan): boolean => s._tag === "Span" && s.spanId === "noop"
+
 const madeSpan = (span: Tracer.AnySpan): Tracer.AnySpan => {
   let s = span
-  while (s._tag === "Span" && s.spanId === "noop" && Option.isSome(s.parent)) s = s.parent.value
+  while (isPlaceholder(s) && s._tag === "Span" && Option.isSome(s.parent)) s = s.parent.value
   return s
 }
 
 export const jsonWithTrace: Logger.Logger<unknown, string> = Logger.make((options) => {
   const log = Logger.structuredLogger.log(options)
-  const span = Option.map(Context.getOption(FiberRefs.getOrDefault(options.context, FiberRef.currentContext), Tracer.ParentSpan), madeSpan)
+  const span = Option.getOrUndefined(
+    Option.map(Context.getOption(FiberRefs.getOrDefault(options.context, FiberRef.currentContext), Tracer.ParentSpan), madeSpan)
+  )
+  // A span that was made, else the request's own ids (src/Spans.ts, `requestTrace`).
+  const ids = span !== undefined && !isPlaceholder(span) ? span : FiberRefs.getOrDefault(options.context, currentRequestTrace)
   return stringifyBounded({
     ...log,
     message: Array.isArray(log.message) ? log.message.map(errorToJSON) : errorToJSON(log.message),
-    ...(Option.isSome(span) ? { traceId: span.value.traceId, spanId: span.value.spanId } : {})
+    ...(ids === undefined ? {} : { traceId: ids.traceId, spanId: ids.spanId })
   })
 })
 

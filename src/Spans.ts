@@ -6,7 +6,8 @@
  * No span captures a stack trace: `Effect.withSpan` would otherwise create an Error (and format
  * its stack) for every span of every request. Their names say where they come from.
  */
-import { Context, Effect, FiberRef, identity, RuntimeFlags, Tracer } from "effect"
+import { Effect, FiberRef, identity, RuntimeFlags, Tracer } from "effect"
+import { globalValue } from "effect/GlobalValue"
 import { randomFillSync } from "node:crypto"
 import type { DaemonConfig } from "./Config.js"
 
@@ -20,23 +21,31 @@ export const childSpan =
   (name: string): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
     spansExported(config) ? Effect.withSpan(name, spanOptions) : identity
 
+/** A request's trace ids when spans are not exported (`requestTrace`); inherited by its child fibers. */
+export interface RequestTraceIds {
+  readonly traceId: string
+  readonly spanId: string
+}
+
+export const currentRequestTrace: FiberRef.FiberRef<RequestTraceIds | undefined> = globalValue(Symbol.for("dbal/currentRequestTrace"), () =>
+  FiberRef.unsafeMake<RequestTraceIds | undefined>(undefined)
+)
+
 /**
- * A request's trace when spans are not exported: a trace id and span id of its own, as the parent
- * span of everything the request runs (log lines carry them; the audit record carries the trace
- * id), without a span to time, annotate and end. The daemon then runs with the tracer off
- * (layers/Tracing.ts), so the spans made inside the request (`@effect/sql` opens one per
- * statement, with random ids and the statement's text) are not made either.
+ * A request's trace when spans are not exported: a trace id and span id of its own (log lines
+ * carry them: layers/Logging.ts; the audit record carries the trace id), without a span to time,
+ * annotate and end. The daemon then runs with the tracer off (layers/Tracing.ts), so the spans
+ * made inside the request (`@effect/sql` opens one per statement) are not made either. The ids
+ * are a fiber ref of the request, not a parent span in its context: adding a service to the
+ * context copies all of them (~2.5 kB and a few µs per request).
  */
 export const requestTrace = <A, E, R>(f: (traceId: string) => Effect.Effect<A, E, R>, caller?: TraceParent): Effect.Effect<A, E, R> =>
-  Effect.withFiberRuntime((fiber, status) => {
-    const traceId = caller?.traceId ?? randomHex(16)
-    const spanId = randomHex(8)
-    const parent = Tracer.externalSpan({ traceId, spanId })
-    if (RuntimeFlags.interruption(status.runtimeFlags)) return Effect.provideService(f(traceId), Tracer.ParentSpan, parent)
+  Effect.withFiberRuntime((_, status) => {
+    const ids: RequestTraceIds = { traceId: caller?.traceId ?? randomHex(16), spanId: randomHex(8) }
+    if (RuntimeFlags.interruption(status.runtimeFlags)) return Effect.locally(f(ids.traceId), currentRequestTrace, ids)
     // A fiber of the request runtime (src/query/Timeout.ts) is the request's own and ends with it:
-    // its context is set, not scoped (`provideService` would restore it afterwards, ~15 operations).
-    const context = Context.add(fiber.currentContext, Tracer.ParentSpan, parent)
-    return Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), f(traceId))
+    // the ref is set, not scoped (`locally` would restore it afterwards).
+    return Effect.zipRight(FiberRef.set(currentRequestTrace, ids), f(ids.traceId))
   })
 
 /**
