@@ -837,13 +837,13 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
    */
   const readRow = (entity: EntityDef, id: unknown, access: Access): Effect.Effect<Row | undefined, SqlError> => {
     const [text, params] = readStatement(entity, id, access)
-    const inTransaction = Effect.map(rowsOf(sql.unsafe<Row>(text, params)), firstRow)
-    if (direct === undefined) return inTransaction
+    const inTransaction = () => Effect.map(rowsOf(sql.unsafe<Row>(text, params)), firstRow)
+    if (direct === undefined) return inTransaction()
     const lane = batch === undefined ? undefined : readStatements.get(access)?.get(entity)
     const many = lane === undefined ? undefined : manyOf(entity, access, lane)
     const pk = entity.primaryKey.column
     return Effect.withFiberRuntime((fiber) => {
-      if (Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)._tag === "Some") return inTransaction
+      if (Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)._tag === "Some") return inTransaction()
       const single = retryReadOutside(Effect.map(direct<Row>(text, params), firstRow))
       if (batch === undefined || lane === undefined || many === undefined) return single
       return batch.read(
