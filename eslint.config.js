@@ -5,7 +5,17 @@ import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: [".dependency-cruiser.cjs", "dist/**", ".read-ab-build/**", "bench/results/**", "node_modules/**", "coverage/**", "src/client/entities.ts"] },
+  {
+    ignores: [
+      ".dependency-cruiser.cjs",
+      "dist/**",
+      ".read-ab-build/**",
+      "bench/results/**",
+      "node_modules/**",
+      "coverage/**",
+      "src/client/entities.ts"
+    ]
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -14,7 +14,8 @@
  *   npx tsx bench/read-ab.ts [folder...]
  *   AB_ROUNDS (6), AB_ITER (2000), AB_SECONDS (3), AB_CLIENTS (32), AB_POOL (8 connections per side), AB_PROFILE=1 (daemons under
  *   --cpu-prof into /tmp/read-ab-prof, the floor server into /tmp/read-ab-prof/floor), AB_CONFIG (a JSON object merged into each daemon's
- *   `performance` section, e.g. '{"read_batch":true}'), AB_CONFIG_<n> (the same for the n-th folder only)
+ *   `performance` section, e.g. '{"read_batch":true}'), AB_CONFIG_<n> (the same for the n-th folder only),
+ *   AB_FLAGS_<n> (node flags for the n-th folder's daemon, e.g. "--single-threaded-gc")
  */
 import { execSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -83,6 +84,7 @@ try {
       command: [
         process.execPath,
         "--max-semi-space-size=4",
+        ...(process.env[`AB_FLAGS_${i}`] ?? "").split(" ").filter((f) => f !== ""),
         ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/read-ab-prof"] : []),
         "--input-type=module",
         "-e",
@@ -121,7 +123,10 @@ try {
   ).rows.map((r) => `"${r.column_name}"`)
   const floorSql = `SELECT ${columns.join(", ")} FROM page_views WHERE id = $1 AND is_active = true`
 
-  const floorArgs = [...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/read-ab-prof/floor"] : []), path.join(root, "bench", "floor-server.mjs")]
+  const floorArgs = [
+    ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/read-ab-prof/floor"] : []),
+    path.join(root, "bench", "floor-server.mjs")
+  ]
   const floor = spawn(process.execPath, [...floorArgs, pgUrl, String(POOL), floorSql], {
     stdio: ["ignore", "pipe", "inherit"]
   })
