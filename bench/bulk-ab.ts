@@ -16,14 +16,14 @@
  *   without the audit file's fsync, hence without the journal: what they cost), BULK_PROFILE=1 (daemons under --cpu-prof
  *   into /tmp/bulk-ab-prof; then `npx tsx bench/profile.ts /tmp/bulk-ab-prof`)
  */
-import { execSync } from "node:child_process"
-import { randomBytes, randomUUID } from "node:crypto"
+import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
-import { type Client, connect, root, startDaemon } from "../test/support/daemon.js"
+import { connect, root } from "../test/support/daemon.js"
+import { ok, startSides } from "./ab-support.js"
 import { writeBenchDaemonConfig, writeBenchRules } from "./daemon-config.js"
-import { createDatabase, SERVICE_TOKEN, tempDir } from "../test/support/services.js"
+import { createDatabase, tempDir } from "../test/support/services.js"
 
 const env = (k: string, d: number) => (process.env[k] === undefined || process.env[k] === "" ? d : Number(process.env[k]))
 const ROUNDS = env("BULK_ROUNDS", 6)
@@ -44,12 +44,6 @@ const cpuOf = (pid: number | undefined) => {
   }
   const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6
-}
-
-const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {
-  const a = await c.call(method, params)
-  if (a.error !== undefined) throw new Error(`${method} failed: ${JSON.stringify(a.error)}`)
-  return a.result
 }
 
 interface Side {
@@ -77,50 +71,21 @@ const dir = tempDir("bulk-ab")
 const cleanups: Array<() => Promise<unknown>> = []
 try {
   const rulesFile = writeBenchRules(dir)
-  const daemons = []
-  for (const [i, folder] of folders.entries()) {
-    const build = path.join(folder, ".read-ab-build", String(i))
-    console.log(`compiling ${folder} ...`)
-    execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(build)}`, { cwd: folder, stdio: "inherit" })
-    const entry = `import(${JSON.stringify(`file://${path.join(build, "app", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`
-    const d = await startDaemon(
-      [
-        `--config=${writeBenchDaemonConfig({ db, dir: path.join(dir, `d${i}`), rulesFile, pool: POOL, auditFsync: process.env[`BULK_FSYNC_${i}`] !== "0" })}`
-      ],
-      {
-        command: [
-          process.execPath,
-          "--max-semi-space-size=4",
-          ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/bulk-ab-prof"] : []),
-          "--input-type=module",
-          "-e",
-          entry,
-          "--"
-        ],
-        timeoutMs: 60_000
-      }
-    )
-    cleanups.push(() => d.stop())
-    daemons.push({ name: `daemon${i} ${path.basename(folder)}`, daemon: d })
-  }
-
-  const service = await connect(daemons[0]!.daemon.port, { token: SERVICE_TOKEN, user_id: "bench" })
-  cleanups.push(() => service.close())
-  const user = (await ok(service, "create", [
-    "User",
-    { username: `ab_${randomBytes(4).toString("hex")}`, email: `ab_${randomBytes(4).toString("hex")}@example.com`, role: "god" }
-  ])) as { id: string }
-  const token = randomBytes(24).toString("hex")
-  await ok(service, "create", ["Session", { userId: user.id, token, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }])
-  await ok(service, "createMany", [
-    "PageView",
-    Array.from({ length: 1000 }, (_, i) => ({ slug: `ab/${i}`, title: `page ${i}`, level: 1 + (i % 5), layout: { n: i } }))
-  ])
-  const conn = db.databaseConfig.connection as { host: string; port: number; database: string; user: string }
-  const rawPool = new pg.Pool({
-    connectionString: `postgres://${encodeURIComponent(conn.user)}@${conn.host}:${conn.port}/${encodeURIComponent(conn.database)}`,
-    max: POOL
-  })
+  const { daemons, user, pgUrl } = await startSides(
+    db,
+    folders,
+    (i) =>
+      writeBenchDaemonConfig({
+        db,
+        dir: path.join(dir, `d${i}`),
+        rulesFile,
+        pool: POOL,
+        auditFsync: process.env[`BULK_FSYNC_${i}`] !== "0"
+      }),
+    () => ({ profileDir: PROFILE ? "/tmp/bulk-ab-prof" : undefined }),
+    cleanups
+  )
+  const rawPool = new pg.Pool({ connectionString: pgUrl, max: POOL })
   cleanups.push(() => rawPool.end())
   await rawPool.query("ANALYZE")
   // Raw pg: bench/run.ts's one named 100-row INSERT (the columns the daemon inserts, no RETURNING).
@@ -166,7 +131,7 @@ try {
   for (const d of daemons) {
     const c = await connect(d.daemon.port)
     cleanups.push(() => c.close())
-    await ok(c, "authenticate", [{ token, user_id: user.id }])
+    await ok(c, "authenticate", [{ token: user.token, user_id: user.userId }])
     sides.push({
       name: d.name,
       pid: d.daemon.process.pid!,

@@ -17,14 +17,14 @@
  *   `performance` section, e.g. '{"read_batch":true}'), AB_CONFIG_<n> (the same for the n-th folder only),
  *   AB_FLAGS_<n> (node flags for the n-th folder's daemon, e.g. "--single-threaded-gc")
  */
-import { execSync, spawn } from "node:child_process"
-import { randomBytes } from "node:crypto"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
-import { type Client, connect, root, startDaemon } from "../test/support/daemon.js"
+import { connect, root } from "../test/support/daemon.js"
+import { ok, startSides } from "./ab-support.js"
 import { writeBenchDaemonConfig, writeBenchRules } from "./daemon-config.js"
-import { createDatabase, SERVICE_TOKEN, tempDir } from "../test/support/services.js"
+import { createDatabase, tempDir } from "../test/support/services.js"
 
 const env = (k: string, d: number) => (process.env[k] === undefined || process.env[k] === "" ? d : Number(process.env[k]))
 const ROUNDS = env("AB_ROUNDS", 6)
@@ -43,12 +43,6 @@ const median = (xs: ReadonlyArray<number>) => pct(xs, 50)
 const cpuSecondsOf = (pid: number) => {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return (Number(fields[11]) + Number(fields[12])) / 100
-}
-
-const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {
-  const a = await c.call(method, params)
-  if (a.error !== undefined) throw new Error(`${method} failed: ${JSON.stringify(a.error)}`)
-  return a.result
 }
 
 interface Side {
@@ -73,45 +67,16 @@ try {
   })
   const configFor = (i: number) =>
     writeBenchDaemonConfig({ db, dir: path.join(dir, `d${i}`), rulesFile, pool: POOL, performance: extra(i) })
-  const daemons = []
-  for (const [i, folder] of folders.entries()) {
-    // In the folder (its node_modules resolve), outside the folders the type check includes.
-    const build = path.join(folder, ".read-ab-build", String(i))
-    console.log(`compiling ${folder} ...`)
-    execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(build)}`, { cwd: folder, stdio: "inherit" })
-    const entry = `import(${JSON.stringify(`file://${path.join(build, "app", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`
-    const d = await startDaemon([`--config=${configFor(i)}`], {
-      command: [
-        process.execPath,
-        "--max-semi-space-size=4",
-        ...(process.env[`AB_FLAGS_${i}`] ?? "").split(" ").filter((f) => f !== ""),
-        ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/read-ab-prof"] : []),
-        "--input-type=module",
-        "-e",
-        entry,
-        "--"
-      ],
-      timeoutMs: 60_000
-    })
-    cleanups.push(() => d.stop())
-    daemons.push({ name: `daemon${i} ${path.basename(folder)}`, daemon: d })
-  }
-
-  // The user, its session and the pages, through the first daemon with the service token.
-  const service = await connect(daemons[0]!.daemon.port, { token: SERVICE_TOKEN, user_id: "bench" })
-  cleanups.push(() => service.close())
-  const user = (await ok(service, "create", [
-    "User",
-    { username: `ab_${randomBytes(4).toString("hex")}`, email: `ab_${randomBytes(4).toString("hex")}@example.com`, role: "god" }
-  ])) as { id: string }
-  const token = randomBytes(24).toString("hex")
-  await ok(service, "create", ["Session", { userId: user.id, token, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }])
-  await ok(service, "createMany", [
-    "PageView",
-    Array.from({ length: 1000 }, (_, i) => ({ slug: `ab/${i}`, title: `page ${i}`, level: 1 + (i % 5), layout: { n: i } }))
-  ])
-  const conn = db.databaseConfig.connection as { host: string; port: number; database: string; user: string }
-  const pgUrl = `postgres://${encodeURIComponent(conn.user)}@${conn.host}:${conn.port}/${encodeURIComponent(conn.database)}`
+  const { daemons, user, pgUrl } = await startSides(
+    db,
+    folders,
+    configFor,
+    (i) => ({
+      flags: (process.env[`AB_FLAGS_${i}`] ?? "").split(" ").filter((f) => f !== ""),
+      profileDir: PROFILE ? "/tmp/read-ab-prof" : undefined
+    }),
+    cleanups
+  )
   const rawPool = new pg.Pool({ connectionString: pgUrl, max: POOL })
   cleanups.push(() => rawPool.end())
   const ids = (await rawPool.query<{ id: string }>("SELECT id FROM page_views WHERE is_active")).rows.map((r) => r.id)
@@ -143,7 +108,7 @@ try {
     for (let i = 0; i < CLIENTS; i++) {
       const c = await connect(port)
       cleanups.push(() => c.close())
-      if (authenticate) await ok(c, "authenticate", [{ token, user_id: user.id }])
+      if (authenticate) await ok(c, "authenticate", [{ token: user.token, user_id: user.userId }])
       out.push(async (id) => {
         const a = await c.call("read", ["PageView", id])
         if (a.error?.code === 503) failures.push(`${port}: ${JSON.stringify(a.error)}`)

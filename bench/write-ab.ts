@@ -15,14 +15,14 @@
  *   npx tsx bench/write-ab.ts [folder...]
  *   AB_ROUNDS (6), AB_ITER (500), AB_POOL (8), AB_PROFILE=1, AB_OPS (read,create,update,delete)
  */
-import { execSync } from "node:child_process"
 import { randomBytes, randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
-import { type Client, connect, root, startDaemon } from "../test/support/daemon.js"
+import { connect, root } from "../test/support/daemon.js"
+import { ok, startSides } from "./ab-support.js"
 import { writeBenchDaemonConfig, writeBenchRules } from "./daemon-config.js"
-import { createDatabase, SERVICE_TOKEN, tempDir } from "../test/support/services.js"
+import { createDatabase, tempDir } from "../test/support/services.js"
 
 const env = (k: string, d: number) => (process.env[k] === undefined || process.env[k] === "" ? d : Number(process.env[k]))
 const ROUNDS = env("AB_ROUNDS", 6)
@@ -34,12 +34,6 @@ const folders = process.argv.length > 2 ? process.argv.slice(2).map((f) => path.
 const pct = (xs: ReadonlyArray<number>, p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!
 const median = (xs: ReadonlyArray<number>) => pct(xs, 50)
-
-const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {
-  const a = await c.call(method, params)
-  if (a.error !== undefined) throw new Error(`${method} failed: ${JSON.stringify(a.error)}`)
-  return a.result
-}
 
 let seq = 0
 const uniq = () => `${randomBytes(3).toString("hex")}-${(++seq).toString(36)}`
@@ -75,40 +69,13 @@ const dir = tempDir("write-ab")
 const cleanups: Array<() => Promise<unknown>> = []
 try {
   const rulesFile = writeBenchRules(dir)
-  const daemons = []
-  for (const [i, folder] of folders.entries()) {
-    const build = path.join(folder, ".read-ab-build", String(i))
-    console.log(`compiling ${folder} ...`)
-    execSync(`npx tsc -p tsconfig.build.json --outDir ${JSON.stringify(build)}`, { cwd: folder, stdio: "inherit" })
-    const entry = `import(${JSON.stringify(`file://${path.join(build, "app", "main.js")}`)}).then((m) => m.main(process.argv.slice(1)))`
-    const config = writeBenchDaemonConfig({ db, dir: path.join(dir, `d${i}`), rulesFile, pool: POOL })
-    const d = await startDaemon([`--config=${config}`], {
-      command: [
-        process.execPath,
-        "--max-semi-space-size=4",
-        ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir=/tmp/write-ab-prof"] : []),
-        "--input-type=module",
-        "-e",
-        entry,
-        "--"
-      ],
-      timeoutMs: 60_000
-    })
-    cleanups.push(() => d.stop())
-    daemons.push({ name: `daemon${i} ${path.basename(folder)}`, daemon: d })
-  }
-
-  const service = await connect(daemons[0]!.daemon.port, { token: SERVICE_TOKEN, user_id: "bench" })
-  cleanups.push(() => service.close())
-  const user = (await ok(service, "create", [
-    "User",
-    { username: `ab_${randomBytes(4).toString("hex")}`, email: `ab_${randomBytes(4).toString("hex")}@example.com`, role: "god" }
-  ])) as { id: string }
-  const token = randomBytes(24).toString("hex")
-  await ok(service, "create", ["Session", { userId: user.id, token, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }])
-  await ok(service, "createMany", ["PageView", Array.from({ length: 1000 }, (_, i) => pageData(i))])
-  const conn = db.databaseConfig.connection as { host: string; port: number; database: string; user: string }
-  const pgUrl = `postgres://${encodeURIComponent(conn.user)}@${conn.host}:${conn.port}/${encodeURIComponent(conn.database)}`
+  const { daemons, user, pgUrl } = await startSides(
+    db,
+    folders,
+    (i) => writeBenchDaemonConfig({ db, dir: path.join(dir, `d${i}`), rulesFile, pool: POOL }),
+    () => ({ profileDir: PROFILE ? "/tmp/write-ab-prof" : undefined }),
+    cleanups
+  )
   const rawPool = new pg.Pool({ connectionString: pgUrl, max: POOL })
   cleanups.push(() => rawPool.end())
   const ids = (await rawPool.query<{ id: string }>("SELECT id FROM page_views WHERE is_active")).rows.map((r) => r.id)
@@ -161,7 +128,7 @@ try {
   for (const d of daemons) {
     const c = await connect(d.daemon.port)
     cleanups.push(() => c.close())
-    await ok(c, "authenticate", [{ token, user_id: user.id }])
+    await ok(c, "authenticate", [{ token: user.token, user_id: user.userId }])
     sides.push({
       name: d.name,
       create: async () => ((await ok(c, "create", ["PageView", pageData(1)])) as { id: string }).id,
