@@ -312,8 +312,16 @@ export const make = Effect.gen(function* () {
       const text = () => (outcome !== undefined ? encodeResult(req.id, outcome.result) : encodeError(req.id, wire!))
       // A record whose journal row committed with the write is durable already (no fsync to wait for).
       const committed = journal?.committed === true
-      // Nothing waits for this record: the answer leaves first, and what follows runs in the same tick.
-      if (!durable || committed) answer(text)
+      // Nothing waits for this record: the answer leaves first, and what follows runs in the same
+      // tick. An answer that cannot be encoded is left for after the record, where the defect is
+      // logged and a 500 sent (the request is audited either way).
+      if (!durable || committed) {
+        try {
+          answer(text)
+        } catch {
+          // answered below
+        }
+      }
       const recordIds = outcome !== undefined ? outcome.recordIds : target === undefined ? undefined : [target]
       const failed = error !== undefined && wire !== undefined
       // One literal with every key in the documented order, absent ones undefined (JSON leaves them

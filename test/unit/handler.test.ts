@@ -12,7 +12,7 @@ import { layer as handlerLayer } from "../../layers/RpcHandler.js"
 import { type Connection, RpcHandler } from "../../src/rpc/Handler.js"
 import type { Acl } from "../../src/services/Acl.js"
 import { Auth } from "../../src/services/Auth.js"
-import { Database } from "../../src/services/Database.js"
+import { Database, type DatabaseShape } from "../../src/services/Database.js"
 import type { RateLimiter } from "../../src/services/RateLimiter.js"
 import type { Answer, Rec } from "../support/types.js"
 import {
@@ -38,12 +38,17 @@ interface Stubs {
   readonly audit?: AuditLogTestOptions
   /** A real in-memory SQLite database (migrated) instead of the stub that dies when used. */
   readonly sqlite?: boolean
+  /** Wraps the database the handler gets (the migrated one stays underneath). */
+  readonly wrapDatabase?: (db: DatabaseShape) => DatabaseShape
 }
 
 /** The real handler over the stubs (defaults: a fixed principal, allow-all, unlimited, memory audit, no cache). */
 const handlerWith = (s: Stubs = {}) => {
   const base = Layer.provideMerge(Entities.layer, ConfigTest())
-  const withDatabase = Layer.provideMerge(s.sqlite === true ? DatabaseLive.layer : makeTestLayer(Database)({}), base)
+  const database = s.sqlite === true ? DatabaseLive.layer : makeTestLayer(Database)({})
+  const wrapped =
+    s.wrapDatabase === undefined ? database : Layer.provideMerge(Layer.effect(Database, Effect.map(Database, s.wrapDatabase)), database)
+  const withDatabase = Layer.provideMerge(wrapped, base)
   const services = Layer.mergeAll(
     s.auth ?? AuthTest.fixed(),
     s.acl ?? AclTest.allowAll,
@@ -272,6 +277,27 @@ describe("handler pipeline on in-memory SQLite", () => {
         const { record, durable } = yield* auditOf(a.id)
         expect(durable).toBe(false)
         expect(record).toMatchObject({ operation: "read", success: false, errorCode: 404, error: "NOT_FOUND", recordIds: [missing] })
+      })
+    )
+  })
+
+  // A value JSON cannot carry (a BigInt where a string is expected) in the rows every SELECT reads.
+  const unencodable = (db: DatabaseShape): DatabaseShape => ({
+    ...db,
+    query: (statement) =>
+      Effect.map(db.query(statement), (rows) =>
+        statement.compile()[0].startsWith("SELECT") ? rows.map((r) => ("username" in r ? { ...r, username: 10n } : r)) : rows
+      )
+  })
+  it.layer(handlerWith({ sqlite: true, wrapDatabase: unencodable }))("an answer that cannot be encoded", (it) => {
+    it.effect("is a 500, and the request is audited all the same", () =>
+      Effect.gen(function* () {
+        const created = yield* call("create", ["User", newUser()])
+        expect(created.error, JSON.stringify(created)).toBeUndefined()
+        const a = yield* call("read", ["User", (created.result as Rec).id])
+        expectError(a, 500)
+        const { record } = yield* auditOf(a.id)
+        expect(record).toMatchObject({ operation: "read", entity: "User" })
       })
     )
   })
