@@ -20,7 +20,7 @@ const TIMESTAMPTZ_OID = 1184
  * them), without making a Date and printing it again: the two were ~2 % of a read's CPU. Other
  * offsets, BC dates, years past 9999 and infinity go to the driver's parser (a Date).
  */
-const timestamptzOf = (fallback: (text: string) => unknown) => (text: string) => {
+export const timestamptzOf = (fallback: (text: string) => unknown) => (text: string) => {
   const n = text.length
   if (
     n < 22 ||
@@ -121,17 +121,6 @@ const cancelStatement = (pool: pg.Pool, processId: number | undefined): Effect.E
       }).pipe(Effect.interruptible, Effect.timeoutOption(5000), Effect.asVoid)
 
 /**
- * A statement on a connection of the pool, run as PgClient runs it (the same rows and errors;
- * interrupted, it asks the server to cancel the statement) without @effect/sql's execution
- * wrapper around it: its span, scope and connection acquirer were about 60 Effect operations and
- * 25 kB of allocation per statement, the largest part of a read's CPU in the daemon's profile.
- * Statements inside a transaction do not come here (layers/Database.ts).
- *
- * Unlike PgClient, an interrupted statement's connection goes back to the pool only once the
- * cancel has been sent, even when the statement ends first: given back earlier, it could be
- * running another request's statement when the cancel arrives.
- */
-/**
  * The statement's handler of its connection's errors. Each connection gets one listener, once,
  * which passes an error to the statement running on it: adding and removing a listener per
  * statement showed in the profile of a read (~2 %).
@@ -144,6 +133,17 @@ const listenForErrors = (c: pg.PoolClient) => {
   c.on("error", (cause: Error) => errorHandlers.get(c)?.(cause))
 }
 
+/**
+ * A statement on a connection of the pool, run as PgClient runs it (the same rows and errors;
+ * interrupted, it asks the server to cancel the statement) without @effect/sql's execution
+ * wrapper around it: its span, scope and connection acquirer were about 60 Effect operations and
+ * 25 kB of allocation per statement, the largest part of a read's CPU in the daemon's profile.
+ * Statements inside a transaction do not come here (layers/Database.ts).
+ *
+ * Unlike PgClient, an interrupted statement's connection goes back to the pool only once the
+ * cancel has been sent, even when the statement ends first: given back earlier, it could be
+ * running another request's statement when the cancel arrives.
+ */
 const pooledQuery =
   (pool: pg.Pool) =>
   (text: string, params: ReadonlyArray<unknown>): Effect.Effect<PooledResult, SqlError> =>
