@@ -333,6 +333,21 @@ export const parseFilter = (entity: EntityDef, spec: unknown, at = "filter"): Ei
   return Either.right(node)
 }
 
+/** Every field a filter tests, in the order they first appear. */
+export const filterFields = (node: FilterNode, into: Set<FieldDef> = new Set()): Set<FieldDef> => {
+  switch (node._tag) {
+    case "And":
+    case "Or":
+      for (const n of node.nodes) filterFields(n, into)
+      return into
+    case "Not":
+      return filterFields(node.node, into)
+    default:
+      into.add(node.field)
+      return into
+  }
+}
+
 /** True when the filter tests at least one field (bulk writes refuse filters that do not). */
 export const hasFieldCondition = (node: FilterNode): boolean => {
   switch (node._tag) {

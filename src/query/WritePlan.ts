@@ -6,23 +6,8 @@
 import type { FieldDef } from "../entity/Model.js"
 import type { Values } from "../entity/Validate.js"
 import { type WireRecord, wireOfValues } from "./Codec.js"
-import type { FilterNode } from "./Filter.js"
+import { filterFields, type FilterNode } from "./Filter.js"
 import { compileMatch } from "./FilterMatch.js"
-
-/** Every field a filter tests. */
-export const filterFields = (node: FilterNode, into: Set<FieldDef> = new Set()): Set<FieldDef> => {
-  switch (node._tag) {
-    case "And":
-    case "Or":
-      for (const n of node.nodes) filterFields(n, into)
-      return into
-    case "Not":
-      return filterFields(node.node, into)
-    default:
-      into.add(node.field)
-      return into
-  }
-}
 
 /**
  * Whether writing these fields can change what the row filter answers for the row. When it

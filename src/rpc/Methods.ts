@@ -29,7 +29,7 @@ import { adapterOf } from "../entity/Ddl.js"
 import type { AclOperation, EntityDef, EntityRegistryShape, FieldDef } from "../entity/Model.js"
 import { isUuid, validateCreate, validateCreateMany, validateUpdate, type Values } from "../entity/Validate.js"
 import { checkComplexity, type ComplexityRequest } from "../query/Complexity.js"
-import { type FilterNode, hasFieldCondition, operand, parseFilter } from "../query/Filter.js"
+import { filterFields, type FilterNode, hasFieldCondition, operand, parseFilter } from "../query/Filter.js"
 import type { Access, Include, Repository, SortKey } from "../query/Repository.js"
 import type { ResultCacheShape } from "../services/ResultCache.js"
 import type { AclShape, Decision } from "../services/Acl.js"
@@ -176,18 +176,6 @@ const decideNow =
   (op: AclOperation) =>
   (ctx: MethodContext, entity: EntityDef): Either.Either<Decision, Forbidden> | undefined =>
     ctx.acl.decideNow?.(ctx.principal, entity, op)
-
-const fieldsOf = (node: FilterNode): ReadonlyArray<FieldDef> => {
-  switch (node._tag) {
-    case "And":
-    case "Or":
-      return node.nodes.flatMap(fieldsOf)
-    case "Not":
-      return fieldsOf(node.node)
-    default:
-      return [node.field]
-  }
-}
 
 /**
  * A field the principal may not see (read_fields, security.never_expose) cannot be tested by a
@@ -550,7 +538,7 @@ const listMethod: Runner = onEntity({
   plan: (ctx, entity, options, access) =>
     Either.gen(function* () {
       const o = yield* listOptions(ctx, entity, options)
-      yield* checkReadable(access.readable, [...fieldsOf(o.filter), ...o.sort.map((k) => k.field)])
+      yield* checkReadable(access.readable, [...filterFields(o.filter), ...o.sort.map((k) => k.field)])
       return { o, access }
     }),
   execute: (ctx, entity, { o, access }, p) =>
@@ -587,7 +575,7 @@ const planFilter = (ctx: MethodContext, entity: EntityDef, raw: unknown, readabl
   Either.gen(function* () {
     const filter = yield* filterOf(entity, raw, "filter")
     yield* admitComplexity(ctx, { filter })
-    yield* checkReadable(readable, fieldsOf(filter))
+    yield* checkReadable(readable, [...filterFields(filter)])
     return filter
   })
 
@@ -713,7 +701,7 @@ const planBulkFilter = (ctx: MethodContext, entity: EntityDef, raw: unknown, rea
   Either.gen(function* () {
     const filter = yield* requireFilter(entity, raw)
     yield* admitComplexity(ctx, { filter })
-    yield* checkReadable(readable, fieldsOf(filter))
+    yield* checkReadable(readable, [...filterFields(filter)])
     return filter
   })
 
