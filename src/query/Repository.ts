@@ -21,9 +21,9 @@ import { decodeRow, encodeValue, type Row, type WireRecord, wireOfValues } from 
 import { capturing, note } from "./Capture.js"
 import { makeReadBatch } from "./ReadBatch.js"
 import { classify, toRequestError } from "./DbErrors.js"
-import { and, compileFilter, type FilterNode, TRUE } from "./Filter.js"
+import { and, compileFilter, filterFields, type FilterNode, TRUE } from "./Filter.js"
 import { currentJournal, type JournalEntry } from "./Journal.js"
-import { admitsNewRecord, filterFields, newRecordAdmitter, touchesFilter } from "./WritePlan.js"
+import { admitsNewRecord, newRecordAdmitter, touchesFilter } from "./WritePlan.js"
 import { defaultRetrySettings, type RetrySettings, retryOutsideTransaction, withRetry } from "./Retry.js"
 
 /** What the access decision allows: the rows (a filter added to every statement) and fields. */
@@ -648,6 +648,20 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
     )
 
   /**
+   * A one-statement create's or update's answer: the row it RETURNED, as the caller may read it,
+   * noted for the change announcement; 404 when the row filter let no row through.
+   */
+  const writtenRow =
+    (entity: EntityDef, op: "create" | "update", readable: ReadonlyArray<FieldDef>, access: Access) => (rows: ReadonlyArray<Row>) => {
+      const row = rows[0]
+      if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
+      return Effect.as(
+        note(entity, [{ op, id: String(row[KEY]) }]),
+        decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
+      )
+    }
+
+  /**
    * PostgreSQL: an UPDATE of the rows `cond` admits that also answers their before images: the
    * rows are locked by a sub-select (`o`), which RETURNING can name beside the new row (`t`).
    */
@@ -682,14 +696,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
                 entry,
                 build
               )
-        return Effect.flatMap(runOne(write, entry, writeError(entity, [values])), (rows) => {
-          const row = rows[0]
-          if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
-          return Effect.as(
-            note(entity, [{ op: "update", id: String(row[KEY]) }]),
-            decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
-          )
-        })
+        return Effect.flatMap(runOne(write, entry, writeError(entity, [values])), writtenRow(entity, "update", readable, access))
       })
     }
     return Effect.gen(function* () {
@@ -768,14 +775,7 @@ export const makeRepository = (db: DatabaseShape, registry: EntityRegistryShape,
         entry,
         () => sql<Row>`${insertStatement(db, entity, [record])} RETURNING ${returning(entity, readable)}`
       )
-      return Effect.flatMap(runOne(write, entry, writeError(entity, [values])), (rows) => {
-        const row = rows[0]
-        if (row === undefined) return Effect.fail(new NotFound({ entity: entity.name }))
-        return Effect.as(
-          note(entity, [{ op: "create", id: String(row[KEY]) }]),
-          decodeRow(dialect, entity, pickColumns(row, readable), access.readable)
-        )
-      })
+      return Effect.flatMap(runOne(write, entry, writeError(entity, [values])), writtenRow(entity, "create", readable, access))
     })
 
   /** Notes the rows a many-row write changed (ids; before images when captured) and answers how many. */
