@@ -39,11 +39,11 @@ const errorToJSON = (u: unknown): unknown => (u instanceof Error && !("toJSON" i
  * the ids "noop": a line logged in it carries the ids of the nearest span that was made, else the
  * request's own (src/Spans.ts, `requestTrace`).
  */
-const isPlaceholder = (s: Tracer.AnySpan): boolean => s._tag === "Span" && s.spanId === "noop"
+const isPlaceholder = (s: Tracer.AnySpan): s is Tracer.Span => s._tag === "Span" && s.spanId === "noop"
 
 const madeSpan = (span: Tracer.AnySpan): Tracer.AnySpan => {
   let s = span
-  while (isPlaceholder(s) && s._tag === "Span" && Option.isSome(s.parent)) s = s.parent.value
+  while (isPlaceholder(s) && Option.isSome(s.parent)) s = s.parent.value
   return s
 }
 
