@@ -4,9 +4,24 @@
  */
 import { execSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { type Client, connect, type Daemon, startDaemon } from "../test/support/daemon.js"
 import { SERVICE_TOKEN, type TestDatabase } from "../test/support/services.js"
+
+export const pct = (xs: ReadonlyArray<number>, p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!
+export const median = (xs: ReadonlyArray<number>) => pct(xs, 50)
+
+/** utime + stime of a process (/proc/<pid>/stat, 10 ms ticks), or of this one when `pid` is undefined, in µs. */
+export const cpuOf = (pid: number | undefined): number => {
+  if (pid === undefined) {
+    const u = process.cpuUsage()
+    return u.user + u.system
+  }
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6
+}
 
 /** A request that must succeed: its result. */
 export const ok = async (c: Client, method: string, params: ReadonlyArray<unknown>): Promise<unknown> => {

@@ -21,7 +21,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
 import { connect, root } from "../test/support/daemon.js"
-import { ok, startSides } from "./ab-support.js"
+import { cpuOf, median, ok, startSides } from "./ab-support.js"
 import { writeBenchDaemonConfig, writeBenchRules } from "./daemon-config.js"
 import { createDatabase, tempDir } from "../test/support/services.js"
 
@@ -32,19 +32,6 @@ const WARMUP = env("BULK_WARMUP", 100)
 const PROFILE = process.env.BULK_PROFILE === "1"
 const POOL = 8
 const folders = process.argv.length > 2 ? process.argv.slice(2).map((f) => path.resolve(f)) : [root]
-
-const pct = (xs: ReadonlyArray<number>, p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!
-const median = (xs: ReadonlyArray<number>) => pct(xs, 50)
-/** utime + stime of a process, in µs. */
-const cpuOf = (pid: number | undefined) => {
-  if (pid === undefined) {
-    const u = process.cpuUsage()
-    return u.user + u.system
-  }
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6
-}
 
 interface Side {
   readonly name: string

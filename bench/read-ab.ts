@@ -22,7 +22,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
 import { connect, root } from "../test/support/daemon.js"
-import { ok, startSides } from "./ab-support.js"
+import { cpuOf, median, ok, startSides } from "./ab-support.js"
 import { writeBenchDaemonConfig, writeBenchRules } from "./daemon-config.js"
 import { createDatabase, tempDir } from "../test/support/services.js"
 
@@ -37,13 +37,6 @@ const POOL = env("AB_POOL", 8)
 const folders = process.argv.length > 2 ? process.argv.slice(2).map((f) => path.resolve(f)) : [root]
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const pct = (xs: ReadonlyArray<number>, p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!
-const median = (xs: ReadonlyArray<number>) => pct(xs, 50)
-const cpuSecondsOf = (pid: number) => {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 interface Side {
   readonly name: string
@@ -154,16 +147,10 @@ try {
     await sleep(300)
     counting = true
     const t = performance.now()
-    const cpu0 = s.pid === undefined ? process.cpuUsage() : cpuSecondsOf(s.pid)
+    const cpu0 = cpuOf(s.pid)
     await sleep(SECONDS * 1000)
     const elapsed = (performance.now() - t) / 1000
-    const cpu =
-      typeof cpu0 === "number"
-        ? cpuSecondsOf(s.pid!) - cpu0
-        : (() => {
-            const u = process.cpuUsage(cpu0)
-            return (u.user + u.system) / 1e6
-          })()
+    const cpu = (cpuOf(s.pid) - cpu0) / 1e6
     const n = done
     counting = false
     stop = true

@@ -20,7 +20,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
 import { connect, root } from "../test/support/daemon.js"
-import { ok, startSides } from "./ab-support.js"
+import { cpuOf, median, ok, startSides } from "./ab-support.js"
 import { writeBenchDaemonConfig, writeBenchRules } from "./daemon-config.js"
 import { createDatabase, tempDir } from "../test/support/services.js"
 
@@ -30,10 +30,6 @@ const ITER = env("AB_ITER", 500)
 const POOL = env("AB_POOL", 8)
 const PROFILE = process.env.AB_PROFILE === "1"
 const folders = process.argv.length > 2 ? process.argv.slice(2).map((f) => path.resolve(f)) : [root]
-
-const pct = (xs: ReadonlyArray<number>, p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!
-const median = (xs: ReadonlyArray<number>) => pct(xs, 50)
 
 let seq = 0
 const uniq = () => `${randomBytes(3).toString("hex")}-${(++seq).toString(36)}`
@@ -47,10 +43,6 @@ const pageData = (i: number) => ({
 type Op = "read" | "create" | "update" | "delete"
 /** AB_OPS: the operations timed (comma-separated; all by default; deletes need the creates). */
 const OPS: ReadonlyArray<Op> = (process.env.AB_OPS ?? "read,create,update,delete").split(",") as Array<Op>
-const cpuSecondsOf = (pid: number) => {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 interface Side {
   readonly name: string
@@ -145,14 +137,14 @@ try {
   const nextId = () => ids[(k = (k + 104_729) % ids.length)]!
   const timed = async (s: Side, op: Op, n: number, f: (i: number) => Promise<unknown>) => {
     const xs: Array<number> = []
-    const cpu0 = s.pid === undefined ? 0 : cpuSecondsOf(s.pid)
+    const cpu0 = s.pid === undefined ? 0 : cpuOf(s.pid)
     for (let i = 0; i < n; i++) {
       const t = performance.now()
       await f(i)
       xs.push((performance.now() - t) * 1000)
     }
     s.p50[op].push(median(xs))
-    s.cpu[op].push(s.pid === undefined ? 0 : ((cpuSecondsOf(s.pid) - cpu0) * 1e6) / n)
+    s.cpu[op].push(s.pid === undefined ? 0 : (cpuOf(s.pid) - cpu0) / n)
   }
   const round = async (s: Side, n: number) => {
     const made: Array<string> = []
